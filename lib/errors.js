@@ -1,0 +1,66 @@
+'use strict'
+// Errors tollgate throws and rejects with. Every one carries a stable `code`. They are built
+// here, in JavaScript, so they belong to the caller's realm: `instanceof Error` holds inside
+// jest's sandbox too, where errors made by native code would fail it.
+
+/** Codes, stable across releases. */
+const codes = Object.freeze({
+  INVALID_ARG: 'ERR_TOLLGATE_INVALID_ARG',
+  OUT_OF_RANGE: 'ERR_TOLLGATE_OUT_OF_RANGE',
+  TOO_LARGE: 'ERR_TOLLGATE_TOO_LARGE',
+  NOT_A_MESSAGE_LIST: 'ERR_TOLLGATE_NOT_A_MESSAGE_LIST',
+  STORE_UNAVAILABLE: 'ERR_TOLLGATE_STORE_UNAVAILABLE',
+  STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT',
+  STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED',
+  STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR',
+})
+
+/** A store (Redis) could not answer: unavailable, timed out, closed, or replied an error. */
+class StoreError extends Error {
+  constructor(code, message) {
+    super(message)
+    this.name = 'StoreError'
+    this.code = code
+  }
+}
+
+function withCode(err, code) {
+  Object.defineProperty(err, 'code', { value: code, enumerable: true, writable: true, configurable: true })
+  return err
+}
+
+/** A TypeError with `code` ERR_TOLLGATE_INVALID_ARG. */
+function invalidArg(message) {
+  return withCode(new TypeError(message), codes.INVALID_ARG)
+}
+
+/** A RangeError with `code` ERR_TOLLGATE_OUT_OF_RANGE (or the code given). */
+function outOfRange(message, code = codes.OUT_OF_RANGE) {
+  return withCode(new RangeError(message), code)
+}
+
+const CODED = /^(ERR_TOLLGATE_[A-Z_]+): ([\s\S]*)$/
+
+/** Turns an error from the native addon into one of this realm, keeping its code. */
+function fromNative(err) {
+  const m = CODED.exec(err && err.message)
+  if (!m) return err instanceof Error ? err : new Error(String(err))
+  const [, code, message] = m
+  switch (code) {
+    case codes.INVALID_ARG:
+    case codes.NOT_A_MESSAGE_LIST:
+      return withCode(new TypeError(message), code)
+    case codes.OUT_OF_RANGE:
+    case codes.TOO_LARGE:
+      return withCode(new RangeError(message), code)
+    default:
+      return new StoreError(code, message)
+  }
+}
+
+/** For `promise.then(ok, rethrow)`. */
+function rethrow(err) {
+  throw fromNative(err)
+}
+
+module.exports = { codes, StoreError, invalidArg, outOfRange, fromNative, rethrow }

@@ -1,0 +1,22 @@
+'use strict'
+// tollgate: rate limits, token budgets, response caching and sessions for LLM apps.
+// Types and documentation: index.d.ts beside this file.
+
+const { MemoryStore, RedisStore } = require('./stores')
+const { RateLimiter } = require('./rate-limiter')
+const { TokenBudget } = require('./token-budget')
+const { ResponseCache, requestKey } = require('./response-cache')
+const { SessionStore } = require('./session-store')
+const { StoreError, codes } = require('./errors')
+
+module.exports = {
+  MemoryStore,
+  RedisStore,
+  ResponseCache,
+  RateLimiter,
+  TokenBudget,
+  SessionStore,
+  StoreError,
+  codes,
+  requestKey,
+}

@@ -1,0 +1,249 @@
+'use strict'
+// The two stores, and how each class turns its first argument (a store, a Redis URL, an
+// ioredis or node-redis client, or nothing) into one.
+
+const native = require('./native')
+const { invalidArg, outOfRange } = require('./errors')
+const v = require('./validate')
+
+const kNative = Symbol('tollgate.native')
+const kClock = Symbol('tollgate.clock')
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 500
+const DEFAULT_COMMAND_TIMEOUT_MS = 250
+
+/** Wraps an injected clock so it is checked on every read; null means the store's own clock. */
+function clockOf(now) {
+  if (now === undefined || now === null) return null
+  v.fn(now, 'options.now')
+  return () => {
+    const t = now()
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
+      throw outOfRange(`options.now() must return milliseconds (a finite number ≥ 0), got ${v.describe(t)}`)
+    }
+    return t
+  }
+}
+
+/**
+ * State kept in this process: nothing to install, answers synchronously. The default store.
+ */
+class MemoryStore {
+  constructor(options) {
+    const o = v.options(options, 'options')
+    this[kNative] = native.NativeStore.memory()
+    this[kClock] = clockOf(o.now)
+  }
+
+  /** Live keys. */
+  get size() {
+    const clock = this[kClock]
+    return this[kNative].size(clock ? clock() : Date.now())
+  }
+
+  /** Drops everything. */
+  clear() {
+    this[kNative].clear()
+  }
+
+  /** Nothing to release; present so code can close any store. */
+  close() {
+    return Promise.resolve()
+  }
+}
+
+function urlOf(o) {
+  const host = o.host === undefined ? '127.0.0.1' : v.id(o.host, 'options.host')
+  const port = o.port === undefined ? 6379 : v.integer(o.port, 'options.port', 1, 65535)
+  const db = o.db === undefined ? 0 : v.integer(o.db, 'options.db', 0, 1 << 20)
+  let auth = ''
+  if (o.password !== undefined && o.password !== null && o.password !== '') {
+    const user = o.username ? encodeURIComponent(v.string(o.username, 'options.username')) : ''
+    auth = `${user}:${encodeURIComponent(v.string(o.password, 'options.password'))}@`
+  } else if (o.username) {
+    auth = `${encodeURIComponent(v.string(o.username, 'options.username'))}@`
+  }
+  const scheme = o.tls ? 'rediss' : 'redis'
+  const insecure = o.tls && typeof o.tls === 'object' && o.tls.rejectUnauthorized === false
+  const h = host.includes(':') ? `[${host}]` : host
+  return `${scheme}://${auth}${h}:${port}/${db}${insecure ? '#insecure' : ''}`
+}
+
+function checkUrl(url, name) {
+  v.id(url, name)
+  if (!/^rediss?:\/\//.test(url)) {
+    throw invalidArg(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(url.slice(0, 80))}`)
+  }
+  return url
+}
+
+/**
+ * State shared through Redis (or Redis Cluster, or Valkey) by every process that uses the
+ * same server. One Lua script — one round trip — per call.
+ */
+class RedisStore {
+  constructor(urlOrOptions, options) {
+    let o
+    let urls
+    let cluster = false
+    if (typeof urlOrOptions === 'string') {
+      urls = [checkUrl(urlOrOptions, 'url')]
+      o = v.options(options, 'options')
+    } else {
+      o = v.options(urlOrOptions, 'options')
+      if (o.cluster !== undefined) {
+        if (!Array.isArray(o.cluster) || o.cluster.length === 0) {
+          throw invalidArg('options.cluster must be a non-empty array of redis:// URLs')
+        }
+        urls = o.cluster.map((u, i) => checkUrl(u, `options.cluster[${i}]`))
+        cluster = true
+      } else if (o.url !== undefined) {
+        urls = [checkUrl(o.url, 'options.url')]
+      } else {
+        urls = [urlOf(o)]
+      }
+    }
+    const connectTimeoutMs =
+      o.connectTimeoutMs === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : v.millis(o.connectTimeoutMs, 'options.connectTimeoutMs', 60000)
+    const commandTimeoutMs =
+      o.commandTimeoutMs === undefined ? DEFAULT_COMMAND_TIMEOUT_MS : v.millis(o.commandTimeoutMs, 'options.commandTimeoutMs', 60000)
+    this[kNative] = native.NativeStore.redis({ urls, cluster, connectTimeoutMs, commandTimeoutMs })
+    this[kClock] = clockOf(o.now)
+  }
+
+  /**
+   * A store on the same server, credentials, database and TLS setting as an existing ioredis
+   * or node-redis client. tollgate opens its own connection; the client is not used.
+   */
+  static fromClient(client, options) {
+    const o = v.options(options, 'options')
+    return new RedisStore({ ...o, ...connectionOf(client) })
+  }
+
+  /** True once `close()` was called. */
+  get closed() {
+    return this[kNative].closed
+  }
+
+  /** Ends the connection; later calls reject with ERR_TOLLGATE_STORE_CLOSED. */
+  close() {
+    this[kNative].close()
+    return Promise.resolve()
+  }
+}
+
+/** True when `x` looks like an ioredis or node-redis client (or cluster). */
+function isRedisClient(x) {
+  return (
+    x !== null &&
+    typeof x === 'object' &&
+    (typeof x.sendCommand === 'function' || typeof x.call === 'function') &&
+    (typeof x.options === 'object' || Array.isArray(x.startupNodes))
+  )
+}
+
+/** Connection settings of an ioredis or node-redis client, as RedisStore options. */
+function connectionOf(client) {
+  if (!isRedisClient(client)) {
+    throw invalidArg('expected an ioredis or node-redis client')
+  }
+  // ioredis Cluster
+  if (client.isCluster && Array.isArray(client.startupNodes)) {
+    const ro = (client.options && client.options.redisOptions) || {}
+    const cluster = client.startupNodes.map((n) =>
+      typeof n === 'string' ? n : urlOf({ host: n.host, port: n.port, username: ro.username, password: ro.password, tls: ro.tls }),
+    )
+    return { cluster }
+  }
+  const o = client.options || {}
+  // node-redis cluster
+  if (Array.isArray(o.rootNodes)) {
+    const d = o.defaults || {}
+    const cluster = o.rootNodes.map((n) =>
+      n.url ? n.url : urlOf({ host: n.socket && n.socket.host, port: n.socket && n.socket.port, username: d.username, password: d.password, tls: n.socket && n.socket.tls }),
+    )
+    return { cluster }
+  }
+  // node-redis client: { url?, socket: {host, port, tls}, username, password, database }
+  if (o.socket || o.url || o.database !== undefined) {
+    if (o.url && !o.socket && o.username === undefined && o.password === undefined && o.database === undefined) {
+      return { url: o.url }
+    }
+    const s = o.socket || {}
+    let base = {}
+    if (o.url) {
+      const u = new URL(o.url)
+      base = {
+        host: u.hostname.replace(/^\[|\]$/g, ''),
+        port: u.port ? Number(u.port) : 6379,
+        username: u.username ? decodeURIComponent(u.username) : undefined,
+        password: u.password ? decodeURIComponent(u.password) : undefined,
+        db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+        tls: u.protocol === 'rediss:',
+      }
+    }
+    return {
+      host: s.host || base.host,
+      port: s.port || base.port,
+      username: o.username !== undefined ? o.username : base.username,
+      password: o.password !== undefined ? o.password : base.password,
+      db: o.database !== undefined ? o.database : base.db,
+      tls: s.tls || base.tls,
+    }
+  }
+  // ioredis client: { host, port, username, password, db, tls }
+  return { host: o.host, port: o.port, username: o.username, password: o.password, db: o.db, tls: o.tls }
+}
+
+let defaultStore
+/** The process-wide MemoryStore used by classes created without a store. */
+function defaultMemoryStore() {
+  if (!defaultStore) defaultStore = new MemoryStore()
+  return defaultStore
+}
+
+const clientStores = new WeakMap()
+
+/** A class's first argument as a store. */
+function resolveStore(x, name) {
+  if (x === undefined || x === null) return defaultMemoryStore()
+  if (x instanceof MemoryStore || x instanceof RedisStore) return x
+  if (typeof x === 'string') return new RedisStore(x)
+  if (isRedisClient(x)) {
+    let s = clientStores.get(x)
+    if (!s) {
+      s = RedisStore.fromClient(x)
+      clientStores.set(x, s)
+    }
+    return s
+  }
+  throw invalidArg(
+    `${name}: the first argument must be a MemoryStore, a RedisStore, a Redis URL, an ioredis or node-redis client, or undefined; got ${v.describe(x)}`,
+  )
+}
+
+function isPlainObject(x) {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return false
+  const p = Object.getPrototypeOf(x)
+  return p === null || p === Object.prototype || Object.getPrototypeOf(p) === null
+}
+
+/** `(store, options)` or `(options)`: the store and the options. */
+function storeAndOptions(first, second, name) {
+  if (second === undefined && isPlainObject(first) && !isRedisClient(first)) {
+    return [defaultMemoryStore(), first]
+  }
+  return [resolveStore(first, name), v.options(second, 'options')]
+}
+
+module.exports = {
+  MemoryStore,
+  RedisStore,
+  kNative,
+  kClock,
+  connectionOf,
+  storeAndOptions,
+  defaultMemoryStore,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+}

@@ -1,0 +1,128 @@
+//! `NativeStore`: the handle every class is built on — an in-process keyspace or a Redis
+//! connection. The public `MemoryStore` and `RedisStore` classes (lib/stores.js) wrap it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi_derive::napi;
+
+use super::error::{coded, ms, INVALID_ARG, STORE_CLOSED};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::{RedisConfig, RedisStore};
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+  Memory(MemoryStore),
+  Redis(Arc<RedisStore>),
+}
+
+impl Backend {
+  /// The in-process keyspace; calling a sync method on a Redis store is a bug in lib/.
+  pub(crate) fn memory(&self) -> napi::Result<&MemoryStore> {
+    match self {
+      Backend::Memory(m) => Ok(m),
+      Backend::Redis(_) => Err(coded(INVALID_ARG, "a Redis store has no synchronous path")),
+    }
+  }
+
+  pub(crate) fn redis(&self) -> napi::Result<Arc<RedisStore>> {
+    match self {
+      Backend::Redis(r) => Ok(r.clone()),
+      Backend::Memory(_) => Err(coded(
+        INVALID_ARG,
+        "a memory store has no asynchronous path",
+      )),
+    }
+  }
+}
+
+/// Options of a Redis connection, as lib/stores.js resolves them.
+#[napi(object, object_to_js = false)]
+pub struct RedisConnectOptions {
+  pub urls: Vec<String>,
+  pub cluster: bool,
+  pub connect_timeout_ms: f64,
+  pub command_timeout_ms: f64,
+}
+
+#[napi]
+pub struct NativeStore {
+  pub(crate) backend: Backend,
+}
+
+#[napi]
+impl NativeStore {
+  #[napi(factory)]
+  pub fn memory() -> Self {
+    NativeStore {
+      backend: Backend::Memory(MemoryStore::new()),
+    }
+  }
+
+  #[napi(factory, catch_unwind)]
+  pub fn redis(options: RedisConnectOptions) -> napi::Result<Self> {
+    let config = RedisConfig {
+      urls: options.urls,
+      cluster: options.cluster,
+      connect_timeout: Duration::from_millis(ms(options.connect_timeout_ms).max(1)),
+      command_timeout: Duration::from_millis(ms(options.command_timeout_ms).max(1)),
+    };
+    let store = RedisStore::new(config).map_err(|e| coded(INVALID_ARG, format!("{e:?}")))?;
+    Ok(NativeStore {
+      backend: Backend::Redis(Arc::new(store)),
+    })
+  }
+
+  #[napi(getter)]
+  pub fn is_memory(&self) -> bool {
+    matches!(self.backend, Backend::Memory(_))
+  }
+
+  /// Live keys in a memory store at `now`.
+  #[napi(catch_unwind)]
+  pub fn size(&self, now: f64) -> napi::Result<u32> {
+    Ok(self.backend.memory()?.len(ms(now)) as u32)
+  }
+
+  /// Drops every key of a memory store.
+  #[napi(catch_unwind)]
+  pub fn clear(&self) -> napi::Result<()> {
+    self.backend.memory()?.clear();
+    Ok(())
+  }
+
+  /// Ends a Redis connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`.
+  #[napi]
+  pub fn close(&self) {
+    if let Backend::Redis(r) = &self.backend {
+      r.close();
+    }
+  }
+
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    matches!(&self.backend, Backend::Redis(r) if r.is_closed())
+  }
+
+  /// `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks.
+  #[napi]
+  pub fn script_hashes(&self) -> napi::Result<Vec<Vec<String>>> {
+    let redis = self.backend.redis()?;
+    Ok(
+      redis
+        .script_hashes()
+        .into_iter()
+        .map(|(n, h)| vec![n.to_owned(), h])
+        .collect(),
+    )
+  }
+}
+
+/// Fails fast when a closed Redis store is used, before any future is spawned.
+pub(crate) fn open_redis(backend: &Backend) -> napi::Result<Arc<RedisStore>> {
+  let r = backend.redis()?;
+  if r.is_closed() {
+    return Err(coded(STORE_CLOSED, "the store was closed"));
+  }
+  Ok(r)
+}

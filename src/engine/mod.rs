@@ -1,0 +1,7 @@
+//! Pure algorithms: no napi, no I/O, time passed in as milliseconds. Each store makes them
+//! atomic (a lock in memory, a Lua script in Redis) and each binding only converts arguments.
+
+pub mod cache_key;
+pub mod session;
+pub mod sliding_window;
+pub mod token_budget;

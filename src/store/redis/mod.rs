@@ -1,0 +1,384 @@
+//! The Redis store: state shared by every process that points at the same Redis (or Redis
+//! Cluster, or Valkey). Every decision is one Lua script sent with EVALSHA — one round trip —
+//! and each script touches one key, so every call is Cluster-safe.
+//!
+//! Connections: one redis-rs `ConnectionManager` per store (reconnects in the background), or
+//! one cluster connection. Connecting and every command are bounded by short timeouts, so a
+//! call never hangs when Redis is down: it fails with [`StoreError::Timeout`] or
+//! [`StoreError::Unavailable`].
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Script, ScriptInvocation};
+
+use crate::engine::session::Session;
+use crate::engine::{sliding_window, token_budget};
+use crate::store::memory::AppendOutcome;
+
+/// Why a Redis call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+  /// Redis did not answer in time.
+  Timeout(String),
+  /// No connection could be made, or it broke.
+  Unavailable(String),
+  /// Redis answered with an error (for example a key holding another type).
+  Command(String),
+  /// `close()` was called.
+  Closed,
+}
+
+/// How to reach Redis.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+  /// `redis://` / `rediss://` URLs: one for a single server, several (or `cluster`) for a
+  /// Redis Cluster's seed nodes.
+  pub urls: Vec<String>,
+  pub cluster: bool,
+  pub connect_timeout: Duration,
+  pub command_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Conn {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+}
+
+enum Slot {
+  Idle,
+  Ready(Conn),
+  Closed,
+}
+
+struct Scripts {
+  rate_limit: Script,
+  budget: Script,
+  cache_get: Script,
+  put: Script,
+  session: Script,
+}
+
+/// A handle to Redis; clone-free, shared behind an `Arc` by the bindings.
+pub struct RedisStore {
+  config: RedisConfig,
+  slot: Mutex<Slot>,
+  connecting: tokio::sync::Mutex<()>,
+  scripts: Scripts,
+}
+
+/// `now` as the scripts take it: milliseconds, or -1 for the Redis server's clock.
+fn now_arg(now: Option<u64>) -> i64 {
+  now.map_or(-1, |n| n as i64)
+}
+
+impl RedisStore {
+  /// Creates the handle; the connection is made by the first call.
+  pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
+    if config.urls.is_empty() {
+      return Err(StoreError::Unavailable("no Redis URL given".into()));
+    }
+    for url in &config.urls {
+      redis::parse_redis_url(url)
+        .ok_or_else(|| StoreError::Unavailable(format!("not a Redis URL: {url}")))?;
+    }
+    Ok(RedisStore {
+      config,
+      slot: Mutex::new(Slot::Idle),
+      connecting: tokio::sync::Mutex::new(()),
+      scripts: Scripts {
+        rate_limit: Script::new(include_str!("scripts/rate_limit.lua")),
+        budget: Script::new(include_str!("scripts/budget.lua")),
+        cache_get: Script::new(include_str!("scripts/cache_get.lua")),
+        put: Script::new(include_str!("scripts/put.lua")),
+        session: Script::new(include_str!("scripts/session.lua")),
+      },
+    })
+  }
+
+  /// SHA1 of each script, by name, as Redis reports them in `SCRIPT EXISTS`.
+  pub fn script_hashes(&self) -> Vec<(&'static str, String)> {
+    let s = &self.scripts;
+    vec![
+      ("budget", s.budget.get_hash().to_owned()),
+      ("cache_get", s.cache_get.get_hash().to_owned()),
+      ("put", s.put.get_hash().to_owned()),
+      ("rate_limit", s.rate_limit.get_hash().to_owned()),
+      ("session", s.session.get_hash().to_owned()),
+    ]
+  }
+
+  fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+    self.slot.lock().unwrap_or_else(|p| p.into_inner())
+  }
+
+  /// Ends the connection; later calls fail with [`StoreError::Closed`].
+  pub fn close(&self) {
+    *self.slot() = Slot::Closed;
+  }
+
+  pub fn is_closed(&self) -> bool {
+    matches!(*self.slot(), Slot::Closed)
+  }
+
+  async fn conn(&self) -> Result<Conn, StoreError> {
+    match &*self.slot() {
+      Slot::Ready(c) => return Ok(c.clone()),
+      Slot::Closed => return Err(StoreError::Closed),
+      Slot::Idle => {}
+    }
+    let _one_at_a_time = self.connecting.lock().await;
+    match &*self.slot() {
+      Slot::Ready(c) => return Ok(c.clone()),
+      Slot::Closed => return Err(StoreError::Closed),
+      Slot::Idle => {}
+    }
+    let conn = self.connect().await?;
+    let mut slot = self.slot();
+    if matches!(*slot, Slot::Closed) {
+      return Err(StoreError::Closed);
+    }
+    *slot = Slot::Ready(conn.clone());
+    Ok(conn)
+  }
+
+  async fn connect(&self) -> Result<Conn, StoreError> {
+    let c = &self.config;
+    if c.cluster || c.urls.len() > 1 {
+      let client = redis::cluster::ClusterClient::builder(c.urls.clone())
+        .connection_timeout(c.connect_timeout)
+        .response_timeout(c.command_timeout)
+        .retries(1)
+        .build()
+        .map_err(classify)?;
+      let conn = tokio::time::timeout(c.connect_timeout * 2, client.get_async_connection())
+        .await
+        .map_err(|_| {
+          StoreError::Timeout(format!("connecting took over {:?}", c.connect_timeout * 2))
+        })?
+        .map_err(classify)?;
+      Ok(Conn::Cluster(conn))
+    } else {
+      let client = redis::Client::open(c.urls[0].as_str()).map_err(classify)?;
+      let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(c.connect_timeout))
+        .set_response_timeout(Some(c.command_timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(100));
+      let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(classify)?;
+      Ok(Conn::Single(manager))
+    }
+  }
+
+  /// Runs one script invocation with a hard deadline.
+  async fn run<T: redis::FromRedisValue>(
+    &self,
+    invocation: ScriptInvocation<'_>,
+  ) -> Result<T, StoreError> {
+    let deadline = self.config.connect_timeout + self.config.command_timeout;
+    let work = async {
+      let conn = self.conn().await?;
+      match conn {
+        Conn::Single(mut c) => invoke(&invocation, &mut c).await,
+        Conn::Cluster(mut c) => invoke(&invocation, &mut c).await,
+      }
+    };
+    match tokio::time::timeout(deadline, work).await {
+      Ok(result) => result,
+      Err(_) => Err(StoreError::Timeout(format!(
+        "Redis did not answer within {deadline:?}"
+      ))),
+    }
+  }
+
+  // ---- one method per decision -------------------------------------------------------------
+
+  pub async fn rate_limit(
+    &self,
+    key: &str,
+    limit: sliding_window::Limit,
+    now: Option<u64>,
+    op: sliding_window::Op,
+  ) -> Result<sliding_window::Decision, StoreError> {
+    let mut inv = self.scripts.rate_limit.prepare_invoke();
+    inv
+      .key(key)
+      .arg(op.code())
+      .arg(limit.max)
+      .arg(limit.window_ms)
+      .arg(now_arg(now));
+    let (allowed, remaining, reset_ms): (i64, u32, u64) = self.run(inv).await?;
+    Ok(sliding_window::Decision {
+      allowed: allowed == 1,
+      remaining,
+      reset_in_seconds: reset_ms.div_ceil(1000),
+    })
+  }
+
+  pub async fn budget(
+    &self,
+    key: &str,
+    limit: token_budget::Limit,
+    now: Option<u64>,
+    op: &token_budget::Op,
+  ) -> Result<token_budget::Decision, StoreError> {
+    let (code, tokens, id) = op.script_args();
+    let mut inv = self.scripts.budget.prepare_invoke();
+    inv
+      .key(key)
+      .arg(code)
+      .arg(limit.max)
+      .arg(limit.period_ms)
+      .arg(limit.hold_ms)
+      .arg(now_arg(now))
+      .arg(tokens)
+      .arg(id);
+    let (allowed, used, reserved, reset_ms, hold_id, hold_exp): (i64, u64, u64, u64, String, u64) =
+      self.run(inv).await?;
+    Ok(token_budget::Decision {
+      allowed: allowed == 1,
+      used,
+      reserved,
+      remaining: limit.max.saturating_sub(used + reserved),
+      reset_in_seconds: reset_ms.div_ceil(1000),
+      hold: (!hold_id.is_empty()).then_some(token_budget::Hold {
+        id: hold_id,
+        tokens,
+        expires_at: hold_exp,
+      }),
+    })
+  }
+
+  pub async fn get_text(&self, key: &str, now: Option<u64>) -> Result<Option<String>, StoreError> {
+    let mut inv = self.scripts.cache_get.prepare_invoke();
+    inv.key(key).arg(now_arg(now));
+    self.run(inv).await
+  }
+
+  pub async fn set_text(
+    &self,
+    key: &str,
+    text: &str,
+    now: Option<u64>,
+    ttl_ms: u64,
+  ) -> Result<(), StoreError> {
+    let mut inv = self.scripts.put.prepare_invoke();
+    inv
+      .key(key)
+      .arg(now_arg(now))
+      .arg(ttl_ms)
+      .arg("v")
+      .arg(text);
+    let _: i64 = self.run(inv).await?;
+    Ok(())
+  }
+
+  /// Deletes `key`; true when it existed. A single command, so no script.
+  pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+    let deadline = self.config.connect_timeout + self.config.command_timeout;
+    let work = async {
+      let conn = self.conn().await?;
+      let mut cmd = redis::cmd("DEL");
+      cmd.arg(key);
+      let n: i64 = match conn {
+        Conn::Single(mut c) => cmd.query_async(&mut c).await,
+        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+      }
+      .map_err(classify)?;
+      Ok(n > 0)
+    };
+    tokio::time::timeout(deadline, work)
+      .await
+      .unwrap_or_else(|_| {
+        Err(StoreError::Timeout(format!(
+          "Redis did not answer within {deadline:?}"
+        )))
+      })
+  }
+
+  pub async fn session_save(
+    &self,
+    key: &str,
+    session: &Session,
+    now: Option<u64>,
+    ttl_ms: u64,
+  ) -> Result<(), StoreError> {
+    let mut inv = self.scripts.put.prepare_invoke();
+    inv
+      .key(key)
+      .arg(now_arg(now))
+      .arg(ttl_ms)
+      .arg("d")
+      .arg(&session.head);
+    if let Some(messages) = &session.messages {
+      inv.arg("m").arg(messages);
+    }
+    let _: i64 = self.run(inv).await?;
+    Ok(())
+  }
+
+  pub async fn session_load(
+    &self,
+    key: &str,
+    now: Option<u64>,
+  ) -> Result<Option<String>, StoreError> {
+    let mut inv = self.scripts.session.prepare_invoke();
+    inv.key(key).arg("l").arg(now_arg(now)).arg(0);
+    let found: Option<(String, Option<String>)> = self.run(inv).await?;
+    Ok(found.map(|(head, messages)| Session { head, messages }.assemble()))
+  }
+
+  /// Renews the expiry of a live session or cache entry; false when there is none.
+  pub async fn touch(&self, key: &str, now: Option<u64>, ttl_ms: u64) -> Result<bool, StoreError> {
+    let mut inv = self.scripts.session.prepare_invoke();
+    inv.key(key).arg("t").arg(now_arg(now)).arg(ttl_ms);
+    let touched: i64 = self.run(inv).await?;
+    Ok(touched == 1)
+  }
+
+  pub async fn session_append(
+    &self,
+    key: &str,
+    items: &str,
+    now: Option<u64>,
+    ttl_ms: u64,
+    max_bytes: Option<usize>,
+  ) -> Result<AppendOutcome, StoreError> {
+    let mut inv = self.scripts.session.prepare_invoke();
+    let cap = max_bytes.map_or(-1, |c| c as i64);
+    inv
+      .key(key)
+      .arg("a")
+      .arg(now_arg(now))
+      .arg(ttl_ms)
+      .arg(items)
+      .arg(cap);
+    let (status, size): (i64, usize) = self.run(inv).await?;
+    Ok(match status {
+      1 => AppendOutcome::Appended(size),
+      0 => AppendOutcome::TooLarge(size),
+      _ => AppendOutcome::NotAMessageList,
+    })
+  }
+}
+
+async fn invoke<C: ConnectionLike, T: redis::FromRedisValue>(
+  invocation: &ScriptInvocation<'_>,
+  conn: &mut C,
+) -> Result<T, StoreError> {
+  invocation.invoke_async(conn).await.map_err(classify)
+}
+
+fn classify(e: redis::RedisError) -> StoreError {
+  if e.is_timeout() {
+    StoreError::Timeout(e.to_string())
+  } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+    StoreError::Unavailable(e.to_string())
+  } else {
+    StoreError::Command(e.to_string())
+  }
+}
