@@ -1,0 +1,357 @@
+/**
+ * tollgate keeps LLM applications inside their limits and budgets: response caching, sliding-
+ * window rate limits, token budgets with reservations, and conversation sessions. Everything
+ * runs in-process by default ({@link MemoryStore}) and is shared by every process through Redis
+ * ({@link RedisStore}) when one process is not enough.
+ *
+ * Every class takes a store as its first argument — a {@link MemoryStore}, a
+ * {@link RedisStore}, a Redis URL, an existing ioredis or node-redis client — or nothing (then
+ * the process-wide default `MemoryStore`). Every method returns a Promise; in-process calls
+ * finish synchronously and return an already-resolved one.
+ *
+ * @example
+ * import Redis from 'ioredis'
+ * import { ResponseCache, RateLimiter, TokenBudget, SessionStore } from 'tollgate'
+ * const redis = new Redis(process.env.REDIS_URL)
+ * const limiter = new RateLimiter(redis, { maxRequests: 60, windowSeconds: 60 })
+ * const { allowed } = await limiter.consume('openai')
+ *
+ * @packageDocumentation
+ */
+
+/** A clock in milliseconds since the Unix epoch. Inject one to test without sleeping. */
+export type Clock = () => number
+
+/** What every class accepts where a store goes. */
+export type StoreLike = MemoryStore | RedisStore | string | RedisClientLike
+
+/**
+ * An existing client whose server, credentials, database and TLS setting tollgate reuses:
+ * an ioredis `Redis` or `Cluster`, or a node-redis client or cluster (`createClient`,
+ * `createCluster`). tollgate opens its own native connection with those settings; it never
+ * sends commands through your client. Custom TLS certificates are not carried over.
+ */
+export interface RedisClientLike {
+  options?: object
+  sendCommand?: (...args: any[]) => unknown
+  call?: (...args: any[]) => unknown
+}
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** The clock expiries and windows are measured with. Default: the system clock. */
+  now?: Clock
+}
+
+/**
+ * State kept in this process. Nothing to install; every call is answered synchronously on the
+ * calling thread. Expired keys are reclaimed as calls are made (no timer per key), so memory
+ * stays bounded by live keys. The default store of every class.
+ */
+export declare class MemoryStore {
+  constructor(options?: MemoryStoreOptions)
+  /** Number of live keys. */
+  get size(): number
+  /** Drops every key. */
+  clear(): void
+  /** Nothing to release; present so code can close any store. */
+  close(): Promise<void>
+}
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** `redis://[user:password@]host:port/db` or `rediss://…` (TLS; append `#insecure` to skip verification). */
+  url?: string
+  /** Seed nodes of a Redis Cluster, as URLs. */
+  cluster?: string[]
+  /** Used when neither `url` nor `cluster` is given. Default `127.0.0.1`. */
+  host?: string
+  /** Default 6379. */
+  port?: number
+  username?: string
+  password?: string
+  /** Database index. Default 0. */
+  db?: number
+  /** Connect over TLS. An object with `rejectUnauthorized: false` skips certificate checks. */
+  tls?: boolean | { rejectUnauthorized?: boolean }
+  /** Longest wait for a connection, in ms. Default 500. */
+  connectTimeoutMs?: number
+  /** Longest wait for a reply, in ms. Default 250. */
+  commandTimeoutMs?: number
+  /** Clock passed to the Lua scripts. Default: the Redis server's clock (one clock for all processes). */
+  now?: Clock
+}
+
+/**
+ * State shared through Redis (Redis Cluster and Valkey too) by every process that uses the
+ * same server. Each call is one Lua script sent with EVALSHA — one round trip — touching one
+ * key, so it is atomic and Cluster-safe. Connecting and every call are bounded by short
+ * timeouts: when Redis is down a call rejects with a {@link StoreError} within
+ * `connectTimeoutMs + commandTimeoutMs`, and the connection comes back on its own.
+ * A process that never calls `close()` still exits.
+ */
+export declare class RedisStore {
+  /** @param url a `redis://` or `rediss://` URL */
+  constructor(url: string, options?: Omit<RedisStoreOptions, 'url' | 'cluster'>)
+  constructor(options?: RedisStoreOptions)
+  /** A store on the same server, credentials, database and TLS setting as `client`. */
+  static fromClient(client: RedisClientLike, options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now'>): RedisStore
+  /** True once `close()` was called. */
+  get closed(): boolean
+  /** Ends the connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. */
+  close(): Promise<void>
+}
+
+// ---- ResponseCache ---------------------------------------------------------------------------
+
+/** Options of {@link ResponseCache}. */
+export interface CacheOptions {
+  /** Seconds a response stays cached. Default 3600. */
+  ttl?: number
+  /** Key prefix. Default `'tollgate:cache:'`. */
+  prefix?: string
+  /**
+   * Custom cache key (the prefix is still added). Must be synchronous and return a non-empty
+   * string. Default: SHA-256 of the canonical JSON of `{ model, messages }` ({@link requestKey}).
+   */
+  keyFn?: (model: string, messages: any[]) => string
+}
+
+/**
+ * Caches identical chat calls. The default key is SHA-256 of the canonical JSON (RFC 8785) of
+ * `{ model, messages }`: the same request with its properties in another order is the same
+ * key. A corrupt entry is evicted and reported as a miss.
+ *
+ * @example
+ * const cache = new ResponseCache(redis, { ttl: 3600 })
+ * const cached = await cache.get('gpt-4o', messages)
+ * if (cached) return cached
+ * const result = await callModel(messages)
+ * await cache.set('gpt-4o', messages, result)
+ */
+export declare class ResponseCache {
+  constructor(store?: StoreLike, options?: CacheOptions)
+  constructor(options: CacheOptions)
+  get ttl(): number
+  get prefix(): string
+  /** The store key of a request: `prefix + keyFn(model, messages)`. */
+  keyFor(model: string, messages: any[]): string
+  /** The cached response, or `null` on a miss (a cached `null` also reads as a miss). */
+  get<T = any>(model: string, messages: any[]): Promise<T | null>
+  /** Caches `response` (anything JSON can hold) for `ttl` seconds, replacing what was there. */
+  set(model: string, messages: any[], response: unknown): Promise<void>
+  /** Removes the cached response; resolves `true` when there was one. */
+  invalidate(model: string, messages: any[]): Promise<boolean>
+}
+
+/** SHA-256 (64 hex characters) of the canonical JSON of `{ model, messages }`: the default cache key, without prefix. */
+export declare function requestKey(model: string, messages: any[]): string
+
+// ---- RateLimiter -----------------------------------------------------------------------------
+
+/** Options of {@link RateLimiter}. */
+export interface RateLimitOptions {
+  /** Requests allowed inside any window. Default 60; at most 10,000,000. */
+  maxRequests?: number
+  /** Window length in seconds. Default 60; at most 366 days. */
+  windowSeconds?: number
+  /** Key prefix. Default `'tollgate:ratelimit:'`. */
+  prefix?: string
+}
+
+/** A rate-limit decision. */
+export interface RateLimitResult {
+  /**
+   * `check`/`consume`: one more request fits (and `consume` counted it). `record`: the request
+   * just recorded fitted inside the limit.
+   */
+  allowed: boolean
+  /** Requests that still fit in the window now. */
+  remaining: number
+  /** Whole seconds until `remaining` next grows (the oldest counted request leaves the window); the window length when nothing is counted. */
+  resetInSeconds: number
+}
+
+/**
+ * A true sliding window per id (provider, model, API key): never more than `maxRequests`
+ * admitted requests inside any span of `windowSeconds`. No burst at window boundaries.
+ *
+ * @example
+ * const limiter = new RateLimiter(redis, { maxRequests: 60, windowSeconds: 60 })
+ * const { allowed, resetInSeconds } = await limiter.consume('openai')
+ * if (!allowed) throw new Error(`rate limited, retry in ${resetInSeconds}s`)
+ */
+export declare class RateLimiter {
+  constructor(store?: StoreLike, options?: RateLimitOptions)
+  constructor(options: RateLimitOptions)
+  get maxRequests(): number
+  get windowSeconds(): number
+  get prefix(): string
+  /** Would one more request for `provider` fit? Counts nothing. */
+  check(provider: string): Promise<RateLimitResult>
+  /**
+   * Counts one request for `provider` that was made, whether or not it fitted (tekimax's
+   * `record`). Prefer {@link RateLimiter.consume} to admit requests: `check` then `record` is
+   * two calls, and concurrent callers can all pass the `check`.
+   */
+  record(provider: string): Promise<RateLimitResult>
+  /** Admits and counts one request if it fits, in one atomic step; counts nothing when refused. */
+  consume(id: string): Promise<RateLimitResult>
+}
+
+// ---- TokenBudget -----------------------------------------------------------------------------
+
+/** Options of {@link TokenBudget}. */
+export interface TokenBudgetOptions {
+  /** Tokens allowed per period (required). */
+  maxTokens: number
+  /** Period length in seconds, starting at the bucket's first write. Default 86400 (a day). */
+  periodSeconds?: number
+  /** Seconds an unsettled reservation keeps counting before it expires. Default 600. */
+  holdTtlSeconds?: number
+  /** Key prefix. Default `'tollgate:budget:'`. */
+  prefix?: string
+}
+
+/** A reservation made by {@link TokenBudget.reserve}; pass it to `settle` or `release`. Plain data: it can cross processes. */
+export interface BudgetHold {
+  bucket: string
+  id: string
+  /** Tokens reserved. */
+  tokens: number
+  /** When the hold stops counting if never settled (ms since the epoch, on the store's clock). */
+  expiresAt: number
+}
+
+/** A budget decision. */
+export interface TokenBudgetResult {
+  /**
+   * `check`/`release`: `used + reserved < maxTokens`. `record`/`settle`: the total (with
+   * reservations) is still within `maxTokens`. `reserve`: the estimate was held.
+   */
+  allowed: boolean
+  /** Tokens counted this period. */
+  used: number
+  /** `maxTokens − used − reserved`, never below 0. */
+  remaining: number
+  /** Whole seconds until the period ends; the period length when the bucket is empty. */
+  resetInSeconds: number
+  /** Tokens held by live reservations. */
+  reserved: number
+}
+
+/** The result of {@link TokenBudget.reserve}. */
+export interface TokenBudgetReservation extends TokenBudgetResult {
+  /** The hold, or `null` when the estimate did not fit (nothing was held). */
+  hold: BudgetHold | null
+}
+
+/**
+ * Tokens per period per bucket (user, org, API key). Reserve an estimate before a call, then
+ * settle the real count or release it: reservations count against `remaining` until then, so
+ * concurrent callers cannot overspend. Reservations that are never settled expire.
+ *
+ * @example
+ * const budget = new TokenBudget(redis, { maxTokens: 100_000, periodSeconds: 86_400 })
+ * const { hold } = await budget.reserve(userId, 2_000)
+ * if (!hold) throw new Error('Daily token budget exceeded')
+ * try {
+ *   const result = await callModel()
+ *   await budget.settle(hold, result.usage.totalTokens)
+ * } catch (e) {
+ *   await budget.release(hold)
+ *   throw e
+ * }
+ */
+export declare class TokenBudget {
+  constructor(store: StoreLike | undefined, options: TokenBudgetOptions)
+  constructor(options: TokenBudgetOptions)
+  get maxTokens(): number
+  get periodSeconds(): number
+  get holdTtlSeconds(): number
+  get prefix(): string
+  /** Is there budget left for `bucket`? Counts nothing. */
+  check(bucket: string): Promise<TokenBudgetResult>
+  /** Adds `tokensUsed` (an integer ≥ 0) to `bucket`; always counts. */
+  record(bucket: string, tokensUsed: number): Promise<TokenBudgetResult>
+  /** Holds `estimate` tokens if they fit (`used + reserved + estimate ≤ maxTokens`). */
+  reserve(bucket: string, estimate: number): Promise<TokenBudgetReservation>
+  /** Replaces a hold by the tokens the call really used. A hold that already expired still counts `actualTokens`. */
+  settle(hold: BudgetHold, actualTokens: number): Promise<TokenBudgetResult>
+  /** Drops a hold without counting anything. */
+  release(hold: BudgetHold): Promise<TokenBudgetResult>
+}
+
+// ---- SessionStore ----------------------------------------------------------------------------
+
+/** Options of {@link SessionStore}. */
+export interface SessionOptions {
+  /** Seconds a session lives after its last save, append or touch. Default 1800. */
+  ttl?: number
+  /** Key prefix. Default `'tollgate:session:'`. */
+  prefix?: string
+  /** Largest stored session in bytes (UTF-8 JSON). Larger saves and appends reject with `ERR_TOLLGATE_TOO_LARGE` and leave the stored session as it was. Default: no cap. */
+  maxBytes?: number
+}
+
+/**
+ * Conversation state with a TTL. A session whose data is an object with a `messages` array
+ * can grow with {@link SessionStore.append}, atomically, without a read-modify-write race.
+ *
+ * @example
+ * const sessions = new SessionStore(redis, { ttl: 1800 })
+ * const session = (await sessions.load('user-123')) ?? { messages: [] }
+ * await sessions.append('user-123', { role: 'user', content: 'Hello' })
+ */
+export declare class SessionStore {
+  constructor(store?: StoreLike, options?: SessionOptions)
+  constructor(options: SessionOptions)
+  get ttl(): number
+  get prefix(): string
+  get maxBytes(): number | null
+  /** Replaces the session with `data` (anything JSON can hold) and restarts its TTL. */
+  save(sessionId: string, data: unknown): Promise<void>
+  /** The session's data, or `null`. Does not extend the TTL (see `touch`). A corrupt session is evicted and reads as `null`. */
+  load<T = any>(sessionId: string): Promise<T | null>
+  /**
+   * Appends messages to the session's `messages` array in one atomic step, creating
+   * `{ messages: [...] }` when there is no session, and restarts the TTL. Resolves to the
+   * session's new size in bytes. Rejects with `ERR_TOLLGATE_NOT_A_MESSAGE_LIST` when the
+   * stored data is not an object with a `messages` array.
+   */
+  append(sessionId: string, ...messages: unknown[]): Promise<number>
+  /** Restarts the session's TTL without changing it; resolves `false` when there is none. */
+  touch(sessionId: string): Promise<boolean>
+  /** Deletes the session; resolves `true` when there was one. */
+  destroy(sessionId: string): Promise<boolean>
+}
+
+// ---- Errors ----------------------------------------------------------------------------------
+
+/** Stable error codes (`err.code`). */
+export declare const codes: {
+  /** TypeError: an argument of the wrong type, an empty id, a value JSON cannot hold. */
+  readonly INVALID_ARG: 'ERR_TOLLGATE_INVALID_ARG'
+  /** RangeError: a number out of its range, an id that is too long. */
+  readonly OUT_OF_RANGE: 'ERR_TOLLGATE_OUT_OF_RANGE'
+  /** RangeError: a session over `maxBytes`. */
+  readonly TOO_LARGE: 'ERR_TOLLGATE_TOO_LARGE'
+  /** TypeError: `append` to a session that is not an object with a `messages` array. */
+  readonly NOT_A_MESSAGE_LIST: 'ERR_TOLLGATE_NOT_A_MESSAGE_LIST'
+  /** StoreError: Redis could not be reached or the connection broke. */
+  readonly STORE_UNAVAILABLE: 'ERR_TOLLGATE_STORE_UNAVAILABLE'
+  /** StoreError: Redis did not answer within the timeout. */
+  readonly STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT'
+  /** StoreError: the store was closed. */
+  readonly STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED'
+  /** StoreError: Redis answered with an error (for example a key of another type). */
+  readonly STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR'
+}
+
+export type ErrorCode = (typeof codes)[keyof typeof codes]
+
+/** A store could not answer. `code` says why: unavailable, timeout, closed, or an error reply. */
+export declare class StoreError extends Error {
+  readonly name: 'StoreError'
+  readonly code: 'ERR_TOLLGATE_STORE_UNAVAILABLE' | 'ERR_TOLLGATE_STORE_TIMEOUT' | 'ERR_TOLLGATE_STORE_CLOSED' | 'ERR_TOLLGATE_STORE_ERROR'
+}
