@@ -1,0 +1,219 @@
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import Redis from 'ioredis'
+import { createClient } from 'redis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget } from '../lib/index.js'
+import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { redisUrl } from './helpers/stores.js'
+
+const unique = (name: string) => `t:${name}:${Math.random().toString(36).slice(2, 10)}:`
+
+describe('RedisStore: where it connects', () => {
+  const admin = new Redis(redisUrl())
+  beforeAll(async () => {
+    await admin.call('ACL', 'SETUSER', 'tollgate-test', 'on', '>s3cret:pw', '~*', '+@all')
+  })
+  afterAll(async () => {
+    await admin.call('ACL', 'DELUSER', 'tollgate-test')
+    await admin.quit()
+  })
+
+  it('takes a URL with user, password and database', async () => {
+    const port = new URL(redisUrl()).port
+    const store = new RedisStore(`redis://tollgate-test:${encodeURIComponent('s3cret:pw')}@127.0.0.1:${port}/3`)
+    const prefix = unique('url')
+    await new RateLimiter(store, { prefix }).consume('k')
+    const db3 = new Redis(`${redisUrl()}/3`)
+    expect(await db3.llen(`${prefix}k`)).toBe(1)
+    expect(await admin.exists(`${prefix}k`)).toBe(0) // not in db 0
+    await db3.quit()
+    await store.close()
+  })
+
+  it('takes host/port/db/username/password options', async () => {
+    const port = Number(new URL(redisUrl()).port)
+    const store = new RedisStore({ host: '127.0.0.1', port, db: 5, username: 'tollgate-test', password: 's3cret:pw' })
+    const prefix = unique('opts')
+    await new TokenBudget(store, { maxTokens: 10, prefix }).record('b', 3)
+    const db5 = new Redis(`${redisUrl()}/5`)
+    expect(await db5.hget(`${prefix}b`, 'u')).toBe('3')
+    await db5.quit()
+    await store.close()
+  })
+
+  it('reuses the server, credentials and database of an ioredis client', async () => {
+    const port = Number(new URL(redisUrl()).port)
+    const client = new Redis({ port, host: '127.0.0.1', db: 2, username: 'tollgate-test', password: 's3cret:pw', lazyConnect: true })
+    const prefix = unique('ioredis')
+    // The seed's examples pass an ioredis client straight in.
+    const limiter = new RateLimiter(client, { maxRequests: 60, windowSeconds: 60, prefix })
+    const cache = new ResponseCache(client, { ttl: 3600, prefix })
+    expect(await limiter.consume('openai')).toEqual({ allowed: true, remaining: 59, resetInSeconds: 60 })
+    await cache.set('gpt-4o', [], { ok: 1 })
+    const db2 = new Redis(`${redisUrl()}/2`)
+    expect(await db2.llen(`${prefix}openai`)).toBe(1)
+    expect(await db2.exists(cache.keyFor('gpt-4o', []))).toBe(1)
+    await db2.quit()
+    client.disconnect()
+  })
+
+  it('reuses the server, credentials and database of a node-redis client', async () => {
+    const port = Number(new URL(redisUrl()).port)
+    const client = createClient({ socket: { host: '127.0.0.1', port }, username: 'tollgate-test', password: 's3cret:pw', database: 4 })
+    const urlClient = createClient({ url: `redis://tollgate-test:s3cret%3Apw@127.0.0.1:${port}/6` })
+    const prefix = unique('node-redis')
+    await new SessionStore(client, { prefix }).save('s', { messages: [] })
+    await new SessionStore(urlClient, { prefix }).save('s', { messages: [1] })
+    const db4 = new Redis(`${redisUrl()}/4`)
+    const db6 = new Redis(`${redisUrl()}/6`)
+    expect(await db4.hget(`${prefix}s`, 'm')).toBe('[]')
+    expect(await db6.hget(`${prefix}s`, 'm')).toBe('[1]')
+    await Promise.all([db4.quit(), db6.quit()])
+  })
+
+  it('a wrong password is a StoreError, not a hang', async () => {
+    const port = new URL(redisUrl()).port
+    const store = new RedisStore(`redis://tollgate-test:wrong@127.0.0.1:${port}`)
+    const err = await new RateLimiter(store).check('k').catch((e) => e)
+    expect(err).toBeInstanceOf(StoreError)
+    expect(err.code).toMatch(/^ERR_TOLLGATE_STORE_/)
+    await store.close()
+  })
+
+  it('rejects what is not a Redis URL', () => {
+    expect(() => new RedisStore('http://localhost:6379')).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_TOLLGATE_INVALID_ARG' }))
+    expect(() => new RedisStore({ port: 70000 })).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_TOLLGATE_OUT_OF_RANGE' }))
+    expect(() => new RedisStore({ cluster: [] })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
+    expect(() => new RedisStore(redisUrl(), { commandTimeoutMs: 0 })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_OUT_OF_RANGE' }))
+  })
+})
+
+describe('RedisStore: one round trip per call, every key with an expiry', () => {
+  let server: RedisServer
+  let admin: Redis
+  beforeAll(async () => {
+    server = await startRedis()
+    admin = new Redis(server.url)
+  })
+  afterAll(async () => {
+    admin.disconnect()
+    await server.stop()
+  })
+
+  it('every decision is exactly one EVALSHA and nothing else', async () => {
+    const store = new RedisStore(server.url)
+    const prefix = unique('rt')
+    const limiter = new RateLimiter(store, { prefix, maxRequests: 1000 })
+    const budget = new TokenBudget(store, { prefix, maxTokens: 1_000_000 })
+    const cache = new ResponseCache(store, { prefix })
+    const sessions = new SessionStore(store, { prefix })
+    const calls = [
+      () => limiter.consume('a'),
+      () => limiter.check('a'),
+      () => limiter.record('a'),
+      () => budget.reserve('b', 5),
+      () => budget.record('b', 5),
+      () => budget.check('b'),
+      () => cache.set('m', [], { x: 1 }),
+      () => cache.get('m', []),
+      () => sessions.append('s', { role: 'user' }),
+      () => sessions.load('s'),
+      () => sessions.touch('s'),
+    ]
+    for (const call of calls) await call() // warm up: connects and loads each script once
+    // MONITOR shows every command a client sends (and, tagged "lua", what scripts run).
+    const monitor = await admin.monitor()
+    const sent: string[] = []
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua') sent.push(args[0].toLowerCase())
+    })
+    const n = 10
+    for (let i = 0; i < n; i++) for (const call of calls) await call()
+    await new Promise((r) => setTimeout(r, 50)) // let MONITOR's stream catch up
+    monitor.disconnect()
+    expect(sent.filter((c) => c === 'evalsha')).toHaveLength(n * calls.length)
+    expect(sent.filter((c) => c !== 'evalsha')).toEqual([])
+    await store.close()
+  })
+
+  it('the scripts are the pinned ones (a change to a script is deliberate)', async () => {
+    const pinned: Record<string, string> = {
+      'budget.lua': 'b52e3656b03132e3d753704d0c88ff4795a55200',
+      'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
+      'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
+      'rate_limit.lua': 'b371cc8cecee69acda44df9225cb6fdeb7444349',
+      'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
+    }
+    const dir = path.join(__dirname, '..', 'src', 'store', 'redis', 'scripts')
+    for (const [file, sha] of Object.entries(pinned)) {
+      expect(createHash('sha1').update(readFileSync(path.join(dir, file))).digest('hex'), file).toBe(sha)
+    }
+    // …and those are what the store loaded into Redis.
+    expect(await admin.call('SCRIPT', 'EXISTS', ...Object.values(pinned))).toEqual([1, 1, 1, 1, 1])
+  })
+
+  it('no key is ever left without an expiry', async () => {
+    const store = new RedisStore(server.url)
+    const prefix = unique('ttl')
+    await new RateLimiter(store, { prefix }).record('r')
+    await new TokenBudget(store, { prefix, maxTokens: 10 }).reserve('b', 1)
+    await new ResponseCache(store, { prefix }).set('m', [], 1)
+    await new SessionStore(store, { prefix }).append('s', 1)
+    const keys = await admin.keys(`${prefix}*`)
+    expect(keys).toHaveLength(4)
+    for (const k of keys) expect(await admin.pttl(k), k).toBeGreaterThan(0)
+    await store.close()
+  })
+})
+
+describe('RedisStore: failures are fast and typed', () => {
+  it('an unreachable server rejects with ERR_TOLLGATE_STORE_UNAVAILABLE quickly', async () => {
+    const { freePort } = await import('./helpers/redis-server.js')
+    const store = new RedisStore(`redis://127.0.0.1:${await freePort()}`, { connectTimeoutMs: 200, commandTimeoutMs: 100 })
+    const limiter = new RateLimiter(store)
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now()
+      const err = await limiter.consume('k').catch((e) => e)
+      expect(err).toBeInstanceOf(StoreError)
+      expect(err).toBeInstanceOf(Error)
+      expect(err.code).toBe('ERR_TOLLGATE_STORE_UNAVAILABLE')
+      expect(Date.now() - t0).toBeLessThan(1_000)
+    }
+    await store.close()
+  })
+
+  it('a server that stops answering times out within connect + command timeout, then recovers', async () => {
+    const server = await startRedis()
+    const store = new RedisStore(server.url, { connectTimeoutMs: 200, commandTimeoutMs: 150 })
+    const limiter = new RateLimiter(store, { maxRequests: 100, prefix: unique('pause') })
+    expect((await limiter.consume('k')).allowed).toBe(true)
+    server.process.kill('SIGSTOP')
+    try {
+      const t0 = Date.now()
+      const errs = await Promise.all(Array.from({ length: 10 }, () => limiter.consume('k').catch((e) => e)))
+      const elapsed = Date.now() - t0
+      for (const e of errs) {
+        expect(e).toBeInstanceOf(StoreError)
+        expect(e.code).toBe('ERR_TOLLGATE_STORE_TIMEOUT')
+      }
+      expect(elapsed).toBeLessThan(200 + 150 + 300)
+    } finally {
+      server.process.kill('SIGCONT')
+    }
+    await expect.poll(async () => (await limiter.check('k').catch(() => null))?.remaining, { timeout: 5_000 }).toBeDefined()
+    await store.close()
+    await server.stop()
+  })
+
+  it('close() makes later calls reject with ERR_TOLLGATE_STORE_CLOSED', async () => {
+    const store = new RedisStore(redisUrl())
+    const cache = new ResponseCache(store, { prefix: unique('closed') })
+    expect(await cache.get('m', [])).toBeNull()
+    expect(store.closed).toBe(false)
+    await store.close()
+    expect(store.closed).toBe(true)
+    await expect(cache.get('m', [])).rejects.toMatchObject({ name: 'StoreError', code: 'ERR_TOLLGATE_STORE_CLOSED' })
+  })
+})
