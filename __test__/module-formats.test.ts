@@ -1,0 +1,22 @@
+import { execFile } from 'node:child_process'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+
+const run = promisify(execFile)
+const root = path.join(__dirname, '..')
+
+describe('module formats', () => {
+  it('import (ESM) and require (CommonJS) give the same classes', async () => {
+    const code = `
+      import tollgate, { RateLimiter, MemoryStore, codes } from 'tollgate'
+      import { createRequire } from 'node:module'
+      const cjs = createRequire(import.meta.url)('tollgate')
+      const rl = new RateLimiter(new MemoryStore(), { maxRequests: 1 })
+      const r = await rl.consume('x')
+      console.log(JSON.stringify({ same: cjs.RateLimiter === RateLimiter && tollgate.MemoryStore === MemoryStore, r, code: codes.INVALID_ARG }))
+    `
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: root, timeout: 10_000 })
+    expect(JSON.parse(stdout)).toEqual({ same: true, r: { allowed: true, remaining: 0, resetInSeconds: 60 }, code: 'ERR_TOLLGATE_INVALID_ARG' })
+  })
+})

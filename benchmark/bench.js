@@ -1,0 +1,173 @@
+'use strict'
+// npm run bench: tollgate beside the libraries users would otherwise pick, in one run,
+// reported as ratios. Starts its own redis-server on a free loopback port (or uses REDIS_URL).
+//
+// What is measured:
+// 1. In-process: an awaited RateLimiter.consume on MemoryStore vs rate-limiter-flexible's
+//    RateLimiterMemory.consume (both always admit: the limit is far away).
+// 2. Redis: tollgate RateLimiter.consume on RedisStore vs RateLimiterRedis over ioredis vs a
+//    JS reference of tekimax's check-then-record sequence over ioredis, one caller awaiting
+//    each call (latency) and 256 callers at once (throughput).
+// 3. Commands each call sends to Redis, from INFO commandstats.
+
+const { spawn } = require('node:child_process')
+const net = require('node:net')
+const os = require('node:os')
+const fs = require('node:fs')
+const path = require('node:path')
+const Redis = require('ioredis')
+const { RateLimiterMemory, RateLimiterRedis } = require('rate-limiter-flexible')
+const { MemoryStore, RateLimiter, RedisStore } = require('../lib/index.js')
+const { TekimaxRateLimiter } = require('./tekimax-reference.js')
+
+const QUICK = process.env.BENCH_QUICK === '1'
+
+function freePort() {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+async function startRedis() {
+  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} }
+  const port = await freePort()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-'))
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+  const url = `redis://127.0.0.1:${port}`
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((r) => net.connect(port, '127.0.0.1').once('connect', function () { this.destroy(); r(true) }).once('error', () => r(false)))
+    if (ok) break
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGKILL')
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+/** ns per awaited call, one caller; median of rounds. */
+async function sequential(fn, n, rounds = 5) {
+  for (let i = 0; i < Math.min(n, 2000); i++) await fn(i) // warm up
+  const times = []
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) await fn(i)
+    times.push(Number(process.hrtime.bigint() - t0) / n)
+  }
+  return median(times)
+}
+
+/** ops/s with `callers` loops running at once; median of rounds. */
+async function concurrent(fn, callers, perCaller, rounds = 3) {
+  const loop = async (c) => {
+    for (let i = 0; i < perCaller; i++) await fn(c * perCaller + i)
+  }
+  await Promise.all(Array.from({ length: callers }, (_, c) => loop(c))) // warm up
+  const rates = []
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint()
+    await Promise.all(Array.from({ length: callers }, (_, c) => loop(c)))
+    rates.push((callers * perCaller) / (Number(process.hrtime.bigint() - t0) / 1e9))
+  }
+  return median(rates)
+}
+
+async function commandsPerCall(admin, fn, n) {
+  await fn(0) // load scripts first
+  await admin.config('RESETSTAT')
+  for (let i = 0; i < n; i++) await fn(i)
+  const info = await admin.info('commandstats')
+  const counts = {}
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== 'config' && m[1] !== 'info') counts[m[1]] = Number(m[2])
+  return counts
+}
+
+const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+const ids = Array.from({ length: 1024 }, (_, i) => `user-${i}`)
+
+async function main() {
+  console.log(`tollgate benchmark — node ${process.version}, ${os.cpus().length} × ${os.cpus()[0].model}`)
+  console.log('')
+
+  // ---- 1. in-process -------------------------------------------------------------------------
+  const N = QUICK ? 50_000 : 300_000
+  const ours = new RateLimiter(new MemoryStore(), { maxRequests: 10_000_000, windowSeconds: 60 })
+  const theirs = new RateLimiterMemory({ points: 10_000_000, duration: 60 })
+  const tMem = await sequential((i) => ours.consume(ids[i & 1023]), N)
+  const rMem = await sequential((i) => theirs.consume(ids[i & 1023]), N)
+  console.log('1. In-process limiter, awaited consume, one caller, 1,024 keys')
+  console.log(`   tollgate RateLimiter (MemoryStore)           ${fmt(tMem)} ns/op`)
+  console.log(`   rate-limiter-flexible RateLimiterMemory      ${fmt(rMem)} ns/op`)
+  console.log(`   ratio tollgate / rate-limiter-flexible       ${fmt(tMem / rMem, 2)}×  (target ≤ 1.00×)`)
+  console.log('')
+
+  // ---- 2. Redis ------------------------------------------------------------------------------
+  const server = await startRedis()
+  try {
+    const admin = new Redis(server.url)
+    const ioredis = new Redis(server.url, { enableOfflineQueue: true })
+    const store = new RedisStore(server.url)
+    const prefix = `bench:${Date.now()}:`
+    const tRedis = new RateLimiter(store, { maxRequests: 10_000_000, windowSeconds: 60, prefix: `${prefix}tg:` })
+    const rRedis = new RateLimiterRedis({ storeClient: ioredis, points: 10_000_000, duration: 60, keyPrefix: `${prefix}rlf` })
+    const tek = new TekimaxRateLimiter(ioredis, { maxRequests: 10_000_000, windowSeconds: 60, prefix: `${prefix}tek:` })
+    const tekRequest = async (id) => {
+      const { allowed } = await tek.check(id)
+      if (allowed) await tek.record(id)
+    }
+    const M = QUICK ? 2_000 : 10_000
+    const lat = {
+      tollgate: await sequential((i) => tRedis.consume(ids[i & 1023]), M, 3),
+      rlf: await sequential((i) => rRedis.consume(ids[i & 1023]), M, 3),
+      tekimax: await sequential((i) => tekRequest(ids[i & 1023]), M / 2, 3),
+    }
+    const C = 256
+    const per = QUICK ? 20 : 80
+    const thr = {
+      tollgate: await concurrent((i) => tRedis.consume(ids[i & 1023]), C, per),
+      rlf: await concurrent((i) => rRedis.consume(ids[i & 1023]), C, per),
+      tekimax: await concurrent((i) => tekRequest(ids[i & 1023]), C, per),
+    }
+    const K = 200
+    const cmds = {
+      tollgate: await commandsPerCall(admin, (i) => tRedis.consume(ids[i & 1023]), K),
+      rlf: await commandsPerCall(admin, (i) => rRedis.consume(ids[i & 1023]), K),
+      tekimax: await commandsPerCall(admin, (i) => tekRequest(`fresh-${i}`), K),
+    }
+    const clientSent = (c) => (c.evalsha ?? 0) + (c.eval ?? 0) + (c.get ?? 0) + (c.ttl ?? 0) + (c.incr ?? 0) + (c.expire ?? 0)
+    const total = (c) => Object.values(c).reduce((a, b) => a + b, 0)
+
+    console.log('2. Redis-backed limiter (redis-server on loopback), one consume per request')
+    console.log('                                         latency, 1 caller   throughput, 256 callers   round trips/call   commands run/call')
+    const row = (name, key) =>
+      console.log(
+        `   ${name.padEnd(36)} ${fmt(lat[key] / 1000, 1).padStart(10)} µs/op ${fmt(thr[key]).padStart(16)} ops/s ${fmt(clientSent(cmds[key]) / K, 2).padStart(14)} ${fmt(total(cmds[key]) / K, 2).padStart(18)}`,
+      )
+    row('tollgate RateLimiter (RedisStore)', 'tollgate')
+    row('rate-limiter-flexible Redis+ioredis', 'rlf')
+    row('tekimax sequence, ioredis (JS ref.)', 'tekimax')
+    console.log(`   throughput ratio tollgate / rate-limiter-flexible   ${fmt(thr.tollgate / thr.rlf, 2)}×  (target ≥ 2.00×)`)
+    console.log(`   throughput ratio tollgate / tekimax sequence        ${fmt(thr.tollgate / thr.tekimax, 2)}×`)
+    console.log(`   latency ratio tollgate / rate-limiter-flexible      ${fmt(lat.tollgate / lat.rlf, 2)}×`)
+    console.log(`   commands tollgate sends per call: ${JSON.stringify(Object.fromEntries(Object.entries(cmds.tollgate).filter(([k]) => k === 'evalsha' || k === 'eval').map(([k, v]) => [k, v / K])))} (target: exactly 1 EVALSHA)`)
+    console.log('')
+    await store.close()
+    ioredis.disconnect()
+    admin.disconnect()
+  } finally {
+    await server.stop()
+  }
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
