@@ -78,8 +78,12 @@ export declare function rateLimiterNew(store: NativeStore, prefix: string, max: 
 /** In-process decision, answered on the calling thread. `now` < 0 reads the system clock. */
 export declare function rateLimiterRun(core: ExternalObject<'RateLimiterCore'>, code: number, id: string, now: number): number
 
-/** Redis decision: one EVALSHA. `now` < 0 uses the Redis server's clock. */
-export declare function rateLimiterRunAsync(core: ExternalObject<'RateLimiterCore'>, code: number, id: string, now: number): Promise<number>
+/**
+ * Redis decisions made together: `codes[i]`, `ids[i]` and `nows[i]` (< 0: the Redis server's
+ * clock) describe decision `i`. One EVALSHA for all of them; resolves to the packed
+ * decisions in the same order.
+ */
+export declare function rateLimiterRunBatch(core: ExternalObject<'RateLimiterCore'>, codes: number[], ids: string[], nows: number[]): Promise<Array<number>>
 
 /** Options of a Redis connection, as lib/stores.js resolves them. */
 export interface RedisConnectOptions {

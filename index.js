@@ -841,5 +841,5 @@ module.exports.SessionStoreCore = nativeBinding.SessionStoreCore
 module.exports.TokenBudgetCore = nativeBinding.TokenBudgetCore
 module.exports.rateLimiterNew = nativeBinding.rateLimiterNew
 module.exports.rateLimiterRun = nativeBinding.rateLimiterRun
-module.exports.rateLimiterRunAsync = nativeBinding.rateLimiterRunAsync
+module.exports.rateLimiterRunBatch = nativeBinding.rateLimiterRunBatch
 module.exports.requestDigest = nativeBinding.requestDigest

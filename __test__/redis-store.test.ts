@@ -138,12 +138,31 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     await store.close()
   })
 
+  it('concurrent limiter calls in one turn share one EVALSHA, and each decision stays exact', async () => {
+    const store = new RedisStore(server.url)
+    const limiter = new RateLimiter(store, { prefix: unique('batch'), maxRequests: 100 })
+    await limiter.check('warm')
+    const monitor = await admin.monitor()
+    const sent: string[] = []
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua') sent.push(args[0].toLowerCase())
+    })
+    const ids = Array.from({ length: 600 }, (_, i) => `k${i % 3}`)
+    const results = await Promise.all(ids.map((id) => limiter.consume(id)))
+    await new Promise((r) => setTimeout(r, 50))
+    monitor.disconnect()
+    expect(results.filter((r) => r.allowed)).toHaveLength(300) // 100 per id, 3 ids
+    // 600 decisions in batches of at most 256: three script calls.
+    expect(sent).toEqual(['evalsha', 'evalsha', 'evalsha'])
+    await store.close()
+  })
+
   it('the scripts are the pinned ones (a change to a script is deliberate)', async () => {
     const pinned: Record<string, string> = {
       'budget.lua': 'b52e3656b03132e3d753704d0c88ff4795a55200',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
-      'rate_limit.lua': 'b371cc8cecee69acda44df9225cb6fdeb7444349',
+      'rate_limit.lua': 'ef52420f3955c9540b817bd5fd558c017d3c003f',
       'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
     }
     const dir = path.join(__dirname, '..', 'src', 'store', 'redis', 'scripts')

@@ -3,7 +3,7 @@
 // engine/sliding_window.rs; this file validates, picks the store's path and shapes results.
 
 const native = require('./native')
-const { fromNative, rethrow } = require('./errors')
+const { fromNative } = require('./errors')
 const { storeAndOptions, kNative, kClock } = require('./stores')
 const v = require('./validate')
 
@@ -19,6 +19,9 @@ function unpack(p) {
   return { allowed, remaining, resetInSeconds: (rest - remaining) / 16777216 }
 }
 
+/** Most decisions sent to Redis in one script call. */
+const MAX_BATCH = 256
+
 const MAX_REQUESTS = 10_000_000
 const MAX_WINDOW_SECONDS = 366 * 24 * 3600
 
@@ -29,6 +32,7 @@ class RateLimiter {
   #maxRequests
   #windowSeconds
   #prefix
+  #batch = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'RateLimiter')
@@ -75,9 +79,43 @@ class RateLimiter {
       v.id(id, name)
       const now = this.#clock ? this.#clock() : -1
       if (this.#memory) return Promise.resolve(unpack(native.rateLimiterRun(this.#core, code, id, now)))
-      return native.rateLimiterRunAsync(this.#core, code, id, now).then(unpack, rethrow)
+      return this.#enqueue(code, id, now)
     } catch (e) {
       return Promise.reject(fromNative(e))
+    }
+  }
+
+  // Redis: calls made in the same turn of the event loop (a Promise.all, many callers waking
+  // together) go to Redis as one script call. Each decision still runs atomically and in
+  // order; a lone call is sent alone, at the end of the current turn.
+  #enqueue(code, id, now) {
+    return new Promise((resolve, reject) => {
+      let b = this.#batch
+      if (b === null) {
+        b = this.#batch = { codes: [], ids: [], nows: [], settle: [] }
+        queueMicrotask(() => this.#flush(b))
+      }
+      b.codes.push(code)
+      b.ids.push(id)
+      b.nows.push(now)
+      b.settle.push(resolve, reject)
+      if (b.ids.length >= MAX_BATCH) this.#flush(b)
+    })
+  }
+
+  #flush(b) {
+    if (this.#batch === b) this.#batch = null
+    if (b.sent) return
+    b.sent = true
+    const fail = (e) => {
+      for (let i = 1; i < b.settle.length; i += 2) b.settle[i](fromNative(e))
+    }
+    try {
+      native.rateLimiterRunBatch(this.#core, b.codes, b.ids, b.nows).then((packed) => {
+        for (let i = 0; i < packed.length; i++) b.settle[2 * i](unpack(packed[i]))
+      }, fail)
+    } catch (e) {
+      fail(e)
     }
   }
 }

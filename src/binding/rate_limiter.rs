@@ -13,7 +13,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use super::clock::{local, remote};
-use super::error::ms;
+use super::error::{coded, ms, INVALID_ARG};
 use super::id::{with_key, Id};
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::sliding_window::{Decision, Limit, Op};
@@ -76,21 +76,37 @@ pub fn rate_limiter_run(
   Ok(pack(d))
 }
 
-/// Redis decision: one EVALSHA. `now` < 0 uses the Redis server's clock.
+/// Redis decisions made together: `codes[i]`, `ids[i]` and `nows[i]` (< 0: the Redis server's
+/// clock) describe decision `i`. One EVALSHA for all of them; resolves to the packed
+/// decisions in the same order.
 #[napi(
-  ts_args_type = "core: ExternalObject<'RateLimiterCore'>, code: number, id: string, now: number"
+  ts_args_type = "core: ExternalObject<'RateLimiterCore'>, codes: number[], ids: string[], nows: number[]"
 )]
-pub fn rate_limiter_run_async<'env>(
+pub fn rate_limiter_run_batch<'env>(
   env: &'env Env,
   core: &External<Arc<RateLimiterCore>>,
-  code: u32,
-  id: String,
-  now: f64,
-) -> napi::Result<PromiseRaw<'env, f64>> {
+  codes: Vec<u32>,
+  ids: Vec<String>,
+  nows: Vec<f64>,
+) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
   let redis = open_redis(&core.backend)?;
-  let key = format!("{}{}", core.prefix, id);
-  let (limit, now) = (core.limit, remote(now));
-  env.spawn_future(async move { Ok(pack(redis.rate_limit(&key, limit, now, op(code)).await?)) })
+  if codes.len() != ids.len() || nows.len() != ids.len() {
+    return Err(coded(INVALID_ARG, "codes, ids and nows differ in length"));
+  }
+  let keys: Vec<String> = ids
+    .iter()
+    .map(|id| format!("{}{}", core.prefix, id))
+    .collect();
+  let limit = core.limit;
+  env.spawn_future(async move {
+    let calls: Vec<_> = keys
+      .iter()
+      .zip(codes.iter().zip(nows.iter()))
+      .map(|(key, (&code, &now))| (key.as_str(), op(code), remote(now)))
+      .collect();
+    let decisions = redis.rate_limit_many(limit, &calls).await?;
+    Ok(decisions.into_iter().map(pack).collect())
+  })
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot as HashSlot;
 use redis::{Script, ScriptInvocation};
 
 use crate::engine::session::Session;
@@ -120,6 +122,11 @@ impl RedisStore {
     *self.slot() = Slot::Closed;
   }
 
+  /// True when the store talks to a Redis Cluster (keys of one script must share a slot).
+  pub fn is_cluster(&self) -> bool {
+    self.config.cluster || self.config.urls.len() > 1
+  }
+
   pub fn is_closed(&self) -> bool {
     matches!(*self.slot(), Slot::Closed)
   }
@@ -147,7 +154,7 @@ impl RedisStore {
 
   async fn connect(&self) -> Result<Conn, StoreError> {
     let c = &self.config;
-    if c.cluster || c.urls.len() > 1 {
+    if self.is_cluster() {
       let client = redis::cluster::ClusterClient::builder(c.urls.clone())
         .connection_timeout(c.connect_timeout)
         .response_timeout(c.command_timeout)
@@ -204,19 +211,66 @@ impl RedisStore {
     now: Option<u64>,
     op: sliding_window::Op,
   ) -> Result<sliding_window::Decision, StoreError> {
-    let mut inv = self.scripts.rate_limit.prepare_invoke();
-    inv
-      .key(key)
-      .arg(op.code())
-      .arg(limit.max)
-      .arg(limit.window_ms)
-      .arg(now_arg(now));
-    let (allowed, remaining, reset_ms): (i64, u32, u64) = self.run(inv).await?;
-    Ok(sliding_window::Decision {
-      allowed: allowed == 1,
-      remaining,
-      reset_in_seconds: reset_ms.div_ceil(1000),
-    })
+    let decisions = self.rate_limit_many(limit, &[(key, op, now)]).await?;
+    Ok(decisions[0])
+  }
+
+  /// Several decisions of one limiter, in order, each as if alone: one EVALSHA for all of
+  /// them (on a Cluster, one per hash slot, sent concurrently).
+  pub async fn rate_limit_many(
+    &self,
+    limit: sliding_window::Limit,
+    calls: &[(&str, sliding_window::Op, Option<u64>)],
+  ) -> Result<Vec<sliding_window::Decision>, StoreError> {
+    let groups: Vec<Vec<usize>> = if self.is_cluster() {
+      let mut by_slot: Vec<(HashSlot, Vec<usize>)> = Vec::new();
+      for (i, (key, _, _)) in calls.iter().enumerate() {
+        let slot = HashSlot::for_key(key);
+        match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+          Some((_, members)) => members.push(i),
+          None => by_slot.push((slot, vec![i])),
+        }
+      }
+      by_slot.into_iter().map(|(_, members)| members).collect()
+    } else {
+      vec![(0..calls.len()).collect()]
+    };
+    let runs = groups.iter().map(|members| async move {
+      let mut inv = self.scripts.rate_limit.prepare_invoke();
+      inv.arg(limit.max).arg(limit.window_ms);
+      for &i in members {
+        let (key, op, now) = calls[i];
+        inv.key(key).arg(op.code()).arg(now_arg(now));
+      }
+      let flat: Vec<u64> = self.run(inv).await?;
+      Ok::<_, StoreError>((members, flat))
+    });
+    let mut out = vec![
+      sliding_window::Decision {
+        allowed: false,
+        remaining: 0,
+        reset_in_seconds: 0
+      };
+      calls.len()
+    ];
+    for result in join_all(runs).await {
+      let (members, flat) = result?;
+      if flat.len() != members.len() * 3 {
+        return Err(StoreError::Command(format!(
+          "rate_limit.lua returned {} values for {} decisions",
+          flat.len(),
+          members.len()
+        )));
+      }
+      for (j, &i) in members.iter().enumerate() {
+        out[i] = sliding_window::Decision {
+          allowed: flat[3 * j] == 1,
+          remaining: flat[3 * j + 1] as u32,
+          reset_in_seconds: flat[3 * j + 2].div_ceil(1000),
+        };
+      }
+    }
+    Ok(out)
   }
 
   pub async fn budget(

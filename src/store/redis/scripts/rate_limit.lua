@@ -1,44 +1,63 @@
--- Sliding-window log of RateLimiter (engine/sliding_window.rs, the same steps).
--- KEYS[1]  the limiter's LIST of counted timestamps in ms, oldest first, at most max long
--- ARGV[1]  op: 'c' check | 'r' record (always counts) | 'x' consume (counts only if it fits)
--- ARGV[2]  max requests in the window
--- ARGV[3]  window in ms
--- ARGV[4]  now in ms, or -1 to use the server's clock
--- Returns  {allowed 0|1, remaining, ms until remaining next grows (the window when empty)}
-local key = KEYS[1]
-local op = ARGV[1]
-local max = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+-- Sliding-window log of RateLimiter (engine/sliding_window.rs, the same steps), for one or
+-- more decisions sent together. Decisions run in order, each as if alone.
+-- KEYS[i]        the LIST of counted timestamps (ms, oldest first, at most max long) of
+--                decision i
+-- ARGV[1]        max requests in the window
+-- ARGV[2]        window in ms
+-- ARGV[1 + 2i]   op of decision i: 'c' check | 'r' record (always counts) | 'x' consume
+--                (counts only if it fits)
+-- ARGV[2 + 2i]   now of decision i in ms, or -1 to use the server's clock
+-- Returns        {allowed 0|1, remaining, ms until remaining next grows (the window when
+--                nothing is counted)} for each decision, flattened
+local max = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local server_now
+local out = {}
+for i, key in ipairs(KEYS) do
+  local op = ARGV[1 + 2 * i]
+  local now = tonumber(ARGV[2 + 2 * i])
+  if now < 0 then
+    if not server_now then
+      local t = redis.call('TIME')
+      server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    now = server_now
+  end
 
--- Drop what left the window (each entry is popped once: amortised O(1)).
-local n = redis.call('LLEN', key)
-while n > 0 and tonumber(redis.call('LINDEX', key, 0)) + window <= now do
-  redis.call('LPOP', key)
-  n = n - 1
-end
+  -- Drop what left the window (each entry is popped once: amortised O(1)).
+  local n = redis.call('LLEN', key)
+  local oldest
+  while n > 0 do
+    oldest = tonumber(redis.call('LINDEX', key, 0))
+    if oldest + window > now then break end
+    redis.call('LPOP', key)
+    n = n - 1
+    oldest = nil
+  end
 
-local allowed = n < max
-if op == 'r' or (op == 'x' and allowed) then
-  local at = now
+  local allowed = n < max
+  if op == 'r' or (op == 'x' and allowed) then
+    local at = now
+    if n > 0 then
+      at = math.max(at, tonumber(redis.call('LINDEX', key, -1)))
+    end
+    n = redis.call('RPUSH', key, string.format('%d', at))
+    if n > max then
+      redis.call('LTRIM', key, n - max, -1)
+      n = max
+      oldest = tonumber(redis.call('LINDEX', key, 0))
+    end
+    oldest = oldest or at
+    -- The key lives exactly as long as its newest entry stays in the window.
+    redis.call('PEXPIRE', key, at + window - now)
+  end
+
+  local reset = window
   if n > 0 then
-    at = math.max(at, tonumber(redis.call('LINDEX', key, -1)))
+    reset = math.max(1, oldest + window - now)
   end
-  n = redis.call('RPUSH', key, string.format('%d', at))
-  if n > max then
-    redis.call('LTRIM', key, n - max, -1)
-    n = max
-  end
-  -- The key lives exactly as long as its newest entry stays in the window.
-  redis.call('PEXPIRE', key, at + window - now)
+  out[#out + 1] = allowed and 1 or 0
+  out[#out + 1] = max - math.min(n, max)
+  out[#out + 1] = reset
 end
-
-local reset = window
-if n > 0 then
-  reset = math.max(1, tonumber(redis.call('LINDEX', key, 0)) + window - now)
-end
-return {allowed and 1 or 0, max - math.min(n, max), reset}
+return out
