@@ -10,3 +10,16 @@ mod response_cache;
 mod session_store;
 mod store;
 mod token_budget;
+
+/// One tokio worker: the Redis path is I/O only, and tasks that share a thread hand work to
+/// each other without waking another thread (measured: lower latency per awaited call).
+#[napi_derive::module_init]
+fn init() {
+  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .enable_all()
+    .build()
+  {
+    napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+  }
+}

@@ -96,22 +96,28 @@ impl Keyspace {
 
   /// Moves the expiry of an existing key.
   fn requeue(&mut self, key: &str, expires_at: u64) {
-    let Some((stored_key, entry)) = self.map.get_key_value(key) else {
-      return;
-    };
-    let stored_key = stored_key.clone();
-    let queued_at = entry.queued_at;
-    let entry = self.map.get_mut(key).expect("present");
-    entry.expires_at = expires_at;
-    if expires_at < queued_at {
-      // Sooner than its heap slot: queue it again at the earlier time.
-      entry.queued_at = expires_at;
-      self.heap.push(Reverse((expires_at, stored_key)));
+    if let Some((stored_key, entry)) = self.map.get_key_value_mut(key) {
+      set_expiry(&mut self.heap, stored_key, entry, expires_at);
     }
   }
 
   fn remove(&mut self, key: &str) -> bool {
     self.map.remove(key).is_some()
+  }
+}
+
+/// Sets `entry`'s expiry; queues it again only when it moved earlier than its heap slot (a
+/// later expiry is found when the old slot comes due).
+fn set_expiry(
+  heap: &mut BinaryHeap<Reverse<(u64, Arc<str>)>>,
+  key: &Arc<str>,
+  entry: &mut Entry,
+  at: u64,
+) {
+  entry.expires_at = at;
+  if at < entry.queued_at {
+    entry.queued_at = at;
+    heap.push(Reverse((at, key.clone())));
   }
 }
 
@@ -201,31 +207,29 @@ impl MemoryStore {
     now: u64,
     op: sliding_window::Op,
   ) -> Result<sliding_window::Decision, WrongType> {
+    // The hot path: one hash lookup when the key exists.
     let mut ks = self.lock(now);
-    let entry = ks.live(key, now);
-    let (decision, expires_at) = match entry {
-      Some(Entry {
-        value: Value::Log(log),
-        ..
-      }) => {
-        let d = sliding_window::apply(log, limit, now, op);
-        (d, sliding_window::expires_at(log, limit))
-      }
-      Some(_) => return Err(WrongType),
-      None => {
-        let mut log = VecDeque::new();
-        let d = sliding_window::apply(&mut log, limit, now, op);
-        if let Some(at) = sliding_window::expires_at(&log, limit) {
-          ks.put(key, Value::Log(log), at);
+    let Keyspace { map, heap } = &mut *ks;
+    if let Some((stored_key, entry)) = map.get_key_value_mut(key) {
+      if entry.expires_at > now {
+        let Value::Log(log) = &mut entry.value else {
+          return Err(WrongType);
+        };
+        let decision = sliding_window::apply(log, limit, now, op);
+        match sliding_window::expires_at(log, limit) {
+          Some(at) => set_expiry(heap, stored_key, entry, at),
+          None => {
+            map.remove(key);
+          }
         }
-        return Ok(d);
+        return Ok(decision);
       }
-    };
-    match expires_at {
-      Some(at) => ks.requeue(key, at),
-      None => {
-        ks.remove(key);
-      }
+      map.remove(key);
+    }
+    let mut log = VecDeque::new();
+    let decision = sliding_window::apply(&mut log, limit, now, op);
+    if let Some(at) = sliding_window::expires_at(&log, limit) {
+      ks.put(key, Value::Log(log), at);
     }
     Ok(decision)
   }
