@@ -105,6 +105,13 @@ forEachStore('RateLimiter', (c) => {
     expect((await rl.check('burst')).remaining).toBe(0)
   })
 
+  it('concurrent records all count; exactly maxRequests of them fit (tekimax: 5 of 10)', async () => {
+    const rl = make(new Clock(), { maxRequests: 5, windowSeconds: 60 })
+    const results = await Promise.all(Array.from({ length: 10 }, () => rl.record('openai')))
+    expect(results.filter((r) => r.allowed)).toHaveLength(5)
+    expect(await rl.check('openai')).toEqual({ allowed: false, remaining: 0, resetInSeconds: 60 })
+  })
+
   it('two limiters on one store share the same counts', async () => {
     const store = c.store(new Clock())
     const prefix = c.prefix('shared')

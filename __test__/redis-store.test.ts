@@ -73,6 +73,24 @@ describe('RedisStore: where it connects', () => {
     await Promise.all([db4.quit(), db6.quit()])
   })
 
+  it('speaks TLS (rediss://), from a URL or from an ioredis client with tls options', async () => {
+    const server = await startRedis([], true)
+    try {
+      const store = new RedisStore(`${server.url}#insecure`) // self-signed: skip verification
+      expect(await new RateLimiter(store, { prefix: 'tls:' }).consume('k')).toEqual({ allowed: true, remaining: 59, resetInSeconds: 60 })
+      await store.close()
+      const client = new Redis({ port: server.port, host: '127.0.0.1', tls: { rejectUnauthorized: false }, lazyConnect: true })
+      expect((await new RateLimiter(client, { prefix: 'tls:' }).consume('k')).remaining).toBe(58)
+      client.disconnect()
+      // Verification is on by default: a self-signed certificate is refused, as a StoreError.
+      const strict = new RedisStore(server.url)
+      await expect(new RateLimiter(strict).check('k')).rejects.toBeInstanceOf(StoreError)
+      await strict.close()
+    } finally {
+      await server.stop()
+    }
+  })
+
   it('a wrong password is a StoreError, not a hang', async () => {
     const port = new URL(redisUrl()).port
     const store = new RedisStore(`redis://tollgate-test:wrong@127.0.0.1:${port}`)

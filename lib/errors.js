@@ -13,6 +13,7 @@ const codes = Object.freeze({
   STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT',
   STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED',
   STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR',
+  INTERNAL: 'ERR_TOLLGATE_INTERNAL',
 })
 
 /** A store (Redis) could not answer: unavailable, timed out, closed, or replied an error. */
@@ -40,11 +41,20 @@ function outOfRange(message, code = codes.OUT_OF_RANGE) {
 }
 
 const CODED = /^(ERR_TOLLGATE_[A-Z_]+): ([\s\S]*)$/
+const NAPI_STATUS = /^(GenericFailure|InvalidArg|[A-Za-z]+Expected|PendingException|Cancelled|QueueFull|Closing|Unknown)$/
 
 /** Turns an error from the native addon into one of this realm, keeping its code. */
 function fromNative(err) {
   const m = CODED.exec(err && err.message)
-  if (!m) return err instanceof Error ? err : new Error(String(err))
+  if (!m) {
+    // A napi status without one of our codes is a bug in tollgate (a caught panic, say):
+    // still an Error of this realm, with a code. Anything else (an error thrown by a
+    // user's keyFn or clock) passes through untouched.
+    if (err && NAPI_STATUS.test(err.code)) {
+      return withCode(new Error(`tollgate internal error: ${err.message}`), codes.INTERNAL)
+    }
+    return err
+  }
   const [, code, message] = m
   switch (code) {
     case codes.INVALID_ARG:

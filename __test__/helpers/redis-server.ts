@@ -1,6 +1,6 @@
 // Starts a real redis-server on a free loopback port for the test run, and stops it after.
 // vitest runs this once (globalSetup); tests read the URL with inject('redisUrl').
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -42,13 +42,23 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-/** A throwaway redis-server: no persistence, its own temp dir, loopback only. */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+/**
+ * A throwaway redis-server: no persistence, its own temp dir, loopback only. With `tls`, it
+ * listens for TLS only, with a self-signed certificate made by openssl.
+ */
+export async function startRedis(extraArgs: string[] = [], tls = false): Promise<RedisServer> {
   const port = await freePort()
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-redis-'))
+  let listen = ['--port', String(port)]
+  if (tls) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' })
+    listen = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', path.join(dir, 'cert.pem'),
+      '--tls-key-file', path.join(dir, 'key.pem'), '--tls-ca-cert-file', path.join(dir, 'cert.pem'), '--tls-auth-clients', 'no']
+  }
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+    [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
     { stdio: 'ignore' },
   )
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -58,7 +68,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   await waitForPort(port)
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     process: child,
     async stop() {
       child.kill('SIGKILL')

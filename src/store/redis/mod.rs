@@ -153,6 +153,9 @@ impl RedisStore {
   }
 
   async fn connect(&self) -> Result<Conn, StoreError> {
+    // rediss:// needs a rustls crypto provider; ring is the one compiled in. Installing it
+    // twice (another store did) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let c = &self.config;
     if self.is_cluster() {
       let client = redis::cluster::ClusterClient::builder(c.urls.clone())
