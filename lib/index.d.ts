@@ -346,6 +346,8 @@ export declare const codes: {
   readonly STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED'
   /** StoreError: Redis answered with an error (for example a key of another type). */
   readonly STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR'
+  /** Error: a bug in tollgate (a native panic caught at the boundary). Please report it. */
+  readonly INTERNAL: 'ERR_TOLLGATE_INTERNAL'
 }
 
 export type ErrorCode = (typeof codes)[keyof typeof codes]
