@@ -184,25 +184,34 @@ impl RedisStore {
     }
   }
 
-  /// Runs one script invocation with a hard deadline.
+  /// Runs `work` (connecting included) within `connect_timeout + command_timeout`.
+  async fn bounded<T>(
+    &self,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+  ) -> Result<T, StoreError> {
+    let deadline = self.config.connect_timeout + self.config.command_timeout;
+    tokio::time::timeout(deadline, work)
+      .await
+      .unwrap_or_else(|_| {
+        Err(StoreError::Timeout(format!(
+          "Redis did not answer within {deadline:?}"
+        )))
+      })
+  }
+
+  /// Runs one script invocation (EVALSHA, loading the script on NOSCRIPT).
   async fn run<T: redis::FromRedisValue>(
     &self,
     invocation: ScriptInvocation<'_>,
   ) -> Result<T, StoreError> {
-    let deadline = self.config.connect_timeout + self.config.command_timeout;
-    let work = async {
-      let conn = self.conn().await?;
-      match conn {
-        Conn::Single(mut c) => invoke(&invocation, &mut c).await,
-        Conn::Cluster(mut c) => invoke(&invocation, &mut c).await,
-      }
-    };
-    match tokio::time::timeout(deadline, work).await {
-      Ok(result) => result,
-      Err(_) => Err(StoreError::Timeout(format!(
-        "Redis did not answer within {deadline:?}"
-      ))),
-    }
+    self
+      .bounded(async {
+        match self.conn().await? {
+          Conn::Single(mut c) => invoke(&invocation, &mut c).await,
+          Conn::Cluster(mut c) => invoke(&invocation, &mut c).await,
+        }
+      })
+      .await
   }
 
   // ---- one method per decision -------------------------------------------------------------
@@ -336,25 +345,18 @@ impl RedisStore {
 
   /// Deletes `key`; true when it existed. A single command, so no script.
   pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-    let deadline = self.config.connect_timeout + self.config.command_timeout;
-    let work = async {
-      let conn = self.conn().await?;
-      let mut cmd = redis::cmd("DEL");
-      cmd.arg(key);
-      let n: i64 = match conn {
-        Conn::Single(mut c) => cmd.query_async(&mut c).await,
-        Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-      }
-      .map_err(classify)?;
-      Ok(n > 0)
-    };
-    tokio::time::timeout(deadline, work)
-      .await
-      .unwrap_or_else(|_| {
-        Err(StoreError::Timeout(format!(
-          "Redis did not answer within {deadline:?}"
-        )))
+    self
+      .bounded(async {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        let n: i64 = match self.conn().await? {
+          Conn::Single(mut c) => cmd.query_async(&mut c).await,
+          Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(classify)?;
+        Ok(n > 0)
       })
+      .await
   }
 
   pub async fn session_save(
