@@ -73,6 +73,36 @@ export interface BudgetDecision {
   holdExpiresAt?: number
 }
 
+/** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
+export declare function quotaApply(state: string, request: string): string
+
+/** `cooldownMs(rpm, bufferMs, windowMs)`. */
+export declare function quotaCooldownMs(rpm: number, bufferMs: number, windowMs: number): number
+
+/** `dailyCap(rpd, thresholdPct)`. */
+export declare function quotaDailyCap(rpd: number, thresholdPct: number): number
+
+/** The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null. */
+export declare function quotaGet(core: ExternalObject<'QuotaCore'>, scope: string, now: number): string | null
+
+export declare function quotaNew(store: NativeStore, prefix: string): ExternalObject<'QuotaCore'>
+
+/** Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`). */
+export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null): number
+
+/**
+ * The memory store: runs `request` on the scope's state kept in the store. `store_now` is the
+ * store's clock, which decides when the scope's entry expires (the request carries the
+ * Quota's own clock).
+ */
+export declare function quotaRun(core: ExternalObject<'QuotaCore'>, request: string, storeNow: number): string
+
+/** Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day. */
+export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
+
+/** `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns. */
+export declare function quotaTokenWaitMs(used: number, tokens: number, limit: number, hitAts: Array<number>, hitTokens: Array<number>, now: number, windowMs: number, bufferMs: number): number | null
+
 export declare function rateLimiterNew(store: NativeStore, prefix: string, max: number, windowMs: number): ExternalObject<'RateLimiterCore'>
 
 /** In-process decision, answered on the calling thread. `now` < 0 reads the system clock. */

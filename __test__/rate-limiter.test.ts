@@ -138,9 +138,9 @@ describe('RateLimiter on the memory store', () => {
     const store = new MemoryStore({ now: clock.now })
     const rl = new RateLimiter(store, { maxRequests: 5, windowSeconds: 1 })
     for (let i = 0; i < 100; i++) await rl.consume(`user-${i}`)
-    expect(store.size).toBe(100)
+    expect(store.size()).toBe(100)
     clock.advance(1_000)
-    expect(store.size).toBe(0)
+    expect(store.size()).toBe(0)
   })
 
   it('works with no store at all (the default MemoryStore)', async () => {

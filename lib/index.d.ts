@@ -50,8 +50,8 @@ export interface MemoryStoreOptions {
  */
 export declare class MemoryStore {
   constructor(options?: MemoryStoreOptions)
-  /** Number of live keys. */
-  get size(): number
+  /** Number of live keys (for a store used by one Quota: its scopes, as rate-budget counts). */
+  size(): number
   /** Drops every key. */
   clear(): void
   /** Nothing to release; present so code can close any store. */
@@ -356,4 +356,174 @@ export type ErrorCode = (typeof codes)[keyof typeof codes]
 export declare class StoreError extends Error {
   readonly name: 'StoreError'
   readonly code: 'ERR_TOLLGATE_STORE_UNAVAILABLE' | 'ERR_TOLLGATE_STORE_TIMEOUT' | 'ERR_TOLLGATE_STORE_CLOSED' | 'ERR_TOLLGATE_STORE_ERROR'
+}
+
+// ---- Quota (rate-budget) ---------------------------------------------------------------------
+
+/** rate-budget's default token window: 60 s. */
+export declare const WINDOW_MS: 60000
+/** rate-budget's default safety buffer added to waits: 1 s. */
+export declare const BUFFER_MS: 1000
+/** rate-budget's default share of `rpd` that may be used: 100 %. */
+export declare const THRESHOLD_PCT: 100
+
+/** Spacing between two reservations on one key: `ceil(windowMs / rpm) + bufferMs` (rpm floored, at least 1). */
+export declare function cooldownMs(rpm: number, bufferMs?: number | null, windowMs?: number): number
+/** Requests per day a key may use: `ceil(rpd * (thresholdPct / 100))`, in floating point as rate-budget computes it (`dailyCap(100, 7)` is 8). */
+export declare function dailyCap(rpd: number, thresholdPct?: number | null): number
+/** Milliseconds until `tokens` more fit under `limit` in the sliding window (0 when they fit now), or `null` when they never can. */
+export declare function tokenWaitMs(input: {
+  used: number
+  tokens: number
+  limit: number
+  hits?: Array<{ id?: string; at: number; tokens: number }>
+  now: number
+  windowMs?: number
+  bufferMs?: number
+}): number | null
+
+/** An API key of a scope, with its limits. Extra fields are kept: results return this very object. */
+export interface QuotaKey {
+  /** Must be a string (a non-string id is never selected: `no_key`, as in rate-budget). */
+  id: string
+  /** Requests per minute, enforced as spacing between reservations. */
+  rpm: number
+  /** Tokens per `windowMs` sliding window. */
+  tpm: number
+  /** Requests per day (UTC day by default), times `thresholdPct`. */
+  rpd: number
+  /** Tokens per day (tollgate's addition; no limit when absent). */
+  tpd?: number
+  /** Higher is tried first. Default 0. */
+  priority?: number
+  /** Only `false` disables the key. */
+  enabled?: boolean
+  [extra: string]: unknown
+}
+
+/** The per-key metrics of a decision, before this request applies (rate-budget's `KeyCheck`). */
+export interface QuotaKeyCheck {
+  key: string
+  ok: boolean
+  /** Why the key is blocked; present with value `undefined` when `ok`. */
+  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | undefined
+  /** 0 when ok; the longest of the key's waits when blocked; `null` for `off` and for a request over `tpm`. */
+  waitMs: number | null
+  priority: number
+  rpmMs: number
+  tpmMs: number | null
+  tokenUsed: number
+  tokenPct: number
+  dailyUsed: number
+  dailyCap: number
+  dailyLeft: number
+  dailyPct: number
+}
+
+/** A reservation; pass it to `commit` or `rollback`. Plain data (a JSON copy works). */
+export interface QuotaHold {
+  id: string
+  scope: string
+  /** The chosen key's id. */
+  key: string
+  tokens: number
+  at: number
+  day: string
+  prevAt: number | undefined
+  prevId: string | undefined
+}
+
+export interface QuotaOk<K extends QuotaKey = QuotaKey> {
+  ok: true
+  /** The very key object passed in. */
+  key: K
+  tokens: number
+  waitMs: 0
+  checks: QuotaKeyCheck[]
+}
+export interface QuotaReserved<K extends QuotaKey = QuotaKey> extends QuotaOk<K> {
+  hold: QuotaHold
+}
+export interface QuotaBlocked {
+  ok: false
+  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'no_key'
+  tokens: number
+  /** The shortest wait among blocked keys; `null` when no key can ever take the request. */
+  waitMs: number | null
+  checks: QuotaKeyCheck[]
+}
+
+/** rate-budget's store contract: `fn` is synchronous and updates `state` in place; make it atomic per scope. */
+export interface QuotaStore {
+  mutate<T>(scope: string, fn: (state: { keys: Record<string, unknown> }) => T): T | Promise<T>
+}
+
+export interface QuotaOptions<Req = unknown> {
+  /** A MemoryStore (default: a new one per Quota) or your own `{ mutate(scope, fn) }` store. */
+  store?: MemoryStore | QuotaStore
+  /** Tokens a request will use. Default: a number request, else `req.tokens` if a number, else 1. Floored, at least 0. */
+  estimate?: (req: Req) => number | Promise<number>
+  /** Clock in ms. Default `Date.now`. Used as is (fractions kept), like rate-budget. */
+  now?: () => number
+  /** Hold id generator (called once per `reserve`). */
+  id?: () => string
+  /** Token window and RPM spacing base, ms. Default 60000 (floored, at least 1). */
+  windowMs?: number | null
+  /** Added to every wait, ms. Default 1000 (floored, at least 0). */
+  bufferMs?: number | null
+  /** Share of `rpd` that may be used, in %. Default 100 (clamped to 0–100). */
+  thresholdPct?: number | null
+  /** Daily bucket of `now`. Default: the UTC date `YYYY-MM-DD`. */
+  dayKey?: (now: number) => string
+  /** When the daily bucket resets. Default: the next UTC midnight. */
+  resetAt?: (now: number) => number
+  /** Uncommitted holds roll back by themselves after this many ms. Default 600000 (10 min); `null` keeps them forever (rate-budget). */
+  holdTtlMs?: number | null
+  /** Never admit a request over TPM, also with `bufferMs: 0`. Default true; `false` is rate-budget's behaviour. */
+  strictTpm?: boolean
+  /** Key prefix of scopes in the store. Default `'tollgate:quota:'`. */
+  prefix?: string
+}
+
+/**
+ * rate-budget's multi-key quota engine: picks the key of a scope with RPM, TPM and RPD headroom
+ * (priority first, then the least used), reserves on it, then commits the real tokens or rolls
+ * back. Numbers, tie-breaks and result shapes match rate-budget, including how bad numbers are
+ * sanitised. Runs on a MemoryStore or your own `{ mutate }` store (Redis: not yet).
+ *
+ * @example
+ * const quota = new Quota()
+ * const keys = [{ id: 'key-a', rpm: 15, tpm: 250_000, rpd: 500, priority: 10 }, { id: 'key-b', rpm: 15, tpm: 250_000, rpd: 500 }]
+ * const r = await quota.reserve('tenant:acme', keys, { tokens: 2_400 })
+ * if (!r.ok) throw new Error(`No quota key available: ${r.reason}`)
+ * try {
+ *   const response = await callProvider(r.key)
+ *   await quota.commit(r.hold, { tokens: response.usage.totalTokens })
+ * } catch (e) {
+ *   await quota.rollback(r.hold)
+ *   throw e
+ * }
+ */
+export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
+  constructor(options?: QuotaOptions<Req>)
+  /** Picks a key without reserving (it still tidies the scope's state, as rate-budget does). */
+  check(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaOk<K> | QuotaBlocked>
+  /** Picks a key and reserves one request and the estimated tokens on it. */
+  reserve(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaReserved<K> | QuotaBlocked>
+  /** Sets the hold's tokens to `usage.tokens` (if given) and releases it; false when there is no such hold. */
+  commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number }): Promise<boolean>
+  /** Gives back the hold's tokens, request of the day and RPM spacing; false when there is no such hold. */
+  rollback(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>): Promise<boolean>
+}
+/** rate-budget's other name for {@link Quota}: the same class. */
+export declare const QuotaManager: typeof Quota
+
+// rate-budget's MemoryStore methods, on tollgate's MemoryStore (scopes of Quotas with the default prefix).
+export declare interface MemoryStore {
+  /** A copy of a Quota scope's state in rate-budget's shape (`keys.<id>.used`, `hits`, `holds`, `lastAt`), or undefined. */
+  get(scope: string): { keys: Record<string, any> } | undefined
+  /** Replaces a Quota scope's state. */
+  set(scope: string, state: { keys: Record<string, any> }): void
+  /** Deletes one Quota scope, or every one when `scope` is empty or missing. */
+  reset(scope?: string): void
 }

@@ -8,6 +8,7 @@ const { TokenBudget } = require('./token-budget')
 const { ResponseCache, requestKey } = require('./response-cache')
 const { SessionStore } = require('./session-store')
 const { StoreError, codes } = require('./errors')
+const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
   MemoryStore,
@@ -19,4 +20,12 @@ module.exports = {
   StoreError,
   codes,
   requestKey,
+  Quota,
+  QuotaManager,
+  cooldownMs,
+  dailyCap,
+  tokenWaitMs,
+  WINDOW_MS,
+  BUFFER_MS,
+  THRESHOLD_PCT,
 }

@@ -14,5 +14,13 @@ export const {
   StoreError,
   codes,
   requestKey,
+  Quota,
+  QuotaManager,
+  cooldownMs,
+  dailyCap,
+  tokenWaitMs,
+  WINDOW_MS,
+  BUFFER_MS,
+  THRESHOLD_PCT,
 } = tollgate
 export default tollgate

@@ -35,10 +35,10 @@ class MemoryStore {
     this[kClock] = clockOf(o.now)
   }
 
-  /** Live keys. */
-  get size() {
+  /** Live keys (for a store used by one Quota: its scopes, as in rate-budget). */
+  size() {
     const clock = this[kClock]
-    return this[kNative].size(clock ? clock() : Date.now())
+    return this[kNative].size(clock ? clock() : -1)
   }
 
   /** Drops everything. */

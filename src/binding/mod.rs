@@ -8,6 +8,7 @@
 mod clock;
 mod error;
 mod id;
+mod quota;
 mod rate_limiter;
 mod response_cache;
 mod session_store;

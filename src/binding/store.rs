@@ -81,7 +81,7 @@ impl NativeStore {
   /// Live keys in a memory store at `now`.
   #[napi(catch_unwind)]
   pub fn size(&self, now: f64) -> napi::Result<u32> {
-    Ok(self.backend.memory()?.len(ms(now)) as u32)
+    Ok(self.backend.memory()?.len(super::clock::local(now)) as u32)
   }
 
   /// Drops every key of a memory store.

@@ -319,7 +319,12 @@ fn check_key(
   });
 
   let cap = daily_cap(key.rpd, Some(o.threshold_pct));
-  let token_used: f64 = ks.hits.iter().map(|h| non_neg(Some(h.tokens), 0.0)).sum();
+  // A fold from +0 (`sum()` of no f64s is -0.0, which JavaScript would show as -0).
+  let token_used = ks
+    .hits
+    .iter()
+    .map(|h| non_neg(Some(h.tokens), 0.0))
+    .fold(0.0, |a, b| a + b);
   let rpm_ms = match ks.last_at {
     Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
     None => 0.0,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hashbrown::HashMap;
 
 use crate::engine::session::{NotAMessageList, Session};
-use crate::engine::{sliding_window, token_budget};
+use crate::engine::{quota, sliding_window, token_budget};
 
 /// How many due keys one call reclaims at most.
 const SWEEP_PER_CALL: usize = 16;
@@ -25,6 +25,7 @@ enum Value {
   Log(VecDeque<u64>),
   Budget(token_budget::Budget),
   Session(Session),
+  Quota(quota::QuotaState),
 }
 
 #[derive(Debug)]
@@ -263,6 +264,54 @@ impl MemoryStore {
       }
     }
     Ok(out)
+  }
+
+  // ---- quota scopes (Quota) --------------------------------------------------------------
+
+  /// Runs `step` on the scope state at `key` (a fresh one when missing) and stores the
+  /// result until `expires_at`, as rate-budget's MemoryStore does even for a failed lookup.
+  pub fn quota<T>(
+    &self,
+    key: &str,
+    now: u64,
+    expires_at: u64,
+    step: impl FnOnce(&mut quota::QuotaState) -> T,
+  ) -> Result<T, WrongType> {
+    let mut ks = self.lock(now);
+    let mut state = match ks.live(key, now) {
+      None => quota::QuotaState::default(),
+      Some(Entry {
+        value: Value::Quota(q),
+        ..
+      }) => std::mem::take(q),
+      Some(_) => return Err(WrongType),
+    };
+    let out = step(&mut state);
+    ks.put(key, Value::Quota(state), expires_at);
+    Ok(out)
+  }
+
+  /// A copy of the scope state at `key`.
+  pub fn quota_state(&self, key: &str, now: u64) -> Result<Option<quota::QuotaState>, WrongType> {
+    let mut ks = self.lock(now);
+    match ks.live(key, now).map(|e| &e.value) {
+      None => Ok(None),
+      Some(Value::Quota(q)) => Ok(Some(q.clone())),
+      Some(_) => Err(WrongType),
+    }
+  }
+
+  /// Replaces the scope state at `key`.
+  pub fn set_quota_state(&self, key: &str, state: quota::QuotaState, now: u64, expires_at: u64) {
+    self.lock(now).put(key, Value::Quota(state), expires_at);
+  }
+
+  /// Deletes every key that starts with `prefix`; returns how many.
+  pub fn remove_prefix(&self, prefix: &str) -> usize {
+    let mut ks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+    let before = ks.map.len();
+    ks.map.retain(|k, _| !k.starts_with(prefix));
+    before - ks.map.len()
   }
 
   // ---- sessions (SessionStore) -----------------------------------------------------------

@@ -1,0 +1,456 @@
+// rate-budget's suite (rate-budget.md §11.1), its PHP port's checks (§11.3) and the extra
+// cases of §11.4, with their numbers, run against every store Quota takes today: the
+// MemoryStore, and a user's { mutate(scope, fn) } store (in memory, and JSON-serialising).
+import { describe, expect, it } from 'vitest'
+import { BUFFER_MS, MemoryStore, Quota, QuotaManager, THRESHOLD_PCT, WINDOW_MS, cooldownMs, dailyCap, tokenWaitMs } from '../lib/index.js'
+
+type State = { keys: Record<string, any> }
+// Results are unions (ok | blocked); these tests read fields of the branch they expect.
+const newQuota = (options?: any): any => new Quota(options)
+interface InspectableStore {
+  get(scope: string): State | undefined
+}
+
+/** rate-budget's MemoryStore contract, written as a user would: state kept as a JS object. */
+class ObjectStore implements InspectableStore {
+  map = new Map<string, State>()
+  mutate<T>(scope: string, fn: (s: State) => T): T {
+    const state = this.map.get(scope) ?? { keys: {} }
+    const out = fn(state)
+    this.map.set(scope, state)
+    return out
+  }
+  get(scope: string) {
+    return this.map.get(scope)
+  }
+}
+
+/** An async adapter that stores JSON text, like one over a database. */
+class JsonStore implements InspectableStore {
+  data = new Map<string, string>()
+  async mutate<T>(scope: string, fn: (s: State) => T): Promise<T> {
+    await new Promise((r) => setImmediate(r))
+    const state = JSON.parse(this.data.get(scope) ?? '{"keys":{}}')
+    const out = fn(state)
+    this.data.set(scope, JSON.stringify(state))
+    return out
+  }
+  get(scope: string) {
+    const text = this.data.get(scope)
+    return text === undefined ? undefined : JSON.parse(text)
+  }
+}
+
+const stores: Array<[string, () => any]> = [
+  ['MemoryStore', () => new MemoryStore()],
+  ['mutate store', () => new ObjectStore()],
+  ['JSON mutate store', () => new JsonStore()],
+]
+
+const keys = () => [
+  { id: 'primary', rpm: 15, tpm: 1_000, rpd: 10, priority: 10 },
+  { id: 'backup', rpm: 15, tpm: 1_000, rpd: 10, priority: 1 },
+]
+const singleKey = () => ({ id: 'solo', rpm: 15, tpm: 1_000, rpd: 10 })
+
+describe('helpers', () => {
+  it('cooldownMs follows rpm spacing with buffer', () => {
+    expect(cooldownMs(15)).toBe(5_000)
+    expect([cooldownMs(0), cooldownMs(-5), cooldownMs(2.5), cooldownMs(7), cooldownMs(15, 0), cooldownMs(15, null as any)]).toEqual([61_000, 61_000, 31_000, 9_572, 4_000, 4_000])
+    expect([cooldownMs(15, undefined, 30_000), cooldownMs(15, -3), cooldownMs(NaN), cooldownMs(15, 500.5), cooldownMs(15, 1000, 0)]).toEqual([3_000, 4_000, 61_000, 4_500, 1_000])
+  })
+
+  it('dailyCap applies the rpd threshold, with rate-budget floating point', () => {
+    expect(dailyCap(500, 90)).toBe(450)
+    expect(dailyCap(500, 0)).toBe(0)
+    expect([dailyCap(500), dailyCap(0), dailyCap(10, 33.3), dailyCap(500, 150), dailyCap(500, -1), dailyCap(500, NaN), dailyCap(500, null as any), dailyCap(2.9, 100)]).toEqual([500, 1, 4, 500, 0, 500, 500, 2])
+    expect([dailyCap(100, 7), dailyCap(25, 28), dailyCap(50, 56), dailyCap(100, 55), dailyCap(75, 68)]).toEqual([8, 8, 29, 56, 52])
+  })
+
+  it('tokenWaitMs uses a sliding 60-second window', () => {
+    expect(tokenWaitMs({ used: 900, tokens: 200, limit: 1_000, now: 120_000, hits: [{ id: 'old', at: 90_000, tokens: 900 }] })).toBe(31_000)
+    expect(tokenWaitMs({ used: 0, tokens: 1_001, limit: 1_000, now: 0 })).toBeNull()
+    expect(tokenWaitMs({ used: 800, tokens: 200, limit: 1_000, now: 0 })).toBe(0)
+    expect(tokenWaitMs({ used: 900, tokens: 200, limit: 1_000, hits: [], now: 0 })).toBe(61_000)
+    expect(tokenWaitMs({ used: 900, tokens: 200, limit: 1_000, hits: [{ at: 90_000, tokens: 900 }], now: 200_000 })).toBe(0)
+    expect(tokenWaitMs({ used: 900, tokens: 200, limit: 1_000, hits: [{ at: 100_000, tokens: 50 }, { at: 90_000, tokens: 60 }], now: 120_000 })).toBe(41_000)
+    expect(tokenWaitMs({ used: 900, tokens: 200, limit: 1_000, hits: [{ at: 90_000, tokens: 900 }], now: 120_000, windowMs: 30_000, bufferMs: 0 })).toBe(0)
+    const now = 1_700_000_000_000
+    expect(tokenWaitMs({ used: 90, tokens: 20, limit: 100, hits: [{ id: 'h1', at: now - 1_000, tokens: 90 }], now })).toBe(60_000)
+    expect(tokenWaitMs({ used: 0, tokens: 101, limit: 100, hits: [], now })).toBeNull()
+  })
+
+  it('exports rate-budget names', () => {
+    expect([WINDOW_MS, BUFFER_MS, THRESHOLD_PCT]).toEqual([60_000, 1_000, 100])
+    expect(QuotaManager).toBe(Quota)
+  })
+})
+
+describe.each(stores)('Quota on a %s', (_name, makeStore) => {
+  it('reserve picks the highest priority key when all limits pass', async () => {
+    const ks = keys()
+    const quota = newQuota({ store: makeStore(), now: () => 0, id: () => 'hold-1' })
+    const reserved = await quota.reserve('tenant-a', ks, { tokens: 100 })
+    expect(reserved.ok).toBe(true)
+    expect(reserved.key).toBe(ks[0]) // the very object passed in
+    expect(reserved.hold).toStrictEqual({ id: 'hold-1', scope: 'tenant-a', key: 'primary', tokens: 100, at: 0, day: '1970-01-01', prevAt: undefined, prevId: undefined })
+    expect(reserved.checks).toHaveLength(2)
+    expect(reserved.checks[0]).toStrictEqual({
+      key: 'primary', ok: true, reason: undefined, waitMs: 0, priority: 10, rpmMs: 0, tpmMs: 0, tokenUsed: 0, tokenPct: 0, dailyUsed: 0, dailyCap: 10, dailyLeft: 10, dailyPct: 0,
+    })
+    expect(Object.keys(reserved)).toEqual(['ok', 'key', 'tokens', 'waitMs', 'checks', 'hold'])
+  })
+
+  it('reserve accepts a single key object', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0, id: () => 'hold-1' })
+    const reserved = await quota.reserve('tenant-a', singleKey(), { tokens: 100 })
+    expect(reserved.ok).toBe(true)
+    expect(reserved.key.id).toBe('solo')
+  })
+
+  it('check accepts a single key object without creating a hold', async () => {
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => 0, id: () => 'hold-1' })
+    const checked = await quota.check('tenant-a', singleKey(), { tokens: 100 })
+    expect(checked.ok).toBe(true)
+    expect(checked.key.id).toBe('solo')
+    expect(Object.keys(checked)).toEqual(['ok', 'key', 'tokens', 'waitMs', 'checks'])
+    expect(store.get('tenant-a')!.keys.solo.used).toBe(0)
+  })
+
+  it('reserve falls through to the next key during rpm cooldown', async () => {
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `hold-${now}` })
+    const first = await quota.reserve('tenant-a', keys(), { tokens: 100 })
+    now = 500
+    const second = await quota.reserve('tenant-a', keys(), { tokens: 100 })
+    expect([first.ok, first.key.id, second.ok, second.key.id]).toEqual([true, 'primary', true, 'backup'])
+  })
+
+  it('reserve blocks when all keys are cooling down', async () => {
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `hold-${now}` })
+    expect((await quota.reserve('tenant-a', keys(), { tokens: 100 })).key.id).toBe('primary')
+    expect((await quota.reserve('tenant-a', keys(), { tokens: 100 })).key.id).toBe('backup')
+    now = 500
+    const blocked = await quota.reserve('tenant-a', keys(), { tokens: 100 })
+    expect(blocked).toMatchObject({ ok: false, reason: 'rpm', waitMs: 4_500, tokens: 100 })
+    expect(Object.keys(blocked)).toEqual(['ok', 'reason', 'tokens', 'waitMs', 'checks'])
+    expect(blocked.checks.map((c: any) => c.priority)).toEqual([10, 1])
+    for (const c of blocked.checks) {
+      expect(c).toMatchObject({ ok: false, reason: 'rpm', waitMs: 4_500, rpmMs: 4_500, tpmMs: 0, tokenUsed: 100, tokenPct: 0.1, dailyUsed: 1, dailyCap: 10, dailyLeft: 9, dailyPct: 0.1 })
+    }
+  })
+
+  it('commit updates estimated tokens to actual tokens', async () => {
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => 0, id: () => 'hold-1' })
+    const reserved = await quota.reserve('tenant-a', keys(), { tokens: 100 })
+    expect(reserved.ok).toBe(true)
+    expect(await quota.commit(reserved.hold, { tokens: 250 })).toBe(true)
+    const state = store.get('tenant-a')!
+    expect(state.keys.primary.hits[0].tokens).toBe(250)
+    expect(Object.keys(state.keys.primary.holds)).toHaveLength(0)
+    expect(await quota.commit(reserved.hold, { tokens: 1 })).toBe(false) // already committed
+  })
+
+  it('rollback releases rpm, tpm, and rpd reservation state', async () => {
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => 0, id: () => 'hold-1' })
+    const reserved = await quota.reserve('tenant-a', keys(), { tokens: 100 })
+    expect(await quota.rollback(reserved.hold)).toBe(true)
+    const primary = store.get('tenant-a')!.keys.primary
+    expect(primary.used).toBe(0)
+    expect(primary.hits).toHaveLength(0)
+    expect(primary.lastAt).toBeUndefined()
+    expect(await quota.rollback(reserved.hold)).toBe(false)
+  })
+
+  it('estimate option can derive tokens from custom requests', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0, id: () => 'hold-1', estimate: (req: any) => req.prompt.length + req.max })
+    const reserved = await quota.reserve('tenant-a', keys(), { prompt: 'hello', max: 95 })
+    expect(reserved.ok).toBe(true)
+    expect(reserved.hold.tokens).toBe(100)
+  })
+
+  it('the default estimator sanitises like rate-budget', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const key = { id: 'k', rpm: 1, tpm: 1e9, rpd: 1e9 }
+    const cases: Array<[unknown, number]> = [[undefined, 1], [null, 1], [7, 7], [7.9, 7], [-3, 0], [NaN, 0], [Infinity, 0], ['12', 1], [{}, 1], [{ tokens: 42 }, 42], [{ tokens: '42' }, 1], [{ tokens: 3.7 }, 3], [{ tokens: -1 }, 0], [[1, 2], 1]]
+    for (const [req, tokens] of cases) expect((await quota.check('s', key, req)).tokens, String(req)).toBe(tokens)
+  })
+
+  // PHP port's checks (§11.3).
+  it('PHP suite: commit, priority, rpm block and rollback, rpd, tpm hard block', async () => {
+    const now = 1_700_000_000_000
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => now, id: () => 'hold-1' })
+    const keyA = { id: 'key-a', rpm: 15, tpm: 250_000, rpd: 500 }
+    const r = await quota.reserve('scope:1', keyA, { tokens: 800 })
+    expect(r.ok && r.key === keyA && !('reason' in r)).toBe(true)
+    expect(await quota.commit(r.hold, { tokens: 742 })).toBe(true)
+    expect(store.get('scope:1')!.keys['key-a'].hits[0].tokens).toBe(742)
+
+    const two = [{ id: 'key-a', rpm: 15, tpm: 250_000, rpd: 500, priority: 5 }, { id: 'key-b', rpm: 15, tpm: 250_000, rpd: 500, priority: 10 }]
+    expect((await quota.check('scope:2', two, 1_500)).key.id).toBe('key-b')
+
+    const k = { id: 'k', rpm: 15, tpm: 1_000, rpd: 500 }
+    const held = await quota.reserve('scope:3', k, 800)
+    const blocked = await quota.check('scope:3', k, 100)
+    expect(blocked).toMatchObject({ ok: false, reason: 'rpm', waitMs: 5_000 })
+    expect(blocked.checks[0]).toMatchObject({ tokenUsed: 800, tokenPct: 0.8, dailyPct: 0.002 })
+    expect(await quota.rollback(held.hold)).toBe(true)
+    expect(store.get('scope:3')!.keys.k.used).toBe(0)
+
+    const daily = { id: 'daily', rpm: 999, tpm: 999_999, rpd: 1 }
+    const q2 = newQuota({ store, now: () => now, thresholdPct: 100 })
+    expect((await q2.reserve('scope:4', daily, 1)).ok).toBe(true)
+    const rpd = await q2.check('scope:4', daily, 1)
+    expect(rpd).toMatchObject({ ok: false, reason: 'rpd', waitMs: 6_400_000 })
+    expect(rpd.checks[0].rpmMs).toBe(1_061)
+
+    const tiny = await quota.check('scope:5', { id: 'tiny', rpm: 999, tpm: 10, rpd: 999 }, 11)
+    expect(tiny).toMatchObject({ ok: false, reason: 'tpm', waitMs: null })
+    expect((await new (QuotaManager as any)({ store }).check('scope:7', { id: 'alias', rpm: 1, tpm: 1, rpd: 1 }, 1)).ok).toBe(true)
+  })
+
+  // Extra cases (§11.4).
+  it('TPM: hard block, boundary, sliding window', async () => {
+    let t = 0
+    const quota = newQuota({ store: makeStore(), now: () => t })
+    const small = { id: 's', rpm: 15, tpm: 10, rpd: 10 }
+    expect(await quota.check('h', small, { tokens: 11 })).toMatchObject({ reason: 'tpm', waitMs: null, checks: [{ tpmMs: null }] })
+    expect((await quota.check('h', small, { tokens: 10 })).ok).toBe(true)
+    const a = { id: 'a', rpm: 6_000, tpm: 1_000, rpd: 100 }
+    await quota.reserve('w', a, 600)
+    t = 10_000
+    await quota.reserve('w', a, 300)
+    t = 20_000
+    expect(await quota.check('w', a, 200)).toMatchObject({ reason: 'tpm', waitMs: 41_000, checks: [{ tokenUsed: 900 }] })
+    expect((await quota.check('w', a, 100)).ok).toBe(true)
+    t = 60_000
+    expect(await quota.check('w', a, 200)).toMatchObject({ reason: 'tpm', waitMs: 1_000 })
+    t = 60_001
+    expect(await quota.check('w', a, 200)).toMatchObject({ ok: true, checks: [{ tokenUsed: 300 }] })
+  })
+
+  it('RPD resets with the UTC day', async () => {
+    let t = 0
+    const quota = newQuota({ store: makeStore(), now: () => t })
+    const d = { id: 'd', rpm: 60_000, tpm: 1e9, rpd: 1 }
+    await quota.reserve('s', d, 1)
+    t = 5_000
+    expect(await quota.check('s', d, 1)).toMatchObject({ reason: 'rpd', waitMs: 86_395_000 })
+    t = 86_400_000
+    expect(await quota.check('s', d, 1)).toMatchObject({ ok: true, checks: [{ dailyUsed: 0 }] })
+  })
+
+  it('a key waits for its longest reason; a blocked result for its shortest key', async () => {
+    const key = { id: 'k', rpm: 1, tpm: 1e9, rpd: 1 }
+    const q1 = newQuota({ store: makeStore(), now: () => 1_000, resetAt: (n: number) => n + 3_000 })
+    await q1.reserve('s', key, 1)
+    expect(await q1.check('s', key, 1)).toMatchObject({ reason: 'rpm', waitMs: 61_000 })
+    const q2 = newQuota({ store: makeStore(), now: () => 1_000, resetAt: (n: number) => n + 61_000 })
+    await q2.reserve('s', key, 1)
+    expect(await q2.check('s', key, 1)).toMatchObject({ reason: 'rpd', waitMs: 61_000 })
+    let t = 0
+    const q3 = newQuota({ store: makeStore(), now: () => t, resetAt: (n: number) => n })
+    await q3.reserve('s', { id: 'z', rpm: 60_000, tpm: 1e9, rpd: 1 }, 1)
+    t = 2_000
+    expect(await q3.check('s', { id: 'z', rpm: 60_000, tpm: 1e9, rpd: 1 }, 1)).toMatchObject({ ok: false, reason: 'rpd', waitMs: 0 })
+    const mixed = [{ id: 'o', rpm: 1, tpm: 100, rpd: 10, enabled: false }, { id: 'r', rpm: 60, tpm: 100, rpd: 10 }, { id: 'r2', rpm: 30, tpm: 100, rpd: 10 }]
+    let u = 0
+    const q4 = newQuota({ store: makeStore(), now: () => u })
+    expect((await q4.reserve('s', mixed, 1)).key.id).toBe('r')
+    expect((await q4.reserve('s', mixed, 1)).key.id).toBe('r2')
+    u = 100
+    expect(await q4.check('s', mixed, 1)).toMatchObject({ reason: 'rpm', waitMs: 1_900 })
+  })
+
+  it('off keys, hard blocks first, and empty lists', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const off = { id: 'x', rpm: 1, tpm: 1, rpd: 1, enabled: false }
+    const r = await quota.check('s', [off], 5)
+    expect(r).toMatchObject({ ok: false, reason: 'off', waitMs: null })
+    expect(r.checks[0]).toStrictEqual({ key: 'x', ok: false, reason: 'off', waitMs: null, priority: 0, rpmMs: 0, tpmMs: null, tokenUsed: 0, tokenPct: 0, dailyUsed: 0, dailyCap: 1, dailyLeft: 1, dailyPct: 0 })
+    expect(await quota.check('s', [{ id: 'h', rpm: 1, tpm: 1, rpd: 1 }, off], 5)).toMatchObject({ reason: 'tpm', waitMs: null })
+    expect(await quota.check('s', [], 5)).toStrictEqual({ ok: false, reason: 'no_key', tokens: 5, waitMs: null, checks: [] })
+    expect((await quota.check('s', { ...off, enabled: 0 as any }, 1)).ok).toBe(true)
+  })
+
+  it('tie-breaks: tokenPct, dailyPct, then localeCompare', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const same = (id: string) => ({ id, rpm: 60_000, tpm: 1_000, rpd: 10 })
+    expect((await quota.check('s', [same('b'), same('a'), same('C')], 1)).key.id).toBe('a')
+    await quota.reserve('s', [same('a')], 10)
+    expect((await quota.check('s', [same('b'), same('a'), same('C')], 1)).key.id).toBe('b')
+    expect((await quota.check('x', ['key-10', 'key-9', 'Key-1'].map(same), 1)).key.id).toBe('Key-1')
+    expect((await quota.check('y', [{ ...same('p'), priority: '5' as any }, { ...same('q'), priority: 1 }], 1)).key.id).toBe('q')
+  })
+
+  it('id quirks: non-string ids, missing ids, duplicates, missing limits', async () => {
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => 0 })
+    const numeric = await quota.check('s', { id: 5 as any, rpm: 1, tpm: 10, rpd: 1 }, 1)
+    expect(numeric).toMatchObject({ ok: false, reason: 'no_key', waitMs: null, checks: [{ ok: true }] })
+    expect(await quota.check('m', { rpm: 1, tpm: 10, rpd: 1 } as any, 1)).toMatchObject({ reason: 'no_key' })
+    expect(store.get('m')!.keys).toHaveProperty('undefined')
+    const d1 = { id: 'dup', rpm: 1, tpm: 10, rpd: 1 }
+    const d2 = { id: 'dup', rpm: 1, tpm: 10, rpd: 1 }
+    expect((await quota.check('d', [d1, d2], 1)).key).toBe(d1)
+    expect(await quota.check('b', { id: 'm' } as any, 1)).toMatchObject({ ok: true, checks: [{ dailyCap: 1 }] })
+  })
+
+  it('rollback order, and across a day', async () => {
+    let t = 0
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => t, id: () => `h${t}` })
+    const a = { id: 'a', rpm: 60, tpm: 1_000, rpd: 5 }
+    const h1 = (await quota.reserve('s', a, 10)).hold
+    t = 2_000
+    const h2 = (await quota.reserve('s', a, 20)).hold
+    expect(h2).toMatchObject({ prevAt: 0, prevId: 'h0' })
+    expect(await quota.rollback(h1)).toBe(true)
+    expect(store.get('s')!.keys.a).toMatchObject({ used: 1, hits: [{ id: 'h2000' }], lastAt: 2_000 })
+    expect(await quota.rollback(h2)).toBe(true)
+    expect(store.get('s')!.keys.a).toMatchObject({ used: 0, lastAt: 0, lastId: 'h0' })
+
+    t = 86_399_990
+    const late = (await quota.reserve('day', a, 1)).hold
+    t = 86_400_005
+    await quota.check('day', a, 1)
+    expect(await quota.rollback(late)).toBe(true)
+    expect(store.get('day')!.keys.a.used).toBe(0)
+  })
+
+  it('a JSON copy of a hold commits; an unknown hold does not', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const { hold } = await quota.reserve('s', singleKey(), 10)
+    expect(await quota.commit({ id: 'zz', scope: 's', key: 'solo' } as any)).toBe(false)
+    expect(await quota.commit(JSON.parse(JSON.stringify(hold)))).toBe(true)
+  })
+
+  it('clocks going backwards, fractional clocks, zero-token reserves', async () => {
+    let t = 10_000
+    const quota = newQuota({ store: makeStore(), now: () => t })
+    const k = { id: 'k', rpm: 15, tpm: 1_000, rpd: 10 }
+    await quota.reserve('s', k, 5)
+    t = 5_000
+    expect((await quota.check('s', k, 1)).checks[0]).toMatchObject({ tokenUsed: 0, rpmMs: 10_000 })
+    t = 1_000.5
+    await quota.reserve('f', k, 5)
+    t = 1_200.25
+    expect((await quota.check('f', k, 1)).waitMs).toBe(4_800.25)
+  })
+
+  it('options sanitise like rate-budget', async () => {
+    const key = { id: 'k', rpm: 7, tpm: 1_000, rpd: 10 }
+    const rpmMs = async (o: object) => {
+      const quota = newQuota({ store: makeStore(), now: () => 0, ...o })
+      await quota.reserve('s', key, 1)
+      return (await quota.check('s', key, 1)).checks[0].rpmMs
+    }
+    expect(await rpmMs({ windowMs: 0 })).toBe(1_001)
+    expect(await rpmMs({ windowMs: -5 })).toBe(1_001)
+    expect(await rpmMs({ windowMs: NaN })).toBe(9_572)
+    expect(await rpmMs({ windowMs: null })).toBe(9_572)
+    expect(await rpmMs({ windowMs: 1_500.7 })).toBe(1_215)
+    expect(await rpmMs({ bufferMs: -1 })).toBe(8_572)
+    expect(await rpmMs({ bufferMs: NaN })).toBe(9_572)
+    const cap = async (thresholdPct: number) => (await newQuota({ store: makeStore(), now: () => 0, thresholdPct }).check('s', key, 1)).checks[0].dailyCap
+    expect([await cap(-1), await cap(150), await cap(33.3)]).toEqual([0, 10, 4])
+  })
+
+  // Beyond rate-budget.
+  it('bufferMs 0 never admits over TPM (strictTpm: false restores rate-budget)', async () => {
+    const key = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 100 }
+    for (const [strictTpm, ok] of [[true, false], [false, true]] as const) {
+      let t = 0
+      const quota = newQuota({ store: makeStore(), now: () => t, bufferMs: 0, strictTpm })
+      await quota.reserve('s', key, 900)
+      t = 60_000
+      expect((await quota.check('s', key, 200)).ok).toBe(ok)
+    }
+  })
+
+  it('holds expire and roll back (holdTtlMs, default 10 minutes; null keeps them forever)', async () => {
+    const key = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 1 }
+    let t = 0
+    const quota = newQuota({ store: makeStore(), now: () => t })
+    const { hold } = await quota.reserve('s', key, 100)
+    t = 599_999
+    expect((await quota.check('s', key, 1)).reason).toBe('rpd')
+    t = 600_000
+    expect((await quota.check('s', key, 1)).ok).toBe(true)
+    expect(await quota.commit(hold)).toBe(false)
+    let u = 0
+    const forever = newQuota({ store: makeStore(), now: () => u, holdTtlMs: null })
+    await forever.reserve('s', key, 100)
+    u = 3_600_000
+    expect((await forever.check('s', key, 1)).reason).toBe('rpd')
+  })
+
+  it('tokens per day (tpd) on a key', async () => {
+    let t = 0
+    const quota = newQuota({ store: makeStore(), now: () => t })
+    const key = { id: 'k', rpm: 60_000, tpm: 1e9, rpd: 1_000, tpd: 1_000 }
+    const { hold } = await quota.reserve('s', key, 900)
+    t = 2_000
+    expect(await quota.check('s', key, 200)).toMatchObject({ ok: false, reason: 'tpd' })
+    await quota.commit(hold, { tokens: 700 })
+    expect((await quota.check('s', key, 200)).ok).toBe(true)
+  })
+
+  it('bad input is a typed error and leaves the state as it was', async () => {
+    const store = makeStore()
+    const quota = newQuota({ store, now: () => 0 })
+    await quota.reserve('s', singleKey(), 10)
+    const before = JSON.stringify(store.get('s'))
+    await expect(quota.reserve('s', null as any, 1)).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_TOLLGATE_INVALID_ARG' })
+    await expect(quota.reserve('s', [singleKey(), null] as any, 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    await expect(quota.reserve(5 as any, singleKey(), 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    await expect(quota.commit(null as any)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    await expect(quota.commit({ id: 'x', scope: 's' } as any)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    await expect(quota.commit({ id: 'x', scope: 's', key: 'solo' }, null as any)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    expect(JSON.stringify(store.get('s'))).toBe(before)
+  })
+})
+
+describe('Quota options and stores', () => {
+  it('a store whose mutate throws rejects and changes nothing', async () => {
+    const quota = newQuota({
+      store: {
+        mutate() {
+          throw new Error('disk full')
+        },
+      },
+    })
+    await expect(quota.reserve('s', singleKey(), 1)).rejects.toThrow('disk full')
+  })
+
+  it('each Quota without a store has its own MemoryStore', async () => {
+    const a = newQuota({ now: () => 0 })
+    const b = newQuota({ now: () => 0 })
+    const key = { id: 'k', rpm: 1, tpm: 100, rpd: 1 }
+    expect((await a.reserve('s', key, 1)).ok).toBe(true)
+    expect((await b.reserve('s', key, 1)).ok).toBe(true)
+    expect((await a.reserve('s', key, 1)).ok).toBe(false)
+  })
+
+  it('MemoryStore get/set/reset/size in rate-budget shape', async () => {
+    const store = new MemoryStore()
+    store.set('scope:6', { keys: {} })
+    expect(store.size()).toBe(1)
+    expect(store.get('scope:6')).toEqual({ keys: {} })
+    store.reset('scope:6')
+    expect(store.size()).toBe(0)
+    store.set('a', { keys: {} })
+    store.set('b', { keys: {} })
+    store.reset()
+    expect(store.size()).toBe(0)
+  })
+
+  it('rejects a store it cannot use', () => {
+    expect(() => newQuota({ store: {} as any })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
+  })
+})

@@ -1,0 +1,262 @@
+'use strict'
+// Quota: rate-budget's multi-key quota engine. For each request, pick the API key of a scope
+// that has RPM, TPM and RPD headroom, reserve on it, then commit the real token count or roll
+// back. The algorithm is engine/quota.rs; numbers match rate-budget, including how it
+// sanitises bad numbers. This file gathers what JavaScript decides (the clock, the day bucket,
+// the estimate, the hold id, localeCompare order) and shapes results exactly like rate-budget.
+
+const native = require('./native')
+const { fromNative, invalidArg } = require('./errors')
+const { MemoryStore, RedisStore, kNative, kClock } = require('./stores')
+const v = require('./validate')
+
+const WINDOW_MS = 60_000
+const BUFFER_MS = 1_000
+const THRESHOLD_PCT = 100
+const DEFAULT_PREFIX = 'tollgate:quota:'
+const DEFAULT_HOLD_TTL_MS = 10 * 60_000
+
+/** A number, or NaN for anything else (which the engine sanitises to the fallback). */
+const n = (x) => (typeof x === 'number' ? x : NaN)
+
+/** rate-budget's `nonNeg`: floor, at least 0; non-finite → `fb`. */
+function nonNeg(x, fb = 0) {
+  return Math.max(0, Math.floor(Number.isFinite(x) ? x : fb))
+}
+
+/** `ceil(windowMs / rpm) + bufferMs` with rate-budget's sanitising (rpm floored, at least 1). */
+function cooldownMs(rpm, bufferMs = BUFFER_MS, windowMs = WINDOW_MS) {
+  return native.quotaCooldownMs(n(rpm), n(bufferMs), n(windowMs))
+}
+
+/** `ceil(rpd * (thresholdPct / 100))` in floating point, as rate-budget computes it. */
+function dailyCap(rpd, thresholdPct = THRESHOLD_PCT) {
+  return native.quotaDailyCap(n(rpd), n(thresholdPct))
+}
+
+/** Milliseconds until `tokens` more fit under `limit` in the sliding window, or null if never. */
+function tokenWaitMs({ used, tokens, limit, hits = [], now, windowMs, bufferMs } = {}) {
+  const list = Array.isArray(hits) ? hits : []
+  return native.quotaTokenWaitMs(
+    n(used),
+    n(tokens),
+    n(limit),
+    list.map((h) => n(h && h.at)),
+    list.map((h) => n(h && h.tokens)),
+    n(now),
+    n(windowMs ?? WINDOW_MS),
+    n(bufferMs ?? BUFFER_MS),
+  )
+}
+
+function defaultEstimate(req) {
+  if (typeof req === 'number') return req
+  if (req !== null && typeof req === 'object' && 'tokens' in req) return typeof req.tokens === 'number' ? req.tokens : 1
+  return 1
+}
+
+let seq = 0
+function defaultId() {
+  seq += 1
+  return `${Date.now().toString(36)}-${seq.toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+}
+
+function defaultDayKey(now) {
+  return new Date(now).toISOString().slice(0, 10)
+}
+
+function defaultResetAt(now) {
+  const d = new Date(now)
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+}
+
+const numOrNull = (x) => (typeof x === 'number' && !Number.isNaN(x) ? x : null)
+
+/** The keys of one call as the engine takes them, with their localeCompare ranks. */
+function keyInputs(keyOrKeys) {
+  const keys = Array.isArray(keyOrKeys) ? keyOrKeys : [keyOrKeys]
+  keys.forEach((k, i) => {
+    if (k === null || typeof k !== 'object') {
+      throw invalidArg(`keys[${i}] must be a key object { id, rpm, tpm, rpd }, got ${v.describe(k)}`)
+    }
+  })
+  const names = keys.map((k) => String(k.id))
+  const order = [...new Set(names)].sort((a, b) => a.localeCompare(b))
+  const rank = new Map(order.map((name, i) => [name, i]))
+  const inputs = keys.map((k, i) => ({
+    id: typeof k.id === 'string' ? k.id : null,
+    name: names[i],
+    rpm: numOrNull(k.rpm),
+    tpm: numOrNull(k.tpm),
+    rpd: numOrNull(k.rpd),
+    tpd: k.tpd === undefined || k.tpd === null ? null : numOrNull(k.tpd) ?? Number.NaN,
+    priority: numOrNull(k.priority),
+    enabled: k.enabled !== false,
+    rank: rank.get(names[i]),
+  }))
+  return [keys, inputs]
+}
+
+function checkOf(c) {
+  return {
+    key: c.key,
+    ok: c.ok,
+    reason: c.reason ?? undefined,
+    waitMs: c.waitMs,
+    priority: c.priority,
+    rpmMs: c.rpmMs,
+    tpmMs: c.tpmMs,
+    tokenUsed: c.tokenUsed,
+    tokenPct: c.tokenPct,
+    dailyUsed: c.dailyUsed,
+    dailyCap: c.dailyCap,
+    dailyLeft: c.dailyLeft,
+    dailyPct: c.dailyPct,
+  }
+}
+
+function holdOf(h) {
+  return { id: h.id, scope: h.scope, key: h.key, tokens: h.tokens, at: h.at, day: h.day, prevAt: h.prevAt, prevId: h.prevId }
+}
+
+class Quota {
+  #store
+  #memory
+  #core
+  #estimate
+  #now
+  #id
+  #dayKey
+  #resetAt
+  #options
+
+  constructor(options) {
+    const o = v.options(options, 'options')
+    const store = o.store ?? new MemoryStore()
+    if (store instanceof MemoryStore) {
+      this.#memory = true
+    } else if (store instanceof RedisStore) {
+      throw invalidArg('Quota does not run on a RedisStore yet: use a MemoryStore or a { mutate(scope, fn) } store')
+    } else if (store !== null && typeof store === 'object' && typeof store.mutate === 'function') {
+      this.#memory = false
+    } else {
+      throw invalidArg(`options.store must be a MemoryStore or an object with mutate(scope, fn), got ${v.describe(store)}`)
+    }
+    this.#store = store
+    const prefix = o.prefix === undefined ? DEFAULT_PREFIX : v.string(o.prefix, 'options.prefix')
+    this.#core = this.#memory ? native.quotaNew(store[kNative], prefix) : null
+    this.#estimate = o.estimate === undefined || o.estimate === null ? defaultEstimate : v.fn(o.estimate, 'options.estimate')
+    this.#now = o.now === undefined || o.now === null ? Date.now : v.fn(o.now, 'options.now')
+    this.#id = o.id === undefined || o.id === null ? defaultId : v.fn(o.id, 'options.id')
+    this.#dayKey = o.dayKey === undefined || o.dayKey === null ? defaultDayKey : v.fn(o.dayKey, 'options.dayKey')
+    this.#resetAt = o.resetAt === undefined || o.resetAt === null ? defaultResetAt : v.fn(o.resetAt, 'options.resetAt')
+    let holdTtlMs = DEFAULT_HOLD_TTL_MS
+    if (o.holdTtlMs !== undefined) {
+      holdTtlMs = o.holdTtlMs === null || o.holdTtlMs === Infinity ? null : v.integer(o.holdTtlMs, 'options.holdTtlMs', 1, Number.MAX_SAFE_INTEGER)
+    }
+    this.#options = {
+      windowMs: numOrNull(o.windowMs),
+      bufferMs: numOrNull(o.bufferMs),
+      thresholdPct: numOrNull(o.thresholdPct),
+      strictTpm: o.strictTpm === undefined ? true : o.strictTpm !== false,
+      holdTtlMs,
+    }
+  }
+
+  /** Picks a key without reserving. Like rate-budget, it still tidies the scope's state. */
+  async check(scope, keyOrKeys, req) {
+    return this.#decide('check', scope, keyOrKeys, req)
+  }
+
+  /** Picks a key and reserves one request and the estimated tokens on it. */
+  async reserve(scope, keyOrKeys, req) {
+    return this.#decide('reserve', scope, keyOrKeys, req)
+  }
+
+  /** Replaces a hold's estimate by the real tokens (`usage.tokens`) and releases it. */
+  async commit(hold, usage = {}) {
+    this.#checkHold(hold)
+    if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
+    const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
+    return this.#run(hold.scope, { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens })
+  }
+
+  /** Gives back what a hold took: its tokens, its request of the day, its RPM spacing. */
+  async rollback(hold) {
+    this.#checkHold(hold)
+    return this.#run(hold.scope, { op: 'rollback', holdId: hold.id, holdKey: hold.key })
+  }
+
+  #checkHold(hold) {
+    if (hold === null || typeof hold !== 'object') throw invalidArg(`hold must be a hold returned by reserve(), got ${v.describe(hold)}`)
+    for (const f of ['id', 'scope', 'key']) {
+      if (typeof hold[f] !== 'string') throw invalidArg(`hold.${f} must be a string, got ${v.describe(hold[f])}`)
+    }
+  }
+
+  async #decide(op, scope, keyOrKeys, req) {
+    v.string(scope, 'scope')
+    const now = this.#now()
+    const day = this.#dayKey(now)
+    const tokens = nonNeg(await this.#estimate(req))
+    const [keys, inputs] = keyInputs(keyOrKeys)
+    const holdId = op === 'reserve' ? String(this.#id()) : ''
+    const d = await this.#run(scope, { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }, now)
+    const checks = d.checks.map(checkOf)
+    if (!d.ok) return { ok: false, reason: d.reason, tokens: d.tokens, waitMs: d.waitMs, checks }
+    const result = { ok: true, key: keys[d.key], tokens: d.tokens, waitMs: 0, checks }
+    if (op === 'reserve') result.hold = holdOf(d.hold)
+    return result
+  }
+
+  /** Runs one request on the scope, atomically, on the store. */
+  async #run(scope, request, now = this.#now()) {
+    request.scope ??= scope
+    request.now ??= now
+    request.options = this.#options
+    const text = JSON.stringify(request)
+    if (this.#memory) {
+      try {
+        const clock = this.#store[kClock]
+        return JSON.parse(native.quotaRun(this.#core, text, clock ? clock() : -1))
+      } catch (e) {
+        throw fromNative(e)
+      }
+    }
+    return this.#store.mutate(scope, (state) => {
+      let out
+      try {
+        out = JSON.parse(native.quotaApply(JSON.stringify(state ?? {}), text))
+      } catch (e) {
+        throw fromNative(e)
+      }
+      if (state !== null && typeof state === 'object') state.keys = out.state.keys
+      return out.result
+    })
+  }
+}
+
+/** rate-budget's scope-state accessors on a MemoryStore (scopes of Quotas with the default prefix). */
+function quotaCore(store) {
+  return native.quotaNew(store[kNative], DEFAULT_PREFIX)
+}
+
+Object.assign(MemoryStore.prototype, {
+  /** The state of a Quota scope (a copy, in rate-budget's shape), or undefined. */
+  get(scope) {
+    const clock = this[kClock]
+    const text = native.quotaGet(quotaCore(this), v.string(scope, 'scope'), clock ? clock() : -1)
+    return text === null ? undefined : JSON.parse(text)
+  },
+  /** Replaces the state of a Quota scope. */
+  set(scope, state) {
+    const clock = this[kClock]
+    native.quotaSet(quotaCore(this), v.string(scope, 'scope'), v.json(state ?? { keys: {} }, 'state'), clock ? clock() : -1)
+  },
+  /** Deletes one Quota scope, or all of them when `scope` is empty or missing. */
+  reset(scope) {
+    native.quotaReset(quotaCore(this), scope ? String(scope) : null)
+  },
+})
+
+module.exports = { Quota, QuotaManager: Quota, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT }

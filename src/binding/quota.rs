@@ -1,0 +1,425 @@
+//! The quota engine for `Quota` (lib/quota.js). Requests, results and scope states cross the
+//! boundary as JSON in rate-budget's own shapes, so the same functions serve the memory store
+//! (state kept here) and a user's `{ mutate(scope, fn) }` store (state kept in their object).
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::External;
+use napi_derive::napi;
+use serde_json::{json, Map, Value};
+
+use super::clock::local;
+use super::error::{coded, INVALID_ARG};
+use super::store::{Backend, NativeStore};
+use crate::engine::quota::{
+  self, Decision, Hit, Hold, KeyCheck, KeyInput, KeyState, Moment, Options, QuotaState, Reason,
+};
+
+pub struct QuotaCore {
+  backend: Backend,
+  prefix: String,
+}
+
+fn bad(e: impl std::fmt::Display) -> napi::Error {
+  coded(INVALID_ARG, e)
+}
+
+fn num(v: Option<&Value>) -> Option<f64> {
+  v.and_then(Value::as_f64)
+}
+
+/// A number as rate-budget reads it: a non-number is NaN (so it sanitises to the fallback).
+fn raw(v: Option<&Value>) -> f64 {
+  num(v).unwrap_or(f64::NAN)
+}
+
+fn str_of(v: Option<&Value>) -> Option<String> {
+  v.and_then(Value::as_str).map(str::to_owned)
+}
+
+fn finite_or_null(x: f64) -> Value {
+  if x.is_finite() {
+    json!(x)
+  } else {
+    Value::Null
+  }
+}
+
+// ---- scope state: rate-budget's { keys: { <id>: { day, used, hits, holds, lastAt, lastId } } }
+
+fn hold_from(v: &Value) -> Hold {
+  Hold {
+    id: str_of(v.get("id")).unwrap_or_default(),
+    scope: str_of(v.get("scope")).unwrap_or_default(),
+    key: str_of(v.get("key")).unwrap_or_default(),
+    tokens: raw(v.get("tokens")),
+    at: raw(v.get("at")),
+    day: str_of(v.get("day")).unwrap_or_default(),
+    prev_at: num(v.get("prevAt")),
+    prev_id: str_of(v.get("prevId")),
+  }
+}
+
+fn hold_json(h: &Hold) -> Value {
+  let mut m = Map::new();
+  m.insert("id".into(), json!(h.id));
+  m.insert("scope".into(), json!(h.scope));
+  m.insert("key".into(), json!(h.key));
+  m.insert("tokens".into(), json!(h.tokens));
+  m.insert("at".into(), json!(h.at));
+  m.insert("day".into(), json!(h.day));
+  if let Some(p) = h.prev_at {
+    m.insert("prevAt".into(), json!(p));
+  }
+  if let Some(p) = &h.prev_id {
+    m.insert("prevId".into(), json!(p));
+  }
+  Value::Object(m)
+}
+
+pub fn state_from(v: &Value) -> QuotaState {
+  let mut state = QuotaState::default();
+  let Some(keys) = v.get("keys").and_then(Value::as_object) else {
+    return state;
+  };
+  for (name, k) in keys {
+    let hits = k
+      .get("hits")
+      .and_then(Value::as_array)
+      .map_or_else(Vec::new, |hits| {
+        hits
+          .iter()
+          .map(|h| Hit {
+            id: str_of(h.get("id")).unwrap_or_default(),
+            at: raw(h.get("at")),
+            tokens: raw(h.get("tokens")),
+          })
+          .collect()
+      });
+    let holds = k
+      .get("holds")
+      .and_then(Value::as_object)
+      .map_or_else(Vec::new, |holds| holds.values().map(hold_from).collect());
+    let last_at = match k.get("lastAt") {
+      None => None,
+      Some(Value::Null) => Some(0.0), // rate-budget: `null - x` is `-x`
+      Some(v) => Some(v.as_f64().unwrap_or(f64::NAN)),
+    };
+    state.keys.push((
+      name.clone(),
+      KeyState {
+        day: str_of(k.get("day")).unwrap_or_default(),
+        used: raw(k.get("used")),
+        day_tokens: num(k.get("dayTokens")).unwrap_or(0.0),
+        hits,
+        holds,
+        last_at,
+        last_id: str_of(k.get("lastId")),
+      },
+    ));
+  }
+  state
+}
+
+pub fn state_json(s: &QuotaState) -> Value {
+  let mut keys = Map::new();
+  for (name, k) in &s.keys {
+    let mut m = Map::new();
+    m.insert("day".into(), json!(k.day));
+    m.insert("used".into(), json!(k.used));
+    let hits: Vec<Value> = k
+      .hits
+      .iter()
+      .map(
+        |h| json!({ "id": h.id, "at": finite_or_null(h.at), "tokens": finite_or_null(h.tokens) }),
+      )
+      .collect();
+    m.insert("hits".into(), Value::Array(hits));
+    let holds: Map<String, Value> = k
+      .holds
+      .iter()
+      .map(|h| (h.id.clone(), hold_json(h)))
+      .collect();
+    m.insert("holds".into(), Value::Object(holds));
+    if let Some(at) = k.last_at {
+      m.insert("lastAt".into(), json!(at));
+    }
+    if let Some(id) = &k.last_id {
+      m.insert("lastId".into(), json!(id));
+    }
+    if k.day_tokens != 0.0 {
+      m.insert("dayTokens".into(), json!(k.day_tokens));
+    }
+    keys.insert(name.clone(), Value::Object(m));
+  }
+  json!({ "keys": keys })
+}
+
+// ---- requests and results ----------------------------------------------------------------
+
+struct Request {
+  op: String,
+  scope: String,
+  keys: Vec<KeyInput>,
+  tokens: f64,
+  hold_id: String,
+  hold_key: String,
+  commit_tokens: Option<f64>,
+  moment: Moment,
+  options: Options,
+}
+
+fn request_from(text: &str) -> napi::Result<Request> {
+  let v: Value = serde_json::from_str(text).map_err(bad)?;
+  let o = v.get("options").cloned().unwrap_or(Value::Null);
+  let mut options = Options::new(
+    num(o.get("windowMs")),
+    num(o.get("bufferMs")),
+    num(o.get("thresholdPct")),
+  );
+  options.strict_tpm = o.get("strictTpm").and_then(Value::as_bool).unwrap_or(false);
+  options.hold_ttl_ms = num(o.get("holdTtlMs"));
+  let keys = v
+    .get("keys")
+    .and_then(Value::as_array)
+    .map_or_else(Vec::new, |keys| {
+      keys
+        .iter()
+        .map(|k| KeyInput {
+          id: str_of(k.get("id")),
+          name: str_of(k.get("name")).unwrap_or_default(),
+          rpm: num(k.get("rpm")),
+          tpm: num(k.get("tpm")),
+          rpd: num(k.get("rpd")),
+          tpd: num(k.get("tpd")),
+          priority: num(k.get("priority")),
+          enabled: k.get("enabled").and_then(Value::as_bool).unwrap_or(true),
+          rank: k.get("rank").and_then(Value::as_u64).unwrap_or(0) as u32,
+        })
+        .collect()
+    });
+  Ok(Request {
+    op: str_of(v.get("op")).unwrap_or_default(),
+    scope: str_of(v.get("scope")).unwrap_or_default(),
+    keys,
+    tokens: raw(v.get("tokens")),
+    hold_id: str_of(v.get("holdId")).unwrap_or_default(),
+    hold_key: str_of(v.get("holdKey")).unwrap_or_default(),
+    commit_tokens: num(v.get("commitTokens")),
+    moment: Moment {
+      now: raw(v.get("now")),
+      day: str_of(v.get("day")).unwrap_or_default(),
+      reset_at: raw(v.get("resetAt")),
+    },
+    options,
+  })
+}
+
+fn reason(r: Option<Reason>) -> Value {
+  r.map_or(Value::Null, |r| json!(r.as_str()))
+}
+
+fn opt_num(x: Option<f64>) -> Value {
+  x.map_or(Value::Null, |n| json!(n))
+}
+
+fn check_json(c: &KeyCheck) -> Value {
+  json!({
+    "key": c.key, "ok": c.ok, "reason": reason(c.reason), "waitMs": opt_num(c.wait_ms),
+    "priority": c.priority, "rpmMs": c.rpm_ms, "tpmMs": opt_num(c.tpm_ms), "tokenUsed": c.token_used,
+    "tokenPct": c.token_pct, "dailyUsed": c.daily_used, "dailyCap": c.daily_cap,
+    "dailyLeft": c.daily_left, "dailyPct": c.daily_pct,
+  })
+}
+
+fn decision_json(d: &Decision) -> Value {
+  json!({
+    "ok": d.ok,
+    "key": d.key,
+    "reason": reason(d.reason),
+    "tokens": d.tokens,
+    "waitMs": opt_num(d.wait_ms),
+    "checks": d.checks.iter().map(check_json).collect::<Vec<_>>(),
+    "hold": d.hold.as_ref().map(hold_json),
+  })
+}
+
+/// Runs one request on `state`; the JSON result.
+fn apply(state: &mut QuotaState, r: &Request) -> napi::Result<Value> {
+  let (m, o) = (&r.moment, &r.options);
+  Ok(match r.op.as_str() {
+    "check" => decision_json(&quota::check(state, &r.keys, r.tokens, m, o)),
+    "reserve" => decision_json(&quota::reserve(
+      state, &r.scope, &r.keys, r.tokens, &r.hold_id, m, o,
+    )),
+    "commit" => json!(quota::commit(
+      state,
+      &r.hold_key,
+      &r.hold_id,
+      r.commit_tokens,
+      m.now,
+      o
+    )),
+    "rollback" => json!(quota::rollback(state, &r.hold_key, &r.hold_id, m.now, o)),
+    other => return Err(bad(format!("unknown quota op {other:?}"))),
+  })
+}
+
+/// How long (ms) the memory store keeps a scope after this call: until its day ends, its
+/// window and spacing have passed, and its holds have expired.
+fn keep_for(r: &Request) -> u64 {
+  let o = &r.options;
+  let now = r.moment.now;
+  let longest = [
+    r.moment.reset_at - now,
+    2.0 * o.window_ms + o.buffer_ms,
+    o.hold_ttl_ms.unwrap_or(0.0),
+  ]
+  .into_iter()
+  .filter(|x| x.is_finite())
+  .fold(1.0, f64::max);
+  longest.min(u64::MAX as f64 / 4.0) as u64
+}
+
+// ---- exports -----------------------------------------------------------------------------
+
+#[napi(ts_return_type = "ExternalObject<'QuotaCore'>")]
+pub fn quota_new(store: &NativeStore, prefix: String) -> External<Arc<QuotaCore>> {
+  External::new(Arc::new(QuotaCore {
+    backend: store.backend.clone(),
+    prefix,
+  }))
+}
+
+/// A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`.
+#[napi(catch_unwind)]
+pub fn quota_apply(state: String, request: String) -> napi::Result<String> {
+  let r = request_from(&request)?;
+  let v: Value = serde_json::from_str(&state).map_err(bad)?;
+  let mut s = state_from(&v);
+  let result = apply(&mut s, &r)?;
+  Ok(json!({ "state": state_json(&s), "result": result }).to_string())
+}
+
+/// The memory store: runs `request` on the scope's state kept in the store. `store_now` is the
+/// store's clock, which decides when the scope's entry expires (the request carries the
+/// Quota's own clock).
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, request: string, storeNow: number"
+)]
+pub fn quota_run(
+  core: &External<Arc<QuotaCore>>,
+  request: String,
+  store_now: f64,
+) -> napi::Result<String> {
+  let r = request_from(&request)?;
+  let store = core.backend.memory()?;
+  let key = format!("{}{}", core.prefix, r.scope);
+  let now = local(store_now);
+  let result = store.quota(&key, now, now + keep_for(&r), |s| apply(s, &r))??;
+  Ok(result.to_string())
+}
+
+/// The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, scope: string, now: number"
+)]
+pub fn quota_get(
+  core: &External<Arc<QuotaCore>>,
+  scope: String,
+  now: f64,
+) -> napi::Result<Option<String>> {
+  let store = core.backend.memory()?;
+  let state = store.quota_state(&format!("{}{}", core.prefix, scope), local(now))?;
+  Ok(state.map(|s| state_json(&s).to_string()))
+}
+
+/// Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number"
+)]
+pub fn quota_set(
+  core: &External<Arc<QuotaCore>>,
+  scope: String,
+  state: String,
+  now: f64,
+) -> napi::Result<()> {
+  let store = core.backend.memory()?;
+  let v: Value = serde_json::from_str(&state).map_err(bad)?;
+  let now = local(now);
+  store.set_quota_state(
+    &format!("{}{}", core.prefix, scope),
+    state_from(&v),
+    now,
+    now + 86_400_000,
+  );
+  Ok(())
+}
+
+/// Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`).
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null"
+)]
+pub fn quota_reset(core: &External<Arc<QuotaCore>>, scope: Option<String>) -> napi::Result<u32> {
+  let store = core.backend.memory()?;
+  Ok(match scope {
+    Some(s) => store.delete(&format!("{}{}", core.prefix, s), 0) as u32,
+    None => store.remove_prefix(&core.prefix) as u32,
+  })
+}
+
+// ---- rate-budget's helpers ----------------------------------------------------------------
+// lib/quota.js passes NaN for anything that is not a number, which sanitises the same way.
+
+fn some(x: f64) -> Option<f64> {
+  Some(x)
+}
+
+/// `cooldownMs(rpm, bufferMs, windowMs)`.
+#[napi]
+pub fn quota_cooldown_ms(rpm: f64, buffer_ms: f64, window_ms: f64) -> f64 {
+  quota::cooldown_ms(some(rpm), some(buffer_ms), window_ms)
+}
+
+/// `dailyCap(rpd, thresholdPct)`.
+#[napi]
+pub fn quota_daily_cap(rpd: f64, threshold_pct: f64) -> f64 {
+  quota::daily_cap(some(rpd), some(threshold_pct))
+}
+
+/// `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns.
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn quota_token_wait_ms(
+  used: f64,
+  tokens: f64,
+  limit: f64,
+  hit_ats: Vec<f64>,
+  hit_tokens: Vec<f64>,
+  now: f64,
+  window_ms: f64,
+  buffer_ms: f64,
+) -> Option<f64> {
+  let hits: Vec<Hit> = hit_ats
+    .iter()
+    .zip(hit_tokens.iter())
+    .map(|(&at, &tokens)| Hit {
+      id: String::new(),
+      at,
+      tokens,
+    })
+    .collect();
+  quota::token_wait_ms(
+    some(used),
+    some(tokens),
+    some(limit),
+    &hits,
+    now,
+    some(window_ms),
+    some(buffer_ms),
+  )
+}
