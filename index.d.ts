@@ -97,6 +97,9 @@ export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: st
  */
 export declare function quotaRun(core: ExternalObject<'QuotaCore'>, request: string, storeNow: number): string
 
+/** The Redis store: one EVALSHA of quota.lua, atomic per scope. */
+export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request: string): Promise<string>
+
 /** Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day. */
 export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
 

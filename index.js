@@ -846,6 +846,7 @@ module.exports.quotaGet = nativeBinding.quotaGet
 module.exports.quotaNew = nativeBinding.quotaNew
 module.exports.quotaReset = nativeBinding.quotaReset
 module.exports.quotaRun = nativeBinding.quotaRun
+module.exports.quotaRunAsync = nativeBinding.quotaRunAsync
 module.exports.quotaSet = nativeBinding.quotaSet
 module.exports.quotaTokenWaitMs = nativeBinding.quotaTokenWaitMs
 module.exports.rateLimiterNew = nativeBinding.rateLimiterNew

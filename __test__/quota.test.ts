@@ -1,12 +1,14 @@
 // rate-budget's suite (rate-budget.md §11.1), its PHP port's checks (§11.3) and the extra
 // cases of §11.4, with their numbers, run against every store Quota takes today: the
 // MemoryStore, and a user's { mutate(scope, fn) } store (in memory, and JSON-serialising).
-import { describe, expect, it } from 'vitest'
-import { BUFFER_MS, MemoryStore, Quota, QuotaManager, THRESHOLD_PCT, WINDOW_MS, cooldownMs, dailyCap, tokenWaitMs } from '../lib/index.js'
+import Redis from 'ioredis'
+import { afterAll, describe, expect, it } from 'vitest'
+import { redisUrl } from './helpers/stores.js'
+import { BUFFER_MS, MemoryStore, Quota, RedisStore, QuotaManager, THRESHOLD_PCT, WINDOW_MS, cooldownMs, dailyCap, tokenWaitMs } from '../lib/index.js'
 
 type State = { keys: Record<string, any> }
 // Results are unions (ok | blocked); these tests read fields of the branch they expect.
-const newQuota = (options?: any): any => new Quota(options)
+const newQuota = (options?: any): any => new Quota(options?.store instanceof InspectableRedisStore ? { prefix: options.store.prefix, ...options } : options)
 interface InspectableStore {
   get(scope: string): State | undefined
 }
@@ -41,11 +43,47 @@ class JsonStore implements InspectableStore {
   }
 }
 
+const redis = new Redis(redisUrl(), { lazyConnect: true })
+afterAll(() => redis.disconnect())
+/** A RedisStore whose scopes can be read back in rate-budget's shape, for these tests. */
+class InspectableRedisStore extends RedisStore {
+  prefix = `t:quota:${Math.random().toString(36).slice(2, 10)}:`
+  constructor() {
+    super(redisUrl())
+    opened.push(this)
+  }
+  async get(scope: string): Promise<State | undefined> {
+    // quota.lua keeps MessagePack; let Redis turn it into JSON for the test to read.
+    const script = "local v = redis.call('GET', KEYS[1]) if not v then return false end return cjson.encode(cmsgpack.unpack(v))"
+    const text = (await redis.eval(script, 1, `${this.prefix}${scope}`)) as string | null
+    if (text === null) return undefined
+    const list = JSON.parse(text)
+    const keys: Record<string, any> = {}
+    for (const k of Array.isArray(list) ? list : []) {
+      const arr = (x: unknown) => (Array.isArray(x) ? x : [])
+      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(arr(k.holds).map((h: any) => [h.id, h])) }
+      if (k.last_at !== undefined) state.lastAt = k.last_at
+      if (k.last_id !== undefined) state.lastId = k.last_id
+      keys[k.name] = state
+    }
+    return { keys }
+  }
+}
+const opened: RedisStore[] = []
+afterAll(async () => {
+  await Promise.all(opened.map((s) => s.close()))
+})
+
 const stores: Array<[string, () => any]> = [
   ['MemoryStore', () => new MemoryStore()],
   ['mutate store', () => new ObjectStore()],
   ['JSON mutate store', () => new JsonStore()],
+  ['RedisStore', () => new InspectableRedisStore()],
 ]
+
+async function stateOf(store: any, scope: string): Promise<State> {
+  return (await store.get(scope)) as State
+}
 
 const keys = () => [
   { id: 'primary', rpm: 15, tpm: 1_000, rpd: 10, priority: 10 },
@@ -115,7 +153,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     expect(checked.ok).toBe(true)
     expect(checked.key.id).toBe('solo')
     expect(Object.keys(checked)).toEqual(['ok', 'key', 'tokens', 'waitMs', 'checks'])
-    expect(store.get('tenant-a')!.keys.solo.used).toBe(0)
+    expect((await stateOf(store, 'tenant-a')).keys.solo.used).toBe(0)
   })
 
   it('reserve falls through to the next key during rpm cooldown', async () => {
@@ -148,7 +186,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     const reserved = await quota.reserve('tenant-a', keys(), { tokens: 100 })
     expect(reserved.ok).toBe(true)
     expect(await quota.commit(reserved.hold, { tokens: 250 })).toBe(true)
-    const state = store.get('tenant-a')!
+    const state = (await stateOf(store, 'tenant-a'))
     expect(state.keys.primary.hits[0].tokens).toBe(250)
     expect(Object.keys(state.keys.primary.holds)).toHaveLength(0)
     expect(await quota.commit(reserved.hold, { tokens: 1 })).toBe(false) // already committed
@@ -159,7 +197,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     const quota = newQuota({ store, now: () => 0, id: () => 'hold-1' })
     const reserved = await quota.reserve('tenant-a', keys(), { tokens: 100 })
     expect(await quota.rollback(reserved.hold)).toBe(true)
-    const primary = store.get('tenant-a')!.keys.primary
+    const primary = (await stateOf(store, 'tenant-a')).keys.primary
     expect(primary.used).toBe(0)
     expect(primary.hits).toHaveLength(0)
     expect(primary.lastAt).toBeUndefined()
@@ -189,7 +227,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     const r = await quota.reserve('scope:1', keyA, { tokens: 800 })
     expect(r.ok && r.key === keyA && !('reason' in r)).toBe(true)
     expect(await quota.commit(r.hold, { tokens: 742 })).toBe(true)
-    expect(store.get('scope:1')!.keys['key-a'].hits[0].tokens).toBe(742)
+    expect((await stateOf(store, 'scope:1')).keys['key-a'].hits[0].tokens).toBe(742)
 
     const two = [{ id: 'key-a', rpm: 15, tpm: 250_000, rpd: 500, priority: 5 }, { id: 'key-b', rpm: 15, tpm: 250_000, rpd: 500, priority: 10 }]
     expect((await quota.check('scope:2', two, 1_500)).key.id).toBe('key-b')
@@ -200,7 +238,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     expect(blocked).toMatchObject({ ok: false, reason: 'rpm', waitMs: 5_000 })
     expect(blocked.checks[0]).toMatchObject({ tokenUsed: 800, tokenPct: 0.8, dailyPct: 0.002 })
     expect(await quota.rollback(held.hold)).toBe(true)
-    expect(store.get('scope:3')!.keys.k.used).toBe(0)
+    expect((await stateOf(store, 'scope:3')).keys.k.used).toBe(0)
 
     const daily = { id: 'daily', rpm: 999, tpm: 999_999, rpd: 1 }
     const q2 = newQuota({ store, now: () => now, thresholdPct: 100 })
@@ -294,7 +332,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     const numeric = await quota.check('s', { id: 5 as any, rpm: 1, tpm: 10, rpd: 1 }, 1)
     expect(numeric).toMatchObject({ ok: false, reason: 'no_key', waitMs: null, checks: [{ ok: true }] })
     expect(await quota.check('m', { rpm: 1, tpm: 10, rpd: 1 } as any, 1)).toMatchObject({ reason: 'no_key' })
-    expect(store.get('m')!.keys).toHaveProperty('undefined')
+    expect((await stateOf(store, 'm')).keys).toHaveProperty('undefined')
     const d1 = { id: 'dup', rpm: 1, tpm: 10, rpd: 1 }
     const d2 = { id: 'dup', rpm: 1, tpm: 10, rpd: 1 }
     expect((await quota.check('d', [d1, d2], 1)).key).toBe(d1)
@@ -311,16 +349,16 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     const h2 = (await quota.reserve('s', a, 20)).hold
     expect(h2).toMatchObject({ prevAt: 0, prevId: 'h0' })
     expect(await quota.rollback(h1)).toBe(true)
-    expect(store.get('s')!.keys.a).toMatchObject({ used: 1, hits: [{ id: 'h2000' }], lastAt: 2_000 })
+    expect((await stateOf(store, 's')).keys.a).toMatchObject({ used: 1, hits: [{ id: 'h2000' }], lastAt: 2_000 })
     expect(await quota.rollback(h2)).toBe(true)
-    expect(store.get('s')!.keys.a).toMatchObject({ used: 0, lastAt: 0, lastId: 'h0' })
+    expect((await stateOf(store, 's')).keys.a).toMatchObject({ used: 0, lastAt: 0, lastId: 'h0' })
 
     t = 86_399_990
     const late = (await quota.reserve('day', a, 1)).hold
     t = 86_400_005
     await quota.check('day', a, 1)
     expect(await quota.rollback(late)).toBe(true)
-    expect(store.get('day')!.keys.a.used).toBe(0)
+    expect((await stateOf(store, 'day')).keys.a.used).toBe(0)
   })
 
   it('a JSON copy of a hold commits; an unknown hold does not', async () => {
@@ -405,14 +443,14 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     const store = makeStore()
     const quota = newQuota({ store, now: () => 0 })
     await quota.reserve('s', singleKey(), 10)
-    const before = JSON.stringify(store.get('s'))
+    const before = JSON.stringify(await stateOf(store, 's'))
     await expect(quota.reserve('s', null as any, 1)).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_TOLLGATE_INVALID_ARG' })
     await expect(quota.reserve('s', [singleKey(), null] as any, 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
     await expect(quota.reserve(5 as any, singleKey(), 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
     await expect(quota.commit(null as any)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
     await expect(quota.commit({ id: 'x', scope: 's' } as any)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
     await expect(quota.commit({ id: 'x', scope: 's', key: 'solo' }, null as any)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
-    expect(JSON.stringify(store.get('s'))).toBe(before)
+    expect(JSON.stringify(await stateOf(store, 's'))).toBe(before)
   })
 })
 

@@ -7,7 +7,7 @@
 
 const native = require('./native')
 const { fromNative, invalidArg } = require('./errors')
-const { MemoryStore, RedisStore, kNative, kClock } = require('./stores')
+const { MemoryStore, RedisStore, kNative, kClock, resolveStore, isRedisClient } = require('./stores')
 const v = require('./validate')
 
 const WINDOW_MS = 60_000
@@ -121,7 +121,7 @@ function holdOf(h) {
 
 class Quota {
   #store
-  #memory
+  #kind
   #core
   #estimate
   #now
@@ -132,19 +132,20 @@ class Quota {
 
   constructor(options) {
     const o = v.options(options, 'options')
-    const store = o.store ?? new MemoryStore()
-    if (store instanceof MemoryStore) {
-      this.#memory = true
-    } else if (store instanceof RedisStore) {
-      throw invalidArg('Quota does not run on a RedisStore yet: use a MemoryStore or a { mutate(scope, fn) } store')
+    let store = o.store ?? new MemoryStore()
+    if (typeof store === 'string' || isRedisClient(store)) store = resolveStore(store, 'Quota')
+    if (store instanceof MemoryStore || store instanceof RedisStore) {
+      this.#kind = store instanceof MemoryStore ? 'memory' : 'redis'
     } else if (store !== null && typeof store === 'object' && typeof store.mutate === 'function') {
-      this.#memory = false
+      this.#kind = 'mutate'
     } else {
-      throw invalidArg(`options.store must be a MemoryStore or an object with mutate(scope, fn), got ${v.describe(store)}`)
+      throw invalidArg(
+        `options.store must be a MemoryStore, a RedisStore, a Redis URL or client, or an object with mutate(scope, fn); got ${v.describe(store)}`,
+      )
     }
     this.#store = store
     const prefix = o.prefix === undefined ? DEFAULT_PREFIX : v.string(o.prefix, 'options.prefix')
-    this.#core = this.#memory ? native.quotaNew(store[kNative], prefix) : null
+    this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix)
     this.#estimate = o.estimate === undefined || o.estimate === null ? defaultEstimate : v.fn(o.estimate, 'options.estimate')
     this.#now = o.now === undefined || o.now === null ? Date.now : v.fn(o.now, 'options.now')
     this.#id = o.id === undefined || o.id === null ? defaultId : v.fn(o.id, 'options.id')
@@ -215,13 +216,22 @@ class Quota {
     request.now ??= now
     request.options = this.#options
     const text = JSON.stringify(request)
-    if (this.#memory) {
+    if (this.#kind === 'memory') {
       try {
         const clock = this.#store[kClock]
         return JSON.parse(native.quotaRun(this.#core, text, clock ? clock() : -1))
       } catch (e) {
         throw fromNative(e)
       }
+    }
+    if (this.#kind === 'redis') {
+      let reply
+      try {
+        reply = await native.quotaRunAsync(this.#core, text)
+      } catch (e) {
+        throw fromNative(e)
+      }
+      return JSON.parse(reply)
     }
     return this.#store.mutate(scope, (state) => {
       let out

@@ -239,6 +239,8 @@ function storeAndOptions(first, second, name) {
 module.exports = {
   MemoryStore,
   RedisStore,
+  resolveStore,
+  isRedisClient,
   kNative,
   kClock,
   connectionOf,

@@ -62,6 +62,7 @@ struct Scripts {
   cache_get: Script,
   put: Script,
   session: Script,
+  quota: Script,
 }
 
 /// A handle to Redis; clone-free, shared behind an `Arc` by the bindings.
@@ -97,6 +98,7 @@ impl RedisStore {
         cache_get: Script::new(include_str!("scripts/cache_get.lua")),
         put: Script::new(include_str!("scripts/put.lua")),
         session: Script::new(include_str!("scripts/session.lua")),
+        quota: Script::new(include_str!("scripts/quota.lua")),
       },
     })
   }
@@ -108,6 +110,7 @@ impl RedisStore {
       ("budget", s.budget.get_hash().to_owned()),
       ("cache_get", s.cache_get.get_hash().to_owned()),
       ("put", s.put.get_hash().to_owned()),
+      ("quota", s.quota.get_hash().to_owned()),
       ("rate_limit", s.rate_limit.get_hash().to_owned()),
       ("session", s.session.get_hash().to_owned()),
     ]
@@ -357,6 +360,17 @@ impl RedisStore {
         Ok(n > 0)
       })
       .await
+  }
+
+  /// One Quota request on a scope (quota.lua): `args` as the script documents; the reply as
+  /// the script returns it.
+  pub async fn quota(&self, key: &str, args: &[String]) -> Result<redis::Value, StoreError> {
+    let mut inv = self.scripts.quota.prepare_invoke();
+    inv.key(key);
+    for a in args {
+      inv.arg(a);
+    }
+    self.run(inv).await
   }
 
   pub async fn session_save(
