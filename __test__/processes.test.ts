@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { RateLimiter, TokenBudget } from '../lib/index.js'
+import { Quota, RateLimiter, TokenBudget } from '../lib/index.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
@@ -38,6 +38,45 @@ describe('several processes on one Redis', () => {
     expect(granted).toBe(Math.floor(1000 / 7))
     const b = new TokenBudget(redisUrl(), { maxTokens: 1000, prefix })
     expect(await b.check('shared')).toMatchObject({ reserved: 142 * 7, remaining: 1000 - 142 * 7 })
+  })
+})
+
+describe('Quota: 8 processes reserving on one Redis scope', () => {
+  /** 8 processes reserve at once; then half the holds are committed and half rolled back. */
+  async function run(limit: string, calls: number, keys: object[]) {
+    const prefix = `t:quota-procs:${Date.now()}:${Math.random().toString(36).slice(2, 8)}:`
+    const outs: any[][] = await Promise.all(Array.from({ length: 8 }, () => inProcess('quota', redisUrl(), prefix, limit, String(calls))))
+    const holds = outs.flat()
+    const granted = (k: string) => holds.filter((h) => h.key === k).length
+    const quota: any = new Quota({ store: redisUrl(), prefix, bufferMs: 0 })
+    const rolledBack = { a: 0, b: 0 } as Record<string, number>
+    const done = await Promise.all(holds.map((h, i) => (i % 2 ? quota.rollback(h) : quota.commit(h, { tokens: h.tokens }))))
+    expect(done.every(Boolean)).toBe(true)
+    holds.forEach((h, i) => i % 2 && rolledBack[h.key]++)
+    const after = await quota.check('shared', keys, 1)
+    return { granted, rolledBack, after }
+  }
+
+  it("never exceeds any key's RPD, and rollbacks give requests back exactly", async () => {
+    const keys = [
+      { id: 'a', rpm: 60_000, tpm: 1e9, rpd: 20 },
+      { id: 'b', rpm: 60_000, tpm: 1e9, rpd: 30 },
+    ]
+    // 160 callers for 50 requests a day.
+    const { granted, rolledBack, after } = await run('20,1000000000,1', 20, keys)
+    expect([granted('a'), granted('b')]).toEqual([20, 30])
+    expect(after.checks.map((c: any) => c.dailyUsed)).toEqual([20 - rolledBack.a, 30 - rolledBack.b])
+  })
+
+  it("never exceeds any key's TPM in the window, and rollbacks give tokens back exactly", async () => {
+    const keys = [
+      { id: 'a', rpm: 60_000, tpm: 1_000, rpd: 1_000_000 },
+      { id: 'b', rpm: 60_000, tpm: 1_000, rpd: 1_000_010 },
+    ]
+    // tpm 1000 at 100 tokens a request: 10 per key inside the minute, whatever the callers.
+    const { granted, rolledBack, after } = await run('1000000,1000,100', 10, keys)
+    expect([granted('a'), granted('b')]).toEqual([10, 10])
+    expect(after.checks.map((c: any) => c.tokenUsed)).toEqual([(10 - rolledBack.a) * 100, (10 - rolledBack.b) * 100])
   })
 })
 

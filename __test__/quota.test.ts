@@ -368,9 +368,9 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     expect(await quota.commit(JSON.parse(JSON.stringify(hold)))).toBe(true)
   })
 
-  it('clocks going backwards, fractional clocks, zero-token reserves', async () => {
+  it('clocks going backwards (as rate-budget with monotonic: false), fractional clocks', async () => {
     let t = 10_000
-    const quota = newQuota({ store: makeStore(), now: () => t })
+    const quota = newQuota({ store: makeStore(), now: () => t, monotonic: false })
     const k = { id: 'k', rpm: 15, tpm: 1_000, rpd: 10 }
     await quota.reserve('s', k, 5)
     t = 5_000
@@ -400,6 +400,17 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
   })
 
   // Beyond rate-budget.
+  it('by default time never goes backwards in a scope, so no reservation is forgotten', async () => {
+    let t = 10_000
+    const quota = newQuota({ store: makeStore(), now: () => t, bufferMs: 0 })
+    const k = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 10 }
+    await quota.reserve('s', k, 900)
+    t = 9_990 // a caller whose clock read earlier arrives later
+    expect((await quota.check('s', k, 200)).checks[0].tokenUsed).toBe(900)
+    t = 10_002
+    expect(await quota.reserve('s', k, 200)).toMatchObject({ ok: false, reason: 'tpm' })
+  })
+
   it('bufferMs 0 never admits over TPM (strictTpm: false restores rate-budget)', async () => {
     const key = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 100 }
     for (const [strictTpm, ok] of [[true, false], [false, true]] as const) {

@@ -459,8 +459,11 @@ export interface QuotaStore {
 }
 
 export interface QuotaOptions<Req = unknown> {
-  /** A MemoryStore (default: a new one per Quota) or your own `{ mutate(scope, fn) }` store. */
-  store?: MemoryStore | QuotaStore
+  /**
+   * A MemoryStore (default: a new one per Quota), a RedisStore (or a Redis URL, or an ioredis /
+   * node-redis client: one EVALSHA per call, atomic per scope), or your own `{ mutate(scope, fn) }` store.
+   */
+  store?: StoreLike | QuotaStore
   /** Tokens a request will use. Default: a number request, else `req.tokens` if a number, else 1. Floored, at least 0. */
   estimate?: (req: Req) => number | Promise<number>
   /** Clock in ms. Default `Date.now`. Used as is (fractions kept), like rate-budget. */
@@ -481,6 +484,14 @@ export interface QuotaOptions<Req = unknown> {
   holdTtlMs?: number | null
   /** Never admit a request over TPM, also with `bufferMs: 0`. Default true; `false` is rate-budget's behaviour. */
   strictTpm?: boolean
+  /**
+   * Time never goes backwards within a scope: a request whose clock reads earlier than the
+   * scope's latest reservation counts as made at that reservation. Default true. `false` is
+   * rate-budget's behaviour, which drops reservations "from the future" — with several
+   * processes (each reading its clock before its round trip) that forgets reservations and
+   * over-admits.
+   */
+  monotonic?: boolean
   /** Key prefix of scopes in the store. Default `'tollgate:quota:'`. */
   prefix?: string
 }
@@ -489,7 +500,7 @@ export interface QuotaOptions<Req = unknown> {
  * rate-budget's multi-key quota engine: picks the key of a scope with RPM, TPM and RPD headroom
  * (priority first, then the least used), reserves on it, then commits the real tokens or rolls
  * back. Numbers, tie-breaks and result shapes match rate-budget, including how bad numbers are
- * sanitised. Runs on a MemoryStore or your own `{ mutate }` store (Redis: not yet).
+ * sanitised. Runs on a MemoryStore, on Redis, or on your own `{ mutate }` store.
  *
  * @example
  * const quota = new Quota()

@@ -160,6 +160,7 @@ class Quota {
       bufferMs: numOrNull(o.bufferMs),
       thresholdPct: numOrNull(o.thresholdPct),
       strictTpm: o.strictTpm === undefined ? true : o.strictTpm !== false,
+      monotonic: o.monotonic === undefined ? true : o.monotonic !== false,
       holdTtlMs,
     }
   }

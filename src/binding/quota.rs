@@ -179,6 +179,7 @@ fn request_from(text: &str) -> napi::Result<Request> {
   );
   options.strict_tpm = o.get("strictTpm").and_then(Value::as_bool).unwrap_or(false);
   options.hold_ttl_ms = num(o.get("holdTtlMs"));
+  options.monotonic = o.get("monotonic").and_then(Value::as_bool).unwrap_or(false);
   let keys = v
     .get("keys")
     .and_then(Value::as_array)
@@ -407,6 +408,7 @@ fn script_args(r: &Request, keep_ms: u64) -> Vec<String> {
     arg(Some(o.threshold_pct)),
     (if o.strict_tpm { "1" } else { "0" }).into(),
     arg(o.hold_ttl_ms),
+    (if o.monotonic { "1" } else { "0" }).into(),
     keep_ms.to_string(),
     r.keys.len().to_string(),
   ];

@@ -121,6 +121,11 @@ pub struct Options {
   pub strict_tpm: bool,
   /// Uncommitted holds roll back by themselves after this long (rate-budget: never).
   pub hold_ttl_ms: Option<f64>,
+  /// Time never goes backwards within a scope: a request whose clock is behind the scope's
+  /// latest reservation is taken as happening at that reservation. rate-budget instead drops
+  /// "future" hits, so with several processes (clocks read before the round trip) it forgets
+  /// reservations and over-admits.
+  pub monotonic: bool,
 }
 
 impl Options {
@@ -132,6 +137,7 @@ impl Options {
       threshold_pct: pct(Some(threshold_pct.unwrap_or(THRESHOLD_PCT)), THRESHOLD_PCT),
       strict_tpm: false,
       hold_ttl_ms: None,
+      monotonic: false,
     }
   }
 }
@@ -485,12 +491,31 @@ pub fn check(
   m: &Moment,
   o: &Options,
 ) -> Decision {
+  let m = &effective(state, m, o);
   expire_holds(state, o, m.now);
   let checks = keys
     .iter()
     .map(|k| check_key(state, k, tokens, m, o))
     .collect();
   pick(checks, keys, tokens)
+}
+
+/// The moment a request happens at: its own, or with `monotonic`, never before the scope's
+/// latest reservation.
+fn effective(state: &QuotaState, m: &Moment, o: &Options) -> Moment {
+  let latest = state
+    .keys
+    .iter()
+    .filter_map(|(_, k)| k.last_at)
+    .fold(f64::NEG_INFINITY, f64::max);
+  if o.monotonic && latest > m.now {
+    Moment {
+      now: latest,
+      ..m.clone()
+    }
+  } else {
+    m.clone()
+  }
 }
 
 /// rate-budget's `reserve`: `check`, then on success a hold counted against RPM (`lastAt`),

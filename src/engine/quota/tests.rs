@@ -564,6 +564,23 @@ fn clocks_going_backwards_and_fractions() {
 }
 
 #[test]
+fn monotonic_time_keeps_reservations_made_by_a_later_clock() {
+  let keys = ranked(vec![key("k", 60_000.0, 1_000.0, 100.0, 0.0)]);
+  for monotonic in [false, true] {
+    let mut o = Options::new(None, Some(0.0), None);
+    o.monotonic = monotonic;
+    let mut s = QuotaState::default();
+    reserve(&mut s, "s", &keys, 900.0, "h", &moment(10_000.0), &o);
+    // Another process read its clock a little earlier and arrives later.
+    let d = check(&mut s, &keys, 200.0, &moment(9_990.0), &o);
+    assert_eq!(d.checks[0].token_used, if monotonic { 900.0 } else { 0.0 });
+    // rate-budget dropped the "future" hit for good: 900 + 200 > 1000 is then admitted.
+    let later = reserve(&mut s, "s", &keys, 200.0, "h2", &moment(10_002.0), &o);
+    assert_eq!(later.ok, !monotonic);
+  }
+}
+
+#[test]
 fn options_sanitise_like_rate_budget() {
   let keys = ranked(vec![key("k", 7.0, 1_000.0, 10.0, 0.0)]);
   let rpm_ms = |o: Options| {

@@ -5,7 +5,7 @@
 --          key, tokens, at, day, prev_at, prev_id}…}, last_at, last_id}… } (keys in insertion order)
 -- ARGV     op ('check' | 'reserve' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
 --          commit tokens, now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
---          holdTtlMs, keep (ms to keep the state), key count, then per key: id is a string
+--          holdTtlMs, monotonic (0|1), keep (ms to keep the state), key count, then per key: id is a string
 --          (0|1), name, rpm, tpm, rpd, tpd, priority, enabled (0|1), rank.
 --          Numbers are decimal text; '' is "not a number" (the fallback applies).
 -- Returns  commit/rollback: 1 | 0. check/reserve: {ok, key index (0-based, -1 none), reason,
@@ -69,11 +69,12 @@ local buffer_ms = non_neg(num(ARGV[11]) or 1000, 1000)
 local threshold = pct(num(ARGV[12]) or 100, 100)
 local strict_tpm = ARGV[13] == '1'
 local hold_ttl = num(ARGV[14])
-local keep = tonumber(ARGV[15])
+local monotonic = ARGV[15] == '1'
+local keep = tonumber(ARGV[16])
 local keys = {}
-local nkeys = tonumber(ARGV[16])
+local nkeys = tonumber(ARGV[17])
 for i = 1, nkeys do
-  local b = 16 + (i - 1) * 9
+  local b = 17 + (i - 1) * 9
   keys[i] = {
     has_id = ARGV[b + 1] == '1', name = ARGV[b + 2], rpm = num(ARGV[b + 3]), tpm = num(ARGV[b + 4]),
     rpd = num(ARGV[b + 5]), tpd = num(ARGV[b + 6]), priority = num(ARGV[b + 7]),
@@ -230,6 +231,14 @@ local function text(x)
 end
 local function save()
   redis.call('SET', KEYS[1], cmsgpack.pack(state), 'PX', math.max(1, keep))
+end
+
+-- Monotonic time: never before the scope's latest reservation (check and reserve only, as in
+-- the engine).
+if monotonic and (op == 'check' or op == 'reserve') then
+  for _, k in ipairs(state) do
+    if k.last_at ~= nil and k.last_at > now then now = k.last_at end
+  end
 end
 
 expire_holds()
