@@ -499,6 +499,29 @@ describe('Quota options and stores', () => {
     expect(store.size()).toBe(0)
   })
 
+  it('on a MemoryStore, answers with an already-resolved promise (no thread hop)', async () => {
+    const quota = new Quota({ now: () => 0 })
+    let settled = false
+    quota.reserve('s', { id: 'k', rpm: 1, tpm: 10, rpd: 1 }, 1).then(() => (settled = true))
+    await Promise.resolve()
+    expect(settled).toBe(true)
+  })
+
+  it('NaN, negative, huge and missing limits give defined results, as rate-budget sanitises them', async () => {
+    const quota: any = new Quota({ now: () => 0 })
+    const weird = [
+      { id: 'nan', rpm: NaN, tpm: NaN, rpd: NaN },
+      { id: 'neg', rpm: -5, tpm: -5, rpd: -5 },
+      { id: 'huge', rpm: 1e300, tpm: 1e300, rpd: 1e300, priority: -1 },
+      { id: 'str', rpm: '60', tpm: '1000', rpd: '10' },
+    ]
+    const r = await quota.reserve('s', weird, 1)
+    expect(r.ok).toBe(true)
+    expect(r.checks.map((c: any) => c.dailyCap)).toEqual([1, 1, 1e300, 1])
+    // The limits of 1 on every other key leave 'huge' as the only key with room for 2 tokens.
+    expect((await quota.check('s', weird, 2)).key.id).toBe('huge')
+  })
+
   it('rejects a store it cannot use', () => {
     expect(() => newQuota({ store: {} as any })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
   })

@@ -166,27 +166,31 @@ class Quota {
   }
 
   /** Picks a key without reserving. Like rate-budget, it still tidies the scope's state. */
-  async check(scope, keyOrKeys, req) {
-    return this.#decide('check', scope, keyOrKeys, req)
+  check(scope, keyOrKeys, req) {
+    return settle(() => this.#decide('check', scope, keyOrKeys, req))
   }
 
   /** Picks a key and reserves one request and the estimated tokens on it. */
-  async reserve(scope, keyOrKeys, req) {
-    return this.#decide('reserve', scope, keyOrKeys, req)
+  reserve(scope, keyOrKeys, req) {
+    return settle(() => this.#decide('reserve', scope, keyOrKeys, req))
   }
 
   /** Replaces a hold's estimate by the real tokens (`usage.tokens`) and releases it. */
-  async commit(hold, usage = {}) {
-    this.#checkHold(hold)
-    if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
-    const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
-    return this.#run(hold.scope, { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens })
+  commit(hold, usage = {}) {
+    return settle(() => {
+      this.#checkHold(hold)
+      if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
+      const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
+      return this.#run(hold.scope, { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens })
+    })
   }
 
   /** Gives back what a hold took: its tokens, its request of the day, its RPM spacing. */
-  async rollback(hold) {
-    this.#checkHold(hold)
-    return this.#run(hold.scope, { op: 'rollback', holdId: hold.id, holdKey: hold.key })
+  rollback(hold) {
+    return settle(() => {
+      this.#checkHold(hold)
+      return this.#run(hold.scope, { op: 'rollback', holdId: hold.id, holdKey: hold.key })
+    })
   }
 
   #checkHold(hold) {
@@ -196,23 +200,25 @@ class Quota {
     }
   }
 
-  async #decide(op, scope, keyOrKeys, req) {
+  // Synchronous wherever the estimator and the store are: on a MemoryStore with the default
+  // estimator a decision is made on the calling thread and handed back already resolved.
+  #decide(op, scope, keyOrKeys, req) {
     v.string(scope, 'scope')
     const now = this.#now()
     const day = this.#dayKey(now)
-    const tokens = nonNeg(await this.#estimate(req))
-    const [keys, inputs] = keyInputs(keyOrKeys)
-    const holdId = op === 'reserve' ? String(this.#id()) : ''
-    const d = await this.#run(scope, { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }, now)
-    const checks = d.checks.map(checkOf)
-    if (!d.ok) return { ok: false, reason: d.reason, tokens: d.tokens, waitMs: d.waitMs, checks }
-    const result = { ok: true, key: keys[d.key], tokens: d.tokens, waitMs: 0, checks }
-    if (op === 'reserve') result.hold = holdOf(d.hold)
-    return result
+    const estimate = this.#estimate(req)
+    const go = (est) => {
+      const tokens = nonNeg(est)
+      const [keys, inputs] = keyInputs(keyOrKeys)
+      const holdId = op === 'reserve' ? String(this.#id()) : ''
+      const request = { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }
+      return then(this.#run(scope, request, now), (d) => shape(op, keys, d))
+    }
+    return then(estimate, go)
   }
 
-  /** Runs one request on the scope, atomically, on the store. */
-  async #run(scope, request, now = this.#now()) {
+  /** Runs one request on the scope, atomically, on the store (a value, or a promise of one). */
+  #run(scope, request, now = this.#now()) {
     request.scope ??= scope
     request.now ??= now
     request.options = this.#options
@@ -228,11 +234,13 @@ class Quota {
     if (this.#kind === 'redis') {
       let reply
       try {
-        reply = await native.quotaRunAsync(this.#core, text)
+        reply = native.quotaRunAsync(this.#core, text)
       } catch (e) {
         throw fromNative(e)
       }
-      return JSON.parse(reply)
+      return reply.then(JSON.parse, (e) => {
+        throw fromNative(e)
+      })
     }
     return this.#store.mutate(scope, (state) => {
       let out
@@ -245,6 +253,32 @@ class Quota {
       return out.result
     })
   }
+}
+
+const isThenable = (x) => x !== null && (typeof x === 'object' || typeof x === 'function') && typeof x.then === 'function'
+
+/** `f(x)` now when `x` is a plain value; after it settles when it is a promise. */
+function then(x, f) {
+  return isThenable(x) ? x.then(f) : f(x)
+}
+
+/** A promise of `f()`: already resolved (or rejected) when `f` finished synchronously. */
+function settle(f) {
+  try {
+    const out = f()
+    return Promise.resolve(out)
+  } catch (e) {
+    return Promise.reject(e)
+  }
+}
+
+/** rate-budget's result shapes. */
+function shape(op, keys, d) {
+  const checks = d.checks.map(checkOf)
+  if (!d.ok) return { ok: false, reason: d.reason, tokens: d.tokens, waitMs: d.waitMs, checks }
+  const result = { ok: true, key: keys[d.key], tokens: d.tokens, waitMs: 0, checks }
+  if (op === 'reserve') result.hold = holdOf(d.hold)
+  return result
 }
 
 /** rate-budget's scope-state accessors on a MemoryStore (scopes of Quotas with the default prefix). */
