@@ -9,6 +9,7 @@
 //    JS reference of tekimax's check-then-record sequence over ioredis, one caller awaiting
 //    each call (latency) and 256 callers at once (throughput).
 // 3. Commands each call sends to Redis, from INFO commandstats.
+// 4. Quota (rate-budget's engine): reserve + commit with two keys, in-process and on Redis.
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -17,7 +18,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const Redis = require('ioredis')
 const { RateLimiterMemory, RateLimiterRedis } = require('rate-limiter-flexible')
-const { MemoryStore, RateLimiter, RedisStore } = require('../lib/index.js')
+const { MemoryStore, Quota, RateLimiter, RedisStore } = require('../lib/index.js')
 const { TekimaxRateLimiter } = require('./tekimax-reference.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -159,6 +160,34 @@ async function main() {
     console.log(`   latency ratio tollgate / rate-limiter-flexible      ${fmt(lat.tollgate / lat.rlf, 2)}×`)
     console.log(`   commands tollgate sends per call: ${JSON.stringify(Object.fromEntries(Object.entries(cmds.tollgate).filter(([k]) => k === 'evalsha' || k === 'eval').map(([k, v]) => [k, v / K])))} (target: exactly 1 EVALSHA)`)
     console.log('')
+    // ---- 4. Quota -----------------------------------------------------------------------------
+    const quotaKeys = [
+      { id: 'key-a', rpm: 1e9, tpm: 1e15, rpd: 1e15, priority: 10 },
+      { id: 'key-b', rpm: 1e9, tpm: 1e15, rpd: 1e15, priority: 5 },
+    ]
+    // bufferMs 0 and a huge rpm: spacing never blocks, so every call does the full work.
+    const qMem = new Quota({ bufferMs: 0, holdTtlMs: null })
+    const qRedis = new Quota({ store, bufferMs: 0, prefix: `${prefix}quota:`, holdTtlMs: null })
+    const pair = (q, scopes) => async (i) => {
+      const r = await q.reserve(scopes[i % scopes.length], quotaKeys, 100)
+      await q.commit(r.hold, { tokens: 80 })
+    }
+    // Many scopes, so each keeps a realistic few dozen hits in its window.
+    const scopes = Array.from({ length: 4096 }, (_, i) => `tenant-${i}`)
+    const QN = QUICK ? 5_000 : 20_000
+    const qm = await sequential(pair(qMem, scopes), QN, 3)
+    const qmc = await concurrent(pair(qMem, scopes), 256, QUICK ? 10 : 40)
+    const qr = await sequential(pair(qRedis, scopes), QUICK ? 500 : 2_000, 3)
+    const qrc = await concurrent(pair(qRedis, scopes), 256, QUICK ? 5 : 20)
+    const qcmds = await commandsPerCall(admin, pair(qRedis, scopes), 100)
+    console.log('4. Quota reserve + commit, two keys, 4,096 scopes')
+    console.log(`   MemoryStore, one caller          ${fmt(qm / 1000, 2)} µs per reserve+commit  (target ≤ 1 µs per reserve)`)
+    console.log(`   MemoryStore, 256 callers         ${fmt(qmc)} pairs/s`)
+    console.log(`   RedisStore, one caller           ${fmt(qr / 1000, 1)} µs per reserve+commit`)
+    console.log(`   RedisStore, 256 callers          ${fmt(qrc)} pairs/s`)
+    console.log(`   round trips per call on Redis    ${fmt((qcmds.evalsha ?? 0) / 200, 2)} (EVALSHA; target 1)`)
+    console.log('')
+
     await store.close()
     ioredis.disconnect()
     admin.disconnect()
