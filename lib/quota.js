@@ -6,7 +6,7 @@
 // the estimate, the hold id, localeCompare order) and shapes results exactly like rate-budget.
 
 const native = require('./native')
-const { fromNative, invalidArg } = require('./errors')
+const { fromNative, invalidArg, outOfRange } = require('./errors')
 const { MemoryStore, RedisStore, kNative, kClock, resolveStore, isRedisClient } = require('./stores')
 const v = require('./validate')
 
@@ -89,7 +89,7 @@ function keyInputs(keyOrKeys) {
     rpm: numOrNull(k.rpm),
     tpm: numOrNull(k.tpm),
     rpd: numOrNull(k.rpd),
-    tpd: k.tpd === undefined || k.tpd === null ? null : numOrNull(k.tpd) ?? Number.NaN,
+    tpd: k.tpd === undefined || k.tpd === null ? null : v.integer(k.tpd, `keys[${i}].tpd`, 1, Number.MAX_SAFE_INTEGER),
     priority: numOrNull(k.priority),
     enabled: k.enabled !== false,
     rank: rank.get(names[i]),
@@ -205,6 +205,9 @@ class Quota {
   #decide(op, scope, keyOrKeys, req) {
     v.string(scope, 'scope')
     const now = this.#now()
+    if (typeof now !== 'number' || !Number.isFinite(now)) {
+      throw outOfRange(`options.now() must return a finite number of milliseconds, got ${v.describe(now)}`)
+    }
     const day = this.#dayKey(now)
     const estimate = this.#estimate(req)
     const go = (est) => {

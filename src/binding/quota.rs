@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::External;
 use napi_derive::napi;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::clock::local;
@@ -169,99 +170,193 @@ struct Request {
   options: Options,
 }
 
+// lib/quota.js sends numbers or null (never NaN or text), so the request parses into typed
+// structs: no intermediate JSON tree on the hot path.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestJson {
+  op: String,
+  #[serde(default)]
+  scope: String,
+  #[serde(default)]
+  keys: Vec<KeyJson>,
+  #[serde(default)]
+  tokens: Option<f64>,
+  #[serde(default)]
+  hold_id: String,
+  #[serde(default)]
+  hold_key: String,
+  #[serde(default)]
+  commit_tokens: Option<f64>,
+  now: Option<f64>,
+  #[serde(default)]
+  day: String,
+  #[serde(default)]
+  reset_at: Option<f64>,
+  options: OptionsJson,
+}
+
+#[derive(Deserialize)]
+struct KeyJson {
+  id: Option<String>,
+  name: String,
+  rpm: Option<f64>,
+  tpm: Option<f64>,
+  rpd: Option<f64>,
+  tpd: Option<f64>,
+  priority: Option<f64>,
+  enabled: bool,
+  rank: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OptionsJson {
+  window_ms: Option<f64>,
+  buffer_ms: Option<f64>,
+  threshold_pct: Option<f64>,
+  strict_tpm: bool,
+  monotonic: bool,
+  hold_ttl_ms: Option<f64>,
+}
+
 fn request_from(text: &str) -> napi::Result<Request> {
-  let v: Value = serde_json::from_str(text).map_err(bad)?;
-  let o = v.get("options").cloned().unwrap_or(Value::Null);
-  let mut options = Options::new(
-    num(o.get("windowMs")),
-    num(o.get("bufferMs")),
-    num(o.get("thresholdPct")),
-  );
-  options.strict_tpm = o.get("strictTpm").and_then(Value::as_bool).unwrap_or(false);
-  options.hold_ttl_ms = num(o.get("holdTtlMs"));
-  options.monotonic = o.get("monotonic").and_then(Value::as_bool).unwrap_or(false);
-  let keys = v
-    .get("keys")
-    .and_then(Value::as_array)
-    .map_or_else(Vec::new, |keys| {
-      keys
-        .iter()
-        .map(|k| KeyInput {
-          id: str_of(k.get("id")),
-          name: str_of(k.get("name")).unwrap_or_default(),
-          rpm: num(k.get("rpm")),
-          tpm: num(k.get("tpm")),
-          rpd: num(k.get("rpd")),
-          tpd: num(k.get("tpd")),
-          priority: num(k.get("priority")),
-          enabled: k.get("enabled").and_then(Value::as_bool).unwrap_or(true),
-          rank: k.get("rank").and_then(Value::as_u64).unwrap_or(0) as u32,
-        })
-        .collect()
-    });
+  let r: RequestJson = serde_json::from_str(text).map_err(bad)?;
+  let o = r.options;
+  let mut options = Options::new(o.window_ms, o.buffer_ms, o.threshold_pct);
+  options.strict_tpm = o.strict_tpm;
+  options.monotonic = o.monotonic;
+  options.hold_ttl_ms = o.hold_ttl_ms;
+  let keys = r
+    .keys
+    .into_iter()
+    .map(|k| KeyInput {
+      id: k.id,
+      name: k.name,
+      rpm: k.rpm,
+      tpm: k.tpm,
+      rpd: k.rpd,
+      tpd: k.tpd,
+      priority: k.priority,
+      enabled: k.enabled,
+      rank: k.rank,
+    })
+    .collect();
   Ok(Request {
-    op: str_of(v.get("op")).unwrap_or_default(),
-    scope: str_of(v.get("scope")).unwrap_or_default(),
+    op: r.op,
+    scope: r.scope,
     keys,
-    tokens: raw(v.get("tokens")),
-    hold_id: str_of(v.get("holdId")).unwrap_or_default(),
-    hold_key: str_of(v.get("holdKey")).unwrap_or_default(),
-    commit_tokens: num(v.get("commitTokens")),
+    tokens: r.tokens.unwrap_or(f64::NAN),
+    hold_id: r.hold_id,
+    hold_key: r.hold_key,
+    commit_tokens: r.commit_tokens,
     moment: Moment {
-      now: raw(v.get("now")),
-      day: str_of(v.get("day")).unwrap_or_default(),
-      reset_at: raw(v.get("resetAt")),
+      now: r.now.unwrap_or(f64::NAN),
+      day: r.day,
+      reset_at: r.reset_at.unwrap_or(f64::NAN),
     },
     options,
   })
 }
 
-fn reason(r: Option<Reason>) -> Value {
-  r.map_or(Value::Null, |r| json!(r.as_str()))
+// Results, written straight to JSON text.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckJson<'a> {
+  key: &'a str,
+  ok: bool,
+  reason: Option<&'static str>,
+  wait_ms: Option<f64>,
+  priority: f64,
+  rpm_ms: f64,
+  tpm_ms: Option<f64>,
+  token_used: f64,
+  token_pct: f64,
+  daily_used: f64,
+  daily_cap: f64,
+  daily_left: f64,
+  daily_pct: f64,
 }
 
-fn opt_num(x: Option<f64>) -> Value {
-  x.map_or(Value::Null, |n| json!(n))
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HoldJson<'a> {
+  id: &'a str,
+  scope: &'a str,
+  key: &'a str,
+  tokens: f64,
+  at: f64,
+  day: &'a str,
+  #[serde(skip_serializing_if = "Option::is_none")]
+  prev_at: Option<f64>,
+  #[serde(skip_serializing_if = "Option::is_none")]
+  prev_id: Option<&'a str>,
 }
 
-fn check_json(c: &KeyCheck) -> Value {
-  json!({
-    "key": c.key, "ok": c.ok, "reason": reason(c.reason), "waitMs": opt_num(c.wait_ms),
-    "priority": c.priority, "rpmMs": c.rpm_ms, "tpmMs": opt_num(c.tpm_ms), "tokenUsed": c.token_used,
-    "tokenPct": c.token_pct, "dailyUsed": c.daily_used, "dailyCap": c.daily_cap,
-    "dailyLeft": c.daily_left, "dailyPct": c.daily_pct,
-  })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DecisionJson<'a> {
+  ok: bool,
+  key: Option<usize>,
+  reason: Option<&'static str>,
+  tokens: f64,
+  wait_ms: Option<f64>,
+  checks: Vec<CheckJson<'a>>,
+  hold: Option<HoldJson<'a>>,
 }
 
-fn decision_json(d: &Decision) -> Value {
-  json!({
-    "ok": d.ok,
-    "key": d.key,
-    "reason": reason(d.reason),
-    "tokens": d.tokens,
-    "waitMs": opt_num(d.wait_ms),
-    "checks": d.checks.iter().map(check_json).collect::<Vec<_>>(),
-    "hold": d.hold.as_ref().map(hold_json),
-  })
+fn decision_text(d: &Decision) -> String {
+  let out = DecisionJson {
+    ok: d.ok,
+    key: d.key,
+    reason: d.reason.map(Reason::as_str),
+    tokens: d.tokens,
+    wait_ms: d.wait_ms,
+    checks: d
+      .checks
+      .iter()
+      .map(|c| CheckJson {
+        key: &c.key,
+        ok: c.ok,
+        reason: c.reason.map(Reason::as_str),
+        wait_ms: c.wait_ms,
+        priority: c.priority,
+        rpm_ms: c.rpm_ms,
+        tpm_ms: c.tpm_ms,
+        token_used: c.token_used,
+        token_pct: c.token_pct,
+        daily_used: c.daily_used,
+        daily_cap: c.daily_cap,
+        daily_left: c.daily_left,
+        daily_pct: c.daily_pct,
+      })
+      .collect(),
+    hold: d.hold.as_ref().map(|h| HoldJson {
+      id: &h.id,
+      scope: &h.scope,
+      key: &h.key,
+      tokens: h.tokens,
+      at: h.at,
+      day: &h.day,
+      prev_at: h.prev_at,
+      prev_id: h.prev_id.as_deref(),
+    }),
+  };
+  serde_json::to_string(&out).unwrap_or_else(|_| "null".into())
 }
 
-/// Runs one request on `state`; the JSON result.
-fn apply(state: &mut QuotaState, r: &Request) -> napi::Result<Value> {
+/// Runs one request on `state`; the result as JSON text.
+fn apply(state: &mut QuotaState, r: &Request) -> napi::Result<String> {
   let (m, o) = (&r.moment, &r.options);
   Ok(match r.op.as_str() {
-    "check" => decision_json(&quota::check(state, &r.keys, r.tokens, m, o)),
-    "reserve" => decision_json(&quota::reserve(
+    "check" => decision_text(&quota::check(state, &r.keys, r.tokens, m, o)),
+    "reserve" => decision_text(&quota::reserve(
       state, &r.scope, &r.keys, r.tokens, &r.hold_id, m, o,
     )),
-    "commit" => json!(quota::commit(
-      state,
-      &r.hold_key,
-      &r.hold_id,
-      r.commit_tokens,
-      m.now,
-      o
-    )),
-    "rollback" => json!(quota::rollback(state, &r.hold_key, &r.hold_id, m.now, o)),
+    "commit" => {
+      quota::commit(state, &r.hold_key, &r.hold_id, r.commit_tokens, m.now, o).to_string()
+    }
+    "rollback" => quota::rollback(state, &r.hold_key, &r.hold_id, m.now, o).to_string(),
     other => return Err(bad(format!("unknown quota op {other:?}"))),
   })
 }
@@ -299,7 +394,11 @@ pub fn quota_apply(state: String, request: String) -> napi::Result<String> {
   let v: Value = serde_json::from_str(&state).map_err(bad)?;
   let mut s = state_from(&v);
   let result = apply(&mut s, &r)?;
-  Ok(json!({ "state": state_json(&s), "result": result }).to_string())
+  Ok(format!(
+    "{{\"state\":{},\"result\":{}}}",
+    state_json(&s),
+    result
+  ))
 }
 
 /// The memory store: runs `request` on the scope's state kept in the store. `store_now` is the
@@ -318,8 +417,7 @@ pub fn quota_run(
   let store = core.backend.memory()?;
   let key = format!("{}{}", core.prefix, r.scope);
   let now = local(store_now);
-  let result = store.quota(&key, now, now + keep_for(&r), |s| apply(s, &r))??;
-  Ok(result.to_string())
+  store.quota(&key, now, now + keep_for(&r), |s| apply(s, &r))?
 }
 
 /// The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null.
@@ -529,15 +627,14 @@ pub fn quota_run_async<'env>(
   let args = script_args(&r, keep_for(&r));
   env.spawn_future(async move {
     let reply = redis.quota(&key, &args).await?;
-    let out = match r.op.as_str() {
-      "commit" | "rollback" => json!(matches!(reply, redis::Value::Int(1))),
+    Ok(match r.op.as_str() {
+      "commit" | "rollback" => matches!(reply, redis::Value::Int(1)).to_string(),
       _ => {
         let strings: Vec<String> = redis::FromRedisValue::from_redis_value(reply)
           .map_err(|e| coded("ERR_TOLLGATE_STORE_ERROR", e))?;
-        decision_json(&decision_from(strings, &r)?)
+        decision_text(&decision_from(strings, &r)?)
       }
-    };
-    Ok(out.to_string())
+    })
   })
 }
 
