@@ -2,7 +2,7 @@
 // it never crosses slots; concurrent limiter calls are split by slot into one script each.
 import Redis from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
+import { Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js'
 import { Clock } from './helpers/stores.js'
 
@@ -40,6 +40,17 @@ describe('Redis Cluster (3 masters)', () => {
     const sessions = new SessionStore(store, { prefix: 'cl:s:' })
     await Promise.all(Array.from({ length: 20 }, (_, i) => sessions.append(`user-${i % 4}`, { i })))
     for (let u = 0; u < 4; u++) expect((await sessions.load(`user-${u}`)).messages).toHaveLength(5)
+  })
+
+  it('Quota scopes live on every node', async () => {
+    const quota: any = new Quota({ store, prefix: 'cl:quota:', now: () => 0 })
+    const keys = [{ id: 'a', rpm: 60_000, tpm: 1_000, rpd: 2 }]
+    for (let i = 0; i < 20; i++) {
+      const r = await quota.reserve(`tenant-${i}`, keys, 10)
+      expect(r.ok).toBe(true)
+      expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    }
+    expect((await quota.check('tenant-3', keys, 1)).checks[0]).toMatchObject({ dailyUsed: 1, tokenUsed: 5 })
   })
 
   it('the keys are spread over the masters', async () => {

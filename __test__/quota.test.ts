@@ -361,9 +361,11 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     expect((await stateOf(store, 'day')).keys.a.used).toBe(0)
   })
 
-  it('a JSON copy of a hold commits; an unknown hold does not', async () => {
+  it('a JSON copy of a hold commits; an unknown hold, or one from another scope, does not', async () => {
     const quota = newQuota({ store: makeStore(), now: () => 0 })
     const { hold } = await quota.reserve('s', singleKey(), 10)
+    expect(await quota.commit({ ...hold, scope: 'other' })).toBe(false)
+    expect(await quota.rollback({ ...hold, key: 'nope' })).toBe(false)
     expect(await quota.commit({ id: 'zz', scope: 's', key: 'solo' } as any)).toBe(false)
     expect(await quota.commit(JSON.parse(JSON.stringify(hold)))).toBe(true)
   })
