@@ -8,8 +8,8 @@
 // 2. Redis: tollgate RateLimiter.consume on RedisStore vs RateLimiterRedis over ioredis vs a
 //    JS reference of tekimax's check-then-record sequence over ioredis, one caller awaiting
 //    each call (latency) and 256 callers at once (throughput).
-// 3. Commands each call sends to Redis, from INFO commandstats.
-// 4. Quota (rate-budget's engine): reserve + commit with two keys, in-process and on Redis.
+//    Commands each call sends to Redis come from INFO commandstats.
+// 3. Quota (rate-budget's engine): reserve + commit with two keys, in-process and on Redis.
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -159,8 +159,16 @@ async function main() {
     console.log(`   throughput ratio tollgate / tekimax sequence        ${fmt(thr.tollgate / thr.tekimax, 2)}×`)
     console.log(`   latency ratio tollgate / rate-limiter-flexible      ${fmt(lat.tollgate / lat.rlf, 2)}×`)
     console.log(`   commands tollgate sends per call: ${JSON.stringify(Object.fromEntries(Object.entries(cmds.tollgate).filter(([k]) => k === 'evalsha' || k === 'eval').map(([k, v]) => [k, v / K])))} (target: exactly 1 EVALSHA)`)
+    // With 256 callers, calls made in the same event-loop turn share one script call.
+    await admin.config('RESETSTAT')
+    const C2 = 256
+    await Promise.all(Array.from({ length: C2 }, async (_, c) => {
+      for (let i = 0; i < 20; i++) await tRedis.consume(ids[(c * 20 + i) & 1023])
+    }))
+    const shared = Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0)
+    console.log(`   EVALSHA per call with 256 callers: ${fmt(shared / (C2 * 20), 3)} (calls in one event-loop turn share one script call)`)
     console.log('')
-    // ---- 4. Quota -----------------------------------------------------------------------------
+    // ---- 3. Quota -----------------------------------------------------------------------------
     const quotaKeys = [
       { id: 'key-a', rpm: 1e9, tpm: 1e15, rpd: 1e15, priority: 10 },
       { id: 'key-b', rpm: 1e9, tpm: 1e15, rpd: 1e15, priority: 5 },
@@ -180,7 +188,7 @@ async function main() {
     const qr = await sequential(pair(qRedis, scopes), QUICK ? 500 : 2_000, 3)
     const qrc = await concurrent(pair(qRedis, scopes), 256, QUICK ? 5 : 20)
     const qcmds = await commandsPerCall(admin, pair(qRedis, scopes), 100)
-    console.log('4. Quota reserve + commit, two keys, 4,096 scopes')
+    console.log('3. Quota reserve + commit, two keys, 4,096 scopes')
     console.log(`   MemoryStore, one caller          ${fmt(qm / 1000, 2)} µs per reserve+commit  (target ≤ 1 µs per reserve)`)
     console.log(`   MemoryStore, 256 callers         ${fmt(qmc)} pairs/s`)
     console.log(`   RedisStore, one caller           ${fmt(qr / 1000, 1)} µs per reserve+commit`)
