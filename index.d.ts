@@ -82,10 +82,28 @@ export declare function quotaCooldownMs(rpm: number, bufferMs: number, windowMs:
 /** `dailyCap(rpd, thresholdPct)`. */
 export declare function quotaDailyCap(rpd: number, thresholdPct: number): number
 
+/**
+ * The memory store's hot path: `check` (op 0) or `reserve` (op 1) with keys and reply packed
+ * into numbers, because JSON and JS objects built from Rust cost more than the decision.
+ * Reply: ok, key index (-1), reason, waitMs (NaN for null), check count, then per check: ok,
+ * reason, waitMs, priority, rpmMs, tpmMs, tokenUsed, tokenPct, dailyUsed, dailyCap,
+ * dailyLeft, dailyPct; then for a hold: at, prevAt (NaN for none), has a prevId (0|1).
+ * The reply is written into `out` (reused by lib/quota.js; creating a typed array here costs
+ * more than the decision); returns how many numbers were written.
+ */
+export declare function quotaDecide(core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number, storeNow: number, out: Float64Array): number
+
 /** The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null. */
 export declare function quotaGet(core: ExternalObject<'QuotaCore'>, scope: string, now: number): string | null
 
-export declare function quotaNew(store: NativeStore, prefix: string): ExternalObject<'QuotaCore'>
+/** The previous hold id of the last reservation `quota_decide` made. */
+export declare function quotaLastPrevId(core: ExternalObject<'QuotaCore'>): string | null
+
+/**
+ * `options`: windowMs, bufferMs, thresholdPct (NaN for "not a number"), strictTpm,
+ * monotonic (0|1), holdTtlMs (NaN for none).
+ */
+export declare function quotaNew(store: NativeStore, prefix: string, options: Array<number>): ExternalObject<'QuotaCore'>
 
 /** Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`). */
 export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null): number
@@ -102,6 +120,9 @@ export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request
 
 /** Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day. */
 export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
+
+/** The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1). */
+export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, storeNow: number): boolean
 
 /** `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns. */
 export declare function quotaTokenWaitMs(used: number, tokens: number, limit: number, hitAts: Array<number>, hitTokens: Array<number>, now: number, windowMs: number, bufferMs: number): number | null

@@ -61,38 +61,135 @@ function defaultId() {
   return `${Date.now().toString(36)}-${seq.toString(36)}-${Math.random().toString(36).slice(2, 8)}`
 }
 
+const DAY_MS = 86_400_000
+// The default day bucket is a UTC date; remember the current one so most calls skip `Date`.
+let today = { start: Number.NaN, end: Number.NaN, key: '' }
+
+/** UTC `YYYY-MM-DD` of `now` (rate-budget's default `dayKey`). */
 function defaultDayKey(now) {
-  return new Date(now).toISOString().slice(0, 10)
+  if (now >= today.start && now < today.end) return today.key
+  const key = new Date(now).toISOString().slice(0, 10)
+  const start = Math.floor(now / DAY_MS) * DAY_MS
+  today = { start, end: start + DAY_MS, key }
+  return key
 }
 
+/** The next UTC midnight after `now` (rate-budget's default `resetAt`). */
 function defaultResetAt(now) {
+  if (now >= today.start && now < today.end) return today.end
   const d = new Date(now)
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
 }
 
 const numOrNull = (x) => (typeof x === 'number' && !Number.isNaN(x) ? x : null)
 
-/** The keys of one call as the engine takes them, with their localeCompare ranks. */
-function keyInputs(keyOrKeys) {
+/** The keys of a call as a list, each checked to be an object. */
+function keyList(keyOrKeys) {
   const keys = Array.isArray(keyOrKeys) ? keyOrKeys : [keyOrKeys]
-  keys.forEach((k, i) => {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]
     if (k === null || typeof k !== 'object') {
       throw invalidArg(`keys[${i}] must be a key object { id, rpm, tpm, rpd }, got ${v.describe(k)}`)
     }
-  })
+  }
+  return keys
+}
+
+const rankCache = new Map()
+/** Each name's position in localeCompare order (the last tie-break); cached per list of names. */
+function ranksOf(names) {
+  if (names.length === 1) return [0]
+  const id = names.join('\u0000')
+  let ranks = rankCache.get(id)
+  if (ranks === undefined) {
+    const order = [...new Set(names)].sort((a, b) => a.localeCompare(b))
+    const rank = new Map(order.map((name, i) => [name, i]))
+    ranks = names.map((n) => rank.get(n))
+    if (rankCache.size >= 1024) rankCache.clear()
+    rankCache.set(id, ranks)
+  }
+  return ranks
+}
+
+const tpdOf = (k, i) => (k.tpd === undefined || k.tpd === null ? null : v.integer(k.tpd, `keys[${i}].tpd`, 1, Number.MAX_SAFE_INTEGER))
+
+/** The keys of one call, packed for the memory path: names, and 7 numbers a key. */
+function packKeys(keyOrKeys) {
+  const keys = keyList(keyOrKeys)
   const names = keys.map((k) => String(k.id))
-  const order = [...new Set(names)].sort((a, b) => a.localeCompare(b))
-  const rank = new Map(order.map((name, i) => [name, i]))
+  const ranks = ranksOf(names)
+  const nums = new Float64Array(keys.length * 7)
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]
+    const o = i * 7
+    nums[o] = n(k.rpm)
+    nums[o + 1] = n(k.tpm)
+    nums[o + 2] = n(k.rpd)
+    nums[o + 3] = tpdOf(k, i) ?? NaN
+    nums[o + 4] = n(k.priority)
+    nums[o + 5] = (k.enabled !== false ? 1 : 0) | (typeof k.id === 'string' ? 2 : 0)
+    nums[o + 6] = ranks[i]
+  }
+  return [keys, names, nums]
+}
+
+const REASONS = [undefined, 'rpm', 'tpm', 'rpd', 'tpd', 'off', 'no_key']
+const nullIfNaN = (x) => (Number.isNaN(x) ? null : x)
+
+/** A packed decision (binding/quota.rs `quota_decide`) in rate-budget's shapes. */
+function unpackDecision(p, op, keys, names, tokens, hold, core) {
+  const checks = new Array(p[4])
+  let i = 5
+  for (let c = 0; c < checks.length; c++, i += 12) {
+    checks[c] = {
+      key: names[c],
+      ok: p[i] === 1,
+      reason: REASONS[p[i + 1]],
+      waitMs: nullIfNaN(p[i + 2]),
+      priority: p[i + 3],
+      rpmMs: p[i + 4],
+      tpmMs: nullIfNaN(p[i + 5]),
+      tokenUsed: p[i + 6],
+      tokenPct: p[i + 7],
+      dailyUsed: p[i + 8],
+      dailyCap: p[i + 9],
+      dailyLeft: p[i + 10],
+      dailyPct: p[i + 11],
+    }
+  }
+  if (p[0] !== 1) return { ok: false, reason: REASONS[p[2]], tokens, waitMs: nullIfNaN(p[3]), checks }
+  const result = { ok: true, key: keys[p[1]], tokens, waitMs: 0, checks }
+  if (op === 'reserve') {
+    const prevAt = p[i + 1]
+    result.hold = {
+      id: hold.id,
+      scope: hold.scope,
+      key: names[p[1]],
+      tokens,
+      at: p[i],
+      day: hold.day,
+      prevAt: Number.isNaN(prevAt) ? undefined : prevAt,
+      prevId: p[i + 2] === 1 ? native.quotaLastPrevId(core) : undefined,
+    }
+  }
+  return result
+}
+
+/** The keys of one call as the engine takes them as JSON, with their localeCompare ranks. */
+function keyInputs(keyOrKeys) {
+  const keys = keyList(keyOrKeys)
+  const names = keys.map((k) => String(k.id))
+  const ranks = ranksOf(names)
   const inputs = keys.map((k, i) => ({
     id: typeof k.id === 'string' ? k.id : null,
     name: names[i],
     rpm: numOrNull(k.rpm),
     tpm: numOrNull(k.tpm),
     rpd: numOrNull(k.rpd),
-    tpd: k.tpd === undefined || k.tpd === null ? null : v.integer(k.tpd, `keys[${i}].tpd`, 1, Number.MAX_SAFE_INTEGER),
+    tpd: tpdOf(k, i),
     priority: numOrNull(k.priority),
     enabled: k.enabled !== false,
-    rank: rank.get(names[i]),
+    rank: ranks[i],
   }))
   return [keys, inputs]
 }
@@ -123,6 +220,8 @@ class Quota {
   #store
   #kind
   #core
+  /** Reply buffer of the memory path, reused call after call. */
+  #out = new Float64Array(64)
   #estimate
   #now
   #id
@@ -145,7 +244,7 @@ class Quota {
     }
     this.#store = store
     const prefix = o.prefix === undefined ? DEFAULT_PREFIX : v.string(o.prefix, 'options.prefix')
-    this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix)
+    // #core is set below, once the options are known.
     this.#estimate = o.estimate === undefined || o.estimate === null ? defaultEstimate : v.fn(o.estimate, 'options.estimate')
     this.#now = o.now === undefined || o.now === null ? Date.now : v.fn(o.now, 'options.now')
     this.#id = o.id === undefined || o.id === null ? defaultId : v.fn(o.id, 'options.id')
@@ -163,6 +262,9 @@ class Quota {
       monotonic: o.monotonic === undefined ? true : o.monotonic !== false,
       holdTtlMs,
     }
+    const p = this.#options
+    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN]
+    this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
   }
 
   /** Picks a key without reserving. Like rate-budget, it still tidies the scope's state. */
@@ -181,6 +283,7 @@ class Quota {
       this.#checkHold(hold)
       if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
       const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
+      if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
       return this.#run(hold.scope, { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens })
     })
   }
@@ -189,8 +292,20 @@ class Quota {
   rollback(hold) {
     return settle(() => {
       this.#checkHold(hold)
+      if (this.#kind === 'memory') return this.#settle(1, hold, NaN)
       return this.#run(hold.scope, { op: 'rollback', holdId: hold.id, holdKey: hold.key })
     })
+  }
+
+  /** The memory path of commit (0) and rollback (1). */
+  #settle(op, hold, tokens) {
+    const now = this.#now()
+    const clock = this.#store[kClock]
+    try {
+      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, clock ? clock() : -1)
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   #checkHold(hold) {
@@ -212,6 +327,19 @@ class Quota {
     const estimate = this.#estimate(req)
     const go = (est) => {
       const tokens = nonNeg(est)
+      if (this.#kind === 'memory') {
+        const [keys, names, nums] = packKeys(keyOrKeys)
+        const holdId = op === 'reserve' ? String(this.#id()) : ''
+        const clock = this.#store[kClock]
+        const need = 8 + keys.length * 12
+        if (this.#out.length < need) this.#out = new Float64Array(need * 2)
+        try {
+          native.quotaDecide(this.#core, op === 'reserve' ? 1 : 0, scope, names, nums, tokens, holdId, now, String(day), this.#resetAt(now), clock ? clock() : -1, this.#out)
+        } catch (e) {
+          throw fromNative(e)
+        }
+        return unpackDecision(this.#out, op, keys, names, tokens, { id: holdId, scope, day: String(day) }, this.#core)
+      }
       const [keys, inputs] = keyInputs(keyOrKeys)
       const holdId = op === 'reserve' ? String(this.#id()) : ''
       const request = { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }
@@ -286,7 +414,7 @@ function shape(op, keys, d) {
 
 /** rate-budget's scope-state accessors on a MemoryStore (scopes of Quotas with the default prefix). */
 function quotaCore(store) {
-  return native.quotaNew(store[kNative], DEFAULT_PREFIX)
+  return native.quotaNew(store[kNative], DEFAULT_PREFIX, [])
 }
 
 Object.assign(MemoryStore.prototype, {
