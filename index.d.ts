@@ -108,13 +108,6 @@ export declare function quotaNew(store: NativeStore, prefix: string, options: Ar
 /** Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`). */
 export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null): number
 
-/**
- * The memory store: runs `request` on the scope's state kept in the store. `store_now` is the
- * store's clock, which decides when the scope's entry expires (the request carries the
- * Quota's own clock).
- */
-export declare function quotaRun(core: ExternalObject<'QuotaCore'>, request: string, storeNow: number): string
-
 /** The Redis store: one EVALSHA of quota.lua, atomic per scope. */
 export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request: string): Promise<string>
 

@@ -847,7 +847,6 @@ module.exports.quotaGet = nativeBinding.quotaGet
 module.exports.quotaLastPrevId = nativeBinding.quotaLastPrevId
 module.exports.quotaNew = nativeBinding.quotaNew
 module.exports.quotaReset = nativeBinding.quotaReset
-module.exports.quotaRun = nativeBinding.quotaRun
 module.exports.quotaRunAsync = nativeBinding.quotaRunAsync
 module.exports.quotaSet = nativeBinding.quotaSet
 module.exports.quotaSettle = nativeBinding.quotaSettle

@@ -348,20 +348,12 @@ class Quota {
     return then(estimate, go)
   }
 
-  /** Runs one request on the scope, atomically, on the store (a value, or a promise of one). */
+  /** Runs one JSON request on the scope, atomically, on Redis or a user's store. */
   #run(scope, request, now = this.#now()) {
     request.scope ??= scope
     request.now ??= now
     request.options = this.#options
     const text = JSON.stringify(request)
-    if (this.#kind === 'memory') {
-      try {
-        const clock = this.#store[kClock]
-        return JSON.parse(native.quotaRun(this.#core, text, clock ? clock() : -1))
-      } catch (e) {
-        throw fromNative(e)
-      }
-    }
     if (this.#kind === 'redis') {
       let reply
       try {
