@@ -13,7 +13,7 @@ const v = require('./validate')
 const WINDOW_MS = 60_000
 const BUFFER_MS = 1_000
 const THRESHOLD_PCT = 100
-const DEFAULT_PREFIX = 'tollgate:quota:'
+const { QUOTA_PREFIX: DEFAULT_PREFIX } = require('./stores')
 const DEFAULT_HOLD_TTL_MS = 10 * 60_000
 
 /** A number, or NaN for anything else (which the engine sanitises to the fallback). */
@@ -403,28 +403,5 @@ function shape(op, keys, d) {
   if (op === 'reserve') result.hold = holdOf(d.hold)
   return result
 }
-
-/** rate-budget's scope-state accessors on a MemoryStore (scopes of Quotas with the default prefix). */
-function quotaCore(store) {
-  return native.quotaNew(store[kNative], DEFAULT_PREFIX, [])
-}
-
-Object.assign(MemoryStore.prototype, {
-  /** The state of a Quota scope (a copy, in rate-budget's shape), or undefined. */
-  get(scope) {
-    const clock = this[kClock]
-    const text = native.quotaGet(quotaCore(this), v.string(scope, 'scope'), clock ? clock() : -1)
-    return text === null ? undefined : JSON.parse(text)
-  },
-  /** Replaces the state of a Quota scope. */
-  set(scope, state) {
-    const clock = this[kClock]
-    native.quotaSet(quotaCore(this), v.string(scope, 'scope'), v.json(state ?? { keys: {} }, 'state'), clock ? clock() : -1)
-  },
-  /** Deletes one Quota scope, or all of them when `scope` is empty or missing. */
-  reset(scope) {
-    native.quotaReset(quotaCore(this), scope ? String(scope) : null)
-  },
-})
 
 module.exports = { Quota, QuotaManager: Quota, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT }

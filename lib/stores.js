@@ -9,6 +9,9 @@ const v = require('./validate')
 const kNative = Symbol('tollgate.native')
 const kClock = Symbol('tollgate.clock')
 
+/** Where Quota scopes live in a store, unless a Quota is given another prefix. */
+const QUOTA_PREFIX = 'tollgate:quota:'
+
 const DEFAULT_CONNECT_TIMEOUT_MS = 500
 const DEFAULT_COMMAND_TIMEOUT_MS = 250
 
@@ -37,13 +40,41 @@ class MemoryStore {
 
   /** Live keys (for a store used by one Quota: its scopes, as in rate-budget). */
   size() {
-    const clock = this[kClock]
-    return this[kNative].size(clock ? clock() : -1)
+    return this[kNative].size(this.#now())
   }
 
   /** Drops everything. */
   clear() {
     this[kNative].clear()
+  }
+
+  // rate-budget's MemoryStore methods, over the scopes of Quotas with the default prefix.
+
+  /** The state of a Quota scope (a copy, in rate-budget's shape), or undefined. */
+  get(scope) {
+    const text = native.quotaGet(this.#quotas(), v.string(scope, 'scope'), this.#now())
+    return text === null ? undefined : JSON.parse(text)
+  }
+
+  /** Replaces the state of a Quota scope. */
+  set(scope, state) {
+    native.quotaSet(this.#quotas(), v.string(scope, 'scope'), v.json(state ?? { keys: {} }, 'state'), this.#now())
+  }
+
+  /** Deletes one Quota scope, or all of them when `scope` is empty or missing. */
+  reset(scope) {
+    native.quotaReset(this.#quotas(), scope ? String(scope) : null)
+  }
+
+  #quotaCore = null
+  #quotas() {
+    this.#quotaCore ??= native.quotaNew(this[kNative], QUOTA_PREFIX, [])
+    return this.#quotaCore
+  }
+
+  #now() {
+    const clock = this[kClock]
+    return clock ? clock() : -1
   }
 
   /** Nothing to release; present so code can close any store. */
@@ -237,6 +268,7 @@ function storeAndOptions(first, second, name) {
 }
 
 module.exports = {
+  QUOTA_PREFIX,
   MemoryStore,
   RedisStore,
   resolveStore,
