@@ -181,7 +181,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
       'quota.lua': 'c7bfa8b601a063faf9d5bbfca47e0797553f80b1',
-      'rate_limit.lua': 'ef52420f3955c9540b817bd5fd558c017d3c003f',
+      'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
       'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
     }
     const dir = path.join(__dirname, '..', 'src', 'store', 'redis', 'scripts')

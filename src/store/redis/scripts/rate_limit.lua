@@ -16,7 +16,8 @@ local out = {}
 for i, key in ipairs(KEYS) do
   local op = ARGV[1 + 2 * i]
   local now = tonumber(ARGV[2 + 2 * i])
-  if now < 0 then
+  local client_clock = now >= 0
+  if not client_clock then
     if not server_now then
       local t = redis.call('TIME')
       server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,31 +26,40 @@ for i, key in ipairs(KEYS) do
   end
 
   -- Drop what left the window (each entry is popped once: amortised O(1)).
-  local n = redis.call('LLEN', key)
-  local oldest
-  while n > 0 do
-    oldest = tonumber(redis.call('LINDEX', key, 0))
-    if oldest + window > now then break end
+  local oldest = tonumber(redis.call('LINDEX', key, 0))
+  while oldest and oldest + window <= now do
     redis.call('LPOP', key)
-    n = n - 1
-    oldest = nil
+    oldest = tonumber(redis.call('LINDEX', key, 0))
   end
 
-  local allowed = n < max
-  if op == 'r' or (op == 'x' and allowed) then
+  local n, allowed
+  if op == 'c' then
+    n = redis.call('LLEN', key)
+    allowed = n < max
+  else
+    -- Count first, then look: RPUSH returns the new length, so a fitting request costs no
+    -- extra command, and a refused consume takes its entry back.
     local at = now
-    if n > 0 then
+    if client_clock and oldest then
+      -- Callers' clocks may disagree a little: never append before the newest entry. (The
+      -- server's clock does not go backwards, so it needs no such check.)
       at = math.max(at, tonumber(redis.call('LINDEX', key, -1)))
     end
     n = redis.call('RPUSH', key, string.format('%d', at))
-    if n > max then
-      redis.call('LTRIM', key, n - max, -1)
-      n = max
-      oldest = tonumber(redis.call('LINDEX', key, 0))
+    allowed = n - 1 < max
+    if op == 'x' and not allowed then
+      redis.call('RPOP', key)
+      n = n - 1
+    else
+      if n > max then
+        redis.call('LTRIM', key, n - max, -1)
+        n = max
+        oldest = tonumber(redis.call('LINDEX', key, 0))
+      end
+      oldest = oldest or at
+      -- The key lives exactly as long as its newest entry stays in the window.
+      redis.call('PEXPIRE', key, at + window - now)
     end
-    oldest = oldest or at
-    -- The key lives exactly as long as its newest entry stays in the window.
-    redis.call('PEXPIRE', key, at + window - now)
   end
 
   local reset = window
