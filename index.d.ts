@@ -73,6 +73,21 @@ export interface BudgetDecision {
   holdExpiresAt?: number
 }
 
+/**
+ * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
+ * ('' for none) of message `i`.
+ */
+export declare function countMessageTokensWith(roles: Array<string>, texts: Array<Array<string>>, names: Array<string>, encodingName: string): number
+
+/** Tokens in each text. */
+export declare function countTokensBatchWith(texts: Array<string>, encodingName: string): Array<number>
+
+/** Tokens in `text` under `encoding`. */
+export declare function countTokensWith(text: string, encodingName: string): number
+
+/** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
+export declare function encodingForModel(model: string): string | null
+
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
 export declare function quotaApply(state: string, request: string): string
 

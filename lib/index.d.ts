@@ -338,6 +338,8 @@ export declare const codes: {
   readonly TOO_LARGE: 'ERR_TOLLGATE_TOO_LARGE'
   /** TypeError: `append` to a session that is not an object with a `messages` array. */
   readonly NOT_A_MESSAGE_LIST: 'ERR_TOLLGATE_NOT_A_MESSAGE_LIST'
+  /** RangeError: a model whose token encoding is not known (pass an encoding or a `fallback`). */
+  readonly UNKNOWN_MODEL: 'ERR_TOLLGATE_UNKNOWN_MODEL'
   /** StoreError: Redis could not be reached or the connection broke. */
   readonly STORE_UNAVAILABLE: 'ERR_TOLLGATE_STORE_UNAVAILABLE'
   /** StoreError: Redis did not answer within the timeout. */
@@ -538,3 +540,37 @@ export declare interface MemoryStore {
   /** Deletes one Quota scope, or every one when `scope` is empty or missing. */
   reset(scope?: string): void
 }
+
+// ---- Token counting --------------------------------------------------------------------------
+
+/** OpenAI's encodings tollgate counts exactly. */
+export type Encoding = 'o200k_base' | 'cl100k_base'
+
+export interface CountOptions {
+  /** The encoding for a model tollgate does not know. Without it, an unknown model is a RangeError (`ERR_TOLLGATE_UNKNOWN_MODEL`). */
+  fallback?: Encoding
+}
+
+/**
+ * Tokens in `text`, exactly as OpenAI's tokenizer counts them, for a model (`'gpt-4o'` →
+ * `o200k_base`, `'gpt-4'` → `cl100k_base`) or an encoding name. Default `o200k_base`.
+ * Synchronous, linear in the worst case; the encoding loads once per process on first use.
+ *
+ * @example
+ * countTokens('Hello, world!', 'gpt-4o') // 4
+ */
+export declare function countTokens(text: string, modelOrEncoding?: string, options?: CountOptions): number
+/** Tokens in each of `texts`, in one call. */
+export declare function countTokensBatch(texts: string[], modelOrEncoding?: string, options?: CountOptions): number[]
+/**
+ * Tokens a chat prompt costs, with OpenAI's formatting overhead (3 a message, 1 a name, 3 to
+ * prime the reply). `content` may be a string or an array of parts; text parts are counted,
+ * images and other parts are not.
+ */
+export declare function countMessageTokens(
+  messages: Array<{ role: string; content?: string | null | Array<{ type?: string; text?: string }>; name?: string }>,
+  model?: string,
+  options?: CountOptions,
+): number
+/** The encoding of an OpenAI model name, or null when unknown. */
+export declare function encodingForModel(model: string): Encoding | null

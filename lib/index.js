@@ -8,6 +8,7 @@ const { TokenBudget } = require('./token-budget')
 const { ResponseCache, requestKey } = require('./response-cache')
 const { SessionStore } = require('./session-store')
 const { StoreError, codes } = require('./errors')
+const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -28,4 +29,8 @@ module.exports = {
   WINDOW_MS,
   BUFFER_MS,
   THRESHOLD_PCT,
+  countTokens,
+  countTokensBatch,
+  countMessageTokens,
+  encodingForModel,
 }

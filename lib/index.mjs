@@ -22,5 +22,9 @@ export const {
   WINDOW_MS,
   BUFFER_MS,
   THRESHOLD_PCT,
+  countTokens,
+  countTokensBatch,
+  countMessageTokens,
+  encodingForModel,
 } = tollgate
 export default tollgate

@@ -14,6 +14,7 @@ mod response_cache;
 mod session_store;
 mod store;
 mod token_budget;
+mod tokens;
 
 /// One tokio worker: the Redis path is I/O only, and tasks that share a thread hand work to
 /// each other without waking another thread (measured: lower latency per awaited call).

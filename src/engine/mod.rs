@@ -6,3 +6,4 @@ pub mod quota;
 pub mod session;
 pub mod sliding_window;
 pub mod token_budget;
+pub mod tokens;

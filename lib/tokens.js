@@ -1,0 +1,87 @@
+'use strict'
+// Token counting, exact for OpenAI's o200k_base and cl100k_base (engine/tokens.rs, GitHub's
+// bpe-openai: linear in the worst case). Synchronous: this is CPU work on the caller's thread.
+
+const native = require('./native')
+const { fromNative, invalidArg, outOfRange, codes } = require('./errors')
+const v = require('./validate')
+
+const ENCODINGS = new Set(['o200k_base', 'cl100k_base'])
+
+/** The encoding of an OpenAI model name (`o200k_base` / `cl100k_base`), or null when unknown. */
+function encodingForModel(model) {
+  v.id(model, 'model')
+  return native.encodingForModel(model)
+}
+
+function resolve(modelOrEncoding, options) {
+  const o = v.options(options, 'options')
+  const name = modelOrEncoding === undefined ? 'o200k_base' : v.id(modelOrEncoding, 'modelOrEncoding')
+  if (ENCODINGS.has(name)) return name
+  const found = native.encodingForModel(name)
+  if (found !== null) return found
+  if (o.fallback !== undefined) {
+    if (!ENCODINGS.has(o.fallback)) throw invalidArg(`options.fallback must be 'o200k_base' or 'cl100k_base', got ${v.describe(o.fallback)}`)
+    return o.fallback
+  }
+  throw outOfRange(
+    `no known encoding for model ${JSON.stringify(name)}: pass an encoding name, or { fallback: 'o200k_base' }`,
+    codes.UNKNOWN_MODEL,
+  )
+}
+
+function text(t, name) {
+  if (typeof t !== 'string') throw invalidArg(`${name} must be a string, got ${v.describe(t)}`)
+  return t
+}
+
+/** Tokens in `text` for a model (its encoding) or an encoding name. Default `o200k_base`. */
+function countTokens(input, modelOrEncoding, options) {
+  const e = resolve(modelOrEncoding, options)
+  try {
+    return native.countTokensWith(text(input, 'text'), e)
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+/** Tokens in each of `texts`, in one call. */
+function countTokensBatch(texts, modelOrEncoding, options) {
+  if (!Array.isArray(texts)) throw invalidArg(`texts must be an array, got ${v.describe(texts)}`)
+  const e = resolve(modelOrEncoding, options)
+  texts.forEach((t, i) => text(t, `texts[${i}]`))
+  try {
+    return native.countTokensBatchWith(texts, e)
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+/**
+ * Tokens a list of chat messages costs as a prompt, with OpenAI's formatting overhead (3 per
+ * message, 1 per name, 3 to prime the reply). Text content and text parts are counted; images
+ * and other parts are not.
+ */
+function countMessageTokens(messages, model, options) {
+  if (!Array.isArray(messages)) throw invalidArg(`messages must be an array, got ${v.describe(messages)}`)
+  const e = resolve(model, options)
+  const roles = []
+  const texts = []
+  const names = []
+  messages.forEach((m, i) => {
+    if (m === null || typeof m !== 'object') throw invalidArg(`messages[${i}] must be an object, got ${v.describe(m)}`)
+    roles.push(typeof m.role === 'string' ? m.role : '')
+    const c = m.content
+    if (typeof c === 'string') texts.push([c])
+    else if (Array.isArray(c)) texts.push(c.filter((p) => p && typeof p.text === 'string' && (p.type === undefined || p.type === 'text' || p.type === 'input_text')).map((p) => p.text))
+    else texts.push([])
+    names.push(typeof m.name === 'string' ? m.name : '')
+  })
+  try {
+    return native.countMessageTokensWith(roles, texts, names, e)
+  } catch (err) {
+    throw fromNative(err)
+  }
+}
+
+module.exports = { countTokens, countTokensBatch, countMessageTokens, encodingForModel }

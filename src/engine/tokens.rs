@@ -1,0 +1,183 @@
+//! Token counting for OpenAI's encodings, exact (`o200k_base`, `cl100k_base`), with GitHub's
+//! `bpe-openai`: linear in the worst case (100,000 repeated characters take about a
+//! millisecond, where classic BPE merging is quadratic) and loaded lazily, once per process
+//! and encoding, from data compiled into the crate.
+//!
+//! ```
+//! use tollgate::engine::tokens::{count, Encoding};
+//! assert_eq!(count(Encoding::O200k, "Hello, world!"), 4);
+//! ```
+
+/// An OpenAI encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+  O200k,
+  Cl100k,
+}
+
+impl Encoding {
+  pub fn name(self) -> &'static str {
+    match self {
+      Encoding::O200k => "o200k_base",
+      Encoding::Cl100k => "cl100k_base",
+    }
+  }
+
+  /// The encoding by name (`o200k_base`, `cl100k_base`).
+  pub fn from_name(name: &str) -> Option<Encoding> {
+    match name {
+      "o200k_base" => Some(Encoding::O200k),
+      "cl100k_base" => Some(Encoding::Cl100k),
+      _ => None,
+    }
+  }
+
+  /// The encoding of an OpenAI model, by the model name's family (dated and fine-tuned
+  /// variants included: `gpt-4o-2024-08-06`, `ft:gpt-4o-mini:org::id`).
+  pub fn for_model(model: &str) -> Option<Encoding> {
+    let m = model.strip_prefix("ft:").unwrap_or(model);
+    let m = m.strip_prefix("openai/").unwrap_or(m);
+    const O200K: [&str; 9] = [
+      "gpt-4o",
+      "gpt-4.1",
+      "gpt-4.5",
+      "gpt-5",
+      "o1",
+      "o3",
+      "o4",
+      "chatgpt-4o",
+      "gpt-oss",
+    ];
+    const CL100K: [&str; 5] = [
+      "gpt-4",
+      "gpt-3.5",
+      "text-embedding-3",
+      "text-embedding-ada-002",
+      "davinci-002",
+    ];
+    if O200K.iter().any(|p| family(m, p)) {
+      Some(Encoding::O200k)
+    } else if CL100K.iter().any(|p| family(m, p)) {
+      Some(Encoding::Cl100k)
+    } else {
+      None
+    }
+  }
+
+  fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+    match self {
+      Encoding::O200k => bpe_openai::o200k_base(),
+      Encoding::Cl100k => bpe_openai::cl100k_base(),
+    }
+  }
+}
+
+/// `model` is `prefix` or `prefix` followed by `-`, `.`, `:` or `_` (so `o1` matches `o1-mini`
+/// but not `o10`, and `gpt-4` does not match `gpt-4o`).
+fn family(model: &str, prefix: &str) -> bool {
+  match model.strip_prefix(prefix) {
+    Some("") => true,
+    Some(rest) => {
+      rest.starts_with(['-', '.', ':', '_']) && !(prefix == "gpt-4" && rest.starts_with(".5"))
+    }
+    None => false,
+  }
+}
+
+/// Tokens in `text`.
+pub fn count(encoding: Encoding, text: &str) -> usize {
+  encoding.tokenizer().count(text)
+}
+
+/// Chat formatting overhead, per OpenAI's rules for current chat models: every message costs
+/// 3 tokens besides its text, a `name` 1 more, and every reply is primed with 3.
+pub const TOKENS_PER_MESSAGE: usize = 3;
+pub const TOKENS_PER_NAME: usize = 1;
+pub const REPLY_PRIMING: usize = 3;
+
+/// One chat message as counted: its role, its text (all text parts joined by the caller) and
+/// its name if any.
+pub struct Message<'a> {
+  pub role: &'a str,
+  pub texts: Vec<&'a str>,
+  pub name: Option<&'a str>,
+}
+
+/// Tokens a list of chat messages costs as a prompt.
+pub fn count_messages(encoding: Encoding, messages: &[Message<'_>]) -> usize {
+  let t = encoding.tokenizer();
+  let body: usize = messages
+    .iter()
+    .map(|m| {
+      TOKENS_PER_MESSAGE
+        + t.count(m.role)
+        + m.texts.iter().map(|x| t.count(*x)).sum::<usize>()
+        + m.name.map_or(0, |n| TOKENS_PER_NAME + t.count(n))
+    })
+    .sum();
+  body + REPLY_PRIMING
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn models_map_to_their_encoding() {
+    for (m, e) in [
+      ("gpt-4o", Some(Encoding::O200k)),
+      ("gpt-4o-mini-2024-07-18", Some(Encoding::O200k)),
+      ("ft:gpt-4o-mini:acme::abc", Some(Encoding::O200k)),
+      ("o1", Some(Encoding::O200k)),
+      ("o3-mini", Some(Encoding::O200k)),
+      ("gpt-4.1-nano", Some(Encoding::O200k)),
+      ("gpt-5", Some(Encoding::O200k)),
+      ("gpt-4", Some(Encoding::Cl100k)),
+      ("gpt-4-turbo", Some(Encoding::Cl100k)),
+      ("gpt-3.5-turbo", Some(Encoding::Cl100k)),
+      ("text-embedding-3-small", Some(Encoding::Cl100k)),
+      ("o10", None),
+      ("claude-3-5-sonnet-latest", None),
+      ("", None),
+    ] {
+      assert_eq!(Encoding::for_model(m), e, "{m}");
+    }
+  }
+
+  #[test]
+  fn long_runs_count_in_linear_time() {
+    let long = "a".repeat(100_000);
+    let t = std::time::Instant::now();
+    assert!(count(Encoding::O200k, &long) > 0);
+    assert!(count(Encoding::Cl100k, &"_".repeat(1_000_000)) > 0);
+    // Generous for a debug build; a quadratic merge takes minutes on these inputs.
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+  }
+
+  #[test]
+  fn chat_overhead() {
+    let msgs = [
+      Message {
+        role: "system",
+        texts: vec!["You are helpful."],
+        name: None,
+      },
+      Message {
+        role: "user",
+        texts: vec!["Hi"],
+        name: Some("ann"),
+      },
+    ];
+    let e = Encoding::O200k;
+    let expected = 3
+      + count(e, "system")
+      + count(e, "You are helpful.")
+      + 3
+      + count(e, "user")
+      + count(e, "Hi")
+      + 1
+      + count(e, "ann")
+      + 3;
+    assert_eq!(count_messages(e, &msgs), expected);
+  }
+}
