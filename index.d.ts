@@ -82,8 +82,11 @@ export declare function countMessageTokensWith(roles: Array<string>, texts: Arra
 /** Tokens in each text. */
 export declare function countTokensBatchWith(texts: Array<string>, encodingName: string): Array<number>
 
-/** Tokens in `text` under `encoding`. */
-export declare function countTokensWith(text: string, encodingName: string): number
+/**
+ * Tokens in `text` under encoding 0 (`o200k_base`) or 1 (`cl100k_base`). The hot path: the
+ * text is read without a heap copy when short, the encoding passed as a number.
+ */
+export declare function countTokensWith(text: string, encoding: number): number
 
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
 export declare function encodingForModel(model: string): string | null

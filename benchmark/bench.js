@@ -10,6 +10,9 @@
 //    each call (latency) and 256 callers at once (throughput).
 //    Commands each call sends to Redis come from INFO commandstats.
 // 3. Quota (rate-budget's engine): reserve + commit with two keys, in-process and on Redis.
+// 4. Token counting (o200k_base): countTokens vs gpt-tokenizer, js-tiktoken and tiktoken
+//    (WASM) on short, medium and long text, with each one's first-call time and memory,
+//    measured in a fresh process.
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -204,7 +207,77 @@ async function main() {
   }
 }
 
-main().catch((e) => {
+/** ns per call of `fn(text)`; median of rounds. */
+function perCall(fn, text, minMs = 300) {
+  fn(text)
+  const rounds = []
+  for (let r = 0; r < 3; r++) {
+    let n = 0
+    const t0 = process.hrtime.bigint()
+    let elapsed = 0
+    while (elapsed < minMs * 1e6) {
+      for (let i = 0; i < 10; i++) fn(text)
+      n += 10
+      elapsed = Number(process.hrtime.bigint() - t0)
+    }
+    rounds.push(elapsed / n)
+  }
+  return median(rounds)
+}
+
+const COUNTERS = {
+  tollgate: `const t = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'index.js'))}); return (s) => t.countTokens(s, 'o200k_base')`,
+  'gpt-tokenizer': `const g = require('gpt-tokenizer/encoding/o200k_base'); return (s) => g.countTokens(s)`,
+  'js-tiktoken': `const { Tiktoken } = require('js-tiktoken/lite'); const r = require('js-tiktoken/ranks/o200k_base'); const e = new Tiktoken(r.default ?? r); return (s) => e.encode(s).length`,
+  'tiktoken (WASM)': `const { get_encoding } = require('tiktoken'); const e = get_encoding('o200k_base'); return (s) => e.encode(s, [], []).length`,
+}
+
+/** First call (require + load + one count) and the memory it took, in a fresh process. */
+function firstCall(name) {
+  const code = `
+    const before = process.memoryUsage().rss
+    const t0 = process.hrtime.bigint()
+    const count = (() => { ${COUNTERS[name]} })()
+    count('Hello, world!')
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6
+    console.log(JSON.stringify({ ms, mb: (process.memoryUsage().rss - before) / 1048576 }))`
+  const out = require('node:child_process').execFileSync(process.execPath, ['-e', code], { cwd: path.join(__dirname, '..'), encoding: 'utf8' })
+  return JSON.parse(out)
+}
+
+function tokenBench() {
+  const short = 'Summarise this ticket for the on-call engineer.' // ≈10 tokens
+  const medium = 'The quick brown fox jumps over the lazy dog; 你好，世界 — fn main() { println!("{}", 42); } '.repeat(6) // ≈200
+  const long = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. '.repeat(2_800) // ≈50k
+  const counters = Object.fromEntries(Object.entries(COUNTERS).map(([k, src]) => [k, new Function('require', src)(require)]))
+  const sizes = { short, medium, long }
+  console.log('4. Token counting, o200k_base (counts identical across all four)')
+  console.log(`   ${''.padEnd(18)} ${'short'.padStart(10)} ${'medium'.padStart(10)} ${'long'.padStart(12)}   first call     memory`)
+  const results = {}
+  for (const [name, fn] of Object.entries(counters)) {
+    const counts = Object.values(sizes).map((t) => fn(t))
+    results[name] = { counts, ns: Object.values(sizes).map((t) => perCall(fn, t, t === long ? 600 : 300)), first: firstCall(name) }
+  }
+  const reference = results.tollgate.counts
+  for (const [name, r] of Object.entries(results)) {
+    if (JSON.stringify(r.counts) !== JSON.stringify(reference)) console.log(`   ${name}: COUNTS DIFFER ${r.counts} vs ${reference}`)
+    const [s, m, l] = r.ns
+    console.log(`   ${name.padEnd(18)} ${fmt(s / 1000, 2).padStart(7)} µs ${fmt(m / 1000, 1).padStart(7)} µs ${fmt(l / 1e6, 2).padStart(8)} ms   ${fmt(r.first.ms, 0).padStart(6)} ms ${fmt(r.first.mb, 0).padStart(7)} MB`)
+  }
+  const others = Object.keys(results).filter((k) => k !== 'tollgate')
+  for (const [i, size] of ['short', 'medium', 'long'].entries()) {
+    const best = Math.min(...others.map((k) => results[k].ns[i]))
+    console.log(`   ${size}: tollgate is ${fmt(best / results.tollgate.ns[i], 2)}× the fastest other (target ≥ 2×)`)
+  }
+  console.log(`   counts (short, medium, long): ${reference.join(', ')}`)
+  const run = 'a'.repeat(100_000)
+  const t0 = process.hrtime.bigint()
+  counters.tollgate(run)
+  console.log(`   100,000 repeated characters: ${fmt(Number(process.hrtime.bigint() - t0) / 1e6, 1)} ms with tollgate (the WASM tokenizer takes ~12 s)`)
+  console.log('')
+}
+
+main().then(tokenBench).catch((e) => {
   console.error(e)
   process.exit(1)
 })

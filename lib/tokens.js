@@ -39,7 +39,7 @@ function text(t, name) {
 function countTokens(input, modelOrEncoding, options) {
   const e = resolve(modelOrEncoding, options)
   try {
-    return native.countTokensWith(text(input, 'text'), e)
+    return native.countTokensWith(text(input, 'text'), e === 'cl100k_base' ? 1 : 0)
   } catch (err) {
     throw fromNative(err)
   }
