@@ -173,6 +173,15 @@ describe('methods reject bad arguments', () => {
     }
   })
 
+  it('a cache key holding another kind of value is evicted and read as a miss (as on Redis)', async () => {
+    const s = new MemoryStore()
+    await new RateLimiter(s, { prefix: 'mixed:' }).consume('k')
+    const cache = new ResponseCache(s, { prefix: 'mixed:', keyFn: () => 'k' })
+    expect(await cache.get('m', [])).toBeNull()
+    await cache.set('m', [], 1)
+    expect(await cache.get('m', [])).toBe(1)
+  })
+
   it('two classes on one prefix get a typed store error, not a crash', async () => {
     const s = new MemoryStore()
     await new ResponseCache(s, { prefix: 'same:', keyFn: () => 'k' }).set('m', [], 1)

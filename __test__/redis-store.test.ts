@@ -82,6 +82,8 @@ describe('RedisStore: where it connects', () => {
       const client = new Redis({ port: server.port, host: '127.0.0.1', tls: { rejectUnauthorized: false }, lazyConnect: true })
       expect((await new RateLimiter(client, { prefix: 'tls:' }).consume('k')).remaining).toBe(58)
       client.disconnect()
+      const nodeRedis = createClient({ socket: { host: '127.0.0.1', port: server.port, tls: true, rejectUnauthorized: false } })
+      expect((await new RateLimiter(nodeRedis, { prefix: 'tls:' }).consume('k')).remaining).toBe(57)
       // Verification is on by default: a self-signed certificate is refused, as a StoreError.
       const strict = new RedisStore(server.url)
       await expect(new RateLimiter(strict).check('k')).rejects.toBeInstanceOf(StoreError)
@@ -98,6 +100,16 @@ describe('RedisStore: where it connects', () => {
     expect(err).toBeInstanceOf(StoreError)
     expect(err.code).toMatch(/^ERR_TOLLGATE_STORE_/)
     await store.close()
+  })
+
+  it('classes given the same URL string share one connection', async () => {
+    const url = `${redisUrl()}/7`
+    const a = new RateLimiter(url, { prefix: unique('share') })
+    const b = new TokenBudget(url, { maxTokens: 5, prefix: unique('share') })
+    await a.consume('k')
+    await b.record('k', 1)
+    const clients = ((await admin.call('CLIENT', 'LIST')) as string).split('\n').filter((l) => / db=7 /.test(l))
+    expect(clients).toHaveLength(1)
   })
 
   it('rejects what is not a Redis URL', () => {

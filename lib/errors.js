@@ -63,6 +63,7 @@ function fromNative(err) {
       return withCode(new TypeError(message), code)
     case codes.OUT_OF_RANGE:
     case codes.TOO_LARGE:
+    case codes.UNKNOWN_MODEL:
       return withCode(new RangeError(message), code)
     default:
       return new StoreError(code, message)

@@ -83,9 +83,9 @@ export interface RedisStoreOptions {
 }
 
 /**
- * State shared through Redis (Redis Cluster and Valkey too) by every process that uses the
- * same server. Each call is one Lua script sent with EVALSHA — one round trip — touching one
- * key, so it is atomic and Cluster-safe. Connecting and every call are bounded by short
+ * State shared through Redis (or a Redis Cluster) by every process that uses the
+ * same server. Each decision is one Lua script sent with EVALSHA — one round trip — touching
+ * one key, so it is atomic and Cluster-safe (`invalidate` and `destroy` are a single `DEL`). Connecting and every call are bounded by short
  * timeouts: when Redis is down a call rejects with a {@link StoreError} within
  * `connectTimeoutMs + commandTimeoutMs`, and the connection comes back on its own.
  * A process that never calls `close()` still exits.
@@ -276,7 +276,11 @@ export declare class TokenBudget {
   record(bucket: string, tokensUsed: number): Promise<TokenBudgetResult>
   /** Holds `estimate` tokens if they fit (`used + reserved + estimate ≤ maxTokens`). */
   reserve(bucket: string, estimate: number): Promise<TokenBudgetReservation>
-  /** Replaces a hold by the tokens the call really used. A hold that already expired still counts `actualTokens`. */
+  /**
+   * Replaces a hold by the tokens the call really used. Settle each hold once: the tokens are
+   * always counted (so a hold that already expired loses nothing), and a second settle of the
+   * same hold counts them again.
+   */
   settle(hold: BudgetHold, actualTokens: number): Promise<TokenBudgetResult>
   /** Drops a hold without counting anything. */
   release(hold: BudgetHold): Promise<TokenBudgetResult>
@@ -290,7 +294,11 @@ export interface SessionOptions {
   ttl?: number
   /** Key prefix. Default `'tollgate:session:'`. */
   prefix?: string
-  /** Largest stored session in bytes (UTF-8 JSON). Larger saves and appends reject with `ERR_TOLLGATE_TOO_LARGE` and leave the stored session as it was. Default: no cap. */
+  /**
+   * Largest stored session in bytes: the UTF-8 JSON of the data without `messages` plus that of
+   * the `messages` array (the assembled JSON is a few bytes longer). Larger saves and appends
+   * reject with `ERR_TOLLGATE_TOO_LARGE` and leave the stored session as it was. Default: no cap.
+   */
   maxBytes?: number
 }
 

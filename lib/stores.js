@@ -213,13 +213,15 @@ function connectionOf(client) {
         tls: u.protocol === 'rediss:',
       }
     }
+    const tls = s.tls || base.tls
     return {
       host: s.host || base.host,
       port: s.port || base.port,
       username: o.username !== undefined ? o.username : base.username,
       password: o.password !== undefined ? o.password : base.password,
       db: o.database !== undefined ? o.database : base.db,
-      tls: s.tls || base.tls,
+      // node-redis takes TLS options (rejectUnauthorized, …) on `socket` itself.
+      tls: tls && s.rejectUnauthorized === false ? { rejectUnauthorized: false } : tls,
     }
   }
   // ioredis client: { host, port, username, password, db, tls }
@@ -234,12 +236,21 @@ function defaultMemoryStore() {
 }
 
 const clientStores = new WeakMap()
+const urlStores = new Map()
 
 /** A class's first argument as a store. */
 function resolveStore(x, name) {
   if (x === undefined || x === null) return defaultMemoryStore()
   if (x instanceof MemoryStore || x instanceof RedisStore) return x
-  if (typeof x === 'string') return new RedisStore(x)
+  if (typeof x === 'string') {
+    // Classes given the same URL share one connection, as they would share one client.
+    let s = urlStores.get(x)
+    if (!s || s.closed) {
+      s = new RedisStore(x)
+      urlStores.set(x, s)
+    }
+    return s
+  }
   if (isRedisClient(x)) {
     let s = clientStores.get(x)
     if (!s) {

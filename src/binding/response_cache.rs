@@ -32,7 +32,7 @@ impl ResponseCacheCore {
 
   #[napi(catch_unwind)]
   pub fn get(&self, key: String, now: f64) -> napi::Result<Option<String>> {
-    Ok(self.backend.memory()?.get_text(&key, local(now))?)
+    Ok(self.backend.memory()?.get_text(&key, local(now)))
   }
 
   #[napi(catch_unwind)]

@@ -170,12 +170,17 @@ impl MemoryStore {
 
   // ---- text values (ResponseCache) -------------------------------------------------------
 
-  pub fn get_text(&self, key: &str, now: u64) -> Result<Option<String>, WrongType> {
+  /// The text at `key`. A value of another kind is treated as a corrupt entry: it is
+  /// deleted and reads as missing, as cache_get.lua does on Redis.
+  pub fn get_text(&self, key: &str, now: u64) -> Option<String> {
     let mut ks = self.lock(now);
     match ks.live(key, now).map(|e| &e.value) {
-      None => Ok(None),
-      Some(Value::Text(t)) => Ok(Some(t.clone())),
-      Some(_) => Err(WrongType),
+      None => None,
+      Some(Value::Text(t)) => Some(t.clone()),
+      Some(_) => {
+        ks.remove(key);
+        None
+      }
     }
   }
 
@@ -413,9 +418,9 @@ mod tests {
     let store = MemoryStore::new();
     store.set_text("k", "v".into(), 0, 1_000);
     assert!(store.touch("k", 500, 10_000));
-    assert_eq!(store.get_text("k", 5_000).unwrap().as_deref(), Some("v"));
+    assert_eq!(store.get_text("k", 5_000).as_deref(), Some("v"));
     assert!(store.touch("k", 5_000, 10));
-    assert_eq!(store.get_text("k", 5_010).unwrap(), None);
+    assert_eq!(store.get_text("k", 5_010), None);
     assert!(!store.touch("k", 5_010, 10));
     assert_eq!(store.stored_keys(), 0);
   }
@@ -429,7 +434,11 @@ mod tests {
       window_ms: 1_000,
     };
     assert_eq!(store.rate_limit("k", limit, 0, Op::Consume), Err(WrongType));
-    assert_eq!(store.get_text("k", 0).unwrap().as_deref(), Some("v"));
+    assert_eq!(store.get_text("k", 0).as_deref(), Some("v"));
+    // The cache's read treats a foreign value as corrupt: evicted, a miss.
+    store.rate_limit("log", limit, 0, Op::Consume).unwrap();
+    assert_eq!(store.get_text("log", 0), None);
+    assert_eq!(store.stored_keys(), 1);
   }
 
   #[test]
