@@ -582,3 +582,41 @@ export declare function countMessageTokens(
 ): number
 /** The encoding of an OpenAI model name, or null when unknown. */
 export declare function encodingForModel(model: string): Encoding | null
+
+// ---- Retry -----------------------------------------------------------------------------------
+
+export interface RetryOptions {
+  /** Retries after the first attempt. Default 3. */
+  maxRetries?: number
+  /** Base of the exponential backoff, ms. Default 1000. */
+  baseDelayMs?: number
+  /** The seed's name for `baseDelayMs`. */
+  baseDelay?: number
+  /** Cap of one backoff, ms. Default 30000. */
+  maxDelayMs?: number
+  /** A 429 asking to wait longer than this (ms) is thrown instead of waited for. Default 60000. */
+  maxRetryAfterMs?: number
+  /** Stops waiting (and retrying) at once; the call rejects with the signal's reason. */
+  signal?: AbortSignal
+  /** Called before each wait. */
+  onRetry?: (info: { attempt: number; delayMs: number; reason: 'retry-after' | 'rate-limited' | 'server-error' | 'network'; error: unknown }) => void
+  /** For tests: how to wait (default: a timer that the signal cancels). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
+  /** For tests: the jitter source, in [0, 1). Default `Math.random`. */
+  random?: () => number
+  /** For tests: the clock an HTTP-date `retry-after` is measured against. Default `Date.now`. */
+  now?: () => number
+}
+
+/**
+ * Calls `fn` until it succeeds, retrying what the provider asks to retry: a 429 waits what
+ * `retry-after-ms` or `retry-after` (seconds or an HTTP date) says, else backs off; 5xx and
+ * network errors back off exponentially with full jitter (a random delay up to
+ * `min(maxDelayMs, baseDelayMs * 2^attempt)`); other 4xx are thrown at once. Reads the errors
+ * the OpenAI and Anthropic SDKs throw (`status`, `headers`), axios-style `response`, and Node /
+ * fetch network errors. The last error is thrown when the retries run out.
+ *
+ * @example
+ * const result = await withRetry(() => openai.chat.completions.create({ model: 'gpt-4o-mini', messages }), { maxRetries: 3 })
+ */
+export declare function withRetry<T>(fn: (attempt: number) => Promise<T> | T, options?: RetryOptions): Promise<T>

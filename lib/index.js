@@ -9,6 +9,7 @@ const { ResponseCache, requestKey } = require('./response-cache')
 const { SessionStore } = require('./session-store')
 const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
+const { withRetry } = require('./retry')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -33,4 +34,5 @@ module.exports = {
   countTokensBatch,
   countMessageTokens,
   encodingForModel,
+  withRetry,
 }

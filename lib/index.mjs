@@ -26,5 +26,6 @@ export const {
   countTokensBatch,
   countMessageTokens,
   encodingForModel,
+  withRetry,
 } = tollgate
 export default tollgate
