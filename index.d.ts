@@ -73,6 +73,9 @@ export interface BudgetDecision {
   holdExpiresAt?: number
 }
 
+/** USD for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
+export declare function costOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
+
 /**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
  * ('' for none) of message `i`.
@@ -88,8 +91,14 @@ export declare function countTokensBatchWith(texts: Array<string>, encodingName:
  */
 export declare function countTokensWith(text: string, encoding: number): number
 
+/** Defines (or replaces) the price of `model` and the models that extend its id. */
+export declare function defineModelPrice(model: string, price: Array<number>): void
+
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
 export declare function encodingForModel(model: string): string | null
+
+/** `[input, cachedInput, cacheWrite, output, batch]` for `model`, or null when unknown. */
+export declare function priceOfModel(model: string): Array<number> | null
 
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
 export declare function quotaApply(state: string, request: string): string

@@ -620,3 +620,58 @@ export interface RetryOptions {
  * const result = await withRetry(() => openai.chat.completions.create({ model: 'gpt-4o-mini', messages }), { maxRetries: 3 })
  */
 export declare function withRetry<T>(fn: (attempt: number) => Promise<T> | T, options?: RetryOptions): Promise<T>
+
+// ---- Prices and costs ------------------------------------------------------------------------
+
+/** USD per 1M tokens. */
+export interface ModelPrice {
+  input: number
+  /** Cached input (a cache read). */
+  cachedInput: number
+  /** Writing input to the cache (Anthropic bills it at 1.25× input). */
+  cacheWrite: number
+  output: number
+  /** Share of the price paid through the provider's batch API (0.5 = half). */
+  batchDiscount: number
+}
+
+/**
+ * One usage shape for every provider. `inputTokens` counts every input token (cached and
+ * cache-write ones included); `outputTokens` every output token (reasoning included).
+ */
+export interface Usage {
+  inputTokens: number
+  cachedInputTokens: number
+  cacheWriteTokens: number
+  outputTokens: number
+  reasoningTokens: number
+}
+
+/** The built-in (or defined) price of a model; dated and versioned ids find their family. Null when unknown. */
+export declare function priceOf(model: string): ModelPrice | null
+/** Adds or replaces a model's price, process-wide, ahead of the built-in catalog. `cachedInput`/`cacheWrite` default to `input`, `batchDiscount` to 0.5. */
+export declare function definePrice(model: string, price: Pick<ModelPrice, 'input' | 'output'> & Partial<ModelPrice>): void
+/**
+ * USD a call cost. Cached input is billed at the cached rate and cache writes at the write rate,
+ * never also as plain input. Throws `ERR_TOLLGATE_UNKNOWN_MODEL` for a model without a price.
+ *
+ * @example
+ * costOf(usageFrom(completion), 'gpt-4o')
+ */
+export declare function costOf(
+  usage: Partial<Pick<Usage, 'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'outputTokens'>>,
+  model: string,
+  options?: { batch?: boolean },
+): number
+/** The seed's estimate before a call: `input` as text (counted) or a token count. */
+export declare function estimateCost(
+  input: string | number,
+  estimatedOutputTokens: number,
+  model: string,
+): { inputTokens: number; estimatedOutputTokens: number; estimatedCost: number; model: string }
+/**
+ * The usage of an OpenAI chat completion or Responses API response, an Anthropic message (or
+ * its `message_start` / `message_delta` stream events), a Gemini response, a streaming final
+ * chunk, or tekimax's ChatResult, in one shape. Null when the response carries no usage.
+ */
+export declare function usageFrom(response: unknown): Usage | null

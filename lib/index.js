@@ -10,6 +10,7 @@ const { SessionStore } = require('./session-store')
 const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
+const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cost')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -35,4 +36,9 @@ module.exports = {
   countMessageTokens,
   encodingForModel,
   withRetry,
+  priceOf,
+  definePrice,
+  costOf,
+  estimateCost,
+  usageFrom,
 }

@@ -27,5 +27,10 @@ export const {
   countMessageTokens,
   encodingForModel,
   withRetry,
+  priceOf,
+  definePrice,
+  costOf,
+  estimateCost,
+  usageFrom,
 } = tollgate
 export default tollgate

@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod clock;
+mod cost;
 mod error;
 mod id;
 mod quota;

@@ -2,6 +2,7 @@
 //! atomic (a lock in memory, a Lua script in Redis) and each binding only converts arguments.
 
 pub mod cache_key;
+pub mod cost;
 pub mod quota;
 pub mod session;
 pub mod sliding_window;
