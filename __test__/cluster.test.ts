@@ -12,7 +12,9 @@ describe('Redis Cluster (3 masters)', () => {
   const clock = new Clock()
   beforeAll(async () => {
     cluster = await startCluster()
-    store = new RedisStore({ cluster: cluster.urls, now: clock.now })
+    // This suite is about Cluster behaviour, not timeouts: it runs beside the suites that spawn
+    // processes, and on a 2-core CI box a cold node can take longer than the 250 ms default.
+    store = new RedisStore({ cluster: cluster.urls, now: clock.now, commandTimeoutMs: 5000 })
   }, 60_000)
   afterAll(async () => {
     await store?.close()

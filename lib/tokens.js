@@ -7,6 +7,8 @@ const { fromNative, invalidArg, outOfRange, codes } = require('./errors')
 const v = require('./validate')
 
 const ENCODINGS = new Set(['o200k_base', 'cl100k_base'])
+/** Model name → encoding (or null), remembered: counting is often called per request. */
+const modelEncodings = new Map()
 
 /** The encoding of an OpenAI model name (`o200k_base` / `cl100k_base`), or null when unknown. */
 function encodingForModel(model) {
@@ -18,7 +20,12 @@ function resolve(modelOrEncoding, options) {
   const o = v.options(options, 'options')
   const name = modelOrEncoding === undefined ? 'o200k_base' : v.id(modelOrEncoding, 'modelOrEncoding')
   if (ENCODINGS.has(name)) return name
-  const found = native.encodingForModel(name)
+  let found = modelEncodings.get(name)
+  if (found === undefined) {
+    found = native.encodingForModel(name)
+    if (modelEncodings.size >= 1024) modelEncodings.clear()
+    modelEncodings.set(name, found)
+  }
   if (found !== null) return found
   if (o.fallback !== undefined) {
     if (!ENCODINGS.has(o.fallback)) throw invalidArg(`options.fallback must be 'o200k_base' or 'cl100k_base', got ${v.describe(o.fallback)}`)

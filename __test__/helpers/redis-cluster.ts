@@ -24,17 +24,20 @@ export async function startCluster(): Promise<RedisCluster> {
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
       timeout: 20_000,
     })
-    const admin = new Redis(nodes[0].url)
+    // Every node must see the whole slot map, not only the one redis-cli talked to: a node that
+    // is still catching up answers CLUSTERDOWN or MOVED loops to the first commands.
+    const admins = nodes.map((n) => new Redis(n.url))
     try {
       const deadline = Date.now() + 20_000
       for (;;) {
-        const info = (await admin.call('CLUSTER', 'INFO')) as string
-        if (info.includes('cluster_state:ok')) break
-        if (Date.now() > deadline) throw new Error(`cluster did not become ok:\n${info}`)
+        const infos = (await Promise.all(admins.map((a) => a.call('CLUSTER', 'INFO')))) as string[]
+        if (infos.every((info) => info.includes('cluster_state:ok') && info.includes('cluster_slots_assigned:16384') && info.includes('cluster_known_nodes:3')))
+          break
+        if (Date.now() > deadline) throw new Error(`cluster did not become ok:\n${infos.join('\n')}`)
         await new Promise((r) => setTimeout(r, 100))
       }
     } finally {
-      admin.disconnect()
+      for (const a of admins) a.disconnect()
     }
   } catch (e) {
     await stop()
