@@ -16,6 +16,13 @@ export declare class ExternalObject<T> {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class CostTrackerCore {
+  /** Budgets in nano-dollars, < 0 for none. */
+  constructor(store: NativeStore, base: string, dailyBudget: number, monthlyBudget: number, holdMs: number, thresholds: Array<number>)
+  run(code: number, nano: number, holdId: string, tags: Array<string>, now: number): SpendDecision
+  runAsync(code: number, nano: number, holdId: string, tags: Array<string>, now: number): Promise<SpendDecision>
+}
+
 export declare class NativeStore {
   static memory(): NativeStore
   static redis(options: RedisConnectOptions): NativeStore
@@ -169,3 +176,32 @@ export interface RedisConnectOptions {
 
 /** SHA-256 hex of the canonical JSON (RFC 8785) of `json`. */
 export declare function requestDigest(json: string): string
+
+export interface SpendDecision {
+  allowed: boolean
+  day: string
+  dayEndsAt: number
+  daySpent: number
+  dayReserved: number
+  month: string
+  monthEndsAt: number
+  monthSpent: number
+  monthReserved: number
+  /** Set when a reservation was granted. */
+  holdId?: string
+  holdExpiresAt?: number
+  /** Alerts this call crossed: `daily`/`monthly` and the threshold, pairwise. */
+  alertPeriods: Array<string>
+  alertThresholds: Array<number>
+  /** Only for code 1 (totals with tags). */
+  tags?: Array<TagSpend>
+}
+
+/** Spend under one tag in one period. */
+export interface TagSpend {
+  /** `daily` or `monthly`. */
+  period: string
+  /** `key=value`. */
+  tag: string
+  nano: number
+}

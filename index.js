@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CostTrackerCore = nativeBinding.CostTrackerCore
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.ResponseCacheCore = nativeBinding.ResponseCacheCore
 module.exports.SessionStoreCore = nativeBinding.SessionStoreCore

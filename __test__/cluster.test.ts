@@ -2,7 +2,7 @@
 // it never crosses slots; concurrent limiter calls are split by slot into one script each.
 import Redis from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
+import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
 import { startCluster, type RedisCluster } from './helpers/redis-cluster.js'
 import { Clock } from './helpers/stores.js'
 
@@ -42,6 +42,14 @@ describe('Redis Cluster (3 masters)', () => {
     const sessions = new SessionStore(store, { prefix: 'cl:s:' })
     await Promise.all(Array.from({ length: 20 }, (_, i) => sessions.append(`user-${i % 4}`, { i })))
     for (let u = 0; u < 4; u++) expect((await sessions.load(`user-${u}`)).messages).toHaveLength(5)
+  })
+
+  it('cost trackers decide in one slot each, on every node', async () => {
+    const trackers = Array.from({ length: 6 }, (_, i) => new CostTracker(store, { prefix: `cl:cost:${i}:`, dailyBudget: 1, onAlert: () => {} }))
+    const holds = await Promise.all(trackers.flatMap((t) => Array.from({ length: 5 }, () => t.reserve(0.3, { tags: { org: 'x' } }))))
+    expect(holds.filter((r) => r.allowed)).toHaveLength(6 * 3)
+    for (const t of trackers) await t.recordCost(0.05, { tags: { org: 'x' } })
+    for (const t of trackers) expect((await t.totals()).daily).toMatchObject({ spent: 0.05, reserved: 0.9, byTag: { org: { x: 0.05 } } })
   })
 
   it('Quota scopes live on every node', async () => {

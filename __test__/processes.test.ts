@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { Quota, RateLimiter, TokenBudget } from '../lib/index.js'
+import { CostTracker, Quota, RateLimiter, TokenBudget } from '../lib/index.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
@@ -38,6 +38,38 @@ describe('several processes on one Redis', () => {
     expect(granted).toBe(Math.floor(1000 / 7))
     const b = new TokenBudget(redisUrl(), { maxTokens: 1000, prefix })
     expect(await b.check('shared')).toMatchObject({ reserved: 142 * 7, remaining: 1000 - 142 * 7 })
+  })
+})
+
+describe('CostTracker: processes sharing one Redis ledger', () => {
+  it('6 processes × 60 concurrent reservations never exceed the daily budget, and holds settle anywhere', async () => {
+    const prefix = `t:spend:${Date.now()}:`
+    const outs: any[][] = await Promise.all(Array.from({ length: 6 }, () => inProcess('spend-reserve', redisUrl(), prefix, '10', '60')))
+    const holds = outs.flat()
+    // $10 / $0.07 = 142.86: exactly 142 holds, counted in integer nano-dollars.
+    expect(holds).toHaveLength(142)
+    expect(new Set(holds.map((h) => h.id)).size).toBe(142)
+    const t = new CostTracker(redisUrl(), { dailyBudget: 10, monthlyBudget: null, prefix })
+    expect((await t.totals({ tags: false })).daily).toMatchObject({ spent: 0, reserved: 9.94 })
+    // Holds made in other processes settle here, priced with the model they were reserved for.
+    for (const h of holds.slice(0, 100)) await t.settle(h, { inputTokens: 100_000, outputTokens: 0 })
+    for (const h of holds.slice(100)) await t.release(h)
+    // 100 × 100k gpt-4o-mini input tokens at $0.15 / 1M = $1.50.
+    const { daily } = await t.totals({ tags: false })
+    expect(daily.spent).toBeCloseTo(1.5, 9)
+    expect(daily.reserved).toBe(0)
+  })
+
+  it('an alert threshold fires once per period across all processes', async () => {
+    const prefix = `t:alerts:${Date.now()}:`
+    const outs: number[][] = await Promise.all(Array.from({ length: 4 }, () => inProcess('spend-record', redisUrl(), prefix, '10', '250')))
+    // 1,000 × $0.01 = $10 against $10: above 10 % and 50 % and 90 %, each fired by exactly one process.
+    expect(outs.flat().sort()).toEqual([0.1, 0.5, 0.9])
+    const t = new CostTracker(redisUrl(), { dailyBudget: 10, monthlyBudget: null, prefix })
+    const totals = await t.totals()
+    expect(totals.daily.spent).toBe(10)
+    expect(totals.daily.byTag).toEqual({ feature: { batch: 10 } })
+    expect(await t.isOverBudget()).toMatchObject({ daily: true, dailySpent: 10 })
   })
 })
 

@@ -4,7 +4,8 @@ import path from 'node:path'
 import Redis from 'ioredis'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget } from '../lib/index.js'
+import { CostTracker, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget } from '../lib/index.js'
+import { readdirSync } from 'node:fs'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { redisUrl } from './helpers/stores.js'
 
@@ -139,6 +140,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     const budget = new TokenBudget(store, { prefix, maxTokens: 1_000_000 })
     const cache = new ResponseCache(store, { prefix })
     const sessions = new SessionStore(store, { prefix })
+    const tracker = new CostTracker(store, { prefix, onAlert: () => {} })
     const calls = [
       () => limiter.consume('a'),
       () => limiter.check('a'),
@@ -151,6 +153,9 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       () => sessions.append('s', { role: 'user' }),
       () => sessions.load('s'),
       () => sessions.touch('s'),
+      () => tracker.recordUsage('gpt-4o', 10, 10, { feature: 'x' }),
+      () => tracker.reserve(0.01).then(({ hold }) => tracker.settle(hold!, 0.001)),
+      () => tracker.totals(),
     ]
     for (const call of calls) await call() // warm up: connects and loads each script once
     // MONITOR shows every command a client sends (and, tagged "lua", what scripts run).
@@ -163,7 +168,8 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     for (let i = 0; i < n; i++) for (const call of calls) await call()
     await new Promise((r) => setTimeout(r, 50)) // let MONITOR's stream catch up
     monitor.disconnect()
-    expect(sent.filter((c) => c === 'evalsha')).toHaveLength(n * calls.length)
+    // reserve-then-settle is two decisions.
+    expect(sent.filter((c) => c === 'evalsha')).toHaveLength(n * (calls.length + 1))
     expect(sent.filter((c) => c !== 'evalsha')).toEqual([])
     await store.close()
   })
@@ -195,14 +201,16 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'quota.lua': 'c7bfa8b601a063faf9d5bbfca47e0797553f80b1',
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
       'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
+      'spend.lua': 'b285dd372e76041e9cf230c7b331bdbfa1ea48c3',
     }
     const dir = path.join(__dirname, '..', 'src', 'store', 'redis', 'scripts')
+    expect(readdirSync(dir).sort()).toEqual(Object.keys(pinned).sort())
     for (const [file, sha] of Object.entries(pinned)) {
       expect(createHash('sha1').update(readFileSync(path.join(dir, file))).digest('hex'), file).toBe(sha)
     }
     // …and those are what the store loaded into Redis (quota.lua is loaded by the Quota suite).
     const { ['quota.lua']: _quota, ...used } = pinned
-    expect(await admin.call('SCRIPT', 'EXISTS', ...Object.values(used))).toEqual([1, 1, 1, 1, 1])
+    expect(await admin.call('SCRIPT', 'EXISTS', ...Object.values(used))).toEqual(Object.values(used).map(() => 1))
   })
 
   it('no key is ever left without an expiry', async () => {
@@ -212,8 +220,9 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     await new TokenBudget(store, { prefix, maxTokens: 10 }).reserve('b', 1)
     await new ResponseCache(store, { prefix }).set('m', [], 1)
     await new SessionStore(store, { prefix }).append('s', 1)
-    const keys = await admin.keys(`${prefix}*`)
-    expect(keys).toHaveLength(4)
+    await new CostTracker(store, { prefix: `${prefix}cost:` }).recordCost(0.5, { tags: { feature: 'x' } })
+    const keys = [...(await admin.keys(`${prefix}*`)), ...(await admin.keys(`{${prefix}cost:}*`))]
+    expect(keys).toHaveLength(8)
     for (const k of keys) expect(await admin.pttl(k), k).toBeGreaterThan(0)
     await store.close()
   })

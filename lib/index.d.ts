@@ -675,3 +675,197 @@ export declare function estimateCost(
  * chunk, or tekimax's ChatResult, in one shape. Null when the response carries no usage.
  */
 export declare function usageFrom(response: unknown): Usage | null
+
+// ---- CostTracker -----------------------------------------------------------------------------
+
+/** Options of {@link CostTracker}. */
+export interface CostTrackerOptions {
+  /** USD per UTC day; `null` for none. Default 50 (the seed's). */
+  dailyBudget?: number | null
+  /** USD per UTC month; `null` for none. Default 1000 (the seed's). */
+  monthlyBudget?: number | null
+  /** Alert when spend rises above this fraction of a budget. Default 0.8 (the seed's). */
+  alertThreshold?: number
+  /** Several thresholds instead of `alertThreshold`, e.g. `[0.5, 0.8, 1]`. */
+  alertThresholds?: number[]
+  /**
+   * Called once per threshold per period (across every process sharing the store) when spend
+   * rises above it, with the seed's message. Default: `console.warn('[COST ALERT] ' + message)`.
+   * A callback that throws becomes a process warning; the spend is counted either way.
+   */
+  onAlert?: (message: string, alert: CostAlert) => void
+  /** Seconds an unsettled reservation keeps counting. Default 600. */
+  holdTtlSeconds?: number
+  /**
+   * Key prefix. Default `'tollgate:cost:'`. Keys are `{prefix}day:2026-11-25`,
+   * `{prefix}month:2026-11` and their `:tags` hashes: one hash tag, one Cluster slot.
+   */
+  prefix?: string
+  /** The tracker's clock (ms since the epoch); default the store's `now`, else `Date.now`. Days are UTC days of this clock. */
+  now?: () => number
+}
+
+/** What {@link CostTrackerOptions.onAlert} receives. */
+export interface CostAlert {
+  period: 'daily' | 'monthly'
+  /** `2026-11-25` or `2026-11`. */
+  label: string
+  threshold: number
+  spent: number
+  budget: number
+}
+
+/** One period's ledger. */
+export interface CostPeriod {
+  /** `2026-11-25` (daily) or `2026-11` (monthly), UTC. */
+  period: string
+  /** USD spent (exact to 1e-9). */
+  spent: number
+  /** USD held by live reservations. */
+  reserved: number
+  budget: number | null
+  /** `budget − spent − reserved`, at least 0; null without a budget. */
+  remaining: number | null
+  /** When the period ends (ms since the epoch). */
+  resetsAt: number
+}
+
+/** Today's and this month's ledgers. */
+export interface CostTotals {
+  daily: CostPeriod
+  monthly: CostPeriod
+}
+
+/** Spend per tag: `{ feature: { chat: 1.25, search: 0.5 } }`. */
+export type CostByTag = Record<string, Record<string, number>>
+
+/** Tags a cost is also counted under: low-cardinality labels such as feature, user or org. */
+export type CostTags = Record<string, string | number | boolean | null | undefined>
+
+/** A reservation made by {@link CostTracker.reserve}. Plain data: it can cross processes. */
+export interface CostHold {
+  id: string
+  estimateUsd: number
+  /** When the hold stops counting if never settled (ms since the epoch). */
+  expiresAt: number
+  /** The model `settle` prices a usage object with. */
+  model?: string
+  tags?: CostTags
+}
+
+/**
+ * Spend per UTC day and month, per tag, with budgets enforced before the call: the seed's
+ * `CostTracker` (`recordUsage`, `isOverBudget`, `onAlert`) made atomic on Redis, exact at the
+ * day boundary, and with reservations so concurrent workers cannot overspend. Amounts are
+ * counted in integer nano-dollars.
+ *
+ * @example
+ * const tracker = new CostTracker(redis, { dailyBudget: 25, monthlyBudget: 500 })
+ * const { estimatedCost } = estimateCost(prompt, 500, 'gpt-4o')
+ * const { hold } = await tracker.reserve(estimatedCost, { model: 'gpt-4o', tags: { feature: 'chat' } })
+ * if (!hold) throw new Error('Daily LLM budget exhausted')
+ * try {
+ *   const completion = await openai.chat.completions.create({ model: 'gpt-4o', messages })
+ *   await tracker.settle(hold, completion) // priced from completion.usage
+ * } catch (e) {
+ *   await tracker.release(hold)
+ *   throw e
+ * }
+ */
+export declare class CostTracker {
+  constructor(store?: StoreLike, options?: CostTrackerOptions)
+  constructor(options: CostTrackerOptions)
+  get dailyBudget(): number | null
+  get monthlyBudget(): number | null
+  /** Sorted, without duplicates. */
+  get alertThresholds(): number[]
+  get prefix(): string
+  /**
+   * Counts what a finished call cost and resolves to that cost in USD. `usage` is tollgate's
+   * {@link Usage} shape or a provider response ({@link usageFrom} reads it). Rejects with
+   * `ERR_TOLLGATE_UNKNOWN_MODEL` for a model without a price (the seed silently counted $0).
+   */
+  recordUsage(model: string, usage: Partial<Usage> | object, options?: { tags?: CostTags }): Promise<number>
+  /** The seed's form: `(model, inputTokens, outputTokens, metadata)`; `metadata` is counted as tags. */
+  recordUsage(model: string, inputTokens: number, outputTokens: number, metadata?: CostTags): Promise<number>
+  /** Counts a cost already known in USD (a tool call, an image). */
+  recordCost(usd: number, options?: { tags?: CostTags }): Promise<CostTotals>
+  /**
+   * Holds `estimateUsd` if `spent + reserved + estimate ≤ budget` for the day and the month;
+   * `hold` is null when refused.
+   */
+  reserve(estimateUsd: number, options?: { model?: string; tags?: CostTags }): Promise<CostTotals & { allowed: boolean; hold: CostHold | null }>
+  /**
+   * Replaces a hold by what the call really cost: USD, or a usage object / provider response
+   * priced with the hold's model (or `options.model`). Counted in the current day, so a call
+   * that ran past midnight lands in the new day. Settle each hold once.
+   */
+  settle(
+    hold: CostHold,
+    usage: number | Partial<Usage> | object,
+    options?: { model?: string; tags?: CostTags },
+  ): Promise<CostTotals & { cost: number; allowed: boolean }>
+  /** Drops a hold without counting anything. */
+  release(hold: CostHold): Promise<CostTotals>
+  /** The seed's answer: `spent ≥ budget` for each period, and the amounts spent. */
+  isOverBudget(): Promise<{ daily: boolean; monthly: boolean; dailySpent: number; monthlySpent: number }>
+  /** Today's and this month's ledgers, with the spend per tag unless `{ tags: false }`. */
+  totals(options?: { tags?: true }): Promise<{ daily: CostPeriod & { byTag: CostByTag }; monthly: CostPeriod & { byTag: CostByTag } }>
+  totals(options: { tags: false }): Promise<CostTotals>
+}
+
+// ---- ModelTiers ------------------------------------------------------------------------------
+
+/** One tier: the model and whatever else the caller wants back (maxTokens, description, …). */
+export interface ModelTier {
+  model: string
+  maxTokens?: number
+  description?: string
+  [key: string]: unknown
+}
+
+/** The seed's tiers: simple (gpt-4.1-nano, 150), standard (gpt-4o-mini, 1000), complex (gpt-4o, 4000). */
+export declare const MODEL_TIERS: Readonly<Record<'simple' | 'standard' | 'complex', Readonly<ModelTier>>>
+
+/** Options of {@link ModelTiers}. */
+export interface ModelTiersOptions {
+  /** Tiers by name, cheapest first. Default {@link MODEL_TIERS}. */
+  tiers?: Record<string, ModelTier>
+  /** The tier of an unknown task. Default `'standard'` when there is one, else the first. */
+  defaultTier?: string
+  /** Below this many input tokens any task but the top tier goes to the cheapest tier (the seed's rule). Default 50; 0 turns it off. */
+  shortInputTokens?: number
+  /** Drives the budget-aware downgrade. */
+  tracker?: CostTracker
+  /**
+   * Once `(spent + reserved) / budget` (the larger of daily and monthly) is above `above`, no
+   * tier above `maxTier` is chosen. Default the seed's: above 0.9 the second-best tier, above
+   * 0.95 the cheapest.
+   */
+  downgrades?: { above: number; maxTier: string }[]
+}
+
+/** What {@link ModelTiers.selectModel} chose. */
+export type ModelSelection = ModelTier & {
+  tier: string
+  requestedTier: string
+  reason: 'requested' | 'short-input' | 'budget'
+  /** The larger of daily and monthly `(spent + reserved) / budget`, or null without a tracker. */
+  budgetUsed: number | null
+}
+
+/**
+ * Model tiering: the seed's `selectModel` over configurable tiers, downgrading as the budget
+ * runs out.
+ *
+ * @example
+ * const tiers = new ModelTiers({ tracker })
+ * const { model, maxTokens } = await tiers.selectModel('complex', { inputTokens: countTokens(prompt, 'gpt-4o') })
+ */
+export declare class ModelTiers {
+  constructor(options?: ModelTiersOptions)
+  /** Tier names, cheapest first. */
+  get tiers(): string[]
+  /** The tier for `task` (a tier name; unknown tasks get `defaultTier`). */
+  selectModel(task: string, options?: { inputTokens?: number }): Promise<ModelSelection>
+}

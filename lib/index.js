@@ -11,6 +11,8 @@ const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
 const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cost')
+const { CostTracker } = require('./cost-tracker')
+const { ModelTiers, MODEL_TIERS } = require('./model-tiers')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -41,4 +43,7 @@ module.exports = {
   costOf,
   estimateCost,
   usageFrom,
+  CostTracker,
+  ModelTiers,
+  MODEL_TIERS,
 }

@@ -32,5 +32,8 @@ export const {
   costOf,
   estimateCost,
   usageFrom,
+  CostTracker,
+  ModelTiers,
+  MODEL_TIERS,
 } = tollgate
 export default tollgate

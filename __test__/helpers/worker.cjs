@@ -2,7 +2,7 @@
 // at once and prints how many were admitted. It never closes its store, so it also proves a
 // process exits on its own.
 'use strict'
-const { Quota, RateLimiter, TokenBudget } = require('../../lib/index.js')
+const { CostTracker, Quota, RateLimiter, TokenBudget } = require('../../lib/index.js')
 
 const [kind, url, prefix, limit, calls] = process.argv.slice(2)
 
@@ -34,6 +34,19 @@ async function main() {
     }
     const got = await Promise.all(Array.from({ length: Number(calls) }, attempt))
     process.stdout.write(JSON.stringify(got.filter((r) => r.ok).map((r) => r.hold)))
+    return
+  } else if (kind === 'spend-reserve') {
+    // limit is the daily budget in USD: print the holds of `calls` concurrent $0.07 reservations.
+    const t = new CostTracker(url, { dailyBudget: Number(limit), monthlyBudget: null, prefix })
+    const got = await Promise.all(Array.from({ length: Number(calls) }, () => t.reserve(0.07, { model: 'gpt-4o-mini' })))
+    process.stdout.write(JSON.stringify(got.filter((r) => r.allowed).map((r) => r.hold)))
+    return
+  } else if (kind === 'spend-record') {
+    // `calls` concurrent $0.01 records against a $10 daily budget; print the alerts this process fired.
+    const alerts = []
+    const t = new CostTracker(url, { dailyBudget: Number(limit), monthlyBudget: null, prefix, alertThresholds: [0.1, 0.5, 0.9], onAlert: (_, a) => alerts.push(a.threshold) })
+    await Promise.all(Array.from({ length: Number(calls) }, () => t.recordCost(0.01, { tags: { feature: 'batch' } })))
+    process.stdout.write(JSON.stringify(alerts))
     return
   } else if (kind === 'check') {
     const rl = new RateLimiter(url, { maxRequests: Number(limit), windowSeconds: 60, prefix })

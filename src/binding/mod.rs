@@ -7,6 +7,7 @@
 
 mod clock;
 mod cost;
+mod cost_tracker;
 mod error;
 mod id;
 mod quota;

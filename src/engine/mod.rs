@@ -6,5 +6,6 @@ pub mod cost;
 pub mod quota;
 pub mod session;
 pub mod sliding_window;
+pub mod spend;
 pub mod token_budget;
 pub mod tokens;

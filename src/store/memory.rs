@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hashbrown::HashMap;
 
 use crate::engine::session::{NotAMessageList, Session};
-use crate::engine::{quota, sliding_window, token_budget};
+use crate::engine::{quota, sliding_window, spend, token_budget};
 
 /// How many due keys one call reclaims at most.
 const SWEEP_PER_CALL: usize = 16;
@@ -26,6 +26,7 @@ enum Value {
   Budget(token_budget::Budget),
   Session(Session),
   Quota(quota::QuotaState),
+  Spend(spend::Bucket),
 }
 
 #[derive(Debug)]
@@ -266,6 +267,46 @@ impl MemoryStore {
       Some(at) if !budget.is_empty() => ks.put(key, Value::Budget(budget), at),
       _ => {
         ks.remove(key);
+      }
+    }
+    Ok(out)
+  }
+
+  // ---- spend ledgers (CostTracker) -------------------------------------------------------
+
+  /// Runs `step` on the day's and the month's buckets and keeps each until its period ends
+  /// (or its last hold expires). `keys` are (day key, day end, month key, month end).
+  pub fn spend<T>(
+    &self,
+    keys: (&str, u64, &str, u64),
+    now: u64,
+    step: impl FnOnce(&mut spend::Bucket, &mut spend::Bucket) -> T,
+  ) -> Result<T, WrongType> {
+    let (day_key, day_end, month_key, month_end) = keys;
+    let mut ks = self.lock(now);
+    for key in [day_key, month_key] {
+      if let Some(e) = ks.live(key, now) {
+        if !matches!(e.value, Value::Spend(_)) {
+          return Err(WrongType);
+        }
+      }
+    }
+    let mut take = |key: &str| match ks.live(key, now) {
+      None => Ok(spend::Bucket::default()),
+      Some(Entry {
+        value: Value::Spend(b),
+        ..
+      }) => Ok(std::mem::take(b)),
+      Some(_) => Err(WrongType),
+    };
+    let (mut day, mut month) = (take(day_key)?, take(month_key)?);
+    let out = step(&mut day, &mut month);
+    for (key, end, bucket) in [(day_key, day_end, day), (month_key, month_end, month)] {
+      if bucket == spend::Bucket::default() {
+        ks.remove(key);
+      } else {
+        let until = bucket.keep_until(end);
+        ks.put(key, Value::Spend(bucket), until);
       }
     }
     Ok(out)

@@ -20,6 +20,9 @@ use crate::engine::session::Session;
 use crate::engine::{sliding_window, token_budget};
 use crate::store::memory::AppendOutcome;
 
+mod spend;
+pub use spend::{SpendKeys, TagTotals};
+
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -113,6 +116,7 @@ impl RedisStore {
       ("quota", s.quota.get_hash().to_owned()),
       ("rate_limit", s.rate_limit.get_hash().to_owned()),
       ("session", s.session.get_hash().to_owned()),
+      ("spend", spend::SCRIPT.get_hash().to_owned()),
     ]
   }
 

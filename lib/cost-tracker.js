@@ -1,0 +1,314 @@
+'use strict'
+// CostTracker: dollars spent per UTC day and month, per tag, with budgets, reservations and
+// alerts — the seed's CostTracker made atomic and exact. The ledger is engine/spend.rs.
+
+const native = require('./native')
+const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
+const { storeAndOptions, kNative, kClock } = require('./stores')
+const { costOf, usageFrom } = require('./cost')
+const v = require('./validate')
+
+const CHECK = 0
+const TOTALS = 1
+const RECORD = 2
+const RESERVE = 3
+const SETTLE = 4
+const RELEASE = 5
+
+/** Largest amount in USD: nano-dollars stay exact integers below 2^53. */
+const MAX_USD = 9_000_000
+const MAX_TAGS = 32
+const MAX_HOLD_SECONDS = 7 * 24 * 3600
+
+const NANO = 1e9
+const toNano = (usd) => Math.round(usd * NANO)
+const toUsd = (nano) => nano / NANO
+
+function amount(x, name) {
+  if (typeof x !== 'number') throw invalidArg(`${name} must be a number of USD, got ${v.describe(x)}`)
+  if (!Number.isFinite(x) || x < 0 || x > MAX_USD) throw outOfRange(`${name} must be from 0 to ${MAX_USD} USD, got ${x}`)
+  return x
+}
+
+function budgetOption(x, name, fallback) {
+  if (x === undefined) return fallback
+  if (x === null || x === Infinity) return null
+  return amount(x, name)
+}
+
+/** `{feature: 'chat', user: 'u1'}` → ['feature=chat', 'user=u1']. */
+function tagList(tags, name) {
+  if (tags === undefined || tags === null) return []
+  if (typeof tags !== 'object' || Array.isArray(tags)) throw invalidArg(`${name} must be an object of tag → value, got ${v.describe(tags)}`)
+  const out = []
+  for (const [key, value] of Object.entries(tags)) {
+    if (value === undefined || value === null) continue
+    if (key.length === 0 || key.includes('=')) throw invalidArg(`${name} keys must be non-empty and contain no '=', got ${JSON.stringify(key)}`)
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+      throw invalidArg(`${name}.${key} must be a string, number or boolean, got ${v.describe(value)}`)
+    }
+    out.push(v.id(`${key}=${value}`, `${name}.${key}`))
+  }
+  if (out.length > MAX_TAGS) throw outOfRange(`${name} may hold at most ${MAX_TAGS} tags, got ${out.length}`)
+  return out
+}
+
+/** Tollgate's usage shape from a usage object or a provider response. */
+function usageOf(x, name) {
+  if (x === null || typeof x !== 'object') throw invalidArg(`${name} must be a usage object or a provider response, got ${v.describe(x)}`)
+  if ('inputTokens' in x || 'outputTokens' in x) return x
+  const u = usageFrom(x)
+  if (u === null) throw invalidArg(`${name} carries no usage (expected tollgate's usage shape or an OpenAI, Anthropic or Gemini response)`)
+  return u
+}
+
+function defaultAlert(message) {
+  console.warn(`[COST ALERT] ${message}`)
+}
+
+class CostTracker {
+  #core
+  #memory
+  #clock
+  #dailyBudget
+  #monthlyBudget
+  #thresholds
+  #onAlert
+  #prefix
+
+  /**
+   * @param store a MemoryStore (default), RedisStore, Redis URL or client
+   * @param options budgets in USD (`null` for none), alert thresholds, `onAlert`, `prefix`
+   */
+  constructor(store, options) {
+    const [s, o] = storeAndOptions(store, options, 'CostTracker')
+    this.#dailyBudget = budgetOption(o.dailyBudget, 'options.dailyBudget', 50)
+    this.#monthlyBudget = budgetOption(o.monthlyBudget, 'options.monthlyBudget', 1000)
+    if (o.alertThreshold !== undefined && o.alertThresholds !== undefined) {
+      throw invalidArg('pass options.alertThreshold or options.alertThresholds, not both')
+    }
+    const thresholds = o.alertThresholds !== undefined ? o.alertThresholds : [o.alertThreshold === undefined ? 0.8 : o.alertThreshold]
+    if (!Array.isArray(thresholds)) throw invalidArg(`options.alertThresholds must be an array of fractions, got ${v.describe(thresholds)}`)
+    this.#thresholds = [
+      ...new Set(
+        thresholds.map((t, i) => {
+          if (typeof t !== 'number') throw invalidArg(`alert thresholds must be numbers, got ${v.describe(t)} at ${i}`)
+          if (!Number.isFinite(t) || t <= 0 || t > 10) throw outOfRange(`alert thresholds must be fractions above 0 and at most 10, got ${t}`)
+          return t
+        }),
+      ),
+    ].sort((a, b) => a - b)
+    this.#onAlert = o.onAlert === undefined ? defaultAlert : v.fn(o.onAlert, 'options.onAlert')
+    const holdMs = o.holdTtlSeconds === undefined ? 600_000 : v.seconds(o.holdTtlSeconds, 'options.holdTtlSeconds', MAX_HOLD_SECONDS)
+    this.#prefix = o.prefix === undefined ? 'tollgate:cost:' : v.string(o.prefix, 'options.prefix')
+    this.#clock = o.now === undefined ? s[kClock] : v.fn(o.now, 'options.now')
+    const ns = s[kNative]
+    this.#memory = ns.isMemory
+    // Every key of the tracker shares one hash tag, so a decision is one script on a Cluster.
+    const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
+    const nano = (b) => (b === null ? -1 : toNano(b))
+    this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
+  }
+
+  get dailyBudget() {
+    return this.#dailyBudget
+  }
+
+  get monthlyBudget() {
+    return this.#monthlyBudget
+  }
+
+  get alertThresholds() {
+    return [...this.#thresholds]
+  }
+
+  get prefix() {
+    return this.#prefix
+  }
+
+  /**
+   * Adds what a call cost and returns the cost in USD. Either `(model, usage, {tags})` with
+   * tollgate's usage shape or a provider response, or the seed's
+   * `(model, inputTokens, outputTokens, tags)`.
+   */
+  recordUsage(model, usage, outputTokensOrOptions, tags) {
+    try {
+      let u, t
+      if (typeof usage === 'number') {
+        u = { inputTokens: usage, outputTokens: outputTokensOrOptions }
+        t = tagList(tags, 'metadata')
+      } else {
+        u = usageOf(usage, 'usage')
+        t = tagList(v.options(outputTokensOrOptions, 'options').tags, 'options.tags')
+      }
+      const cost = costOf(u, model)
+      return this.#run(RECORD, toNano(cost), '', t).then(() => cost)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /** Adds a cost already known in USD (a tool call, an image). Resolves to the totals. */
+  recordCost(usd, options) {
+    try {
+      const t = tagList(v.options(options, 'options').tags, 'options.tags')
+      return this.#run(RECORD, toNano(amount(usd, 'usd')), '', t).then((d) => this.#totals(d))
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /**
+   * Holds `estimateUsd` against the daily and monthly budgets if it fits in both
+   * (`spent + reserved + estimate ≤ budget`); `hold` is null when refused. `model` and `tags`
+   * are kept on the hold for `settle`.
+   */
+  reserve(estimateUsd, options) {
+    try {
+      const o = v.options(options, 'options')
+      const estimate = amount(estimateUsd, 'estimateUsd')
+      const model = o.model === undefined ? undefined : v.id(o.model, 'options.model')
+      const tags = o.tags === undefined ? undefined : (tagList(o.tags, 'options.tags'), o.tags)
+      return this.#run(RESERVE, toNano(estimate), '', []).then((d) => {
+        const hold = d.holdId ? { id: d.holdId, estimateUsd: estimate, expiresAt: d.holdExpiresAt } : null
+        if (hold && model !== undefined) hold.model = model
+        if (hold && tags !== undefined) hold.tags = tags
+        return { allowed: d.allowed, hold, ...this.#totals(d) }
+      })
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /**
+   * Replaces a hold by what the call really cost: `usage` in USD, or a usage object / provider
+   * response priced with the hold's model (or `options.model`). Resolves to the cost and totals.
+   */
+  settle(hold, usage, options) {
+    try {
+      const h = this.#hold(hold)
+      const o = v.options(options, 'options')
+      let cost
+      if (typeof usage === 'number') {
+        cost = amount(usage, 'usage')
+      } else {
+        const model = o.model !== undefined ? o.model : h.model
+        if (model === undefined) throw invalidArg('settle() with a usage object needs a model: reserve(estimate, { model }) or settle(hold, usage, { model })')
+        cost = costOf(usageOf(usage, 'usage'), model)
+      }
+      const tags = tagList(o.tags !== undefined ? o.tags : h.tags, o.tags !== undefined ? 'options.tags' : 'hold.tags')
+      return this.#run(SETTLE, toNano(cost), h.id, tags).then((d) => ({ cost, allowed: d.allowed, ...this.#totals(d) }))
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /** Drops a hold without counting anything (the call was not made). */
+  release(hold) {
+    try {
+      const h = this.#hold(hold)
+      return this.#run(RELEASE, 0, h.id, []).then((d) => this.#totals(d))
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /** The seed's answer: `spent ≥ budget` per period, and what was spent. */
+  isOverBudget() {
+    try {
+      return this.#run(CHECK, 0, '', []).then((d) => {
+        const dailySpent = toUsd(d.daySpent)
+        const monthlySpent = toUsd(d.monthSpent)
+        return {
+          daily: this.#dailyBudget !== null && dailySpent >= this.#dailyBudget,
+          monthly: this.#monthlyBudget !== null && monthlySpent >= this.#monthlyBudget,
+          dailySpent,
+          monthlySpent,
+        }
+      })
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /**
+   * Today's and this month's totals, with the spend per tag (`{feature: {chat: 1.2}}`) unless
+   * `{ tags: false }` (cheaper: the tag hashes are not read).
+   */
+  totals(options) {
+    try {
+      const withTags = v.options(options, 'options').tags !== false
+      return this.#run(withTags ? TOTALS : CHECK, 0, '', []).then((d) => {
+        const t = this.#totals(d)
+        if (!withTags) return t
+        t.daily.byTag = {}
+        t.monthly.byTag = {}
+        for (const { period, tag, nano } of d.tags) {
+          const i = tag.indexOf('=')
+          const [key, value] = [tag.slice(0, i), tag.slice(i + 1)]
+          const into = period === 'daily' ? t.daily.byTag : t.monthly.byTag
+          ;(into[key] ??= {})[value] = toUsd(nano)
+        }
+        return t
+      })
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  #hold(hold) {
+    if (hold === null || typeof hold !== 'object' || typeof hold.id !== 'string' || !hold.id.includes('#')) {
+      throw invalidArg(`hold must be a hold returned by reserve(), got ${v.describe(hold)}`)
+    }
+    return hold
+  }
+
+  #run(code, nano, holdId, tags) {
+    const now = this.#clock ? this.#clock() : Date.now()
+    const after = (d) => {
+      this.#alert(d)
+      return d
+    }
+    if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, now)))
+    return this.#core.runAsync(code, nano, holdId, tags, now).then(after, rethrow)
+  }
+
+  #totals(d) {
+    const period = (label, endsAt, spentNano, reservedNano, budget) => {
+      const spent = toUsd(spentNano)
+      const reserved = toUsd(reservedNano)
+      return {
+        period: label,
+        spent,
+        reserved,
+        budget,
+        remaining: budget === null ? null : Math.max(0, toUsd(toNano(budget) - spentNano - reservedNano)),
+        resetsAt: endsAt,
+      }
+    }
+    return {
+      daily: period(d.day, d.dayEndsAt, d.daySpent, d.dayReserved, this.#dailyBudget),
+      monthly: period(d.month, d.monthEndsAt, d.monthSpent, d.monthReserved, this.#monthlyBudget),
+    }
+  }
+
+  /** Calls `onAlert` once for each threshold this call crossed (the store remembers it). */
+  #alert(d) {
+    for (let i = 0; i < d.alertPeriods.length; i++) {
+      const daily = d.alertPeriods[i] === 'daily'
+      const threshold = d.alertThresholds[i]
+      const spent = toUsd(daily ? d.daySpent : d.monthSpent)
+      const budget = daily ? this.#dailyBudget : this.#monthlyBudget
+      const alert = { period: daily ? 'daily' : 'monthly', label: daily ? d.day : d.month, threshold, spent, budget }
+      const message = `${daily ? 'Daily' : 'Monthly'} spend at $${spent.toFixed(2)} of $${budget.toFixed(2)} budget`
+      try {
+        this.#onAlert(message, alert)
+      } catch (e) {
+        // The spend is already counted: a failing callback must not turn that into a rejection.
+        process.emitWarning(`CostTracker onAlert threw: ${e && e.message}`, { code: 'TOLLGATE_ALERT_FAILED' })
+      }
+    }
+  }
+}
+
+module.exports = { CostTracker }

@@ -1,0 +1,471 @@
+//! The spend ledger behind `CostTracker`: dollars spent per UTC day and per UTC month, per tag,
+//! with budgets, reservations and alert thresholds.
+//!
+//! Amounts are integers of nano-dollars (1e-9 USD), so totals add exactly and match to the
+//! 1e-9 USD the price tests ask for; a `u64` holds 18 billion dollars.
+//!
+//! A decision touches two buckets: the day's and the month's, each named by its calendar label
+//! (`2026-11-25`, `2026-11`). A bucket is only ever read under its own label, so a counter from
+//! an earlier day can never be enforced today (the seed's "stale budget after a restart"), and
+//! the day turns over exactly at UTC midnight whatever the bucket's TTL.
+//!
+//! - `record` adds what a finished call cost (always counts);
+//! - `reserve` holds an estimate when `spent + reserved + estimate ≤ budget` for every period
+//!   that has a budget; holds expire after `hold_ms` if never settled;
+//! - `settle` replaces a hold by the real cost (into the current buckets, so a call that ran
+//!   across midnight counts in the new day); `release` drops it;
+//! - after each spend, every alert threshold the spend rose above (`spent > budget × t`) and
+//!   that this bucket has not alerted yet is returned once; the bucket remembers it, so each
+//!   threshold alerts once per period however many processes share the bucket.
+//!
+//! The Redis store runs the same steps in `store/redis/scripts/spend.lua`.
+//!
+//! ```
+//! use tollgate::engine::spend::{apply, Bucket, Config, Op, Period};
+//! let cfg = Config { daily_budget: Some(1_000), monthly_budget: None, hold_ms: 60_000, thresholds: vec![0.5] };
+//! let (mut day, mut month) = (Bucket::default(), Bucket::default());
+//! let d = apply(&cfg, 0, &mut day, &mut month, &Op::Reserve { nano: 800 });
+//! let hold = d.hold.unwrap();
+//! assert!(!apply(&cfg, 1, &mut day, &mut month, &Op::Reserve { nano: 300 }).allowed);
+//! let d = apply(&cfg, 2, &mut day, &mut month, &Op::Settle { id: hold.id, nano: 600, tags: vec![] });
+//! assert_eq!((d.day.spent, d.day.reserved), (600, 0));
+//! assert_eq!(d.alerts, vec![(Period::Day, 0.5)]);
+//! ```
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+
+/// Which calendar bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+  Day,
+  Month,
+}
+
+/// The day and month `now` falls in: labels and the instants they end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Calendar {
+  pub day: String,
+  pub day_ends_at: u64,
+  pub month: String,
+  pub month_ends_at: u64,
+}
+
+/// The UTC day and month of `now` (ms since the epoch).
+pub fn calendar(now: u64) -> Calendar {
+  let t = DateTime::<Utc>::from_timestamp_millis(now.min(i64::MAX as u64) as i64)
+    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+  let date = t.date_naive();
+  let start_of = |d: NaiveDate| {
+    d.and_hms_opt(0, 0, 0)
+      .map(|t| t.and_utc().timestamp_millis().max(0) as u64)
+      .unwrap_or(u64::MAX)
+  };
+  let next_day = date.succ_opt().map(start_of).unwrap_or(u64::MAX);
+  let (y, m) = (date.year(), date.month());
+  let next_month = if m == 12 {
+    NaiveDate::from_ymd_opt(y + 1, 1, 1)
+  } else {
+    NaiveDate::from_ymd_opt(y, m + 1, 1)
+  };
+  Calendar {
+    day: date.format("%Y-%m-%d").to_string(),
+    day_ends_at: next_day,
+    month: date.format("%Y-%m").to_string(),
+    month_ends_at: next_month.map(start_of).unwrap_or(u64::MAX),
+  }
+}
+
+/// Budgets in nano-dollars (`None`: no budget for that period), hold lifetime, alert
+/// thresholds as fractions of a budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+  pub daily_budget: Option<u64>,
+  pub monthly_budget: Option<u64>,
+  pub hold_ms: u64,
+  pub thresholds: Vec<f64>,
+}
+
+impl Config {
+  fn budget(&self, p: Period) -> Option<u64> {
+    match p {
+      Period::Day => self.daily_budget,
+      Period::Month => self.monthly_budget,
+    }
+  }
+}
+
+/// What a call asks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+  /// Totals only.
+  Check,
+  /// A finished call's cost, counted under each tag too.
+  Record {
+    nano: u64,
+    tags: Vec<String>,
+  },
+  Reserve {
+    nano: u64,
+  },
+  Settle {
+    id: String,
+    nano: u64,
+    tags: Vec<String>,
+  },
+  Release {
+    id: String,
+  },
+}
+
+/// One outstanding reservation (kept in both buckets under the same id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+  /// Unique: `<day>#<sequence>`.
+  pub id: String,
+  pub nano: u64,
+  pub expires_at: u64,
+}
+
+/// One period's state. `Bucket::default()` was never written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bucket {
+  pub spent: u64,
+  pub holds: Vec<Hold>,
+  pub seq: u64,
+  /// Thresholds this bucket has alerted.
+  pub alerted: Vec<f64>,
+  /// Spend per tag (`key=value`), in first-seen order.
+  pub tags: Vec<(String, u64)>,
+}
+
+impl Bucket {
+  pub fn reserved(&self) -> u64 {
+    self.holds.iter().map(|h| h.nano).sum()
+  }
+
+  /// When the stored state may be dropped: the period's end or the last hold's expiry.
+  pub fn keep_until(&self, period_ends_at: u64) -> u64 {
+    self
+      .holds
+      .iter()
+      .map(|h| h.expires_at)
+      .fold(period_ends_at, u64::max)
+  }
+
+  fn expire_holds(&mut self, now: u64) {
+    self.holds.retain(|h| h.expires_at > now);
+  }
+
+  fn spend(&mut self, nano: u64, tags: &[String]) {
+    self.spent = self.spent.saturating_add(nano);
+    for tag in tags {
+      match self.tags.iter_mut().find(|(t, _)| t == tag) {
+        Some((_, v)) => *v = v.saturating_add(nano),
+        None => self.tags.push((tag.clone(), nano)),
+      }
+    }
+  }
+
+  /// Thresholds newly crossed by the spend so far, remembered so each fires once.
+  fn crossed(&mut self, budget: Option<u64>, thresholds: &[f64]) -> Vec<f64> {
+    let Some(budget) = budget else {
+      return Vec::new();
+    };
+    let mut out = Vec::new();
+    for &t in thresholds {
+      if self.spent as f64 > budget as f64 * t && !self.alerted.contains(&t) {
+        self.alerted.push(t);
+        out.push(t);
+      }
+    }
+    out
+  }
+}
+
+/// One period's totals in a decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+  pub spent: u64,
+  pub reserved: u64,
+}
+
+/// The answer to one call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+  /// Reserve: the hold was granted. Other ops: every budget still has `spent + reserved ≤
+  /// budget` (check and release: `<`, room for one more call).
+  pub allowed: bool,
+  pub day: Totals,
+  pub month: Totals,
+  pub hold: Option<Hold>,
+  /// Thresholds crossed by this call, once each per period.
+  pub alerts: Vec<(Period, f64)>,
+}
+
+fn totals(b: &Bucket) -> Totals {
+  Totals {
+    spent: b.spent,
+    reserved: b.reserved(),
+  }
+}
+
+/// Does `extra` more fit within every budget (`strict`: with room to spare)?
+fn fits(cfg: &Config, day: &Bucket, month: &Bucket, extra: u64, strict: bool) -> bool {
+  [(Period::Day, day), (Period::Month, month)]
+    .iter()
+    .all(|(p, b)| match cfg.budget(*p) {
+      None => true,
+      Some(budget) => {
+        let total = b.spent.saturating_add(b.reserved()).saturating_add(extra);
+        if strict {
+          total < budget
+        } else {
+          total <= budget
+        }
+      }
+    })
+}
+
+/// Runs `op` at `now` on the day's and the month's buckets (both of the calendar of `now`).
+pub fn apply(cfg: &Config, now: u64, day: &mut Bucket, month: &mut Bucket, op: &Op) -> Decision {
+  day.expire_holds(now);
+  month.expire_holds(now);
+  let mut hold = None;
+  let mut alerts = Vec::new();
+  let allowed = match op {
+    Op::Check => fits(cfg, day, month, 0, true),
+    Op::Reserve { nano } => {
+      let ok = fits(cfg, day, month, *nano, false);
+      if ok {
+        day.seq += 1;
+        let h = Hold {
+          id: format!("{}#{}", calendar(now).day, day.seq),
+          nano: *nano,
+          expires_at: now.saturating_add(cfg.hold_ms),
+        };
+        day.holds.push(h.clone());
+        month.holds.push(h.clone());
+        hold = Some(h);
+      }
+      ok
+    }
+    Op::Record { nano, tags } | Op::Settle { nano, tags, .. } => {
+      if let Op::Settle { id, .. } = op {
+        day.holds.retain(|h| &h.id != id);
+        month.holds.retain(|h| &h.id != id);
+      }
+      day.spend(*nano, tags);
+      month.spend(*nano, tags);
+      for t in day.crossed(cfg.daily_budget, &cfg.thresholds) {
+        alerts.push((Period::Day, t));
+      }
+      for t in month.crossed(cfg.monthly_budget, &cfg.thresholds) {
+        alerts.push((Period::Month, t));
+      }
+      fits(cfg, day, month, 0, false)
+    }
+    Op::Release { id } => {
+      day.holds.retain(|h| &h.id != id);
+      month.holds.retain(|h| &h.id != id);
+      fits(cfg, day, month, 0, true)
+    }
+  };
+  Decision {
+    allowed,
+    day: totals(day),
+    month: totals(month),
+    hold,
+    alerts,
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  const DAY: u64 = 86_400_000;
+  // 2026-11-25T00:00:00Z
+  const NOV25: u64 = 1_795_564_800_000;
+
+  fn cfg() -> Config {
+    Config {
+      daily_budget: Some(100),
+      monthly_budget: Some(1_000),
+      hold_ms: 60_000,
+      thresholds: vec![0.8, 0.9],
+    }
+  }
+
+  #[test]
+  fn calendar_labels_and_ends_are_utc() {
+    let c = calendar(NOV25 - 1);
+    assert_eq!((c.day.as_str(), c.day_ends_at), ("2026-11-24", NOV25));
+    assert_eq!(c.month, "2026-11");
+    let c = calendar(NOV25);
+    assert_eq!((c.day.as_str(), c.day_ends_at), ("2026-11-25", NOV25 + DAY));
+    // 2026-12-01T00:00:00Z
+    assert_eq!(c.month_ends_at, NOV25 + 6 * DAY);
+    let c = calendar(NOV25 + 6 * DAY);
+    assert_eq!(
+      (c.day.as_str(), c.month.as_str()),
+      ("2026-12-01", "2026-12")
+    );
+    // December ends in January of the next year.
+    assert_eq!(calendar(NOV25 + 36 * DAY).month, "2026-12");
+    assert_eq!(calendar(NOV25 + 37 * DAY).month, "2027-01");
+    // Leap day.
+    assert_eq!(calendar(1_709_164_800_000).day, "2024-02-29");
+    assert_eq!(calendar(0).day, "1970-01-01");
+  }
+
+  #[test]
+  fn reserve_checks_every_budget_and_settle_replaces_the_estimate() {
+    let (mut d, mut m) = (Bucket::default(), Bucket::default());
+    let h = apply(&cfg(), NOV25, &mut d, &mut m, &Op::Reserve { nano: 70 })
+      .hold
+      .unwrap();
+    assert_eq!(h.id, "2026-11-25#1");
+    let r = apply(&cfg(), NOV25, &mut d, &mut m, &Op::Reserve { nano: 31 });
+    assert!(!r.allowed && r.hold.is_none());
+    assert_eq!(
+      r.day,
+      Totals {
+        spent: 0,
+        reserved: 70
+      }
+    );
+    assert!(apply(&cfg(), NOV25, &mut d, &mut m, &Op::Reserve { nano: 30 }).allowed);
+    let s = apply(
+      &cfg(),
+      NOV25 + 1,
+      &mut d,
+      &mut m,
+      &Op::Settle {
+        id: h.id.clone(),
+        nano: 20,
+        tags: vec!["feature=chat".into()],
+      },
+    );
+    assert_eq!(
+      s.day,
+      Totals {
+        spent: 20,
+        reserved: 30
+      }
+    );
+    assert_eq!(
+      s.month,
+      Totals {
+        spent: 20,
+        reserved: 30
+      }
+    );
+    assert_eq!(d.tags, vec![("feature=chat".to_string(), 20)]);
+    // A settled hold settled again counts the cost, but no hold is left to drop.
+    let s = apply(
+      &cfg(),
+      NOV25 + 2,
+      &mut d,
+      &mut m,
+      &Op::Settle {
+        id: h.id,
+        nano: 5,
+        tags: vec![],
+      },
+    );
+    assert_eq!(
+      s.day,
+      Totals {
+        spent: 25,
+        reserved: 30
+      }
+    );
+  }
+
+  #[test]
+  fn the_monthly_budget_refuses_too() {
+    let c = Config {
+      daily_budget: None,
+      monthly_budget: Some(50),
+      ..cfg()
+    };
+    let (mut d, mut m) = (
+      Bucket::default(),
+      Bucket {
+        spent: 40,
+        ..Default::default()
+      },
+    );
+    assert!(!apply(&c, NOV25, &mut d, &mut m, &Op::Reserve { nano: 11 }).allowed);
+    assert!(apply(&c, NOV25, &mut d, &mut m, &Op::Reserve { nano: 10 }).allowed);
+    assert!(!apply(&c, NOV25, &mut d, &mut m, &Op::Check).allowed);
+  }
+
+  #[test]
+  fn holds_expire_and_release_gives_them_back() {
+    let (mut d, mut m) = (Bucket::default(), Bucket::default());
+    let h = apply(&cfg(), 0, &mut d, &mut m, &Op::Reserve { nano: 100 })
+      .hold
+      .unwrap();
+    assert!(!apply(&cfg(), 59_999, &mut d, &mut m, &Op::Check).allowed);
+    assert_eq!(
+      apply(&cfg(), 60_000, &mut d, &mut m, &Op::Check)
+        .day
+        .reserved,
+      0
+    );
+    let h2 = apply(&cfg(), 60_000, &mut d, &mut m, &Op::Reserve { nano: 100 })
+      .hold
+      .unwrap();
+    assert_ne!(h.id, h2.id);
+    let r = apply(&cfg(), 60_001, &mut d, &mut m, &Op::Release { id: h2.id });
+    assert!(r.allowed);
+    assert_eq!(r.day.reserved, 0);
+  }
+
+  #[test]
+  fn each_threshold_alerts_once_per_bucket() {
+    let (mut d, mut m) = (Bucket::default(), Bucket::default());
+    let rec = |n| Op::Record {
+      nano: n,
+      tags: vec![],
+    };
+    // 80 is not above 80 % of 100 (the seed compares with `>`).
+    assert!(apply(&cfg(), 0, &mut d, &mut m, &rec(80)).alerts.is_empty());
+    assert_eq!(
+      apply(&cfg(), 1, &mut d, &mut m, &rec(1)).alerts,
+      vec![(Period::Day, 0.8)]
+    );
+    assert!(apply(&cfg(), 2, &mut d, &mut m, &rec(1)).alerts.is_empty());
+    // One call can cross several thresholds, of both periods.
+    let r = apply(&cfg(), 3, &mut d, &mut m, &rec(900));
+    assert_eq!(
+      r.alerts,
+      vec![
+        (Period::Day, 0.9),
+        (Period::Month, 0.8),
+        (Period::Month, 0.9)
+      ]
+    );
+    assert!(!r.allowed);
+    // A new day's bucket alerts again; the month's does not.
+    let mut d2 = Bucket::default();
+    assert_eq!(
+      apply(&cfg(), DAY, &mut d2, &mut m, &rec(95)).alerts,
+      vec![(Period::Day, 0.8), (Period::Day, 0.9)]
+    );
+  }
+
+  #[test]
+  fn keep_until_covers_the_last_hold() {
+    let (mut d, mut m) = (Bucket::default(), Bucket::default());
+    apply(
+      &cfg(),
+      NOV25 + DAY - 10,
+      &mut d,
+      &mut m,
+      &Op::Reserve { nano: 1 },
+    );
+    assert_eq!(d.keep_until(NOV25 + DAY), NOV25 + DAY - 10 + 60_000);
+  }
+}
