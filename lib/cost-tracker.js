@@ -4,7 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
 const { costOf, usageFrom } = require('./cost')
 const v = require('./validate')
 
@@ -75,6 +76,10 @@ class CostTracker {
   #thresholds
   #onAlert
   #prefix
+  #holdMs
+  #stats = newStats()
+  #fallback = null
+  #openHolds = 0
 
   /**
    * @param store a MemoryStore (default), RedisStore, Redis URL or client
@@ -108,6 +113,35 @@ class CostTracker {
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
     const nano = (b) => (b === null ? -1 : toNano(b))
     this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
+    this.#holdMs = holdMs
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () =>
+        new CostTracker(new MemoryStore({ now: clock }), {
+          dailyBudget: this.#dailyBudget,
+          monthlyBudget: this.#monthlyBudget,
+          alertThresholds: this.#thresholds,
+          holdTtlSeconds: holdMs / 1000,
+          prefix: this.#prefix,
+          onAlert: () => {}, // alerts are Redis-wide: a local twin would fire them once per process
+          [kLocalTwin]: true,
+        })
+      // Spend recorded, settled or released while Redis was away happens there, on its day.
+      const replay = (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.now).then((d) => this.#alert(d), rethrow)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('CostTracker', this.#prefix, this.#stats)
+  }
+
+  /** Calls answered, refusals, and what the store failure policy did. */
+  stats() {
+    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+  }
+
+  /** Pushes spend counted during a Redis outage (under 'fail-open' or 'local') to Redis now. */
+  flush() {
+    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
   }
 
   get dailyBudget() {
@@ -266,11 +300,52 @@ class CostTracker {
   #run(code, nano, holdId, tags) {
     const now = this.#clock ? this.#clock() : Date.now()
     const after = (d) => {
+      this.#stats.decisions++
+      if (!d.allowed && code === RESERVE) bump(this.#stats.refused, 'budget')
       this.#alert(d)
       return d
     }
     if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, now)))
-    return this.#core.runAsync(code, nano, holdId, tags, now).then(after, rethrow)
+    const counts = code === RECORD || code === SETTLE || code === RELEASE
+    return this.#fallback.run(
+      () => this.#core.runAsync(code, nano, holdId, tags, now).then(after, rethrow),
+      () => after(this.#open(code, nano, now)),
+      (l) => this.#viaLocal(l, code, nano, holdId, tags).then(after),
+      counts ? { code, nano, holdId, tags, now } : null,
+    )
+  }
+
+  // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.
+  #viaLocal(l, code, nano, holdId, tags) {
+    const id = holdId.startsWith('local:') ? holdId.slice(6) : holdId
+    return l.#run(code, nano, id, tags).then((d) => {
+      if (d.holdId) d.holdId = `local:${d.holdId}`
+      return d
+    })
+  }
+
+  /** 'fail-open': an answer as if nothing were spent. */
+  #open(code, nano, now) {
+    const iso = new Date(now).toISOString()
+    const day = iso.slice(0, 10)
+    const d = new Date(now)
+    const hold = code === RESERVE
+    return {
+      allowed: true,
+      day,
+      dayEndsAt: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1),
+      daySpent: 0,
+      dayReserved: 0,
+      month: iso.slice(0, 7),
+      monthEndsAt: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1),
+      monthSpent: 0,
+      monthReserved: 0,
+      holdId: hold ? `local:${day}#open-${++this.#openHolds}` : undefined,
+      holdExpiresAt: hold ? now + this.#holdMs : undefined,
+      alertPeriods: [],
+      alertThresholds: [],
+      tags: [],
+    }
   }
 
   #totals(d) {
@@ -286,10 +361,15 @@ class CostTracker {
         resetsAt: endsAt,
       }
     }
-    return {
+    const t = {
       daily: period(d.day, d.dayEndsAt, d.daySpent, d.dayReserved, this.#dailyBudget),
       monthly: period(d.month, d.monthEndsAt, d.monthSpent, d.monthReserved, this.#monthlyBudget),
     }
+    if (d.fallback !== undefined) {
+      t.fallback = d.fallback
+      t.error = d.error
+    }
+    return t
   }
 
   /** Calls `onAlert` once for each threshold this call crossed (the store remembers it). */

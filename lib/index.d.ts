@@ -59,7 +59,7 @@ export declare class MemoryStore {
 }
 
 /** Options of {@link RedisStore}. */
-export interface RedisStoreOptions {
+export interface RedisStoreOptions extends StoreFailureOptions {
   /** `redis://[user:password@]host:port/db` or `rediss://…` (TLS; append `#insecure` to skip verification). */
   url?: string
   /** Seed nodes of a Redis Cluster, as URLs. */
@@ -105,7 +105,7 @@ export declare class RedisStore {
 // ---- ResponseCache ---------------------------------------------------------------------------
 
 /** Options of {@link ResponseCache}. */
-export interface CacheOptions {
+export interface CacheOptions extends StoreFailureOptions {
   /** Seconds a response stays cached. Default 3600. */
   ttl?: number
   /** Key prefix. Default `'tollgate:cache:'`. */
@@ -142,6 +142,8 @@ export declare class ResponseCache {
   set(model: string, messages: any[], response: unknown): Promise<void>
   /** Removes the cached response; resolves `true` when there was one. */
   invalidate(model: string, messages: any[]): Promise<boolean>
+  /** This instance's counters, with cache lookups, hits, misses and hit rate. */
+  stats(): ClassStats & { hits: number; misses: number; hitRate: number }
 }
 
 /** SHA-256 (64 hex characters) of the canonical JSON of `{ model, messages }`: the default cache key, without prefix. */
@@ -150,7 +152,7 @@ export declare function requestKey(model: string, messages: any[]): string
 // ---- RateLimiter -----------------------------------------------------------------------------
 
 /** Options of {@link RateLimiter}. */
-export interface RateLimitOptions {
+export interface RateLimitOptions extends StoreFailureOptions {
   /** Requests allowed inside any window. Default 60; at most 10,000,000. */
   maxRequests?: number
   /** Window length in seconds. Default 60; at most 366 days. */
@@ -160,7 +162,7 @@ export interface RateLimitOptions {
 }
 
 /** A rate-limit decision. */
-export interface RateLimitResult {
+export interface RateLimitResult extends Answered {
   /**
    * `check`/`consume`: one more request fits (and `consume` counted it). `record`: the request
    * just recorded fitted inside the limit.
@@ -197,12 +199,16 @@ export declare class RateLimiter {
   record(provider: string): Promise<RateLimitResult>
   /** Admits and counts one request if it fits, in one atomic step; counts nothing when refused. */
   consume(id: string): Promise<RateLimitResult>
+  /** This instance's counters. */
+  stats(): ClassStats
+  /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
+  flush(): Promise<boolean>
 }
 
 // ---- TokenBudget -----------------------------------------------------------------------------
 
 /** Options of {@link TokenBudget}. */
-export interface TokenBudgetOptions {
+export interface TokenBudgetOptions extends StoreFailureOptions {
   /** Tokens allowed per period (required). */
   maxTokens: number
   /** Period length in seconds, starting at the bucket's first write. Default 86400 (a day). */
@@ -224,7 +230,7 @@ export interface BudgetHold {
 }
 
 /** A budget decision. */
-export interface TokenBudgetResult {
+export interface TokenBudgetResult extends Answered {
   /**
    * `check`/`release`: `used + reserved < maxTokens`. `record`/`settle`: the total (with
    * reservations) is still within `maxTokens`. `reserve`: the estimate was held.
@@ -284,12 +290,16 @@ export declare class TokenBudget {
   settle(hold: BudgetHold, actualTokens: number): Promise<TokenBudgetResult>
   /** Drops a hold without counting anything. */
   release(hold: BudgetHold): Promise<TokenBudgetResult>
+  /** This instance's counters. */
+  stats(): ClassStats
+  /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
+  flush(): Promise<boolean>
 }
 
 // ---- SessionStore ----------------------------------------------------------------------------
 
 /** Options of {@link SessionStore}. */
-export interface SessionOptions {
+export interface SessionOptions extends StoreFailureOptions {
   /** Seconds a session lives after its last save, append or touch. Default 1800. */
   ttl?: number
   /** Key prefix. Default `'tollgate:session:'`. */
@@ -332,6 +342,8 @@ export declare class SessionStore {
   touch(sessionId: string): Promise<boolean>
   /** Deletes the session; resolves `true` when there was one. */
   destroy(sessionId: string): Promise<boolean>
+  /** This instance's counters. */
+  stats(): ClassStats
 }
 
 // ---- Errors ----------------------------------------------------------------------------------
@@ -676,10 +688,80 @@ export declare function estimateCost(
  */
 export declare function usageFrom(response: unknown): Usage | null
 
+// ---- Store failures and observability -------------------------------------------------------
+
+/**
+ * What a Redis-backed class does when Redis cannot answer (timed out, unreachable):
+ * - `'fail-closed'` (default): the call rejects with a {@link StoreError} — nothing is decided
+ *   without the store, and `err.code` says why;
+ * - `'fail-open'`: the call answers as if there were no limit (admitted, a cache miss, an empty
+ *   session), marked `fallback: 'fail-open'`;
+ * - `'local'`: an in-process twin with the same limits answers (per process), marked
+ *   `fallback: 'local'`.
+ * Under `'fail-open'` and `'local'` what was counted meanwhile (requests admitted, tokens or
+ * dollars recorded, holds settled or released) is replayed to Redis, at its original time, once
+ * Redis answers again — at least once: a call that timed out may also have been applied.
+ */
+export type StoreErrorPolicy = 'fail-closed' | 'fail-open' | 'local'
+
+/** Every policy name. */
+export declare const POLICIES: readonly StoreErrorPolicy[]
+
+/** Failure options of every Redis-backed class (a RedisStore's are the defaults of its classes). */
+export interface StoreFailureOptions {
+  /** Default `'fail-closed'`. Ignored on a MemoryStore (it cannot fail). */
+  onStoreError?: StoreErrorPolicy
+  /**
+   * After Redis timed out or was unreachable, calls skip it for this long and go straight to the
+   * policy, so an outage costs one timeout per `storeRetryMs` rather than one per call; then
+   * the next call tries Redis again (the connection comes back on its own). Default 1000.
+   */
+  storeRetryMs?: number
+}
+
+/** Set on results answered by a policy instead of the store. */
+export interface Answered {
+  /** Which policy answered; absent when the store did. */
+  fallback?: 'fail-open' | 'local'
+  /** The store error the policy answered. */
+  error?: StoreError
+}
+
+/** Counters of one class instance (`stats()`); `metrics()` has them for every instance. */
+export interface ClassStats {
+  /** Calls answered (by the store or a policy). */
+  decisions: number
+  /** Refusals by reason (`limit`, `budget`). */
+  refused: Record<string, number>
+  /** Store failures by error code. */
+  errors: Partial<Record<ErrorCode, number>>
+  /** Calls answered by each policy. */
+  fallbacks: { 'fail-open': number; local: number }
+  /** Counts made during an outage and replayed to Redis since. */
+  replayed: number
+  /** Counts dropped because more than 100,000 waited for replay. */
+  dropped: number
+  /** The failure policy; null on a MemoryStore. */
+  policy: StoreErrorPolicy | null
+  /** Counts waiting for replay. */
+  pending: number
+}
+
+/**
+ * Every class's counters in the Prometheus text exposition format, labelled by class and
+ * prefix: `tollgate_decisions_total`, `tollgate_refusals_total{reason}`,
+ * `tollgate_store_errors_total{code}`, `tollgate_fallbacks_total{policy}`,
+ * `tollgate_replayed_total`, `tollgate_replay_dropped_total`.
+ *
+ * @example
+ * http.createServer((req, res) => res.end(metrics())).listen(9464)
+ */
+export declare function metrics(): string
+
 // ---- CostTracker -----------------------------------------------------------------------------
 
 /** Options of {@link CostTracker}. */
-export interface CostTrackerOptions {
+export interface CostTrackerOptions extends StoreFailureOptions {
   /** USD per UTC day; `null` for none. Default 50 (the seed's). */
   dailyBudget?: number | null
   /** USD per UTC month; `null` for none. Default 1000 (the seed's). */
@@ -731,7 +813,7 @@ export interface CostPeriod {
 }
 
 /** Today's and this month's ledgers. */
-export interface CostTotals {
+export interface CostTotals extends Answered {
   daily: CostPeriod
   monthly: CostPeriod
 }
@@ -812,6 +894,10 @@ export declare class CostTracker {
   /** Today's and this month's ledgers, with the spend per tag unless `{ tags: false }`. */
   totals(options?: { tags?: true }): Promise<{ daily: CostPeriod & { byTag: CostByTag }; monthly: CostPeriod & { byTag: CostByTag } }>
   totals(options: { tags: false }): Promise<CostTotals>
+  /** This instance's counters. */
+  stats(): ClassStats
+  /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
+  flush(): Promise<boolean>
 }
 
 // ---- ModelTiers ------------------------------------------------------------------------------

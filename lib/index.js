@@ -12,6 +12,7 @@ const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = 
 const { withRetry } = require('./retry')
 const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cost')
 const { CostTracker } = require('./cost-tracker')
+const { metrics, POLICIES } = require('./policy')
 const { ModelTiers, MODEL_TIERS } = require('./model-tiers')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
@@ -46,4 +47,6 @@ module.exports = {
   CostTracker,
   ModelTiers,
   MODEL_TIERS,
+  metrics,
+  POLICIES,
 }

@@ -35,5 +35,7 @@ export const {
   CostTracker,
   ModelTiers,
   MODEL_TIERS,
+  metrics,
+  POLICIES,
 } = tollgate
 export default tollgate

@@ -4,7 +4,8 @@
 
 const native = require('./native')
 const { fromNative } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const CHECK = 0
@@ -33,6 +34,8 @@ class RateLimiter {
   #windowSeconds
   #prefix
   #batch = null
+  #stats = newStats()
+  #fallback = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'RateLimiter')
@@ -44,6 +47,25 @@ class RateLimiter {
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
     this.#core = native.rateLimiterNew(ns, this.#prefix, this.#maxRequests, windowMs)
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () => new RateLimiter(new MemoryStore({ now: clock }), { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, [kLocalTwin]: true })
+      // A request admitted while Redis was away is recorded there, at its time, once it is back.
+      const replay = (op) => this.#enqueue(RECORD, op.id, op.now, true)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('RateLimiter', this.#prefix, this.#stats)
+  }
+
+  /** What this limiter answered, refused and fell back on (see `metrics()` for all classes). */
+  stats() {
+    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+  }
+
+  /** Pushes counts made during a Redis outage (under 'fail-open' or 'local') to Redis now. */
+  flush() {
+    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
   }
 
   /** The configured limit. */
@@ -78,8 +100,10 @@ class RateLimiter {
     try {
       v.id(id, name)
       const now = this.#clock ? this.#clock() : -1
-      if (this.#memory) return Promise.resolve(unpack(native.rateLimiterRun(this.#core, code, id, now)))
-      return this.#enqueue(code, id, now)
+      if (this.#memory) return Promise.resolve(this.#count(unpack(native.rateLimiterRun(this.#core, code, id, now))))
+      const outage = this.#fallback.skipping()
+      if (outage !== null) return this.#fallbackFor(outage, code, id, now, true)
+      return this.#enqueue(code, id, now, false)
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -88,35 +112,66 @@ class RateLimiter {
   // Redis: calls made in the same turn of the event loop (a Promise.all, many callers waking
   // together) go to Redis as one script call. Each decision still runs atomically and in
   // order; a lone call is sent alone, at the end of the current turn.
-  #enqueue(code, id, now) {
+  // A replayed count (`replay`) skips the failure policy: if Redis fails again it stays queued.
+  #enqueue(code, id, now, replay) {
     return new Promise((resolve, reject) => {
       let b = this.#batch
       if (b === null) {
-        b = this.#batch = { codes: [], ids: [], nows: [], settle: [] }
-        queueMicrotask(() => this.#flush(b))
+        b = this.#batch = { codes: [], ids: [], nows: [], replays: [], settle: [] }
+        queueMicrotask(() => this.#send(b))
       }
       b.codes.push(code)
       b.ids.push(id)
       b.nows.push(now)
+      b.replays.push(replay)
       b.settle.push(resolve, reject)
-      if (b.ids.length >= MAX_BATCH) this.#flush(b)
+      if (b.ids.length >= MAX_BATCH) this.#send(b)
     })
   }
 
-  #flush(b) {
+  #send(b) {
     if (this.#batch === b) this.#batch = null
     if (b.sent) return
     b.sent = true
     const fail = (e) => {
-      for (let i = 1; i < b.settle.length; i += 2) b.settle[i](fromNative(e))
+      const err = fromNative(e)
+      for (let i = 0; i < b.ids.length; i++) {
+        const [resolve, reject] = [b.settle[2 * i], b.settle[2 * i + 1]]
+        if (b.replays[i]) {
+          reject(err)
+          continue
+        }
+        this.#fallbackFor(err, b.codes[i], b.ids[i], b.nows[i]).then(resolve, reject)
+      }
     }
     try {
       native.rateLimiterRunBatch(this.#core, b.codes, b.ids, b.nows).then((packed) => {
-        for (let i = 0; i < packed.length; i++) b.settle[2 * i](unpack(packed[i]))
+        for (let i = 0; i < packed.length; i++) {
+          const r = unpack(packed[i])
+          b.settle[2 * i](b.replays[i] ? r : this.#count(r))
+        }
+        this.#fallback.ok()
       }, fail)
     } catch (e) {
       fail(e)
     }
+  }
+
+  #fallbackFor(err, code, id, now, skipped = false) {
+    try {
+      const open = () => ({ allowed: true, remaining: this.#maxRequests, resetInSeconds: 0 })
+      const viaLocal = (l) => (code === CHECK ? l.check(id) : code === RECORD ? l.record(id) : l.consume(id))
+      const count = (r) => (code === RECORD || (code === CONSUME && r.allowed) ? { id, now } : null)
+      return this.#fallback.handle(err, open, viaLocal, count, skipped).then((r) => this.#count(r))
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+
+  #count(r) {
+    this.#stats.decisions++
+    if (!r.allowed) bump(this.#stats.refused, 'limit')
+    return r
   }
 }
 

@@ -4,7 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -27,6 +28,9 @@ class ResponseCache {
   #ttl
   #prefix
   #keyFn
+  #stats = newStats()
+  #hits = 0
+  #fallback = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'ResponseCache')
@@ -38,6 +42,31 @@ class ResponseCache {
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
     this.#core = new native.ResponseCacheCore(ns, ttlMs)
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () =>
+        new ResponseCache(new MemoryStore({ now: clock }), {
+          ttl: this.#ttl,
+          prefix: this.#prefix,
+          keyFn: this.#keyFn === null ? undefined : this.#keyFn,
+          [kLocalTwin]: true,
+        })
+      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('ResponseCache', this.#prefix, this.#stats)
+  }
+
+  /** Lookups, hits, misses, and what the store failure policy did. */
+  stats() {
+    const lookups = this.#stats.decisions
+    return snapshot(this.#stats, {
+      policy: this.#fallback ? this.#fallback.policy : null,
+      pending: 0,
+      hits: this.#hits,
+      misses: lookups - this.#hits,
+      hitRate: lookups === 0 ? 0 : this.#hits / lookups,
+    })
   }
 
   get ttl() {
@@ -64,10 +93,17 @@ class ResponseCache {
   get(model, messages) {
     try {
       const key = this.keyFor(model, messages)
-      const parse = (text) => this.#parse(key, text)
+      const parse = (text) => this.#lookup(this.#parse(key, text))
       const now = this.#now()
       if (this.#memory) return Promise.resolve(parse(this.#core.get(key, now)))
-      return this.#core.getAsync(key, now).then(parse, rethrow)
+      // 'fail-open' answers a miss; nothing is marked on a cached response (it is the user's).
+      return this.#fallback.run(
+        () => this.#core.getAsync(key, now).then(parse, rethrow),
+        () => this.#lookup(null),
+        (l) => l.get(model, messages).then((r) => this.#lookup(r)),
+        null,
+        false,
+      )
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -80,7 +116,13 @@ class ResponseCache {
       const text = v.json(response, 'response')
       const now = this.#now()
       if (this.#memory) return Promise.resolve(this.#core.set(key, text, now))
-      return this.#core.setAsync(key, text, now).then(() => undefined, rethrow)
+      return this.#fallback.run(
+        () => this.#core.setAsync(key, text, now).then(() => undefined, rethrow),
+        () => undefined,
+        (l) => l.set(model, messages, response),
+        null,
+        false,
+      )
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -95,13 +137,25 @@ class ResponseCache {
     }
   }
 
+  #lookup(r) {
+    this.#stats.decisions++
+    if (r !== null) this.#hits++
+    return r
+  }
+
   #now() {
     return this.#clock ? this.#clock() : -1
   }
 
   #delete(key) {
     if (this.#memory) return Promise.resolve(this.#core.delete(key, this.#now()))
-    return this.#core.deleteAsync(key).then(undefined, rethrow)
+    return this.#fallback.run(
+      () => this.#core.deleteAsync(key).then(undefined, rethrow),
+      () => false,
+      (l) => l.#delete(key),
+      null,
+      false,
+    )
   }
 
   #parse(key, text) {

@@ -4,7 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange, codes } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -26,6 +27,8 @@ class SessionStore {
   #ttl
   #prefix
   #maxBytes
+  #stats = newStats()
+  #fallback = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'SessionStore')
@@ -37,6 +40,24 @@ class SessionStore {
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
     this.#core = new native.SessionStoreCore(ns, this.#prefix, ttlMs, this.#maxBytes ?? 0)
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () =>
+        new SessionStore(new MemoryStore({ now: clock }), {
+          ttl: this.#ttl,
+          prefix: this.#prefix,
+          maxBytes: this.#maxBytes === null ? undefined : this.#maxBytes,
+          [kLocalTwin]: true,
+        })
+      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('SessionStore', this.#prefix, this.#stats)
+  }
+
+  /** Calls answered, and what the store failure policy did. */
+  stats() {
+    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: 0 })
   }
 
   get ttl() {
@@ -53,26 +74,32 @@ class SessionStore {
 
   /** Replaces the session with `data` and restarts its TTL. */
   save(sessionId, data) {
-    return this.#call(sessionId, (id, now) => {
-      const [head, messages] = split(data)
+    let head, messages
+    try {
+      ;[head, messages] = split(data)
       if (this.#maxBytes !== null) {
         const size = Buffer.byteLength(head) + (messages === null ? 0 : Buffer.byteLength(messages))
         if (size > this.#maxBytes) {
           throw outOfRange(`the session is ${size} bytes, over maxBytes (${this.#maxBytes})`, codes.TOO_LARGE)
         }
       }
-      if (this.#memory) return this.#core.save(id, head, messages, now)
-      return this.#core.saveAsync(id, head, messages, now)
-    })
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+    return this.#call(
+      sessionId,
+      (id, now) => (this.#memory ? this.#core.save(id, head, messages, now) : this.#core.saveAsync(id, head, messages, now)),
+      () => undefined,
+      (l) => l.save(sessionId, data),
+    )
   }
 
-  /** The session's data, or null. Does not extend the TTL (see `touch`). */
   load(sessionId) {
     return this.#call(sessionId, (id, now) => {
       const parse = (text) => this.#parse(id, text)
       if (this.#memory) return parse(this.#core.load(id, now))
       return this.#core.loadAsync(id, now).then(parse)
-    })
+    }, () => null, (l) => l.load(sessionId))
   }
 
   /**
@@ -80,29 +107,45 @@ class SessionStore {
    * missing) and restarts its TTL. Resolves to the session's size in bytes.
    */
   append(sessionId, ...messages) {
-    return this.#call(sessionId, (id, now) => {
+    let items
+    try {
       if (messages.length === 0) throw invalidArg('append needs at least one message')
-      const items = messages.map((m, i) => v.json(m, `messages[${i}]`)).join(',')
-      if (this.#memory) return this.#core.append(id, items, now)
-      return this.#core.appendAsync(id, items, now)
-    })
+      items = messages.map((m, i) => v.json(m, `messages[${i}]`)).join(',')
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+    return this.#call(
+      sessionId,
+      (id, now) => (this.#memory ? this.#core.append(id, items, now) : this.#core.appendAsync(id, items, now)),
+      () => 0,
+      (l) => l.append(sessionId, ...messages),
+    )
   }
 
-  /** Restarts the session's TTL without changing it; resolves false when there is none. */
   touch(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.touch(id, now) : this.#core.touchAsync(id, now)))
+    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.touch(id, now) : this.#core.touchAsync(id, now)), () => false, (l) => l.touch(sessionId))
   }
 
   /** Deletes the session; resolves true when there was one. */
   destroy(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.destroy(id, now) : this.#core.destroyAsync(id)))
+    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.destroy(id, now) : this.#core.destroyAsync(id)), () => false, (l) => l.destroy(sessionId))
   }
 
-  #call(sessionId, f) {
+  // `open` and `viaLocal` answer under 'fail-open' and 'local' when Redis cannot.
+  #call(sessionId, f, open, viaLocal) {
     try {
       v.id(sessionId, 'sessionId')
-      const out = f(sessionId, this.#clock ? this.#clock() : -1)
-      return out !== null && typeof out === 'object' && typeof out.then === 'function' ? out.then(undefined, rethrow) : Promise.resolve(out)
+      const now = this.#clock ? this.#clock() : -1
+      this.#stats.decisions++
+      if (this.#memory) return Promise.resolve(f(sessionId, now))
+      // Argument errors are thrown before anything is sent, so they never reach the policy.
+      return this.#fallback.run(
+        () => f(sessionId, now).then(undefined, rethrow),
+        open,
+        viaLocal,
+        null,
+        false,
+      )
     } catch (e) {
       return Promise.reject(fromNative(e))
     }

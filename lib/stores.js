@@ -5,9 +5,12 @@
 const native = require('./native')
 const { invalidArg, outOfRange } = require('./errors')
 const v = require('./validate')
+const { policyOf, retryMsOf } = require('./policy')
 
 const kNative = Symbol('tollgate.native')
 const kClock = Symbol('tollgate.clock')
+/** The store-wide default `onStoreError` of a RedisStore. */
+const kPolicy = Symbol('tollgate.onStoreError')
 
 /** Where Quota scopes live in a store, unless a Quota is given another prefix. */
 const QUOTA_PREFIX = 'tollgate:quota:'
@@ -140,6 +143,10 @@ class RedisStore {
       o.commandTimeoutMs === undefined ? DEFAULT_COMMAND_TIMEOUT_MS : v.millis(o.commandTimeoutMs, 'options.commandTimeoutMs', 60000)
     this[kNative] = native.NativeStore.redis({ urls, cluster, connectTimeoutMs, commandTimeoutMs })
     this[kClock] = clockOf(o.now)
+    this[kPolicy] = {
+      policy: o.onStoreError === undefined ? undefined : policyOf(o, undefined),
+      retryMs: o.storeRetryMs === undefined ? undefined : retryMsOf(o.storeRetryMs, 'options.storeRetryMs'),
+    }
   }
 
   /**
@@ -286,6 +293,7 @@ module.exports = {
   isRedisClient,
   kNative,
   kClock,
+  kPolicy,
   connectionOf,
   storeAndOptions,
   defaultMemoryStore,

@@ -4,7 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const CHECK = 0
@@ -14,6 +15,7 @@ const SETTLE = 3
 const RELEASE = 4
 
 const MAX_TOKENS = Number.MAX_SAFE_INTEGER
+let openHolds = 0
 const MAX_PERIOD_SECONDS = 10 * 366 * 24 * 3600
 
 class TokenBudget {
@@ -24,6 +26,8 @@ class TokenBudget {
   #periodSeconds
   #holdTtlSeconds
   #prefix
+  #stats = newStats()
+  #fallback = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'TokenBudget')
@@ -38,6 +42,32 @@ class TokenBudget {
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
     this.#core = new native.TokenBudgetCore(ns, this.#prefix, this.#maxTokens, periodMs, holdMs)
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () =>
+        new TokenBudget(new MemoryStore({ now: clock }), {
+          maxTokens: this.#maxTokens,
+          periodSeconds: this.#periodSeconds,
+          holdTtlSeconds: this.#holdTtlSeconds,
+          prefix: this.#prefix,
+          [kLocalTwin]: true,
+        })
+      // What was recorded, settled or released while Redis was away happens there, at its time.
+      const replay = (op) => this.#core.runAsync(op.code, op.bucket, op.tokens, op.holdId, op.now).catch(rethrow)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('TokenBudget', this.#prefix, this.#stats)
+  }
+
+  /** What this budget answered, refused and fell back on. */
+  stats() {
+    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+  }
+
+  /** Pushes what was counted during a Redis outage (under 'fail-open' or 'local') to Redis now. */
+  flush() {
+    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
   }
 
   get maxTokens() {
@@ -93,12 +123,45 @@ class TokenBudget {
       v.id(bucket, 'bucket')
       if (tokensName) v.integer(tokens, tokensName, 0, MAX_TOKENS)
       const now = this.#clock ? this.#clock() : -1
-      const shape = (d) => this.#result(d, bucket, tokens, code)
+      const shape = (d) => this.#count(this.#result(d, bucket, tokens, code))
       if (this.#memory) return Promise.resolve(shape(this.#core.run(code, bucket, tokens, holdId, now)))
-      return this.#core.runAsync(code, bucket, tokens, holdId, now).then(shape, rethrow)
+      return this.#fallback.run(
+        () => this.#core.runAsync(code, bucket, tokens, holdId, now).then(shape, rethrow),
+        () => this.#count(this.#open(code, bucket, tokens, now)),
+        (l) => this.#viaLocal(l, code, bucket, tokens, holdId),
+        code === RECORD || code === SETTLE || code === RELEASE ? { code, bucket, tokens, holdId, now } : null,
+      )
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
+  }
+
+  // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.
+  #viaLocal(l, code, bucket, tokens, holdId) {
+    const id = holdId.startsWith('local:') ? holdId.slice(6) : holdId
+    const hold = { bucket, id, tokens: 0, expiresAt: 0 }
+    const r =
+      code === CHECK ? l.check(bucket) : code === RECORD ? l.record(bucket, tokens) : code === RESERVE ? l.reserve(bucket, tokens) : code === SETTLE ? l.settle(hold, tokens) : l.release(hold)
+    return r.then((x) => {
+      if (x.hold) x.hold.id = `local:${x.hold.id}`
+      return this.#count(x)
+    })
+  }
+
+  /** 'fail-open': as if the bucket were empty. */
+  #open(code, bucket, tokens, now) {
+    const r = { allowed: true, used: 0, remaining: this.#maxTokens, resetInSeconds: this.#periodSeconds, reserved: 0 }
+    if (code === RESERVE) {
+      const at = now < 0 ? Date.now() : now
+      r.hold = { bucket, id: `local:open-${at}-${++openHolds}`, tokens, expiresAt: at + this.#holdTtlSeconds * 1000 }
+    }
+    return r
+  }
+
+  #count(r) {
+    this.#stats.decisions++
+    if (!r.allowed) bump(this.#stats.refused, 'budget')
+    return r
   }
 
   #result(d, bucket, tokens, code) {

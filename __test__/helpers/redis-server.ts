@@ -46,8 +46,8 @@ export interface RedisServer {
  * A throwaway redis-server: no persistence, its own temp dir, loopback only. With `tls`, it
  * listens for TLS only, with a self-signed certificate made by openssl.
  */
-export async function startRedis(extraArgs: string[] = [], tls = false): Promise<RedisServer> {
-  const port = await freePort()
+export async function startRedis(extraArgs: string[] = [], tls = false, atPort?: number): Promise<RedisServer> {
+  const port = atPort ?? (await freePort())
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-redis-'))
   let listen = ['--port', String(port)]
   if (tls) {

@@ -1,0 +1,212 @@
+// onStoreError: what each class answers while Redis is away, how fast, and that what was counted
+// meanwhile reaches Redis once it is back. A real redis-server per test, paused with SIGSTOP or
+// killed and restarted on the same port.
+import { afterEach, describe, expect, it } from 'vitest'
+import { CostTracker, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
+import { startRedis, type RedisServer } from './helpers/redis-server.js'
+import { Clock } from './helpers/stores.js'
+
+const TIMEOUTS = { connectTimeoutMs: 200, commandTimeoutMs: 150, storeRetryMs: 60 }
+/** Every call settles within connect + command timeout; this leaves room for a loaded machine. */
+const BOUND_MS = 200 + 150 + 400
+
+let servers: RedisServer[] = []
+let stores: RedisStore[] = []
+afterEach(async () => {
+  for (const s of servers) s.process.kill('SIGCONT')
+  await Promise.all(stores.map((s) => s.close()))
+  await Promise.all(servers.map((s) => s.stop()))
+  servers = []
+  stores = []
+})
+
+async function redis(): Promise<{ server: RedisServer; store: (o?: object) => RedisStore }> {
+  const server = await startRedis()
+  servers.push(server)
+  return {
+    server,
+    store: (o = {}) => {
+      const s = new RedisStore(server.url, { ...TIMEOUTS, ...o })
+      stores.push(s)
+      return s
+    },
+  }
+}
+
+/** Restarts a killed server on the same port (empty: no persistence). */
+async function restart(server: RedisServer): Promise<RedisServer> {
+  await server.stop()
+  servers = servers.filter((s) => s !== server)
+  const again = await startRedis([], false, server.port)
+  servers.push(again)
+  return again
+}
+
+/** Waits until calls stop skipping Redis (storeRetryMs) and the connection is back. */
+const pastRetry = () => new Promise((r) => setTimeout(r, TIMEOUTS.storeRetryMs + 20))
+
+async function timed<T>(p: Promise<T>): Promise<[T, number]> {
+  const t0 = Date.now()
+  const r = await p
+  return [r, Date.now() - t0]
+}
+
+describe('onStoreError', () => {
+  it("refuses an unknown policy, and defaults to 'fail-closed'", async () => {
+    const { store } = await redis()
+    expect(() => new RateLimiter(store(), { onStoreError: 'ignore' as any })).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
+    expect(() => new RedisStore('redis://127.0.0.1:1', { onStoreError: 'open' as any })).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
+    expect(() => new TokenBudget(store(), { maxTokens: 1, storeRetryMs: -1 })).toThrow(expect.objectContaining({ code: codes.OUT_OF_RANGE }))
+    expect(new RateLimiter(store()).stats().policy).toBe('fail-closed')
+    expect(new RateLimiter(store({ onStoreError: 'local' })).stats().policy).toBe('local')
+    expect(new RateLimiter(store({ onStoreError: 'local' }), { onStoreError: 'fail-open' }).stats().policy).toBe('fail-open')
+  })
+
+  it("'fail-closed': every call rejects with a typed error within the bound, then Redis answers again", async () => {
+    const { server, store } = await redis()
+    const rl = new RateLimiter(store(), { maxRequests: 5, prefix: 'fc:' })
+    expect((await rl.consume('k')).remaining).toBe(4)
+    server.process.kill('SIGSTOP')
+    const [errs, ms] = await timed(Promise.all(Array.from({ length: 20 }, () => rl.consume('k').catch((e) => e))))
+    expect(ms).toBeLessThan(BOUND_MS)
+    for (const e of errs) expect(e).toMatchObject({ name: 'StoreError', code: codes.STORE_TIMEOUT })
+    // While the outage lasts, calls fail at once instead of each waiting for a timeout.
+    const [again, fast] = await timed(rl.consume('k').catch((e) => e))
+    expect(again).toBeInstanceOf(StoreError)
+    expect(fast).toBeLessThan(50)
+    server.process.kill('SIGCONT')
+    await pastRetry()
+    // The 20 timed-out consumes reached Redis when it resumed (a timeout does not mean "not
+    // applied"): 1 + 4 admitted, the rest refused there.
+    expect(await rl.check('k')).toMatchObject({ allowed: false, remaining: 0 })
+    expect(rl.stats()).toMatchObject({ policy: 'fail-closed', pending: 0, errors: { [codes.STORE_TIMEOUT]: 20 } })
+  })
+
+  it("'fail-open': admits while Redis is away, says so, and replays the admitted requests", async () => {
+    const { server, store } = await redis()
+    const rl = new RateLimiter(store(), { maxRequests: 10, prefix: 'fo:', onStoreError: 'fail-open' })
+    await rl.consume('k')
+    await server.stop()
+    const [r, ms] = await timed(rl.consume('k'))
+    expect(ms).toBeLessThan(BOUND_MS)
+    expect(r).toMatchObject({ allowed: true, fallback: 'fail-open', error: { code: codes.STORE_UNAVAILABLE } })
+    expect(r.error).toBeInstanceOf(StoreError)
+    for (let i = 0; i < 3; i++) expect(await rl.consume('k')).toMatchObject({ allowed: true, fallback: 'fail-open' })
+    expect(rl.stats()).toMatchObject({ pending: 4, fallbacks: { 'fail-open': 4 } })
+    await restart(server)
+    await pastRetry()
+    // The first answer from Redis starts the replay; flush() waits for it.
+    const after = await rl.check('k')
+    expect(after.fallback).toBeUndefined()
+    expect(await rl.flush()).toBe(true)
+    // A fresh (restarted, empty) Redis now holds exactly the 4 requests admitted meanwhile.
+    expect(await rl.check('k')).toMatchObject({ remaining: 6 })
+    expect(rl.stats()).toMatchObject({ pending: 0, replayed: 4 })
+  })
+
+  it("'local': an in-process limiter with the same limits answers, and its admissions reach Redis", async () => {
+    const { server, store } = await redis()
+    const rl = new RateLimiter(store(), { maxRequests: 3, prefix: 'lo:', onStoreError: 'local' })
+    await server.stop()
+    const results = await Promise.all(Array.from({ length: 5 }, () => rl.consume('k')))
+    expect(results.map((r) => [r.allowed, r.remaining, r.fallback])).toEqual([
+      [true, 2, 'local'],
+      [true, 1, 'local'],
+      [true, 0, 'local'],
+      [false, 0, 'local'],
+      [false, 0, 'local'],
+    ])
+    expect(rl.stats()).toMatchObject({ decisions: 5, refused: { limit: 2 }, fallbacks: { local: 5 }, pending: 3 })
+    await restart(server)
+    await pastRetry()
+    expect(await rl.flush()).toBe(true)
+    expect(await rl.consume('k')).toMatchObject({ allowed: false, remaining: 0 })
+  })
+
+  it('TokenBudget: counts made in an outage are replayed at least once, holds never collide', async () => {
+    const { server, store } = await redis()
+    const clock = new Clock()
+    const b = new TokenBudget(store({ now: clock.now }), { maxTokens: 100, prefix: 'tb:', onStoreError: 'local' })
+    await b.record('u', 10)
+    const redisHold = (await b.reserve('u', 30)).hold!
+    server.process.kill('SIGSTOP')
+    // Timed out: Redis will run it when it resumes, and it is replayed too (at least once).
+    expect(await b.record('u', 20)).toMatchObject({ fallback: 'local', used: 20, error: { code: codes.STORE_TIMEOUT } })
+    // Skipped while the outage lasts: answered locally at once, replayed exactly once.
+    const local = await b.reserve('u', 50)
+    expect(local).toMatchObject({ allowed: true, fallback: 'local', hold: { id: expect.stringMatching(/^local:/) } })
+    expect((await b.reserve('u', 40)).allowed).toBe(false) // 20 + 50 + 40 > 100 locally
+    expect(await b.settle(local.hold!, 5)).toMatchObject({ fallback: 'local', used: 25, reserved: 0 })
+    expect(b.stats().pending).toBe(2)
+    server.process.kill('SIGCONT')
+    await pastRetry()
+    await b.check('u')
+    expect(await b.flush()).toBe(true)
+    // 10 + 20 (run on resume) + 20 (replayed) + 5 (the local hold settled); the Redis hold still counts.
+    expect(await b.check('u')).toMatchObject({ used: 55, reserved: 30 })
+    expect(await b.settle(redisHold, 1)).toMatchObject({ used: 56, reserved: 0 })
+  })
+
+  it('every call settles within the bound under each policy, with no unhandled rejection', async () => {
+    const { server, store } = await redis()
+    const unhandled: unknown[] = []
+    const onUnhandled = (e: unknown) => unhandled.push(e)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const s = store()
+      const make = (onStoreError: 'fail-closed' | 'fail-open' | 'local') => ({
+        rl: new RateLimiter(s, { prefix: `all:${onStoreError}:`, onStoreError }),
+        tb: new TokenBudget(s, { maxTokens: 10, prefix: `all:${onStoreError}:`, onStoreError }),
+        cache: new ResponseCache(s, { prefix: `all:${onStoreError}:`, onStoreError }),
+        sessions: new SessionStore(s, { prefix: `all:${onStoreError}:`, onStoreError }),
+        cost: new CostTracker(s, { prefix: `all:${onStoreError}:`, onStoreError, onAlert: () => {} }),
+      })
+      const classes = [make('fail-closed'), make('fail-open'), make('local')]
+      server.process.kill('SIGSTOP')
+      const calls = classes.flatMap((c) => [
+        c.rl.consume('k'),
+        c.tb.reserve('k', 1),
+        c.cache.get('m', [{ q: 1 }]),
+        c.cache.set('m', [{ q: 1 }], 'a'),
+        c.sessions.append('s', { role: 'user' }),
+        c.sessions.load('s'),
+        c.cost.reserve(0.01),
+        c.cost.recordCost(0.01),
+      ])
+      const [settled, ms] = await timed(Promise.allSettled(calls))
+      expect(ms).toBeLessThan(BOUND_MS)
+      const closed = settled.slice(0, 8)
+      for (const r of closed) expect(r).toMatchObject({ status: 'rejected', reason: { code: codes.STORE_TIMEOUT } })
+      for (const r of settled.slice(8)) expect(r.status).toBe('fulfilled')
+      const [open, local] = [settled.slice(8, 16), settled.slice(16)].map((l) => l.map((r) => (r as PromiseFulfilledResult<any>).value))
+      expect(open[0]).toMatchObject({ allowed: true, fallback: 'fail-open' })
+      expect(open[1]).toMatchObject({ allowed: true, fallback: 'fail-open' })
+      expect(open[2]).toBeNull() // a cache miss
+      expect(local[2]).toBeNull()
+      expect(local[5]).toMatchObject({ messages: [{ role: 'user' }] }) // the local session kept the append
+      expect(local[6]).toMatchObject({ allowed: true, fallback: 'local' })
+    } finally {
+      server.process.kill('SIGCONT')
+      await new Promise((r) => setTimeout(r, 20))
+      process.off('unhandledRejection', onUnhandled)
+    }
+    expect(unhandled).toEqual([])
+  })
+
+  it('metrics() exposes decisions, refusals, store errors and fallbacks in the Prometheus format', async () => {
+    const { server, store } = await redis()
+    const rl = new RateLimiter(store(), { maxRequests: 1, prefix: 'metrics-test:', onStoreError: 'local' })
+    await rl.consume('k')
+    await rl.consume('k')
+    await server.stop()
+    await rl.consume('x')
+    const text = metrics()
+    expect(text).toContain('# TYPE tollgate_decisions_total counter')
+    expect(text).toContain('tollgate_decisions_total{class="RateLimiter",prefix="metrics-test:"} 3')
+    expect(text).toContain('tollgate_refusals_total{class="RateLimiter",prefix="metrics-test:",reason="limit"} 1')
+    expect(text).toContain(`tollgate_store_errors_total{class="RateLimiter",prefix="metrics-test:",code="${codes.STORE_UNAVAILABLE}"} 1`)
+    expect(text).toContain('tollgate_fallbacks_total{class="RateLimiter",prefix="metrics-test:",policy="local"} 1')
+    // Every line is a comment or `name{labels} value`.
+    for (const line of text.trim().split('\n')) expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+\{[^}]*\} \d+)$/)
+  })
+})
