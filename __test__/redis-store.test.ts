@@ -193,6 +193,62 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     await store.close()
   })
 
+  it('a refused key is refused locally until its reset, with no Redis command (blocked-key cache)', async () => {
+    let t = 1_700_000_000_000
+    const store = new RedisStore(server.url, { now: () => t })
+    const limiter = new RateLimiter(store, { prefix: unique('blocked'), maxRequests: 2, windowSeconds: 10 })
+    await limiter.consume('k')
+    t += 1_000
+    await limiter.consume('k')
+    const monitor = await admin.monitor()
+    const sent: string[] = []
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua') sent.push(args[0].toLowerCase())
+    })
+    // The first refusal comes from Redis and tells the exact reset: 10 s after the first consume.
+    expect(await limiter.consume('k')).toEqual({ allowed: false, remaining: 0, resetInSeconds: 9 })
+    const answers = []
+    for (let i = 0; i < 50; i++) {
+      t += 100
+      answers.push(await limiter.consume('k'), await limiter.check('k'))
+    }
+    expect(answers.every((a) => !a.allowed)).toBe(true)
+    expect(answers.at(-1)).toEqual({ allowed: false, remaining: 0, resetInSeconds: 4 })
+    // record always counts, so it still goes to Redis.
+    expect((await limiter.record('other')).allowed).toBe(true)
+    t = 1_700_000_000_000 + 9_999
+    expect((await limiter.consume('k')).allowed).toBe(false)
+    t += 1
+    // At the reset the next call asks Redis again, and the oldest entry has left the window.
+    expect(await limiter.consume('k')).toMatchObject({ allowed: true, remaining: 0 })
+    await new Promise((r) => setTimeout(r, 50))
+    monitor.disconnect()
+    expect(sent).toEqual(['evalsha', 'evalsha', 'evalsha'])
+    expect(limiter.stats()).toMatchObject({ blockedLocally: 101, refused: { limit: 102 } })
+    await store.close()
+  })
+
+  it('on the server clock the local block ends no later than the real one', async () => {
+    const store = new RedisStore(server.url)
+    const limiter = new RateLimiter(store, { prefix: unique('blocked-server'), maxRequests: 1, windowSeconds: 0.3 })
+    const t0 = Date.now()
+    await limiter.consume('k')
+    expect((await limiter.consume('k')).allowed).toBe(false)
+    await expect.poll(async () => (await limiter.consume('k')).allowed, { interval: 5, timeout: 2_000 }).toBe(true)
+    // Admitted again only once the window had passed for Redis too.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300)
+    await store.close()
+  })
+
+  it('blockedKeyCache: false asks Redis every time', async () => {
+    const store = new RedisStore(server.url)
+    const limiter = new RateLimiter(store, { prefix: unique('noblock'), maxRequests: 1, blockedKeyCache: false })
+    await limiter.consume('k')
+    for (let i = 0; i < 5; i++) expect((await limiter.consume('k')).allowed).toBe(false)
+    expect(limiter.stats().blockedLocally).toBe(0)
+    await store.close()
+  })
+
   it('the scripts are the pinned ones (a change to a script is deliberate)', async () => {
     const pinned: Record<string, string> = {
       'budget.lua': 'b52e3656b03132e3d753704d0c88ff4795a55200',

@@ -159,6 +159,12 @@ export interface RateLimitOptions extends StoreFailureOptions {
   windowSeconds?: number
   /** Key prefix. Default `'tollgate:ratelimit:'`. */
   prefix?: string
+  /**
+   * On Redis, an id refused until time T (the oldest request leaving the window) is refused
+   * in-process until T, with no Redis command: nothing but time can free a slot, so the answer
+   * is the same. `record` still goes to Redis. Default true.
+   */
+  blockedKeyCache?: boolean
 }
 
 /** A rate-limit decision. */
@@ -741,6 +747,8 @@ export interface ClassStats {
   replayed: number
   /** Counts dropped because more than 100,000 waited for replay. */
   dropped: number
+  /** Refusals answered by the blocked-key cache without a Redis command (RateLimiter). */
+  blockedLocally: number
   /** The failure policy; null on a MemoryStore. */
   policy: StoreErrorPolicy | null
   /** Counts waiting for replay. */

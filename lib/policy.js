@@ -51,7 +51,7 @@ function retryMsOf(x, name) {
 
 /** Counters behind `stats()` and `metrics()`. */
 function newStats() {
-  return { decisions: 0, refused: {}, errors: {}, fallbacks: { 'fail-open': 0, local: 0 }, replayed: 0, dropped: 0 }
+  return { decisions: 0, refused: {}, errors: {}, fallbacks: { 'fail-open': 0, local: 0 }, replayed: 0, dropped: 0, blockedLocally: 0 }
 }
 
 function bump(map, key, n = 1) {
@@ -219,7 +219,7 @@ function escape(label) {
 
 /** All counters in the Prometheus text format. */
 function metrics() {
-  const rows = { decisions: [], refused: [], errors: [], fallbacks: [], replayed: [], dropped: [] }
+  const rows = { decisions: [], refused: [], blocked: [], errors: [], fallbacks: [], replayed: [], dropped: [] }
   for (const [key, refs] of registry) {
     const [cls, prefix] = key.split('\u0000')
     const sum = newStats()
@@ -231,6 +231,7 @@ function metrics() {
       sum.decisions += s.decisions
       sum.replayed += s.replayed
       sum.dropped += s.dropped
+      sum.blockedLocally += s.blockedLocally
       for (const [k, n] of Object.entries(s.refused)) bump(sum.refused, k, n)
       for (const [k, n] of Object.entries(s.errors)) bump(sum.errors, k, n)
       for (const [k, n] of Object.entries(s.fallbacks)) bump(sum.fallbacks, k, n)
@@ -244,12 +245,14 @@ function metrics() {
     for (const [k, n] of Object.entries(sum.refused)) rows.refused.push(`tollgate_refusals_total{${l},reason="${escape(k)}"} ${n}`)
     for (const [k, n] of Object.entries(sum.errors)) rows.errors.push(`tollgate_store_errors_total{${l},code="${escape(k)}"} ${n}`)
     for (const [k, n] of Object.entries(sum.fallbacks)) rows.fallbacks.push(`tollgate_fallbacks_total{${l},policy="${k}"} ${n}`)
+    rows.blocked.push(`tollgate_blocked_locally_total{${l}} ${sum.blockedLocally}`)
     rows.replayed.push(`tollgate_replayed_total{${l}} ${sum.replayed}`)
     rows.dropped.push(`tollgate_replay_dropped_total{${l}} ${sum.dropped}`)
   }
   const help = {
     decisions: ['tollgate_decisions_total', 'Calls answered (by the store or a fallback).'],
     refused: ['tollgate_refusals_total', 'Calls refused, by reason.'],
+    blocked: ['tollgate_blocked_locally_total', 'Refusals answered from the blocked-key cache, with no Redis command.'],
     errors: ['tollgate_store_errors_total', 'Store (Redis) failures, by error code.'],
     fallbacks: ['tollgate_fallbacks_total', 'Calls answered by an onStoreError policy instead of the store.'],
     replayed: ['tollgate_replayed_total', 'Counts made during a store outage and replayed to it afterwards.'],
@@ -272,6 +275,7 @@ function snapshot(stats, extra) {
     fallbacks: { ...stats.fallbacks },
     replayed: stats.replayed,
     dropped: stats.dropped,
+    blockedLocally: stats.blockedLocally,
     ...extra,
   }
 }

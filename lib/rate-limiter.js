@@ -12,18 +12,23 @@ const CHECK = 0
 const RECORD = 1
 const CONSUME = 2
 
-/** Decisions come from Rust packed into one number: (reset * 2^24 + remaining) * 2 + allowed. */
+/**
+ * Decisions come from Rust packed into one number: `(reset * 2^24 + remaining) * 2 + 1` when
+ * allowed, `resetMs * 2` when refused (see src/binding/rate_limiter.rs).
+ */
 function unpack(p) {
-  const allowed = p % 2 === 1
-  const rest = (p - (allowed ? 1 : 0)) / 2
+  if (p % 2 === 0) return { allowed: false, remaining: 0, resetInSeconds: Math.ceil(p / 2000) }
+  const rest = (p - 1) / 2
   const remaining = rest % 16777216
-  return { allowed, remaining, resetInSeconds: (rest - remaining) / 16777216 }
+  return { allowed: true, remaining, resetInSeconds: (rest - remaining) / 16777216 }
 }
 
 /** Most decisions sent to Redis in one script call. */
 const MAX_BATCH = 256
 
 const MAX_REQUESTS = 10_000_000
+/** Most ids the blocked-key cache remembers (the oldest go first). */
+const MAX_BLOCKED = 10_000
 const MAX_WINDOW_SECONDS = 366 * 24 * 3600
 
 class RateLimiter {
@@ -36,6 +41,8 @@ class RateLimiter {
   #batch = null
   #stats = newStats()
   #fallback = null
+  /** Blocked-key cache: id → the time (ms, on this limiter's clock) until which it is refused. */
+  #blocked = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'RateLimiter')
@@ -48,6 +55,7 @@ class RateLimiter {
     this.#clock = s[kClock]
     this.#core = native.rateLimiterNew(ns, this.#prefix, this.#maxRequests, windowMs)
     const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory && o.blockedKeyCache !== false) this.#blocked = new Map()
     if (!this.#memory) {
       const clock = this.#clock
       const local = () => new RateLimiter(new MemoryStore({ now: clock }), { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, [kLocalTwin]: true })
@@ -101,6 +109,17 @@ class RateLimiter {
       v.id(id, name)
       const now = this.#clock ? this.#clock() : -1
       if (this.#memory) return Promise.resolve(this.#count(unpack(native.rateLimiterRun(this.#core, code, id, now))))
+      if (this.#blocked !== null && code !== RECORD) {
+        const until = this.#blocked.get(id)
+        if (until !== undefined) {
+          const at = now >= 0 ? now : Date.now()
+          if (at < until) {
+            this.#stats.blockedLocally++
+            return Promise.resolve(this.#count({ allowed: false, remaining: 0, resetInSeconds: Math.ceil((until - at) / 1000) }))
+          }
+          this.#blocked.delete(id)
+        }
+      }
       const outage = this.#fallback.skipping()
       if (outage !== null) return this.#fallbackFor(outage, code, id, now, true)
       return this.#enqueue(code, id, now, false)
@@ -144,10 +163,16 @@ class RateLimiter {
         this.#fallbackFor(err, b.codes[i], b.ids[i], b.nows[i]).then(resolve, reject)
       }
     }
+    const sentAt = Date.now()
     try {
       native.rateLimiterRunBatch(this.#core, b.codes, b.ids, b.nows).then((packed) => {
         for (let i = 0; i < packed.length; i++) {
-          const r = unpack(packed[i])
+          const p = packed[i]
+          const r = unpack(p)
+          // Refused until now + resetMs: nothing but time frees a slot, so later calls for this
+          // id are refused here without a command until then. The send time is a lower bound of
+          // Redis's own "now", so the local block never outlasts the real one.
+          if (p % 2 === 0 && this.#blocked !== null) this.#block(b.ids[i], (b.nows[i] >= 0 ? b.nows[i] : sentAt) + p / 2)
           b.settle[2 * i](b.replays[i] ? r : this.#count(r))
         }
         this.#fallback.ok()
@@ -166,6 +191,11 @@ class RateLimiter {
     } catch (e) {
       return Promise.reject(e)
     }
+  }
+
+  #block(id, until) {
+    if (this.#blocked.size >= MAX_BLOCKED && !this.#blocked.has(id)) this.#blocked.delete(this.#blocked.keys().next().value)
+    this.#blocked.set(id, until)
   }
 
   #count(r) {

@@ -18,11 +18,17 @@ use super::id::{with_key, Id};
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::sliding_window::{Decision, Limit, Op};
 
-/// A decision packed into one number: `(resetInSeconds * 2^24 + remaining) * 2 + allowed`.
-/// lib/rate-limiter.js unpacks it; `remaining < 2^24` and `resetInSeconds < 2^28` hold
-/// because lib/ caps `maxRequests` and `windowSeconds`.
+/// A decision packed into one number: `(resetInSeconds * 2^24 + remaining) * 2 + 1` when
+/// allowed; `resetMs * 2` when refused (then `remaining` is always 0, and the exact reset lets
+/// lib/ refuse the key locally until then). lib/rate-limiter.js unpacks it; `remaining < 2^24`,
+/// `resetInSeconds < 2^28` and `resetMs < 2^52` hold because lib/ caps `maxRequests` and
+/// `windowSeconds`.
 fn pack(d: Decision) -> f64 {
-  ((d.reset_in_seconds as f64) * 16_777_216.0 + d.remaining as f64) * 2.0 + d.allowed as u8 as f64
+  if d.allowed {
+    ((d.reset_in_seconds as f64) * 16_777_216.0 + d.remaining as f64) * 2.0 + 1.0
+  } else {
+    d.reset_ms as f64 * 2.0
+  }
 }
 
 /// 0 check, 1 record, 2 consume.
@@ -119,10 +125,25 @@ mod tests {
       allowed: true,
       remaining: (1 << 24) - 1,
       reset_in_seconds: (1 << 28) - 1,
+      reset_ms: 0,
     };
     let v = pack(d) as u64;
     assert_eq!(v & 1, 1);
     assert_eq!((v >> 1) & ((1 << 24) - 1), (1 << 24) - 1);
     assert_eq!(v >> 25, (1 << 28) - 1);
+  }
+
+  #[test]
+  fn a_refusal_carries_its_reset_in_milliseconds() {
+    let window_ms = 366 * 24 * 3600 * 1000;
+    let d = Decision {
+      allowed: false,
+      remaining: 0,
+      reset_in_seconds: window_ms / 1000,
+      reset_ms: window_ms,
+    };
+    let v = pack(d);
+    assert_eq!(v as u64 % 2, 0);
+    assert_eq!(v as u64 / 2, window_ms);
   }
 }

@@ -62,6 +62,9 @@ pub struct Decision {
   /// Whole seconds until `remaining` next grows (the oldest entry leaves the window);
   /// the window length when nothing is counted.
   pub reset_in_seconds: u64,
+  /// The same in milliseconds (at least 1): a refused key is refused until then, whatever
+  /// else happens, since nothing but time removes an entry.
+  pub reset_ms: u64,
 }
 
 /// Applies `op` at time `now` (ms) to `log` and answers.
@@ -113,6 +116,7 @@ fn decision(log: &VecDeque<u64>, limit: Limit, now: u64, allowed: bool) -> Decis
     allowed,
     remaining: limit.max - count,
     reset_in_seconds: reset_ms.div_ceil(1000),
+    reset_ms,
   }
 }
 
@@ -140,7 +144,8 @@ mod tests {
         Decision {
           allowed: true,
           remaining: 2,
-          reset_in_seconds: 10
+          reset_in_seconds: 10,
+          reset_ms: 10_000
         }
       );
     }
@@ -173,7 +178,8 @@ mod tests {
       Decision {
         allowed: false,
         remaining: 0,
-        reset_in_seconds: 8
+        reset_in_seconds: 8,
+        reset_ms: 8_000
       }
     );
     assert_eq!(log, VecDeque::from(vec![0, 1_000]));
@@ -191,7 +197,8 @@ mod tests {
       Decision {
         allowed: true,
         remaining: 1,
-        reset_in_seconds: 10
+        reset_in_seconds: 10,
+        reset_ms: 10_000
       }
     );
   }

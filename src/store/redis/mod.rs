@@ -268,7 +268,8 @@ impl RedisStore {
       sliding_window::Decision {
         allowed: false,
         remaining: 0,
-        reset_in_seconds: 0
+        reset_in_seconds: 0,
+        reset_ms: 0
       };
       calls.len()
     ];
@@ -286,6 +287,7 @@ impl RedisStore {
           allowed: flat[3 * j] == 1,
           remaining: flat[3 * j + 1] as u32,
           reset_in_seconds: flat[3 * j + 2].div_ceil(1000),
+          reset_ms: flat[3 * j + 2],
         };
       }
     }
