@@ -43,6 +43,7 @@ class RateLimiter {
   #fallback = null
   /** Blocked-key cache: id → the time (ms, on this limiter's clock) until which it is refused. */
   #blocked = null
+  #native
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'RateLimiter')
@@ -51,6 +52,7 @@ class RateLimiter {
     this.#windowSeconds = windowMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:ratelimit:' : v.string(o.prefix, 'options.prefix')
     const ns = s[kNative]
+    this.#native = ns
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
     this.#core = native.rateLimiterNew(ns, this.#prefix, this.#maxRequests, windowMs)
@@ -111,7 +113,8 @@ class RateLimiter {
       if (this.#memory) return Promise.resolve(this.#count(unpack(native.rateLimiterRun(this.#core, code, id, now))))
       if (this.#blocked !== null && code !== RECORD) {
         const until = this.#blocked.get(id)
-        if (until !== undefined) {
+        // A closed store rejects, as every call on it does.
+        if (until !== undefined && !this.#native.closed) {
           const at = now >= 0 ? now : Date.now()
           if (at < until) {
             this.#stats.blockedLocally++
