@@ -76,7 +76,7 @@ export interface RedisStoreOptions extends StoreFailureOptions {
   tls?: boolean | { rejectUnauthorized?: boolean }
   /** Longest wait for a connection, in ms. Default 500. */
   connectTimeoutMs?: number
-  /** Longest wait for a reply, in ms. Default 250. */
+  /** Longest wait for a reply, in ms (a reply waits behind the commands sent before it, so leave room for bursts). Default 1000. */
   commandTimeoutMs?: number
   /** Clock passed to the Lua scripts. Default: the Redis server's clock (one clock for all processes). */
   now?: Clock

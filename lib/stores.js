@@ -16,7 +16,7 @@ const kPolicy = Symbol('tollgate.onStoreError')
 const QUOTA_PREFIX = 'tollgate:quota:'
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 500
-const DEFAULT_COMMAND_TIMEOUT_MS = 250
+const DEFAULT_COMMAND_TIMEOUT_MS = 1000
 
 /** Wraps an injected clock so it is checked on every read; null means the store's own clock. */
 function clockOf(now) {

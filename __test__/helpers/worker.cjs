@@ -2,7 +2,7 @@
 // at once and prints how many were admitted. It never closes its store, so it also proves a
 // process exits on its own.
 'use strict'
-const { CostTracker, Quota, RateLimiter, TokenBudget } = require('../../lib/index.js')
+const { CostTracker, Quota, RateLimiter, RedisStore, TokenBudget } = require('../../lib/index.js')
 
 const [kind, url, prefix, limit, calls] = process.argv.slice(2)
 
@@ -34,6 +34,16 @@ async function main() {
     }
     const got = await Promise.all(Array.from({ length: Number(calls) }, attempt))
     process.stdout.write(JSON.stringify(got.filter((r) => r.ok).map((r) => r.hold)))
+    return
+  } else if (kind === 'quota-load') {
+    // limit is the RPD of each of 2 keys; TPM never binds, RPM spaces requests 1 ms apart per
+    // key. Each call is one decision (no retry). Print how many were admitted.
+    // A Quota scope is one MessagePack value on Redis, so a decision costs O(its holds and hits):
+    // thousands queued at once wait behind each other, hence the long command timeout.
+    const quota = new Quota({ store: new RedisStore(url, { commandTimeoutMs: 20_000 }), prefix, bufferMs: 0 })
+    const keys = Array.from({ length: 2 }, (_, i) => ({ id: `k${i}`, rpm: 60_000, tpm: 1e12, rpd: Number(limit) }))
+    const got = await Promise.all(Array.from({ length: Number(calls) }, () => quota.reserve('shared', keys, 3)))
+    process.stdout.write(JSON.stringify({ admitted: got.filter((r) => r.ok).length }))
     return
   } else if (kind === 'spend-reserve') {
     // limit is the daily budget in USD: print the holds of `calls` concurrent $0.07 reservations.

@@ -1,6 +1,7 @@
 -- Token budget of TokenBudget (engine/token_budget.rs, the same steps).
 -- KEYS[1]  the bucket's HASH: s = period start (ms), u = tokens used, q = hold sequence,
---          h:<id> = '<tokens>:<expires at>' for each outstanding hold
+--          h:<id> = '<tokens>:<expires at>' for each outstanding hold, r = tokens they hold,
+--          m / x = the earliest / latest hold expiry (m may be early: it only triggers a scan)
 -- ARGV[1]  op: 'c' check | 'r' record | 'v' reserve | 's' settle | 'l' release
 -- ARGV[2]  max tokens per period
 -- ARGV[3]  period in ms
@@ -24,34 +25,38 @@ if now < 0 then
 end
 local function int(x) return string.format('%d', x) end
 
-local start, used, seq, holds = nil, 0, 0, {}
-local flat = redis.call('HGETALL', key)
-for i = 1, #flat, 2 do
-  local f, v = flat[i], flat[i + 1]
-  if f == 's' then start = tonumber(v)
-  elseif f == 'u' then used = tonumber(v)
-  elseif f == 'q' then seq = tonumber(v)
-  else
-    local t, e = string.match(v, '^(%d+):(%d+)$')
-    holds[string.sub(f, 3)] = {tonumber(t), tonumber(e)}
-  end
-end
+-- O(1) per call: the reserved total (r) and the earliest and latest hold expiries (m, x) are
+-- kept as fields; the holds are scanned only once the earliest may have expired.
+local f = redis.call('HMGET', key, 's', 'u', 'q', 'r', 'm', 'x')
+local start, used, seq = tonumber(f[1]), tonumber(f[2]) or 0, tonumber(f[3]) or 0
+local reserved, earliest, latest = tonumber(f[4]) or 0, tonumber(f[5]), tonumber(f[6])
 
 -- A finished period starts over; expired holds stop counting.
 if start and now >= start + period then
   redis.call('DEL', key)
-  start, used, seq, holds = nil, 0, 0, {}
+  start, used, seq, reserved, earliest, latest = nil, 0, 0, 0, nil, nil
 end
-local reserved, dead = 0, {}
-for hid, h in pairs(holds) do
-  if h[2] <= now then
-    dead[#dead + 1] = 'h:' .. hid
-    holds[hid] = nil
-  else
-    reserved = reserved + h[1]
+if earliest and earliest <= now then
+  local flat = redis.call('HGETALL', key)
+  local dead = {}
+  reserved, earliest = 0, nil
+  for i = 1, #flat, 2 do
+    local name = flat[i]
+    if string.sub(name, 1, 2) == 'h:' then
+      local t, e = string.match(flat[i + 1], '^(%d+):(%d+)$')
+      t, e = tonumber(t), tonumber(e)
+      if e <= now then
+        dead[#dead + 1] = name
+      else
+        reserved = reserved + t
+        if not earliest or e < earliest then earliest = e end
+      end
+    end
   end
+  if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+  redis.call('HSET', key, 'r', int(reserved))
+  if earliest then redis.call('HSET', key, 'm', int(earliest)) else redis.call('HDEL', key, 'm') end
 end
-if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
 
 local function begin()
   if not start then
@@ -60,11 +65,13 @@ local function begin()
   end
 end
 local function drop(hid)
-  local h = holds[hid]
-  if h then
-    reserved = reserved - h[1]
-    holds[hid] = nil
+  local v = redis.call('HGET', key, 'h:' .. hid)
+  if v then
+    local t, e = string.match(v, '^(%d+):(%d+)$')
+    -- An expired hold no longer counts (the scan above dropped it or will).
+    if tonumber(e) > now then reserved = reserved - tonumber(t) end
     redis.call('HDEL', key, 'h:' .. hid)
+    redis.call('HSET', key, 'r', int(reserved))
   end
 end
 
@@ -82,9 +89,11 @@ elseif op == 'v' then
     seq = seq + 1
     new_id = int(start) .. '-' .. int(seq)
     new_exp = now + hold_ms
-    holds[new_id] = {tokens, new_exp}
     reserved = reserved + tokens
-    redis.call('HSET', key, 'q', int(seq), 'h:' .. new_id, int(tokens) .. ':' .. int(new_exp))
+    if not earliest or new_exp < earliest then earliest = new_exp end
+    if not latest or new_exp > latest then latest = new_exp end
+    redis.call('HSET', key, 'q', int(seq), 'h:' .. new_id, int(tokens) .. ':' .. int(new_exp),
+      'r', int(reserved), 'm', int(earliest), 'x', int(latest))
     allowed = true
   end
 elseif op == 's' then
@@ -101,7 +110,7 @@ end
 -- Keep the key until its period ends or its last hold expires, whichever is later.
 if start then
   local until_ms = start + period
-  for _, h in pairs(holds) do until_ms = math.max(until_ms, h[2]) end
+  if latest and latest > until_ms then until_ms = latest end
   redis.call('PEXPIRE', key, math.max(1, until_ms - now))
 end
 

@@ -1,7 +1,8 @@
 -- Spend ledger of CostTracker (engine/spend.rs, the same steps), on the day's and the month's
 -- buckets of the caller's calendar. Amounts are integers of nano-dollars.
 -- KEYS[1]  the day's HASH: s = spent, q = hold sequence, h:<id> = '<nano>:<expires at>',
---          a:<threshold> = 1 once that alert threshold fired
+--          r = nano held by live holds, m / x = earliest / latest hold expiry (m may be early: it
+--          only triggers a scan), a:<threshold> = 1 once that alert threshold fired
 -- KEYS[2]  the day's spend per tag (HASH tag -> nano)
 -- KEYS[3]  the month's HASH (as KEYS[1], without q)
 -- KEYS[4]  the month's spend per tag
@@ -29,28 +30,33 @@ local thresholds = {}
 for t in string.gmatch(ARGV[10], '[^,]+') do thresholds[#thresholds + 1] = t end
 local function int(x) return string.format('%d', x) end
 
--- Load both buckets; expired holds stop counting.
+-- Load both buckets in O(1): the reserved total (r) and the earliest and latest hold expiries
+-- (m, x) are fields; the holds are scanned only once the earliest may have expired.
 local buckets = {}
 for i, key in ipairs({KEYS[1], KEYS[3]}) do
-  local b = {key = key, spent = 0, seq = 0, holds = {}, alerted = {}, reserved = 0}
-  local flat = redis.call('HGETALL', key)
-  local dead = {}
-  for j = 1, #flat, 2 do
-    local f, v = flat[j], flat[j + 1]
-    if f == 's' then b.spent = tonumber(v)
-    elseif f == 'q' then b.seq = tonumber(v)
-    elseif string.sub(f, 1, 2) == 'a:' then b.alerted[string.sub(f, 3)] = true
-    elseif string.sub(f, 1, 2) == 'h:' then
-      local n, e = string.match(v, '^(%d+):(%d+)$')
-      n, e = tonumber(n), tonumber(e)
-      if e <= now then dead[#dead + 1] = f
-      else
-        b.holds[string.sub(f, 3)] = {n, e}
-        b.reserved = b.reserved + n
+  local f = redis.call('HMGET', key, 's', 'q', 'r', 'm', 'x')
+  local b = {key = key, spent = tonumber(f[1]) or 0, seq = tonumber(f[2]) or 0,
+    reserved = tonumber(f[3]) or 0, earliest = tonumber(f[4]), latest = tonumber(f[5])}
+  if b.earliest and b.earliest <= now then
+    local flat = redis.call('HGETALL', key)
+    local dead = {}
+    b.reserved, b.earliest = 0, nil
+    for j = 1, #flat, 2 do
+      local name = flat[j]
+      if string.sub(name, 1, 2) == 'h:' then
+        local n, e = string.match(flat[j + 1], '^(%d+):(%d+)$')
+        n, e = tonumber(n), tonumber(e)
+        if e <= now then dead[#dead + 1] = name
+        else
+          b.reserved = b.reserved + n
+          if not b.earliest or e < b.earliest then b.earliest = e end
+        end
       end
     end
+    if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+    redis.call('HSET', key, 'r', int(b.reserved))
+    if b.earliest then redis.call('HSET', key, 'm', int(b.earliest)) else redis.call('HDEL', key, 'm') end
   end
-  if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
   buckets[i] = b
 end
 local day, month = buckets[1], buckets[2]
@@ -68,11 +74,12 @@ local function fits(extra, strict)
 end
 local function drop(hid)
   for _, b in ipairs(buckets) do
-    local h = b.holds[hid]
-    if h then
-      b.reserved = b.reserved - h[1]
-      b.holds[hid] = nil
+    local v = redis.call('HGET', b.key, 'h:' .. hid)
+    if v then
+      local n, e = string.match(v, '^(%d+):(%d+)$')
+      if tonumber(e) > now then b.reserved = b.reserved - tonumber(n) end
       redis.call('HDEL', b.key, 'h:' .. hid)
+      redis.call('HSET', b.key, 'r', int(b.reserved))
     end
   end
 end
@@ -87,11 +94,13 @@ elseif op == 'v' then
     new_id = id .. '#' .. int(day.seq)
     new_exp = now + hold_ms
     local hold = int(amount) .. ':' .. int(new_exp)
-    redis.call('HSET', day.key, 'q', int(day.seq), 'h:' .. new_id, hold)
-    redis.call('HSET', month.key, 'h:' .. new_id, hold)
+    redis.call('HSET', day.key, 'q', int(day.seq))
     for _, b in ipairs(buckets) do
       b.reserved = b.reserved + amount
-      b.holds[new_id] = {amount, new_exp}
+      if not b.earliest or new_exp < b.earliest then b.earliest = new_exp end
+      if not b.latest or new_exp > b.latest then b.latest = new_exp end
+      redis.call('HSET', b.key, 'h:' .. new_id, hold, 'r', int(b.reserved), 'm', int(b.earliest),
+        'x', int(b.latest))
     end
   end
 elseif op == 'r' or op == 's' then
@@ -100,10 +109,12 @@ elseif op == 'r' or op == 's' then
     b.spent = b.spent + amount
     redis.call('HSET', b.key, 's', int(b.spent))
     for t = 11, #ARGV do redis.call('HINCRBY', KEYS[2 * i], ARGV[t], amount) end
-    if budgets[i] >= 0 then
-      for _, t in ipairs(thresholds) do
-        if not b.alerted[t] and b.spent > budgets[i] * tonumber(t) then
-          b.alerted[t] = true
+    if budgets[i] >= 0 and #thresholds > 0 then
+      local names = {}
+      for k, t in ipairs(thresholds) do names[k] = 'a:' .. t end
+      local fired = redis.call('HMGET', b.key, unpack(names))
+      for k, t in ipairs(thresholds) do
+        if not fired[k] and b.spent > budgets[i] * tonumber(t) then
           redis.call('HSET', b.key, 'a:' .. t, 1)
           alerts[#alerts + 1] = (i == 1) and 'd' or 'm'
           alerts[#alerts + 1] = t
@@ -120,9 +131,7 @@ end
 -- Keep each bucket until its period ends or its last hold expires, whichever is later.
 for i, b in ipairs(buckets) do
   local until_ms = ends[i]
-  for _, h in pairs(b.holds) do
-    if h[2] > until_ms then until_ms = h[2] end
-  end
+  if b.latest and b.latest > until_ms then until_ms = b.latest end
   redis.call('PEXPIRE', b.key, math.max(1, until_ms - now))
   redis.call('PEXPIRE', KEYS[2 * i], math.max(1, ends[i] - now))
 end
