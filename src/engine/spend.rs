@@ -140,7 +140,10 @@ pub struct Bucket {
 
 impl Bucket {
   pub fn reserved(&self) -> u64 {
-    self.holds.iter().map(|h| h.nano).sum()
+    self
+      .holds
+      .iter()
+      .fold(0u64, |sum, h| sum.saturating_add(h.nano))
   }
 
   /// When the stored state may be dropped: the period's end or the last hold's expiry.

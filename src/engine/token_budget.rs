@@ -83,7 +83,15 @@ pub struct Decision {
 impl Budget {
   /// Tokens held by live holds.
   pub fn reserved(&self) -> u64 {
-    self.holds.iter().map(|h| h.tokens).sum()
+    self
+      .holds
+      .iter()
+      .fold(0u64, |sum, h| sum.saturating_add(h.tokens))
+  }
+
+  /// `used + reserved`, saturating: the counters never overflow, whatever the amounts.
+  fn total(&self) -> u64 {
+    self.used.saturating_add(self.reserved())
   }
 
   /// When the stored state may be dropped: the period's end.
@@ -117,7 +125,7 @@ impl Budget {
       allowed,
       used: self.used,
       reserved,
-      remaining: limit.max.saturating_sub(self.used + reserved),
+      remaining: limit.max.saturating_sub(self.used.saturating_add(reserved)),
       reset_in_seconds: reset_ms.div_ceil(1000),
       hold,
     }
@@ -137,7 +145,7 @@ impl Budget {
   /// Is there room for one more call? Strict, like tekimax: `used + reserved < max`.
   pub fn check(&mut self, limit: Limit, now: u64) -> Decision {
     self.roll(limit, now);
-    let allowed = self.used + self.reserved() < limit.max;
+    let allowed = self.total() < limit.max;
     self.decision(limit, now, allowed, None)
   }
 
@@ -147,14 +155,14 @@ impl Budget {
     self.roll(limit, now);
     self.start(now);
     self.used = self.used.saturating_add(tokens);
-    let allowed = self.used + self.reserved() <= limit.max;
+    let allowed = self.total() <= limit.max;
     self.decision(limit, now, allowed, None)
   }
 
   /// Holds `estimate` tokens if they fit; holds nothing when they do not.
   pub fn reserve(&mut self, limit: Limit, now: u64, estimate: u64) -> Decision {
     self.roll(limit, now);
-    if self.used + self.reserved() + estimate > limit.max {
+    if self.total().saturating_add(estimate) > limit.max {
       return self.decision(limit, now, false, None);
     }
     self.start(now);
@@ -174,7 +182,7 @@ impl Budget {
     self.holds.retain(|h| h.id != id);
     self.start(now);
     self.used = self.used.saturating_add(actual);
-    let allowed = self.used + self.reserved() <= limit.max;
+    let allowed = self.total() <= limit.max;
     self.decision(limit, now, allowed, None)
   }
 
@@ -182,7 +190,7 @@ impl Budget {
   pub fn release(&mut self, limit: Limit, now: u64, id: &str) -> Decision {
     self.roll(limit, now);
     self.holds.retain(|h| h.id != id);
-    let allowed = self.used + self.reserved() < limit.max;
+    let allowed = self.total() < limit.max;
     self.decision(limit, now, allowed, None)
   }
 
