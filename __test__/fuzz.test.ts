@@ -111,8 +111,9 @@ async function outcome(f: () => unknown): Promise<Outcome> {
 
 function acceptable(e: any): boolean {
   if (e instanceof Error && e.message === 'hostile getter') return true // the caller's own exception
-  if (!(e instanceof Error) || typeof e.code !== 'string') return false
-  if (!e.code.startsWith('ERR_TOLLGATE_') || e.code === 'ERR_TOLLGATE_INTERNAL') return false
+  const code: unknown = e?.code
+  if (!(e instanceof Error) || typeof code !== 'string') return false
+  if (!code.startsWith('ERR_TOLLGATE_') || code === 'ERR_TOLLGATE_INTERNAL') return false
   return e instanceof TypeError || e instanceof RangeError || e.name === 'StoreError'
 }
 
