@@ -3,6 +3,7 @@
 // killed and restarted on the same port.
 import { afterEach, describe, expect, it } from 'vitest'
 import { CostTracker, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
+import { startProxy } from './helpers/proxy.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { Clock } from './helpers/stores.js'
 
@@ -192,6 +193,65 @@ describe('onStoreError', () => {
     }
     expect(unhandled).toEqual([])
   })
+
+  for (const onStoreError of ['fail-closed', 'fail-open', 'local'] as const) {
+    it(`'${onStoreError}': connections cut by a proxy mid-load — every call settles in bound, no count is lost`, async () => {
+      const { server } = await redis()
+      const proxy = await startProxy(server.port)
+      const unhandled: unknown[] = []
+      const onUnhandled = (e: unknown) => unhandled.push(e)
+      process.on('unhandledRejection', onUnhandled)
+      const store = new RedisStore(proxy.url, TIMEOUTS)
+      stores.push(store)
+      const b = new TokenBudget(store, { maxTokens: 1_000_000, prefix: `cut:${onStoreError}:`, onStoreError })
+      let resolved = 0
+      let rejected = 0
+      let slowest = 0
+      const one = async () => {
+        const t0 = Date.now()
+        try {
+          await b.record('k', 1)
+          resolved++
+        } catch (e: any) {
+          expect(e).toBeInstanceOf(StoreError)
+          rejected++
+        }
+        slowest = Math.max(slowest, Date.now() - t0)
+      }
+      try {
+        // 20 waves of 25 concurrent records; the proxy cuts every connection during wave 5 and
+        // refuses new ones during waves 10–12.
+        for (let wave = 0; wave < 20; wave++) {
+          const calls = Array.from({ length: 25 }, one)
+          if (wave === 5) setTimeout(() => proxy.cut(), 1)
+          if (wave === 10) proxy.refuse()
+          if (wave === 13) proxy.open()
+          await Promise.all(calls)
+          if (wave >= 10 && wave < 13) await new Promise((r) => setTimeout(r, 30))
+        }
+        expect(slowest).toBeLessThan(BOUND_MS)
+        expect(resolved + rejected).toBe(500)
+        if (onStoreError === 'fail-closed') expect(rejected).toBeGreaterThan(0)
+        else expect(rejected).toBe(0)
+        // The connection comes back on its own (the first call after the outage may still meet
+        // the socket the proxy reset, and fails over to the policy once more).
+        const answeredBy = () => b.check('k').then((r) => r.fallback ?? 'redis', (e) => e.code)
+        await expect.poll(answeredBy, { interval: 20, timeout: 3_000 }).toBe('redis')
+        expect(await b.flush()).toBe(true)
+        const { used } = await b.check('k')
+        // Nothing lost: every answered record is in Redis. A call whose reply was cut may have
+        // been applied too (fail-closed rejected it; the others replayed it: at least once).
+        const failedInFlight = (b.stats().errors[codes.STORE_UNAVAILABLE] ?? 0) + (b.stats().errors[codes.STORE_TIMEOUT] ?? 0)
+        expect(used).toBeGreaterThanOrEqual(resolved)
+        expect(used).toBeLessThanOrEqual(resolved + failedInFlight)
+        if (onStoreError !== 'fail-closed') expect(b.stats()).toMatchObject({ pending: 0 })
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
+        await proxy.close()
+      }
+      expect(unhandled).toEqual([])
+    })
+  }
 
   it('metrics() exposes decisions, refusals, store errors and fallbacks in the Prometheus format', async () => {
     const { server, store } = await redis()
