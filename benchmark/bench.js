@@ -13,6 +13,7 @@
 // 4. Token counting (o200k_base): countTokens vs gpt-tokenizer, js-tiktoken and tiktoken
 //    (WASM) on short, medium and long text, with each one's first-call time and memory,
 //    measured in a fresh process.
+// 5–6. Redis outage latency per onStoreError policy, and the blocked-key cache (outage.js).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -292,7 +293,10 @@ function tokenBench() {
   console.log('')
 }
 
-main().then(tokenBench).catch((e) => {
+main()
+  .then(tokenBench)
+  .then(() => require('./outage.js').outageBench())
+  .catch((e) => {
   console.error(e)
   process.exit(1)
 })

@@ -1,0 +1,142 @@
+'use strict'
+// Part of `npm run bench`: what a Redis outage costs each caller, and what the blocked-key cache
+// saves. Starts its own redis-server (it pauses it with SIGSTOP).
+//
+// 5. Outage: Redis paused; 2,000 awaited consumes per policy. tollgate pays one timeout per
+//    `storeRetryMs` and answers the other calls at once (from the policy); rate-limiter-flexible
+//    over ioredis (commandTimeout = tollgate's) waits out the timeout on every call, and with no
+//    commandTimeout does not settle until Redis comes back.
+// 6. Blocked-key cache: Redis commands per refused call on an exhausted key.
+
+const { spawn } = require('node:child_process')
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+const Redis = require('ioredis')
+const { RateLimiterRedis } = require('rate-limiter-flexible')
+const { RateLimiter, RedisStore } = require('../lib/index.js')
+
+const QUICK = process.env.BENCH_QUICK === '1'
+const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+async function startRedis() {
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = srv.address().port
+      srv.close(() => resolve(p))
+    })
+  })
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-outage-'))
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((r) => net.connect(port, '127.0.0.1').once('connect', function () { this.destroy(); r(true) }).once('error', () => r(false)))
+    if (ok) break
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    pause: () => child.kill('SIGSTOP'),
+    resume: () => child.kill('SIGCONT'),
+    stop: () => {
+      child.kill('SIGCONT')
+      child.kill('SIGKILL')
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]
+
+/** Latencies (ms) of `n` awaited calls; a call that does not settle in `capMs` counts as capMs. */
+async function latencies(fn, n, capMs) {
+  const out = []
+  let unsettled = 0
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint()
+    const settled = await Promise.race([fn().then(() => true, () => true), new Promise((r) => setTimeout(() => r(false), capMs))])
+    if (!settled) unsettled++
+    out.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    if (!settled) break
+  }
+  return { out, unsettled }
+}
+
+async function outageBench() {
+  const server = await startRedis()
+  const N = QUICK ? 500 : 2_000
+  try {
+    console.log(`5. Redis paused (SIGSTOP): ${fmt(N)} awaited consumes, default timeouts (connect 500 ms, command 1 s)`)
+    console.log('                                              p50          p99          max   store errors')
+    for (const onStoreError of ['fail-closed', 'fail-open', 'local']) {
+      const store = new RedisStore(server.url)
+      const rl = new RateLimiter(store, { maxRequests: 1_000_000, prefix: `outage:${onStoreError}:`, onStoreError })
+      await rl.consume('warm')
+      server.pause()
+      const { out } = await latencies(() => rl.consume('k'), N, 5_000)
+      server.resume()
+      const errors = Object.values(rl.stats().errors).reduce((a, b) => a + b, 0)
+      console.log(`   tollgate '${onStoreError}'`.padEnd(44) + `${fmt(pct(out, 0.5), 3).padStart(9)} ms ${fmt(pct(out, 0.99), 3).padStart(9)} ms ${fmt(Math.max(...out), 0).padStart(9)} ms ${String(errors).padStart(8)}`)
+      await store.close()
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    for (const [label, commandTimeout] of [['commandTimeout 1 s', 1000], ['no commandTimeout', undefined]]) {
+      const client = new Redis(server.url, { commandTimeout, maxRetriesPerRequest: 1, enableOfflineQueue: true })
+      const rlf = new RateLimiterRedis({ storeClient: client, points: 1_000_000, duration: 60, keyPrefix: `outage:rlf:${label}` })
+      await rlf.consume('warm')
+      server.pause()
+      // 20 calls are enough to see the shape: each one waits for its own timeout.
+      const { out, unsettled } = await latencies(() => rlf.consume('k'), 20, 3_000)
+      server.resume()
+      const line = unsettled
+        ? `did not settle within 3 s (ioredis waits for Redis to come back)`
+        : `${fmt(pct(out, 0.5), 3).padStart(12)} ms ${fmt(pct(out, 0.99), 3).padStart(9)} ms ${fmt(Math.max(...out), 0).padStart(9)} ms`
+      console.log(`   rate-limiter-flexible, ${label}`.padEnd(44) + (unsettled ? ' ' : '') + line)
+      client.disconnect()
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    console.log('')
+
+    // ---- 6. blocked-key cache ----------------------------------------------------------------
+    const admin = new Redis(server.url)
+    const commands = async (fn, n) => {
+      await admin.config('RESETSTAT')
+      for (let i = 0; i < n; i++) await fn()
+      const info = await admin.info('commandstats')
+      // Script calls sent by the client (commands run inside a script are counted apart).
+      let total = 0
+      for (const m of info.matchAll(/^cmdstat_(evalsha|eval|evalsha_ro|eval_ro):calls=(\d+)/gm)) total += Number(m[2])
+      return total / n
+    }
+    const M = QUICK ? 200 : 1_000
+    const store = new RedisStore(server.url)
+    const cached = new RateLimiter(store, { maxRequests: 10, prefix: 'blocked:on:' })
+    const uncached = new RateLimiter(store, { maxRequests: 10, prefix: 'blocked:off:', blockedKeyCache: false })
+    const client = new Redis(server.url)
+    const rlf = new RateLimiterRedis({ storeClient: client, points: 10, duration: 60, keyPrefix: 'blocked:rlf' })
+    for (let i = 0; i < 11; i++) {
+      await cached.consume('k')
+      await uncached.consume('k')
+      await rlf.consume('k').catch(() => {})
+    }
+    console.log(`6. Blocked-key cache: Redis script calls per refused consume on an exhausted key (${fmt(M)} calls)`)
+    console.log(`   tollgate (blocked-key cache, default)      ${fmt(await commands(() => cached.consume('k'), M), 3)}`)
+    console.log(`   tollgate, blockedKeyCache: false           ${fmt(await commands(() => uncached.consume('k'), M), 3)}`)
+    console.log(`   rate-limiter-flexible RateLimiterRedis     ${fmt(await commands(() => rlf.consume('k').catch(() => {}), M), 3)}`)
+    console.log('')
+    await store.close()
+    client.disconnect()
+    admin.disconnect()
+  } finally {
+    server.stop()
+  }
+}
+
+module.exports = { outageBench }
+
+if (require.main === module) {
+  outageBench().catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })
+}
