@@ -67,7 +67,7 @@ async function outageBench() {
   const N = QUICK ? 500 : 2_000
   try {
     console.log(`5. Redis paused (SIGSTOP): ${fmt(N)} awaited consumes, default timeouts (connect 500 ms, command 1 s)`)
-    console.log('                                              p50          p99          max   store errors')
+    console.log('                                                 p50          p99          max   store errors')
     for (const onStoreError of ['fail-closed', 'fail-open', 'local']) {
       const store = new RedisStore(server.url)
       const rl = new RateLimiter(store, { maxRequests: 1_000_000, prefix: `outage:${onStoreError}:`, onStoreError })
@@ -76,7 +76,7 @@ async function outageBench() {
       const { out } = await latencies(() => rl.consume('k'), N, 5_000)
       server.resume()
       const errors = Object.values(rl.stats().errors).reduce((a, b) => a + b, 0)
-      console.log(`   tollgate '${onStoreError}'`.padEnd(44) + `${fmt(pct(out, 0.5), 3).padStart(9)} ms ${fmt(pct(out, 0.99), 3).padStart(9)} ms ${fmt(Math.max(...out), 0).padStart(9)} ms ${String(errors).padStart(8)}`)
+      console.log(`   tollgate '${onStoreError}'`.padEnd(44) + `${fmt(pct(out, 0.5), 3).padStart(12)} ms ${fmt(pct(out, 0.99), 3).padStart(9)} ms ${fmt(Math.max(...out), 0).padStart(9)} ms ${String(errors).padStart(8)}`)
       await store.close()
       await new Promise((r) => setTimeout(r, 200))
     }
