@@ -254,7 +254,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
-      'quota.lua': 'c7bfa8b601a063faf9d5bbfca47e0797553f80b1',
+      'quota.lua': 'b83039959d27429b443840119a7a5b716efa3dd6',
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
       'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
       'spend.lua': '818a14c329b587fb735e9acbb6402a192b56d418',

@@ -2,7 +2,7 @@
 // meanwhile reaches Redis once it is back. A real redis-server per test, paused with SIGSTOP or
 // killed and restarted on the same port.
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
+import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
 import { startProxy } from './helpers/proxy.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { Clock } from './helpers/stores.js'
@@ -148,6 +148,41 @@ describe('onStoreError', () => {
     expect(await b.settle(redisHold, 1)).toMatchObject({ used: 56, reserved: 0 })
   })
 
+  it("Quota 'local': a twin reserves while Redis is away; its holds, commits and rollbacks reach Redis in order", async () => {
+    const { server, store } = await redis()
+    const clock = new Clock()
+    const keys = [{ id: 'a', rpm: 6_000, tpm: 1_000_000, rpd: 4 }]
+    const q = new Quota({ store: store(), prefix: 'q:', bufferMs: 0, now: () => (clock.advance(20), clock.t), onStoreError: 'local' })
+    const onRedis: any = await q.reserve('scope', keys, 10)
+    expect(onRedis.ok).toBe(true)
+    server.process.kill('SIGSTOP')
+    // A check meets the outage (it counts nothing, so its late run on resume changes nothing).
+    expect(await q.check('scope', keys, 1)).toMatchObject({ ok: true, fallback: 'local', error: { code: codes.STORE_TIMEOUT } })
+    const held: any[] = []
+    for (let i = 0; i < 4; i++) held.push(await q.reserve('scope', keys, 100))
+    // The twin knows nothing of the Redis hold: it grants the day's 4, then refuses.
+    expect(held.map((r) => [r.ok, r.fallback, r.hold?.local])).toEqual([
+      [true, 'local', true],
+      [true, 'local', true],
+      [true, 'local', true],
+      [true, 'local', true],
+    ])
+    expect(await q.reserve('scope', keys, 1)).toMatchObject({ ok: false, reason: 'rpd', fallback: 'local' })
+    expect(await q.commit(held[0].hold!, { tokens: 7 })).toBe(true)
+    expect(await q.rollback(held[1].hold!)).toBe(true)
+    // A hold Redis has: committed locally for now (the twin does not know it), replayed later.
+    expect(await q.commit(onRedis.hold!, { tokens: 5 })).toBe(false)
+    server.process.kill('SIGCONT')
+    await pastRetry()
+    await expect.poll(() => q.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
+    const after = await q.check('scope', keys, 1)
+    expect(after.fallback).toBeUndefined()
+    // Redis: its own hold (committed at 5) + 3 forced holds (one rolled back): 4 requests —
+    // the day's cap, though the twin never knew of the first — and 5 + 7 + 100 + 100 tokens.
+    expect(after.checks[0]).toMatchObject({ dailyUsed: 4, tokenUsed: 212 })
+    expect(q.stats()).toMatchObject({ pending: 0, replayed: 7, fallbacks: { local: 7 } })
+  })
+
   it('every call settles within the bound under each policy, with no unhandled rejection', async () => {
     const { server, store } = await redis()
     const unhandled: unknown[] = []
@@ -161,6 +196,7 @@ describe('onStoreError', () => {
         cache: new ResponseCache(s, { prefix: `all:${onStoreError}:`, onStoreError }),
         sessions: new SessionStore(s, { prefix: `all:${onStoreError}:`, onStoreError }),
         cost: new CostTracker(s, { prefix: `all:${onStoreError}:`, onStoreError, onAlert: () => {} }),
+        quota: new Quota({ store: s, prefix: `all:${onStoreError}:`, onStoreError }),
       })
       const classes = [make('fail-closed'), make('fail-open'), make('local')]
       server.process.kill('SIGSTOP')
@@ -173,19 +209,22 @@ describe('onStoreError', () => {
         c.sessions.load('s'),
         c.cost.reserve(0.01),
         c.cost.recordCost(0.01),
+        c.quota.reserve('s', [{ id: 'k', rpm: 60, tpm: 1000, rpd: 10 }], 1),
       ])
       const [settled, ms] = await timed(Promise.allSettled(calls))
       expect(ms).toBeLessThan(BOUND_MS)
-      const closed = settled.slice(0, 8)
+      const closed = settled.slice(0, 9)
       for (const r of closed) expect(r).toMatchObject({ status: 'rejected', reason: { code: codes.STORE_TIMEOUT } })
-      for (const r of settled.slice(8)) expect(r.status).toBe('fulfilled')
-      const [open, local] = [settled.slice(8, 16), settled.slice(16)].map((l) => l.map((r) => (r as PromiseFulfilledResult<any>).value))
+      for (const r of settled.slice(9)) expect(r.status).toBe('fulfilled')
+      const [open, local] = [settled.slice(9, 18), settled.slice(18)].map((l) => l.map((r) => (r as PromiseFulfilledResult<any>).value))
       expect(open[0]).toMatchObject({ allowed: true, fallback: 'fail-open' })
       expect(open[1]).toMatchObject({ allowed: true, fallback: 'fail-open' })
       expect(open[2]).toBeNull() // a cache miss
       expect(local[2]).toBeNull()
       expect(local[5]).toMatchObject({ messages: [{ role: 'user' }] }) // the local session kept the append
       expect(local[6]).toMatchObject({ allowed: true, fallback: 'local' })
+      expect(open[8]).toMatchObject({ ok: true, fallback: 'fail-open', hold: { local: true } })
+      expect(local[8]).toMatchObject({ ok: true, fallback: 'local', hold: { local: true } })
     } finally {
       server.process.kill('SIGCONT')
       await new Promise((r) => setTimeout(r, 20))

@@ -459,9 +459,14 @@ export interface QuotaHold {
   day: string
   prevAt: number | undefined
   prevId: string | undefined
+  /**
+   * Set on a hold granted by an `onStoreError` policy while Redis was away: it is forced onto
+   * its key in Redis once Redis is back, and its commit or rollback follows it there.
+   */
+  local?: true
 }
 
-export interface QuotaOk<K extends QuotaKey = QuotaKey> {
+export interface QuotaOk<K extends QuotaKey = QuotaKey> extends Answered {
   ok: true
   /** The very key object passed in. */
   key: K
@@ -472,7 +477,7 @@ export interface QuotaOk<K extends QuotaKey = QuotaKey> {
 export interface QuotaReserved<K extends QuotaKey = QuotaKey> extends QuotaOk<K> {
   hold: QuotaHold
 }
-export interface QuotaBlocked {
+export interface QuotaBlocked extends Answered {
   ok: false
   reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'no_key'
   tokens: number
@@ -486,7 +491,7 @@ export interface QuotaStore {
   mutate<T>(scope: string, fn: (state: { keys: Record<string, unknown> }) => T): T | Promise<T>
 }
 
-export interface QuotaOptions<Req = unknown> {
+export interface QuotaOptions<Req = unknown> extends StoreFailureOptions {
   /**
    * A MemoryStore (default: a new one per Quota), a RedisStore (or a Redis URL, or an ioredis /
    * node-redis client: one EVALSHA per call, atomic per scope), or your own `{ mutate(scope, fn) }` store.
@@ -553,6 +558,10 @@ export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
   commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number }): Promise<boolean>
   /** Gives back the hold's tokens, request of the day and RPM spacing; false when there is no such hold. */
   rollback(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>): Promise<boolean>
+  /** This instance's counters (refusals by reason: rpm, tpm, rpd, tpd, off, no_key). */
+  stats(): ClassStats
+  /** Pushes reservations, commits and rollbacks made during a Redis outage to Redis now. */
+  flush(): Promise<boolean>
 }
 /** rate-budget's other name for {@link Quota}: the same class. */
 export declare const QuotaManager: typeof Quota

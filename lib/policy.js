@@ -133,6 +133,11 @@ class StoreFallback {
     return true
   }
 
+  /** Starts pushing queued counts unless Redis is known to be away. */
+  kick() {
+    if (this.skipping() === null) this.ok()
+  }
+
   /** Pushes queued counts now; resolves to true when none is left. */
   async flush() {
     if (this.#replaying !== null) await this.#replaying

@@ -7,7 +7,8 @@
 
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { MemoryStore, RedisStore, kNative, kClock, resolveStore, isRedisClient } = require('./stores')
+const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const WINDOW_MS = 60_000
@@ -228,6 +229,8 @@ class Quota {
   #dayKey
   #resetAt
   #options
+  #stats = newStats()
+  #fallback = null
 
   constructor(options) {
     const o = v.options(options, 'options')
@@ -265,6 +268,35 @@ class Quota {
     const p = this.#options
     const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN]
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
+    const { policy, retryMs } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
+    if (this.#kind === 'redis') {
+      // The in-process twin: the same engine on a private in-memory scope map (a `mutate` store).
+      const local = () => {
+        const scopes = new Map()
+        const mutate = (scope, fn) => {
+          const state = scopes.get(scope) ?? {}
+          const out = fn(state)
+          scopes.set(scope, state)
+          return out
+        }
+        return new Quota({ ...o, store: { mutate }, [kLocalTwin]: true })
+      }
+      // A reservation granted meanwhile is forced onto its key in Redis (never checked again, never
+      // lost); commits and rollbacks of such holds follow it, in order.
+      const replay = (op) => this.#redis(op.scope, op.request)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('Quota', prefix, this.#stats)
+  }
+
+  /** Decisions made, refusals by reason, and what the store failure policy did. */
+  stats() {
+    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+  }
+
+  /** Pushes reservations, commits and rollbacks made during a Redis outage to Redis now. */
+  flush() {
+    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
   }
 
   /** Picks a key without reserving. Like rate-budget, it still tidies the scope's state. */
@@ -284,7 +316,9 @@ class Quota {
       if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
       const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
       if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
-      return this.#run(hold.scope, { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens })
+      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens }
+      if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.commit({ ...hold, local: undefined }, usage))
+      return this.#run(hold.scope, request)
     })
   }
 
@@ -293,8 +327,21 @@ class Quota {
     return settle(() => {
       this.#checkHold(hold)
       if (this.#kind === 'memory') return this.#settle(1, hold, NaN)
-      return this.#run(hold.scope, { op: 'rollback', holdId: hold.id, holdKey: hold.key })
+      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key }
+      if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
+      return this.#run(hold.scope, request)
     })
+  }
+
+  /**
+   * A hold granted while Redis was away: its commit or rollback is queued behind its forced
+   * reservation (so they reach Redis in order) and, under 'local', applied to the twin too.
+   */
+  #settleLocal(hold, request, onTwin) {
+    const now = this.#now()
+    this.#fallback.remember({ scope: hold.scope, request: { ...request, scope: hold.scope, now, options: this.#options } })
+    this.#fallback.kick()
+    return this.#fallback.policy === 'local' ? onTwin(this.#fallback.local()) : true
   }
 
   /** The memory path of commit (0) and rollback (1). */
@@ -343,7 +390,36 @@ class Quota {
       const [keys, inputs] = keyInputs(keyOrKeys)
       const holdId = op === 'reserve' ? String(this.#id()) : ''
       const request = { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }
-      return then(this.#run(scope, request, now), (d) => shape(op, keys, d))
+      const count = (d) => {
+        this.#stats.decisions++
+        if (!d.ok) bump(this.#stats.refused, d.reason ?? 'none')
+        return d
+      }
+      if (this.#kind !== 'redis') return then(this.#run(scope, request, now), (d) => shape(op, keys, count(d)))
+      const open = () => ({
+        ok: true,
+        key: 0,
+        reason: null,
+        tokens,
+        waitMs: 0,
+        checks: [],
+        hold: op === 'reserve' ? { id: holdId, scope, key: inputs[0].name, tokens, at: now, day: String(day), prevAt: null, prevId: null } : undefined,
+      })
+      const viaLocal = (l) => l.#run(scope, { ...request }, now)
+      // What a reservation granted meanwhile becomes on Redis: forced onto the key it took.
+      const forced = (d) =>
+        op === 'reserve' && d.ok && d.hold
+          ? { scope, request: { ...request, op: 'force', scope, now, keys: [inputs[d.key]], holdId: d.hold.id, options: this.#options } }
+          : null
+      return this.#fallback.run(() => this.#run(scope, request, now), open, viaLocal, forced).then((d) => {
+        const r = shape(op, keys, count(d))
+        if (d.fallback !== undefined) {
+          r.fallback = d.fallback
+          r.error = d.error
+          if (r.hold) r.hold.local = true
+        }
+        return r
+      })
     }
     return then(estimate, go)
   }
@@ -353,18 +429,15 @@ class Quota {
     request.scope ??= scope
     request.now ??= now
     request.options = this.#options
-    const text = JSON.stringify(request)
     if (this.#kind === 'redis') {
-      let reply
-      try {
-        reply = native.quotaRunAsync(this.#core, text)
-      } catch (e) {
-        throw fromNative(e)
+      if (request.op === 'commit' || request.op === 'rollback') {
+        // A commit or rollback of a hold Redis has: answered locally meanwhile (the twin does not
+        // know the hold: false), and replayed to Redis once it is back.
+        return this.#fallback.run(() => this.#redis(scope, request), () => true, (l) => l.#run(scope, { ...request }, now), { scope, request: { ...request } }, false)
       }
-      return reply.then(JSON.parse, (e) => {
-        throw fromNative(e)
-      })
+      return this.#redis(scope, request)
     }
+    const text = JSON.stringify(request)
     return this.#store.mutate(scope, (state) => {
       let out
       try {
@@ -374,6 +447,19 @@ class Quota {
       }
       if (state !== null && typeof state === 'object') state.keys = out.state.keys
       return out.result
+    })
+  }
+
+  /** One script call on Redis, failures as errors of this realm. */
+  #redis(scope, request) {
+    let reply
+    try {
+      reply = native.quotaRunAsync(this.#core, JSON.stringify(request))
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+    return reply.then(JSON.parse, (e) => {
+      throw fromNative(e)
     })
   }
 }

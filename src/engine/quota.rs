@@ -533,7 +533,43 @@ pub fn reserve(
   let Some(i) = d.key.filter(|_| d.ok) else {
     return d;
   };
-  let name = keys[i].name.clone();
+  d.hold = Some(take(state, scope, &keys[i].name, tokens, hold_id, m, o));
+  d
+}
+
+/// Records a reservation decided elsewhere — by an in-process twin while Redis was away — on
+/// `key`, without checking its limits: the same tidying as `check`, then what `reserve` does
+/// once it picked that key. A reservation is never lost, even when it no longer fits.
+pub fn force(
+  state: &mut QuotaState,
+  scope: &str,
+  key: &KeyInput,
+  tokens: f64,
+  hold_id: &str,
+  m: &Moment,
+  o: &Options,
+) -> Decision {
+  let mut d = check(state, std::slice::from_ref(key), tokens, m, o);
+  d.ok = true;
+  d.key = Some(0);
+  d.reason = None;
+  d.wait_ms = Some(0.0);
+  d.hold = Some(take(state, scope, &key.name, tokens, hold_id, m, o));
+  d
+}
+
+/// Counts one request and `tokens` on key `name` and holds them (at the scope's effective time).
+fn take(
+  state: &mut QuotaState,
+  scope: &str,
+  name: &str,
+  tokens: f64,
+  hold_id: &str,
+  m: &Moment,
+  o: &Options,
+) -> Hold {
+  let m = &effective(state, m, o);
+  let name = name.to_owned();
   let ks = state.entry(&name, &m.day);
   let hold = Hold {
     id: hold_id.to_owned(),
@@ -558,8 +594,7 @@ pub fn reserve(
     Some(same) => *same = hold.clone(),
     None => ks.holds.push(hold.clone()),
   }
-  d.hold = Some(hold);
-  d
+  hold
 }
 
 /// rate-budget's `commit`: the hold's hit takes the real token count (`None`: keep the

@@ -343,6 +343,12 @@ pub(super) fn apply(state: &mut QuotaState, r: &Request) -> napi::Result<String>
     "reserve" => decision_text(&quota::reserve(
       state, &r.scope, &r.keys, r.tokens, &r.hold_id, m, o,
     )),
+    "force" => match r.keys.first() {
+      Some(key) => decision_text(&quota::force(
+        state, &r.scope, key, r.tokens, &r.hold_id, m, o,
+      )),
+      None => return Err(bad("a forced reservation needs its key")),
+    },
     "commit" => {
       quota::commit(state, &r.hold_key, &r.hold_id, r.commit_tokens, m.now, o).to_string()
     }

@@ -125,7 +125,7 @@ fn decision_from(reply: Vec<String>, r: &Request) -> napi::Result<Decision> {
   }
   let key = (index >= 0).then_some(index as usize);
   let hold = match (r.op.as_str(), ok, key) {
-    ("reserve", true, Some(i)) => {
+    ("reserve" | "force", true, Some(i)) => {
       let id = next()?;
       let at = number(next()?)?.unwrap_or(r.moment.now);
       let prev_at = number(next()?)?;

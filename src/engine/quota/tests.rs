@@ -662,3 +662,38 @@ fn tokens_per_day() {
     "a new day"
   );
 }
+
+#[test]
+fn a_monotonic_reservation_is_recorded_at_the_scope_time_like_the_lua_script() {
+  let mut o = opts();
+  o.monotonic = true;
+  o.buffer_ms = 0.0;
+  let keys = ranked(vec![
+    key("a", 60.0, 1e9, 100.0, 2.0),
+    key("b", 60.0, 1e9, 100.0, 1.0),
+  ]);
+  let mut s = QuotaState::default();
+  reserve(&mut s, "s", &keys, 1.0, "first", &moment(10_000.0), &o);
+  // A process whose clock reads earlier reserves next (on the other key, "a" is spaced out):
+  // its hit is taken at the scope's time.
+  let d = reserve(&mut s, "s", &keys, 1.0, "second", &moment(9_000.0), &o);
+  let hold = d.hold.unwrap();
+  assert_eq!((hold.key.as_str(), hold.at), ("b", 10_000.0));
+  assert_eq!(s.key("b").unwrap().last_at, Some(10_000.0));
+}
+
+#[test]
+fn force_records_a_reservation_made_elsewhere_without_checks() {
+  let o = opts();
+  let keys = ranked(vec![key("a", 15.0, 100.0, 1.0, 1.0)]);
+  let mut s = QuotaState::default();
+  assert!(reserve(&mut s, "s", &keys, 50.0, "h1", &moment(0.0), &o).ok);
+  // Over RPD, RPM and TPM now, but a reservation a twin already granted is still counted.
+  let d = force(&mut s, "s", &keys[0], 80.0, "h2", &moment(1.0), &o);
+  assert!(d.ok);
+  assert_eq!(d.hold.as_ref().unwrap().id, "h2");
+  let ks = s.key("a").unwrap();
+  assert_eq!((ks.used, ks.day_tokens, ks.hits.len()), (2.0, 130.0, 2));
+  assert!(commit(&mut s, "a", "h2", Some(20.0), 2.0, &o));
+  assert_eq!(s.key("a").unwrap().day_tokens, 70.0);
+}

@@ -3,12 +3,14 @@
 -- KEYS[1]  the scope's state, a STRING holding MessagePack:
 --          { {name, day, used, day_tokens, hits = {{id, at, tokens}…}, holds = {{id, scope,
 --          key, tokens, at, day, prev_at, prev_id}…}, last_at, last_id}… } (keys in insertion order)
--- ARGV     op ('check' | 'reserve' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
+-- ARGV     op ('check' | 'reserve' | 'force' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
 --          commit tokens, now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
 --          holdTtlMs, monotonic (0|1), keep (ms to keep the state), key count, then per key: id is a string
 --          (0|1), name, rpm, tpm, rpd, tpd, priority, enabled (0|1), rank.
 --          Numbers are decimal text; '' is "not a number" (the fallback applies).
--- Returns  commit/rollback: 1 | 0. check/reserve: {ok, key index (0-based, -1 none), reason,
+--          'force' records a reservation an in-process twin granted while Redis was away, on
+--          the one key given, without checking its limits.
+-- Returns  commit/rollback: 1 | 0. check/reserve/force: {ok, key index (0-based, -1 none), reason,
 --          tokens, waitMs, check count, 13 fields per check, then the hold's id, at, prevAt,
 --          prevId when one was made}. Numbers as %.17g text, '' for null.
 
@@ -235,7 +237,7 @@ end
 
 -- Monotonic time: never before the scope's latest reservation (check and reserve only, as in
 -- the engine).
-if monotonic and (op == 'check' or op == 'reserve') then
+if monotonic and (op == 'check' or op == 'reserve' or op == 'force') then
   for _, k in ipairs(state) do
     if k.last_at ~= nil and k.last_at > now then now = k.last_at end
   end
@@ -281,8 +283,9 @@ end
 local checks = {}
 for i, key in ipairs(keys) do checks[i] = check_key(key) end
 local d = pick(checks)
+if op == 'force' then d = {ok = true, key = 1, wait_ms = 0} end
 local new_hold = nil
-if op == 'reserve' and d.ok then
+if (op == 'reserve' or op == 'force') and d.ok then
   local key = keys[d.key]
   local ks = entry(key.name)
   new_hold = {
