@@ -3,22 +3,20 @@
 import Redis from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
-import { startCluster, type RedisCluster } from './helpers/redis-cluster.js'
-import { Clock } from './helpers/stores.js'
+import { Clock, clusterUrls } from './helpers/stores.js'
 
 describe('Redis Cluster (3 masters)', () => {
-  let cluster: RedisCluster
+  let cluster: { urls: string[] }
   let store: RedisStore
   const clock = new Clock()
   beforeAll(async () => {
-    cluster = await startCluster()
+    cluster = { urls: clusterUrls() }
     // This suite is about Cluster behaviour, not timeouts: it runs beside the suites that spawn
     // processes, and on a 2-core CI box a cold node can take longer than the 250 ms default.
     store = new RedisStore({ cluster: cluster.urls, now: clock.now, commandTimeoutMs: 5000 })
   }, 60_000)
   afterAll(async () => {
     await store?.close()
-    await cluster?.stop()
   })
 
   it('rate limits across keys on every node, in batches split by slot', async () => {
@@ -76,7 +74,7 @@ describe('Redis Cluster (3 masters)', () => {
   })
 
   it('accepts an ioredis Cluster client in place of a store', async () => {
-    const client = new Redis.Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })), { lazyConnect: true })
+    const client = new Redis.Cluster(cluster.urls.map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) })), { lazyConnect: true })
     const rl = new RateLimiter(client, { maxRequests: 2, prefix: 'cl:ioredis:' })
     expect((await rl.consume('x')).allowed).toBe(true)
     expect((await rl.consume('x')).allowed).toBe(true)

@@ -82,14 +82,17 @@ declare module 'vitest' {
   export interface ProvidedContext {
     redisUrl: string
     redisPort: number
+    clusterUrls: string[]
   }
 }
 
 export default async function setup(project: TestProject) {
-  const server = await startRedis()
+  const { startCluster } = await import('./redis-cluster.js')
+  const [server, cluster] = await Promise.all([startRedis(), startCluster()])
   project.provide('redisUrl', server.url)
   project.provide('redisPort', server.port)
+  project.provide('clusterUrls', cluster.urls)
   return async () => {
-    await server.stop()
+    await Promise.all([server.stop(), cluster.stop()])
   }
 }

@@ -13,7 +13,7 @@ export class Clock {
 }
 
 export interface StoreCase {
-  kind: 'memory' | 'redis'
+  kind: 'memory' | 'redis' | 'cluster'
   /** A new store reading `clock`. */
   store(clock: Clock): MemoryStore | RedisStore
   /** A prefix no other test uses, so tests sharing one Redis never meet. */
@@ -24,8 +24,13 @@ export function redisUrl(): string {
   return inject('redisUrl')
 }
 
+export function clusterUrls(): string[] {
+  return inject('clusterUrls')
+}
+
+/** Every suite runs on the embedded store, one redis-server, and a 3-master Redis Cluster. */
 export function forEachStore(title: string, body: (c: StoreCase) => void) {
-  describe.each(['memory', 'redis'] as const)(`${title} [%s]`, (kind) => {
+  describe.each(['memory', 'redis', 'cluster'] as const)(`${title} [%s]`, (kind) => {
     const opened: RedisStore[] = []
     afterAll(async () => {
       await Promise.all(opened.map((s) => s.close()))
@@ -34,7 +39,9 @@ export function forEachStore(title: string, body: (c: StoreCase) => void) {
       kind,
       store(clock) {
         if (kind === 'memory') return new MemoryStore({ now: clock.now })
-        const s = new RedisStore(redisUrl(), { now: clock.now })
+        // On the Cluster a cold node may take a moment (and the suites run beside process-heavy
+        // ones): a generous command timeout, since this is about behaviour, not timeouts.
+        const s = kind === 'redis' ? new RedisStore(redisUrl(), { now: clock.now }) : new RedisStore({ cluster: clusterUrls(), now: clock.now, commandTimeoutMs: 5_000 })
         opened.push(s)
         return s
       },
