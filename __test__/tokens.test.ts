@@ -64,6 +64,21 @@ describe.each(['o200k_base', 'cl100k_base'])('countTokens equals OpenAI tiktoken
 })
 
 describe('long inputs', () => {
+  it.each(['o200k_base', 'cl100k_base'])('300 KB of lines equals the oracle [%s]', (enc) => {
+    const lines = corpus().concat(fixed.slice(1, 7), ['end.', '/usr/local/bin', '', '  indented', '\t'])
+    let text = ''
+    for (let i = 0; text.length < 300_000; i++) text += lines[(i * 7) % lines.length] + (i % 5 === 0 ? '\r\n' : '\n')
+    expect(countTokens(text, enc)).toBe(oracle[enc].encode(text, [], []).length)
+  })
+
+  it.each(['o200k_base', 'cl100k_base'])('300 KB of mixed prose without line breaks equals the oracle [%s]', (enc) => {
+    const words = corpus().map((w) => w.replace(/[\r\n]/g, ' '))
+    const prose = ['The quick brown fox', 'jumps over 42 lazy dogs,', "isn't it?", 'x1 y2 z3', 'Ünïcödé', 'end']
+    let text = ''
+    for (let i = 0; text.length < 300_000; i++) text += (i % 3 ? prose[i % prose.length] : words[i % words.length]) + ' '
+    expect(countTokens(text, enc)).toBe(oracle[enc].encode(text, [], []).length)
+  })
+
   it('100,000 repeated characters: the count OpenAI gives (12,500 with o200k_base)', () => {
     // The WASM oracle takes ~12 s on this input (quadratic merging); its answer was 12,500.
     expect(countTokens('a'.repeat(100_000), 'o200k_base')).toBe(12_500)
