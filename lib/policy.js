@@ -70,6 +70,7 @@ class StoreFallback {
   #retryMs
   #outage = null
   #retryAt = 0
+  #timer = null
 
   /**
    * @param policy one of POLICIES
@@ -145,7 +146,7 @@ class StoreFallback {
     return (this.#replaying = this.#drain().finally(() => (this.#replaying = null)))
   }
 
-  /** Queues a count made while Redis was away. */
+  /** Queues a count made while Redis was away, and tries to push the queue every `retryMs`. */
   remember(op) {
     if (op === null || op === undefined) return
     this.#pending.push(op)
@@ -153,6 +154,20 @@ class StoreFallback {
       this.#pending.shift()
       this.#stats.dropped++
     }
+    this.#schedule()
+  }
+
+  // Replays even when no call comes after Redis is back. Unref'd: it never keeps Node alive
+  // (call flush() before exiting to be sure the queue reached Redis).
+  #schedule() {
+    if (this.#timer !== null) return
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      if (this.#pending.length === 0) return
+      this.kick()
+      this.#schedule()
+    }, Math.max(10, this.#retryMs))
+    if (typeof this.#timer.unref === 'function') this.#timer.unref()
   }
 
   /**
