@@ -835,7 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.JobLimitsCore = nativeBinding.JobLimitsCore
+module.exports.JobsRedisCore = nativeBinding.JobsRedisCore
 module.exports.NativeStore = nativeBinding.NativeStore
+module.exports.ProviderCore = nativeBinding.ProviderCore
 module.exports.ResponseCacheCore = nativeBinding.ResponseCacheCore
 module.exports.SessionStoreCore = nativeBinding.SessionStoreCore
 module.exports.TokenBudgetCore = nativeBinding.TokenBudgetCore
@@ -845,6 +848,9 @@ module.exports.countTokensBatchWith = nativeBinding.countTokensBatchWith
 module.exports.countTokensWith = nativeBinding.countTokensWith
 module.exports.defineModelPrice = nativeBinding.defineModelPrice
 module.exports.encodingForModel = nativeBinding.encodingForModel
+module.exports.jobAdjustRatios = nativeBinding.jobAdjustRatios
+module.exports.jobModelTypeSlots = nativeBinding.jobModelTypeSlots
+module.exports.jobPool = nativeBinding.jobPool
 module.exports.priceOfModel = nativeBinding.priceOfModel
 module.exports.quotaApply = nativeBinding.quotaApply
 module.exports.quotaCooldownMs = nativeBinding.quotaCooldownMs

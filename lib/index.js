@@ -11,6 +11,7 @@ const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
 const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cost')
+const { createLLMRateLimiter, createRedisBackend, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG } = require('./jobs')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -41,4 +42,8 @@ module.exports = {
   costOf,
   estimateCost,
   usageFrom,
+  createLLMRateLimiter,
+  createRedisBackend,
+  getDefaultMaxWaitMS,
+  DEFAULT_RATIO_ADJUSTMENT_CONFIG,
 }

@@ -32,5 +32,9 @@ export const {
   costOf,
   estimateCost,
   usageFrom,
+  createLLMRateLimiter,
+  createRedisBackend,
+  getDefaultMaxWaitMS,
+  DEFAULT_RATIO_ADJUSTMENT_CONFIG,
 } = tollgate
 export default tollgate

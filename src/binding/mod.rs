@@ -9,6 +9,7 @@ mod clock;
 mod cost;
 mod error;
 mod id;
+mod jobs;
 mod quota;
 mod rate_limiter;
 mod response_cache;

@@ -20,6 +20,8 @@ use crate::engine::session::Session;
 use crate::engine::{sliding_window, token_budget};
 use crate::store::memory::AppendOutcome;
 
+pub mod jobs;
+
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
