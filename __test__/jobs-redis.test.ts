@@ -104,8 +104,9 @@ describe('createLLMRateLimiter on Redis', () => {
     expect(started.length).toBe(15)
     expect(started[14]).toBeGreaterThanOrEqual(boundary)
     expect(started[14] - boundary).toBeLessThan(200)
-    // The 15th ran on b (i = 14), whose last reply is the new minute's global count.
-    expect(b.getModelStats('m').tokensPerMinute!.current).toBe(10_000)
+    // The instance that ran the 15th holds the new minute's global count from its last reply.
+    const counts = [a, b].map((l) => l.getModelStats('m').tokensPerMinute!.current)
+    expect(Math.max(...counts)).toBe(10_000)
   })
 
   it('3 real processes × 20 concurrent jobs never exceed the global TPM or RPM in any minute', async () => {
@@ -172,6 +173,7 @@ describe('createLLMRateLimiter on Redis', () => {
     expect(r).toEqual({ data: 'ran', modelUsed: 'm' })
     expect(waited).toBeGreaterThanOrEqual(200)
     expect(waited).toBeLessThan(1_500)
+    await sleep(150) // the next heartbeats report the instance count
     expect(a.getAllocation()!.instanceCount).toBe(1)
   })
 
