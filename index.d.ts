@@ -23,6 +23,37 @@ export declare class CostTrackerCore {
   runAsync(code: number, nano: number, holdId: string, tags: Array<string>, now: number): Promise<SpendDecision>
 }
 
+/** The limits of every model of one limiter, in this process. */
+export declare class JobLimitsCore {
+  constructor(limits: Array<number>)
+  /**
+   * Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
+   * minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
+   * never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
+   */
+  reserve(model: number, tokens: number, requests: number, now: number): number
+  /**
+   * Settles a reservation with the actual usage (window-aware); `release` gives the
+   * concurrency slot back.
+   */
+  settle(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number): void
+  /** `[minute tokens, minute requests, day tokens, day requests, in flight, now]`. */
+  counts(model: number, now: number): Array<number>
+}
+
+/** The global limits of one limiter in Redis (jobs.lua). */
+export declare class JobsRedisCore {
+  /** Keys: `<prefix>{<tag>}:instances` and `<prefix>{<tag>}:model:<id>`. */
+  constructor(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number)
+  get instanceId(): string
+  /** Acquire: see jobs.lua for the reply. */
+  acquire(model: number, tokens: number, requests: number, now: number): Promise<Array<number>>
+  /** Release (settle): see jobs.lua for the reply. */
+  release(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number): Promise<Array<number>>
+  /** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
+  instanceOp(op: string, now: number): Promise<Array<number>>
+}
+
 export declare class NativeStore {
   static memory(): NativeStore
   static redis(options: RedisConnectOptions): NativeStore
@@ -36,6 +67,19 @@ export declare class NativeStore {
   get closed(): boolean
   /** `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks. */
   scriptHashes(): Array<Array<string>>
+}
+
+/** `ProviderLimiter`: `points` per `duration_ms` per `<prefix><provider>:<scope>`. */
+export declare class ProviderCore {
+  constructor(store: NativeStore, points: number, durationMs: number)
+  /**
+   * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
+   * as the text `<points>:<expire>` under `key`, expiring with its period.
+   */
+  consume(key: string, cost: number, now: number): Array<number>
+  consumeAsync(key: string, cost: number, now: number): Promise<Array<number>>
+  /** The Redis server's `INFO` text. */
+  info(): Promise<string>
 }
 
 export declare class ResponseCacheCore {
@@ -103,6 +147,22 @@ export declare function defineModelPrice(model: string, price: Array<number>): v
 
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
 export declare function encodingForModel(model: string): string | null
+
+/**
+ * One ratio adjustment; `config` is `[high, low, maxAdjustment, minRatio]`. Null when nothing
+ * changes.
+ */
+export declare function jobAdjustRatios(ratios: Array<number>, flexible: Array<boolean>, loads: Array<number>, config: Array<number>): Array<number> | null
+
+/** Slots of a job type on a model from a pool `[totalSlots, tpm, rpm, tpd, rpd]`. */
+export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, tokens: number, requests: number, minCapacity: number): number
+
+/**
+ * A model's fair share per instance: `[totalSlots, tpm, rpm, tpd, rpd]`. `limits` is one
+ * model's `[tpm, rpm, tpd, rpd, maxConcurrent]`, `used` `[minute tokens, minute requests,
+ * day tokens, day requests]`, `avg` `[tokens, requests]`.
+ */
+export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
 /** `[input, cachedInput, cacheWrite, output, batch]` for `model`, or null when unknown. */
 export declare function priceOfModel(model: string): Array<number> | null

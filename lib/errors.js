@@ -75,4 +75,4 @@ function rethrow(err) {
   throw fromNative(err)
 }
 
-module.exports = { codes, StoreError, invalidArg, outOfRange, fromNative, rethrow }
+module.exports = { codes, StoreError, invalidArg, outOfRange, fromNative, rethrow, withCode }

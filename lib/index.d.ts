@@ -972,3 +972,206 @@ export declare class ModelTiers {
   /** The tier for `task` (a tier name; unknown tasks get `defaultTier`). */
   selectModel(task: string, options?: { inputTokens?: number }): Promise<ModelSelection>
 }
+// ---- createLLMRateLimiter (multi-model job limiter) -----------------------------------------
+
+/** Per model: limits (0 or missing = not enforced) and prices in USD per 1M tokens. */
+export interface ModelRateLimitConfig {
+  requestsPerMinute?: number
+  requestsPerDay?: number
+  tokensPerMinute?: number
+  tokensPerDay?: number
+  /** Jobs in flight at once (across every instance with a Redis backend). */
+  maxConcurrentRequests?: number
+  minCapacity?: number
+  maxCapacity?: number
+  /** USD per 1,000,000 tokens; `cached` bills `cachedTokens` (report `inputTokens` without them). */
+  pricing?: { input: number; cached: number; output: number }
+}
+export interface JobTypeResourceConfig {
+  estimatedUsedTokens?: number
+  estimatedNumberOfRequests?: number
+  estimatedUsedMemoryKB?: number
+  ratio?: { initialValue?: number; flexible?: boolean }
+  /** Per model: how long a job waits for that model before trying the next; 0 = no wait. Default: to the next minute + 5 s. */
+  maxWaitMS?: Record<string, number>
+}
+export interface RatioAdjustmentConfig {
+  highLoadThreshold?: number
+  lowLoadThreshold?: number
+  maxAdjustment?: number
+  minRatio?: number
+  adjustmentIntervalMs?: number
+  releasesPerAdjustment?: number
+  minJobTypeCapacity?: number
+}
+export interface Availability {
+  slots: number
+  tokensPerMinute: number | null
+  tokensPerDay: number | null
+  requestsPerMinute: number | null
+  requestsPerDay: number | null
+  concurrentRequests: number | null
+  memoryKB: number | null
+}
+export type AvailabilityChangeReason = 'adjustment' | 'tokensMinute' | 'tokensDay' | 'requestsMinute' | 'requestsDay' | 'concurrentRequests' | 'memory' | 'distributed'
+export interface OverageEvent {
+  resourceType: 'tokens' | 'requests'
+  estimated: number
+  actual: number
+  overage: number
+  timestamp: number
+}
+/** Made by {@link createRedisBackend}. */
+export interface LLMRateLimiterBackend {
+  readonly kind: 'redis'
+  readonly keyPrefix: string
+  readonly heartbeatIntervalMs: number
+  readonly instanceTimeoutMs: number
+  readonly pollIntervalMs: number
+}
+export interface LLMRateLimiterConfig {
+  models: Record<string, ModelRateLimitConfig>
+  /** Models in the order jobs try them; required with 2+ models. `order` is accepted too. */
+  escalationOrder?: readonly string[]
+  order?: readonly string[]
+  /** Job types; default one type `default` with no estimates. */
+  resourceEstimationsPerJob?: Record<string, JobTypeResourceConfig>
+  ratioAdjustmentConfig?: RatioAdjustmentConfig
+  memory?: { freeMemoryRatio?: number; recalculationIntervalMs?: number; maxMemoryKB?: number }
+  backend?: LLMRateLimiterBackend
+  /** Attempts of one job across delegations (default 2 × the models in the order). */
+  maxAttempts?: number
+  instanceId?: string
+  /** Injected clock (ms), for tests. */
+  now?: () => number
+  onAvailableSlotsChange?: (availability: Availability, reason: AvailabilityChangeReason, modelId: string, adjustment?: Partial<Availability>) => void
+  onOverage?: (event: OverageEvent) => void
+  onLog?: (message: string, data?: Record<string, unknown>) => void
+}
+export interface TokenUsageEntry {
+  requestCount: number
+  inputTokens: number
+  cachedTokens: number
+  outputTokens: number
+}
+export interface JobResult<T> extends TokenUsageEntry {
+  data: T
+}
+export interface UsageEntryWithCost extends TokenUsageEntry {
+  modelId: string
+  cost: number
+}
+export interface JobCallbackContext {
+  jobId: string
+  totalCost: number
+  usage: UsageEntryWithCost[]
+}
+export interface LLMJobResult<T> {
+  data: T
+  modelUsed: string
+}
+/** Records `usage` on the model that ran; `delegate` (default true) moves the job to the next model. */
+export type JobReject = (usage: TokenUsageEntry, options?: { delegate?: boolean }) => void
+export type LLMJob<T, Args> = (args: Args & { modelId: string }, reject: JobReject) => JobResult<T> | Promise<JobResult<T>>
+export interface QueueJobOptions<T, Args extends object = Record<string, unknown>> {
+  jobId: string
+  /** Required when there are several job types. */
+  jobType?: string
+  job: LLMJob<T, Args>
+  args?: Args
+  onComplete?: (result: LLMJobResult<T>, context: JobCallbackContext) => void
+  onError?: (error: Error, context: JobCallbackContext) => void
+}
+export interface WindowCounterStats {
+  current: number
+  limit: number
+  remaining: number
+  resetsInMs: number
+}
+export interface MemoryStats {
+  activeKB: number
+  maxCapacityKB: number
+  availableKB: number
+  systemAvailableKB: number
+}
+export interface ModelStats {
+  memory?: MemoryStats
+  concurrency?: { active: number; limit: number; available: number; waiting: number }
+  requestsPerMinute?: WindowCounterStats
+  requestsPerDay?: WindowCounterStats
+  tokensPerMinute?: WindowCounterStats
+  tokensPerDay?: WindowCounterStats
+}
+export interface JobTypeStats {
+  jobTypes: Record<
+    string,
+    {
+      currentRatio: number
+      initialRatio: number
+      flexible: boolean
+      inFlight: number
+      allocatedSlots: number
+      resources: { estimatedNumberOfRequests?: number; estimatedUsedTokens?: number; estimatedUsedMemoryKB?: number }
+    }
+  >
+  totalSlots: number
+  lastAdjustmentTime: number | null
+  modelJobTypes?: Record<string, Record<string, { allocated: number; inFlight: number }>>
+}
+export interface LLMRateLimiterStats {
+  models: Record<string, ModelStats>
+  memory?: MemoryStats
+  jobTypes: JobTypeStats
+}
+export interface ActiveJobInfo {
+  jobId: string
+  jobType: string
+  status: 'waiting-for-capacity' | 'waiting-for-model' | 'processing'
+  queuedAt: number
+  startedAt: number | null
+  currentModelId: string | null
+  triedModels: string[]
+  waitStartedAt: number | null
+  maxWaitMS: number | null
+  timeoutAt: number | null
+}
+export interface AllocationInfo {
+  instanceCount: number
+  pools: Record<string, { totalSlots: number; tokensPerMinute: number; requestsPerMinute: number; tokensPerDay: number; requestsPerDay: number }>
+}
+export interface LLMRateLimiterInstance {
+  queueJob<T, Args extends object = Record<string, unknown>>(options: QueueJobOptions<T, Args>): Promise<LLMJobResult<T>>
+  hasCapacity(): boolean
+  hasCapacityForModel(modelId: string): boolean
+  hasCapacityForJobType(jobType: string): boolean
+  getAvailableModel(): string | null
+  getStats(): LLMRateLimiterStats
+  getModelStats(modelId: string): ModelStats
+  getJobTypeStats(): JobTypeStats
+  getActiveJobs(): ActiveJobInfo[]
+  /** The fair share per instance from the last heartbeat (Redis backend), else null. */
+  getAllocation(): AllocationInfo | null
+  getInstanceId(): string
+  /** Registers with the backend and starts heartbeats (also done by the first queueJob). */
+  start(): Promise<void>
+  /** Clears timers, fails waiting jobs (`ERR_TOLLGATE_LIMITER_STOPPED`), unregisters. */
+  stop(): Promise<void>
+}
+/**
+ * Queues LLM jobs over several models with per-model limits and fallback.
+ *
+ * @example
+ * const limiter = createLLMRateLimiter({
+ *   models: { 'gpt-4o': { tokensPerMinute: 30_000, pricing: { input: 2.5, cached: 1.25, output: 10 } } },
+ *   resourceEstimationsPerJob: { chat: { estimatedUsedTokens: 2_000, estimatedNumberOfRequests: 1 } },
+ * })
+ * const { data } = await limiter.queueJob({ jobId: '1', jobType: 'chat', job: async ({ modelId }) => ({ requestCount: 1, inputTokens: 900, cachedTokens: 0, outputTokens: 300, data: modelId }) })
+ */
+export declare function createLLMRateLimiter(config: LLMRateLimiterConfig): LLMRateLimiterInstance
+/** Global limits through Redis, exact for any number of instances. */
+export declare function createRedisBackend(
+  config: string | { url?: string; client?: unknown; keyPrefix?: string; heartbeatIntervalMs?: number; instanceTimeoutMs?: number; pollIntervalMs?: number },
+): LLMRateLimiterBackend
+/** `(60 − seconds of now + 5) × 1000`: the default maxWaitMS. */
+export declare function getDefaultMaxWaitMS(now?: number): number
+export declare const DEFAULT_RATIO_ADJUSTMENT_CONFIG: Readonly<Required<RatioAdjustmentConfig>>

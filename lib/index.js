@@ -14,6 +14,7 @@ const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cos
 const { CostTracker } = require('./cost-tracker')
 const { metrics, POLICIES } = require('./policy')
 const { ModelTiers, MODEL_TIERS } = require('./model-tiers')
+const { createLLMRateLimiter, createRedisBackend, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG } = require('./jobs')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -49,4 +50,8 @@ module.exports = {
   MODEL_TIERS,
   metrics,
   POLICIES,
+  createLLMRateLimiter,
+  createRedisBackend,
+  getDefaultMaxWaitMS,
+  DEFAULT_RATIO_ADJUSTMENT_CONFIG,
 }

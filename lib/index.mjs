@@ -37,5 +37,9 @@ export const {
   MODEL_TIERS,
   metrics,
   POLICIES,
+  createLLMRateLimiter,
+  createRedisBackend,
+  getDefaultMaxWaitMS,
+  DEFAULT_RATIO_ADJUSTMENT_CONFIG,
 } = tollgate
 export default tollgate

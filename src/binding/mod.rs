@@ -10,6 +10,7 @@ mod cost;
 mod cost_tracker;
 mod error;
 mod id;
+mod jobs;
 mod quota;
 mod rate_limiter;
 mod response_cache;

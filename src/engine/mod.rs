@@ -3,6 +3,8 @@
 
 pub mod cache_key;
 pub mod cost;
+pub mod jobs;
+pub mod provider_limit;
 pub mod quota;
 pub mod session;
 pub mod sliding_window;

@@ -22,6 +22,7 @@ use crate::store::memory::AppendOutcome;
 
 mod spend;
 pub use spend::{SpendKeys, TagTotals};
+pub mod jobs;
 
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

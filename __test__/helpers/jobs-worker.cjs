@@ -1,0 +1,54 @@
+// A separate Node process running createLLMRateLimiter on a shared Redis (jobs-redis.test.ts).
+//   burst <url> <prefix> <tpm> <rpm> <calls> <estimate>: queues `calls` jobs at once (no
+//     waiting) and prints when each admitted job started and the tokens it used.
+//   hold <url> <prefix> <maxConcurrent>: fills the model's concurrency with jobs that never end,
+//     prints "held", and waits to be killed.
+'use strict'
+const { createLLMRateLimiter, createRedisBackend } = require('../../lib/index.js')
+
+const [kind, url, prefix, ...rest] = process.argv.slice(2)
+
+async function main() {
+  if (kind === 'burst') {
+    const [tpm, rpm, calls, est] = rest.map(Number)
+    const limiter = createLLMRateLimiter({
+      models: { m: { tokensPerMinute: tpm, requestsPerMinute: rpm } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: est, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+      backend: createRedisBackend({ url, keyPrefix: prefix, heartbeatIntervalMs: 1000, instanceTimeoutMs: 5000 }),
+      ratioAdjustmentConfig: { minJobTypeCapacity: calls },
+    })
+    await limiter.start()
+    const admitted = []
+    const job = async () => {
+      admitted.push(Date.now())
+      await new Promise((r) => setTimeout(r, 5))
+      return { requestCount: 1, inputTokens: est, cachedTokens: 0, outputTokens: 0, data: null }
+    }
+    await Promise.allSettled(Array.from({ length: calls }, (_, i) => limiter.queueJob({ jobId: `${process.pid}-${i}`, job })))
+    await limiter.stop()
+    process.stdout.write(JSON.stringify({ admitted }))
+  } else if (kind === 'hold') {
+    const [conc] = rest.map(Number)
+    const limiter = createLLMRateLimiter({
+      models: { m: { maxConcurrentRequests: conc } },
+      backend: createRedisBackend({ url, keyPrefix: prefix, heartbeatIntervalMs: 50, instanceTimeoutMs: 300 }),
+    })
+    await limiter.start()
+    let started = 0
+    for (let i = 0; i < conc; i++) {
+      limiter.queueJob({ jobId: `h${i}`, job: () => new Promise(() => started++) }).catch(() => {})
+    }
+    const check = setInterval(() => {
+      if (started === conc) {
+        process.stdout.write('held\n')
+        clearInterval(check)
+        setInterval(() => {}, 1000) // stay alive until killed
+      }
+    }, 5)
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(String(e && e.stack))
+  process.exit(1)
+})

@@ -1,0 +1,1100 @@
+'use strict'
+// createLLMRateLimiter: queue LLM jobs over several models with per-model limits, fall back
+// along an escalation order, reserve estimates and settle real usage, track cost; optionally
+// share every model's limits across processes with createRedisBackend.
+//
+// The limit maths (fixed minute / UTC-day windows, reserve and window-aware settle, fair share,
+// ratio adjustment) is engine/jobs.rs; locally it runs in JobLimitsCore (synchronous), on
+// Redis in jobs.lua (one EVALSHA at acquire, one at release). This file holds the queues,
+// timers and callbacks.
+
+const v8 = require('node:v8')
+const { randomBytes } = require('node:crypto')
+const native = require('./native')
+const { codes, invalidArg, outOfRange, fromNative, withCode } = require('./errors')
+const { RedisStore, resolveStore, isRedisClient, kNative } = require('./stores')
+const v = require('./validate')
+
+const MAX_LIMIT = Number.MAX_SAFE_INTEGER
+/** setTimeout's longest delay; longer maxWaitMS values are capped here (24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+const LIMIT_FIELDS = ['tokensPerMinute', 'requestsPerMinute', 'tokensPerDay', 'requestsPerDay', 'maxConcurrentRequests']
+
+const DEFAULT_RATIO_ADJUSTMENT_CONFIG = Object.freeze({
+  highLoadThreshold: 0.7,
+  lowLoadThreshold: 0.3,
+  maxAdjustment: 0.2,
+  minRatio: 0.01,
+  adjustmentIntervalMs: 5000,
+  releasesPerAdjustment: 10,
+  minJobTypeCapacity: 1,
+})
+
+function jobError(code, message, cause) {
+  const e = withCode(new Error(message, cause === undefined ? undefined : { cause }), code)
+  return e
+}
+
+/** The default patience on a model: until the next minute, plus 5 s (6–65 s). */
+function getDefaultMaxWaitMS(now = Date.now()) {
+  return (60 - Math.floor((now % 60000) / 1000) + 5) * 1000
+}
+
+function nonNegative(x, name) {
+  if (typeof x !== 'number') throw invalidArg(`${name} must be a number, got ${v.describe(x)}`)
+  if (!Number.isFinite(x) || x < 0) throw outOfRange(`${name} must be a finite number ≥ 0, got ${x}`)
+  return x
+}
+
+function optInt(x, name) {
+  return x === undefined || x === null ? 0 : v.integer(x, name, 0, MAX_LIMIT)
+}
+
+function fnOrNull(x, name) {
+  return x === undefined || x === null ? null : v.fn(x, name)
+}
+
+// ---- createRedisBackend ----------------------------------------------------------------------
+
+const kBackend = Symbol('tollgate.jobsBackend')
+
+/**
+ * Global limits through Redis: `{url | client, keyPrefix, heartbeatIntervalMs,
+ * instanceTimeoutMs}` (or a URL string). `client` may be an ioredis / node-redis client or a
+ * RedisStore.
+ */
+function createRedisBackend(config) {
+  const o = typeof config === 'string' ? { url: config } : v.options(config, 'config')
+  let store
+  if (o.client !== undefined) {
+    if (o.client instanceof RedisStore) store = o.client
+    else if (isRedisClient(o.client)) store = RedisStore.fromClient(o.client)
+    else throw invalidArg('config.client must be an ioredis or node-redis client or a RedisStore')
+  } else if (o.url !== undefined || o.redis !== undefined) {
+    store = resolveStore(v.id(o.url ?? o.redis, 'config.url'), 'createRedisBackend')
+    if (!(store instanceof RedisStore)) throw invalidArg('config.url must be a redis:// URL')
+  } else {
+    throw invalidArg('createRedisBackend needs config.url or config.client')
+  }
+  const heartbeatIntervalMs = o.heartbeatIntervalMs === undefined ? 5000 : v.millis(o.heartbeatIntervalMs, 'config.heartbeatIntervalMs', 3_600_000)
+  const instanceTimeoutMs = o.instanceTimeoutMs === undefined ? 15000 : v.millis(o.instanceTimeoutMs, 'config.instanceTimeoutMs', 86_400_000)
+  if (instanceTimeoutMs <= heartbeatIntervalMs) {
+    throw outOfRange(`config.instanceTimeoutMs (${instanceTimeoutMs}) must be above config.heartbeatIntervalMs (${heartbeatIntervalMs})`)
+  }
+  return Object.freeze({
+    [kBackend]: true,
+    kind: 'redis',
+    store,
+    keyPrefix: o.keyPrefix === undefined ? 'llm-rate-limiter:' : v.string(o.keyPrefix, 'config.keyPrefix'),
+    heartbeatIntervalMs,
+    instanceTimeoutMs,
+    pollIntervalMs: o.pollIntervalMs === undefined ? 100 : v.millis(o.pollIntervalMs, 'config.pollIntervalMs', 60_000),
+  })
+}
+
+// ---- configuration ---------------------------------------------------------------------------
+
+function readModels(models) {
+  if (models === null || typeof models !== 'object' || Array.isArray(models)) {
+    throw invalidArg(`config.models must be an object of model configs, got ${v.describe(models)}`)
+  }
+  const ids = Object.keys(models)
+  if (ids.length === 0) throw outOfRange('At least one model must be configured in models')
+  return ids.map((id) => {
+    const m = v.options(models[id], `config.models.${id}`)
+    const limits = LIMIT_FIELDS.map((f) => optInt(m[f], `config.models.${id}.${f}`))
+    let pricing = { input: 0, cached: 0, output: 0 }
+    if (m.pricing !== undefined) {
+      const p = v.options(m.pricing, `config.models.${id}.pricing`)
+      pricing = {
+        input: nonNegative(p.input ?? 0, `config.models.${id}.pricing.input`),
+        cached: nonNegative(p.cached ?? 0, `config.models.${id}.pricing.cached`),
+        output: nonNegative(p.output ?? 0, `config.models.${id}.pricing.output`),
+      }
+    }
+    return { id, limits, pricing, minCapacity: optInt(m.minCapacity, 'minCapacity'), maxCapacity: m.maxCapacity ?? null }
+  })
+}
+
+function readJobTypes(cfg, modelIds) {
+  const src = cfg === undefined ? { default: {} } : cfg
+  if (src === null || typeof src !== 'object' || Array.isArray(src)) {
+    throw invalidArg(`config.resourceEstimationsPerJob must be an object, got ${v.describe(src)}`)
+  }
+  const ids = Object.keys(src)
+  if (ids.length === 0) throw outOfRange('resourceEstimationsPerJob must contain at least one job type')
+  const types = ids.map((id) => {
+    const t = v.options(src[id], `config.resourceEstimationsPerJob.${id}`)
+    const base = `config.resourceEstimationsPerJob.${id}`
+    const r = t.ratio === undefined ? {} : v.options(t.ratio, `${base}.ratio`)
+    let initial = null
+    if (r.initialValue !== undefined) {
+      nonNegative(r.initialValue, `${base}.ratio.initialValue`)
+      if (r.initialValue <= 0) throw outOfRange(`Job type '${id}' ratio.initialValue must be greater than 0. Got: ${r.initialValue}`)
+      if (r.initialValue > 1) throw outOfRange(`Job type '${id}' ratio.initialValue must be at most 1. Got: ${r.initialValue}`)
+      initial = r.initialValue
+    }
+    const maxWait = new Map()
+    if (t.maxWaitMS !== undefined) {
+      const mw = v.options(t.maxWaitMS, `${base}.maxWaitMS`)
+      for (const model of Object.keys(mw)) {
+        const i = modelIds.indexOf(model)
+        if (i < 0) throw outOfRange(`${base}.maxWaitMS names unknown model '${model}'`, codes.UNKNOWN_MODEL)
+        maxWait.set(i, Math.min(MAX_TIMER_MS, v.integer(mw[model], `${base}.maxWaitMS.${model}`, 0, MAX_LIMIT)))
+      }
+    }
+    return {
+      id,
+      tokens: optInt(t.estimatedUsedTokens, `${base}.estimatedUsedTokens`),
+      requests: optInt(t.estimatedNumberOfRequests, `${base}.estimatedNumberOfRequests`),
+      memoryKB: optInt(t.estimatedUsedMemoryKB, `${base}.estimatedUsedMemoryKB`),
+      flexible: r.flexible === undefined ? true : Boolean(r.flexible),
+      initial,
+      ratio: 0,
+      initialRatio: 0,
+      maxWait,
+      inFlight: 0,
+      inFlightByModel: modelIds.map(() => 0),
+      allocated: 0,
+      memUsedKB: 0,
+      memCapKB: Infinity,
+    }
+  })
+  const specified = types.filter((t) => t.initial !== null)
+  const sum = specified.reduce((s, t) => s + t.initial, 0)
+  if (sum > 1 + 1e-4) throw outOfRange(`Sum of specified ratio.initialValue values exceeds 1. Got: ${sum}`)
+  const rest = types.length - specified.length
+  for (const t of types) {
+    if (t.initial !== null) t.ratio = rest === 0 && sum > 0 ? t.initial / sum : t.initial
+    else t.ratio = (1 - sum) / rest
+    t.initialRatio = t.ratio
+  }
+  return types
+}
+
+function checkUsage(u, name) {
+  if (u === null || typeof u !== 'object') throw invalidArg(`${name} must be an object, got ${v.describe(u)}`)
+  const n = (k) => (u[k] === undefined ? 0 : v.integer(u[k], `${name}.${k}`, 0, MAX_LIMIT))
+  return { requestCount: n('requestCount'), inputTokens: n('inputTokens'), cachedTokens: n('cachedTokens'), outputTokens: n('outputTokens') }
+}
+
+// ---- the limiter -----------------------------------------------------------------------------
+
+class LLMRateLimiter {
+  #models
+  #order
+  #types
+  #typeById
+  #clock
+  #ratioCfg
+  #onAvail
+  #onOverage
+  #onLog
+  #maxAttempts
+  #local = null
+  #redis = null
+  #backend = null
+  #queues
+  #active = new Set()
+  #memEnabled = false
+  #memCfg
+  #memTotalKB = 0
+  #timers = new Set()
+  #heartbeat = null
+  #ratioTimer = null
+  #memTimer = null
+  #started = false
+  #starting = null
+  #releases = 0
+  #lastAdjustment = null
+  #totalSlots = 0
+  #instanceId
+  #allocation = null
+  #global
+  #lastAvailability = null
+  #stopping = false
+
+  constructor(config) {
+    const c = v.options(config, 'config')
+    this.#models = readModels(c.models)
+    const ids = this.#models.map((m) => m.id)
+    const order = c.escalationOrder ?? c.order
+    if (order === undefined) {
+      if (ids.length > 1) throw invalidArg('escalationOrder is required when multiple models are configured')
+      this.#order = [0]
+    } else {
+      if (!Array.isArray(order) || order.length === 0) throw invalidArg('config.escalationOrder must be a non-empty array of model ids')
+      this.#order = order.map((id) => {
+        const i = ids.indexOf(id)
+        if (i < 0) throw outOfRange(`Model '${id}' in escalationOrder is not defined in models`, codes.UNKNOWN_MODEL)
+        return i
+      })
+    }
+    this.#types = readJobTypes(c.resourceEstimationsPerJob, ids)
+    this.#typeById = new Map(this.#types.map((t) => [t.id, t]))
+    const rc = { ...DEFAULT_RATIO_ADJUSTMENT_CONFIG, ...v.options(c.ratioAdjustmentConfig, 'config.ratioAdjustmentConfig') }
+    for (const k of Object.keys(DEFAULT_RATIO_ADJUSTMENT_CONFIG)) nonNegative(rc[k], `config.ratioAdjustmentConfig.${k}`)
+    this.#ratioCfg = rc
+    this.#onAvail = fnOrNull(c.onAvailableSlotsChange, 'config.onAvailableSlotsChange')
+    this.#onOverage = fnOrNull(c.onOverage, 'config.onOverage')
+    this.#onLog = fnOrNull(c.onLog, 'config.onLog')
+    this.#maxAttempts = c.maxAttempts === undefined ? 2 * this.#order.length : v.integer(c.maxAttempts, 'config.maxAttempts', 1, 1000)
+    if (c.now !== undefined) {
+      v.fn(c.now, 'config.now')
+      this.#clock = c.now
+    } else {
+      this.#clock = null
+    }
+    this.#instanceId = c.instanceId === undefined ? `inst-${Date.now()}-${randomBytes(6).toString('hex')}` : v.id(c.instanceId, 'config.instanceId')
+    const flat = this.#models.flatMap((m) => m.limits)
+    this.#queues = this.#models.map(() => ({ waiters: [], draining: false, again: false, timer: null, timerAt: Infinity, blocked: false }))
+    // Last known global counts per model (Redis mode): [mt, mr, dt, dr, inFlight, at].
+    this.#global = this.#models.map(() => [0, 0, 0, 0, 0, 0])
+    if (c.backend !== undefined && c.backend !== null) {
+      if (!c.backend[kBackend]) throw invalidArg('config.backend must come from createRedisBackend()')
+      this.#backend = c.backend
+      this.#redis = new native.JobsRedisCore(c.backend.store[kNative], c.backend.keyPrefix, ids, flat, this.#instanceId, c.backend.instanceTimeoutMs)
+    } else {
+      this.#local = new native.JobLimitsCore(flat)
+    }
+    this.#memCfg = v.options(c.memory, 'config.memory')
+    this.#memEnabled = this.#types.some((t) => t.memoryKB > 0)
+    if (this.#memEnabled) this.#computeMemory()
+    this.#computeSlots(null)
+  }
+
+  // ---- clock, logging, timers
+
+  #now() {
+    if (!this.#clock) return Date.now()
+    const t = this.#clock()
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) throw outOfRange(`config.now() must return milliseconds, got ${v.describe(t)}`)
+    return t
+  }
+
+  /** `now` for the native side: -1 for its own clock (Rust's, or the Redis server's). */
+  #nativeNow() {
+    return this.#clock ? this.#now() : -1
+  }
+
+  #log(message, data) {
+    if (!this.#onLog) return
+    try {
+      this.#onLog(`LLMRateLimiter| ${message}`, data)
+    } catch {
+      // a logger that throws must not break a job
+    }
+  }
+
+  #setTimer(fn, ms) {
+    const t = setTimeout(() => {
+      this.#timers.delete(t)
+      fn()
+    }, Math.max(0, Math.min(MAX_TIMER_MS, ms)))
+    t.unref?.()
+    this.#timers.add(t)
+    return t
+  }
+
+  #clearTimer(t) {
+    if (t) {
+      clearTimeout(t)
+      this.#timers.delete(t)
+    }
+  }
+
+  // ---- capacity layout: job-type slots, memory, ratios
+
+  #computeMemory() {
+    const o = this.#memCfg
+    const ratio = o.freeMemoryRatio === undefined ? 0.8 : nonNegative(o.freeMemoryRatio, 'config.memory.freeMemoryRatio')
+    const base = o.maxMemoryKB === undefined ? Math.floor(v8.getHeapStatistics().total_available_size / 1024) : v.integer(o.maxMemoryKB, 'config.memory.maxMemoryKB', 0, MAX_LIMIT)
+    this.#memTotalKB = Math.floor(base * ratio)
+    for (const t of this.#types) t.memCapKB = t.memoryKB > 0 ? Math.max(t.memoryKB, Math.floor(this.#memTotalKB * t.ratio)) : Infinity
+  }
+
+  /** Job-type slots from the total capacity (local: §3.5; distributed: Σ pool slots). */
+  #computeSlots(pools) {
+    let total = 0
+    if (pools) {
+      for (const p of pools) total += p[0]
+    } else {
+      // One instance's pool per model (§4.4 with N = 1): the most jobs of average size its
+      // limits admit at once; 100 for a model with no limits.
+      for (const m of this.#models) total += native.jobPool(m.limits, [0, 0, 0, 0], 1, this.#averageEstimate())[0]
+    }
+    this.#totalSlots = total
+    const min = this.#ratioCfg.minJobTypeCapacity
+    for (const t of this.#types) {
+      let slots = Math.max(min, Math.floor(total * t.ratio + 1e-9))
+      if (this.#memEnabled && t.memoryKB > 0) slots = Math.max(min, Math.min(slots, Math.floor(t.memCapKB / t.memoryKB)))
+      t.allocated = slots
+    }
+  }
+
+  #averageEstimate() {
+    const n = this.#types.length
+    const avgT = Math.floor(this.#types.reduce((s, t) => s + t.tokens, 0) / n)
+    const avgR = Math.floor(this.#types.reduce((s, t) => s + t.requests, 0) / n)
+    return [avgT || 1, avgR || 1]
+  }
+
+  #adjustRatios() {
+    const rc = this.#ratioCfg
+    const loads = this.#types.map((t) => (t.allocated > 0 ? t.inFlight / t.allocated : 0))
+    const next = native.jobAdjustRatios(
+      this.#types.map((t) => t.ratio),
+      this.#types.map((t) => t.flexible),
+      loads,
+      [rc.highLoadThreshold, rc.lowLoadThreshold, rc.maxAdjustment, rc.minRatio],
+    )
+    if (!next) return false
+    this.#types.forEach((t, i) => (t.ratio = next[i]))
+    this.#lastAdjustment = this.#now()
+    if (this.#memEnabled) this.#computeMemory()
+    this.#computeSlots(this.#allocation ? this.#allocation.poolList : null)
+    this.#log('ratios adjusted', { ratios: Object.fromEntries(this.#types.map((t) => [t.id, t.ratio])) })
+    this.#wakeAll()
+    return true
+  }
+
+  /** Timers live only while the limiter is in use; stop() clears them. */
+  #ensureTimers() {
+    const rc = this.#ratioCfg
+    if (!this.#ratioTimer && rc.adjustmentIntervalMs > 0 && this.#types.length > 1) {
+      this.#ratioTimer = setInterval(() => this.#adjustRatios(), rc.adjustmentIntervalMs)
+      this.#ratioTimer.unref?.()
+    }
+    const mc = this.#memCfg
+    if (!this.#memTimer && this.#memEnabled && mc.maxMemoryKB === undefined) {
+      const every = mc.recalculationIntervalMs === undefined ? 1000 : v.millis(mc.recalculationIntervalMs, 'config.memory.recalculationIntervalMs', 3_600_000)
+      this.#memTimer = setInterval(() => {
+        this.#computeMemory()
+        this.#computeSlots(this.#allocation ? this.#allocation.poolList : null)
+        this.#wakeAll()
+      }, every)
+      this.#memTimer.unref?.()
+    }
+    if (this.#redis && !this.#started && !this.#starting) this.start().catch(() => {})
+  }
+
+  // ---- distributed: registration and heartbeat
+
+  /** Registers with the backend and starts heartbeats. Without a backend it does nothing. */
+  start() {
+    if (!this.#redis || this.#started) return Promise.resolve()
+    if (this.#starting) return this.#starting
+    this.#stopping = false
+    this.#starting = this.#beat(true).then(
+      () => {
+        this.#started = true
+        this.#starting = null
+        const every = this.#backend.heartbeatIntervalMs
+        this.#heartbeat = setInterval(() => this.#beat(false).catch((e) => this.#log('heartbeat failed', { error: String(e && e.message) })), every)
+        this.#heartbeat.unref?.()
+      },
+      (e) => {
+        this.#starting = null
+        throw e
+      },
+    )
+    return this.#starting
+  }
+
+  async #beat(first) {
+    let r
+    try {
+      r = await this.#redis.instanceOp('h', this.#nativeNow())
+    } catch (e) {
+      throw fromNative(e)
+    }
+    const [registered, instanceCount, dropped] = r
+    if (registered && !first) this.#log('instance was dropped by the backend and registered again', { instanceId: this.#instanceId })
+    if (dropped > 0) this.#log('stale instances removed', { dropped })
+    const at = this.#now()
+    this.#models.forEach((_, i) => {
+      const g = this.#global[i]
+      for (let k = 0; k < 5; k++) g[k] = r[3 + i * 5 + k]
+      g[5] = at
+    })
+    this.#applyAllocation(instanceCount)
+  }
+
+  #applyAllocation(instanceCount) {
+    const n = Math.max(1, instanceCount)
+    const avg = this.#averageEstimate()
+    const poolList = this.#models.map((m, i) => native.jobPool(m.limits, this.#global[i].slice(0, 4), n, avg))
+    const pools = {}
+    this.#models.forEach((m, i) => {
+      const p = poolList[i]
+      pools[m.id] = { totalSlots: p[0], tokensPerMinute: p[1], requestsPerMinute: p[2], tokensPerDay: p[3], requestsPerDay: p[4] }
+    })
+    const before = this.#allocation
+    this.#allocation = { instanceCount: n, pools, poolList }
+    this.#computeSlots(poolList)
+    if (before && before.instanceCount !== n) this.#log('instance count changed', { from: before.instanceCount, to: n })
+    this.#notifyAvailability('distributed', '*')
+    this.#wakeAll()
+  }
+
+  /** Clears timers, fails waiting jobs, unregisters from the backend. Safe to call twice. */
+  stop() {
+    this.#stopping = true
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+    for (const q of this.#queues) {
+      q.timer = null
+      q.timerAt = Infinity
+      const waiters = q.waiters.splice(0)
+      for (const w of waiters) w.finish(jobError('ERR_TOLLGATE_LIMITER_STOPPED', 'The limiter was stopped while the job waited for capacity'))
+    }
+    for (const t of [this.#heartbeat, this.#ratioTimer, this.#memTimer]) if (t) clearInterval(t)
+    this.#heartbeat = this.#ratioTimer = this.#memTimer = null
+    const wasStarted = this.#started
+    this.#started = false
+    if (this.#redis && (wasStarted || this.#starting)) {
+      return this.#redis.instanceOp('u', this.#nativeNow()).then(
+        () => undefined,
+        (e) => this.#log('unregister failed', { error: String(e && e.message) }),
+      )
+    }
+    return Promise.resolve()
+  }
+
+  // ---- queueing
+
+  /** Queues a job; resolves `{data, modelUsed}` or rejects (onError is called first). */
+  queueJob(options) {
+    let j
+    try {
+      j = this.#newJob(options)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    if (!this.#ratioTimer && !this.#memTimer && !this.#started) this.#ensureTimers()
+    return this.#run(j)
+  }
+
+  #newJob(options) {
+    const o = v.options(options, 'options')
+    const jobId = v.id(o.jobId, 'options.jobId')
+    let type
+    if (o.jobType === undefined && this.#types.length === 1) type = this.#types[0]
+    else {
+      type = this.#typeById.get(o.jobType)
+      if (!type) {
+        throw outOfRange(`Unknown job type '${o.jobType}'. Valid job types are: ${this.#types.map((t) => t.id).join(', ')}`)
+      }
+    }
+    v.fn(o.job, 'options.job')
+    const args = o.args === undefined || o.args === null ? null : v.options(o.args, 'options.args')
+    return {
+      jobId,
+      type,
+      fn: o.job,
+      args,
+      onComplete: fnOrNull(o.onComplete, 'options.onComplete'),
+      onError: fnOrNull(o.onError, 'options.onError'),
+      tried: new Set(),
+      attempts: 0,
+      usage: [],
+      totalCost: 0,
+      status: 'waiting-for-capacity',
+      queuedAt: this.#now(),
+      startedAt: null,
+      currentModel: null,
+      waitStartedAt: null,
+      maxWaitMS: null,
+    }
+  }
+
+  async #run(j) {
+    this.#active.add(j)
+    try {
+      for (;;) {
+        const g = await this.#select(j)
+        const out = await this.#attempt(j, g)
+        if (out !== null) return out
+      }
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e))
+      if (j.onError) {
+        try {
+          j.onError(err, this.#ctx(j))
+        } catch (cbErr) {
+          this.#log('onError threw', { jobId: j.jobId, error: String(cbErr && cbErr.message) })
+        }
+      }
+      throw err
+    } finally {
+      this.#active.delete(j)
+    }
+  }
+
+  #ctx(j) {
+    return { jobId: j.jobId, totalCost: j.totalCost, usage: j.usage.slice() }
+  }
+
+  /** A grant on the first model (in order, skipping tried ones) that has room within its maxWaitMS. */
+  async #select(j) {
+    for (const m of this.#order) {
+      if (j.tried.has(m)) continue
+      const g = await this.#waitFor(j, m)
+      if (g) return g
+      j.tried.add(m)
+    }
+    throw jobError('ERR_TOLLGATE_NO_CAPACITY', 'All models exhausted: no capacity available within maxWaitMS')
+  }
+
+  #maxWait(j, m) {
+    const w = j.type.maxWait.get(m)
+    return w === undefined ? getDefaultMaxWaitMS(this.#now()) : w
+  }
+
+  /** Waits on model `m`'s FIFO queue up to the job's maxWaitMS; a grant or null. */
+  #waitFor(j, m) {
+    const q = this.#queues[m]
+    j.status = 'waiting-for-model'
+    j.currentModel = m
+    if (q.waiters.length === 0 && !q.blocked) {
+      if (this.#local) {
+        const r = this.#tryLocal(j, m)
+        if (r.grant !== undefined) return r
+        if (r.never) return null
+        return this.#enqueue(j, m, r)
+      }
+      return this.#tryRemote(j, m).then((r) => {
+        if (r.grant !== undefined) return r
+        if (r.never) return null
+        return this.#enqueue(j, m, r)
+      })
+    }
+    return this.#enqueue(j, m, null)
+  }
+
+  #enqueue(j, m, denial) {
+    const maxWait = this.#maxWait(j, m)
+    if (maxWait === 0) return null
+    const q = this.#queues[m]
+    return new Promise((resolve, reject) => {
+      const w = {
+        job: j,
+        done: false,
+        timer: null,
+        finish: (r) => {
+          if (w.done) return
+          w.done = true
+          this.#clearTimer(w.timer)
+          if (r instanceof Error) reject(r)
+          else resolve(r)
+        },
+      }
+      j.waitStartedAt = this.#now()
+      j.maxWaitMS = maxWait
+      w.timer = this.#setTimer(() => {
+        const i = q.waiters.indexOf(w)
+        if (i >= 0) q.waiters.splice(i, 1)
+        if (q.waiters.length === 0) q.blocked = false
+        w.finish(null)
+      }, maxWait)
+      q.waiters.push(w)
+      if (denial && !denial.local) {
+        q.blocked = true
+        this.#schedule(m, denial.retryInMs)
+      } else this.#drain(m)
+    })
+  }
+
+  /** Wakes model `m`'s queue in `ms` (at the window reset), or polls Redis when only concurrency blocks. */
+  #schedule(m, ms) {
+    const q = this.#queues[m]
+    let delay = ms
+    if (this.#redis) delay = ms < 0 ? this.#backend.pollIntervalMs : Math.min(ms, this.#backend.pollIntervalMs)
+    if (delay < 0) return // local concurrency: a release wakes the queue
+    const at = Date.now() + delay
+    if (q.timer && q.timerAt <= at) return
+    this.#clearTimer(q.timer)
+    q.timerAt = at
+    q.timer = this.#setTimer(() => {
+      q.timer = null
+      q.timerAt = Infinity
+      this.#drain(m)
+    }, delay)
+  }
+
+  #wakeAll() {
+    for (let m = 0; m < this.#queues.length; m++) if (this.#queues[m].waiters.length) this.#drain(m)
+  }
+
+  /** Serves the queue head first; a waiter held back only by its own job type or memory is skipped. */
+  #drain(m) {
+    const q = this.#queues[m]
+    if (q.draining) {
+      q.again = true
+      return
+    }
+    q.draining = true
+    if (this.#local) {
+      try {
+        this.#drainLocal(m, q)
+      } finally {
+        q.draining = false
+      }
+      return
+    }
+    this.#drainRemote(m, q)
+      .catch((e) => {
+        const err = fromNative(e)
+        // Redis failed: every waiter of this model fails with the store error.
+        for (const w of q.waiters.splice(0)) w.finish(err)
+        q.blocked = false
+      })
+      .finally(() => {
+        q.draining = false
+        if (q.again) {
+          q.again = false
+          if (q.waiters.length) this.#drain(m)
+        }
+      })
+  }
+
+  #drainLocal(m, q) {
+    let i = 0
+    while (i < q.waiters.length) {
+      const w = q.waiters[i]
+      const r = this.#tryLocal(w.job, m)
+      if (r.grant !== undefined) {
+        q.waiters.splice(i, 1)
+        w.finish(r)
+        continue
+      }
+      if (r.local) {
+        i++
+        continue
+      }
+      if (r.never) {
+        q.waiters.splice(i, 1)
+        w.finish(null)
+        continue
+      }
+      this.#schedule(m, r.retryInMs)
+      break
+    }
+    q.blocked = q.waiters.length > 0
+  }
+
+  async #drainRemote(m, q) {
+    do {
+      q.again = false
+      let i = 0
+      while (i < q.waiters.length) {
+        const w = q.waiters[i]
+        const r = await this.#tryRemote(w.job, m)
+        if (w.done) {
+          // timed out meanwhile: hand the grant back
+          if (r.grant !== undefined) await this.#release(r, w.job, { tokens: 0, requests: 0 }, true, false)
+          const k = q.waiters.indexOf(w)
+          if (k >= 0) q.waiters.splice(k, 1)
+          continue
+        }
+        if (r.grant !== undefined) {
+          q.waiters.splice(q.waiters.indexOf(w), 1)
+          w.finish(r)
+          continue
+        }
+        if (r.local) {
+          i++
+          continue
+        }
+        if (r.never) {
+          q.waiters.splice(q.waiters.indexOf(w), 1)
+          w.finish(null)
+          continue
+        }
+        this.#schedule(m, r.retryInMs)
+        break
+      }
+      q.blocked = q.waiters.length > 0
+    } while (q.again && q.waiters.length && !q.timer)
+  }
+
+  /** Local resources of the job's type: a job-type slot and its memory. */
+  #takeLocal(t) {
+    if (t.inFlight >= t.allocated) return false
+    if (t.memoryKB > 0 && this.#memEnabled && t.memUsedKB + t.memoryKB > t.memCapKB) return false
+    t.inFlight++
+    t.memUsedKB += t.memoryKB
+    return true
+  }
+
+  #giveLocal(t) {
+    t.inFlight = Math.max(0, t.inFlight - 1)
+    t.memUsedKB = Math.max(0, t.memUsedKB - t.memoryKB)
+  }
+
+  static #LOCAL = Object.freeze({ local: true })
+
+  #tryLocal(j, m) {
+    const t = j.type
+    if (!this.#takeLocal(t)) return LLMRateLimiter.#LOCAL
+    const r = this.#local.reserve(m, t.tokens, t.requests, this.#nativeNow())
+    if (r >= 0) {
+      t.inFlightByModel[m]++
+      return { grant: r, model: m }
+    }
+    this.#giveLocal(t)
+    if (r === -1) return { retryInMs: -1 }
+    if (r === -2) return { never: true }
+    return { retryInMs: -r - 3 }
+  }
+
+  async #tryRemote(j, m) {
+    const t = j.type
+    if (!this.#takeLocal(t)) return LLMRateLimiter.#LOCAL
+    let r
+    try {
+      r = await this.#redis.acquire(m, t.tokens, t.requests, this.#nativeNow())
+    } catch (e) {
+      this.#giveLocal(t)
+      throw fromNative(e)
+    }
+    this.#remember(m, r)
+    if (r[3] === 1 && this.#started) this.#log('instance registered again by acquire', { instanceId: this.#instanceId })
+    if (r[0] === 1) {
+      t.inFlightByModel[m]++
+      return { grant: r[1], model: m }
+    }
+    this.#giveLocal(t)
+    if (r[0] === 2) return { never: true }
+    return { retryInMs: r[2] }
+  }
+
+  #remember(m, r) {
+    const g = this.#global[m]
+    for (let k = 0; k < 5; k++) g[k] = r[4 + k]
+    g[5] = this.#now()
+  }
+
+  // ---- running a job
+
+  /** Runs one attempt; the job's result, or null to delegate to the next model. */
+  async #attempt(j, g) {
+    const m = g.model
+    const model = this.#models[m]
+    const t = j.type
+    j.status = 'processing'
+    j.startedAt = this.#now()
+    j.currentModel = m
+    j.attempts++
+    this.#notifyAvailability('tokensMinute', model.id)
+    let rejected = null
+    const reject = (usage, opts) => {
+      rejected = { usage, delegate: !(opts && opts.delegate === false) }
+    }
+    let result
+    let error = null
+    try {
+      result = j.fn(j.args ? { ...j.args, modelId: model.id } : { modelId: model.id }, reject)
+      if (result !== null && typeof result === 'object' && typeof result.then === 'function') result = await result
+    } catch (e) {
+      error = e === undefined || e === null ? new Error(String(e)) : e
+    }
+    const est = { tokens: t.tokens, requests: t.requests }
+    if (rejected) {
+      let usage
+      try {
+        usage = checkUsage(rejected.usage, 'reject(usage)')
+      } catch (e) {
+        await this.#release(g, j, est, true, true)
+        throw e
+      }
+      this.#account(j, model, usage)
+      await this.#release(g, j, this.#actual(usage), false, true)
+      if (!rejected.delegate) {
+        throw jobError('ERR_TOLLGATE_JOB_REJECTED', 'Job rejected without delegation', error ?? undefined)
+      }
+      if (j.attempts >= this.#maxAttempts) {
+        throw jobError('ERR_TOLLGATE_JOB_ATTEMPTS', `Job delegated ${j.attempts} times (maxAttempts ${this.#maxAttempts}) without a result`, error ?? undefined)
+      }
+      this.#log('job delegated', { jobId: j.jobId, modelId: model.id })
+      j.tried.add(m)
+      if (j.tried.size >= this.#order.length) j.tried.clear()
+      j.status = 'waiting-for-capacity'
+      j.currentModel = null
+      return null
+    }
+    if (error) {
+      // The call may have been made: the estimate stays counted.
+      await this.#release(g, j, est, true, false)
+      throw error instanceof Error ? error : new Error(String(error))
+    }
+    let usage
+    try {
+      if (result === null || typeof result !== 'object') throw invalidArg(`the job must return {requestCount, inputTokens, cachedTokens, outputTokens, data}, got ${v.describe(result)}`)
+      usage = checkUsage(result, 'the job result')
+    } catch (e) {
+      await this.#release(g, j, est, true, false)
+      throw e
+    }
+    this.#account(j, model, usage)
+    await this.#release(g, j, this.#actual(usage), false, true)
+    const out = { data: result.data, modelUsed: model.id }
+    if (j.onComplete) {
+      try {
+        j.onComplete(out, this.#ctx(j))
+      } catch (e) {
+        this.#log('onComplete threw', { jobId: j.jobId, error: String(e && e.message) })
+      }
+    }
+    return out
+  }
+
+  #actual(u) {
+    return { tokens: u.inputTokens + u.cachedTokens + u.outputTokens, requests: u.requestCount }
+  }
+
+  #account(j, model, u) {
+    const p = model.pricing
+    const cost = (u.inputTokens * p.input + u.cachedTokens * p.cached + u.outputTokens * p.output) / 1_000_000
+    j.usage.push({ modelId: model.id, ...u, cost })
+    j.totalCost += cost
+  }
+
+  /** Settles a grant with `actual` (window-aware) and gives every resource back. */
+  async #release(g, j, actual, keepEstimate, report) {
+    const m = g.model
+    const t = j.type
+    const now = this.#nativeNow()
+    if (report && this.#onOverage) {
+      const at = this.#now()
+      if (actual.tokens > t.tokens) this.#overage('tokens', t.tokens, actual.tokens, at)
+      if (actual.requests > t.requests) this.#overage('requests', t.requests, actual.requests, at)
+    }
+    if (this.#local) {
+      this.#local.settle(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
+    } else {
+      try {
+        const r = await this.#redis.release(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
+        this.#remember(m, r)
+      } catch (e) {
+        this.#log('release failed', { jobId: j.jobId, modelId: this.#models[m].id, error: String(e && e.message) })
+      }
+    }
+    t.inFlightByModel[m] = Math.max(0, t.inFlightByModel[m] - 1)
+    this.#giveLocal(t)
+    if (report && !keepEstimate && this.#onAvail && (actual.tokens !== t.tokens || actual.requests !== t.requests)) {
+      const d = { tokensPerMinute: actual.tokens - t.tokens, tokensPerDay: actual.tokens - t.tokens, requestsPerMinute: actual.requests - t.requests, requestsPerDay: actual.requests - t.requests, memoryKB: 0, concurrentRequests: 0 }
+      this.#notifyAvailability('adjustment', this.#models[m].id, d, true)
+    } else this.#notifyAvailability(null, this.#models[m].id)
+    const rpa = this.#ratioCfg.releasesPerAdjustment
+    if (rpa > 0 && ++this.#releases % rpa === 0) this.#adjustRatios()
+    this.#wakeAll()
+  }
+
+  #overage(resourceType, estimated, actual, timestamp) {
+    try {
+      this.#onOverage({ resourceType, estimated, actual, overage: actual - estimated, timestamp })
+    } catch (e) {
+      this.#log('onOverage threw', { error: String(e && e.message) })
+    }
+  }
+
+  // ---- availability
+
+  #counts(m) {
+    if (this.#local) return this.#local.counts(m, this.#nativeNow())
+    const g = this.#global[m]
+    // Last known global counts, rolled to the current windows.
+    const now = this.#now()
+    const sameMinute = Math.floor(g[5] / 60000) === Math.floor(now / 60000)
+    const sameDay = Math.floor(g[5] / 86400000) === Math.floor(now / 86400000)
+    return [sameMinute ? g[0] : 0, sameMinute ? g[1] : 0, sameDay ? g[2] : 0, sameDay ? g[3] : 0, g[4], now]
+  }
+
+  #availability() {
+    const dims = { tokensPerMinute: null, tokensPerDay: null, requestsPerMinute: null, requestsPerDay: null, concurrentRequests: null }
+    const min = (k, x) => (dims[k] = dims[k] === null ? x : Math.min(dims[k], x))
+    this.#models.forEach((model, i) => {
+      const [tpm, rpm, tpd, rpd, conc] = model.limits
+      const c = this.#counts(i)
+      if (tpm) min('tokensPerMinute', Math.max(0, tpm - c[0]))
+      if (rpm) min('requestsPerMinute', Math.max(0, rpm - c[1]))
+      if (tpd) min('tokensPerDay', Math.max(0, tpd - c[2]))
+      if (rpd) min('requestsPerDay', Math.max(0, rpd - c[3]))
+      if (conc) min('concurrentRequests', Math.max(0, conc - c[4]))
+    })
+    let memoryKB = null
+    if (this.#memEnabled) memoryKB = this.#types.reduce((s, t) => s + (t.memoryKB > 0 ? Math.max(0, t.memCapKB - t.memUsedKB) : 0), 0)
+    let slots
+    if (this.#allocation) slots = this.#allocation.poolList.reduce((s, p) => s + p[0], 0)
+    else {
+      const estT = Math.max(...this.#types.map((t) => t.tokens))
+      const estR = Math.max(...this.#types.map((t) => t.requests))
+      const estM = Math.max(...this.#types.map((t) => t.memoryKB))
+      slots = Infinity
+      const by = (rem, e) => rem !== null && e > 0 && (slots = Math.min(slots, Math.floor(rem / e)))
+      by(dims.tokensPerMinute, estT)
+      by(dims.tokensPerDay, estT)
+      by(dims.requestsPerMinute, estR)
+      by(dims.requestsPerDay, estR)
+      if (dims.concurrentRequests !== null) slots = Math.min(slots, dims.concurrentRequests)
+      by(memoryKB, estM)
+    }
+    return { slots, ...dims, memoryKB }
+  }
+
+  #notifyAvailability(hint, modelId, adjustment, force) {
+    if (!this.#onAvail) return
+    const a = this.#availability()
+    const prev = this.#lastAvailability
+    this.#lastAvailability = a
+    let reason = hint
+    if (!force) {
+      if (prev) {
+        const order = [
+          ['tokensPerMinute', 'tokensMinute'],
+          ['tokensPerDay', 'tokensDay'],
+          ['requestsPerMinute', 'requestsMinute'],
+          ['requestsPerDay', 'requestsDay'],
+          ['concurrentRequests', 'concurrentRequests'],
+        ]
+        const changed = order.find(([k]) => prev[k] !== a[k])
+        if (!changed && prev.memoryKB === a.memoryKB && prev.slots === a.slots) return
+        if (hint !== 'distributed') reason = changed ? changed[1] : 'memory'
+      } else if (hint === null) reason = 'tokensMinute'
+    }
+    try {
+      this.#onAvail(a, reason, modelId, adjustment)
+    } catch (e) {
+      this.#log('onAvailableSlotsChange threw', { error: String(e && e.message) })
+    }
+  }
+
+  // ---- introspection
+
+  #modelIndex(modelId) {
+    const i = this.#models.findIndex((m) => m.id === modelId)
+    if (i < 0) throw outOfRange(`Unknown model: ${modelId}`, codes.UNKNOWN_MODEL)
+    return i
+  }
+
+  /** Could a job of some type start on `modelId` now (its limits, and a free job-type slot)? */
+  hasCapacityForModel(modelId) {
+    const i = this.#modelIndex(modelId)
+    const [tpm, rpm, tpd, rpd, conc] = this.#models[i].limits
+    const c = this.#counts(i)
+    const room = (limit, count, est) => limit === 0 || (count < limit && count + est <= limit)
+    if (conc && c[4] >= conc) return false
+    return this.#types.some(
+      (t) => t.inFlight < t.allocated && room(tpm, c[0], t.tokens) && room(rpm, c[1], t.requests) && room(tpd, c[2], t.tokens) && room(rpd, c[3], t.requests),
+    )
+  }
+
+  hasCapacity() {
+    return this.getAvailableModel() !== null
+  }
+
+  getAvailableModel() {
+    for (const m of this.#order) if (this.hasCapacityForModel(this.#models[m].id)) return this.#models[m].id
+    return null
+  }
+
+  hasCapacityForJobType(jobType) {
+    const t = this.#typeById.get(jobType)
+    if (!t) throw outOfRange(`Unknown job type '${jobType}'`)
+    return t.inFlight < t.allocated
+  }
+
+  getModelStats(modelId) {
+    return this.#modelStats(this.#modelIndex(modelId))
+  }
+
+  #modelStats(i) {
+    const [tpm, rpm, tpd, rpd, conc] = this.#models[i].limits
+    const c = this.#counts(i)
+    const now = c[5]
+    const minuteLeft = 60000 - (now % 60000)
+    const dayLeft = 86400000 - (now % 86400000)
+    const s = {}
+    const counter = (limit, current, resetsInMs) => ({ current, limit, remaining: Math.max(0, limit - current), resetsInMs })
+    if (conc) s.concurrency = { active: c[4], limit: conc, available: Math.max(0, conc - c[4]), waiting: this.#queues[i].waiters.length }
+    if (rpm) s.requestsPerMinute = counter(rpm, c[1], minuteLeft)
+    if (rpd) s.requestsPerDay = counter(rpd, c[3], dayLeft)
+    if (tpm) s.tokensPerMinute = counter(tpm, c[0], minuteLeft)
+    if (tpd) s.tokensPerDay = counter(tpd, c[2], dayLeft)
+    if (this.#memEnabled) s.memory = this.#memoryStats()
+    return s
+  }
+
+  #memoryStats() {
+    const used = this.#types.reduce((sum, t) => sum + t.memUsedKB, 0)
+    return {
+      activeKB: used,
+      maxCapacityKB: this.#memTotalKB,
+      availableKB: Math.max(0, this.#memTotalKB - used),
+      systemAvailableKB: Math.floor(v8.getHeapStatistics().total_available_size / 1024),
+    }
+  }
+
+  getStats() {
+    const models = {}
+    this.#models.forEach((m, i) => (models[m.id] = this.#modelStats(i)))
+    const s = { models, jobTypes: this.getJobTypeStats() }
+    if (this.#memEnabled) s.memory = this.#memoryStats()
+    return s
+  }
+
+  getJobTypeStats() {
+    const jobTypes = {}
+    for (const t of this.#types) {
+      const resources = {}
+      if (t.requests) resources.estimatedNumberOfRequests = t.requests
+      if (t.tokens) resources.estimatedUsedTokens = t.tokens
+      if (t.memoryKB) resources.estimatedUsedMemoryKB = t.memoryKB
+      jobTypes[t.id] = { currentRatio: t.ratio, initialRatio: t.initialRatio, flexible: t.flexible, inFlight: t.inFlight, allocatedSlots: t.allocated, resources }
+    }
+    const s = { jobTypes, totalSlots: this.#totalSlots, lastAdjustmentTime: this.#lastAdjustment }
+    if (this.#allocation) {
+      const min = this.#ratioCfg.minJobTypeCapacity
+      s.modelJobTypes = {}
+      this.#models.forEach((m, i) => {
+        const byType = (s.modelJobTypes[m.id] = {})
+        for (const t of this.#types) {
+          byType[t.id] = { allocated: native.jobModelTypeSlots(this.#allocation.poolList[i], t.ratio, t.tokens, t.requests, min), inFlight: t.inFlightByModel[i] }
+        }
+      })
+    }
+    return s
+  }
+
+  getActiveJobs() {
+    return [...this.#active].map((j) => ({
+      jobId: j.jobId,
+      jobType: j.type.id,
+      status: j.status,
+      queuedAt: j.queuedAt,
+      startedAt: j.startedAt,
+      currentModelId: j.currentModel === null ? null : this.#models[j.currentModel].id,
+      triedModels: [...j.tried].map((m) => this.#models[m].id),
+      waitStartedAt: j.waitStartedAt,
+      maxWaitMS: j.maxWaitMS,
+      timeoutAt: j.waitStartedAt !== null && j.maxWaitMS !== null ? j.waitStartedAt + j.maxWaitMS : null,
+    }))
+  }
+
+  /** The fair share per instance from the last heartbeat (distributed mode), or null. */
+  getAllocation() {
+    if (!this.#allocation) return null
+    return { instanceCount: this.#allocation.instanceCount, pools: structuredClone(this.#allocation.pools) }
+  }
+
+  getInstanceId() {
+    return this.#instanceId
+  }
+}
+
+function createLLMRateLimiter(config) {
+  return new LLMRateLimiter(config)
+}
+
+module.exports = { createLLMRateLimiter, createRedisBackend, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG, LLMRateLimiter }

@@ -1,0 +1,99 @@
+//! The Redis side of `createRedisBackend` (jobs.lua) and `ProviderLimiter` (provider.lua), and
+//! the `INFO` figures of `ProviderLimiter.health()`. A child module of the store, so it runs
+//! its scripts through the store's connection, timeouts and EVALSHA path.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::{classify, now_arg, Conn, RedisStore, StoreError};
+use crate::engine::{jobs, provider_limit};
+
+static JOBS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/jobs.lua")));
+static PROVIDER: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/provider.lua")));
+
+/// One jobs.lua call: `keys` = [instances, models…], then the op's arguments.
+pub struct JobsCall<'a> {
+  pub op: &'a str,
+  pub keys: &'a [&'a str],
+  pub now: Option<u64>,
+  pub instance: &'a str,
+  pub instance_timeout_ms: u64,
+  pub limits: Option<jobs::Limits>,
+  pub estimate: jobs::Usage,
+  /// release: actual usage, the minute reserved in, give the concurrency slot back.
+  pub settle: Option<(jobs::Usage, u64, bool)>,
+}
+
+impl RedisStore {
+  /// One decision of the job limiter's Redis backend; the reply as jobs.lua documents it.
+  pub async fn jobs(&self, c: JobsCall<'_>) -> Result<Vec<i64>, StoreError> {
+    let mut inv = JOBS.prepare_invoke();
+    for k in c.keys {
+      inv.key(*k);
+    }
+    inv
+      .arg(c.op)
+      .arg(now_arg(c.now))
+      .arg(c.instance)
+      .arg(c.instance_timeout_ms);
+    if let Some(l) = c.limits {
+      inv
+        .arg(l.tpm)
+        .arg(l.rpm)
+        .arg(l.tpd)
+        .arg(l.rpd)
+        .arg(l.concurrency)
+        .arg(c.estimate.tokens)
+        .arg(c.estimate.requests);
+    }
+    if let Some((actual, grant, release)) = c.settle {
+      inv
+        .arg(actual.tokens)
+        .arg(actual.requests)
+        .arg(grant)
+        .arg(if release { 1 } else { 0 });
+    }
+    self.run(inv).await
+  }
+
+  /// One `ProviderLimiter.tryConsume` on the hash at `key`.
+  pub async fn provider_consume(
+    &self,
+    key: &str,
+    points: u64,
+    duration_ms: u64,
+    now: Option<u64>,
+    cost: u64,
+  ) -> Result<provider_limit::Decision, StoreError> {
+    let mut inv = PROVIDER.prepare_invoke();
+    inv
+      .key(key)
+      .arg(points)
+      .arg(duration_ms)
+      .arg(now_arg(now))
+      .arg(cost);
+    let (allowed, remaining, retry, expire): (i64, i64, i64, i64) = self.run(inv).await?;
+    Ok(provider_limit::Decision {
+      allowed: allowed == 1,
+      remaining: remaining.max(0) as u64,
+      retry_in_ms: retry.max(0) as u64,
+      expire: expire.max(0) as u64,
+    })
+  }
+
+  /// `INFO` of the server (on a Cluster, of one node).
+  pub async fn info(&self) -> Result<String, StoreError> {
+    self
+      .bounded(async {
+        let cmd = redis::cmd("INFO");
+        match self.conn().await? {
+          Conn::Single(mut c) => cmd.query_async(&mut c).await,
+          Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(classify)
+      })
+      .await
+  }
+}
