@@ -73,6 +73,9 @@ proptest! {
       };
       let before = b.used.saturating_add(b.reserved());
       let d = b.apply(limit, now, &op);
+      // The kept total is the sum of the live holds, and none of them has expired.
+      prop_assert_eq!(b.reserved(), b.holds().fold(0u64, |s, h| s.saturating_add(h.tokens)));
+      prop_assert!(b.holds().all(|h| h.expires_at > now));
       prop_assert!(d.remaining <= max);
       prop_assert_eq!(d.remaining, max.saturating_sub(d.used.saturating_add(d.reserved)));
       if let token_budget::Op::Reserve(t) = op {

@@ -19,6 +19,8 @@
 //! assert_eq!(b.check(limit, 3).remaining, 50);
 //! ```
 
+use hashbrown::HashMap;
+
 /// `max` tokens per period of `period_ms`; holds live `hold_ms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -60,13 +62,22 @@ pub struct Hold {
 }
 
 /// A bucket's whole state. `Budget::default()` is a bucket that was never written.
+///
+/// Every call is O(1) however many holds are outstanding: the holds are found by id, and their
+/// total and earliest and latest expiries are kept beside them (the holds are only walked once
+/// the earliest may have expired) — the same layout budget.lua keeps in its hash.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Budget {
   /// Start of the current period; `None` until the first write.
   pub started_at: Option<u64>,
   pub used: u64,
-  pub holds: Vec<Hold>,
+  holds: HashMap<String, Hold>,
   pub seq: u64,
+  reserved: u64,
+  /// No live hold expires before this (it may be early: it only triggers a walk).
+  earliest: Option<u64>,
+  /// No hold expires after this (it may be late: it only keeps the key longer).
+  latest: Option<u64>,
 }
 
 /// The answer, in the shape of tekimax's `TokenBudgetResult` plus `reserved` and `hold`.
@@ -83,10 +94,23 @@ pub struct Decision {
 impl Budget {
   /// Tokens held by live holds.
   pub fn reserved(&self) -> u64 {
-    self
-      .holds
-      .iter()
-      .fold(0u64, |sum, h| sum.saturating_add(h.tokens))
+    self.reserved
+  }
+
+  /// Outstanding holds, in no particular order.
+  pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+    self.holds.values()
+  }
+
+  /// When the last hold expires at the latest.
+  pub fn holds_end(&self) -> Option<u64> {
+    self.latest
+  }
+
+  fn drop_hold(&mut self, id: &str) {
+    if let Some(h) = self.holds.remove(id) {
+      self.reserved = self.reserved.saturating_sub(h.tokens);
+    }
   }
 
   /// `used + reserved`, saturating: the counters never overflow, whatever the amounts.
@@ -106,7 +130,17 @@ impl Budget {
         *self = Budget::default();
       }
     }
-    self.holds.retain(|h| h.expires_at > now);
+    if self.earliest.is_some_and(|e| e <= now) {
+      self.holds.retain(|_, h| h.expires_at > now);
+      self.reserved = self
+        .holds
+        .values()
+        .fold(0u64, |sum, h| sum.saturating_add(h.tokens));
+      self.earliest = self.holds.values().map(|h| h.expires_at).min();
+      if self.holds.is_empty() {
+        self.latest = None;
+      }
+    }
   }
 
   fn start(&mut self, now: u64) {
@@ -172,14 +206,25 @@ impl Budget {
       tokens: estimate,
       expires_at: now + limit.hold_ms,
     };
-    self.holds.push(hold.clone());
+    self.reserved = self.reserved.saturating_add(estimate);
+    self.earliest = Some(
+      self
+        .earliest
+        .map_or(hold.expires_at, |e| e.min(hold.expires_at)),
+    );
+    self.latest = Some(
+      self
+        .latest
+        .map_or(hold.expires_at, |l| l.max(hold.expires_at)),
+    );
+    self.holds.insert(hold.id.clone(), hold.clone());
     self.decision(limit, now, true, Some(hold))
   }
 
   /// Replaces hold `id` (if it is still live) by the `actual` tokens used.
   pub fn settle(&mut self, limit: Limit, now: u64, id: &str, actual: u64) -> Decision {
     self.roll(limit, now);
-    self.holds.retain(|h| h.id != id);
+    self.drop_hold(id);
     self.start(now);
     self.used = self.used.saturating_add(actual);
     let allowed = self.total() <= limit.max;
@@ -189,7 +234,7 @@ impl Budget {
   /// Drops hold `id` without counting anything.
   pub fn release(&mut self, limit: Limit, now: u64, id: &str) -> Decision {
     self.roll(limit, now);
-    self.holds.retain(|h| h.id != id);
+    self.drop_hold(id);
     let allowed = self.total() < limit.max;
     self.decision(limit, now, allowed, None)
   }

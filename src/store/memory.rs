@@ -262,7 +262,7 @@ impl MemoryStore {
       Some(_) => return Err(WrongType),
     };
     let out = step(&mut budget);
-    let holds_end = budget.holds.iter().map(|h| h.expires_at).max();
+    let holds_end = budget.holds_end();
     match budget.expires_at(limit).max(holds_end) {
       Some(at) if !budget.is_empty() => ks.put(key, Value::Budget(budget), at),
       _ => {
