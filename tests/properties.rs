@@ -117,6 +117,10 @@ proptest! {
         _ => spend::Op::Release { id },
       };
       let d = spend::apply(&cfg, now, &mut day, &mut month, &op);
+      for b in [&day, &month] {
+        prop_assert_eq!(b.reserved(), b.holds().map(|h| h.nano).sum::<u64>());
+        prop_assert!(b.holds().all(|h| h.expires_at > now));
+      }
       if let spend::Op::Reserve { .. } = op {
         if d.allowed {
           prop_assert!(d.day.spent + d.day.reserved <= daily);

@@ -80,6 +80,10 @@ fn shape(cal: Calendar, d: Decision, tags: Option<TagTotals>) -> SpendDecision {
   }
 }
 
+fn tag_list(tags: &hashbrown::HashMap<String, u64>) -> Vec<(String, u64)> {
+  tags.iter().map(|(t, n)| (t.clone(), *n)).collect()
+}
+
 /// 0 check, 1 check with tag totals, 2 record, 3 reserve, 4 settle, 5 release.
 fn op(code: u32, nano: f64, hold_id: String, tags: Vec<String>) -> Op {
   let nano = ms(nano);
@@ -162,7 +166,7 @@ impl CostTrackerCore {
         let d = apply(&self.config, now, day, month, &op);
         (
           d,
-          (code == 1).then(|| (day.tags.clone(), month.tags.clone())),
+          (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
         )
       },
     )?;

@@ -33,6 +33,7 @@
 //! ```
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use hashbrown::HashMap;
 
 /// Which calendar bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,45 +128,81 @@ pub struct Hold {
 }
 
 /// One period's state. `Bucket::default()` was never written.
+///
+/// O(1) per call however many holds and tags it has: holds are found by id, their total and
+/// earliest and latest expiries are kept beside them (the holds are walked only once the
+/// earliest may have expired), as spend.lua keeps them in its hash.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Bucket {
   pub spent: u64,
-  pub holds: Vec<Hold>,
+  holds: HashMap<String, Hold>,
+  reserved: u64,
+  earliest: Option<u64>,
+  latest: Option<u64>,
   pub seq: u64,
   /// Thresholds this bucket has alerted.
   pub alerted: Vec<f64>,
-  /// Spend per tag (`key=value`), in first-seen order.
-  pub tags: Vec<(String, u64)>,
+  /// Spend per tag (`key=value`).
+  pub tags: HashMap<String, u64>,
 }
 
 impl Bucket {
+  /// A bucket with `spent` already counted (for tests and examples).
+  pub fn with_spent(spent: u64) -> Self {
+    Bucket {
+      spent,
+      ..Bucket::default()
+    }
+  }
+
   pub fn reserved(&self) -> u64 {
-    self
-      .holds
-      .iter()
-      .fold(0u64, |sum, h| sum.saturating_add(h.nano))
+    self.reserved
+  }
+
+  /// Outstanding holds, in no particular order.
+  pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+    self.holds.values()
   }
 
   /// When the stored state may be dropped: the period's end or the last hold's expiry.
   pub fn keep_until(&self, period_ends_at: u64) -> u64 {
     self
-      .holds
-      .iter()
-      .map(|h| h.expires_at)
-      .fold(period_ends_at, u64::max)
+      .latest
+      .map_or(period_ends_at, |l| l.max(period_ends_at))
   }
 
   fn expire_holds(&mut self, now: u64) {
-    self.holds.retain(|h| h.expires_at > now);
+    if self.earliest.is_some_and(|e| e <= now) {
+      self.holds.retain(|_, h| h.expires_at > now);
+      self.reserved = self
+        .holds
+        .values()
+        .fold(0u64, |sum, h| sum.saturating_add(h.nano));
+      self.earliest = self.holds.values().map(|h| h.expires_at).min();
+      if self.holds.is_empty() {
+        self.latest = None;
+      }
+    }
+  }
+
+  fn hold(&mut self, h: &Hold) {
+    self.reserved = self.reserved.saturating_add(h.nano);
+    self.earliest = Some(self.earliest.map_or(h.expires_at, |e| e.min(h.expires_at)));
+    self.latest = Some(self.latest.map_or(h.expires_at, |l| l.max(h.expires_at)));
+    self.holds.insert(h.id.clone(), h.clone());
+  }
+
+  fn drop_hold(&mut self, id: &str) {
+    if let Some(h) = self.holds.remove(id) {
+      self.reserved = self.reserved.saturating_sub(h.nano);
+    }
   }
 
   fn spend(&mut self, nano: u64, tags: &[String]) {
     self.spent = self.spent.saturating_add(nano);
     for tag in tags {
-      match self.tags.iter_mut().find(|(t, _)| t == tag) {
-        Some((_, v)) => *v = v.saturating_add(nano),
-        None => self.tags.push((tag.clone(), nano)),
-      }
+      let v = self.tags.entry_ref(tag.as_str()).or_insert(0);
+      *v = v.saturating_add(nano);
     }
   }
 
@@ -246,16 +283,16 @@ pub fn apply(cfg: &Config, now: u64, day: &mut Bucket, month: &mut Bucket, op: &
           nano: *nano,
           expires_at: now.saturating_add(cfg.hold_ms),
         };
-        day.holds.push(h.clone());
-        month.holds.push(h.clone());
+        day.hold(&h);
+        month.hold(&h);
         hold = Some(h);
       }
       ok
     }
     Op::Record { nano, tags } | Op::Settle { nano, tags, .. } => {
       if let Op::Settle { id, .. } = op {
-        day.holds.retain(|h| &h.id != id);
-        month.holds.retain(|h| &h.id != id);
+        day.drop_hold(id);
+        month.drop_hold(id);
       }
       day.spend(*nano, tags);
       month.spend(*nano, tags);
@@ -268,8 +305,8 @@ pub fn apply(cfg: &Config, now: u64, day: &mut Bucket, month: &mut Bucket, op: &
       fits(cfg, day, month, 0, false)
     }
     Op::Release { id } => {
-      day.holds.retain(|h| &h.id != id);
-      month.holds.retain(|h| &h.id != id);
+      day.drop_hold(id);
+      month.drop_hold(id);
       fits(cfg, day, month, 0, true)
     }
   };
@@ -363,7 +400,8 @@ mod tests {
         reserved: 30
       }
     );
-    assert_eq!(d.tags, vec![("feature=chat".to_string(), 20)]);
+    assert_eq!(d.tags.get("feature=chat"), Some(&20));
+    assert_eq!(d.tags.len(), 1);
     // A settled hold settled again counts the cost, but no hold is left to drop.
     let s = apply(
       &cfg(),
