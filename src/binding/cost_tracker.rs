@@ -159,17 +159,14 @@ impl CostTrackerCore {
     let [day, _, month, _] = self.keys(&cal);
     let op = op(code, nano, hold_id, tags);
     let store = self.backend.memory()?;
-    let (d, tags) = store.spend(
-      (&day, cal.day_ends_at, &month, cal.month_ends_at),
-      now,
-      |day, month| {
-        let d = apply(&self.config, now, day, month, &op);
-        (
-          d,
-          (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
-        )
-      },
-    )?;
+    let (day_kept, month_kept) = cal.keep_until();
+    let (d, tags) = store.spend((&day, day_kept, &month, month_kept), now, |day, month| {
+      let d = apply(&self.config, now, day, month, &op);
+      (
+        d,
+        (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
+      )
+    })?;
     Ok(shape(cal, d, tags))
   }
 

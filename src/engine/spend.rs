@@ -51,6 +51,21 @@ pub struct Calendar {
   pub month_ends_at: u64,
 }
 
+/// How long a bucket is kept after its period ended. A bucket is only ever read under its own
+/// date, so keeping it longer never enforces a stale counter; it keeps yesterday's totals
+/// readable, and a process whose clock lags a little still finds the day it is in.
+pub const KEEP_AFTER_MS: u64 = 86_400_000;
+
+impl Calendar {
+  /// Until when the day's and the month's buckets are kept.
+  pub fn keep_until(&self) -> (u64, u64) {
+    (
+      self.day_ends_at.saturating_add(KEEP_AFTER_MS),
+      self.month_ends_at.saturating_add(KEEP_AFTER_MS),
+    )
+  }
+}
+
 /// The UTC day and month of `now` (ms since the epoch).
 pub fn calendar(now: u64) -> Calendar {
   let t = DateTime::<Utc>::from_timestamp_millis(now.min(i64::MAX as u64) as i64)

@@ -275,7 +275,7 @@ impl MemoryStore {
   // ---- spend ledgers (CostTracker) -------------------------------------------------------
 
   /// Runs `step` on the day's and the month's buckets and keeps each until its period ends
-  /// (or its last hold expires). `keys` are (day key, day end, month key, month end).
+  /// (or its last hold expires). `keys` are (day key, kept until, month key, kept until).
   pub fn spend<T>(
     &self,
     keys: (&str, u64, &str, u64),

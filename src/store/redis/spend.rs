@@ -64,6 +64,7 @@ impl RedisStore {
       Op::Release { id } => ("l", 0, id, &[]),
     };
     let thresholds: Vec<String> = cfg.thresholds.iter().map(|t| t.to_string()).collect();
+    let (day_kept, month_kept) = cal.keep_until();
     let mut inv = SCRIPT.prepare_invoke();
     inv
       .key(keys.day)
@@ -72,8 +73,8 @@ impl RedisStore {
       .key(keys.month_tags)
       .arg(code)
       .arg(now)
-      .arg(cal.day_ends_at)
-      .arg(cal.month_ends_at)
+      .arg(day_kept)
+      .arg(month_kept)
       .arg(budget(cfg.daily_budget))
       .arg(budget(cfg.monthly_budget))
       .arg(cfg.hold_ms)

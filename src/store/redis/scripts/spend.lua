@@ -9,7 +9,7 @@
 -- ARGV[1]  op: 'c' check | 't' check with tag totals | 'r' record | 'v' reserve | 's' settle
 --          | 'l' release
 -- ARGV[2]  now in ms
--- ARGV[3]  when the day ends (ms); ARGV[4] when the month ends
+-- ARGV[3]  until when the day's keys are kept (ms: a day after it ends); ARGV[4] the month's
 -- ARGV[5]  daily budget, or -1 for none; ARGV[6] monthly budget, or -1
 -- ARGV[7]  hold lifetime in ms
 -- ARGV[8]  amount: recorded, reserved, or the real cost of a settled hold
