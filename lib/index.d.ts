@@ -879,3 +879,43 @@ export declare function createRedisBackend(
 /** `(60 − seconds of now + 5) × 1000`: the default maxWaitMS. */
 export declare function getDefaultMaxWaitMS(now?: number): number
 export declare const DEFAULT_RATIO_ADJUSTMENT_CONFIG: Readonly<Required<RatioAdjustmentConfig>>
+
+// ---- ProviderLimiter (one global limit per provider) ----------------------------------------
+
+export interface ProviderLimiterOptions {
+  /** Per provider: `points` per `duration` seconds (default 60); keys `<keyPrefix>:<scope>` (default `ratelimit:<provider>`). */
+  providers: Record<string, { points: number; duration?: number; keyPrefix?: string }>
+}
+export interface ProviderDecision {
+  allowed: boolean
+  remaining: number
+  /** 0 when allowed; else ms until the counter refills. */
+  retryInMs: number
+  /** When the current period ends (ms since the epoch). */
+  resetAt: number
+}
+export interface ProviderHealth {
+  status: 'ok' | 'degraded'
+  redis: { connected: boolean; enabled: boolean; usedMemory: string | null; connectedClients: string | null }
+  rateLimiting: {
+    mode: 'local' | 'distributed'
+    local: Record<string, { running: number; queued: number; done: number }>
+    distributed: Record<string, { type: 'local' | 'distributed'; redis: boolean }>
+  }
+}
+/**
+ * One limit per LLM provider shared by every worker (a self-expiring Redis hash with `points`
+ * and `expire`, inspectable with redis-cli), and a health report.
+ *
+ * @example
+ * const limits = new ProviderLimiter(redis, { providers: { openai: { points: 50_000, duration: 60 } } })
+ * if ((await limits.tryConsume('openai', 'global')).allowed) callOpenAI()
+ */
+export declare class ProviderLimiter {
+  constructor(store: StoreLike, options: ProviderLimiterOptions)
+  constructor(options: ProviderLimiterOptions)
+  tryConsume(provider: string, scope?: string, points?: number): Promise<ProviderDecision>
+  /** Runs `fn` once the provider has a point for it, waiting for refills up to `maxWaitMs` (default 60 s). */
+  run<T>(provider: string, fn: () => T | Promise<T>, options?: { scope?: string; maxWaitMs?: number }): Promise<T>
+  health(): Promise<ProviderHealth>
+}

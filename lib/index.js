@@ -12,6 +12,7 @@ const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = 
 const { withRetry } = require('./retry')
 const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cost')
 const { createLLMRateLimiter, createRedisBackend, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG } = require('./jobs')
+const { ProviderLimiter } = require('./provider-limiter')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -46,4 +47,5 @@ module.exports = {
   createRedisBackend,
   getDefaultMaxWaitMS,
   DEFAULT_RATIO_ADJUSTMENT_CONFIG,
+  ProviderLimiter,
 }
