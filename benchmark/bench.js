@@ -292,7 +292,7 @@ function tokenBench() {
   console.log('')
 }
 
-main().then(tokenBench).catch((e) => {
+main().then(tokenBench).then(() => require('./jobs.js').jobsBench()).catch((e) => {
   console.error(e)
   process.exit(1)
 })
