@@ -204,6 +204,31 @@ describe('createLLMRateLimiter on Redis', () => {
     }
   })
 
+  it('sliding windows on Redis: two instances share every trailing minute', async () => {
+    const p = prefix()
+    let t = 1_700_000_040_000 + 50_000
+    const now = () => t
+    const cfg = (): LLMRateLimiterConfig => ({
+      models: { m: { requestsPerMinute: 3, tokensPerMinute: 1_000 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 100, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+      backend: backend(p),
+      windows: 'sliding',
+      now,
+    })
+    const a = limiter(cfg())
+    const b = limiter(cfg())
+    await a.queueJob({ jobId: '1', job: async () => done(null, 50) })
+    await b.queueJob({ jobId: '2', job: async () => done(null, 50) })
+    await a.queueJob({ jobId: '3', job: async () => done(null, 400) })
+    expect(a.getModelStats('m').tokensPerMinute!.current).toBe(500)
+    t += 10_000
+    await expect(b.queueJob({ jobId: '4', job: async () => done() })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+    t += 51_000
+    await expect(b.queueJob({ jobId: '5', job: async () => done(null, 100) })).resolves.toMatchObject({ modelUsed: 'm' })
+    expect(b.getModelStats('m').requestsPerMinute!.current).toBe(1)
+    expect(b.getModelStats('m').tokensPerMinute!.current).toBe(100)
+  })
+
   it('Redis down: a job fails with a StoreError and onError is called', async () => {
     const store = new RedisStore('redis://127.0.0.1:1', { connectTimeoutMs: 50, commandTimeoutMs: 50 })
     stores.push(store)

@@ -374,6 +374,29 @@ describe('createLLMRateLimiter: the reject contract and costs', () => {
   })
 })
 
+describe('createLLMRateLimiter: sliding windows', () => {
+  it('the limit holds over every trailing minute, not per calendar minute', async () => {
+    const clock = new Clock(T0 + 50_000)
+    const l = limiter({
+      models: { a: { requestsPerMinute: 3, tokensPerMinute: 1_000 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 100, estimatedNumberOfRequests: 1, maxWaitMS: { a: 0 } } },
+      windows: 'sliding',
+      now: clock.now,
+    })
+    for (let i = 0; i < 3; i++) await l.queueJob({ jobId: `${i}`, job: job({ inputTokens: 50 }) })
+    expect(l.getModelStats('a').requestsPerMinute).toMatchObject({ current: 3, remaining: 0, resetsInMs: 61_000 })
+    expect(l.getModelStats('a').tokensPerMinute!.current).toBe(150)
+    clock.advance(10_000) // a new calendar minute: a fixed window would admit 3 more
+    await expect(l.queueJob({ jobId: 'x', job: job() })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+    clock.advance(50_999)
+    await expect(l.queueJob({ jobId: 'y', job: job() })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+    clock.advance(1)
+    await expect(l.queueJob({ jobId: 'z', job: job() })).resolves.toMatchObject({ modelUsed: 'a' })
+    expect(l.getModelStats('a').requestsPerMinute!.current).toBe(1)
+    expect(() => createLLMRateLimiter({ models: { a: {} }, windows: 'rolling' as any })).toThrow(TypeError)
+  })
+})
+
 describe('createLLMRateLimiter: job-type ratios', () => {
   it('a busy flexible type takes share from an idle one; the fixed type never moves; sum stays 1', async () => {
     const l = limiter({

@@ -743,6 +743,8 @@ export interface LLMRateLimiterConfig {
   ratioAdjustmentConfig?: RatioAdjustmentConfig
   memory?: { freeMemoryRatio?: number; recalculationIntervalMs?: number; maxMemoryKB?: number }
   backend?: LLMRateLimiterBackend
+  /** `'fixed'` (default): windows aligned to the minute and the UTC day. `'sliding'`: every trailing minute / 24 h (buckets of 1 s / 10 min, counted conservatively). */
+  windows?: 'fixed' | 'sliding'
   /** Attempts of one job across delegations (default 2 × the models in the order). */
   maxAttempts?: number
   instanceId?: string

@@ -213,6 +213,7 @@ class LLMRateLimiter {
   #global
   #lastAvailability = null
   #stopping = false
+  #sliding = false
 
   constructor(config) {
     const c = v.options(config, 'config')
@@ -247,15 +248,19 @@ class LLMRateLimiter {
     }
     this.#instanceId = c.instanceId === undefined ? `inst-${Date.now()}-${randomBytes(6).toString('hex')}` : v.id(c.instanceId, 'config.instanceId')
     const flat = this.#models.flatMap((m) => m.limits)
+    if (c.windows !== undefined && c.windows !== 'fixed' && c.windows !== 'sliding') {
+      throw invalidArg(`config.windows must be 'fixed' or 'sliding', got ${v.describe(c.windows)}`)
+    }
+    this.#sliding = c.windows === 'sliding'
     this.#queues = this.#models.map(() => ({ waiters: [], draining: false, again: false, timer: null, timerAt: Infinity, blocked: false }))
     // Last known global counts per model (Redis mode): [mt, mr, dt, dr, inFlight, at].
     this.#global = this.#models.map(() => [0, 0, 0, 0, 0, 0])
     if (c.backend !== undefined && c.backend !== null) {
       if (!c.backend[kBackend]) throw invalidArg('config.backend must come from createRedisBackend()')
       this.#backend = c.backend
-      this.#redis = new native.JobsRedisCore(c.backend.store[kNative], c.backend.keyPrefix, ids, flat, this.#instanceId, c.backend.instanceTimeoutMs)
+      this.#redis = new native.JobsRedisCore(c.backend.store[kNative], c.backend.keyPrefix, ids, flat, this.#instanceId, c.backend.instanceTimeoutMs, this.#sliding)
     } else {
-      this.#local = new native.JobLimitsCore(flat)
+      this.#local = new native.JobLimitsCore(flat, this.#sliding)
     }
     this.#memCfg = v.options(c.memory, 'config.memory')
     this.#memEnabled = this.#types.some((t) => t.memoryKB > 0)
@@ -906,9 +911,10 @@ class LLMRateLimiter {
     const g = this.#global[m]
     // Last known global counts, rolled to the current windows.
     const now = this.#now()
+    if (this.#sliding) return [g[0], g[1], g[2], g[3], g[4], now, 60000, 86400000]
     const sameMinute = Math.floor(g[5] / 60000) === Math.floor(now / 60000)
     const sameDay = Math.floor(g[5] / 86400000) === Math.floor(now / 86400000)
-    return [sameMinute ? g[0] : 0, sameMinute ? g[1] : 0, sameDay ? g[2] : 0, sameDay ? g[3] : 0, g[4], now]
+    return [sameMinute ? g[0] : 0, sameMinute ? g[1] : 0, sameDay ? g[2] : 0, sameDay ? g[3] : 0, g[4], now, 60000 - (now % 60000), 86400000 - (now % 86400000)]
   }
 
   #availability() {
@@ -1012,9 +1018,8 @@ class LLMRateLimiter {
   #modelStats(i) {
     const [tpm, rpm, tpd, rpd, conc] = this.#models[i].limits
     const c = this.#counts(i)
-    const now = c[5]
-    const minuteLeft = 60000 - (now % 60000)
-    const dayLeft = 86400000 - (now % 86400000)
+    const minuteLeft = c[6]
+    const dayLeft = c[7]
     const s = {}
     const counter = (limit, current, resetsInMs) => ({ current, limit, remaining: Math.max(0, limit - current), resetsInMs })
     if (conc) s.concurrency = { active: c[4], limit: conc, available: Math.max(0, conc - c[4]), waiting: this.#queues[i].waiters.length }

@@ -20,6 +20,8 @@ pub struct JobsCall<'a> {
   pub now: Option<u64>,
   pub instance: &'a str,
   pub instance_timeout_ms: u64,
+  /// Sliding windows (buckets) instead of fixed ones.
+  pub sliding: bool,
   pub limits: Option<jobs::Limits>,
   pub estimate: jobs::Usage,
   /// release: actual usage, the minute reserved in, give the concurrency slot back.
@@ -37,7 +39,8 @@ impl RedisStore {
       .arg(c.op)
       .arg(now_arg(c.now))
       .arg(c.instance)
-      .arg(c.instance_timeout_ms);
+      .arg(c.instance_timeout_ms)
+      .arg(if c.sliding { "s" } else { "f" });
     if let Some(l) = c.limits {
       inv
         .arg(l.tpm)
