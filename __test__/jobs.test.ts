@@ -374,6 +374,32 @@ describe('createLLMRateLimiter: the reject contract and costs', () => {
   })
 })
 
+describe('createLLMRateLimiter: onAvailableSlotsChange', () => {
+  it('reports availability at job start and the adjustment when usage differs from the estimate', async () => {
+    const clock = new Clock(T0)
+    const calls: any[] = []
+    const l = limiter({
+      models: { a: { tokensPerMinute: 100_000, requestsPerMinute: 10, maxConcurrentRequests: 4 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10_000, estimatedNumberOfRequests: 1 } },
+      onAvailableSlotsChange: (availability, reason, modelId, adjustment) => calls.push({ availability, reason, modelId, adjustment }),
+      now: clock.now,
+    })
+    await l.queueJob({ jobId: '1', job: job({ inputTokens: 1_000, outputTokens: 500, cachedTokens: 100 }) })
+    expect(calls[0]).toMatchObject({
+      reason: 'tokensMinute',
+      modelId: 'a',
+      availability: { slots: 3, tokensPerMinute: 90_000, requestsPerMinute: 9, concurrentRequests: 3, tokensPerDay: null, requestsPerDay: null, memoryKB: null },
+    })
+    // Cached tokens count in the adjustment too (the reference left them out).
+    expect(calls[1]).toMatchObject({
+      reason: 'adjustment',
+      availability: { tokensPerMinute: 98_400, concurrentRequests: 4, slots: 4 },
+      adjustment: { tokensPerMinute: -8_400, requestsPerMinute: 0, memoryKB: 0, concurrentRequests: 0 },
+    })
+    expect(calls.length).toBe(2)
+  })
+})
+
 describe('createLLMRateLimiter: sliding windows', () => {
   it('the limit holds over every trailing minute, not per calendar minute', async () => {
     const clock = new Clock(T0 + 50_000)

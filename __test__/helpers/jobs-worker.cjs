@@ -42,7 +42,7 @@ async function main() {
       if (started === conc) {
         process.stdout.write('held\n')
         clearInterval(check)
-        setInterval(() => {}, 1000) // stay alive until killed
+        setTimeout(() => process.exit(0), 20_000) // stay alive until killed (at most 20 s)
       }
     }, 5)
   }
