@@ -451,3 +451,62 @@ describe('createLLMRateLimiter: job-type ratios', () => {
     await Promise.all(ps)
   })
 })
+
+describe('createLLMRateLimiter and ProviderLimiter: bad input', () => {
+  const INVALID = { name: 'TypeError', code: 'ERR_TOLLGATE_INVALID_ARG' }
+  const RANGE = { name: 'RangeError', code: 'ERR_TOLLGATE_OUT_OF_RANGE' }
+  const badIds: Array<[unknown, object]> = [
+    [undefined, INVALID],
+    [null, INVALID],
+    ['', INVALID],
+    [42, INVALID],
+    ['x'.repeat(1025), RANGE],
+  ]
+  const badCounts: Array<[unknown, object]> = [
+    [NaN, RANGE],
+    [-1, RANGE],
+    [1.5, RANGE],
+    [2 ** 60, RANGE],
+    ['5', INVALID],
+    [null, INVALID],
+  ]
+
+  it('queueJob rejects (never throws) on a bad jobId, a bad result or a bad reject usage', async () => {
+    const l = limiter({ models: { a: { tokensPerMinute: 1_000_000 } } })
+    for (const [id, expected] of badIds) {
+      let p: Promise<unknown>
+      expect(() => (p = l.queueJob({ jobId: id as any, job: job() }))).not.toThrow()
+      await expect(p!).rejects.toMatchObject(expected)
+    }
+    for (const [n, expected] of badCounts) {
+      const errors: unknown[] = []
+      await expect(l.queueJob({ jobId: 'r', job: (() => ({ ...done(), inputTokens: n })) as any, onError: (e) => errors.push(e) })).rejects.toMatchObject(expected)
+      expect(errors).toHaveLength(1)
+      await expect(
+        l.queueJob({
+          jobId: 'j',
+          job: ((_a: unknown, reject: any) => {
+            reject({ requestCount: n })
+            return done()
+          }) as any,
+        }),
+      ).rejects.toMatchObject(expected)
+    }
+    // Nothing leaked: every failed job gave its slot and concurrency back.
+    expect(l.getActiveJobs()).toEqual([])
+    expect(l.getJobTypeStats().jobTypes.default.inFlight).toBe(0)
+    function done() {
+      return { requestCount: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 0, data: null }
+    }
+  })
+
+  it('ProviderLimiter validates its options and rejects bad calls', async () => {
+    const { ProviderLimiter } = await import('../lib/index.js')
+    expect(() => new ProviderLimiter({ providers: {} })).toThrow(TypeError)
+    expect(() => new ProviderLimiter({ providers: { x: { points: 0 } } })).toThrow(RangeError)
+    const l = new ProviderLimiter({ providers: { openai: { points: 5 } } })
+    for (const [id, expected] of badIds.filter(([x]) => x !== undefined)) await expect(l.tryConsume('openai', id as any)).rejects.toMatchObject(expected)
+    for (const [n, expected] of badCounts) await expect(l.tryConsume('openai', 'global', n as any)).rejects.toMatchObject(expected)
+    await expect(l.run('openai', 5 as any)).rejects.toMatchObject(INVALID)
+  })
+})
