@@ -253,6 +253,23 @@ describe('createLLMRateLimiter: capacity, fallback and waiting', () => {
     expect(order).toEqual(['start0', 'start1', 'start2'])
   })
 
+  it('a job held back only by its own job type does not block other types on the model', async () => {
+    const l = limiter({
+      models: { a: { maxConcurrentRequests: 10 } },
+      resourceEstimationsPerJob: { small: { ratio: { initialValue: 0.1 }, maxWaitMS: { a: 1_000 } }, other: { maxWaitMS: { a: 0 } } },
+    })
+    expect(l.getJobTypeStats().jobTypes.small.allocatedSlots).toBe(1)
+    const gate = deferred()
+    const first = l.queueJob({ jobId: 's1', jobType: 'small', job: job({}, gate.promise) })
+    const second = l.queueJob({ jobId: 's2', jobType: 'small', job: job() }) // waits for the small slot
+    await tick()
+    expect(l.getActiveJobs().map((j) => j.status)).toEqual(['processing', 'waiting-for-model'])
+    // maxWaitMS 0 on a model with free capacity: runs at once, not queued behind s2.
+    await expect(l.queueJob({ jobId: 'o', jobType: 'other', job: job() })).resolves.toMatchObject({ modelUsed: 'a' })
+    gate.resolve()
+    await Promise.all([first, second])
+  })
+
   it('the default maxWaitMS is the time to the next minute plus 5 s', () => {
     expect(getDefaultMaxWaitMS(T0)).toBe(65_000)
     expect(getDefaultMaxWaitMS(T0 + 59_999)).toBe(6_000)

@@ -561,7 +561,9 @@ class LLMRateLimiter {
     const q = this.#queues[m]
     j.status = 'waiting-for-model'
     j.currentModel = m
-    if (q.waiters.length === 0 && !q.blocked) {
+    // Try at once unless a waiter is held back by the model itself (FIFO); waiters held back
+    // only by their own job type or memory are not overtaken unfairly: they cannot run.
+    if (!q.blocked) {
       if (this.#local) {
         const r = this.#tryLocal(j, m)
         if (r.grant !== undefined) return r
@@ -665,6 +667,7 @@ class LLMRateLimiter {
 
   #drainLocal(m, q) {
     let i = 0
+    let blocked = false
     while (i < q.waiters.length) {
       const w = q.waiters[i]
       const r = this.#tryLocal(w.job, m)
@@ -683,15 +686,17 @@ class LLMRateLimiter {
         continue
       }
       this.#schedule(m, r.retryInMs)
+      blocked = true
       break
     }
-    q.blocked = q.waiters.length > 0
+    q.blocked = blocked
   }
 
   async #drainRemote(m, q) {
     do {
       q.again = false
       let i = 0
+      let blocked = false
       while (i < q.waiters.length) {
         const w = q.waiters[i]
         const r = await this.#tryRemote(w.job, m)
@@ -717,9 +722,10 @@ class LLMRateLimiter {
           continue
         }
         this.#schedule(m, r.retryInMs)
+        blocked = true
         break
       }
-      q.blocked = q.waiters.length > 0
+      q.blocked = blocked
     } while (q.again && q.waiters.length && !q.timer)
   }
 
