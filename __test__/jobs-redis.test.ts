@@ -128,6 +128,25 @@ describe('createLLMRateLimiter on Redis', () => {
     }
   })
 
+  it('3 real processes waiting across a minute boundary: exactly the TPM in each window', async () => {
+    const p = prefix()
+    // A clock shared by the processes (real time, shifted): the minute ends in 600 ms.
+    const base = Date.now()
+    const offset = (Math.floor(base / 60000) + 2) * 60000 - 600 - base
+    const outs = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        run(process.execPath, [worker, 'burst', redisUrl(), p, '100000', '1000', '20', '10000', '1500', String(offset)], { timeout: 15_000 }),
+      ),
+    )
+    const starts: number[] = outs.flatMap((o) => JSON.parse(o.stdout).admitted)
+    const boundary = (Math.floor(base / 60000) + 2) * 60000
+    const before = starts.filter((t) => t < boundary).length
+    const after = starts.filter((t) => t >= boundary)
+    expect([before, after.length]).toEqual([10, 10])
+    // The second window's jobs were woken at the reset (polling every 100 ms at most).
+    expect(Math.min(...after) - boundary).toBeLessThan(150)
+  })
+
   it('scale up and down reach every instance: job-type slots follow the instance count', async () => {
     const p = prefix()
     const cfg = (): LLMRateLimiterConfig => ({

@@ -391,6 +391,27 @@ describe('createLLMRateLimiter: the reject contract and costs', () => {
   })
 })
 
+describe('createLLMRateLimiter: process lifetime', () => {
+  it('a waiting job keeps the process alive until its maxWaitMS, then the process exits by itself', async () => {
+    const { execFile } = await import('node:child_process')
+    const { promisify } = await import('node:util')
+    const lib = require.resolve('../lib/index.js')
+    const script = `
+      const { createLLMRateLimiter } = require(${JSON.stringify(lib)})
+      const l = createLLMRateLimiter({ models: { a: { requestsPerDay: 1 } }, resourceEstimationsPerJob: { s: { estimatedNumberOfRequests: 1, maxWaitMS: { a: 300 } } } })
+      const job = async () => ({ requestCount: 1, inputTokens: 0, cachedTokens: 0, outputTokens: 0, data: 1 })
+      const t = Date.now()
+      l.queueJob({ jobId: '1', job }).then(() => l.queueJob({ jobId: '2', job })).catch((e) => process.stdout.write(JSON.stringify({ code: e.code, waited: Date.now() - t })))`
+    const t = performance.now()
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { timeout: 10_000 })
+    const out = JSON.parse(stdout)
+    expect(out.code).toBe('ERR_TOLLGATE_NO_CAPACITY')
+    expect(out.waited).toBeGreaterThanOrEqual(290)
+    // It exits right after: no timer is left for the day window's reset.
+    expect(performance.now() - t).toBeLessThan(3_000)
+  })
+})
+
 describe('createLLMRateLimiter: onAvailableSlotsChange', () => {
   it('reports availability at job start and the adjustment when usage differs from the estimate', async () => {
     const clock = new Clock(T0)

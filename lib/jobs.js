@@ -291,12 +291,16 @@ class LLMRateLimiter {
     }
   }
 
+  /**
+   * A timer of a waiting job (its maxWaitMS, or a queue's wake-up). It keeps the process
+   * alive, as the awaited job does: it is bounded by maxWaitMS, cleared when the wait ends and
+   * by stop(). Interval timers (heartbeat, ratios, memory) are unref'd instead.
+   */
   #setTimer(fn, ms) {
     const t = setTimeout(() => {
       this.#timers.delete(t)
       fn()
     }, Math.max(0, Math.min(MAX_TIMER_MS, ms)))
-    t.unref?.()
     this.#timers.add(t)
     return t
   }
@@ -601,7 +605,7 @@ class LLMRateLimiter {
       w.timer = this.#setTimer(() => {
         const i = q.waiters.indexOf(w)
         if (i >= 0) q.waiters.splice(i, 1)
-        if (q.waiters.length === 0) q.blocked = false
+        if (q.waiters.length === 0) this.#idle(q)
         w.finish(null)
       }, maxWait)
       q.waiters.push(w)
@@ -627,6 +631,14 @@ class LLMRateLimiter {
       q.timerAt = Infinity
       this.#drain(m)
     }, delay)
+  }
+
+  /** A queue with no waiters: nothing blocks it and no wake-up is pending. */
+  #idle(q) {
+    q.blocked = false
+    this.#clearTimer(q.timer)
+    q.timer = null
+    q.timerAt = Infinity
   }
 
   #wakeAll() {
@@ -690,6 +702,7 @@ class LLMRateLimiter {
       break
     }
     q.blocked = blocked
+    if (q.waiters.length === 0) this.#idle(q)
   }
 
   async #drainRemote(m, q) {
@@ -726,6 +739,7 @@ class LLMRateLimiter {
         break
       }
       q.blocked = blocked
+      if (q.waiters.length === 0) this.#idle(q)
     } while (q.again && q.waiters.length && !q.timer)
   }
 
