@@ -67,3 +67,20 @@ describe('ProviderLimiter on Redis: the seed key layout', () => {
     }
   })
 })
+
+describe('ProviderLimiter.run', () => {
+  it('waits for the refill, then runs; health counts it', async () => {
+    const { MemoryStore } = await import('../lib/index.js')
+    const l = new ProviderLimiter(new MemoryStore(), { providers: { x: { points: 1, duration: 0.2 } } })
+    expect(await l.run('x', () => 1)).toBe(1)
+    const t = performance.now()
+    const second = l.run('x', async () => 2)
+    await new Promise((r) => setTimeout(r, 20))
+    expect((await l.health()).rateLimiting.local.x).toEqual({ running: 0, queued: 1, done: 1 })
+    expect(await second).toBe(2)
+    const waited = performance.now() - t
+    expect(waited).toBeGreaterThanOrEqual(150)
+    expect(waited).toBeLessThan(1_000)
+    expect((await l.health()).rateLimiting.local.x).toEqual({ running: 0, queued: 0, done: 2 })
+  })
+})

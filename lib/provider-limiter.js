@@ -82,7 +82,8 @@ class ProviderLimiter {
           e.code = 'ERR_TOLLGATE_NO_CAPACITY'
           throw e
         }
-        await new Promise((r) => setTimeout(r, Math.max(1, Math.min(d.retryInMs, left))).unref?.())
+        // Not unref'd: the caller awaits this wait, which maxWaitMs bounds.
+        await new Promise((r) => setTimeout(r, Math.max(1, Math.min(d.retryInMs, left))))
       }
     } finally {
       p.queued--
