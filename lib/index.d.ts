@@ -358,6 +358,14 @@ export declare const codes: {
   readonly STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR'
   /** Error: a bug in tollgate (a native panic caught at the boundary). Please report it. */
   readonly INTERNAL: 'ERR_TOLLGATE_INTERNAL'
+  /** Error: no model had room within the job's maxWaitMS (ProviderLimiter.run: within maxWaitMs). */
+  readonly NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY'
+  /** Error: the job called `reject(usage, {delegate: false})`. */
+  readonly JOB_REJECTED: 'ERR_TOLLGATE_JOB_REJECTED'
+  /** Error: the job delegated `maxAttempts` times without a result. */
+  readonly JOB_ATTEMPTS: 'ERR_TOLLGATE_JOB_ATTEMPTS'
+  /** Error: `stop()` was called while the job waited for capacity. */
+  readonly LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED'
 }
 
 export type ErrorCode = (typeof codes)[keyof typeof codes]

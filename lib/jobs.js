@@ -455,7 +455,7 @@ class LLMRateLimiter {
       q.timer = null
       q.timerAt = Infinity
       const waiters = q.waiters.splice(0)
-      for (const w of waiters) w.finish(jobError('ERR_TOLLGATE_LIMITER_STOPPED', 'The limiter was stopped while the job waited for capacity'))
+      for (const w of waiters) w.finish(jobError(codes.LIMITER_STOPPED, 'The limiter was stopped while the job waited for capacity'))
     }
     for (const t of [this.#heartbeat, this.#ratioTimer, this.#memTimer]) if (t) clearInterval(t)
     this.#heartbeat = this.#ratioTimer = this.#memTimer = null
@@ -552,7 +552,7 @@ class LLMRateLimiter {
       if (g) return g
       j.tried.add(m)
     }
-    throw jobError('ERR_TOLLGATE_NO_CAPACITY', 'All models exhausted: no capacity available within maxWaitMS')
+    throw jobError(codes.NO_CAPACITY, 'All models exhausted: no capacity available within maxWaitMS')
   }
 
   #maxWait(j, m) {
@@ -836,10 +836,10 @@ class LLMRateLimiter {
       this.#account(j, model, usage)
       await this.#release(g, j, this.#actual(usage), false, true)
       if (!rejected.delegate) {
-        throw jobError('ERR_TOLLGATE_JOB_REJECTED', 'Job rejected without delegation', error ?? undefined)
+        throw jobError(codes.JOB_REJECTED, 'Job rejected without delegation', error ?? undefined)
       }
       if (j.attempts >= this.#maxAttempts) {
-        throw jobError('ERR_TOLLGATE_JOB_ATTEMPTS', `Job delegated ${j.attempts} times (maxAttempts ${this.#maxAttempts}) without a result`, error ?? undefined)
+        throw jobError(codes.JOB_ATTEMPTS, `Job delegated ${j.attempts} times (maxAttempts ${this.#maxAttempts}) without a result`, error ?? undefined)
       }
       this.#log('job delegated', { jobId: j.jobId, modelId: model.id })
       j.tried.add(m)

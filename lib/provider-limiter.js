@@ -5,7 +5,7 @@
 // report. The algorithm is engine/provider_limit.rs (provider.lua on Redis).
 
 const native = require('./native')
-const { fromNative, rethrow, invalidArg } = require('./errors')
+const { codes, fromNative, rethrow, invalidArg } = require('./errors')
 const { storeAndOptions, kNative, kClock } = require('./stores')
 const v = require('./validate')
 
@@ -79,7 +79,7 @@ class ProviderLimiter {
         const left = deadline - Date.now()
         if (left <= 0) {
           const e = new Error(`no ${provider} capacity within ${maxWaitMs} ms`)
-          e.code = 'ERR_TOLLGATE_NO_CAPACITY'
+          e.code = codes.NO_CAPACITY
           throw e
         }
         // Not unref'd: the caller awaits this wait, which maxWaitMs bounds.
