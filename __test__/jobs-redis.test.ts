@@ -103,7 +103,7 @@ describe('createLLMRateLimiter on Redis', () => {
     await Promise.all(jobs)
     expect(started.length).toBe(15)
     expect(started[14]).toBeGreaterThanOrEqual(boundary)
-    expect(started[14] - boundary).toBeLessThan(200)
+    expect(started[14] - boundary).toBeLessThan(300) // woken at the reset (polls every 100 ms), not at a 5 s heartbeat
     // The instance that ran the 15th holds the new minute's global count from its last reply.
     const counts = [a, b].map((l) => l.getModelStats('m').tokensPerMinute!.current)
     expect(Math.max(...counts)).toBe(10_000)
@@ -144,7 +144,7 @@ describe('createLLMRateLimiter on Redis', () => {
     const after = starts.filter((t) => t >= boundary)
     expect([before, after.length]).toEqual([10, 10])
     // The second window's jobs were woken at the reset (polling every 100 ms at most).
-    expect(Math.min(...after) - boundary).toBeLessThan(150)
+    expect(Math.min(...after) - boundary).toBeLessThan(300)
   })
 
   it('scale up and down reach every instance: job-type slots follow the instance count', async () => {
