@@ -25,7 +25,7 @@ export declare class CostTrackerCore {
 
 /** The limits of every model of one limiter, in this process. */
 export declare class JobLimitsCore {
-  constructor(limits: Array<number>)
+  constructor(limits: Array<number>, sliding: boolean)
   /**
    * Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
    * minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
@@ -37,14 +37,17 @@ export declare class JobLimitsCore {
    * concurrency slot back.
    */
   settle(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number): void
-  /** `[minute tokens, minute requests, day tokens, day requests, in flight, now]`. */
+  /**
+   * `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+   * minute count drops, ms until the day count drops]`.
+   */
   counts(model: number, now: number): Array<number>
 }
 
 /** The global limits of one limiter in Redis (jobs.lua). */
 export declare class JobsRedisCore {
   /** Keys: `<prefix>{<tag>}:instances` and `<prefix>{<tag>}:model:<id>`. */
-  constructor(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number)
+  constructor(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean)
   get instanceId(): string
   /** Acquire: see jobs.lua for the reply. */
   acquire(model: number, tokens: number, requests: number, now: number): Promise<Array<number>>

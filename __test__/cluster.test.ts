@@ -81,4 +81,24 @@ describe('Redis Cluster (3 masters)', () => {
     expect((await rl.consume('x')).allowed).toBe(false)
     client.disconnect()
   })
+
+  it('createLLMRateLimiter with createRedisBackend: every key of a decision on one slot', async () => {
+    const { createLLMRateLimiter, createRedisBackend } = await import('../lib/index.js')
+    const limiter = createLLMRateLimiter({
+      models: { a: { tokensPerMinute: 30_000, maxConcurrentRequests: 2 }, b: { requestsPerDay: 5 } },
+      escalationOrder: ['a', 'b'],
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10_000, estimatedNumberOfRequests: 1, maxWaitMS: { a: 0, b: 0 } } },
+      backend: createRedisBackend({ client: store, keyPrefix: 'cl:jobs:' }),
+    })
+    await limiter.start()
+    const job = async ({ modelId }: { modelId: string }) => ({ requestCount: 1, inputTokens: 10_000, cachedTokens: 0, outputTokens: 0, data: modelId })
+    const used = await Promise.all(Array.from({ length: 6 }, (_, i) => limiter.queueJob({ jobId: `${i}`, job }).then((r) => r.modelUsed, (e) => e.code)))
+    // a: 2 at once (concurrency), 3 a minute (TPM); b: 5 a day. All 6 fit between them.
+    const onA = used.filter((m) => m === 'a').length
+    expect(onA).toBeGreaterThanOrEqual(2)
+    expect(onA).toBeLessThanOrEqual(3)
+    expect(used.filter((m) => m === 'b').length).toBe(6 - onA)
+    expect(limiter.getModelStats('b').requestsPerDay!.current).toBe(6 - onA)
+    await limiter.stop()
+  })
 })

@@ -103,7 +103,7 @@ describe('createLLMRateLimiter on Redis', () => {
     await Promise.all(jobs)
     expect(started.length).toBe(15)
     expect(started[14]).toBeGreaterThanOrEqual(boundary)
-    expect(started[14] - boundary).toBeLessThan(200)
+    expect(started[14] - boundary).toBeLessThan(300) // woken at the reset (polls every 100 ms), not at a 5 s heartbeat
     // The instance that ran the 15th holds the new minute's global count from its last reply.
     const counts = [a, b].map((l) => l.getModelStats('m').tokensPerMinute!.current)
     expect(Math.max(...counts)).toBe(10_000)
@@ -126,6 +126,25 @@ describe('createLLMRateLimiter on Redis', () => {
       if (perMinute.size === 1) expect(starts.length).toBe(limit)
       else expect(starts.length).toBeGreaterThanOrEqual(limit)
     }
+  })
+
+  it('3 real processes waiting across a minute boundary: exactly the TPM in each window', async () => {
+    const p = prefix()
+    // A clock shared by the processes (real time, shifted): the minute ends in 600 ms.
+    const base = Date.now()
+    const offset = (Math.floor(base / 60000) + 2) * 60000 - 600 - base
+    const outs = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        run(process.execPath, [worker, 'burst', redisUrl(), p, '100000', '1000', '20', '10000', '1500', String(offset)], { timeout: 15_000 }),
+      ),
+    )
+    const starts: number[] = outs.flatMap((o) => JSON.parse(o.stdout).admitted)
+    const boundary = (Math.floor(base / 60000) + 2) * 60000
+    const before = starts.filter((t) => t < boundary).length
+    const after = starts.filter((t) => t >= boundary)
+    expect([before, after.length]).toEqual([10, 10])
+    // The second window's jobs were woken at the reset (polling every 100 ms at most).
+    expect(Math.min(...after) - boundary).toBeLessThan(300)
   })
 
   it('scale up and down reach every instance: job-type slots follow the instance count', async () => {
@@ -202,6 +221,31 @@ describe('createLLMRateLimiter on Redis', () => {
     } finally {
       redis.disconnect()
     }
+  })
+
+  it('sliding windows on Redis: two instances share every trailing minute', async () => {
+    const p = prefix()
+    let t = 1_700_000_040_000 + 50_000
+    const now = () => t
+    const cfg = (): LLMRateLimiterConfig => ({
+      models: { m: { requestsPerMinute: 3, tokensPerMinute: 1_000 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 100, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+      backend: backend(p),
+      windows: 'sliding',
+      now,
+    })
+    const a = limiter(cfg())
+    const b = limiter(cfg())
+    await a.queueJob({ jobId: '1', job: async () => done(null, 50) })
+    await b.queueJob({ jobId: '2', job: async () => done(null, 50) })
+    await a.queueJob({ jobId: '3', job: async () => done(null, 400) })
+    expect(a.getModelStats('m').tokensPerMinute!.current).toBe(500)
+    t += 10_000
+    await expect(b.queueJob({ jobId: '4', job: async () => done() })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+    t += 51_000
+    await expect(b.queueJob({ jobId: '5', job: async () => done(null, 100) })).resolves.toMatchObject({ modelUsed: 'm' })
+    expect(b.getModelStats('m').requestsPerMinute!.current).toBe(1)
+    expect(b.getModelStats('m').tokensPerMinute!.current).toBe(100)
   })
 
   it('Redis down: a job fails with a StoreError and onError is called', async () => {

@@ -176,7 +176,7 @@ describe('createLLMRateLimiter: capacity, fallback and waiting', () => {
     await Promise.all(jobs)
     expect(started.length).toBe(15)
     expect(started[14]).toBeGreaterThanOrEqual(boundary)
-    expect(started[14] - boundary).toBeLessThan(150) // woken at the reset, not by polling
+    expect(started[14] - boundary).toBeLessThan(250) // woken by a timer at the reset (nothing polls locally)
     expect(l.getModelStats('a').tokensPerMinute!.current).toBe(10_000)
   })
 
@@ -251,6 +251,23 @@ describe('createLLMRateLimiter: capacity, fallback and waiting', () => {
     gates[2].resolve()
     await Promise.all(ps)
     expect(order).toEqual(['start0', 'start1', 'start2'])
+  })
+
+  it('a job held back only by its own job type does not block other types on the model', async () => {
+    const l = limiter({
+      models: { a: { maxConcurrentRequests: 10 } },
+      resourceEstimationsPerJob: { small: { ratio: { initialValue: 0.1 }, maxWaitMS: { a: 1_000 } }, other: { maxWaitMS: { a: 0 } } },
+    })
+    expect(l.getJobTypeStats().jobTypes.small.allocatedSlots).toBe(1)
+    const gate = deferred()
+    const first = l.queueJob({ jobId: 's1', jobType: 'small', job: job({}, gate.promise) })
+    const second = l.queueJob({ jobId: 's2', jobType: 'small', job: job() }) // waits for the small slot
+    await tick()
+    expect(l.getActiveJobs().map((j) => j.status)).toEqual(['processing', 'waiting-for-model'])
+    // maxWaitMS 0 on a model with free capacity: runs at once, not queued behind s2.
+    await expect(l.queueJob({ jobId: 'o', jobType: 'other', job: job() })).resolves.toMatchObject({ modelUsed: 'a' })
+    gate.resolve()
+    await Promise.all([first, second])
   })
 
   it('the default maxWaitMS is the time to the next minute plus 5 s', () => {
@@ -374,6 +391,76 @@ describe('createLLMRateLimiter: the reject contract and costs', () => {
   })
 })
 
+describe('createLLMRateLimiter: process lifetime', () => {
+  it('a waiting job keeps the process alive until its maxWaitMS, then the process exits by itself', async () => {
+    const { execFile } = await import('node:child_process')
+    const { promisify } = await import('node:util')
+    const lib = require.resolve('../lib/index.js')
+    const script = `
+      const { createLLMRateLimiter } = require(${JSON.stringify(lib)})
+      const l = createLLMRateLimiter({ models: { a: { requestsPerDay: 1 } }, resourceEstimationsPerJob: { s: { estimatedNumberOfRequests: 1, maxWaitMS: { a: 300 } } } })
+      const job = async () => ({ requestCount: 1, inputTokens: 0, cachedTokens: 0, outputTokens: 0, data: 1 })
+      const t = Date.now()
+      l.queueJob({ jobId: '1', job }).then(() => l.queueJob({ jobId: '2', job })).catch((e) => process.stdout.write(JSON.stringify({ code: e.code, waited: Date.now() - t })))`
+    const t = performance.now()
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { timeout: 10_000 })
+    const out = JSON.parse(stdout)
+    expect(out.code).toBe('ERR_TOLLGATE_NO_CAPACITY')
+    expect(out.waited).toBeGreaterThanOrEqual(290)
+    // It exits right after: no timer is left for the day window's reset.
+    expect(performance.now() - t).toBeLessThan(3_000)
+  })
+})
+
+describe('createLLMRateLimiter: onAvailableSlotsChange', () => {
+  it('reports availability at job start and the adjustment when usage differs from the estimate', async () => {
+    const clock = new Clock(T0)
+    const calls: any[] = []
+    const l = limiter({
+      models: { a: { tokensPerMinute: 100_000, requestsPerMinute: 10, maxConcurrentRequests: 4 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10_000, estimatedNumberOfRequests: 1 } },
+      onAvailableSlotsChange: (availability, reason, modelId, adjustment) => calls.push({ availability, reason, modelId, adjustment }),
+      now: clock.now,
+    })
+    await l.queueJob({ jobId: '1', job: job({ inputTokens: 1_000, outputTokens: 500, cachedTokens: 100 }) })
+    expect(calls[0]).toMatchObject({
+      reason: 'tokensMinute',
+      modelId: 'a',
+      availability: { slots: 3, tokensPerMinute: 90_000, requestsPerMinute: 9, concurrentRequests: 3, tokensPerDay: null, requestsPerDay: null, memoryKB: null },
+    })
+    // Cached tokens count in the adjustment too (the reference left them out).
+    expect(calls[1]).toMatchObject({
+      reason: 'adjustment',
+      availability: { tokensPerMinute: 98_400, concurrentRequests: 4, slots: 4 },
+      adjustment: { tokensPerMinute: -8_400, requestsPerMinute: 0, memoryKB: 0, concurrentRequests: 0 },
+    })
+    expect(calls.length).toBe(2)
+  })
+})
+
+describe('createLLMRateLimiter: sliding windows', () => {
+  it('the limit holds over every trailing minute, not per calendar minute', async () => {
+    const clock = new Clock(T0 + 50_000)
+    const l = limiter({
+      models: { a: { requestsPerMinute: 3, tokensPerMinute: 1_000 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 100, estimatedNumberOfRequests: 1, maxWaitMS: { a: 0 } } },
+      windows: 'sliding',
+      now: clock.now,
+    })
+    for (let i = 0; i < 3; i++) await l.queueJob({ jobId: `${i}`, job: job({ inputTokens: 50 }) })
+    expect(l.getModelStats('a').requestsPerMinute).toMatchObject({ current: 3, remaining: 0, resetsInMs: 61_000 })
+    expect(l.getModelStats('a').tokensPerMinute!.current).toBe(150)
+    clock.advance(10_000) // a new calendar minute: a fixed window would admit 3 more
+    await expect(l.queueJob({ jobId: 'x', job: job() })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+    clock.advance(50_999)
+    await expect(l.queueJob({ jobId: 'y', job: job() })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+    clock.advance(1)
+    await expect(l.queueJob({ jobId: 'z', job: job() })).resolves.toMatchObject({ modelUsed: 'a' })
+    expect(l.getModelStats('a').requestsPerMinute!.current).toBe(1)
+    expect(() => createLLMRateLimiter({ models: { a: {} }, windows: 'rolling' as any })).toThrow(TypeError)
+  })
+})
+
 describe('createLLMRateLimiter: job-type ratios', () => {
   it('a busy flexible type takes share from an idle one; the fixed type never moves; sum stays 1', async () => {
     const l = limiter({
@@ -400,5 +487,64 @@ describe('createLLMRateLimiter: job-type ratios', () => {
     expect(s.B.allocatedSlots).toBe(Math.floor(100 * s.B.currentRatio))
     gate.resolve()
     await Promise.all(ps)
+  })
+})
+
+describe('createLLMRateLimiter and ProviderLimiter: bad input', () => {
+  const INVALID = { name: 'TypeError', code: 'ERR_TOLLGATE_INVALID_ARG' }
+  const RANGE = { name: 'RangeError', code: 'ERR_TOLLGATE_OUT_OF_RANGE' }
+  const badIds: Array<[unknown, object]> = [
+    [undefined, INVALID],
+    [null, INVALID],
+    ['', INVALID],
+    [42, INVALID],
+    ['x'.repeat(1025), RANGE],
+  ]
+  const badCounts: Array<[unknown, object]> = [
+    [NaN, RANGE],
+    [-1, RANGE],
+    [1.5, RANGE],
+    [2 ** 60, RANGE],
+    ['5', INVALID],
+    [null, INVALID],
+  ]
+
+  it('queueJob rejects (never throws) on a bad jobId, a bad result or a bad reject usage', async () => {
+    const l = limiter({ models: { a: { tokensPerMinute: 1_000_000 } } })
+    for (const [id, expected] of badIds) {
+      let p: Promise<unknown>
+      expect(() => (p = l.queueJob({ jobId: id as any, job: job() }))).not.toThrow()
+      await expect(p!).rejects.toMatchObject(expected)
+    }
+    for (const [n, expected] of badCounts) {
+      const errors: unknown[] = []
+      await expect(l.queueJob({ jobId: 'r', job: (() => ({ ...done(), inputTokens: n })) as any, onError: (e) => errors.push(e) })).rejects.toMatchObject(expected)
+      expect(errors).toHaveLength(1)
+      await expect(
+        l.queueJob({
+          jobId: 'j',
+          job: ((_a: unknown, reject: any) => {
+            reject({ requestCount: n })
+            return done()
+          }) as any,
+        }),
+      ).rejects.toMatchObject(expected)
+    }
+    // Nothing leaked: every failed job gave its slot and concurrency back.
+    expect(l.getActiveJobs()).toEqual([])
+    expect(l.getJobTypeStats().jobTypes.default.inFlight).toBe(0)
+    function done() {
+      return { requestCount: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 0, data: null }
+    }
+  })
+
+  it('ProviderLimiter validates its options and rejects bad calls', async () => {
+    const { ProviderLimiter } = await import('../lib/index.js')
+    expect(() => new ProviderLimiter({ providers: {} })).toThrow(TypeError)
+    expect(() => new ProviderLimiter({ providers: { x: { points: 0 } } })).toThrow(RangeError)
+    const l = new ProviderLimiter({ providers: { openai: { points: 5 } } })
+    for (const [id, expected] of badIds.filter(([x]) => x !== undefined)) await expect(l.tryConsume('openai', id as any)).rejects.toMatchObject(expected)
+    for (const [n, expected] of badCounts) await expect(l.tryConsume('openai', 'global', n as any)).rejects.toMatchObject(expected)
+    await expect(l.run('openai', 5 as any)).rejects.toMatchObject(INVALID)
   })
 })

@@ -258,7 +258,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
       'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
       'spend.lua': '87237f08e0f1c9c37b5869a90ced76127f68436b',
-      'jobs.lua': '185719183d5bbfca33f4e4bf175b70d5c339fb75',
+      'jobs.lua': '64b28c629bce142036dba481108fe9f48bd35fe5',
       'provider.lua': 'c46abf90d4de43131c954387dd091f594d0885cf',
     }
     const dir = path.join(__dirname, '..', 'src', 'store', 'redis', 'scripts')

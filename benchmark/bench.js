@@ -14,6 +14,7 @@
 //    (WASM) on short, medium and long text, with each one's first-call time and memory,
 //    measured in a fresh process.
 // 5–6. Redis outage latency per onStoreError policy, and the blocked-key cache (outage.js).
+// 7. The job limiter: jobs per second through queueJob, local and on Redis (jobs.js).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -296,6 +297,7 @@ function tokenBench() {
 main()
   .then(tokenBench)
   .then(() => require('./outage.js').outageBench())
+  .then(() => require('./jobs.js').jobsBench())
   .catch((e) => {
   console.error(e)
   process.exit(1)

@@ -15,6 +15,11 @@ const codes = Object.freeze({
   STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED',
   STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR',
   INTERNAL: 'ERR_TOLLGATE_INTERNAL',
+  // createLLMRateLimiter / ProviderLimiter (plain Errors: a job's outcome, not bad input)
+  NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY',
+  JOB_REJECTED: 'ERR_TOLLGATE_JOB_REJECTED',
+  JOB_ATTEMPTS: 'ERR_TOLLGATE_JOB_ATTEMPTS',
+  LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED',
 })
 
 /** A store (Redis) could not answer: unavailable, timed out, closed, or replied an error. */

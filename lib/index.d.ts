@@ -376,6 +376,14 @@ export declare const codes: {
   readonly STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR'
   /** Error: a bug in tollgate (a native panic caught at the boundary). Please report it. */
   readonly INTERNAL: 'ERR_TOLLGATE_INTERNAL'
+  /** Error: no model had room within the job's maxWaitMS (ProviderLimiter.run: within maxWaitMs). */
+  readonly NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY'
+  /** Error: the job called `reject(usage, {delegate: false})`. */
+  readonly JOB_REJECTED: 'ERR_TOLLGATE_JOB_REJECTED'
+  /** Error: the job delegated `maxAttempts` times without a result. */
+  readonly JOB_ATTEMPTS: 'ERR_TOLLGATE_JOB_ATTEMPTS'
+  /** Error: `stop()` was called while the job waited for capacity. */
+  readonly LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED'
 }
 
 export type ErrorCode = (typeof codes)[keyof typeof codes]
@@ -1039,6 +1047,8 @@ export interface LLMRateLimiterConfig {
   ratioAdjustmentConfig?: RatioAdjustmentConfig
   memory?: { freeMemoryRatio?: number; recalculationIntervalMs?: number; maxMemoryKB?: number }
   backend?: LLMRateLimiterBackend
+  /** `'fixed'` (default): windows aligned to the minute and the UTC day. `'sliding'`: every trailing minute / 24 h (buckets of 1 s / 10 min, counted conservatively). */
+  windows?: 'fixed' | 'sliding'
   /** Attempts of one job across delegations (default 2 × the models in the order). */
   maxAttempts?: number
   instanceId?: string
@@ -1175,3 +1185,43 @@ export declare function createRedisBackend(
 /** `(60 − seconds of now + 5) × 1000`: the default maxWaitMS. */
 export declare function getDefaultMaxWaitMS(now?: number): number
 export declare const DEFAULT_RATIO_ADJUSTMENT_CONFIG: Readonly<Required<RatioAdjustmentConfig>>
+
+// ---- ProviderLimiter (one global limit per provider) ----------------------------------------
+
+export interface ProviderLimiterOptions {
+  /** Per provider: `points` per `duration` seconds (default 60); keys `<keyPrefix>:<scope>` (default `ratelimit:<provider>`). */
+  providers: Record<string, { points: number; duration?: number; keyPrefix?: string }>
+}
+export interface ProviderDecision {
+  allowed: boolean
+  remaining: number
+  /** 0 when allowed; else ms until the counter refills. */
+  retryInMs: number
+  /** When the current period ends (ms since the epoch). */
+  resetAt: number
+}
+export interface ProviderHealth {
+  status: 'ok' | 'degraded'
+  redis: { connected: boolean; enabled: boolean; usedMemory: string | null; connectedClients: string | null }
+  rateLimiting: {
+    mode: 'local' | 'distributed'
+    local: Record<string, { running: number; queued: number; done: number }>
+    distributed: Record<string, { type: 'local' | 'distributed'; redis: boolean }>
+  }
+}
+/**
+ * One limit per LLM provider shared by every worker (a self-expiring Redis hash with `points`
+ * and `expire`, inspectable with redis-cli), and a health report.
+ *
+ * @example
+ * const limits = new ProviderLimiter(redis, { providers: { openai: { points: 50_000, duration: 60 } } })
+ * if ((await limits.tryConsume('openai', 'global')).allowed) callOpenAI()
+ */
+export declare class ProviderLimiter {
+  constructor(store: StoreLike, options: ProviderLimiterOptions)
+  constructor(options: ProviderLimiterOptions)
+  tryConsume(provider: string, scope?: string, points?: number): Promise<ProviderDecision>
+  /** Runs `fn` once the provider has a point for it, waiting for refills up to `maxWaitMs` (default 60 s). */
+  run<T>(provider: string, fn: () => T | Promise<T>, options?: { scope?: string; maxWaitMs?: number }): Promise<T>
+  health(): Promise<ProviderHealth>
+}

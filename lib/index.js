@@ -15,6 +15,7 @@ const { CostTracker } = require('./cost-tracker')
 const { metrics, POLICIES } = require('./policy')
 const { ModelTiers, MODEL_TIERS } = require('./model-tiers')
 const { createLLMRateLimiter, createRedisBackend, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG } = require('./jobs')
+const { ProviderLimiter } = require('./provider-limiter')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
@@ -54,4 +55,5 @@ module.exports = {
   createRedisBackend,
   getDefaultMaxWaitMS,
   DEFAULT_RATIO_ADJUSTMENT_CONFIG,
+  ProviderLimiter,
 }

@@ -41,5 +41,6 @@ export const {
   createRedisBackend,
   getDefaultMaxWaitMS,
   DEFAULT_RATIO_ADJUSTMENT_CONFIG,
+  ProviderLimiter,
 } = tollgate
 export default tollgate

@@ -213,6 +213,7 @@ class LLMRateLimiter {
   #global
   #lastAvailability = null
   #stopping = false
+  #sliding = false
 
   constructor(config) {
     const c = v.options(config, 'config')
@@ -247,15 +248,19 @@ class LLMRateLimiter {
     }
     this.#instanceId = c.instanceId === undefined ? `inst-${Date.now()}-${randomBytes(6).toString('hex')}` : v.id(c.instanceId, 'config.instanceId')
     const flat = this.#models.flatMap((m) => m.limits)
+    if (c.windows !== undefined && c.windows !== 'fixed' && c.windows !== 'sliding') {
+      throw invalidArg(`config.windows must be 'fixed' or 'sliding', got ${v.describe(c.windows)}`)
+    }
+    this.#sliding = c.windows === 'sliding'
     this.#queues = this.#models.map(() => ({ waiters: [], draining: false, again: false, timer: null, timerAt: Infinity, blocked: false }))
     // Last known global counts per model (Redis mode): [mt, mr, dt, dr, inFlight, at].
     this.#global = this.#models.map(() => [0, 0, 0, 0, 0, 0])
     if (c.backend !== undefined && c.backend !== null) {
       if (!c.backend[kBackend]) throw invalidArg('config.backend must come from createRedisBackend()')
       this.#backend = c.backend
-      this.#redis = new native.JobsRedisCore(c.backend.store[kNative], c.backend.keyPrefix, ids, flat, this.#instanceId, c.backend.instanceTimeoutMs)
+      this.#redis = new native.JobsRedisCore(c.backend.store[kNative], c.backend.keyPrefix, ids, flat, this.#instanceId, c.backend.instanceTimeoutMs, this.#sliding)
     } else {
-      this.#local = new native.JobLimitsCore(flat)
+      this.#local = new native.JobLimitsCore(flat, this.#sliding)
     }
     this.#memCfg = v.options(c.memory, 'config.memory')
     this.#memEnabled = this.#types.some((t) => t.memoryKB > 0)
@@ -286,12 +291,16 @@ class LLMRateLimiter {
     }
   }
 
+  /**
+   * A timer of a waiting job (its maxWaitMS, or a queue's wake-up). It keeps the process
+   * alive, as the awaited job does: it is bounded by maxWaitMS, cleared when the wait ends and
+   * by stop(). Interval timers (heartbeat, ratios, memory) are unref'd instead.
+   */
   #setTimer(fn, ms) {
     const t = setTimeout(() => {
       this.#timers.delete(t)
       fn()
     }, Math.max(0, Math.min(MAX_TIMER_MS, ms)))
-    t.unref?.()
     this.#timers.add(t)
     return t
   }
@@ -446,7 +455,7 @@ class LLMRateLimiter {
       q.timer = null
       q.timerAt = Infinity
       const waiters = q.waiters.splice(0)
-      for (const w of waiters) w.finish(jobError('ERR_TOLLGATE_LIMITER_STOPPED', 'The limiter was stopped while the job waited for capacity'))
+      for (const w of waiters) w.finish(jobError(codes.LIMITER_STOPPED, 'The limiter was stopped while the job waited for capacity'))
     }
     for (const t of [this.#heartbeat, this.#ratioTimer, this.#memTimer]) if (t) clearInterval(t)
     this.#heartbeat = this.#ratioTimer = this.#memTimer = null
@@ -543,7 +552,7 @@ class LLMRateLimiter {
       if (g) return g
       j.tried.add(m)
     }
-    throw jobError('ERR_TOLLGATE_NO_CAPACITY', 'All models exhausted: no capacity available within maxWaitMS')
+    throw jobError(codes.NO_CAPACITY, 'All models exhausted: no capacity available within maxWaitMS')
   }
 
   #maxWait(j, m) {
@@ -556,7 +565,9 @@ class LLMRateLimiter {
     const q = this.#queues[m]
     j.status = 'waiting-for-model'
     j.currentModel = m
-    if (q.waiters.length === 0 && !q.blocked) {
+    // Try at once unless a waiter is held back by the model itself (FIFO); waiters held back
+    // only by their own job type or memory are not overtaken unfairly: they cannot run.
+    if (!q.blocked) {
       if (this.#local) {
         const r = this.#tryLocal(j, m)
         if (r.grant !== undefined) return r
@@ -594,7 +605,7 @@ class LLMRateLimiter {
       w.timer = this.#setTimer(() => {
         const i = q.waiters.indexOf(w)
         if (i >= 0) q.waiters.splice(i, 1)
-        if (q.waiters.length === 0) q.blocked = false
+        if (q.waiters.length === 0) this.#idle(q)
         w.finish(null)
       }, maxWait)
       q.waiters.push(w)
@@ -620,6 +631,14 @@ class LLMRateLimiter {
       q.timerAt = Infinity
       this.#drain(m)
     }, delay)
+  }
+
+  /** A queue with no waiters: nothing blocks it and no wake-up is pending. */
+  #idle(q) {
+    q.blocked = false
+    this.#clearTimer(q.timer)
+    q.timer = null
+    q.timerAt = Infinity
   }
 
   #wakeAll() {
@@ -660,6 +679,7 @@ class LLMRateLimiter {
 
   #drainLocal(m, q) {
     let i = 0
+    let blocked = false
     while (i < q.waiters.length) {
       const w = q.waiters[i]
       const r = this.#tryLocal(w.job, m)
@@ -678,15 +698,18 @@ class LLMRateLimiter {
         continue
       }
       this.#schedule(m, r.retryInMs)
+      blocked = true
       break
     }
-    q.blocked = q.waiters.length > 0
+    q.blocked = blocked
+    if (q.waiters.length === 0) this.#idle(q)
   }
 
   async #drainRemote(m, q) {
     do {
       q.again = false
       let i = 0
+      let blocked = false
       while (i < q.waiters.length) {
         const w = q.waiters[i]
         const r = await this.#tryRemote(w.job, m)
@@ -712,9 +735,11 @@ class LLMRateLimiter {
           continue
         }
         this.#schedule(m, r.retryInMs)
+        blocked = true
         break
       }
-      q.blocked = q.waiters.length > 0
+      q.blocked = blocked
+      if (q.waiters.length === 0) this.#idle(q)
     } while (q.again && q.waiters.length && !q.timer)
   }
 
@@ -811,10 +836,10 @@ class LLMRateLimiter {
       this.#account(j, model, usage)
       await this.#release(g, j, this.#actual(usage), false, true)
       if (!rejected.delegate) {
-        throw jobError('ERR_TOLLGATE_JOB_REJECTED', 'Job rejected without delegation', error ?? undefined)
+        throw jobError(codes.JOB_REJECTED, 'Job rejected without delegation', error ?? undefined)
       }
       if (j.attempts >= this.#maxAttempts) {
-        throw jobError('ERR_TOLLGATE_JOB_ATTEMPTS', `Job delegated ${j.attempts} times (maxAttempts ${this.#maxAttempts}) without a result`, error ?? undefined)
+        throw jobError(codes.JOB_ATTEMPTS, `Job delegated ${j.attempts} times (maxAttempts ${this.#maxAttempts}) without a result`, error ?? undefined)
       }
       this.#log('job delegated', { jobId: j.jobId, modelId: model.id })
       j.tried.add(m)
@@ -906,9 +931,10 @@ class LLMRateLimiter {
     const g = this.#global[m]
     // Last known global counts, rolled to the current windows.
     const now = this.#now()
+    if (this.#sliding) return [g[0], g[1], g[2], g[3], g[4], now, 60000, 86400000]
     const sameMinute = Math.floor(g[5] / 60000) === Math.floor(now / 60000)
     const sameDay = Math.floor(g[5] / 86400000) === Math.floor(now / 86400000)
-    return [sameMinute ? g[0] : 0, sameMinute ? g[1] : 0, sameDay ? g[2] : 0, sameDay ? g[3] : 0, g[4], now]
+    return [sameMinute ? g[0] : 0, sameMinute ? g[1] : 0, sameDay ? g[2] : 0, sameDay ? g[3] : 0, g[4], now, 60000 - (now % 60000), 86400000 - (now % 86400000)]
   }
 
   #availability() {
@@ -1012,9 +1038,8 @@ class LLMRateLimiter {
   #modelStats(i) {
     const [tpm, rpm, tpd, rpd, conc] = this.#models[i].limits
     const c = this.#counts(i)
-    const now = c[5]
-    const minuteLeft = 60000 - (now % 60000)
-    const dayLeft = 86400000 - (now % 86400000)
+    const minuteLeft = c[6]
+    const dayLeft = c[7]
     const s = {}
     const counter = (limit, current, resetsInMs) => ({ current, limit, remaining: Math.max(0, limit - current), resetsInMs })
     if (conc) s.concurrency = { active: c[4], limit: conc, available: Math.max(0, conc - c[4]), waiting: this.#queues[i].waiters.length }

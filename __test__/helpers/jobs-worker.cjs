@@ -1,6 +1,7 @@
 // A separate Node process running createLLMRateLimiter on a shared Redis (jobs-redis.test.ts).
-//   burst <url> <prefix> <tpm> <rpm> <calls> <estimate>: queues `calls` jobs at once (no
-//     waiting) and prints when each admitted job started and the tokens it used.
+//   burst <url> <prefix> <tpm> <rpm> <calls> <estimate> [maxWaitMs] [clockOffsetMs]: queues
+//     `calls` jobs at once (waiting up to maxWaitMs, default 0, per job; the limiter's clock is
+//     Date.now() + clockOffsetMs when given) and prints when each admitted job started.
 //   hold <url> <prefix> <maxConcurrent>: fills the model's concurrency with jobs that never end,
 //     prints "held", and waits to be killed.
 'use strict'
@@ -10,17 +11,19 @@ const [kind, url, prefix, ...rest] = process.argv.slice(2)
 
 async function main() {
   if (kind === 'burst') {
-    const [tpm, rpm, calls, est] = rest.map(Number)
+    const [tpm, rpm, calls, est, maxWait = 0, offset] = rest.map(Number)
+    const now = offset === undefined ? Date.now : () => Date.now() + offset
     const limiter = createLLMRateLimiter({
       models: { m: { tokensPerMinute: tpm, requestsPerMinute: rpm } },
-      resourceEstimationsPerJob: { s: { estimatedUsedTokens: est, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: est, estimatedNumberOfRequests: 1, maxWaitMS: { m: maxWait } } },
+      now: offset === undefined ? undefined : now,
       backend: createRedisBackend({ url, keyPrefix: prefix, heartbeatIntervalMs: 1000, instanceTimeoutMs: 5000 }),
       ratioAdjustmentConfig: { minJobTypeCapacity: calls },
     })
     await limiter.start()
     const admitted = []
     const job = async () => {
-      admitted.push(Date.now())
+      admitted.push(now())
       await new Promise((r) => setTimeout(r, 5))
       return { requestCount: 1, inputTokens: est, cachedTokens: 0, outputTokens: 0, data: null }
     }
@@ -42,7 +45,7 @@ async function main() {
       if (started === conc) {
         process.stdout.write('held\n')
         clearInterval(check)
-        setInterval(() => {}, 1000) // stay alive until killed
+        setTimeout(() => process.exit(0), 20_000) // stay alive until killed (at most 20 s)
       }
     }, 5)
   }

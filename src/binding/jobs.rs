@@ -9,6 +9,7 @@ use napi_derive::napi;
 use super::clock::{local, remote};
 use super::error::ms;
 use super::store::{open_redis, Backend, NativeStore};
+use crate::engine::jobs::sliding::SlidingState;
 use crate::engine::jobs::{self, Denied, Limits, ModelState, Usage};
 use crate::engine::provider_limit::{self, Counter};
 use crate::store::redis::jobs::JobsCall;
@@ -35,23 +36,91 @@ fn usage(tokens: f64, requests: f64) -> Usage {
   }
 }
 
+/// A model's counts: fixed windows, or sliding ones.
+enum State {
+  Fixed(ModelState),
+  Sliding(SlidingState),
+}
+
+impl State {
+  fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<u64, Denied> {
+    match self {
+      State::Fixed(m) => m.reserve(l, now, est),
+      State::Sliding(m) => m.reserve(l, now, est),
+    }
+  }
+
+  fn settle(&mut self, now: u64, grant: u64, est: Usage, actual: Usage, release: bool) {
+    match self {
+      State::Fixed(m) => m.settle(now, grant, est, actual, release),
+      State::Sliding(m) => m.settle(now, grant, est, actual, release),
+    }
+  }
+
+  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+  /// minute count drops, ms until the day count drops]`.
+  fn counts(&mut self, now: u64) -> Vec<u64> {
+    match self {
+      State::Fixed(m) => {
+        m.roll(now);
+        vec![
+          m.minute.tokens,
+          m.minute.requests,
+          m.day.tokens,
+          m.day.requests,
+          m.in_flight,
+          now,
+          jobs::minute_start(now) + jobs::MINUTE_MS - now,
+          jobs::day_start(now) + jobs::DAY_MS - now,
+        ]
+      }
+      State::Sliding(m) => {
+        m.prune(now);
+        let (a, b) = (m.minute.totals(), m.day.totals());
+        let first = |x: &jobs::sliding::Buckets| {
+          x.list
+            .front()
+            .map_or(x.span_ms, |f| f.0 + x.bucket_ms + x.span_ms - now)
+        };
+        vec![
+          a.tokens,
+          a.requests,
+          b.tokens,
+          b.requests,
+          m.in_flight,
+          now,
+          first(&m.minute),
+          first(&m.day),
+        ]
+      }
+    }
+  }
+}
+
 /// The limits of every model of one limiter, in this process.
 #[napi]
 pub struct JobLimitsCore {
   limits: Vec<Limits>,
-  state: Mutex<Vec<ModelState>>,
+  state: Mutex<Vec<State>>,
 }
 
 #[napi]
 impl JobLimitsCore {
   #[napi(constructor)]
-  pub fn new(limits: Vec<f64>) -> Self {
+  pub fn new(limits: Vec<f64>, sliding: bool) -> Self {
     let limits = limits_of(&limits);
-    let state = Mutex::new(vec![ModelState::default(); limits.len()]);
+    let one = || {
+      if sliding {
+        State::Sliding(SlidingState::default())
+      } else {
+        State::Fixed(ModelState::default())
+      }
+    };
+    let state = Mutex::new((0..limits.len()).map(|_| one()).collect());
     JobLimitsCore { limits, state }
   }
 
-  fn with<T>(&self, model: u32, f: impl FnOnce(Limits, &mut ModelState) -> T) -> napi::Result<T> {
+  fn with<T>(&self, model: u32, f: impl FnOnce(Limits, &mut State) -> T) -> napi::Result<T> {
     let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
     let i = model as usize;
     match (self.limits.get(i), s.get_mut(i)) {
@@ -106,20 +175,13 @@ impl JobLimitsCore {
     })
   }
 
-  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now]`.
+  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+  /// minute count drops, ms until the day count drops]`.
   #[napi(catch_unwind)]
   pub fn counts(&self, model: u32, now: f64) -> napi::Result<Vec<f64>> {
     let now = local(now);
     self.with(model, |_, m| {
-      m.roll(now);
-      vec![
-        m.minute.tokens as f64,
-        m.minute.requests as f64,
-        m.day.tokens as f64,
-        m.day.requests as f64,
-        m.in_flight as f64,
-        now as f64,
-      ]
+      m.counts(now).into_iter().map(|x| x as f64).collect()
     })
   }
 }
@@ -133,6 +195,7 @@ pub struct JobsRedisCore {
   limits: Vec<Limits>,
   instance: String,
   timeout_ms: u64,
+  sliding: bool,
 }
 
 #[napi]
@@ -146,6 +209,7 @@ impl JobsRedisCore {
     limits: Vec<f64>,
     instance: String,
     timeout_ms: f64,
+    sliding: bool,
   ) -> napi::Result<Self> {
     let redis = store.backend.redis()?;
     let base = format!("{prefix}{{limits}}:");
@@ -156,6 +220,7 @@ impl JobsRedisCore {
       limits: limits_of(&limits),
       instance,
       timeout_ms: ms(timeout_ms).max(1),
+      sliding,
     })
   }
 
@@ -195,6 +260,7 @@ impl JobsRedisCore {
         now: remote(now),
         instance: &self.instance,
         instance_timeout_ms: self.timeout_ms,
+        sliding: self.sliding,
         limits: Some(limits),
         estimate: usage(tokens, requests),
         settle: None,
@@ -228,6 +294,7 @@ impl JobsRedisCore {
         now: remote(now),
         instance: &self.instance,
         instance_timeout_ms: self.timeout_ms,
+        sliding: self.sliding,
         limits: Some(limits),
         estimate: usage(est_tokens, est_requests),
         settle: Some((usage(tokens, requests), ms(grant), give_back)),
@@ -251,6 +318,7 @@ impl JobsRedisCore {
         now: remote(now),
         instance: &self.instance,
         instance_timeout_ms: self.timeout_ms,
+        sliding: self.sliding,
         limits: None,
         estimate: Usage::default(),
         settle: None,

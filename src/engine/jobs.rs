@@ -293,5 +293,7 @@ pub fn adjust_ratios(types: &[TypeLoad], c: RatioConfig) -> Option<Vec<f64>> {
   Some(out)
 }
 
+pub mod sliding;
+
 #[cfg(test)]
 mod tests;

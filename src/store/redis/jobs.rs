@@ -20,6 +20,8 @@ pub struct JobsCall<'a> {
   pub now: Option<u64>,
   pub instance: &'a str,
   pub instance_timeout_ms: u64,
+  /// Sliding windows (buckets) instead of fixed ones.
+  pub sliding: bool,
   pub limits: Option<jobs::Limits>,
   pub estimate: jobs::Usage,
   /// release: actual usage, the minute reserved in, give the concurrency slot back.
@@ -37,7 +39,8 @@ impl RedisStore {
       .arg(c.op)
       .arg(now_arg(c.now))
       .arg(c.instance)
-      .arg(c.instance_timeout_ms);
+      .arg(c.instance_timeout_ms)
+      .arg(if c.sliding { "s" } else { "f" });
     if let Some(l) = c.limits {
       inv
         .arg(l.tpm)
@@ -90,7 +93,15 @@ impl RedisStore {
         let cmd = redis::cmd("INFO");
         match self.conn().await? {
           Conn::Single(mut c) => cmd.query_async(&mut c).await,
-          Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+          // INFO without a key goes to every node on a Cluster; one node is enough here.
+          Conn::Cluster(mut c) => {
+            let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+              redis::cluster_routing::SingleNodeRoutingInfo::RandomPrimary,
+            );
+            c.route_command(cmd, routing)
+              .await
+              .and_then(|v| redis::FromRedisValue::from_redis_value(v).map_err(Into::into))
+          }
         }
         .map_err(classify)
       })

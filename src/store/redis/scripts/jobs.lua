@@ -7,9 +7,13 @@
 -- ARGV[2]  now in ms, or -1 for the server's clock
 -- ARGV[3]  instance id
 -- ARGV[4]  instance timeout in ms (an instance silent longer is dropped, its jobs with it)
--- a, r:    ARGV[5..9] tpm, rpm, tpd, rpd, max concurrent (0 = none); ARGV[10..11] estimated
---          tokens, requests; r: ARGV[12..13] actual tokens, requests, ARGV[14] minute the job
---          reserved in, ARGV[15] 1 to give its concurrency slot back
+-- ARGV[5]  windows: 'f' fixed (minute / UTC day) | 's' sliding (buckets b1:<start> of 1 s
+--          and b2:<start> of 10 min, '<tokens>:<requests>', each counting until start +
+--          bucket + span, as engine/jobs/sliding.rs)
+-- a, r:    ARGV[6..10] tpm, rpm, tpd, rpd, max concurrent (0 = none); ARGV[11..12] estimated
+--          tokens, requests; r: ARGV[13..14] actual tokens, requests, ARGV[15] the grant (the
+--          minute reserved in; sliding: the reservation time), ARGV[16] 1 to give its
+--          concurrency slot back
 -- Returns  a, r: {status (1 granted | 0 refused | 2 never fits), minute start, ms until the
 --          blocking window resets (-1: only concurrency), 1 if the instance was (re)registered,
 --          minute tokens, minute requests, day tokens, day requests, jobs in flight}
@@ -21,6 +25,8 @@ local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local me = ARGV[3]
 local timeout = tonumber(ARGV[4])
+local sliding = ARGV[5] == 's'
+local B1, B2 = 1000, 600000
 if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -66,16 +72,50 @@ local function load(key)
       else
         stale[#stale + 1] = f
       end
+    elseif sliding and (string.sub(f, 1, 3) == 'b1:' or string.sub(f, 1, 3) == 'b2:') then
+      local day = string.sub(f, 2, 2) == '2'
+      local start = tonumber(string.sub(f, 4))
+      local until_ms = start + (day and (B2 + DAY) or (B1 + MIN))
+      if until_ms <= now then
+        stale[#stale + 1] = f
+      else
+        local t, r = string.match(h[i + 1], '^(%d+):(%d+)$')
+        t, r = tonumber(t), tonumber(r)
+        if day then
+          m.dt, m.dr = m.dt + t, m.dr + r
+        else
+          m.mt, m.mr = m.mt + t, m.mr + r
+        end
+        -- the earliest time a bucket of each window stops counting
+        if day then m.dfree = math.min(m.dfree or until_ms, until_ms)
+        else m.mfree = math.min(m.mfree or until_ms, until_ms) end
+      end
     else
       raw[f] = tonumber(h[i + 1])
     end
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  if raw.ms == mstart then m.mt, m.mr = raw.mt or 0, raw.mr or 0 end
-  if raw.ds == dstart then m.dt, m.dr = raw.dt or 0, raw.dr or 0 end
+  if not sliding then
+    if raw.ms == mstart then m.mt, m.mr = raw.mt or 0, raw.mr or 0 end
+    if raw.ds == dstart then m.dt, m.dr = raw.dt or 0, raw.dr or 0 end
+  end
   return m
 end
+-- Sliding: adds (tokens, requests) to the bucket field f, floored at 0.
+local function bump(key, f, t, r)
+  local v = redis.call('HGET', key, f)
+  local ot, orr = 0, 0
+  if v then
+    local a, b = string.match(v, '^(%d+):(%d+)$')
+    ot, orr = tonumber(a), tonumber(b)
+  end
+  redis.call('HSET', key, f, string.format('%d:%d', math.max(0, ot + t), math.max(0, orr + r)))
+end
 local function save(key, m)
+  if sliding then
+    redis.call('PEXPIRE', key, DAY + B2 + MIN)
+    return
+  end
   redis.call('HSET', key, 'ms', string.format('%d', m.ms), 'mt', m.mt, 'mr', m.mr,
     'ds', string.format('%d', m.ds), 'dt', m.dt, 'dr', m.dr)
   redis.call('PEXPIRE', key, dstart + DAY + MIN - now)
@@ -87,9 +127,9 @@ end
 if op == 'a' or op == 'r' then
   register()
   local key = KEYS[2]
-  local tpm, rpm, tpd, rpd, conc = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
-    tonumber(ARGV[8]), tonumber(ARGV[9])
-  local et, er = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local tpm, rpm, tpd, rpd, conc = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),
+    tonumber(ARGV[9]), tonumber(ARGV[10])
+  local et, er = tonumber(ARGV[11]), tonumber(ARGV[12])
   local m = load(key)
   local status, retry = 1, -1
   if op == 'a' then
@@ -98,29 +138,53 @@ if op == 'a' or op == 'r' then
     if big(et, tpm) or big(et, tpd) or big(er, rpm) or big(er, rpd) then
       status = 2
     elseif not (fits(m.dt, et, tpd) and fits(m.dr, er, rpd)) then
-      status, retry = 0, dstart + DAY - now
+      status, retry = 0, (sliding and (m.dfree or now + 1) or dstart + DAY) - now
     elseif not (fits(m.mt, et, tpm) and fits(m.mr, er, rpm)) then
-      status, retry = 0, mstart + MIN - now
+      status, retry = 0, (sliding and (m.mfree or now + 1) or mstart + MIN) - now
     elseif conc > 0 and m.inflight >= conc then
       status = 0
     else
       m.mt, m.mr, m.dt, m.dr = m.mt + et, m.mr + er, m.dt + et, m.dr + er
       m.inflight = m.inflight + 1
+      if sliding then
+        bump(key, 'b1:' .. string.format('%d', now - now % B1), et, er)
+        bump(key, 'b2:' .. string.format('%d', now - now % B2), et, er)
+        mstart = now -- the grant: the reservation time
+      end
       save(key, m)
       redis.call('HINCRBY', key, 'c:' .. me, 1)
     end
   else
-    local at, ar = tonumber(ARGV[12]), tonumber(ARGV[13])
-    local granted = tonumber(ARGV[14])
+    local at, ar = tonumber(ARGV[13]), tonumber(ARGV[14])
+    local granted = tonumber(ARGV[15])
     local function settle(c, e, a, same)
       if same then return math.max(0, c + a - e) end
       return c + math.max(0, a - e)
     end
-    local sm, sd = granted == mstart, (granted - granted % DAY) == dstart
-    m.mt, m.mr = settle(m.mt, et, at, sm), settle(m.mr, er, ar, sm)
-    m.dt, m.dr = settle(m.dt, et, at, sd), settle(m.dr, er, ar, sd)
+    if sliding then
+      for _, w in ipairs({{'b1:', B1, MIN}, {'b2:', B2, DAY}}) do
+        local start = granted - granted % w[2]
+        local f = w[1] .. string.format('%d', start)
+        local live = start + w[2] + w[3] > now and redis.call('HEXISTS', key, f) == 1
+        local dt, dr = at - et, ar - er
+        if not live then
+          f = w[1] .. string.format('%d', now - now % w[2])
+          dt, dr = math.max(0, dt), math.max(0, dr)
+        end
+        if dt ~= 0 or dr ~= 0 then bump(key, f, dt, dr) end
+        if w[1] == 'b1:' then
+          m.mt, m.mr = math.max(0, m.mt + dt), math.max(0, m.mr + dr)
+        else
+          m.dt, m.dr = math.max(0, m.dt + dt), math.max(0, m.dr + dr)
+        end
+      end
+    else
+      local sm, sd = granted == mstart, (granted - granted % DAY) == dstart
+      m.mt, m.mr = settle(m.mt, et, at, sm), settle(m.mr, er, ar, sm)
+      m.dt, m.dr = settle(m.dt, et, at, sd), settle(m.dr, er, ar, sd)
+    end
     save(key, m)
-    if ARGV[15] == '1' then
+    if ARGV[16] == '1' then
       local left = redis.call('HINCRBY', key, 'c:' .. me, -1)
       if left <= 0 then redis.call('HDEL', key, 'c:' .. me) end
       if m.inflight > 0 then m.inflight = m.inflight - 1 end

@@ -1,0 +1,126 @@
+'use strict'
+// ProviderLimiter: seed 001's global limit per LLM provider shared by every worker —
+// `points` per `duration` seconds on a self-expiring Redis hash `<keyPrefix>:<scope>`
+// (fields `points` left and `expire`), plus `run()` that waits its turn and a `health()`
+// report. The algorithm is engine/provider_limit.rs (provider.lua on Redis).
+
+const native = require('./native')
+const { codes, fromNative, rethrow, invalidArg } = require('./errors')
+const { storeAndOptions, kNative, kClock } = require('./stores')
+const v = require('./validate')
+
+const MAX_POINTS = Number.MAX_SAFE_INTEGER
+
+class ProviderLimiter {
+  #providers = new Map()
+  #memory
+  #clock
+  #native
+
+  constructor(store, options) {
+    const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
+    const providers = v.options(o.providers, 'options.providers')
+    if (Object.keys(providers).length === 0) throw invalidArg('options.providers must name at least one provider')
+    this.#native = s[kNative]
+    this.#memory = s[kNative].isMemory
+    this.#clock = s[kClock]
+    for (const [name, cfg] of Object.entries(providers)) {
+      const c = v.options(cfg, `options.providers.${name}`)
+      const points = v.integer(c.points, `options.providers.${name}.points`, 1, MAX_POINTS)
+      const durationMs = v.seconds(c.duration ?? 60, `options.providers.${name}.duration`, 366 * 86400)
+      const keyPrefix = c.keyPrefix === undefined ? `ratelimit:${name}` : v.string(c.keyPrefix, `options.providers.${name}.keyPrefix`)
+      this.#providers.set(name, {
+        points,
+        durationMs,
+        keyPrefix,
+        core: new native.ProviderCore(this.#native, points, durationMs),
+        running: 0,
+        queued: 0,
+        done: 0,
+      })
+    }
+  }
+
+  #provider(name) {
+    const p = this.#providers.get(name)
+    if (!p) throw invalidArg(`unknown provider ${JSON.stringify(String(name))}; configured: ${[...this.#providers.keys()].join(', ')}`)
+    return p
+  }
+
+  /** Takes `points` (default 1) from `provider`'s `scope` (default "global"). */
+  tryConsume(provider, scope = 'global', points = 1) {
+    try {
+      const p = this.#provider(provider)
+      v.id(scope, 'scope')
+      v.integer(points, 'points', 0, MAX_POINTS)
+      const key = `${p.keyPrefix}:${scope}`
+      const now = this.#clock ? this.#clock() : -1
+      const shape = (d) => ({ allowed: d[0] === 1, remaining: d[1], retryInMs: d[2], resetAt: d[3] })
+      if (this.#memory) return Promise.resolve(shape(p.core.consume(key, points, now)))
+      return p.core.consumeAsync(key, points, now).then(shape, rethrow)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /** Runs `fn` once `provider` has a point for it, waiting (up to `maxWaitMs`, default 60 s) for refills. */
+  async run(provider, fn, options) {
+    const p = this.#provider(provider)
+    v.fn(fn, 'fn')
+    const o = v.options(options, 'options')
+    const scope = o.scope === undefined ? 'global' : o.scope
+    const maxWaitMs = o.maxWaitMs === undefined ? 60_000 : v.millis(o.maxWaitMs, 'options.maxWaitMs', 2 ** 31 - 1)
+    const deadline = Date.now() + maxWaitMs
+    p.queued++
+    try {
+      for (;;) {
+        const d = await this.tryConsume(provider, scope)
+        if (d.allowed) break
+        const left = deadline - Date.now()
+        if (left <= 0) {
+          const e = new Error(`no ${provider} capacity within ${maxWaitMs} ms`)
+          e.code = codes.NO_CAPACITY
+          throw e
+        }
+        // Not unref'd: the caller awaits this wait, which maxWaitMs bounds.
+        await new Promise((r) => setTimeout(r, Math.max(1, Math.min(d.retryInMs, left))))
+      }
+    } finally {
+      p.queued--
+    }
+    p.running++
+    try {
+      return await fn()
+    } finally {
+      p.running--
+      p.done++
+    }
+  }
+
+  /** The seed's health JSON: Redis connection and figures, and per provider the local counts. */
+  async health() {
+    const local = {}
+    const distributed = {}
+    for (const [name, p] of this.#providers) {
+      local[name] = { running: p.running, queued: p.queued, done: p.done }
+      distributed[name] = { type: this.#memory ? 'local' : 'distributed', redis: !this.#memory }
+    }
+    const redis = { connected: false, enabled: !this.#memory, usedMemory: null, connectedClients: null }
+    let status = 'ok'
+    if (!this.#memory) {
+      try {
+        const info = await [...this.#providers.values()][0].core.info()
+        const field = (k) => {
+          const m = new RegExp(`^${k}:(.*)$`, 'm').exec(info)
+          return m ? m[1].trim() : null
+        }
+        Object.assign(redis, { connected: true, usedMemory: field('used_memory_human'), connectedClients: field('connected_clients') })
+      } catch {
+        status = 'degraded'
+      }
+    }
+    return { status, redis, rateLimiting: { mode: this.#memory ? 'local' : 'distributed', local, distributed } }
+  }
+}
+
+module.exports = { ProviderLimiter }
