@@ -9,6 +9,7 @@ import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
 const worker = path.join(__dirname, 'helpers', 'worker.cjs')
+const jobsWorker = path.join(__dirname, 'helpers', 'jobs-worker.cjs')
 const PROCESSES = 8
 const CALLS = 2_000
 
@@ -52,6 +53,23 @@ describe(`load: ${PROCESSES} processes × ${CALLS} decisions on one Redis`, () =
     const used = (await quota.check('shared', keys, 3)).checks.map((c: any) => c.dailyUsed)
     for (const u of used) expect(u).toBeLessThanOrEqual(100)
     expect(used.reduce((a: number, b: number) => a + b, 0)).toBe(admitted)
+  })
+
+  it('the job limiter admits exactly the global RPM across 8 instances', async () => {
+    const prefix = `t:load:jobs:${Date.now()}:`
+    // Every instance's clock reads 20 s into a minute when the run starts, so the whole burst
+    // falls in one minute window (the windows are aligned to the minute).
+    const offset = String(20_000 - (Date.now() % 60_000))
+    const outs = await Promise.all(
+      Array.from({ length: PROCESSES }, async () => {
+        const { stdout } = await run(process.execPath, [jobsWorker, 'burst', redisUrl(), prefix, '1000000000', '5000', String(CALLS), '1', '0', offset], { timeout: 60_000 })
+        return JSON.parse(stdout) as { admitted: number[] }
+      }),
+    )
+    const starts = outs.flatMap((o) => o.admitted)
+    // 16,000 jobs queued in one minute window, each waiting 0 ms: exactly 5,000 run.
+    expect(new Set(starts.map((t) => Math.floor(t / 60_000))).size).toBe(1)
+    expect(starts).toHaveLength(5_000)
   })
 
   it('CostTracker.reserve never exceeds the daily budget', async () => {
