@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.ResponseCacheCore = nativeBinding.ResponseCacheCore
+module.exports.SemanticCore = nativeBinding.SemanticCore
 module.exports.SessionStoreCore = nativeBinding.SessionStoreCore
 module.exports.TokenBudgetCore = nativeBinding.TokenBudgetCore
 module.exports.costOfUsage = nativeBinding.costOfUsage

@@ -7,6 +7,7 @@ const { RateLimiter } = require('./rate-limiter')
 const { TokenBudget } = require('./token-budget')
 const { ResponseCache, requestKey } = require('./response-cache')
 const { SessionStore } = require('./session-store')
+const { SemanticCache } = require('./semantic-cache')
 const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
@@ -41,4 +42,5 @@ module.exports = {
   costOf,
   estimateCost,
   usageFrom,
+  SemanticCache,
 }

@@ -32,5 +32,6 @@ export const {
   costOf,
   estimateCost,
   usageFrom,
+  SemanticCache,
 } = tollgate
 export default tollgate

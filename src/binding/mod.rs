@@ -12,6 +12,7 @@ mod id;
 mod quota;
 mod rate_limiter;
 mod response_cache;
+mod semantic_cache;
 mod session_store;
 mod store;
 mod token_budget;

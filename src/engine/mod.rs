@@ -4,6 +4,7 @@
 pub mod cache_key;
 pub mod cost;
 pub mod quota;
+pub mod semantic;
 pub mod session;
 pub mod sliding_window;
 pub mod token_budget;

@@ -20,6 +20,8 @@ use crate::engine::session::Session;
 use crate::engine::{sliding_window, token_budget};
 use crate::store::memory::AppendOutcome;
 
+pub mod semantic;
+
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -114,6 +116,9 @@ impl RedisStore {
       ("rate_limit", s.rate_limit.get_hash().to_owned()),
       ("session", s.session.get_hash().to_owned()),
     ]
+    .into_iter()
+    .chain(semantic::script_hashes())
+    .collect()
   }
 
   fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
