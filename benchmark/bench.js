@@ -13,6 +13,7 @@
 // 4. Token counting (o200k_base): countTokens vs gpt-tokenizer, js-tiktoken and tiktoken
 //    (WASM) on short, medium and long text, with each one's first-call time and memory,
 //    measured in a fresh process.
+// 5. Semantic cache lookups at 1k/10k/100k entries × 384/1536 dimensions (benchmark/semantic.js).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -292,7 +293,10 @@ function tokenBench() {
   console.log('')
 }
 
-main().then(tokenBench).catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+main()
+  .then(tokenBench)
+  .then(() => require('./semantic.js').semanticBench())
+  .catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })

@@ -140,7 +140,7 @@ pub fn sign_code(v: &[f32], out: &mut Vec<u64>) {
   }
 }
 
-#[inline]
+#[inline(always)]
 fn hamming(a: &[u64], b: &[u64]) -> u32 {
   a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
@@ -249,19 +249,12 @@ impl Flat {
   /// of 1 bit per dimension, 32× less memory than the vectors), then the `k` best of those
   /// by exact similarity.
   pub fn search_codes(&self, q: &[f32], k: usize, shortlist: usize) -> Vec<(u32, f32)> {
-    let w = self.words;
+    let w = self.words.max(1);
     let mut qc = Vec::with_capacity(w);
     sign_code(q, &mut qc);
-    let mut near = TopK::new(shortlist);
-    for (row, code) in self.codes.chunks_exact(w.max(1)).enumerate() {
-      // Fewer differing bits is better: score = −distance.
-      let score = -(hamming(&qc, code) as f32);
-      if score > near.floor() {
-        near.push(row as u32, score);
-      }
-    }
+    let near = nearest_codes(&qc, &self.codes, w, shortlist);
     let mut top = TopK::new(k);
-    for (row, _) in near.into_vec() {
+    for (row, _) in near {
       let row = row as usize;
       top.push(
         self.ids[row],
@@ -270,6 +263,38 @@ impl Flat {
     }
     top.into_vec()
   }
+}
+
+/// Rows of `codes` (`w` words each) nearest to `qc` in Hamming distance, as (row, −distance).
+#[inline(always)]
+fn nearest_codes_body(qc: &[u64], codes: &[u64], w: usize, shortlist: usize) -> Vec<(u32, f32)> {
+  let mut near = TopK::new(shortlist);
+  for (row, code) in codes.chunks_exact(w).enumerate() {
+    // Fewer differing bits is better: score = −distance.
+    let score = -(hamming(qc, code) as f32);
+    if score > near.floor() {
+      near.push(row as u32, score);
+    }
+  }
+  near.into_vec()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt,avx2")]
+unsafe fn nearest_codes_popcnt(qc: &[u64], codes: &[u64], w: usize, n: usize) -> Vec<(u32, f32)> {
+  nearest_codes_body(qc, codes, w, n)
+}
+
+fn nearest_codes(qc: &[u64], codes: &[u64], w: usize, shortlist: usize) -> Vec<(u32, f32)> {
+  #[cfg(target_arch = "x86_64")]
+  {
+    if std::arch::is_x86_feature_detected!("popcnt") && std::arch::is_x86_feature_detected!("avx2")
+    {
+      // SAFETY: the CPU supports the features the function is compiled for.
+      return unsafe { nearest_codes_popcnt(qc, codes, w, shortlist) };
+    }
+  }
+  nearest_codes_body(qc, codes, w, shortlist)
 }
 
 #[cfg(test)]
