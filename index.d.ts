@@ -95,6 +95,26 @@ export declare class ResponseCacheCore {
   deleteAsync(key: string): Promise<boolean>
 }
 
+export declare class SemanticCore {
+  /** `ann_min` ≤ 0 keeps the default size from which a scope also gets an HNSW index. */
+  constructor(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number)
+  /** The exact request's entry. */
+  get(key: string, now: number): SemanticHit | null
+  search(scope: string, vector: Float32Array, query: string, now: number): SemanticHit | null
+  /** Stores an entry; returns how many entries were evicted. */
+  set(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): number
+  delete(key: string, now: number): boolean
+  clear(): number
+  len(now: number): number
+  /** The exact request's entry; brings this process's index up to date on the way. */
+  getAsync(key: string, now: number): Promise<SemanticHit | null>
+  searchAsync(scope: string, vector: Float32Array, query: string, now: number): Promise<SemanticHit | null>
+  setAsync(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): Promise<number>
+  deleteAsync(key: string, now: number): Promise<boolean>
+  clearAsync(): Promise<number>
+  lenAsync(now: number): Promise<number>
+}
+
 export declare class SessionStoreCore {
   /** `max_bytes` 0 means no cap. */
   constructor(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number)
@@ -239,6 +259,17 @@ export interface RedisConnectOptions {
 
 /** SHA-256 hex of the canonical JSON (RFC 8785) of `json`. */
 export declare function requestDigest(json: string): string
+
+/** A hit as lib/ reads it. */
+export interface SemanticHit {
+  /** The entry's key (the digest of the request that stored it). */
+  key: string
+  /** JSON of the response. */
+  response: string
+  similarity: number
+  /** The stored question. */
+  query: string
+}
 
 export interface SpendDecision {
   allowed: boolean

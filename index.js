@@ -841,6 +841,7 @@ module.exports.JobsRedisCore = nativeBinding.JobsRedisCore
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.ProviderCore = nativeBinding.ProviderCore
 module.exports.ResponseCacheCore = nativeBinding.ResponseCacheCore
+module.exports.SemanticCore = nativeBinding.SemanticCore
 module.exports.SessionStoreCore = nativeBinding.SessionStoreCore
 module.exports.TokenBudgetCore = nativeBinding.TokenBudgetCore
 module.exports.costOfUsage = nativeBinding.costOfUsage

@@ -253,13 +253,19 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     const pinned: Record<string, string> = {
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
+      'jobs.lua': '64b28c629bce142036dba481108fe9f48bd35fe5',
+      'provider.lua': 'c46abf90d4de43131c954387dd091f594d0885cf',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
       'quota.lua': 'b83039959d27429b443840119a7a5b716efa3dd6',
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
+      'semantic_clear.lua': '3d9ac44296fc2d5950d7487c1598f49483546653',
+      'semantic_delete.lua': 'd49741ad7dfd4ec2589909329d1c60044d69b885',
+      'semantic_fetch.lua': '313edaf03d6b4b78a7bc211f520e133756f9f372',
+      'semantic_get.lua': 'a1b3f4829c1a1dfe2f03681501c5e454e77738dc',
+      'semantic_set.lua': '7797cde247a197f88dc88a315020433b4eec070c',
+      'semantic_snapshot.lua': '4d9af2d2314dddf7c61b0bb5d4efb4b8b9075ec4',
       'session.lua': '50e54d79f02653036db9eba4ae5bef1aaa1c7a94',
       'spend.lua': '87237f08e0f1c9c37b5869a90ced76127f68436b',
-      'jobs.lua': '64b28c629bce142036dba481108fe9f48bd35fe5',
-      'provider.lua': 'c46abf90d4de43131c954387dd091f594d0885cf',
     }
     const dir = path.join(__dirname, '..', 'src', 'store', 'redis', 'scripts')
     expect(readdirSync(dir).sort()).toEqual(Object.keys(pinned).sort())

@@ -15,6 +15,7 @@
 //    measured in a fresh process.
 // 5–6. Redis outage latency per onStoreError policy, and the blocked-key cache (outage.js).
 // 7. The job limiter: jobs per second through queueJob, local and on Redis (jobs.js).
+// 8. Semantic cache lookups at 1k/10k/100k entries × 384/1536 dimensions (semantic.js).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -298,7 +299,8 @@ main()
   .then(tokenBench)
   .then(() => require('./outage.js').outageBench())
   .then(() => require('./jobs.js').jobsBench())
+  .then(() => require('./semantic.js').semanticBench())
   .catch((e) => {
-  console.error(e)
-  process.exit(1)
-})
+    console.error(e)
+    process.exit(1)
+  })

@@ -1225,3 +1225,107 @@ export declare class ProviderLimiter {
   run<T>(provider: string, fn: () => T | Promise<T>, options?: { scope?: string; maxWaitMs?: number }): Promise<T>
   health(): Promise<ProviderHealth>
 }
+
+// ---- SemanticCache ---------------------------------------------------------------------------
+
+/** Options of {@link SemanticCache}. */
+export interface SemanticCacheOptions {
+  /**
+   * Your embedding function (OpenAI embeddings, a local model, …): the text of the last user
+   * message → its embedding. tollgate never calls a network itself. Every embedding of one
+   * cache must have the same number of dimensions (at most 65,536).
+   */
+  embed: (text: string) => number[] | Float32Array | Promise<number[] | Float32Array>
+  /** Least cosine similarity served, above 0 and at most 1. Default 0.95. */
+  threshold?: number
+  /** Seconds an entry stays cached. Default 3600. */
+  ttl?: number
+  /** Key prefix. Default `'tollgate:semantic:'`. Redis keys are `{prefix}e:<key>`, `{prefix}ids`, `{prefix}log`. */
+  prefix?: string
+  /** Entries kept; beyond it the oldest are evicted. Default 10,000; at most 10,000,000. */
+  maxEntries?: number
+  /**
+   * Who may share answers. Default: the model plus a hash of every message except the last
+   * user message (system prompt, earlier turns). A string (a tenant id) or a function of the
+   * request replaces that default; the model is always part of the scope.
+   */
+  scope?: string | ((model: string, messages: any[]) => string)
+  /** Entries in one scope from which an approximate (HNSW) index is used beside the exact scan. Default 4096. */
+  approximateFrom?: number
+}
+
+/** Per-call options of {@link SemanticCache}. */
+export interface SemanticCallOptions {
+  /** This request's scope (a tenant id), replacing the cache's `scope`. */
+  scope?: string | ((model: string, messages: any[]) => string)
+}
+
+/** A request answered from the cache. */
+export interface SemanticHit<T = any> {
+  hit: true
+  /** The cached response (a fresh copy). */
+  response: T
+  /** Cosine similarity of the two questions' embeddings; 1 for the identical request. */
+  similarity: number
+  /** The text of the question whose answer is served. */
+  matchedQuery: string
+  /** The entry's key: give it (or the whole hit) to {@link SemanticCache.reportFalseHit}. */
+  key: string
+}
+
+export interface SemanticMiss {
+  hit: false
+}
+
+export interface SemanticCacheStats {
+  /** Live entries in the cache (every process's, on Redis). */
+  entries: number
+  /** This instance's hits, exact and semantic. */
+  hits: number
+  exactHits: number
+  semanticHits: number
+  misses: number
+  /** Hits reported wrong with `reportFalseHit`. */
+  falseHits: number
+  /** hits / (hits + misses); 0 before the first lookup. */
+  hitRate: number
+  /** Mean time of `get` in ms, without the time spent in `embed`. */
+  avgLookupMs: number
+}
+
+/**
+ * Answers a question from the cached answer of a similar one. The identical request is found
+ * first without calling `embed`; otherwise the last user message is embedded and the most
+ * similar cached question of the same scope (model + context or tenant) with similarity ≥
+ * `threshold` is served — unless the two texts differ in negation ("enable"/"disable",
+ * "not", …) or in numbers ("top 5"/"top 10", dates, amounts). The vector index lives in Rust:
+ * an exact SIMD scan, plus an HNSW index for large scopes. On Redis the entries are shared by
+ * every process; each keeps its own index, brought up to date from the cache's change log on
+ * every lookup.
+ *
+ * @example
+ * const cache = new SemanticCache(redis, { embed: (text) => embedWithOpenAI(text) })
+ * const found = await cache.get('gpt-4o', messages)
+ * if (found.hit) return found.response
+ * const result = await callModel(messages)
+ * await cache.set('gpt-4o', messages, result)   // reuses the embedding computed by get
+ */
+export declare class SemanticCache {
+  constructor(store: StoreLike | undefined, options: SemanticCacheOptions)
+  constructor(options: SemanticCacheOptions)
+  get threshold(): number
+  get ttl(): number
+  get prefix(): string
+  get maxEntries(): number
+  /** The cached answer to this request or a similar one. */
+  get<T = any>(model: string, messages: any[], options?: SemanticCallOptions): Promise<SemanticHit<T> | SemanticMiss>
+  /** Caches `response` (anything JSON can hold) for `ttl` seconds, replacing this request's entry. */
+  set(model: string, messages: any[], response: unknown, options?: SemanticCallOptions): Promise<void>
+  /** Removes this request's entry; resolves `true` when there was one. */
+  delete(model: string, messages: any[], options?: SemanticCallOptions): Promise<boolean>
+  /** Evicts the entry that gave a wrong hit and counts it in `stats().falseHits`; resolves `true` when it was there. */
+  reportFalseHit(hit: SemanticHit | string): Promise<boolean>
+  /** Removes every entry under this cache's prefix; resolves how many there were. */
+  clear(): Promise<number>
+  stats(): Promise<SemanticCacheStats>
+}

@@ -7,6 +7,7 @@ const { RateLimiter } = require('./rate-limiter')
 const { TokenBudget } = require('./token-budget')
 const { ResponseCache, requestKey } = require('./response-cache')
 const { SessionStore } = require('./session-store')
+const { SemanticCache } = require('./semantic-cache')
 const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
@@ -56,4 +57,5 @@ module.exports = {
   getDefaultMaxWaitMS,
   DEFAULT_RATIO_ADJUSTMENT_CONFIG,
   ProviderLimiter,
+  SemanticCache,
 }

@@ -42,5 +42,6 @@ export const {
   getDefaultMaxWaitMS,
   DEFAULT_RATIO_ADJUSTMENT_CONFIG,
   ProviderLimiter,
+  SemanticCache,
 } = tollgate
 export default tollgate

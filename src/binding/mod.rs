@@ -14,6 +14,7 @@ mod jobs;
 mod quota;
 mod rate_limiter;
 mod response_cache;
+mod semantic_cache;
 mod session_store;
 mod store;
 mod token_budget;

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod jobs;
 pub mod provider_limit;
 pub mod quota;
+pub mod semantic;
 pub mod session;
 pub mod sliding_window;
 pub mod spend;

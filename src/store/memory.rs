@@ -134,6 +134,11 @@ impl MemoryStore {
     Self::default()
   }
 
+  /// Identifies the keyspace (two handles to one keyspace have the same id).
+  pub fn id(&self) -> usize {
+    Arc::as_ptr(&self.inner) as *const () as usize
+  }
+
   fn lock(&self, now: u64) -> MutexGuard<'_, Keyspace> {
     // A panic cannot leave a keyspace half-updated in a way later calls would misread
     // (every update is a whole-value replacement), so a poisoned lock is recovered.

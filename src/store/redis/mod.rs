@@ -23,6 +23,7 @@ use crate::store::memory::AppendOutcome;
 mod spend;
 pub use spend::{SpendKeys, TagTotals};
 pub mod jobs;
+pub mod semantic;
 
 /// Why a Redis call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +120,9 @@ impl RedisStore {
       ("session", s.session.get_hash().to_owned()),
       ("spend", spend::SCRIPT.get_hash().to_owned()),
     ]
+    .into_iter()
+    .chain(semantic::script_hashes())
+    .collect()
   }
 
   fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {

@@ -1,0 +1,275 @@
+'use strict'
+// SemanticCache: answers a question from the cached answer of a similar one. Exact request
+// first (no embedding call), then the vector index in Rust (engine/semantic/), scoped by
+// model and context, with a guard against negated and number-changed questions.
+
+const { performance } = require('node:perf_hooks')
+const native = require('./native')
+const { fromNative, invalidArg, outOfRange } = require('./errors')
+const { storeAndOptions, kNative, kClock } = require('./stores')
+const v = require('./validate')
+
+const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
+const MAX_DIMENSIONS = 65536
+const MAX_ENTRIES = 10_000_000
+/** Embeddings computed by a missed `get`, kept for the `set` that usually follows. */
+const RECENT = 256
+
+function describeMessages(messages) {
+  if (!Array.isArray(messages)) throw invalidArg(`messages must be an array, got ${v.describe(messages)}`)
+  return messages
+}
+
+/** The text of a message's content: a string, or the text parts of a content array. */
+function textOf(content) {
+  if (typeof content === 'string') return content
+  if (Array.isArray(content)) {
+    return content
+      .map((p) => (typeof p === 'string' ? p : p && typeof p.text === 'string' ? p.text : ''))
+      .filter((t) => t.length > 0)
+      .join('\n')
+  }
+  return ''
+}
+
+function lastUserIndex(messages) {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]
+    if (m && typeof m === 'object' && m.role === 'user') return i
+  }
+  return -1
+}
+
+function digest(value) {
+  return native.requestDigest(v.json(value, 'messages'))
+}
+
+/** An embedding as a Float32Array, checked. */
+function toVector(e) {
+  let out
+  if (e instanceof Float32Array) out = e
+  else if (Array.isArray(e) || ArrayBuffer.isView(e)) out = Float32Array.from(e)
+  else throw invalidArg(`options.embed must return an array of numbers or a Float32Array, got ${v.describe(e)}`)
+  if (out.length === 0 || out.length > MAX_DIMENSIONS) {
+    throw outOfRange(`an embedding must have 1 to ${MAX_DIMENSIONS} dimensions, got ${out.length}`)
+  }
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) throw outOfRange(`an embedding must hold finite numbers, got ${e[i]} at ${i}`)
+  }
+  return out
+}
+
+class SemanticCache {
+  #core
+  #memory
+  #clock
+  #embed
+  #threshold
+  #scope
+  #prefix
+  #ttl
+  #maxEntries
+  #recent = new Map()
+  #stats = { hits: 0, exactHits: 0, semanticHits: 0, misses: 0, falseHits: 0, lookups: 0, lookupMs: 0 }
+
+  constructor(store, options) {
+    const [s, o] = storeAndOptions(store, options, 'SemanticCache')
+    this.#embed = v.fn(o.embed, 'options.embed')
+    if (o.threshold === undefined) this.#threshold = 0.95
+    else {
+      if (typeof o.threshold !== 'number') throw invalidArg(`options.threshold must be a number, got ${v.describe(o.threshold)}`)
+      if (!(o.threshold > 0 && o.threshold <= 1)) {
+        throw outOfRange(`options.threshold must be a cosine similarity above 0 and at most 1, got ${o.threshold}`)
+      }
+      this.#threshold = o.threshold
+    }
+    const ttlMs = o.ttl === undefined ? 3_600_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
+    this.#ttl = ttlMs / 1000
+    this.#prefix = o.prefix === undefined ? 'tollgate:semantic:' : v.string(o.prefix, 'options.prefix')
+    this.#maxEntries = o.maxEntries === undefined ? 10_000 : v.integer(o.maxEntries, 'options.maxEntries', 1, MAX_ENTRIES)
+    if (o.scope !== undefined && typeof o.scope !== 'function') v.id(o.scope, 'options.scope')
+    this.#scope = o.scope
+    const annMin = o.approximateFrom === undefined ? 0 : v.integer(o.approximateFrom, 'options.approximateFrom', 2, MAX_ENTRIES)
+    const ns = s[kNative]
+    this.#memory = ns.isMemory
+    this.#clock = s[kClock]
+    this.#core = new native.SemanticCore(ns, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
+  }
+
+  get threshold() {
+    return this.#threshold
+  }
+
+  get ttl() {
+    return this.#ttl
+  }
+
+  get prefix() {
+    return this.#prefix
+  }
+
+  get maxEntries() {
+    return this.#maxEntries
+  }
+
+  /** The cached answer to this request or to a similar one: `{ hit: true, response, similarity, matchedQuery }`, or `{ hit: false }`. */
+  async get(model, messages, options) {
+    let started = performance.now()
+    let spent = 0
+    const done = (result) => {
+      this.#stats.lookups++
+      this.#stats.lookupMs += spent + performance.now() - started
+      return result
+    }
+    try {
+      const r = this.#request(model, messages, options)
+      const now = this.#now()
+      const exact = this.#memory ? this.#core.get(r.key, now) : await this.#core.getAsync(r.key, now)
+      if (exact) {
+        this.#stats.hits++
+        this.#stats.exactHits++
+        return done(this.#hit(exact))
+      }
+      if (r.text.length > 0) {
+        spent += performance.now() - started
+        const vector = toVector(await this.#embed(r.text))
+        started = performance.now()
+        this.#remember(r.key, vector)
+        const t = this.#now()
+        const found = this.#memory
+          ? this.#core.search(r.scope, vector, r.text, t)
+          : await this.#core.searchAsync(r.scope, vector, r.text, t)
+        if (found) {
+          this.#stats.hits++
+          this.#stats.semanticHits++
+          return done(this.#hit(found))
+        }
+      }
+      this.#stats.misses++
+      return done({ hit: false })
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Caches `response` (anything JSON can hold) for this request, replacing what was there. */
+  async set(model, messages, response, options) {
+    try {
+      const r = this.#request(model, messages, options)
+      const json = v.json(response, 'response')
+      let vector = null
+      if (r.text.length > 0) {
+        vector = this.#recent.get(r.key) ?? toVector(await this.#embed(r.text))
+        this.#recent.delete(r.key)
+      }
+      const now = this.#now()
+      if (this.#memory) this.#core.set(r.key, r.scope, r.text, json, vector, now)
+      else await this.#core.setAsync(r.key, r.scope, r.text, json, vector, now)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Removes this request's entry; resolves true when there was one. */
+  async delete(model, messages, options) {
+    try {
+      return await this.#deleteKey(this.#request(model, messages, options).key)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /**
+   * A hit was wrong: evicts the entry that answered it (give the hit `get` returned, or its
+   * `key`) and counts it in `stats().falseHits`. Resolves true when the entry was there.
+   */
+  async reportFalseHit(hit) {
+    try {
+      const key = typeof hit === 'string' ? hit : hit && typeof hit === 'object' ? hit.key : undefined
+      if (typeof key !== 'string' || key.length === 0) {
+        throw invalidArg(`reportFalseHit takes a hit returned by get() or its key, got ${v.describe(hit)}`)
+      }
+      this.#stats.falseHits++
+      return await this.#deleteKey(key)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Removes every entry of this cache (its prefix); resolves how many there were. */
+  async clear() {
+    try {
+      this.#recent.clear()
+      return this.#memory ? this.#core.clear() : await this.#core.clearAsync()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Entries, and this instance's hits, misses, false hits and mean lookup time (ms, without the embedding call). */
+  async stats() {
+    try {
+      const now = this.#now()
+      const entries = this.#memory ? this.#core.len(now) : await this.#core.lenAsync(now)
+      const s = this.#stats
+      const asked = s.hits + s.misses
+      return {
+        entries,
+        hits: s.hits,
+        exactHits: s.exactHits,
+        semanticHits: s.semanticHits,
+        misses: s.misses,
+        falseHits: s.falseHits,
+        hitRate: asked === 0 ? 0 : s.hits / asked,
+        avgLookupMs: s.lookups === 0 ? 0 : s.lookupMs / s.lookups,
+      }
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  #request(model, messages, options) {
+    v.id(model, 'model')
+    describeMessages(messages)
+    const o = v.options(options, 'options')
+    const i = lastUserIndex(messages)
+    const text = i >= 0 ? textOf(messages[i].content) : ''
+    let custom = o.scope !== undefined ? o.scope : this.#scope
+    if (typeof custom === 'function') {
+      custom = custom(model, messages)
+      if (typeof custom !== 'string' || custom.length === 0) {
+        throw invalidArg(`options.scope must return a non-empty string, got ${v.describe(custom)}`)
+      }
+    } else if (custom !== undefined) {
+      v.id(custom, 'options.scope')
+    }
+    if (custom === undefined) {
+      // Default scope: everything but the last user message (system prompt, earlier turns).
+      const context = i >= 0 ? messages.filter((_, j) => j !== i) : messages
+      return { key: digest({ model, messages }), scope: `${model}\u0000${digest({ model, messages: context })}`, text }
+    }
+    return { key: digest({ model, messages, scope: custom }), scope: `${model}\u0000s:${custom}`, text }
+  }
+
+  #hit(found) {
+    return { hit: true, response: JSON.parse(found.response), similarity: found.similarity, matchedQuery: found.query, key: found.key }
+  }
+
+  #remember(key, vector) {
+    this.#recent.delete(key)
+    this.#recent.set(key, vector)
+    if (this.#recent.size > RECENT) this.#recent.delete(this.#recent.keys().next().value)
+  }
+
+  #deleteKey(key) {
+    const now = this.#now()
+    if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
+    return this.#core.deleteAsync(key, now)
+  }
+
+  #now() {
+    return this.#clock ? this.#clock() : -1
+  }
+}
+
+module.exports = { SemanticCache }
