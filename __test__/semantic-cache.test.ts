@@ -319,3 +319,21 @@ describe('SemanticCache index: approximate search against exact search', () => {
     expect(same / asked).toBeGreaterThanOrEqual(0.99)
   })
 })
+
+describe('SemanticCache on Redis: corrupt entries', () => {
+  it('a response that is not JSON is a miss and is evicted', async () => {
+    const p = `t:semcorrupt:${randomUUID().slice(0, 8)}:`
+    const cache = new SemanticCache(redisUrl(), { embed: ngramEmbedder().embed, prefix: p })
+    const msgs = user('What is Node.js?')
+    await cache.set('m', msgs, answer)
+    const redis = new Redis(redisUrl())
+    try {
+      const key = `{${p}}e:${requestKey('m', msgs)}`
+      await redis.hset(key, 'v', 'not json')
+      expect(await cache.get('m', msgs)).toEqual({ hit: false })
+      await expect.poll(() => redis.exists(key)).toBe(0)
+    } finally {
+      await redis.quit()
+    }
+  })
+})
