@@ -96,7 +96,7 @@ export declare class ResponseCacheCore {
 }
 
 export declare class SemanticCore {
-  /** `ann_min` ≤ 0 keeps the default size from which a scope also gets an HNSW index. */
+  /** `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate. */
   constructor(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number)
   /** The exact request's entry. */
   get(key: string, now: number): SemanticHit | null

@@ -2,8 +2,9 @@
 // it never crosses slots; concurrent limiter calls are split by slot into one script each.
 import Redis from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
+import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, TokenBudget } from '../lib/index.js'
 import { Clock, clusterUrls } from './helpers/stores.js'
+import { ngramEmbedder } from './helpers/embedder.js'
 
 describe('Redis Cluster (3 masters)', () => {
   let cluster: { urls: string[] }
@@ -100,5 +101,20 @@ describe('Redis Cluster (3 masters)', () => {
     expect(used.filter((m) => m === 'b').length).toBe(6 - onA)
     expect(limiter.getModelStats('b').requestsPerDay!.current).toBe(6 - onA)
     await limiter.stop()
+  })
+
+  it('SemanticCache: every key of one cache in one slot; another store sees the entries', async () => {
+    const opts = { embed: ngramEmbedder().embed, prefix: 'cl:sem:', maxEntries: 3 }
+    const a = new SemanticCache(store, opts)
+    const other = new RedisStore({ cluster: cluster.urls, now: clock.now, commandTimeoutMs: 5000 })
+    try {
+      const b = new SemanticCache(other, opts)
+      for (const q of ['What is Node.js?', 'What is Deno?', 'What is Bun?', 'What is Rust?']) await a.set('m', [{ role: 'user', content: q }], q)
+      expect(await b.get('m', [{ role: 'user', content: 'what is rust' }])).toMatchObject({ hit: true, response: 'What is Rust?' })
+      expect((await b.get('m', [{ role: 'user', content: 'what is node.js' }])).hit).toBe(false)
+      expect((await b.stats()).entries).toBe(3)
+    } finally {
+      await other.close()
+    }
   })
 })

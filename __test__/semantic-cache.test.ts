@@ -221,7 +221,7 @@ describe('SemanticCache on Redis: entries shared by every process', () => {
     expect(await b.get('gpt-4o', user('what is bun'))).toMatchObject({ hit: true, response: 2 })
   })
 
-  it('a restarted worker loads its index from Redis (paged, no KEYS), 1,200 entries', async () => {
+  it('a restarted worker loads its index from Redis (paged, no KEYS); a running one follows a long log', async () => {
     const p = prefix()
     let i = 0
     // A vector per entry: entry n points along its own pair of axes.
@@ -233,12 +233,16 @@ describe('SemanticCache on Redis: entries shared by every process', () => {
       return v
     }
     const writer = new SemanticCache(store(), { embed, prefix: p, maxEntries: 5000 })
+    // A worker that loaded its (empty) index before the writes follows 1,200 log items.
+    const follower = new SemanticCache(store(), { embed, prefix: p })
+    expect((await follower.get('m', user('question 7 '))).hit).toBe(false)
     for (i = 0; i < 1200; i++) await writer.set('m', user(`question ${i}`), i)
     const restarted = new SemanticCache(store(), { embed, prefix: p })
     for (const n of [0, 499, 500, 1100, 1199]) {
       // The same vector under another question text: only the index can find it.
-      const got = await restarted.get('m', [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: `question ${n} ` }])
-      expect(got).toMatchObject({ hit: true, response: n, similarity: 1 })
+      const asked = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: `question ${n} ` }]
+      expect(await restarted.get('m', asked)).toMatchObject({ hit: true, response: n, similarity: 1 })
+      expect(await follower.get('m', asked)).toMatchObject({ hit: true, response: n, similarity: 1 })
     }
     expect((await restarted.stats()).entries).toBe(1200)
   })
@@ -317,5 +321,23 @@ describe('SemanticCache index: approximate search against exact search', () => {
     }
     expect(asked).toBeGreaterThan(900)
     expect(same / asked).toBeGreaterThanOrEqual(0.99)
+  })
+})
+
+describe('SemanticCache on Redis: corrupt entries', () => {
+  it('a response that is not JSON is a miss and is evicted', async () => {
+    const p = `t:semcorrupt:${randomUUID().slice(0, 8)}:`
+    const cache = new SemanticCache(redisUrl(), { embed: ngramEmbedder().embed, prefix: p })
+    const msgs = user('What is Node.js?')
+    await cache.set('m', msgs, answer)
+    const redis = new Redis(redisUrl())
+    try {
+      const key = `{${p}}e:${requestKey('m', msgs)}`
+      await redis.hset(key, 'v', 'not json')
+      expect(await cache.get('m', msgs)).toEqual({ hit: false })
+      await expect.poll(() => redis.exists(key)).toBe(0)
+    } finally {
+      await redis.quit()
+    }
   })
 })

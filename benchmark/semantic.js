@@ -3,7 +3,7 @@
 // Rust index: sign-code scan + exact rescoring) beside the same index forced to an exact scan,
 // and beside the seed's approach without its Redis round trips: a JavaScript loop computing
 // cosine similarity against every cached vector. Vectors are random; each question is a
-// stored vector plus noise (similarity ≈ 0.9–0.99), as a cache hit is. Recall = share of
+// stored vector plus noise (similarity ≈ 0.95–0.99), as a cache hit is. Recall = share of
 // questions whose best entry is the one the exact scan finds.
 //
 // SEMANTIC_BENCH_SIZES=1000,10000 limits the sizes (default 1k, 10k, 100k);

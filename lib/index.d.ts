@@ -1250,7 +1250,10 @@ export interface SemanticCacheOptions {
    * request replaces that default; the model is always part of the scope.
    */
   scope?: string | ((model: string, messages: any[]) => string)
-  /** Entries in one scope from which an approximate (HNSW) index is used beside the exact scan. Default 4096. */
+  /**
+   * Entries in one scope from which lookups are approximate: a scan of the vectors' sign bits
+   * picks 256 candidates, scored exactly. Default 2048; below it every lookup is an exact scan.
+   */
   approximateFrom?: number
 }
 
@@ -1299,7 +1302,7 @@ export interface SemanticCacheStats {
  * similar cached question of the same scope (model + context or tenant) with similarity ≥
  * `threshold` is served — unless the two texts differ in negation ("enable"/"disable",
  * "not", …) or in numbers ("top 5"/"top 10", dates, amounts). The vector index lives in Rust:
- * an exact SIMD scan, plus an HNSW index for large scopes. On Redis the entries are shared by
+ * an exact SIMD scan, or for large scopes a sign-bit scan with exact rescoring. On Redis the entries are shared by
  * every process; each keeps its own index, brought up to date from the cache's change log on
  * every lookup.
  *

@@ -125,10 +125,11 @@ class SemanticCache {
       const r = this.#request(model, messages, options)
       const now = this.#now()
       const exact = this.#memory ? this.#core.get(r.key, now) : await this.#core.getAsync(r.key, now)
-      if (exact) {
+      const exactHit = exact ? this.#hit(exact) : null
+      if (exactHit) {
         this.#stats.hits++
         this.#stats.exactHits++
-        return done(this.#hit(exact))
+        return done(exactHit)
       }
       if (r.text.length > 0) {
         spent += performance.now() - started
@@ -136,13 +137,15 @@ class SemanticCache {
         started = performance.now()
         this.#remember(r.key, vector)
         const t = this.#now()
+        const scope = r.scope()
         const found = this.#memory
-          ? this.#core.search(r.scope, vector, r.text, t)
-          : await this.#core.searchAsync(r.scope, vector, r.text, t)
-        if (found) {
+          ? this.#core.search(scope, vector, r.text, t)
+          : await this.#core.searchAsync(scope, vector, r.text, t)
+        const hit = found ? this.#hit(found) : null
+        if (hit) {
           this.#stats.hits++
           this.#stats.semanticHits++
-          return done(this.#hit(found))
+          return done(hit)
         }
       }
       this.#stats.misses++
@@ -163,8 +166,9 @@ class SemanticCache {
         this.#recent.delete(r.key)
       }
       const now = this.#now()
-      if (this.#memory) this.#core.set(r.key, r.scope, r.text, json, vector, now)
-      else await this.#core.setAsync(r.key, r.scope, r.text, json, vector, now)
+      const scope = r.scope()
+      if (this.#memory) this.#core.set(r.key, scope, r.text, json, vector, now)
+      else await this.#core.setAsync(r.key, scope, r.text, json, vector, now)
     } catch (e) {
       throw fromNative(e)
     }
@@ -245,14 +249,23 @@ class SemanticCache {
     }
     if (custom === undefined) {
       // Default scope: everything but the last user message (system prompt, earlier turns).
-      const context = i >= 0 ? messages.filter((_, j) => j !== i) : messages
-      return { key: digest({ model, messages }), scope: `${model}\u0000${digest({ model, messages: context })}`, text }
+      // Computed only when needed: an exact hit does not pay for it.
+      const context = () => (i >= 0 ? messages.filter((_, j) => j !== i) : messages)
+      return { key: digest({ model, messages }), scope: () => `${model}\u0000${digest({ model, messages: context() })}`, text }
     }
-    return { key: digest({ model, messages, scope: custom }), scope: `${model}\u0000s:${custom}`, text }
+    return { key: digest({ model, messages, scope: custom }), scope: () => `${model}\u0000s:${custom}`, text }
   }
 
+  /** The hit, or null when its response is not JSON (a corrupt entry: evicted, a miss). */
   #hit(found) {
-    return { hit: true, response: JSON.parse(found.response), similarity: found.similarity, matchedQuery: found.query, key: found.key }
+    let response
+    try {
+      response = JSON.parse(found.response)
+    } catch {
+      this.#deleteKey(found.key).catch(() => {})
+      return null
+    }
+    return { hit: true, response, similarity: found.similarity, matchedQuery: found.query, key: found.key }
   }
 
   #remember(key, vector) {

@@ -114,7 +114,7 @@ impl SemanticCore {
 
 #[napi]
 impl SemanticCore {
-  /// `ann_min` ≤ 0 keeps the default size from which a scope also gets an HNSW index.
+  /// `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate.
   #[napi(constructor)]
   pub fn new(
     store: &NativeStore,
