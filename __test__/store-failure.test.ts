@@ -2,7 +2,8 @@
 // meanwhile reaches Redis once it is back. A real redis-server per test, paused with SIGSTOP or
 // killed and restarted on the same port.
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
+import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
+import { ngramEmbedder } from './helpers/embedder.js'
 import { startProxy } from './helpers/proxy.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { Clock } from './helpers/stores.js'
@@ -179,6 +180,28 @@ describe('onStoreError', () => {
     // the day's cap, though the twin never knew of the first — and 5 + 7 + 100 + 100 tokens.
     expect(after.checks[0]).toMatchObject({ dailyUsed: 4, tokenUsed: 212 })
     expect(q.stats()).toMatchObject({ pending: 0, replayed: 7, fallbacks: { local: 7 } })
+  })
+
+  it("SemanticCache: 'fail-open' misses, 'local' serves from an in-process twin, 'fail-closed' rejects", async () => {
+    const { server, store } = await redis()
+    const s = store()
+    const { embed, calls } = ngramEmbedder()
+    const make = (onStoreError: 'fail-closed' | 'fail-open' | 'local') => new SemanticCache(s, { embed, prefix: `sem:${onStoreError}:`, onStoreError })
+    const [closed, open, local] = [make('fail-closed'), make('fail-open'), make('local')]
+    const ask = (q: string) => [{ role: 'user', content: q }]
+    await open.set('m', ask('What is the capital of France?'), 'Paris')
+    expect(await open.get('m', ask('what is the capital of france'))).toMatchObject({ hit: true, response: 'Paris' })
+    await server.stop()
+    await expect(closed.get('m', ask('anything'))).rejects.toMatchObject({ name: 'StoreError', code: codes.STORE_UNAVAILABLE })
+    expect(await open.get('m', ask('What is the capital of France?'))).toMatchObject({ hit: false, fallback: 'fail-open', error: { code: codes.STORE_UNAVAILABLE } })
+    await open.set('m', ask('Another question'), 'ignored') // a no-op, not an error
+    // 'local': what is cached meanwhile is served in-process, embedding once per set.
+    const before = calls.length
+    await local.set('m', ask('How tall is Mount Everest?'), '8,849 m')
+    expect(calls.length - before).toBe(1)
+    expect(await local.get('m', ask('how tall is mount everest'))).toMatchObject({ hit: true, response: '8,849 m', fallback: 'local' })
+    expect(await local.stats()).toMatchObject({ entries: 1, policy: 'local', fallbacks: { local: 3 } })
+    expect(await open.stats()).toMatchObject({ entries: null, policy: 'fail-open', hits: 1, misses: 1 })
   })
 
   it('every call settles within the bound under each policy, with no unhandled rejection', async () => {

@@ -1229,7 +1229,7 @@ export declare class ProviderLimiter {
 // ---- SemanticCache ---------------------------------------------------------------------------
 
 /** Options of {@link SemanticCache}. */
-export interface SemanticCacheOptions {
+export interface SemanticCacheOptions extends StoreFailureOptions {
   /**
    * Your embedding function (OpenAI embeddings, a local model, …): the text of the last user
    * message → its embedding. tollgate never calls a network itself. Every embedding of one
@@ -1264,7 +1264,7 @@ export interface SemanticCallOptions {
 }
 
 /** A request answered from the cache. */
-export interface SemanticHit<T = any> {
+export interface SemanticHit<T = any> extends Answered {
   hit: true
   /** The cached response (a fresh copy). */
   response: T
@@ -1276,13 +1276,13 @@ export interface SemanticHit<T = any> {
   key: string
 }
 
-export interface SemanticMiss {
+export interface SemanticMiss extends Answered {
   hit: false
 }
 
-export interface SemanticCacheStats {
-  /** Live entries in the cache (every process's, on Redis). */
-  entries: number
+export interface SemanticCacheStats extends Omit<ClassStats, 'refused' | 'blockedLocally' | 'replayed' | 'dropped' | 'pending'> {
+  /** Live entries in the cache (every process's, on Redis); null when Redis could not say ('fail-open'). */
+  entries: number | null
   /** This instance's hits, exact and semantic. */
   hits: number
   exactHits: number

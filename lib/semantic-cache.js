@@ -6,7 +6,8 @@
 const { performance } = require('node:perf_hooks')
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -71,6 +72,9 @@ class SemanticCache {
   #maxEntries
   #recent = new Map()
   #stats = { hits: 0, exactHits: 0, semanticHits: 0, misses: 0, falseHits: 0, lookups: 0, lookupMs: 0 }
+  /** Counters of the store failure policy, shared with `metrics()`. */
+  #policyStats = newStats()
+  #fallback = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'SemanticCache')
@@ -94,6 +98,38 @@ class SemanticCache {
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
     this.#core = new native.SemanticCore(ns, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () =>
+        new SemanticCache(new MemoryStore({ now: clock }), {
+          embed: this.#embed,
+          threshold: this.#threshold,
+          ttl: this.#ttl,
+          prefix: this.#prefix,
+          maxEntries: this.#maxEntries,
+          scope: this.#scope,
+          [kLocalTwin]: true,
+        })
+      // Nothing to replay: entries cached in-process during an outage stay there.
+      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#policyStats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('SemanticCache', this.#prefix, this.#policyStats)
+  }
+
+  /** A Redis call under the `onStoreError` policy (on a MemoryStore: just the call). */
+  #viaStore(call, open, viaLocal, mark = false) {
+    if (this.#memory) return call()
+    return this.#fallback.run(
+      () =>
+        call().catch((e) => {
+          throw fromNative(e)
+        }),
+      open,
+      viaLocal,
+      null,
+      mark,
+    )
   }
 
   get threshold() {
@@ -123,36 +159,55 @@ class SemanticCache {
     }
     try {
       const r = this.#request(model, messages, options)
-      const now = this.#now()
-      const exact = this.#memory ? this.#core.get(r.key, now) : await this.#core.getAsync(r.key, now)
-      const exactHit = exact ? this.#hit(exact) : null
-      if (exactHit) {
-        this.#stats.hits++
-        this.#stats.exactHits++
-        return done(exactHit)
+      this.#policyStats.decisions++
+      const counted = (x) => {
+        if (x.hit) this.#stats.hits++
+        else this.#stats.misses++
+        return x
       }
-      if (r.text.length > 0) {
-        spent += performance.now() - started
-        const vector = toVector(await this.#embed(r.text))
-        started = performance.now()
-        this.#remember(r.key, vector)
-        const t = this.#now()
-        const scope = r.scope()
-        const found = this.#memory
-          ? this.#core.search(scope, vector, r.text, t)
-          : await this.#core.searchAsync(scope, vector, r.text, t)
-        const hit = found ? this.#hit(found) : null
-        if (hit) {
-          this.#stats.hits++
-          this.#stats.semanticHits++
-          return done(hit)
-        }
-      }
-      this.#stats.misses++
-      return done({ hit: false })
+      return done(
+        await this.#viaStore(
+          () => this.#lookup(r, (ms) => (spent += ms), (t) => (started = t)),
+          () => counted({ hit: false }),
+          (l) => l.get(model, messages, options).then((x) => counted({ ...x })),
+          true,
+        ),
+      )
     } catch (e) {
       throw fromNative(e)
     }
+  }
+
+  /** Exact check, then the embedding and the vector search; counts hits and misses. */
+  async #lookup(r, addSpent, restart) {
+    let started = performance.now()
+    const now = this.#now()
+    const exact = this.#memory ? this.#core.get(r.key, now) : await this.#core.getAsync(r.key, now)
+    const exactHit = exact ? this.#hit(exact) : null
+    if (exactHit) {
+      this.#stats.hits++
+      this.#stats.exactHits++
+      return exactHit
+    }
+    if (r.text.length > 0) {
+      // The embedding call is the caller's time, not the lookup's.
+      addSpent(performance.now() - started)
+      const vector = toVector(await this.#embed(r.text))
+      started = performance.now()
+      restart(started)
+      this.#remember(r.key, vector)
+      const t = this.#now()
+      const scope = r.scope()
+      const found = this.#memory ? this.#core.search(scope, vector, r.text, t) : await this.#core.searchAsync(scope, vector, r.text, t)
+      const hit = found ? this.#hit(found) : null
+      if (hit) {
+        this.#stats.hits++
+        this.#stats.semanticHits++
+        return hit
+      }
+    }
+    this.#stats.misses++
+    return { hit: false }
   }
 
   /** Caches `response` (anything JSON can hold) for this request, replacing what was there. */
@@ -168,7 +223,16 @@ class SemanticCache {
       const now = this.#now()
       const scope = r.scope()
       if (this.#memory) this.#core.set(r.key, scope, r.text, json, vector, now)
-      else await this.#core.setAsync(r.key, scope, r.text, json, vector, now)
+      else {
+        await this.#viaStore(
+          () => this.#core.setAsync(r.key, scope, r.text, json, vector, now),
+          () => undefined,
+          (l) => {
+            if (vector !== null) l.#remember(r.key, vector) // no second embedding call
+            return l.set(model, messages, response, options)
+          },
+        )
+      }
     } catch (e) {
       throw fromNative(e)
     }
@@ -204,7 +268,12 @@ class SemanticCache {
   async clear() {
     try {
       this.#recent.clear()
-      return this.#memory ? this.#core.clear() : await this.#core.clearAsync()
+      if (this.#memory) return this.#core.clear()
+      return await this.#viaStore(
+        () => this.#core.clearAsync(),
+        () => 0,
+        (l) => l.clear(),
+      )
     } catch (e) {
       throw fromNative(e)
     }
@@ -214,7 +283,7 @@ class SemanticCache {
   async stats() {
     try {
       const now = this.#now()
-      const entries = this.#memory ? this.#core.len(now) : await this.#core.lenAsync(now)
+      const entries = this.#memory ? this.#core.len(now) : await this.#viaStore(() => this.#core.lenAsync(now), () => null, (l) => l.stats().then((x) => x.entries))
       const s = this.#stats
       const asked = s.hits + s.misses
       return {
@@ -226,6 +295,7 @@ class SemanticCache {
         falseHits: s.falseHits,
         hitRate: asked === 0 ? 0 : s.hits / asked,
         avgLookupMs: s.lookups === 0 ? 0 : s.lookupMs / s.lookups,
+        ...snapshot(this.#policyStats, { policy: this.#fallback ? this.#fallback.policy : null, pending: 0 }),
       }
     } catch (e) {
       throw fromNative(e)
@@ -277,7 +347,11 @@ class SemanticCache {
   #deleteKey(key) {
     const now = this.#now()
     if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
-    return this.#core.deleteAsync(key, now)
+    return this.#viaStore(
+      () => this.#core.deleteAsync(key, now),
+      () => false,
+      (l) => l.#deleteKey(key),
+    )
   }
 
   #now() {
