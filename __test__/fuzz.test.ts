@@ -5,7 +5,8 @@
 // reproducible: a failure prints the seed and the call.
 import { describe, expect, it } from 'vitest'
 import * as tollgate from '../lib/index.js'
-import { CostTracker, MemoryStore, ModelTiers, Quota, RateLimiter, RedisStore, ResponseCache, SessionStore, TokenBudget } from '../lib/index.js'
+import { CostTracker, MemoryStore, ModelTiers, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, TokenBudget, createLLMRateLimiter } from '../lib/index.js'
+import { ngramEmbedder } from './helpers/embedder.js'
 import { redisUrl } from './helpers/stores.js'
 
 /** mulberry32: a small seeded PRNG. */
@@ -128,7 +129,25 @@ function targets(store: MemoryStore | RedisStore): Target[] {
   const cost = new CostTracker(store, { prefix: 'fz:cost:', onAlert: () => {} })
   const quota = new Quota({ store, prefix: 'fz:q:' })
   const tiers = new ModelTiers({ tracker: cost })
+  const semantic = new SemanticCache(store, { embed: ngramEmbedder(32).embed, prefix: 'fz:sem:' })
+  const providers = new ProviderLimiter(store, { providers: { openai: { points: 100, duration: 60, keyPrefix: 'fz:p' } } })
+  const jobs = createLLMRateLimiter({
+    models: { a: { requestsPerMinute: 100, tokensPerMinute: 100_000 } },
+    resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1, maxWaitMS: { a: 0 } } },
+  })
+  const job = () => ({ requestCount: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 1, data: 1 })
   return [
+    ['new SemanticCache', (a, b) => new SemanticCache(a, b), [store, { embed: () => [1, 0], threshold: 0.99 }]],
+    ['semantic.get', (a, b, c) => semantic.get(a, b, c), ['gpt-4o', [{ role: 'user', content: 'hi there' }], {}]],
+    ['semantic.set', (a, b, c) => semantic.set(a, b, c), ['gpt-4o', [{ role: 'user', content: 'hi there' }], 'hello']],
+    ['semantic.delete', (a, b) => semantic.delete(a, b), ['gpt-4o', [{ role: 'user', content: 'hi there' }]]],
+    ['semantic.reportFalseHit', (a) => semantic.reportFalseHit(a), ['abc']],
+    ['new ProviderLimiter', (a, b) => new ProviderLimiter(a, b), [store, { providers: { x: { points: 1, duration: 1 } } }]],
+    ['providers.tryConsume', (a, b, c) => providers.tryConsume(a, b, c), ['openai', 'global', 1]],
+    ['createLLMRateLimiter', (a) => createLLMRateLimiter(a).stop(), [{ models: { a: { requestsPerMinute: 1 } } }]],
+    ['jobs.queueJob', (a) => jobs.queueJob(a), [{ jobId: 'j', jobType: 's', job }]],
+    ['jobs.hasCapacityForModel', (a) => jobs.hasCapacityForModel(a), ['a']],
+    ['jobs.getModelStats', (a) => jobs.getModelStats(a), ['a']],
     ['new RateLimiter', (a, b) => new RateLimiter(a, b), [store, { maxRequests: 5, windowSeconds: 60, prefix: 'fz:' }]],
     ['new TokenBudget', (a, b) => new TokenBudget(a, b), [store, { maxTokens: 100, prefix: 'fz:' }]],
     ['new ResponseCache', (a, b) => new ResponseCache(a, b), [store, { ttl: 60, prefix: 'fz:' }]],

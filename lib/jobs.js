@@ -999,6 +999,7 @@ class LLMRateLimiter {
   // ---- introspection
 
   #modelIndex(modelId) {
+    v.id(modelId, 'modelId')
     const i = this.#models.findIndex((m) => m.id === modelId)
     if (i < 0) throw outOfRange(`Unknown model: ${modelId}`, codes.UNKNOWN_MODEL)
     return i

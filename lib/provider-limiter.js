@@ -42,8 +42,9 @@ class ProviderLimiter {
   }
 
   #provider(name) {
+    v.id(name, 'provider')
     const p = this.#providers.get(name)
-    if (!p) throw invalidArg(`unknown provider ${JSON.stringify(String(name))}; configured: ${[...this.#providers.keys()].join(', ')}`)
+    if (!p) throw invalidArg(`unknown provider ${JSON.stringify(name)}; configured: ${[...this.#providers.keys()].join(', ')}`)
     return p
   }
 
