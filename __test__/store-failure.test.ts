@@ -323,6 +323,7 @@ describe('onStoreError', () => {
     const text = metrics()
     expect(text).toContain('# TYPE tollgate_decisions_total counter')
     expect(text).toContain('tollgate_decisions_total{class="RateLimiter",prefix="metrics-test:"} 3')
+    expect(text).toContain('tollgate_redis_calls_total{class="RateLimiter",prefix="metrics-test:"} 3')
     expect(text).toContain('tollgate_refusals_total{class="RateLimiter",prefix="metrics-test:",reason="limit"} 1')
     expect(text).toContain(`tollgate_store_errors_total{class="RateLimiter",prefix="metrics-test:",code="${codes.STORE_UNAVAILABLE}"} 1`)
     expect(text).toContain('tollgate_fallbacks_total{class="RateLimiter",prefix="metrics-test:",policy="local"} 1')

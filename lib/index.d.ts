@@ -754,6 +754,8 @@ export interface Answered {
 export interface ClassStats {
   /** Calls answered (by the store or a policy). */
   decisions: number
+  /** Script calls sent to Redis: round trips (one can carry many limiter decisions). */
+  redisCalls: number
   /** Refusals by reason (`limit`, `budget`). */
   refused: Record<string, number>
   /** Store failures by error code. */
@@ -774,7 +776,7 @@ export interface ClassStats {
 
 /**
  * Every class's counters in the Prometheus text exposition format, labelled by class and
- * prefix: `tollgate_decisions_total`, `tollgate_refusals_total{reason}`,
+ * prefix: `tollgate_decisions_total`, `tollgate_redis_calls_total`, `tollgate_refusals_total{reason}`,
  * `tollgate_store_errors_total{code}`, `tollgate_fallbacks_total{policy}`,
  * `tollgate_replayed_total`, `tollgate_replay_dropped_total`.
  *
@@ -1280,7 +1282,7 @@ export interface SemanticMiss extends Answered {
   hit: false
 }
 
-export interface SemanticCacheStats extends Omit<ClassStats, 'refused' | 'blockedLocally' | 'replayed' | 'dropped' | 'pending'> {
+export interface SemanticCacheStats extends Omit<ClassStats, 'refused' | 'blockedLocally' | 'replayed' | 'dropped' | 'pending' | 'redisCalls'> {
   /** Live entries in the cache (every process's, on Redis); null when Redis could not say ('fail-open'). */
   entries: number | null
   /** This instance's hits, exact and semantic. */

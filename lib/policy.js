@@ -51,7 +51,7 @@ function retryMsOf(x, name) {
 
 /** Counters behind `stats()` and `metrics()`. */
 function newStats() {
-  return { decisions: 0, refused: {}, errors: {}, fallbacks: { 'fail-open': 0, local: 0 }, replayed: 0, dropped: 0, blockedLocally: 0 }
+  return { decisions: 0, redisCalls: 0, refused: {}, errors: {}, fallbacks: { 'fail-open': 0, local: 0 }, replayed: 0, dropped: 0, blockedLocally: 0 }
 }
 
 function bump(map, key, n = 1) {
@@ -124,6 +124,7 @@ class StoreFallback {
     while (this.#pending.length > 0) {
       const op = this.#pending[0]
       try {
+        this.#stats.redisCalls++
         await this.#replay(op)
       } catch {
         return false
@@ -178,6 +179,7 @@ class StoreFallback {
     try {
       const outage = this.skipping()
       if (outage !== null) return this.handle(outage, open, viaLocal, count, true, mark)
+      this.#stats.redisCalls++
       return call().then(
         (r) => {
           this.ok()
@@ -239,7 +241,7 @@ function escape(label) {
 
 /** All counters in the Prometheus text format. */
 function metrics() {
-  const rows = { decisions: [], refused: [], blocked: [], errors: [], fallbacks: [], replayed: [], dropped: [] }
+  const rows = { decisions: [], redisCalls: [], refused: [], blocked: [], errors: [], fallbacks: [], replayed: [], dropped: [] }
   for (const [key, refs] of registry) {
     const [cls, prefix] = key.split('\u0000')
     const sum = newStats()
@@ -249,6 +251,7 @@ function metrics() {
       if (!s) continue
       alive++
       sum.decisions += s.decisions
+      sum.redisCalls += s.redisCalls
       sum.replayed += s.replayed
       sum.dropped += s.dropped
       sum.blockedLocally += s.blockedLocally
@@ -262,6 +265,7 @@ function metrics() {
     }
     const l = `class="${escape(cls)}",prefix="${escape(prefix)}"`
     rows.decisions.push(`tollgate_decisions_total{${l}} ${sum.decisions}`)
+    rows.redisCalls.push(`tollgate_redis_calls_total{${l}} ${sum.redisCalls}`)
     for (const [k, n] of Object.entries(sum.refused)) rows.refused.push(`tollgate_refusals_total{${l},reason="${escape(k)}"} ${n}`)
     for (const [k, n] of Object.entries(sum.errors)) rows.errors.push(`tollgate_store_errors_total{${l},code="${escape(k)}"} ${n}`)
     for (const [k, n] of Object.entries(sum.fallbacks)) rows.fallbacks.push(`tollgate_fallbacks_total{${l},policy="${k}"} ${n}`)
@@ -271,6 +275,7 @@ function metrics() {
   }
   const help = {
     decisions: ['tollgate_decisions_total', 'Calls answered (by the store or a fallback).'],
+    redisCalls: ['tollgate_redis_calls_total', 'Script calls sent to Redis (round trips; one can carry many limiter decisions).'],
     refused: ['tollgate_refusals_total', 'Calls refused, by reason.'],
     blocked: ['tollgate_blocked_locally_total', 'Refusals answered from the blocked-key cache, with no Redis command.'],
     errors: ['tollgate_store_errors_total', 'Store (Redis) failures, by error code.'],
@@ -290,6 +295,7 @@ function metrics() {
 function snapshot(stats, extra) {
   return {
     decisions: stats.decisions,
+    redisCalls: stats.redisCalls,
     refused: { ...stats.refused },
     errors: { ...stats.errors },
     fallbacks: { ...stats.fallbacks },

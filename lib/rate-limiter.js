@@ -167,6 +167,7 @@ class RateLimiter {
       }
     }
     const sentAt = Date.now()
+    this.#stats.redisCalls++
     try {
       native.rateLimiterRunBatch(this.#core, b.codes, b.ids, b.nows).then((packed) => {
         for (let i = 0; i < packed.length; i++) {
