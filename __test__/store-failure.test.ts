@@ -2,7 +2,7 @@
 // meanwhile reaches Redis once it is back. A real redis-server per test, paused with SIGSTOP or
 // killed and restarted on the same port.
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, metrics } from '../lib/index.js'
+import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { startProxy } from './helpers/proxy.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
@@ -203,6 +203,40 @@ describe('onStoreError', () => {
     expect(await local.stats()).toMatchObject({ entries: 1, policy: 'local', fallbacks: { local: 3 } })
     expect(await open.stats()).toMatchObject({ entries: null, policy: 'fail-open', hits: 1, misses: 1 })
   })
+
+  for (const onStoreError of ['local', 'fail-open'] as const) {
+    it(`the job limiter '${onStoreError}': jobs run while Redis is away, and their usage reaches Redis`, async () => {
+      const { server, store } = await redis()
+      const T = Date.UTC(2026, 10, 25, 12, 0, 20) // 20 s into a minute: one window throughout
+      const make = (s: RedisStore, policy: 'fail-closed' | 'fail-open' | 'local', rpm = 5) =>
+        createLLMRateLimiter({
+          models: { m: { requestsPerMinute: rpm, tokensPerMinute: 1_000_000 } },
+          resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+          backend: createRedisBackend({ client: s, keyPrefix: `jl:${onStoreError}:` }),
+          now: () => T,
+          onStoreError: policy,
+        })
+      const job = async () => ({ requestCount: 1, inputTokens: 10, cachedTokens: 0, outputTokens: 0, data: 'ok' })
+      const l = make(store(), onStoreError)
+      await l.start()
+      await server.stop()
+      const results: unknown[] = []
+      for (let i = 0; i < 7; i++) results.push(await l.queueJob({ jobId: `j${i}`, job }).then((r) => r.data, (e) => e.code))
+      // 'local': the twin's 5 a minute, then refusals; 'fail-open': every job runs.
+      const ran = onStoreError === 'local' ? 5 : 7
+      expect(results).toEqual([...Array(ran).fill('ok'), ...Array(7 - ran).fill(codes.NO_CAPACITY)])
+      expect(l.getStats().store).toMatchObject({ policy: onStoreError, pending: ran, fallbacks: { [onStoreError]: 7 } })
+      await restart(server)
+      // Pushed by itself once Redis is back.
+      await expect.poll(() => l.getStats().store!.pending, { interval: 20, timeout: 3_000 }).toBe(0)
+      // Another instance, allowed 6 a minute, finds exactly the jobs that ran counted on the
+      // restarted Redis: one more fits after the twin's 5, none after fail-open's 7.
+      const other = make(store(), 'fail-closed', 6)
+      expect(await other.queueJob({ jobId: 'x', job }).then((r) => r.data, (e) => e.code)).toBe(onStoreError === 'local' ? 'ok' : codes.NO_CAPACITY)
+      await other.stop()
+      await l.stop()
+    })
+  }
 
   it('every call settles within the bound under each policy, with no unhandled rejection', async () => {
     const { server, store } = await redis()

@@ -1039,7 +1039,7 @@ export interface LLMRateLimiterBackend {
   readonly instanceTimeoutMs: number
   readonly pollIntervalMs: number
 }
-export interface LLMRateLimiterConfig {
+export interface LLMRateLimiterConfig extends StoreFailureOptions {
   models: Record<string, ModelRateLimitConfig>
   /** Models in the order jobs try them; required with 2+ models. `order` is accepted too. */
   escalationOrder?: readonly string[]
@@ -1134,6 +1134,8 @@ export interface LLMRateLimiterStats {
   models: Record<string, ModelStats>
   memory?: MemoryStats
   jobTypes: JobTypeStats
+  /** With a Redis backend: acquires decided, Redis calls, store errors and fallbacks taken. */
+  store?: Omit<ClassStats, 'blockedLocally'>
 }
 export interface ActiveJobInfo {
   jobId: string
@@ -1168,6 +1170,11 @@ export interface LLMRateLimiterInstance {
   start(): Promise<void>
   /** Clears timers, fails waiting jobs (`ERR_TOLLGATE_LIMITER_STOPPED`), unregisters. */
   stop(): Promise<void>
+  /**
+   * With a Redis backend under `onStoreError: 'fail-open' | 'local'`: pushes the usage of jobs
+   * granted while Redis was away to Redis now; resolves true when none is left.
+   */
+  flush(): Promise<boolean>
 }
 /**
  * Queues LLM jobs over several models with per-model limits and fallback.

@@ -12,7 +12,8 @@ const v8 = require('node:v8')
 const { randomBytes } = require('node:crypto')
 const native = require('./native')
 const { codes, invalidArg, outOfRange, fromNative, withCode } = require('./errors')
-const { RedisStore, resolveStore, isRedisClient, kNative } = require('./stores')
+const { RedisStore, resolveStore, isRedisClient, kNative, kPolicy } = require('./stores')
+const { fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const MAX_LIMIT = Number.MAX_SAFE_INTEGER
@@ -214,6 +215,9 @@ class LLMRateLimiter {
   #lastAvailability = null
   #stopping = false
   #sliding = false
+  /** Redis mode: what happens when Redis cannot answer (`onStoreError`), and its counters. */
+  #fallback = null
+  #policyStats = newStats()
 
   constructor(config) {
     const c = v.options(config, 'config')
@@ -259,6 +263,14 @@ class LLMRateLimiter {
       if (!c.backend[kBackend]) throw invalidArg('config.backend must come from createRedisBackend()')
       this.#backend = c.backend
       this.#redis = new native.JobsRedisCore(c.backend.store[kNative], c.backend.keyPrefix, ids, flat, this.#instanceId, c.backend.instanceTimeoutMs, this.#sliding)
+      const { policy, retryMs } = fallbackOptions(c, c.backend.store[kPolicy])
+      // 'local': an in-process twin with the same limits decides while Redis is away. What a job
+      // granted meanwhile used is added to the global windows once Redis is back (a settle with
+      // no estimate and no concurrency slot to give back): at least once, never lost.
+      const twin = () => new native.JobLimitsCore(flat, this.#sliding)
+      const replay = (op) => this.#redis.release(op.m, op.grant, 0, 0, op.tokens, op.requests, false, op.now)
+      this.#fallback = new StoreFallback(policy, twin, replay, this.#policyStats, retryMs)
+      track('LLMRateLimiter', c.backend.keyPrefix, this.#policyStats)
     } else {
       this.#local = new native.JobLimitsCore(flat, this.#sliding)
     }
@@ -444,6 +456,11 @@ class LLMRateLimiter {
     if (before && before.instanceCount !== n) this.#log('instance count changed', { from: before.instanceCount, to: n })
     this.#notifyAvailability('distributed', '*')
     this.#wakeAll()
+  }
+
+  /** Pushes usage counted while Redis was away (under 'fail-open' or 'local') to Redis now. */
+  flush() {
+    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
   }
 
   /** Clears timers, fails waiting jobs, unregisters from the backend. Safe to call twice. */
@@ -776,13 +793,17 @@ class LLMRateLimiter {
   async #tryRemote(j, m) {
     const t = j.type
     if (!this.#takeLocal(t)) return LLMRateLimiter.#LOCAL
+    const outage = this.#fallback.skipping()
+    if (outage !== null) return this.#tryFallback(outage, j, m, true)
     let r
     try {
+      this.#policyStats.redisCalls++
       r = await this.#redis.acquire(m, t.tokens, t.requests, this.#nativeNow())
+      this.#fallback.ok()
     } catch (e) {
-      this.#giveLocal(t)
-      throw fromNative(e)
+      return this.#tryFallback(fromNative(e), j, m, false)
     }
+    this.#policyStats.decisions++
     this.#remember(m, r)
     if (r[3] === 1 && this.#started) this.#log('instance registered again by acquire', { instanceId: this.#instanceId })
     if (r[0] === 1) {
@@ -792,6 +813,43 @@ class LLMRateLimiter {
     this.#giveLocal(t)
     if (r[0] === 2) return { never: true }
     return { retryInMs: r[2] }
+  }
+
+  /**
+   * Redis could not grant: the `onStoreError` policy decides ('fail-closed' rethrows). A grant
+   * made here carries `fallback` and the time it was made, for its release.
+   */
+  async #tryFallback(err, j, m, skipped) {
+    const t = j.type
+    const now = this.#nativeNow()
+    const at = now >= 0 ? now : Date.now()
+    let g
+    try {
+      g = await this.#fallback.handle(
+        err,
+        () => ({ grant: 0, model: m, fallback: 'fail-open', at }),
+        (twin) => {
+          const r = twin.reserve(m, t.tokens, t.requests, now)
+          return r >= 0 ? { grant: r, model: m, fallback: 'local', at } : { refused: r }
+        },
+        null,
+        skipped,
+        false,
+      )
+    } catch (e) {
+      this.#giveLocal(t)
+      throw e
+    }
+    this.#policyStats.decisions++
+    if (g.refused !== undefined) {
+      this.#giveLocal(t)
+      const r = g.refused
+      if (r === -1) return { retryInMs: -1 }
+      if (r === -2) return { never: true }
+      return { retryInMs: -r - 3 }
+    }
+    t.inFlightByModel[m]++
+    return g
   }
 
   #remember(m, r) {
@@ -897,8 +955,16 @@ class LLMRateLimiter {
     }
     if (this.#local) {
       this.#local.settle(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
+    } else if (g.fallback !== undefined) {
+      // Granted while Redis was away: settle the twin, and add the usage to Redis's windows
+      // (in the minute the job started) once Redis is back.
+      if (g.fallback === 'local') this.#fallback.local().settle(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
+      const grant = this.#sliding ? g.at : g.at - (g.at % 60_000)
+      this.#fallback.remember({ m, grant, tokens: actual.tokens, requests: actual.requests, now })
+      this.#fallback.kick()
     } else {
       try {
+        this.#policyStats.redisCalls++
         const r = await this.#redis.release(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
         this.#remember(m, r)
       } catch (e) {
@@ -1067,6 +1133,7 @@ class LLMRateLimiter {
     this.#models.forEach((m, i) => (models[m.id] = this.#modelStats(i)))
     const s = { models, jobTypes: this.getJobTypeStats() }
     if (this.#memEnabled) s.memory = this.#memoryStats()
+    if (this.#fallback) s.store = snapshot(this.#policyStats, { policy: this.#fallback.policy, pending: this.#fallback.pending })
     return s
   }
 
