@@ -2,7 +2,7 @@
 // meanwhile reaches Redis once it is back. A real redis-server per test, paused with SIGSTOP or
 // killed and restarted on the same port.
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
+import { CostTracker, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { startProxy } from './helpers/proxy.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
@@ -237,6 +237,27 @@ describe('onStoreError', () => {
       await l.stop()
     })
   }
+
+  it("ProviderLimiter 'local': points taken in-process while Redis is away are taken there afterwards", async () => {
+    const { server, store } = await redis()
+    const clock = new Clock()
+    const pl = new ProviderLimiter(store({ now: clock.now }), { providers: { openai: { points: 3, duration: 60, keyPrefix: 'pl' } }, onStoreError: 'local' })
+    await server.stop()
+    const got = []
+    for (let i = 0; i < 4; i++) got.push(await pl.tryConsume('openai'))
+    expect(got.map((d) => [d.allowed, d.remaining, d.fallback])).toEqual([
+      [true, 2, 'local'],
+      [true, 1, 'local'],
+      [true, 0, 'local'],
+      [false, 0, 'local'],
+    ])
+    await restart(server)
+    await expect.poll(() => pl.stats().pending, { interval: 20, timeout: 3_000 }).toBe(0)
+    // The restarted Redis holds the 3 points taken meanwhile: nothing is left this period.
+    expect(await pl.tryConsume('openai')).toMatchObject({ allowed: false, remaining: 0 })
+    expect((await pl.tryConsume('openai')).fallback).toBeUndefined()
+    expect(pl.stats()).toMatchObject({ replayed: 3, refused: { points: 3 } })
+  })
 
   it('every call settles within the bound under each policy, with no unhandled rejection', async () => {
     const { server, store } = await redis()

@@ -1197,11 +1197,11 @@ export declare const DEFAULT_RATIO_ADJUSTMENT_CONFIG: Readonly<Required<RatioAdj
 
 // ---- ProviderLimiter (one global limit per provider) ----------------------------------------
 
-export interface ProviderLimiterOptions {
+export interface ProviderLimiterOptions extends StoreFailureOptions {
   /** Per provider: `points` per `duration` seconds (default 60); keys `<keyPrefix>:<scope>` (default `ratelimit:<provider>`). */
   providers: Record<string, { points: number; duration?: number; keyPrefix?: string }>
 }
-export interface ProviderDecision {
+export interface ProviderDecision extends Answered {
   allowed: boolean
   remaining: number
   /** 0 when allowed; else ms until the counter refills. */
@@ -1233,6 +1233,10 @@ export declare class ProviderLimiter {
   /** Runs `fn` once the provider has a point for it, waiting for refills up to `maxWaitMs` (default 60 s). */
   run<T>(provider: string, fn: () => T | Promise<T>, options?: { scope?: string; maxWaitMs?: number }): Promise<T>
   health(): Promise<ProviderHealth>
+  /** This instance's counters (refusals: `points`). */
+  stats(): ClassStats
+  /** Pushes points taken during a Redis outage to Redis now; resolves true when none is left. */
+  flush(): Promise<boolean>
 }
 
 // ---- SemanticCache ---------------------------------------------------------------------------

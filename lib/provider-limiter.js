@@ -6,7 +6,8 @@
 
 const native = require('./native')
 const { codes, fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, kNative, kClock } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
@@ -16,6 +17,8 @@ class ProviderLimiter {
   #memory
   #clock
   #native
+  #stats = newStats()
+  #fallback = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
@@ -39,6 +42,26 @@ class ProviderLimiter {
         done: 0,
       })
     }
+    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    if (!this.#memory) {
+      const clock = this.#clock
+      const local = () => new ProviderLimiter(new MemoryStore({ now: clock }), { providers, [kLocalTwin]: true })
+      // Points taken while Redis was away are taken there too once it is back (a counter at 0
+      // stays at 0: what did not fit is moot).
+      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.key, op.points, op.now).catch(rethrow)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+    }
+    if (!o[kLocalTwin]) track('ProviderLimiter', [...this.#providers.values()].map((p) => p.keyPrefix).join(','), this.#stats)
+  }
+
+  /** Decisions, refusals, and what the store failure policy did. */
+  stats() {
+    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+  }
+
+  /** Pushes points taken during a Redis outage (under 'fail-open' or 'local') to Redis now. */
+  flush() {
+    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
   }
 
   #provider(name) {
@@ -56,12 +79,24 @@ class ProviderLimiter {
       v.integer(points, 'points', 0, MAX_POINTS)
       const key = `${p.keyPrefix}:${scope}`
       const now = this.#clock ? this.#clock() : -1
-      const shape = (d) => ({ allowed: d[0] === 1, remaining: d[1], retryInMs: d[2], resetAt: d[3] })
+      const shape = (d) => this.#count({ allowed: d[0] === 1, remaining: d[1], retryInMs: d[2], resetAt: d[3] })
       if (this.#memory) return Promise.resolve(shape(p.core.consume(key, points, now)))
-      return p.core.consumeAsync(key, points, now).then(shape, rethrow)
+      const at = now >= 0 ? now : Date.now()
+      return this.#fallback.run(
+        () => p.core.consumeAsync(key, points, now).then(shape, rethrow),
+        () => this.#count({ allowed: true, remaining: p.points, retryInMs: 0, resetAt: at + p.durationMs }),
+        (l) => l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d })),
+        (d) => (d.allowed ? { provider, key, points, now } : null),
+      )
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
+  }
+
+  #count(d) {
+    this.#stats.decisions++
+    if (!d.allowed) bump(this.#stats.refused, 'points')
+    return d
   }
 
   /** Runs `fn` once `provider` has a point for it, waiting (up to `maxWaitMs`, default 60 s) for refills. */
