@@ -6,10 +6,32 @@ import { codes, countMessageTokens, countTokens, countTokensBatch, encodingForMo
 const oracle: Record<string, Tiktoken> = { o200k_base: get_encoding('o200k_base'), cl100k_base: get_encoding('cl100k_base') }
 afterAll(() => Object.values(oracle).forEach((e) => e.free()))
 
+/** A deterministic generator of numbers in [0, 1) (32-bit LCG; `Math.imul` keeps its low bits). */
+function random(seed: number): () => number {
+  return () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000)
+}
+
+/**
+ * Mostly ASCII of every class (where tollgate cuts pieces without the regex), with the
+ * non-ASCII characters on the classes' edges: letters, CJK, ſ (which `(?i)s` matches), dashes,
+ * no-break / ideographic / line-separator spaces, a superscript digit, a title-case letter, a
+ * modifier letter and a combining mark.
+ */
+function asciiEdges(n: number): string[] {
+  const rnd = random(7)
+  const common = "aAzZbQsStTrReEvVlLmMdD09 '"
+  const all = common + '"\t\n\r\u000b\u000c\u0000\u001f\u007f!?/.,;:-_()[]{}<>@#$%^&*+=~`|\\é你ſ—\u00a0\u3000²ǅʰ\u0301\u2028\u0085'
+  return Array.from({ length: n }, () => {
+    let s = ''
+    const len = Math.floor(rnd() * 40)
+    for (let j = 0; j < len; j++) s += rnd() < 0.5 ? common[Math.floor(rnd() * common.length)] : all[Math.floor(rnd() * all.length)]
+    return s
+  })
+}
+
 /** A deterministic mix of scripts, symbols, emoji and whitespace. */
 function corpus(): string[] {
-  let seed = 42
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)
+  const rnd = random(42)
   const ranges = [
     [0x20, 0x7e], // ASCII
     [0x4e00, 0x4fff], // CJK
@@ -60,6 +82,15 @@ describe.each(['o200k_base', 'cl100k_base'])('countTokens equals OpenAI tiktoken
     const texts = corpus()
     const ours = countTokensBatch(texts, enc)
     texts.forEach((t, i) => expect(ours[i], JSON.stringify(t)).toBe(oracle[enc].encode(t, [], []).length))
+  })
+
+  it('on 3,000 random strings of ASCII and the characters at its edges, counted twice', () => {
+    const texts = asciiEdges(3_000)
+    const expected = texts.map((t) => oracle[enc].encode(t, [], []).length)
+    // The second pass counts the short pieces from the per-thread cache of piece counts.
+    for (let pass = 0; pass < 2; pass++) texts.forEach((t, i) => expect(countTokens(t, enc), JSON.stringify(t)).toBe(expected[i]))
+    // And all of them as one text, where the pieces meet across the joins.
+    expect(countTokens(texts.join(''), enc)).toBe(oracle[enc].encode(texts.join(''), [], []).length)
   })
 })
 

@@ -16,6 +16,8 @@
 // 5–6. Redis outage latency per onStoreError policy, and the blocked-key cache (outage.js).
 // 7. The job limiter: jobs per second through queueJob, local and on Redis (jobs.js).
 // 8. Semantic cache lookups at 1k/10k/100k entries × 384/1536 dimensions (semantic.js).
+//
+// `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -210,6 +212,13 @@ async function main() {
   }
 }
 
+/** ns per text of counting each of `texts` once. */
+function perText(fn, texts) {
+  const t0 = process.hrtime.bigint()
+  for (const t of texts) fn(t)
+  return Number(process.hrtime.bigint() - t0) / texts.length
+}
+
 /** ns per call of `fn(text)`; median of rounds. */
 function perCall(fn, text, minMs = 300) {
   fn(text)
@@ -255,7 +264,8 @@ function tokenBench() {
   // Real documents do not repeat one sentence: ≈50k tokens of varied pseudo-words too, where a
   // tokenizer's cache of repeated words does not help.
   let seed = 7
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)
+  // 32-bit arithmetic (a product of doubles loses its low bits and the sequence cycles early).
+  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x80000000)
   const syllables = ['ka', 'lo', 'mi', 'ner', 'tu', 'vos', 'qua', 'shi', 'pra', 'dex', 'um', 'zor', 'fi', 'el', 'gon', 'rith']
   const words = []
   for (let i = 0; i < 22_000; i++) {
@@ -265,29 +275,47 @@ function tokenBench() {
     words.push(rnd() < 0.08 ? w + '.' : rnd() < 0.05 ? String(Math.floor(rnd() * 10_000)) : w)
   }
   const varied = words.join(' ')
+  // Text no tokenizer has seen: words of random letters, each text counted once, so that no
+  // cache of pieces (tollgate's, gpt-tokenizer's) answers from memory.
+  const unseen = Array.from({ length: 3 }, () =>
+    Array.from({ length: 20 }, () => {
+      const ws = []
+      for (let i = 0; i < 2_000; i++) {
+        let w = ''
+        const n = 3 + Math.floor(rnd() * 8)
+        for (let j = 0; j < n; j++) w += String.fromCharCode(97 + Math.floor(rnd() * 26))
+        ws.push(w)
+      }
+      return ws.join(' ')
+    }),
+  )
   const counters = Object.fromEntries(Object.entries(COUNTERS).map(([k, src]) => [k, new Function('require', src)(require)]))
   const sizes = { short, medium, long, varied }
   console.log('4. Token counting, o200k_base (counts identical across all four)')
-  console.log(`   ${''.padEnd(18)} ${'short'.padStart(10)} ${'medium'.padStart(10)} ${'long rep.'.padStart(12)} ${'long varied'.padStart(12)}   first call     memory`)
+  console.log(`   ${''.padEnd(18)} ${'short'.padStart(10)} ${'medium'.padStart(10)} ${'long rep.'.padStart(12)} ${'long varied'.padStart(12)} ${'unseen'.padStart(12)}   first call     memory`)
   const results = {}
   for (const [name, fn] of Object.entries(counters)) {
     // Time the sizes in order (short first), then take the counts: a tokenizer with a cache of
     // merges must not meet the long texts before the short ones are timed.
     const ns = Object.values(sizes).map((t) => perCall(fn, t, t.length > 10_000 ? 600 : 300))
-    results[name] = { counts: Object.values(sizes).map((t) => fn(t)), ns, first: firstCall(name) }
+    ns.push(median(unseen.map((texts) => perText(fn, texts))))
+    const counts = Object.values(sizes).map((t) => fn(t))
+    counts.push(unseen.flat().reduce((sum, t) => sum + fn(t), 0))
+    results[name] = { counts, ns, first: firstCall(name) }
   }
   const reference = results.tollgate.counts
   for (const [name, r] of Object.entries(results)) {
     if (JSON.stringify(r.counts) !== JSON.stringify(reference)) console.log(`   ${name}: COUNTS DIFFER ${r.counts} vs ${reference}`)
-    const [s, m, l, lv] = r.ns
-    console.log(`   ${name.padEnd(18)} ${fmt(s / 1000, 2).padStart(7)} µs ${fmt(m / 1000, 1).padStart(7)} µs ${fmt(l / 1e6, 2).padStart(9)} ms ${fmt(lv / 1e6, 2).padStart(9)} ms   ${fmt(r.first.ms, 0).padStart(6)} ms ${fmt(r.first.mb, 0).padStart(7)} MB`)
+    const [s, m, l, lv, u] = r.ns
+    console.log(`   ${name.padEnd(18)} ${fmt(s / 1000, 2).padStart(7)} µs ${fmt(m / 1000, 1).padStart(7)} µs ${fmt(l / 1e6, 2).padStart(9)} ms ${fmt(lv / 1e6, 2).padStart(9)} ms ${fmt(u / 1e6, 2).padStart(9)} ms   ${fmt(r.first.ms, 0).padStart(6)} ms ${fmt(r.first.mb, 0).padStart(7)} MB`)
   }
   const others = Object.keys(results).filter((k) => k !== 'tollgate')
-  for (const [i, size] of ['short', 'medium', 'long repetitive', 'long varied'].entries()) {
+  for (const [i, size] of ['short', 'medium', 'long repetitive', 'long varied', 'unseen'].entries()) {
     const best = Math.min(...others.map((k) => results[k].ns[i]))
     console.log(`   ${size}: tollgate is ${fmt(best / results.tollgate.ns[i], 2)}× the fastest other (target ≥ 2×)`)
   }
-  console.log(`   counts (short, medium, long repetitive, long varied): ${reference.join(', ')}`)
+  console.log(`   counts (short, medium, long repetitive, long varied, all unseen texts): ${reference.join(', ')}`)
+  console.log(`   unseen: ${unseen[0].length} texts of ${fmt(unseen[0][0].length)} characters of random letters, each counted once (time per text)`)
   const run = 'a'.repeat(100_000)
   const t0 = process.hrtime.bigint()
   counters.tollgate(run)
@@ -295,11 +323,24 @@ function tokenBench() {
   console.log('')
 }
 
-main()
-  .then(tokenBench)
-  .then(() => require('./outage.js').outageBench())
-  .then(() => require('./jobs.js').jobsBench())
-  .then(() => require('./semantic.js').semanticBench())
+// `npm run bench -- tokens jobs` runs only those sections; no names, all of them.
+const SECTIONS = {
+  limiter: main,
+  tokens: tokenBench,
+  outage: () => require('./outage.js').outageBench(),
+  jobs: () => require('./jobs.js').jobsBench(),
+  semantic: () => require('./semantic.js').semanticBench(),
+}
+const wanted = process.argv.slice(2)
+for (const name of wanted) {
+  if (!(name in SECTIONS)) {
+    console.error(`unknown section ${name}; the sections: ${Object.keys(SECTIONS).join(', ')}`)
+    process.exit(2)
+  }
+}
+Object.entries(SECTIONS)
+  .filter(([name]) => wanted.length === 0 || wanted.includes(name))
+  .reduce((done, [, run]) => done.then(run), Promise.resolve())
   .catch((e) => {
     console.error(e)
     process.exit(1)

@@ -3,10 +3,21 @@
 //! millisecond, where classic BPE merging is quadratic) and loaded lazily, once per process
 //! and encoding, from data compiled into the crate.
 //!
+//! Two things make it faster than bpe-openai's own `count`, with the same answers: most pieces
+//! are cut by an ASCII scanner ([`pieces`]) instead of the split regex, and each thread keeps
+//! the counts of the short pieces it has seen (words recur: in English text nearly every piece
+//! is one seen before).
+//!
 //! ```
 //! use tollgate::engine::tokens::{count, Encoding};
 //! assert_eq!(count(Encoding::O200k, "Hello, world!"), 4);
 //! ```
+
+mod pieces;
+
+use std::cell::RefCell;
+
+use hashbrown::HashMap;
 
 /// An OpenAI encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +97,60 @@ fn family(model: &str, prefix: &str) -> bool {
 
 /// Tokens in `text`.
 pub fn count(encoding: Encoding, text: &str) -> usize {
-  encoding.tokenizer().count(text)
+  let tokenizer = encoding.tokenizer();
+  PIECE_COUNTS.with_borrow_mut(|caches| {
+    let cache = &mut caches[encoding as usize];
+    let bytes = text.as_bytes();
+    let mut total = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+      let len = match pieces::ascii_piece(encoding, &bytes[at..]) {
+        Some(len) => len,
+        None => match tokenizer.split(&text[at..]).next() {
+          Some(piece) if !piece.is_empty() => piece.len(),
+          // The pattern matches at every position; should it not, count as bpe-openai does.
+          _ => return total + tokenizer.count(&text[at..]),
+        },
+      };
+      total += cache.count(&tokenizer.bpe, &bytes[at..at + len]);
+      at += len;
+    }
+    total
+  })
+}
+
+/// Pieces up to this many bytes have their counts kept.
+const CACHED_PIECE_BYTES: usize = 32;
+/// Counts kept per thread and encoding before the cache starts over (a few MB at most).
+const CACHED_PIECES: usize = 1 << 16;
+
+thread_local! {
+  static PIECE_COUNTS: RefCell<[PieceCounts; 2]> = RefCell::default();
+}
+
+/// The token counts of pieces seen before, by their bytes.
+#[derive(Default)]
+struct PieceCounts(HashMap<Box<[u8]>, u32>);
+
+impl PieceCounts {
+  fn count(
+    &mut self,
+    bpe: &bpe_openai::byte_pair_encoding::BytePairEncoding,
+    piece: &[u8],
+  ) -> usize {
+    if piece.len() > CACHED_PIECE_BYTES {
+      return bpe.count(piece);
+    }
+    if let Some(&n) = self.0.get(piece) {
+      return n as usize;
+    }
+    let n = bpe.count(piece);
+    if self.0.len() >= CACHED_PIECES {
+      self.0.clear();
+    }
+    self.0.insert(piece.into(), n as u32);
+    n
+  }
 }
 
 /// Chat formatting overhead, per OpenAI's rules for current chat models: every message costs
@@ -105,14 +169,14 @@ pub struct Message<'a> {
 
 /// Tokens a list of chat messages costs as a prompt.
 pub fn count_messages(encoding: Encoding, messages: &[Message<'_>]) -> usize {
-  let t = encoding.tokenizer();
+  let t = |text: &str| count(encoding, text);
   let body: usize = messages
     .iter()
     .map(|m| {
       TOKENS_PER_MESSAGE
-        + t.count(m.role)
-        + m.texts.iter().map(|x| t.count(*x)).sum::<usize>()
-        + m.name.map_or(0, |n| TOKENS_PER_NAME + t.count(n))
+        + t(m.role)
+        + m.texts.iter().map(|x| t(x)).sum::<usize>()
+        + m.name.map_or(0, |n| TOKENS_PER_NAME + t(n))
     })
     .sum();
   body + REPLY_PRIMING
@@ -152,6 +216,30 @@ mod tests {
     assert!(count(Encoding::Cl100k, &"_".repeat(1_000_000)) > 0);
     // Generous for a debug build; a quadratic merge takes minutes on these inputs.
     assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+  }
+
+  #[test]
+  fn counts_equal_bpe_openai_and_survive_the_cache_starting_over() {
+    // Distinct words, more than the cache keeps, twice over: the first pass fills the cache and
+    // starts it over, the second counts from it.
+    let word = |mut i: usize| {
+      let mut w = String::from(if i % 7 == 0 { " " } else { " The" });
+      loop {
+        w.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+          break w;
+        }
+      }
+    };
+    let text: String = (0..CACHED_PIECES + 5_000).map(word).collect();
+    for e in [Encoding::O200k, Encoding::Cl100k] {
+      let expected = e.tokenizer().count(text.as_str());
+      assert_eq!(count(e, &text), expected);
+      assert_eq!(count(e, &text), expected);
+      let mixed = format!("{text} naïve 你好 \u{3000}x {text}");
+      assert_eq!(count(e, &mixed), e.tokenizer().count(mixed.as_str()));
+    }
   }
 
   #[test]
