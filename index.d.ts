@@ -46,13 +46,19 @@ export declare class JobLimitsCore {
 
 /** The global limits of one limiter in Redis (jobs.lua). */
 export declare class JobsRedisCore {
-  /** Keys: `<prefix>{<tag>}:instances` and `<prefix>{<tag>}:model:<id>`. */
+  /**
+   * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
+   * `<prefix>{limits}:model:<id>`.
+   */
   constructor(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean)
   get instanceId(): string
-  /** Acquire: see jobs.lua for the reply. */
-  acquire(model: number, tokens: number, requests: number, now: number): Promise<Array<number>>
-  /** Release (settle): see jobs.lua for the reply. */
-  release(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number): Promise<Array<number>>
+  /** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
+  acquire(model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
+  /**
+   * Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
+   * was away, once per `id` (0: no id): see jobs.lua for the reply.
+   */
+  release(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
   /** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
   instanceOp(op: string, now: number): Promise<Array<number>>
 }

@@ -1,6 +1,7 @@
 // onStoreError: what each class answers while Redis is away, how fast, and that what was counted
 // meanwhile reaches Redis once it is back. A real redis-server per test, paused with SIGSTOP or
 // killed and restarted on the same port.
+import Redis from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CostTracker, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
@@ -225,7 +226,9 @@ describe('onStoreError', () => {
       // 'local': the twin's 5 a minute, then refusals; 'fail-open': every job runs.
       const ran = onStoreError === 'local' ? 5 : 7
       expect(results).toEqual([...Array(ran).fill('ok'), ...Array(7 - ran).fill(codes.NO_CAPACITY)])
-      expect(l.getStats().store).toMatchObject({ policy: onStoreError, pending: ran, fallbacks: { [onStoreError]: 7 } })
+      // Queued: the usage of each job that ran, and the cancellation of the one acquire sent
+      // to Redis (the first; later calls skip Redis): it got no reply, so it may yet be granted.
+      expect(l.getStats().store).toMatchObject({ policy: onStoreError, pending: ran + 1, fallbacks: { [onStoreError]: 7 } })
       await restart(server)
       // Pushed by itself once Redis is back.
       await expect.poll(() => l.getStats().store!.pending, { interval: 20, timeout: 3_000 }).toBe(0)
@@ -237,6 +240,104 @@ describe('onStoreError', () => {
       await l.stop()
     })
   }
+
+  describe('the job limiter on Redis counts exactly once when a reply is lost', () => {
+    const T0 = Date.UTC(2026, 10, 25, 12, 0, 20)
+    // Replays only when the test calls flush() (the timer's period is far away).
+    const QUIET = { storeRetryMs: 60_000 }
+    const model = (prefix: string) => `${prefix}{limits}:model:m`
+    const grants = (prefix: string, instanceId: string) => `${prefix}{limits}:grants:${instanceId}`
+    const fields = async (admin: Redis, key: string, kind: string) => Object.keys(await admin.hgetall(key)).filter((f) => f.startsWith(kind))
+    const make = (s: RedisStore, prefix: string, clock: Clock, maxConcurrentRequests = 1, instanceId = 'first') =>
+      createLLMRateLimiter({
+        instanceId,
+        models: { m: { tokensPerMinute: 1_000, requestsPerMinute: 100, maxConcurrentRequests } },
+        resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+        // Instances stay live across the test's minutes (the clock moves, heartbeats do not).
+        backend: createRedisBackend({ client: s, keyPrefix: prefix, instanceTimeoutMs: 600_000 }),
+        now: clock.now,
+      })
+    const usage = (tokens: number) => ({ requestCount: 1, inputTokens: tokens, cachedTokens: 0, outputTokens: 0, data: 'ok' })
+
+    it('a release that timed out, run late by Redis and sent again, settles once', async () => {
+      const { server, store } = await redis()
+      const admin = new Redis(server.url)
+      const clock = new Clock(T0)
+      const l = make(store(QUIET), 'once:rel:', clock)
+      let started!: () => void
+      const running = new Promise<void>((r) => (started = r))
+      let finish!: () => void
+      const gate = new Promise<void>((r) => (finish = r))
+      const done = l.queueJob({
+        jobId: 'a',
+        job: async () => {
+          started()
+          await gate
+          return usage(30) // 20 over the estimate
+        },
+      })
+      await running
+      server.process.kill('SIGSTOP')
+      finish()
+      // The job's result is not held back by the release: it times out and is queued.
+      expect((await done).data).toBe('ok')
+      expect(l.getStats().store).toMatchObject({ pending: 1, errors: { [codes.STORE_TIMEOUT]: 1 } })
+      server.process.kill('SIGCONT')
+      // Redis runs the release it had received, then gets it again from the queue.
+      expect(await l.flush()).toBe(true)
+      expect(l.getStats().store).toMatchObject({ pending: 0, replayed: 1 })
+      const h = await admin.hgetall(model('once:rel:'))
+      // 10 reserved + 20 over = 30 (settled twice it would be 50); no grant or slot left.
+      expect(h.mt).toBe('30')
+      expect(await fields(admin, model('once:rel:'), 'c:')).toEqual([])
+      expect(await fields(admin, grants('once:rel:', 'first'), 'g:')).toEqual([])
+      // The slot is free: the next job runs at once.
+      expect((await l.queueJob({ jobId: 'b', job: async () => usage(10) })).data).toBe('ok')
+      expect(await admin.hget(model('once:rel:'), 'mt')).toBe('40')
+      await l.stop()
+      admin.disconnect()
+    })
+
+    it('an acquire that timed out and was granted late is given back, in the newer window', async () => {
+      const { server, store } = await redis()
+      const admin = new Redis(server.url)
+      const clock = new Clock(T0)
+      // Two jobs at once across all instances.
+      const l = make(store(QUIET), 'once:acq:', clock, 2)
+      await l.start() // connected, script loaded
+      server.process.kill('SIGSTOP')
+      // 'fail-closed': the job fails with the timeout; its acquire stays in Redis's input.
+      await expect(l.queueJob({ jobId: 'a', job: async () => usage(10) })).rejects.toMatchObject({ code: codes.STORE_TIMEOUT })
+      expect(l.getStats().store).toMatchObject({ pending: 1 })
+      clock.advance(60_000) // the next minute
+      server.process.kill('SIGCONT')
+      // Redis grants the acquire late, in the first minute: a slot and 10 tokens nobody uses.
+      await expect.poll(() => admin.hget(model('once:acq:'), 'mt'), { interval: 10, timeout: 2_000 }).toBe('10')
+      // Another instance runs a job in the second minute (the late grant holds the other slot).
+      const other = make(store(), 'once:acq:', clock, 2, 'other')
+      expect((await other.queueJob({ jobId: 'o', job: async () => usage(10) })).data).toBe('ok')
+      expect(await admin.hmget(model('once:acq:'), 'ms', 'mt', 'dt')).toEqual([String(T0 - (T0 % 60_000) + 60_000), '10', '20'])
+      expect(await fields(admin, grants('once:acq:', 'first'), 'g:')).toHaveLength(1)
+      // The cancellation, sent with the first minute's clock, gives the late grant back and
+      // leaves the second minute's count as it is (a window never goes back).
+      expect(await l.flush()).toBe(true)
+      const h = await admin.hgetall(model('once:acq:'))
+      // The day gets the late grant's 10 tokens back: 20 - 10.
+      expect([h.ms, h.mt, h.dt]).toEqual([String(T0 - (T0 % 60_000) + 60_000), '10', '10'])
+      expect(await fields(admin, model('once:acq:'), 'c:')).toEqual([])
+      expect(await fields(admin, grants('once:acq:', 'first'), 'g:')).toEqual([])
+      // Its slot is free again: a job of each instance runs at the same time.
+      let finish!: () => void
+      const gate = new Promise<void>((r) => (finish = r))
+      const first = l.queueJob({ jobId: 'b', job: async () => (await gate, usage(10)) })
+      await expect.poll(() => admin.hget(model('once:acq:'), 'mt'), { interval: 10, timeout: 2_000 }).toBe('20')
+      expect((await other.queueJob({ jobId: 'p', job: async () => usage(10) })).data).toBe('ok')
+      finish()
+      expect((await first).data).toBe('ok')
+      await Promise.all([l.stop(), other.stop()])
+      admin.disconnect()
+    })
+  })
 
   it("ProviderLimiter 'local': points taken in-process while Redis is away are taken there afterwards", async () => {
     const { server, store } = await redis()

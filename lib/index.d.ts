@@ -1171,8 +1171,10 @@ export interface LLMRateLimiterInstance {
   /** Clears timers, fails waiting jobs (`ERR_TOLLGATE_LIMITER_STOPPED`), unregisters. */
   stop(): Promise<void>
   /**
-   * With a Redis backend under `onStoreError: 'fail-open' | 'local'`: pushes the usage of jobs
-   * granted while Redis was away to Redis now; resolves true when none is left.
+   * With a Redis backend: pushes to Redis now what waits for it — the usage of jobs granted
+   * while Redis was away (`'fail-open'`, `'local'`), releases that got no reply and the
+   * cancellation of acquires that got none (every policy; each counts once however often it is
+   * sent). Resolves true when none is left. Call it before exiting after an outage.
    */
   flush(): Promise<boolean>
 }

@@ -207,6 +207,8 @@ class LLMRateLimiter {
   #started = false
   #starting = null
   #releases = 0
+  /** Ids of Redis grants and of queued counts, unique in this instance (jobs.lua). */
+  #grantSeq = 0
   #lastAdjustment = null
   #totalSlots = 0
   #instanceId
@@ -268,7 +270,14 @@ class LLMRateLimiter {
       // granted meanwhile used is added to the global windows once Redis is back (a settle with
       // no estimate and no concurrency slot to give back): at least once, never lost.
       const twin = () => new native.JobLimitsCore(flat, this.#sliding)
-      const replay = (op) => this.#redis.release(op.m, op.grant, 0, 0, op.tokens, op.requests, false, op.now)
+      // Queued: 'usage' of a job granted meanwhile (no slot; counted once by its id), and
+      // 'release' of a grant whose release failed or whose acquire got no reply ('cancel': the
+      // acquire may still run). Redis settles a grant once and refuses a late acquire, so sending
+      // again after a lost reply counts nothing twice.
+      const replay = (op) =>
+        op.kind === 'usage'
+          ? this.#redis.release(op.m, op.grant, 0, 0, op.tokens, op.requests, false, op.now, op.id)
+          : this.#redis.release(op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
       this.#fallback = new StoreFallback(policy, twin, replay, this.#policyStats, retryMs)
       track('LLMRateLimiter', c.backend.keyPrefix, this.#policyStats)
     } else {
@@ -796,19 +805,25 @@ class LLMRateLimiter {
     const outage = this.#fallback.skipping()
     if (outage !== null) return this.#tryFallback(outage, j, m, true)
     let r
+    const id = ++this.#grantSeq
+    const now = this.#nativeNow()
     try {
       this.#policyStats.redisCalls++
-      r = await this.#redis.acquire(m, t.tokens, t.requests, this.#nativeNow())
+      r = await this.#redis.acquire(m, t.tokens, t.requests, now, id)
       this.#fallback.ok()
     } catch (e) {
-      return this.#tryFallback(fromNative(e), j, m, false)
+      const err = fromNative(e)
+      // No reply: the acquire may still run. Queue its cancellation (a release of the grant if
+      // Redis made it, else a mark that refuses it when it arrives).
+      if (StoreFallback.maybeSent(err)) this.#fallback.remember({ kind: 'cancel', m, id, grant: 0, estTokens: t.tokens, estRequests: t.requests, tokens: 0, requests: 0, now })
+      return this.#tryFallback(err, j, m, false)
     }
     this.#policyStats.decisions++
     this.#remember(m, r)
     if (r[3] === 1 && this.#started) this.#log('instance registered again by acquire', { instanceId: this.#instanceId })
     if (r[0] === 1) {
       t.inFlightByModel[m]++
-      return { grant: r[1], model: m }
+      return { grant: r[1], model: m, id }
     }
     this.#giveLocal(t)
     if (r[0] === 2) return { never: true }
@@ -960,15 +975,25 @@ class LLMRateLimiter {
       // (in the minute the job started) once Redis is back.
       if (g.fallback === 'local') this.#fallback.local().settle(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
       const grant = this.#sliding ? g.at : g.at - (g.at % 60_000)
-      this.#fallback.remember({ m, grant, tokens: actual.tokens, requests: actual.requests, now })
+      this.#fallback.remember({ kind: 'usage', m, id: ++this.#grantSeq, grant, tokens: actual.tokens, requests: actual.requests, now })
       this.#fallback.kick()
     } else {
-      try {
-        this.#policyStats.redisCalls++
-        const r = await this.#redis.release(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now)
-        this.#remember(m, r)
-      } catch (e) {
-        this.#log('release failed', { jobId: j.jobId, modelId: this.#models[m].id, error: String(e && e.message) })
+      const op = { kind: 'release', m, id: g.id, grant: g.grant, estTokens: t.tokens, estRequests: t.requests, tokens: actual.tokens, requests: actual.requests, now }
+      if (this.#fallback.skipping() !== null) {
+        // Redis is known to be away: queue it rather than wait out a timeout.
+        this.#fallback.remember(op)
+      } else {
+        try {
+          this.#policyStats.redisCalls++
+          const r = await this.#redis.release(m, g.grant, t.tokens, t.requests, actual.tokens, actual.requests, true, now, g.id)
+          this.#fallback.ok()
+          this.#remember(m, r)
+        } catch (e) {
+          // Sent again until Redis answers; it settles once (jobs.lua).
+          this.#fallback.failed(fromNative(e))
+          this.#fallback.remember(op)
+          this.#log('release failed; queued to be sent again', { jobId: j.jobId, modelId: this.#models[m].id, error: String(e && e.message) })
+        }
       }
     }
     t.inFlightByModel[m] = Math.max(0, t.inFlightByModel[m] - 1)

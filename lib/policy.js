@@ -131,8 +131,27 @@ class StoreFallback {
       }
       this.#pending.shift()
       this.#stats.replayed++
+      this.#outage = null // Redis answered: calls need not skip it any longer
     }
     return true
+  }
+
+  /**
+   * A Redis call whose work is queued (not answered by the policy) failed: count the error and,
+   * for a timeout or an unreachable Redis, skip Redis for `retryMs` as `handle` does.
+   */
+  failed(err) {
+    if (!(err instanceof StoreError)) return
+    bump(this.#stats.errors, err.code)
+    if (OUTAGE.has(err.code)) {
+      this.#outage = err
+      this.#retryAt = Date.now() + this.#retryMs
+    }
+  }
+
+  /** Whether `err` may come from a command Redis still runs (a timeout, a cut connection). */
+  static maybeSent(err) {
+    return err instanceof StoreError && OUTAGE.has(err.code)
   }
 
   /** Starts pushing queued counts unless Redis is known to be away. */

@@ -191,6 +191,8 @@ impl JobLimitsCore {
 pub struct JobsRedisCore {
   redis: Arc<RedisStore>,
   instances_key: String,
+  /// This instance's grants (jobs.lua: what makes a release count once).
+  grants_key: String,
   model_keys: Vec<String>,
   limits: Vec<Limits>,
   instance: String,
@@ -200,7 +202,8 @@ pub struct JobsRedisCore {
 
 #[napi]
 impl JobsRedisCore {
-  /// Keys: `<prefix>{<tag>}:instances` and `<prefix>{<tag>}:model:<id>`.
+  /// Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
+  /// `<prefix>{limits}:model:<id>`.
   #[napi(constructor)]
   pub fn new(
     store: &NativeStore,
@@ -216,6 +219,7 @@ impl JobsRedisCore {
     Ok(JobsRedisCore {
       redis,
       instances_key: format!("{base}instances"),
+      grants_key: format!("{base}grants:{instance}"),
       model_keys: models.iter().map(|m| format!("{base}model:{m}")).collect(),
       limits: limits_of(&limits),
       instance,
@@ -240,7 +244,7 @@ impl JobsRedisCore {
     }
   }
 
-  /// Acquire: see jobs.lua for the reply.
+  /// Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply.
   #[napi]
   pub async fn acquire(
     &self,
@@ -248,10 +252,11 @@ impl JobsRedisCore {
     tokens: f64,
     requests: f64,
     now: f64,
+    id: f64,
   ) -> napi::Result<Vec<f64>> {
     let (key, limits) = self.model(model)?;
     open_redis(&Backend::Redis(self.redis.clone()))?;
-    let keys = [self.instances_key.as_str(), key];
+    let keys = [self.instances_key.as_str(), &self.grants_key, key];
     let r = self
       .redis
       .jobs(JobsCall {
@@ -264,12 +269,14 @@ impl JobsRedisCore {
         limits: Some(limits),
         estimate: usage(tokens, requests),
         settle: None,
+        id: ms(id),
       })
       .await?;
     Ok(r.into_iter().map(|x| x as f64).collect())
   }
 
-  /// Release (settle): see jobs.lua for the reply.
+  /// Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
+  /// was away, once per `id` (0: no id): see jobs.lua for the reply.
   #[napi]
   #[allow(clippy::too_many_arguments)]
   pub async fn release(
@@ -282,10 +289,11 @@ impl JobsRedisCore {
     requests: f64,
     give_back: bool,
     now: f64,
+    id: f64,
   ) -> napi::Result<Vec<f64>> {
     let (key, limits) = self.model(model)?;
     open_redis(&Backend::Redis(self.redis.clone()))?;
-    let keys = [self.instances_key.as_str(), key];
+    let keys = [self.instances_key.as_str(), &self.grants_key, key];
     let r = self
       .redis
       .jobs(JobsCall {
@@ -298,6 +306,7 @@ impl JobsRedisCore {
         limits: Some(limits),
         estimate: usage(est_tokens, est_requests),
         settle: Some((usage(tokens, requests), ms(grant), give_back)),
+        id: ms(id),
       })
       .await?;
     Ok(r.into_iter().map(|x| x as f64).collect())
@@ -308,7 +317,7 @@ impl JobsRedisCore {
   pub async fn instance_op(&self, op: String, now: f64) -> napi::Result<Vec<f64>> {
     open_redis(&Backend::Redis(self.redis.clone()))?;
     let op = if op == "u" { "u" } else { "h" };
-    let mut keys: Vec<&str> = vec![&self.instances_key];
+    let mut keys: Vec<&str> = vec![&self.instances_key, &self.grants_key];
     keys.extend(self.model_keys.iter().map(|k| k.as_str()));
     let r = self
       .redis
@@ -322,6 +331,7 @@ impl JobsRedisCore {
         limits: None,
         estimate: Usage::default(),
         settle: None,
+        id: 0,
       })
       .await?;
     Ok(r.into_iter().map(|x| x as f64).collect())

@@ -13,7 +13,8 @@ static JOBS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scrip
 static PROVIDER: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/provider.lua")));
 
-/// One jobs.lua call: `keys` = [instances, models…], then the op's arguments.
+/// One jobs.lua call: `keys` = [instances, this instance's grants, models…], then the op's
+/// arguments.
 pub struct JobsCall<'a> {
   pub op: &'a str,
   pub keys: &'a [&'a str],
@@ -26,6 +27,9 @@ pub struct JobsCall<'a> {
   pub estimate: jobs::Usage,
   /// release: actual usage, the minute reserved in, give the concurrency slot back.
   pub settle: Option<(jobs::Usage, u64, bool)>,
+  /// acquire, release: the grant's id (unique per instance; 0 = none), which makes a release
+  /// sent twice count once and a late acquire its caller gave up on a no-op (jobs.lua).
+  pub id: u64,
 }
 
 impl RedisStore {
@@ -57,6 +61,9 @@ impl RedisStore {
         .arg(actual.requests)
         .arg(grant)
         .arg(if release { 1 } else { 0 });
+    }
+    if c.limits.is_some() {
+      inv.arg(c.id);
     }
     self.run(inv).await
   }

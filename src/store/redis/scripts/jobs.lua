@@ -1,7 +1,10 @@
 -- Global limits of createLLMRateLimiter's Redis backend (engine/jobs.rs, the same steps).
 -- Every key shares one {hash tag}, so a decision is one script on one Cluster slot.
 -- KEYS[1]  the instances HASH: instance id -> last heartbeat (ms)
--- KEYS[2…] one HASH per model: ms/mt/mr = minute start, tokens, requests; ds/dt/dr = the
+-- KEYS[2]  this instance's grants HASH: g:<model key>:<id> -> grant time, x:<model key>:<id>
+--          -> when marked (see below); it expires with the instance (heartbeats and grants
+--          refresh it)
+-- KEYS[3…] one HASH per model: ms/mt/mr = minute start, tokens, requests; ds/dt/dr = the
 --          same for the UTC day; c:<instance id> = jobs of that instance in flight
 -- ARGV[1]  op: 'a' acquire | 'r' release | 'h' heartbeat (registers) | 'u' unregister
 -- ARGV[2]  now in ms, or -1 for the server's clock
@@ -11,10 +14,18 @@
 --          and b2:<start> of 10 min, '<tokens>:<requests>', each counting until start +
 --          bucket + span, as engine/jobs/sliding.rs)
 -- a, r:    ARGV[6..10] tpm, rpm, tpd, rpd, max concurrent (0 = none); ARGV[11..12] estimated
---          tokens, requests; r: ARGV[13..14] actual tokens, requests, ARGV[15] the grant (the
---          minute reserved in; sliding: the reservation time), ARGV[16] 1 to give its
---          concurrency slot back
--- Returns  a, r: {status (1 granted | 0 refused | 2 never fits), minute start, ms until the
+--          tokens, requests; a: ARGV[13] the grant's id; r: ARGV[13..14] actual tokens,
+--          requests, ARGV[15] the grant (the minute reserved in; sliding: the reservation time),
+--          ARGV[16] 1 to give its concurrency slot back, ARGV[17] the id ('0': none)
+-- Exactly once over a link that can fail: a grant is the field g:<model>:<id> of the grants
+-- hash (its value the grant time), and a release that gives a slot back settles only the grant
+-- it finds and deletes it — a release sent again after a lost reply finds nothing and changes
+-- nothing. A release that finds no grant leaves x:<model>:<id>, so an acquire that arrives
+-- after the caller gave up on it (a timeout, then Redis runs the queued command) is refused. A
+-- release without a slot (usage counted while Redis was away) is applied once per id (x: marks
+-- it). Marks are few (one per lost reply) and go with the instance's grants hash.
+-- Returns  a, r: {status (1 granted | 0 refused | 2 never fits | 3 given up / settled
+--          before: nothing changed), minute start, ms until the
 --          blocking window resets (-1: only concurrency), 1 if the instance was (re)registered,
 --          minute tokens, minute requests, day tokens, day requests, jobs in flight}
 --          h: {1 if (re)registered, live instances, dropped instances, then per model the
@@ -66,7 +77,8 @@ local function load(key)
   local raw = {}
   for i = 1, #h, 2 do
     local f = h[i]
-    if string.sub(f, 1, 2) == 'c:' then
+    local kind = string.sub(f, 1, 2)
+    if kind == 'c:' then
       if live[string.sub(f, 3)] then
         m.inflight = m.inflight + tonumber(h[i + 1])
       else
@@ -96,6 +108,11 @@ local function load(key)
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
   if not sliding then
+    -- A window never goes back: a call with an earlier clock (a release sent again later, with
+    -- the time it was first made) counts in the newer window it finds.
+    if raw.ms and raw.ms > mstart then mstart = raw.ms end
+    if raw.ds and raw.ds > dstart then dstart = raw.ds end
+    m.ms, m.ds = mstart, dstart
     if raw.ms == mstart then m.mt, m.mr = raw.mt or 0, raw.mr or 0 end
     if raw.ds == dstart then m.dt, m.dr = raw.dt or 0, raw.dr or 0 end
   end
@@ -118,7 +135,7 @@ local function save(key, m)
   end
   redis.call('HSET', key, 'ms', string.format('%d', m.ms), 'mt', m.mt, 'mr', m.mr,
     'ds', string.format('%d', m.ds), 'dt', m.dt, 'dr', m.dr)
-  redis.call('PEXPIRE', key, dstart + DAY + MIN - now)
+  redis.call('PEXPIRE', key, math.max(dstart + DAY + MIN - now, MIN))
 end
 local function state(m)
   return {m.mt, m.mr, m.dt, m.dr, m.inflight}
@@ -126,16 +143,24 @@ end
 
 if op == 'a' or op == 'r' then
   register()
-  local key = KEYS[2]
+  local key, gkey = KEYS[3], KEYS[2]
   local tpm, rpm, tpd, rpd, conc = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]),
     tonumber(ARGV[9]), tonumber(ARGV[10])
   local et, er = tonumber(ARGV[11]), tonumber(ARGV[12])
   local m = load(key)
   local status, retry = 1, -1
+  local id = op == 'a' and ARGV[13] or ARGV[17]
+  local gfield, xfield = 'g:' .. key .. ':' .. id, 'x:' .. key .. ':' .. id
+  local function mark()
+    redis.call('HSET', gkey, xfield, string.format('%d', now))
+    redis.call('PEXPIRE', gkey, timeout * 2 + MIN)
+  end
   if op == 'a' then
     local function big(e, l) return l > 0 and e > l end
     local function fits(c, e, l) return l == 0 or (c < l and c + e <= l) end
-    if big(et, tpm) or big(et, tpd) or big(er, rpm) or big(er, rpd) then
+    if redis.call('HDEL', gkey, xfield) == 1 then
+      status = 3 -- given up by the caller before it arrived
+    elseif big(et, tpm) or big(et, tpd) or big(er, rpm) or big(er, rpd) then
       status = 2
     elseif not (fits(m.dt, et, tpd) and fits(m.dr, er, rpd)) then
       status, retry = 0, (sliding and (m.dfree or now + 1) or dstart + DAY) - now
@@ -153,10 +178,30 @@ if op == 'a' or op == 'r' then
       end
       save(key, m)
       redis.call('HINCRBY', key, 'c:' .. me, 1)
+      redis.call('HSET', gkey, gfield, string.format('%d', sliding and now or mstart))
+      redis.call('PEXPIRE', gkey, timeout * 2 + MIN)
     end
   else
     local at, ar = tonumber(ARGV[13]), tonumber(ARGV[14])
     local granted = tonumber(ARGV[15])
+    local slot = ARGV[16] == '1'
+    if slot then
+      local g = redis.call('HGET', gkey, gfield)
+      if g then
+        granted = tonumber(g)
+        redis.call('HDEL', gkey, gfield)
+      else
+        status = 3
+      end
+    elseif id ~= '0' and redis.call('HEXISTS', gkey, xfield) == 1 then
+      status = 3
+    end
+    if status == 3 then
+      -- Settled before, or never granted: mark it and change nothing else.
+      mark()
+      return {status, mstart, retry, registered, m.mt, m.mr, m.dt, m.dr, m.inflight}
+    end
+    if not slot and id ~= '0' then mark() end
     local function settle(c, e, a, same)
       if same then return math.max(0, c + a - e) end
       return c + math.max(0, a - e)
@@ -184,7 +229,7 @@ if op == 'a' or op == 'r' then
       m.dt, m.dr = settle(m.dt, et, at, sd), settle(m.dr, er, ar, sd)
     end
     save(key, m)
-    if ARGV[16] == '1' then
+    if slot then
       local left = redis.call('HINCRBY', key, 'c:' .. me, -1)
       if left <= 0 then redis.call('HDEL', key, 'c:' .. me) end
       if m.inflight > 0 then m.inflight = m.inflight - 1 end
@@ -193,15 +238,17 @@ if op == 'a' or op == 'r' then
   return {status, mstart, retry, registered, m.mt, m.mr, m.dt, m.dr, m.inflight}
 elseif op == 'h' then
   register()
+  redis.call('PEXPIRE', KEYS[2], timeout * 2 + MIN) -- the grants hash lives while we do
   local out = {registered, count, #dropped}
-  for k = 2, #KEYS do
+  for k = 3, #KEYS do
     local s = state(load(KEYS[k]))
     for _, x in ipairs(s) do out[#out + 1] = x end
   end
   return out
 elseif op == 'u' then
   local gone = redis.call('HDEL', ikey, me)
-  for k = 2, #KEYS do redis.call('HDEL', KEYS[k], 'c:' .. me) end
+  for k = 3, #KEYS do redis.call('HDEL', KEYS[k], 'c:' .. me) end
+  redis.call('DEL', KEYS[2])
   return {gone}
 end
 return redis.error_reply('jobs.lua: unknown op ' .. tostring(op))
