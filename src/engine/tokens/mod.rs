@@ -128,9 +128,23 @@ thread_local! {
   static PIECE_COUNTS: RefCell<[PieceCounts; 2]> = RefCell::default();
 }
 
+/// Lookups per check of the hit rate.
+const PROBE_WINDOW: u32 = 1024;
+/// A window with more misses than this is text the cache does not help (random identifiers,
+/// base64, a language it has not seen yet)...
+const COLD_MISSES: u32 = PROBE_WINDOW * 15 / 16;
+/// ...so this many pieces are counted without it before it is tried again: a miss costs a
+/// lookup, an allocation and an insert, about half of what counting a short piece costs.
+const COLD_SKIP: u32 = 16 * PROBE_WINDOW;
+
 /// The token counts of pieces seen before, by their bytes.
 #[derive(Default)]
-struct PieceCounts(HashMap<Box<[u8]>, u32>);
+struct PieceCounts {
+  counts: HashMap<Box<[u8]>, u32>,
+  probes: u32,
+  misses: u32,
+  skip: u32,
+}
 
 impl PieceCounts {
   fn count(
@@ -141,14 +155,27 @@ impl PieceCounts {
     if piece.len() > CACHED_PIECE_BYTES {
       return bpe.count(piece);
     }
-    if let Some(&n) = self.0.get(piece) {
+    if self.skip > 0 {
+      self.skip -= 1;
+      return bpe.count(piece);
+    }
+    self.probes += 1;
+    if self.probes == PROBE_WINDOW {
+      if self.misses > COLD_MISSES {
+        self.skip = COLD_SKIP;
+      }
+      self.probes = 0;
+      self.misses = 0;
+    }
+    if let Some(&n) = self.counts.get(piece) {
       return n as usize;
     }
+    self.misses += 1;
     let n = bpe.count(piece);
-    if self.0.len() >= CACHED_PIECES {
-      self.0.clear();
+    if self.counts.len() >= CACHED_PIECES {
+      self.counts.clear();
     }
-    self.0.insert(piece.into(), n as u32);
+    self.counts.insert(piece.into(), n as u32);
     n
   }
 }
@@ -240,6 +267,33 @@ mod tests {
       let mixed = format!("{text} naïve 你好 \u{3000}x {text}");
       assert_eq!(count(e, &mixed), e.tokenizer().count(mixed.as_str()));
     }
+  }
+
+  #[test]
+  fn the_cache_stands_aside_for_text_it_does_not_help() {
+    let bpe = &Encoding::O200k.tokenizer().bpe;
+    let mut cache = PieceCounts::default();
+    // Recurring words: every window is mostly hits, the cache stays on.
+    for i in 0..4 * PROBE_WINDOW {
+      cache.count(bpe, format!(" w{}", i % 50).as_bytes());
+    }
+    assert_eq!((cache.skip, cache.counts.len()), (0, 50));
+    // A window of pieces never seen before: it stands aside for COLD_SKIP pieces...
+    for i in 0..PROBE_WINDOW {
+      cache.count(bpe, format!(" x{i}").as_bytes());
+    }
+    assert_eq!(cache.skip, COLD_SKIP);
+    let kept = cache.counts.len();
+    for i in 0..COLD_SKIP {
+      assert_eq!(
+        cache.count(bpe, format!(" y{i}").as_bytes()),
+        bpe.count(format!(" y{i}").as_bytes())
+      );
+    }
+    assert_eq!((cache.skip, cache.counts.len()), (0, kept));
+    // ...then is tried again.
+    cache.count(bpe, b" again");
+    assert_eq!(cache.counts.len(), kept + 1);
   }
 
   #[test]
