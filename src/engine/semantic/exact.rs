@@ -1,79 +1,22 @@
 //! Exact cosine search over vectors normalised once, so cosine similarity is a dot product.
 //!
-//! [`dot`] keeps 16 independent partial sums, which the compiler turns into SIMD lanes; on
-//! x86-64 a copy compiled for AVX2 + FMA is picked at run time when the CPU has them.
+//! [`dot`] is SimSIMD's (the `simsimd` crate: SIMD kernels in C, dispatched at run time).
 //! [`Flat`] keeps the vectors of one scope in one contiguous `Vec<f32>`, row after row, so a
 //! scan reads memory in order.
 
 use hashbrown::HashMap;
+use simsimd::SpatialSimilarity;
 
-const LANES: usize = 16;
-
-#[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-  let n = a.len().min(b.len());
-  let (a, b) = (&a[..n], &b[..n]);
-  let mut acc = [0f32; LANES];
-  let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-  let (ra, rb) = (ca.remainder(), cb.remainder());
-  for (x, y) in ca.zip(cb) {
-    for i in 0..LANES {
-      acc[i] = x[i].mul_add(y[i], acc[i]);
-    }
-  }
-  let mut half = LANES / 2;
-  while half > 0 {
-    for i in 0..half {
-      acc[i] += acc[i + half];
-    }
-    half /= 2;
-  }
-  let mut sum = acc[0];
-  for (x, y) in ra.iter().zip(rb) {
-    sum = x.mul_add(*y, sum);
-  }
-  sum
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-  dot_lanes(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn dot_plain(a: &[f32], b: &[f32]) -> f32 {
-  // Without FMA in the target, `mul_add` would be a libm call: multiply and add instead.
-  let n = a.len().min(b.len());
-  let (a, b) = (&a[..n], &b[..n]);
-  let mut acc = [0f32; LANES];
-  let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-  let (ra, rb) = (ca.remainder(), cb.remainder());
-  for (x, y) in ca.zip(cb) {
-    for i in 0..LANES {
-      acc[i] += x[i] * y[i];
-    }
-  }
-  let mut sum: f32 = acc.iter().sum();
-  for (x, y) in ra.iter().zip(rb) {
-    sum += x * y;
-  }
-  sum
-}
-
-/// Dot product of two vectors (over the shorter length).
+/// Dot product of two vectors (over the shorter length), with SimSIMD's kernels (picked at run
+/// time for the CPU: AVX2, AVX-512, NEON, SVE).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-  #[cfg(target_arch = "x86_64")]
-  {
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-      // SAFETY: the CPU supports the features the function is compiled for.
-      return unsafe { dot_avx2(a, b) };
-    }
-    dot_plain(a, b)
+  let n = a.len().min(b.len());
+  if n == 0 {
+    return 0.0;
   }
-  #[cfg(not(target_arch = "x86_64"))]
-  dot_lanes(a, b)
+  // Equal, non-empty lengths: SimSIMD answers.
+  <f32 as SpatialSimilarity>::dot(&a[..n], &b[..n]).map_or(0.0, |d| d as f32)
 }
 
 /// `v` scaled to length 1, or `None` when it has no direction (all zeros, or not finite).
