@@ -244,6 +244,47 @@ impl JobsRedisCore {
     }
   }
 
+  /// One jobs.lua call: on `model` (with its limits), or on every model when `None`.
+  async fn call(
+    &self,
+    op: &str,
+    model: Option<u32>,
+    now: f64,
+    estimate: Usage,
+    settle: Option<(Usage, u64, bool)>,
+    id: f64,
+  ) -> napi::Result<Vec<f64>> {
+    open_redis(&Backend::Redis(self.redis.clone()))?;
+    let mut keys: Vec<&str> = vec![&self.instances_key, &self.grants_key];
+    let limits = match model {
+      Some(m) => {
+        let (key, limits) = self.model(m)?;
+        keys.push(key);
+        Some(limits)
+      }
+      None => {
+        keys.extend(self.model_keys.iter().map(|k| k.as_str()));
+        None
+      }
+    };
+    let r = self
+      .redis
+      .jobs(JobsCall {
+        op,
+        keys: &keys,
+        now: remote(now),
+        instance: &self.instance,
+        instance_timeout_ms: self.timeout_ms,
+        sliding: self.sliding,
+        limits,
+        estimate,
+        settle,
+        id: ms(id),
+      })
+      .await?;
+    Ok(r.into_iter().map(|x| x as f64).collect())
+  }
+
   /// Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply.
   #[napi]
   pub async fn acquire(
@@ -254,25 +295,8 @@ impl JobsRedisCore {
     now: f64,
     id: f64,
   ) -> napi::Result<Vec<f64>> {
-    let (key, limits) = self.model(model)?;
-    open_redis(&Backend::Redis(self.redis.clone()))?;
-    let keys = [self.instances_key.as_str(), &self.grants_key, key];
-    let r = self
-      .redis
-      .jobs(JobsCall {
-        op: "a",
-        keys: &keys,
-        now: remote(now),
-        instance: &self.instance,
-        instance_timeout_ms: self.timeout_ms,
-        sliding: self.sliding,
-        limits: Some(limits),
-        estimate: usage(tokens, requests),
-        settle: None,
-        id: ms(id),
-      })
-      .await?;
-    Ok(r.into_iter().map(|x| x as f64).collect())
+    let estimate = usage(tokens, requests);
+    self.call("a", Some(model), now, estimate, None, id).await
   }
 
   /// Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
@@ -291,50 +315,16 @@ impl JobsRedisCore {
     now: f64,
     id: f64,
   ) -> napi::Result<Vec<f64>> {
-    let (key, limits) = self.model(model)?;
-    open_redis(&Backend::Redis(self.redis.clone()))?;
-    let keys = [self.instances_key.as_str(), &self.grants_key, key];
-    let r = self
-      .redis
-      .jobs(JobsCall {
-        op: "r",
-        keys: &keys,
-        now: remote(now),
-        instance: &self.instance,
-        instance_timeout_ms: self.timeout_ms,
-        sliding: self.sliding,
-        limits: Some(limits),
-        estimate: usage(est_tokens, est_requests),
-        settle: Some((usage(tokens, requests), ms(grant), give_back)),
-        id: ms(id),
-      })
-      .await?;
-    Ok(r.into_iter().map(|x| x as f64).collect())
+    let estimate = usage(est_tokens, est_requests);
+    let settle = Some((usage(tokens, requests), ms(grant), give_back));
+    self.call("r", Some(model), now, estimate, settle, id).await
   }
 
   /// Heartbeat (registers when unknown) or unregister (`op` "h" or "u").
   #[napi]
   pub async fn instance_op(&self, op: String, now: f64) -> napi::Result<Vec<f64>> {
-    open_redis(&Backend::Redis(self.redis.clone()))?;
     let op = if op == "u" { "u" } else { "h" };
-    let mut keys: Vec<&str> = vec![&self.instances_key, &self.grants_key];
-    keys.extend(self.model_keys.iter().map(|k| k.as_str()));
-    let r = self
-      .redis
-      .jobs(JobsCall {
-        op,
-        keys: &keys,
-        now: remote(now),
-        instance: &self.instance,
-        instance_timeout_ms: self.timeout_ms,
-        sliding: self.sliding,
-        limits: None,
-        estimate: Usage::default(),
-        settle: None,
-        id: 0,
-      })
-      .await?;
-    Ok(r.into_iter().map(|x| x as f64).collect())
+    self.call(op, None, now, Usage::default(), None, 0.0).await
   }
 }
 

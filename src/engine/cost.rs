@@ -66,14 +66,9 @@ const fn anthropic(input: f64, output: f64) -> Price {
   }
 }
 
+/// Google prices the way OpenAI does: a cached-input price, cache writes at the input price.
 const fn google(input: f64, cached: f64, output: f64) -> Price {
-  Price {
-    input,
-    cached_input: cached,
-    cache_write: input,
-    output,
-    batch: 0.5,
-  }
+  openai(input, cached, output)
 }
 
 /// List prices (USD per 1M tokens): the seed's table for the models it names, the providers'

@@ -36,6 +36,17 @@ pub struct Limits {
   pub concurrency: u64,
 }
 
+impl Limits {
+  /// `est` exceeds one of the limits by itself: no window will ever admit it.
+  pub fn never_fits(&self, est: Usage) -> bool {
+    let over = |e: u64, limit: u64| limit > 0 && e > limit;
+    over(est.tokens, self.tpm)
+      || over(est.tokens, self.tpd)
+      || over(est.requests, self.rpm)
+      || over(est.requests, self.rpd)
+  }
+}
+
 /// Tokens and requests: an estimate or an actual usage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -150,12 +161,7 @@ pub fn check(
   day: &Window,
   in_flight: u64,
 ) -> Result<(), Denied> {
-  let too_big = |e: u64, limit: u64| limit > 0 && e > limit;
-  if too_big(est.tokens, l.tpm)
-    || too_big(est.tokens, l.tpd)
-    || too_big(est.requests, l.rpm)
-    || too_big(est.requests, l.rpd)
-  {
+  if l.never_fits(est) {
     return Err(Denied::Never);
   }
   let minute_ok =

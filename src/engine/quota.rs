@@ -335,27 +335,22 @@ fn check_key(
     Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
     None => 0.0,
   };
-  let mut tpm_ms = token_wait_ms(
-    Some(token_used),
-    Some(tokens),
-    Some(tpm),
-    &ks.hits,
-    now,
-    Some(window),
-    Some(o.buffer_ms),
-  );
-  if o.strict_tpm && tpm_ms == Some(0.0) && token_used + tokens > tpm {
-    // With bufferMs 0, a hit exactly `window` old still counts (the window is inclusive) but
-    // rate-budget's wait is 0, so it admits over TPM. Strict: wait the 1 ms until it leaves.
-    tpm_ms = token_wait_ms(
+  let tpm_wait = |buffer_ms: f64| {
+    token_wait_ms(
       Some(token_used),
       Some(tokens),
       Some(tpm),
       &ks.hits,
       now,
       Some(window),
-      Some(1.0),
-    );
+      Some(buffer_ms),
+    )
+  };
+  let mut tpm_ms = tpm_wait(o.buffer_ms);
+  if o.strict_tpm && tpm_ms == Some(0.0) && token_used + tokens > tpm {
+    // With bufferMs 0, a hit exactly `window` old still counts (the window is inclusive) but
+    // rate-budget's wait is 0, so it admits over TPM. Strict: wait the 1 ms until it leaves.
+    tpm_ms = tpm_wait(1.0);
   }
   let daily_left = (cap - ks.used).max(0.0);
   let mut check = KeyCheck {

@@ -132,12 +132,7 @@ impl SlidingState {
   /// Reserves `est`; the grant is the reservation time.
   pub fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<u64, Denied> {
     self.prune(now);
-    let too_big = |e: u64, limit: u64| limit > 0 && e > limit;
-    if too_big(est.tokens, l.tpm)
-      || too_big(est.tokens, l.tpd)
-      || too_big(est.requests, l.rpm)
-      || too_big(est.requests, l.rpd)
-    {
+    if l.never_fits(est) {
       return Err(Denied::Never);
     }
     let (m, d) = (self.minute.totals(), self.day.totals());
