@@ -155,6 +155,36 @@ describe('createLLMRateLimiter: reserve and settle', () => {
   })
 })
 
+describe('createLLMRateLimiter: callbacks that throw', () => {
+  it('are logged with the job id and change nothing else', async () => {
+    const logs: [string, Record<string, unknown>][] = []
+    const thrower = (name: string) => () => {
+      throw new Error(`${name} broke`)
+    }
+    const l = limiter({
+      models: { a: { tokensPerMinute: 100_000 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1 } },
+      now: new Clock(T0).now,
+      onOverage: thrower('onOverage'),
+      onAvailableSlotsChange: thrower('onAvailableSlotsChange'),
+      onLog: (message, data) => logs.push([message, data as Record<string, unknown>]),
+    })
+    const over = async () => ({ requestCount: 1, inputTokens: 50, cachedTokens: 0, outputTokens: 0, data: 'ok' })
+    const out = await l.queueJob({ jobId: 'j1', jobType: 's', job: over, onComplete: thrower('onComplete') })
+    expect(out.data).toBe('ok')
+    const boom = async () => {
+      throw new Error('boom')
+    }
+    await expect(l.queueJob({ jobId: 'j2', jobType: 's', job: boom, onError: thrower('onError') })).rejects.toThrow('boom')
+    const threw = (name: string) => logs.filter(([m]) => m === `LLMRateLimiter| ${name} threw`).map(([, d]) => d)
+    expect(threw('onComplete')).toEqual([{ jobId: 'j1', error: 'onComplete broke' }])
+    expect(threw('onError')).toEqual([{ jobId: 'j2', error: 'onError broke' }])
+    expect(threw('onOverage')).toEqual([{ error: 'onOverage broke' }]) // 50 tokens against 10
+    expect(threw('onAvailableSlotsChange').length).toBeGreaterThan(0)
+    expect(l.getModelStats('a').tokensPerMinute!.current).toBe(60) // 50 settled + 10 kept by the throw
+  })
+})
+
 describe('createLLMRateLimiter: capacity, fallback and waiting', () => {
   it('capacity plus one: 14 jobs start at once, the 15th wakes at the minute boundary', async () => {
     const now = clockEndingMinuteIn(400)

@@ -5,7 +5,7 @@
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const { costOf, usageFrom } = require('./cost')
 const v = require('./validate')
 
@@ -136,12 +136,12 @@ class CostTracker {
 
   /** Calls answered, refusals, and what the store failure policy did. */
   stats() {
-    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+    return snapshot(this.#stats, this.#fallback)
   }
 
   /** Pushes spend counted during a Redis outage (under 'fail-open' or 'local') to Redis now. */
   flush() {
-    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
+    return flush(this.#fallback)
   }
 
   get dailyBudget() {

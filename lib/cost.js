@@ -88,6 +88,17 @@ function estimateCost(input, estimatedOutputTokens, model) {
 
 const num = (x) => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : 0)
 
+/** OpenAI's usage, in either API's names: cached input and reasoning come in the details. */
+function openaiUsage(input, inputDetails, output, outputDetails) {
+  return {
+    inputTokens: num(input),
+    cachedInputTokens: num(inputDetails && inputDetails.cached_tokens),
+    cacheWriteTokens: 0,
+    outputTokens: num(output),
+    reasoningTokens: num(outputDetails && outputDetails.reasoning_tokens),
+  }
+}
+
 /**
  * One usage shape from any provider's response (or its last streaming chunk):
  * `{ inputTokens, cachedInputTokens, cacheWriteTokens, outputTokens, reasoningTokens }`.
@@ -119,23 +130,11 @@ function usageFrom(response) {
   }
   // OpenAI Responses API: input_tokens (cached included), output_tokens (reasoning included).
   if ('input_tokens' in u || 'output_tokens' in u) {
-    return {
-      inputTokens: num(u.input_tokens),
-      cachedInputTokens: num(u.input_tokens_details && u.input_tokens_details.cached_tokens),
-      cacheWriteTokens: 0,
-      outputTokens: num(u.output_tokens),
-      reasoningTokens: num(u.output_tokens_details && u.output_tokens_details.reasoning_tokens),
-    }
+    return openaiUsage(u.input_tokens, u.input_tokens_details, u.output_tokens, u.output_tokens_details)
   }
   // OpenAI Chat Completions (and its final streaming chunk with stream_options.include_usage).
   if ('prompt_tokens' in u || 'completion_tokens' in u) {
-    return {
-      inputTokens: num(u.prompt_tokens),
-      cachedInputTokens: num(u.prompt_tokens_details && u.prompt_tokens_details.cached_tokens),
-      cacheWriteTokens: 0,
-      outputTokens: num(u.completion_tokens),
-      reasoningTokens: num(u.completion_tokens_details && u.completion_tokens_details.reasoning_tokens),
-    }
+    return openaiUsage(u.prompt_tokens, u.prompt_tokens_details, u.completion_tokens, u.completion_tokens_details)
   }
   // tekimax's ChatResult: { promptTokens, completionTokens }.
   if ('promptTokens' in u || 'completionTokens' in u) {

@@ -13,7 +13,7 @@ const { randomBytes } = require('node:crypto')
 const native = require('./native')
 const { codes, invalidArg, outOfRange, fromNative, withCode } = require('./errors')
 const { RedisStore, resolveStore, isRedisClient, kNative, kPolicy } = require('./stores')
-const { fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
+const { fallbackOptions, StoreFallback, newStats, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
 
 const MAX_LIMIT = Number.MAX_SAFE_INTEGER
@@ -303,6 +303,16 @@ class LLMRateLimiter {
     return this.#clock ? this.#now() : -1
   }
 
+  /** Runs a user's callback: one that throws is logged (with the job's id), never breaks a job. */
+  #callUser(name, call, jobId) {
+    try {
+      call()
+    } catch (e) {
+      const error = String(e && e.message)
+      this.#log(`${name} threw`, jobId === undefined ? { error } : { jobId, error })
+    }
+  }
+
   #log(message, data) {
     if (!this.#onLog) return
     try {
@@ -469,7 +479,7 @@ class LLMRateLimiter {
 
   /** Pushes usage counted while Redis was away (under 'fail-open' or 'local') to Redis now. */
   flush() {
-    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
+    return flush(this.#fallback)
   }
 
   /** Clears timers, fails waiting jobs, unregisters from the backend. Safe to call twice. */
@@ -553,13 +563,7 @@ class LLMRateLimiter {
       }
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e))
-      if (j.onError) {
-        try {
-          j.onError(err, this.#ctx(j))
-        } catch (cbErr) {
-          this.#log('onError threw', { jobId: j.jobId, error: String(cbErr && cbErr.message) })
-        }
-      }
+      if (j.onError) this.#callUser('onError', () => j.onError(err, this.#ctx(j)), j.jobId)
       throw err
     } finally {
       this.#active.delete(j)
@@ -707,25 +711,12 @@ class LLMRateLimiter {
     let i = 0
     let blocked = false
     while (i < q.waiters.length) {
-      const w = q.waiters[i]
-      const r = this.#tryLocal(w.job, m)
-      if (r.grant !== undefined) {
-        q.waiters.splice(i, 1)
-        w.finish(r)
-        continue
+      const step = this.#decide(m, q, i, this.#tryLocal(q.waiters[i].job, m))
+      if (step < 0) {
+        blocked = true
+        break
       }
-      if (r.local) {
-        i++
-        continue
-      }
-      if (r.never) {
-        q.waiters.splice(i, 1)
-        w.finish(null)
-        continue
-      }
-      this.#schedule(m, r.retryInMs)
-      blocked = true
-      break
+      i += step
     }
     q.blocked = blocked
     if (q.waiters.length === 0) this.#idle(q)
@@ -746,27 +737,33 @@ class LLMRateLimiter {
           if (k >= 0) q.waiters.splice(k, 1)
           continue
         }
-        if (r.grant !== undefined) {
-          q.waiters.splice(q.waiters.indexOf(w), 1)
-          w.finish(r)
-          continue
+        // The queue may have changed while Redis answered.
+        const step = this.#decide(m, q, q.waiters.indexOf(w), r)
+        if (step < 0) {
+          blocked = true
+          break
         }
-        if (r.local) {
-          i++
-          continue
-        }
-        if (r.never) {
-          q.waiters.splice(q.waiters.indexOf(w), 1)
-          w.finish(null)
-          continue
-        }
-        this.#schedule(m, r.retryInMs)
-        blocked = true
-        break
+        i += step
       }
       q.blocked = blocked
       if (q.waiters.length === 0) this.#idle(q)
     } while (q.again && q.waiters.length && !q.timer)
+  }
+
+  /**
+   * Applies decision `r` to the waiter at `k` of model `m`'s queue: 0 when it left the queue
+   * (granted, or it can never fit), 1 when it stays for a local slot (look at the next one), -1
+   * when the model is blocked until `r.retryInMs` (a wake-up is scheduled).
+   */
+  #decide(m, q, k, r) {
+    if (r.grant !== undefined || r.never) {
+      const [w] = q.waiters.splice(k, 1)
+      w.finish(r.never ? null : r)
+      return 0
+    }
+    if (r.local) return 1
+    this.#schedule(m, r.retryInMs)
+    return -1
   }
 
   /** Local resources of the job's type: a job-type slot and its memory. */
@@ -937,13 +934,7 @@ class LLMRateLimiter {
     this.#account(j, model, usage)
     await this.#release(g, j, this.#actual(usage), false, true)
     const out = { data: result.data, modelUsed: model.id }
-    if (j.onComplete) {
-      try {
-        j.onComplete(out, this.#ctx(j))
-      } catch (e) {
-        this.#log('onComplete threw', { jobId: j.jobId, error: String(e && e.message) })
-      }
-    }
+    if (j.onComplete) this.#callUser('onComplete', () => j.onComplete(out, this.#ctx(j)), j.jobId)
     return out
   }
 
@@ -1008,11 +999,7 @@ class LLMRateLimiter {
   }
 
   #overage(resourceType, estimated, actual, timestamp) {
-    try {
-      this.#onOverage({ resourceType, estimated, actual, overage: actual - estimated, timestamp })
-    } catch (e) {
-      this.#log('onOverage threw', { error: String(e && e.message) })
-    }
+    this.#callUser('onOverage', () => this.#onOverage({ resourceType, estimated, actual, overage: actual - estimated, timestamp }))
   }
 
   // ---- availability
@@ -1080,11 +1067,7 @@ class LLMRateLimiter {
         if (hint !== 'distributed') reason = changed ? changed[1] : 'memory'
       } else if (hint === null) reason = 'tokensMinute'
     }
-    try {
-      this.#onAvail(a, reason, modelId, adjustment)
-    } catch (e) {
-      this.#log('onAvailableSlotsChange threw', { error: String(e && e.message) })
-    }
+    this.#callUser('onAvailableSlotsChange', () => this.#onAvail(a, reason, modelId, adjustment))
   }
 
   // ---- introspection
@@ -1158,7 +1141,7 @@ class LLMRateLimiter {
     this.#models.forEach((m, i) => (models[m.id] = this.#modelStats(i)))
     const s = { models, jobTypes: this.getJobTypeStats() }
     if (this.#memEnabled) s.memory = this.#memoryStats()
-    if (this.#fallback) s.store = snapshot(this.#policyStats, { policy: this.#fallback.policy, pending: this.#fallback.pending })
+    if (this.#fallback) s.store = snapshot(this.#policyStats, this.#fallback)
     return s
   }
 

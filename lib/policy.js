@@ -310,8 +310,8 @@ function metrics() {
   return out
 }
 
-/** A copy of the counters for `stats()`. */
-function snapshot(stats, extra) {
+/** A copy of the counters for `stats()`, with the failure policy (null on a MemoryStore) and the counts waiting for replay. */
+function snapshot(stats, fallback, extra) {
   return {
     decisions: stats.decisions,
     redisCalls: stats.redisCalls,
@@ -321,8 +321,15 @@ function snapshot(stats, extra) {
     replayed: stats.replayed,
     dropped: stats.dropped,
     blockedLocally: stats.blockedLocally,
+    policy: fallback ? fallback.policy : null,
+    pending: fallback ? fallback.pending : 0,
     ...extra,
   }
 }
 
-module.exports = { kLocalTwin, POLICIES, DEFAULT_RETRY_MS, policyOf, fallbackOptions, retryMsOf, StoreFallback, newStats, bump, track, metrics, snapshot }
+/** A class's `flush()`: pushes its replay queue to Redis; true at once on a MemoryStore. */
+function flush(fallback) {
+  return fallback ? fallback.flush() : Promise.resolve(true)
+}
+
+module.exports = { kLocalTwin, POLICIES, DEFAULT_RETRY_MS, policyOf, fallbackOptions, retryMsOf, StoreFallback, newStats, bump, track, metrics, snapshot, flush }

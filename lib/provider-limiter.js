@@ -7,7 +7,7 @@
 const native = require('./native')
 const { codes, fromNative, rethrow, invalidArg } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
@@ -56,12 +56,12 @@ class ProviderLimiter {
 
   /** Decisions, refusals, and what the store failure policy did. */
   stats() {
-    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+    return snapshot(this.#stats, this.#fallback)
   }
 
   /** Pushes points taken during a Redis outage (under 'fail-open' or 'local') to Redis now. */
   flush() {
-    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
+    return flush(this.#fallback)
   }
 
   #provider(name) {

@@ -8,7 +8,7 @@
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
 const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
 
 const WINDOW_MS = 60_000
@@ -291,12 +291,12 @@ class Quota {
 
   /** Decisions made, refusals by reason, and what the store failure policy did. */
   stats() {
-    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+    return snapshot(this.#stats, this.#fallback)
   }
 
   /** Pushes reservations, commits and rollbacks made during a Redis outage to Redis now. */
   flush() {
-    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
+    return flush(this.#fallback)
   }
 
   /** Picks a key without reserving. Like rate-budget, it still tidies the scope's state. */

@@ -5,7 +5,7 @@
 const native = require('./native')
 const { fromNative } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
 
 const CHECK = 0
@@ -70,12 +70,12 @@ class RateLimiter {
 
   /** What this limiter answered, refused and fell back on (see `metrics()` for all classes). */
   stats() {
-    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: this.#fallback ? this.#fallback.pending : 0 })
+    return snapshot(this.#stats, this.#fallback)
   }
 
   /** Pushes counts made during a Redis outage (under 'fail-open' or 'local') to Redis now. */
   flush() {
-    return this.#fallback ? this.#fallback.flush() : Promise.resolve(true)
+    return flush(this.#fallback)
   }
 
   /** The configured limit. */

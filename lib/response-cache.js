@@ -60,9 +60,7 @@ class ResponseCache {
   /** Lookups, hits, misses, and what the store failure policy did. */
   stats() {
     const lookups = this.#stats.decisions
-    return snapshot(this.#stats, {
-      policy: this.#fallback ? this.#fallback.policy : null,
-      pending: 0,
+    return snapshot(this.#stats, this.#fallback, {
       hits: this.#hits,
       misses: lookups - this.#hits,
       hitRate: lookups === 0 ? 0 : this.#hits / lookups,

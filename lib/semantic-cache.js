@@ -295,7 +295,7 @@ class SemanticCache {
         falseHits: s.falseHits,
         hitRate: asked === 0 ? 0 : s.hits / asked,
         avgLookupMs: s.lookups === 0 ? 0 : s.lookupMs / s.lookups,
-        ...snapshot(this.#policyStats, { policy: this.#fallback ? this.#fallback.policy : null, pending: 0 }),
+        ...snapshot(this.#policyStats, this.#fallback),
       }
     } catch (e) {
       throw fromNative(e)

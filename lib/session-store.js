@@ -57,7 +57,7 @@ class SessionStore {
 
   /** Calls answered, and what the store failure policy did. */
   stats() {
-    return snapshot(this.#stats, { policy: this.#fallback ? this.#fallback.policy : null, pending: 0 })
+    return snapshot(this.#stats, this.#fallback)
   }
 
   get ttl() {
