@@ -1,6 +1,6 @@
-// rate-budget's suite (rate-budget.md §11.1), its PHP port's checks (§11.3) and the extra
-// cases of §11.4, with their numbers, run against every store Quota takes today: the
-// MemoryStore, and a user's { mutate(scope, fn) } store (in memory, and JSON-serialising).
+// rate-budget's own suite, its PHP port's checks and further cases checked against rate-budget's code,
+// with their numbers, run against every store Quota takes: the MemoryStore, a user's
+// { mutate(scope, fn) } store (in memory, and JSON-serialising) and the RedisStore.
 import Redis from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 import { redisUrl } from './helpers/stores.js'
@@ -53,17 +53,45 @@ class InspectableRedisStore extends RedisStore {
     opened.push(this)
   }
   async get(scope: string): Promise<State | undefined> {
-    // quota.lua keeps MessagePack; let Redis turn it into JSON for the test to read.
-    const script = "local v = redis.call('GET', KEYS[1]) if not v then return false end return cjson.encode(cmsgpack.unpack(v))"
-    const text = (await redis.eval(script, 1, `${this.prefix}${scope}`)) as string | null
+    // quota.lua keeps each key's counters, hits and holds in hashes; read them back in
+    // rate-budget's shape (hits still in the window in order, holds in the order made).
+    const script = `
+      local metas = redis.call('HGETALL', KEYS[1])
+      if #metas == 0 then return false end
+      local out = {}
+      for i = 1, #metas, 2 do
+        local m = cmsgpack.unpack(metas[i + 1])
+        local hits = {}
+        for seq = m.f, m.x - 1 do
+          local raw = redis.call('HGET', KEYS[3], m.n .. ':' .. seq)
+          if raw then
+            local h = cmsgpack.unpack(raw)
+            if not h.r and (h.z == nil or m.ep <= h.z) then hits[#hits + 1] = {id = h.i, at = h.a, tokens = h.t} end
+          end
+        end
+        local holds = {}
+        local all = redis.call('HGETALL', KEYS[3])
+        local prefix = 'o' .. m.n .. ':'
+        for j = 1, #all, 2 do
+          if string.sub(all[j], 1, #prefix) == prefix then
+            local h = cmsgpack.unpack(all[j + 1])
+            holds[#holds + 1] = {id = string.sub(all[j], #prefix + 1), tokens = h.t, at = h.a, day = h.d, prevAt = h.pa, prevId = h.pi, place = h.p}
+          end
+        end
+        table.sort(holds, function(a, b) return a.place < b.place end)
+        out[#out + 1] = {name = metas[i], day = m.day, used = m.u, lastAt = m.la, lastId = m.li, hits = hits, holds = holds}
+      end
+      return cjson.encode(out)`
+    const base = `${this.prefix}{q${scope}}`
+    const text = (await redis.eval(script, 3, `${base}:k`, `${base}:s`, `${base}:h`)) as string | null
     if (text === null) return undefined
-    const list = JSON.parse(text)
     const keys: Record<string, any> = {}
-    for (const k of Array.isArray(list) ? list : []) {
+    for (const k of JSON.parse(text)) {
       const arr = (x: unknown) => (Array.isArray(x) ? x : [])
-      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(arr(k.holds).map((h: any) => [h.id, h])) }
-      if (k.last_at !== undefined) state.lastAt = k.last_at
-      if (k.last_id !== undefined) state.lastId = k.last_id
+      const holds = arr(k.holds).map(({ place, ...h }: any) => [h.id, { ...h, scope, key: k.name }])
+      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(holds) }
+      if (k.lastAt !== undefined) state.lastAt = k.lastAt
+      if (k.lastId !== undefined) state.lastId = k.lastId
       keys[k.name] = state
     }
     return { keys }

@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::super::error::{coded, INVALID_ARG};
 use crate::engine::quota::{
-  self, Decision, Hit, Hold, KeyInput, KeyState, Moment, Options, QuotaState, Reason,
+  self, Decision, Hit, Hold, Holds, KeyInput, KeyState, Moment, Options, QuotaState, Reason,
+  TokenWindow,
 };
 use napi_derive::napi;
 
@@ -96,14 +97,18 @@ pub fn state_from(v: &Value) -> QuotaState {
       Some(Value::Null) => Some(0.0), // rate-budget: `null - x` is `-x`
       Some(v) => Some(v.as_f64().unwrap_or(f64::NAN)),
     };
+    let mut kept = Holds::default();
+    for h in holds {
+      kept.insert(h);
+    }
     state.keys.push((
       name.clone(),
       KeyState {
         day: str_of(k.get("day")).unwrap_or_default(),
         used: raw(k.get("used")),
         day_tokens: num(k.get("dayTokens")).unwrap_or(0.0),
-        hits,
-        holds,
+        window: TokenWindow::from_hits(hits),
+        holds: kept,
         last_at,
         last_id: str_of(k.get("lastId")),
       },
@@ -119,7 +124,7 @@ pub fn state_json(s: &QuotaState) -> Value {
     m.insert("day".into(), json!(k.day));
     m.insert("used".into(), json!(k.used));
     let hits: Vec<Value> = k
-      .hits
+      .hits()
       .iter()
       .map(
         |h| json!({ "id": h.id, "at": finite_or_null(h.at), "tokens": finite_or_null(h.tokens) }),
@@ -128,6 +133,7 @@ pub fn state_json(s: &QuotaState) -> Value {
     m.insert("hits".into(), Value::Array(hits));
     let holds: Map<String, Value> = k
       .holds
+      .list()
       .iter()
       .map(|h| (h.id.clone(), hold_json(h)))
       .collect();

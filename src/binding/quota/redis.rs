@@ -163,7 +163,7 @@ pub fn quota_run_async<'env>(
 ) -> napi::Result<napi::bindgen_prelude::PromiseRaw<'env, String>> {
   let r = request_from(&request)?;
   let redis = super::super::store::open_redis(&core.backend)?;
-  let key = format!("{}{}", core.prefix, r.scope);
+  let key = crate::store::redis::quota_base(&core.prefix, &r.scope);
   let args = script_args(&r, keep_for(&r.moment, &r.options));
   env.spawn_future(async move {
     let reply = redis.quota(&key, &args).await?;

@@ -373,11 +373,14 @@ impl RedisStore {
       .await
   }
 
-  /// One Quota request on a scope (quota.lua): `args` as the script documents; the reply as
+  /// One Quota request on a scope (quota.lua) whose keys start with `base` (see
+  /// [`quota_base`]): `args` as the script documents; the reply as
   /// the script returns it.
-  pub async fn quota(&self, key: &str, args: &[String]) -> Result<redis::Value, StoreError> {
+  pub async fn quota(&self, base: &str, args: &[String]) -> Result<redis::Value, StoreError> {
     let mut inv = self.scripts.quota.prepare_invoke();
-    inv.key(key);
+    for part in QUOTA_KEYS {
+      inv.key(format!("{base}{part}"));
+    }
     for a in args {
       inv.arg(a);
     }
@@ -465,4 +468,26 @@ fn classify(e: redis::RedisError) -> StoreError {
   } else {
     StoreError::Command(e.to_string())
   }
+}
+
+/// The suffixes of a Quota scope's four keys (quota.lua's KEYS).
+const QUOTA_KEYS: [&str; 4] = [":k", ":s", ":h", ":x"];
+
+/// Where a Quota scope's keys start: the prefix, then the scope as the hash tag, so that all
+/// four keys of a decision share one slot. The scope is escaped (`%`, `{`, `}`) and led by a
+/// `q`, so the tag is never empty and never ends early: distinct scopes, distinct keys.
+pub fn quota_base(prefix: &str, scope: &str) -> String {
+  let mut out = String::with_capacity(prefix.len() + scope.len() + 3);
+  out.push_str(prefix);
+  out.push_str("{q");
+  for c in scope.chars() {
+    match c {
+      '%' => out.push_str("%25"),
+      '{' => out.push_str("%7B"),
+      '}' => out.push_str("%7D"),
+      c => out.push(c),
+    }
+  }
+  out.push('}');
+  out
 }

@@ -1,0 +1,427 @@
+//! One key's TPM window: the token reservations ("hits") of the last `windowMs`, in time order,
+//! kept so that every operation costs the same with 20 hits as with 20,000.
+//!
+//! - Hits are numbered (`seq`) in the order they are made; their times never go down within a
+//!   key (a reservation is made at "now", after the hits later than now were dropped), so the
+//!   window is a contiguous run of numbers `front..next`: expired hits leave from the front,
+//!   hits "in the future" (a clock that went back) from the back, each once.
+//! - The running total of the window's tokens is kept, and so are partial sums per block of
+//!   32, 1,024 and 32,768 consecutive hits. "How long until `need` tokens leave the window"
+//!   (the wait of a refused request) walks those sums from the oldest hit down to one hit: at
+//!   most a few dozen steps, never the whole window.
+//! - Hits are found by their hold id through an index (hash of the id → newest hit with such an
+//!   id) and a chain from each hit to the previous one of the same hash, because rate-budget lets ids repeat
+//!   (`id: () => 'hold-1'`): `commit` changes the oldest hit of an id, `rollback` removes all.
+//! - rate-budget also drops a hit whose tokens are 0 at the first check after they became 0.
+//!   Such a hit changes no sum, so it is only marked with the check count (`epoch`) at which
+//!   it became 0 and treated as gone once a later check has run.
+//!
+//! Redis keeps the same structure in hashes (store/redis/scripts/quota.lua).
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+/// log2 of the block sizes the partial sums are kept for (32, 1,024, 32,768 hits).
+pub const LEVEL_SHIFTS: [u32; 3] = [5, 10, 15];
+
+/// A token reservation inside the window, as rate-budget stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+  pub id: String,
+  pub at: f64,
+  pub tokens: f64,
+}
+
+/// `prev` and `zero_at` when there is none.
+const NONE: u64 = u64::MAX;
+/// `zero_at` of a hit removed by a rollback (it stays in place to keep the chain of ids).
+const REMOVED: u64 = u64::MAX - 1;
+
+#[derive(Clone, Debug)]
+struct Slot {
+  id: Box<str>,
+  at: f64,
+  /// As stored (rate-budget keeps the raw value; sums use `counted`).
+  tokens: f64,
+  /// The previous hit whose id has the same hash (`NONE`): the chain `with_id` walks.
+  prev: u64,
+  /// The check count at which `tokens` became 0 (`NONE`): the hit is gone after a later check.
+  zero_at: u64,
+}
+
+/// What a hit adds to the sums: its tokens floored, at least 0, non-finite as 0
+/// (rate-budget's `nonNeg(hit.tokens)`).
+pub fn counted(tokens: f64) -> f64 {
+  if tokens.is_finite() {
+    tokens.floor().max(0.0)
+  } else {
+    0.0
+  }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TokenWindow {
+  /// `seq` of `slots[0]`.
+  front: u64,
+  slots: VecDeque<Slot>,
+  /// Per level, the sums of blocks `front >> shift ..`, oldest first.
+  sums: [VecDeque<f64>; 3],
+  /// Block number of `sums[l][0]`.
+  sums_front: [u64; 3],
+  total: f64,
+  /// Hash of an id → the newest hit with an id of that hash.
+  ids: HashMap<u64, u64>,
+  hasher: DefaultHashBuilder,
+  /// Checks run on this key so far.
+  epoch: u64,
+}
+
+impl TokenWindow {
+  /// The tokens the window holds (rate-budget's `tokenUsed` after pruning).
+  pub fn total(&self) -> f64 {
+    self.total
+  }
+
+  /// Hits in the window, counting those removed, the memory it holds grows with.
+  pub fn len(&self) -> usize {
+    self.slots.len()
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.slots.is_empty()
+  }
+
+  fn next(&self) -> u64 {
+    self.front + self.slots.len() as u64
+  }
+
+  fn slot(&self, seq: u64) -> Option<&Slot> {
+    let i = seq.checked_sub(self.front)?;
+    self.slots.get(i as usize)
+  }
+
+  fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+    let i = seq.checked_sub(self.front)?;
+    self.slots.get_mut(i as usize)
+  }
+
+  fn live(&self, s: &Slot) -> bool {
+    s.zero_at == NONE || (s.zero_at != REMOVED && self.epoch <= s.zero_at)
+  }
+
+  fn hash(&self, id: &str) -> u64 {
+    self.hasher.hash_one(id)
+  }
+
+  /// Adds `delta` to the total and to the sums of every block holding `seq`.
+  fn add(&mut self, seq: u64, delta: f64) {
+    if delta == 0.0 {
+      return;
+    }
+    self.total += delta;
+    for (l, shift) in LEVEL_SHIFTS.iter().enumerate() {
+      let block = seq >> shift;
+      let sums = &mut self.sums[l];
+      if sums.is_empty() {
+        self.sums_front[l] = block;
+      }
+      let i = (block - self.sums_front[l]) as usize;
+      while sums.len() <= i {
+        sums.push_back(0.0);
+      }
+      sums[i] += delta;
+    }
+  }
+
+  /// Starts a check: hits whose tokens were 0 before it are gone from now on.
+  pub fn begin_check(&mut self) {
+    self.epoch += 1;
+  }
+
+  /// Keeps only the hits with `now - window <= at <= now` (rate-budget's prune; zero-token
+  /// hits are handled by `begin_check`). Each hit leaves once: amortised O(1).
+  pub fn prune(&mut self, now: f64, window_ms: f64) {
+    // A removed hit has no time that matters: it leaves with its neighbours.
+    while let Some(s) = self.slots.front() {
+      if s.zero_at != REMOVED && now - window_ms <= s.at {
+        break;
+      }
+      let s = self.slots.pop_front().expect("looked at above");
+      self.add(self.front, -counted(s.tokens));
+      self.unlink(&s, self.front);
+      self.front += 1;
+    }
+    while let Some(s) = self.slots.back() {
+      if s.zero_at != REMOVED && s.at <= now {
+        break;
+      }
+      let s = self.slots.pop_back().expect("looked at above");
+      let seq = self.next();
+      self.add(seq, -counted(s.tokens));
+      self.unlink(&s, seq);
+    }
+    if self.slots.is_empty() {
+      // Nothing left: start the numbering again so the sums stay small.
+      let (epoch, hasher) = (self.epoch, self.hasher.clone());
+      *self = TokenWindow {
+        epoch,
+        hasher,
+        ..TokenWindow::default()
+      };
+    } else {
+      self.trim_sums();
+    }
+  }
+
+  /// Takes a hit that left out of the id index (its chain goes on through `prev`).
+  fn unlink(&mut self, s: &Slot, seq: u64) {
+    let h = self.hash(&s.id);
+    if self.ids.get(&h) == Some(&seq) {
+      if s.prev != NONE && s.prev >= self.front && s.prev < self.next() {
+        self.ids.insert(h, s.prev);
+      } else {
+        self.ids.remove(&h);
+      }
+    }
+  }
+
+  /// Drops the sums of blocks before the front (they are 0 by now).
+  fn trim_sums(&mut self) {
+    for (l, shift) in LEVEL_SHIFTS.iter().enumerate() {
+      let first = self.front >> shift;
+      while self.sums_front[l] < first && !self.sums[l].is_empty() {
+        self.sums[l].pop_front();
+        self.sums_front[l] += 1;
+      }
+    }
+  }
+
+  /// Appends a hit at `at` (never before the newest one).
+  pub fn push(&mut self, id: &str, at: f64, tokens: f64) {
+    let seq = self.next();
+    let h = self.hash(id);
+    let prev = self.ids.insert(h, seq).unwrap_or(NONE);
+    let zero_at = if counted(tokens) == 0.0 {
+      self.epoch
+    } else {
+      NONE
+    };
+    self.slots.push_back(Slot {
+      id: id.into(),
+      at,
+      tokens,
+      prev,
+      zero_at,
+    });
+    self.add(seq, counted(tokens));
+  }
+
+  /// The hits with this id that are still there, newest first.
+  fn with_id(&self, id: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut at = self.ids.get(&self.hash(id)).copied().unwrap_or(NONE);
+    while let Some(s) = (at != NONE).then(|| self.slot(at)).flatten() {
+      if self.live(s) && &*s.id == id {
+        out.push(at);
+      }
+      at = s.prev;
+    }
+    out
+  }
+
+  /// Sets the tokens of the oldest hit with this id (rate-budget's commit: the first match in
+  /// the list); no change when none is left.
+  pub fn set_tokens(&mut self, id: &str, tokens: f64) {
+    let Some(&seq) = self.with_id(id).last() else {
+      return;
+    };
+    let epoch = self.epoch;
+    let slot = self.slot_mut(seq).expect("found above");
+    let old = counted(slot.tokens);
+    slot.tokens = tokens;
+    if counted(tokens) != 0.0 {
+      slot.zero_at = NONE;
+    } else if slot.zero_at == NONE {
+      slot.zero_at = epoch;
+    }
+    self.add(seq, counted(tokens) - old);
+  }
+
+  /// Removes every hit with this id (rate-budget's rollback).
+  pub fn remove(&mut self, id: &str) {
+    for seq in self.with_id(id) {
+      let s = self.slot_mut(seq).expect("found by with_id");
+      let old = counted(s.tokens);
+      s.tokens = 0.0;
+      s.zero_at = REMOVED;
+      self.add(seq, -old);
+    }
+  }
+
+  /// rate-budget's `tokenWaitMs` inside the Quota: 0 when `tokens` fit under `limit` now,
+  /// `None` when they never can, else how long until the oldest hits that must leave have
+  /// left (`window - (now - at) + buffer`), for each buffer given.
+  pub fn wait_ms(
+    &self,
+    tokens: f64,
+    limit: f64,
+    now: f64,
+    window_ms: f64,
+    buffers: [f64; 2],
+  ) -> Option<[f64; 2]> {
+    if tokens > limit {
+      return None;
+    }
+    if self.total + tokens <= limit {
+      return Some([0.0; 2]);
+    }
+    let need = self.total + tokens - limit;
+    Some(match self.first_reaching(need) {
+      Some(at) => buffers.map(|b| (window_ms - (now - at) + b).max(0.0)),
+      None => buffers.map(|b| window_ms + b),
+    })
+  }
+
+  /// The time of the first hit at which the tokens from the oldest hit on reach `need`.
+  fn first_reaching(&self, need: f64) -> Option<f64> {
+    if self.slots.is_empty() {
+      return None;
+    }
+    let mut acc = 0.0;
+    // Blocks of the coarsest level first, then down one level inside the block that reaches.
+    let mut lo = self.front;
+    let mut hi = self.next();
+    for l in (0..LEVEL_SHIFTS.len()).rev() {
+      let shift = LEVEL_SHIFTS[l];
+      let mut block = lo >> shift;
+      let last = (hi - 1) >> shift;
+      loop {
+        let v = self.block_sum(l, block);
+        if acc + v >= need || block >= last {
+          break;
+        }
+        acc += v;
+        block += 1;
+      }
+      lo = lo.max(block << shift);
+      hi = hi.min((block + 1) << shift);
+    }
+    for seq in lo..hi {
+      let s = self.slot(seq)?;
+      acc += counted(s.tokens);
+      if acc >= need {
+        return Some(s.at);
+      }
+    }
+    None
+  }
+
+  fn block_sum(&self, l: usize, block: u64) -> f64 {
+    block
+      .checked_sub(self.sums_front[l])
+      .and_then(|i| self.sums[l].get(i as usize))
+      .copied()
+      .unwrap_or(0.0)
+  }
+
+  /// The hits still there, oldest first, as rate-budget's state shows them.
+  pub fn hits(&self) -> Vec<Hit> {
+    self
+      .slots
+      .iter()
+      .filter(|s| self.live(s))
+      .map(|s| Hit {
+        id: s.id.to_string(),
+        at: s.at,
+        tokens: s.tokens,
+      })
+      .collect()
+  }
+
+  /// A window holding `hits` (a state written by a user's store or `MemoryStore.set`): sorted
+  /// by time, those with a time that is not a finite number dropped.
+  pub fn from_hits(mut hits: Vec<Hit>) -> Self {
+    hits.retain(|h| h.at.is_finite());
+    hits.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut w = TokenWindow::default();
+    for h in hits {
+      w.push(&h.id, h.at, h.tokens);
+    }
+    w
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn window(tokens: &[(f64, f64)]) -> TokenWindow {
+    let mut w = TokenWindow::default();
+    for (i, &(at, t)) in tokens.iter().enumerate() {
+      w.push(&format!("h{i}"), at, t);
+    }
+    w
+  }
+
+  #[test]
+  fn the_wait_is_found_through_the_block_sums_as_by_a_walk() {
+    // 100,000 hits of 1..=7 tokens a millisecond apart; every need answered as a plain walk.
+    let hits: Vec<(f64, f64)> = (0..100_000)
+      .map(|i| (i as f64, (i % 7 + 1) as f64))
+      .collect();
+    let w = window(&hits);
+    let mut acc = 0.0;
+    let mut walk = Vec::new();
+    for &(at, t) in &hits {
+      acc += t;
+      walk.push((acc, at));
+    }
+    for need in [
+      1.0, 2.0, 31.0, 32.0, 33.0, 4_000.0, 131_071.0, 399_999.0, acc,
+    ] {
+      let expect = walk.iter().find(|(a, _)| *a >= need).map(|&(_, at)| at);
+      assert_eq!(w.first_reaching(need), expect, "need {need}");
+    }
+    assert_eq!(w.first_reaching(acc + 1.0), None);
+  }
+
+  #[test]
+  fn sums_follow_prunes_commits_and_rollbacks() {
+    let mut w = window(&[(0.0, 10.0), (1.0, 20.0), (2.0, 30.0)]);
+    w.set_tokens("h1", 5.0);
+    assert_eq!(w.total(), 45.0);
+    w.remove("h2");
+    assert_eq!(w.total(), 15.0);
+    w.prune(60_000.5, 60_000.0);
+    assert_eq!((w.total(), w.hits().len()), (5.0, 1));
+    assert_eq!(w.first_reaching(5.0), Some(1.0));
+    w.prune(70_000.0, 60_000.0);
+    assert!(w.is_empty());
+  }
+
+  #[test]
+  fn repeated_ids_commit_the_oldest_and_roll_back_all() {
+    let mut w = TokenWindow::default();
+    w.push("h", 0.0, 10.0);
+    w.push("h", 1.0, 20.0);
+    w.set_tokens("h", 1.0);
+    assert_eq!(
+      w.hits().iter().map(|h| h.tokens).collect::<Vec<_>>(),
+      [1.0, 20.0]
+    );
+    w.remove("h");
+    assert_eq!((w.total(), w.hits().len()), (0.0, 0));
+  }
+
+  #[test]
+  fn a_zero_hit_is_gone_after_the_next_check() {
+    let mut w = window(&[(0.0, 0.0)]);
+    assert_eq!(w.hits().len(), 1);
+    w.begin_check();
+    assert_eq!(w.hits().len(), 0);
+    w.set_tokens("h0", 50.0);
+    assert_eq!(w.total(), 0.0, "a gone hit is not committed");
+  }
+}
