@@ -238,7 +238,7 @@ export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request
 export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
 
 /** The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1). */
-export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, storeNow: number): boolean
+export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number, storeNow: number): boolean
 
 /** `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns. */
 export declare function quotaTokenWaitMs(used: number, tokens: number, limit: number, hitAts: Array<number>, hitTokens: Array<number>, now: number, windowMs: number, bufferMs: number): number | null

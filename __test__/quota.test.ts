@@ -556,3 +556,38 @@ describe('Quota options and stores', () => {
     expect(() => newQuota({ store: {} as any })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
   })
 })
+
+describe('a scope outlives its commits until its day ends', () => {
+  // A commit or rollback used to keep the scope only 2 × window + buffer, so a key committed at
+  // 10:00 and next asked at 10:05 had lost its day's request count (RPD reset: over-admission).
+  it('on a MemoryStore: the day count survives minutes without a reservation', async () => {
+    let now = Date.UTC(2026, 0, 1, 10)
+    const store = new MemoryStore({ now: () => now })
+    // Holds that never expire (rate-budget's default), so nothing else keeps the scope longer.
+    const quota: any = new Quota({ store, now: () => now, holdTtlMs: null })
+    const key = { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }
+    const r = await quota.reserve('s', key, 10)
+    now += 1_000
+    expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    now += 5 * 60_000
+    expect((await quota.check('s', key, 1)).checks[0].dailyUsed).toBe(1)
+    const again = await quota.reserve('s', key, 1)
+    now += 5 * 60_000
+    expect(await quota.rollback(again.hold)).toBe(true)
+    now += 5 * 60_000
+    expect((await quota.check('s', key, 1)).checks[0].dailyUsed).toBe(1)
+  })
+
+  it('on a RedisStore: a commit leaves every key of the scope living until midnight', async () => {
+    const store = new InspectableRedisStore()
+    const now = Date.now()
+    const quota: any = new Quota({ store, prefix: store.prefix, now: () => now })
+    const r = await quota.reserve('s', { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }, 10)
+    expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    const untilMidnight = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1) - now
+    for (const part of [':k', ':s', ':h']) {
+      const ttl = await redis.pttl(`${store.prefix}{qs}${part}`)
+      expect(ttl).toBeGreaterThan(Math.max(121_000, untilMidnight - 60_000))
+    }
+  })
+})

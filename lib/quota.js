@@ -316,7 +316,7 @@ class Quota {
       if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
       const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
       if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
-      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens }
+      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.commit({ ...hold, local: undefined }, usage))
       return this.#run(hold.scope, request)
     })
@@ -327,7 +327,7 @@ class Quota {
     return settle(() => {
       this.#checkHold(hold)
       if (this.#kind === 'memory') return this.#settle(1, hold, NaN)
-      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key }
+      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
       return this.#run(hold.scope, request)
     })
@@ -344,12 +344,21 @@ class Quota {
     return this.#fallback.policy === 'local' ? onTwin(this.#fallback.local()) : true
   }
 
+  /**
+   * The clock of a commit or rollback, and the end of its day: the scope is kept at least
+   * until then (its day's request count must outlive a commit), as a reservation keeps it.
+   */
+  #until() {
+    const now = this.#now()
+    return { now, resetAt: this.#resetAt(now) }
+  }
+
   /** The memory path of commit (0) and rollback (1). */
   #settle(op, hold, tokens) {
-    const now = this.#now()
+    const { now, resetAt } = this.#until()
     const clock = this.#store[kClock]
     try {
-      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, clock ? clock() : -1)
+      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, resetAt, clock ? clock() : -1)
     } catch (e) {
       throw fromNative(e)
     }

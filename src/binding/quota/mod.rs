@@ -193,7 +193,7 @@ pub fn quota_decide(
 /// The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1).
 #[napi(
   catch_unwind,
-  ts_args_type = "core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, storeNow: number"
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number, storeNow: number"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn quota_settle(
@@ -204,16 +204,19 @@ pub fn quota_settle(
   hold_id: String,
   tokens: f64,
   now: f64,
+  reset_at: f64,
   store_now: f64,
 ) -> napi::Result<bool> {
   let store = core.backend.memory()?;
   let o = &core.options;
   let snow = local(store_now);
+  // Kept until the day ends, as a reservation keeps it: a commit never shortens the scope's
+  // life (its day's request count must outlive it).
   let keep = keep_for(
     &Moment {
       now,
       day: String::new(),
-      reset_at: f64::NAN,
+      reset_at,
     },
     o,
   );
