@@ -63,14 +63,14 @@ class InspectableRedisStore extends RedisStore {
         local m = cmsgpack.unpack(metas[i + 1])
         local hits = {}
         for seq = m.f, m.x - 1 do
-          local raw = redis.call('HGET', KEYS[3], m.n .. ':' .. seq)
+          local raw = redis.call('HGET', KEYS[2], m.n .. ':' .. seq)
           if raw then
             local h = cmsgpack.unpack(raw)
             if not h.r and (h.z == nil or m.ep <= h.z) then hits[#hits + 1] = {id = h.i, at = h.a, tokens = h.t} end
           end
         end
         local holds = {}
-        local all = redis.call('HGETALL', KEYS[3])
+        local all = redis.call('HGETALL', KEYS[2])
         local prefix = 'o' .. m.n .. ':'
         for j = 1, #all, 2 do
           if string.sub(all[j], 1, #prefix) == prefix then
@@ -83,7 +83,7 @@ class InspectableRedisStore extends RedisStore {
       end
       return cjson.encode(out)`
     const base = `${this.prefix}{q${scope}}`
-    const text = (await redis.eval(script, 3, `${base}:k`, `${base}:s`, `${base}:h`)) as string | null
+    const text = (await redis.eval(script, 2, `${base}:k`, `${base}:h`)) as string | null
     if (text === null) return undefined
     const keys: Record<string, any> = {}
     for (const k of JSON.parse(text)) {
@@ -585,7 +585,7 @@ describe('a scope outlives its commits until its day ends', () => {
     const r = await quota.reserve('s', { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }, 10)
     expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
     const untilMidnight = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1) - now
-    for (const part of [':k', ':s', ':h']) {
+    for (const part of [':k', ':h', ':x']) {
       const ttl = await redis.pttl(`${store.prefix}{qs}${part}`)
       expect(ttl).toBeGreaterThan(Math.max(121_000, untilMidnight - 60_000))
     }

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::super::error::{coded, INVALID_ARG};
 use crate::engine::quota::{
-  self, Decision, Hit, Hold, Holds, KeyInput, KeyState, Moment, Options, QuotaState, Reason,
-  TokenWindow,
+  self, Decision, Hit, HitRef, Hold, Holds, KeyInput, KeyState, Moment, Options, QuotaState,
+  Reason, TokenWindow,
 };
 use napi_derive::napi;
 
@@ -97,9 +97,17 @@ pub fn state_from(v: &Value) -> QuotaState {
       Some(Value::Null) => Some(0.0), // rate-budget: `null - x` is `-x`
       Some(v) => Some(v.as_f64().unwrap_or(f64::NAN)),
     };
+    // A state in rate-budget's shape names a hold's hit by the hold's id and time only: the
+    // newest hit with both is the hold's.
+    let (window, numbered) = TokenWindow::from_hits(hits);
     let mut kept = Holds::default();
     for h in holds {
-      kept.insert(h);
+      let hit = numbered
+        .iter()
+        .rev()
+        .find(|(hit, _)| hit.id == h.id && hit.at == h.at)
+        .map_or(HitRef::NONE, |&(_, hit)| hit);
+      kept.insert(h, hit);
     }
     state.keys.push((
       name.clone(),
@@ -107,7 +115,7 @@ pub fn state_from(v: &Value) -> QuotaState {
         day: str_of(k.get("day")).unwrap_or_default(),
         used: raw(k.get("used")),
         day_tokens: num(k.get("dayTokens")).unwrap_or(0.0),
-        window: TokenWindow::from_hits(hits),
+        window,
         holds: kept,
         last_at,
         last_id: str_of(k.get("lastId")),

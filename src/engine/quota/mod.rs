@@ -30,7 +30,7 @@ mod reference;
 pub mod window;
 
 pub use holds::Holds;
-pub use window::{Hit, TokenWindow};
+pub use window::{Hit, HitRef, TokenWindow};
 
 /// `v` if finite, else `fb` (rate-budget's `finite`).
 pub fn finite(v: Option<f64>, fb: f64) -> f64 {
@@ -303,8 +303,8 @@ pub struct Moment {
 fn expire_holds(state: &mut QuotaState, opts: &Options, now: f64) {
   let Some(ttl) = opts.hold_ttl_ms else { return };
   for (_, ks) in state.keys.iter_mut() {
-    for hold in ks.holds.expired(now, ttl) {
-      roll_back(ks, &hold);
+    for (hold, hit) in ks.holds.expired(now, ttl) {
+      roll_back(ks, &hold, hit);
     }
   }
 }
@@ -580,12 +580,13 @@ fn take(
   ks.day_tokens += tokens;
   ks.last_at = Some(m.now);
   ks.last_id = Some(hold.id.clone());
-  ks.window.push(&hold.id, m.now, tokens);
-  ks.holds.insert(hold.clone());
+  let hit = ks.window.push(&hold.id, m.now, tokens);
+  ks.holds.insert(hold.clone(), hit);
   hold
 }
 
-/// rate-budget's `commit`: the hold's hit takes the real token count (`None`: keep the
+/// rate-budget's `commit` (on the hold's own hit: rate-budget charges the oldest hit with the
+/// hold's id, another request's when ids repeat): the hold's hit takes the real token count (`None`: keep the
 /// estimate) and the hold is released. False when there is no such hold.
 pub fn commit(
   state: &mut QuotaState,
@@ -599,11 +600,11 @@ pub fn commit(
   let Some(ks) = state.key_mut(key) else {
     return false;
   };
-  let Some(hold) = ks.holds.remove(hold_id) else {
+  let Some((hold, hit)) = ks.holds.remove(hold_id) else {
     return false;
   };
   if let Some(t) = tokens {
-    ks.window.set_tokens(hold_id, t);
+    ks.window.set_tokens(hit, t);
     if hold.day == ks.day {
       ks.day_tokens = (ks.day_tokens - hold.tokens + t).max(0.0);
     }
@@ -611,22 +612,23 @@ pub fn commit(
   true
 }
 
-/// rate-budget's `rollback`: gives back the hit, the request of the day (same day only) and the
+/// rate-budget's `rollback` (of the hold's own hit: rate-budget removes every hit with the hold's
+/// id, other requests' tokens too when ids repeat): gives back the hit, the request of the day (same day only) and the
 /// RPM spacing (when no later reservation exists). False when there is no such hold.
 pub fn rollback(state: &mut QuotaState, key: &str, hold_id: &str, now: f64, o: &Options) -> bool {
   expire_holds(state, o, now);
   let Some(ks) = state.key_mut(key) else {
     return false;
   };
-  let Some(hold) = ks.holds.get(hold_id).cloned() else {
+  let Some((hold, hit)) = ks.holds.get(hold_id).map(|(h, hit)| (h.clone(), hit)) else {
     return false;
   };
-  roll_back(ks, &hold);
+  roll_back(ks, &hold, hit);
   true
 }
 
-fn roll_back(ks: &mut KeyState, hold: &Hold) {
-  ks.window.remove(&hold.id);
+fn roll_back(ks: &mut KeyState, hold: &Hold, hit: HitRef) {
+  ks.window.remove(hit);
   if ks.day == hold.day {
     ks.used = (ks.used - 1.0).max(0.0);
     ks.day_tokens = (ks.day_tokens - hold.tokens).max(0.0);

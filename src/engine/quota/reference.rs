@@ -2,6 +2,9 @@
 //! was first written, one list of hits and one of holds per key, each scanned, pruned and
 //! summed whole on every call, exactly as rate-budget does. `tests::properties` runs random
 //! sequences through both and asserts identical decisions, waits, counters and states.
+//! One deliberate change from rate-budget, made in both: a hold's commit and rollback touch its
+//! own hit (rate-budget finds hits by hold id, so with a reused id a commit charged the oldest
+//! hit of that id and a rollback removed every one, other requests' tokens included).
 
 use super::{
   cooldown_ms, daily_cap, int, non_neg, pick, pos, ratio, token_wait_ms, Decision, Hit, Hold,
@@ -16,9 +19,11 @@ pub struct KeyState {
   pub used: f64,
   /// Tokens counted for `day` (for `tpd`).
   pub day_tokens: f64,
-  pub hits: Vec<Hit>,
-  /// In insertion order, like the JS object rate-budget keeps.
-  pub holds: Vec<Hold>,
+  /// Each hit with its number.
+  pub hits: Vec<(u64, Hit)>,
+  pub next: u64,
+  /// In insertion order, like the JS object rate-budget keeps; each with its hit's number.
+  pub holds: Vec<(Hold, u64)>,
   pub last_at: Option<f64>,
   pub last_id: Option<String>,
 }
@@ -55,14 +60,14 @@ impl QuotaState {
 fn expire_holds(state: &mut QuotaState, opts: &Options, now: f64) {
   let Some(ttl) = opts.hold_ttl_ms else { return };
   for (_, ks) in state.keys.iter_mut() {
-    let expired: Vec<Hold> = ks
+    let expired: Vec<(Hold, u64)> = ks
       .holds
       .iter()
-      .filter(|h| h.at + ttl <= now)
+      .filter(|(h, _)| h.at + ttl <= now)
       .cloned()
       .collect();
-    for hold in expired {
-      roll_back(ks, &hold);
+    for (hold, hit) in expired {
+      roll_back(ks, &hold, hit);
     }
   }
 }
@@ -86,7 +91,7 @@ fn check_key(
     ks.day_tokens = 0.0;
   }
   let (now, window) = (m.now, o.window_ms);
-  ks.hits.retain(|h| {
+  ks.hits.retain(|(_, h)| {
     h.at.is_finite() && now - window <= h.at && h.at <= now && non_neg(Some(h.tokens), 0.0) > 0.0
   });
 
@@ -95,18 +100,19 @@ fn check_key(
   let token_used = ks
     .hits
     .iter()
-    .map(|h| non_neg(Some(h.tokens), 0.0))
+    .map(|(_, h)| non_neg(Some(h.tokens), 0.0))
     .fold(0.0, |a, b| a + b);
   let rpm_ms = match ks.last_at {
     Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
     None => 0.0,
   };
+  let plain: Vec<Hit> = ks.hits.iter().map(|(_, h)| h.clone()).collect();
   let tpm_wait = |buffer_ms: f64| {
     token_wait_ms(
       Some(token_used),
       Some(tokens),
       Some(tpm),
-      &ks.hits,
+      &plain,
       now,
       Some(window),
       Some(buffer_ms),
@@ -281,14 +287,19 @@ fn take(
   ks.day_tokens += tokens;
   ks.last_at = Some(m.now);
   ks.last_id = Some(hold.id.clone());
-  ks.hits.push(Hit {
-    id: hold.id.clone(),
-    at: m.now,
-    tokens,
-  });
-  match ks.holds.iter_mut().find(|h| h.id == hold.id) {
-    Some(same) => *same = hold.clone(),
-    None => ks.holds.push(hold.clone()),
+  let seq = ks.next;
+  ks.next += 1;
+  ks.hits.push((
+    seq,
+    Hit {
+      id: hold.id.clone(),
+      at: m.now,
+      tokens,
+    },
+  ));
+  match ks.holds.iter_mut().find(|(h, _)| h.id == hold.id) {
+    Some(same) => *same = (hold.clone(), seq),
+    None => ks.holds.push((hold.clone(), seq)),
   }
   hold
 }
@@ -307,18 +318,17 @@ pub fn commit(
   let Some(ks) = state.key_mut(key) else {
     return false;
   };
-  let Some(pos) = ks.holds.iter().position(|h| h.id == hold_id) else {
+  let Some(pos) = ks.holds.iter().position(|(h, _)| h.id == hold_id) else {
     return false;
   };
   if let Some(t) = tokens {
-    let estimate = ks.holds[pos].tokens;
-    if let Some(hit) = ks.hits.iter_mut().find(|h| h.id == hold_id) {
+    let (estimate, seq) = (ks.holds[pos].0.tokens, ks.holds[pos].1);
+    if let Some((_, hit)) = ks.hits.iter_mut().find(|(s, _)| *s == seq) {
       hit.tokens = t;
     }
-    if ks.holds[pos].day == ks.day {
+    if ks.holds[pos].0.day == ks.day {
       ks.day_tokens = (ks.day_tokens - estimate + t).max(0.0);
     }
-    ks.holds[pos].tokens = t;
   }
   ks.holds.remove(pos);
   true
@@ -331,15 +341,15 @@ pub fn rollback(state: &mut QuotaState, key: &str, hold_id: &str, now: f64, o: &
   let Some(ks) = state.key_mut(key) else {
     return false;
   };
-  let Some(hold) = ks.holds.iter().find(|h| h.id == hold_id).cloned() else {
+  let Some((hold, seq)) = ks.holds.iter().find(|(h, _)| h.id == hold_id).cloned() else {
     return false;
   };
-  roll_back(ks, &hold);
+  roll_back(ks, &hold, seq);
   true
 }
 
-fn roll_back(ks: &mut KeyState, hold: &Hold) {
-  ks.hits.retain(|h| h.id != hold.id);
+fn roll_back(ks: &mut KeyState, hold: &Hold, seq: u64) {
+  ks.hits.retain(|(s, _)| *s != seq);
   if ks.day == hold.day {
     ks.used = (ks.used - 1.0).max(0.0);
     ks.day_tokens = (ks.day_tokens - hold.tokens).max(0.0);
@@ -348,5 +358,5 @@ fn roll_back(ks: &mut KeyState, hold: &Hold) {
     ks.last_at = hold.prev_at;
     ks.last_id = hold.prev_id.clone();
   }
-  ks.holds.retain(|h| h.id != hold.id);
+  ks.holds.retain(|(h, _)| h.id != hold.id);
 }

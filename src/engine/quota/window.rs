@@ -9,19 +9,16 @@
 //!   32, 1,024 and 32,768 consecutive hits. "How long until `need` tokens leave the window"
 //!   (the wait of a refused request) walks those sums from the oldest hit down to one hit: at
 //!   most a few dozen steps, never the whole window.
-//! - Hits are found by their hold id through an index (hash of the id → newest hit with such an
-//!   id) and a chain from each hit to the previous one of the same hash, because rate-budget lets ids repeat
-//!   (`id: () => 'hold-1'`): `commit` changes the oldest hit of an id, `rollback` removes all.
-//! - rate-budget also drops a hit whose tokens are 0 at the first check after they became 0.
-//!   Such a hit changes no sum, so it is only marked with the check count (`epoch`) at which
-//!   it became 0 and treated as gone once a later check has run.
+//! - A hold knows its hit ([`HitRef`]: the hit's number, and a serial that is never reused even
+//!   where a number is, after hits "in the future" left), so a commit or a rollback touches
+//!   that hit alone.
+//! - rate-budget drops a hit whose tokens are 0 at the first check after they became 0. Such a
+//!   hit changes no sum, so it is only marked with the check count (`epoch`) at which it became
+//!   0, and treated as gone once a later check has run.
 //!
 //! Redis keeps the same structure in hashes (store/redis/scripts/quota.lua).
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
-
-use hashbrown::{DefaultHashBuilder, HashMap};
 
 /// log2 of the block sizes the partial sums are kept for (32, 1,024, 32,768 hits).
 pub const LEVEL_SHIFTS: [u32; 3] = [5, 10, 15];
@@ -34,21 +31,38 @@ pub struct Hit {
   pub tokens: f64,
 }
 
-/// `prev` and `zero_at` when there is none.
+/// A hold's hit: its number in the window and its serial (the number alone can be reused once
+/// a hit in the future left from the back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HitRef {
+  pub seq: u64,
+  pub serial: u64,
+}
+
+impl HitRef {
+  /// For a hold whose hit is not in the window.
+  pub const NONE: HitRef = HitRef {
+    seq: u64::MAX,
+    serial: u64::MAX,
+  };
+}
+
+/// `zero_at` of a hit whose tokens are not 0.
 const NONE: u64 = u64::MAX;
-/// `zero_at` of a hit removed by a rollback (it stays in place to keep the chain of ids).
+/// `zero_at` of a hit removed by a rollback (it stays in place until it leaves the window).
 const REMOVED: u64 = u64::MAX - 1;
 
 #[derive(Clone, Debug)]
 struct Slot {
+  /// The hold's id (shown in rate-budget's state).
   id: Box<str>,
   at: f64,
   /// As stored (rate-budget keeps the raw value; sums use `counted`).
   tokens: f64,
-  /// The previous hit whose id has the same hash (`NONE`): the chain `with_id` walks.
-  prev: u64,
-  /// The check count at which `tokens` became 0 (`NONE`): the hit is gone after a later check.
+  /// The check count at which `tokens` became 0 (the hit is gone after a later check), or
+  /// `NONE`, or `REMOVED`.
   zero_at: u64,
+  serial: u64,
 }
 
 /// What a hit adds to the sums: its tokens floored, at least 0, non-finite as 0
@@ -66,16 +80,14 @@ pub struct TokenWindow {
   /// `seq` of `slots[0]`.
   front: u64,
   slots: VecDeque<Slot>,
-  /// Per level, the sums of blocks `front >> shift ..`, oldest first.
+  /// Per level, the sums of blocks `sums_front[l]..`, oldest first.
   sums: [VecDeque<f64>; 3],
-  /// Block number of `sums[l][0]`.
   sums_front: [u64; 3],
   total: f64,
-  /// Hash of an id → the newest hit with an id of that hash.
-  ids: HashMap<u64, u64>,
-  hasher: DefaultHashBuilder,
   /// Checks run on this key so far.
   epoch: u64,
+  /// Hits made so far (the next serial).
+  made: u64,
 }
 
 impl TokenWindow {
@@ -84,7 +96,7 @@ impl TokenWindow {
     self.total
   }
 
-  /// Hits in the window, counting those removed, the memory it holds grows with.
+  /// Hits kept (removed and spent ones included until they leave): what the memory grows with.
   pub fn len(&self) -> usize {
     self.slots.len()
   }
@@ -102,17 +114,15 @@ impl TokenWindow {
     self.slots.get(i as usize)
   }
 
-  fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
-    let i = seq.checked_sub(self.front)?;
-    self.slots.get_mut(i as usize)
+  /// The slot of a hold's hit while it is there and counts.
+  fn held(&self, hit: HitRef) -> Option<&Slot> {
+    self
+      .slot(hit.seq)
+      .filter(|s| s.serial == hit.serial && self.live(s))
   }
 
   fn live(&self, s: &Slot) -> bool {
     s.zero_at == NONE || (s.zero_at != REMOVED && self.epoch <= s.zero_at)
-  }
-
-  fn hash(&self, id: &str) -> u64 {
-    self.hasher.hash_one(id)
   }
 
   /// Adds `delta` to the total and to the sums of every block holding `seq`.
@@ -143,66 +153,43 @@ impl TokenWindow {
   /// Keeps only the hits with `now - window <= at <= now` (rate-budget's prune; zero-token
   /// hits are handled by `begin_check`). Each hit leaves once: amortised O(1).
   pub fn prune(&mut self, now: f64, window_ms: f64) {
-    // A removed hit has no time that matters: it leaves with its neighbours.
     while let Some(s) = self.slots.front() {
-      if s.zero_at != REMOVED && now - window_ms <= s.at {
+      if now - window_ms <= s.at {
         break;
       }
       let s = self.slots.pop_front().expect("looked at above");
       self.add(self.front, -counted(s.tokens));
-      self.unlink(&s, self.front);
       self.front += 1;
     }
     while let Some(s) = self.slots.back() {
-      if s.zero_at != REMOVED && s.at <= now {
+      if s.at <= now {
         break;
       }
       let s = self.slots.pop_back().expect("looked at above");
-      let seq = self.next();
-      self.add(seq, -counted(s.tokens));
-      self.unlink(&s, seq);
+      self.add(self.next(), -counted(s.tokens));
     }
     if self.slots.is_empty() {
-      // Nothing left: start the numbering again so the sums stay small.
-      let (epoch, hasher) = (self.epoch, self.hasher.clone());
-      *self = TokenWindow {
-        epoch,
-        hasher,
-        ..TokenWindow::default()
-      };
+      // Nothing left: the sums are all 0; keep the numbering (holds refer to it).
+      self.sums = Default::default();
+      self.total = 0.0;
     } else {
-      self.trim_sums();
-    }
-  }
-
-  /// Takes a hit that left out of the id index (its chain goes on through `prev`).
-  fn unlink(&mut self, s: &Slot, seq: u64) {
-    let h = self.hash(&s.id);
-    if self.ids.get(&h) == Some(&seq) {
-      if s.prev != NONE && s.prev >= self.front && s.prev < self.next() {
-        self.ids.insert(h, s.prev);
-      } else {
-        self.ids.remove(&h);
-      }
-    }
-  }
-
-  /// Drops the sums of blocks before the front (they are 0 by now).
-  fn trim_sums(&mut self) {
-    for (l, shift) in LEVEL_SHIFTS.iter().enumerate() {
-      let first = self.front >> shift;
-      while self.sums_front[l] < first && !self.sums[l].is_empty() {
-        self.sums[l].pop_front();
-        self.sums_front[l] += 1;
+      for (l, shift) in LEVEL_SHIFTS.iter().enumerate() {
+        let first = self.front >> shift;
+        while self.sums_front[l] < first && !self.sums[l].is_empty() {
+          self.sums[l].pop_front();
+          self.sums_front[l] += 1;
+        }
       }
     }
   }
 
   /// Appends a hit at `at` (never before the newest one).
-  pub fn push(&mut self, id: &str, at: f64, tokens: f64) {
-    let seq = self.next();
-    let h = self.hash(id);
-    let prev = self.ids.insert(h, seq).unwrap_or(NONE);
+  pub fn push(&mut self, id: &str, at: f64, tokens: f64) -> HitRef {
+    let hit = HitRef {
+      seq: self.next(),
+      serial: self.made,
+    };
+    self.made += 1;
     let zero_at = if counted(tokens) == 0.0 {
       self.epoch
     } else {
@@ -212,52 +199,44 @@ impl TokenWindow {
       id: id.into(),
       at,
       tokens,
-      prev,
       zero_at,
+      serial: hit.serial,
     });
-    self.add(seq, counted(tokens));
+    self.add(hit.seq, counted(tokens));
+    hit
   }
 
-  /// The hits with this id that are still there, newest first.
-  fn with_id(&self, id: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut at = self.ids.get(&self.hash(id)).copied().unwrap_or(NONE);
-    while let Some(s) = (at != NONE).then(|| self.slot(at)).flatten() {
-      if self.live(s) && &*s.id == id {
-        out.push(at);
-      }
-      at = s.prev;
-    }
-    out
-  }
-
-  /// Sets the tokens of the oldest hit with this id (rate-budget's commit: the first match in
-  /// the list); no change when none is left.
-  pub fn set_tokens(&mut self, id: &str, tokens: f64) {
-    let Some(&seq) = self.with_id(id).last() else {
+  /// A hold's hit takes `tokens` (a commit); no change when it has left.
+  pub fn set_tokens(&mut self, hit: HitRef, tokens: f64) {
+    let epoch = self.epoch;
+    let Some(s) = self.held(hit) else {
       return;
     };
-    let epoch = self.epoch;
-    let slot = self.slot_mut(seq).expect("found above");
-    let old = counted(slot.tokens);
-    slot.tokens = tokens;
+    let old = counted(s.tokens);
+    let seq = hit.seq;
+    let i = (seq - self.front) as usize;
+    let s = &mut self.slots[i];
+    s.tokens = tokens;
     if counted(tokens) != 0.0 {
-      slot.zero_at = NONE;
-    } else if slot.zero_at == NONE {
-      slot.zero_at = epoch;
+      s.zero_at = NONE;
+    } else if s.zero_at == NONE {
+      s.zero_at = epoch;
     }
     self.add(seq, counted(tokens) - old);
   }
 
-  /// Removes every hit with this id (rate-budget's rollback).
-  pub fn remove(&mut self, id: &str) {
-    for seq in self.with_id(id) {
-      let s = self.slot_mut(seq).expect("found by with_id");
-      let old = counted(s.tokens);
-      s.tokens = 0.0;
-      s.zero_at = REMOVED;
-      self.add(seq, -old);
-    }
+  /// Removes a hold's hit (a rollback); no change when it has left.
+  pub fn remove(&mut self, hit: HitRef) {
+    let Some(s) = self.held(hit) else {
+      return;
+    };
+    let old = counted(s.tokens);
+    let seq = hit.seq;
+    let i = (seq - self.front) as usize;
+    let s = &mut self.slots[i];
+    s.tokens = 0.0;
+    s.zero_at = REMOVED;
+    self.add(seq, -old);
   }
 
   /// rate-budget's `tokenWaitMs` inside the Quota: 0 when `tokens` fit under `limit` now,
@@ -291,8 +270,7 @@ impl TokenWindow {
     }
     let mut acc = 0.0;
     // Blocks of the coarsest level first, then down one level inside the block that reaches.
-    let mut lo = self.front;
-    let mut hi = self.next();
+    let (mut lo, mut hi) = (self.front, self.next());
     for l in (0..LEVEL_SHIFTS.len()).rev() {
       let shift = LEVEL_SHIFTS[l];
       let mut block = lo >> shift;
@@ -340,16 +318,21 @@ impl TokenWindow {
       .collect()
   }
 
-  /// A window holding `hits` (a state written by a user's store or `MemoryStore.set`): sorted
-  /// by time, those with a time that is not a finite number dropped.
-  pub fn from_hits(mut hits: Vec<Hit>) -> Self {
+  /// A window holding `hits` (a state written by a user's store or `MemoryStore.set`), sorted
+  /// by time, those with a time that is not a finite number dropped; with the number of each
+  /// kept hit, in that order.
+  pub fn from_hits(mut hits: Vec<Hit>) -> (Self, Vec<(Hit, HitRef)>) {
     hits.retain(|h| h.at.is_finite());
     hits.sort_by(|a, b| a.at.total_cmp(&b.at));
     let mut w = TokenWindow::default();
-    for h in hits {
-      w.push(&h.id, h.at, h.tokens);
-    }
-    w
+    let numbered = hits
+      .into_iter()
+      .map(|h| {
+        let hit = w.push(&h.id, h.at, h.tokens);
+        (h, hit)
+      })
+      .collect();
+    (w, numbered)
   }
 }
 
@@ -389,39 +372,47 @@ mod tests {
 
   #[test]
   fn sums_follow_prunes_commits_and_rollbacks() {
-    let mut w = window(&[(0.0, 10.0), (1.0, 20.0), (2.0, 30.0)]);
-    w.set_tokens("h1", 5.0);
+    let mut w = TokenWindow::default();
+    let hits: Vec<HitRef> = [(0.0, 10.0), (1.0, 20.0), (2.0, 30.0)]
+      .iter()
+      .map(|&(at, t)| w.push("h", at, t))
+      .collect();
+    w.set_tokens(hits[1], 5.0);
     assert_eq!(w.total(), 45.0);
-    w.remove("h2");
+    w.remove(hits[2]);
     assert_eq!(w.total(), 15.0);
     w.prune(60_000.5, 60_000.0);
     assert_eq!((w.total(), w.hits().len()), (5.0, 1));
     assert_eq!(w.first_reaching(5.0), Some(1.0));
     w.prune(70_000.0, 60_000.0);
     assert!(w.is_empty());
+    assert_eq!(w.push("h", 70_000.0, 1.0).seq, 3, "numbers go on");
   }
 
   #[test]
-  fn repeated_ids_commit_the_oldest_and_roll_back_all() {
+  fn a_number_freed_by_a_hit_in_the_future_is_not_the_old_holds() {
     let mut w = TokenWindow::default();
-    w.push("h", 0.0, 10.0);
-    w.push("h", 1.0, 20.0);
-    w.set_tokens("h", 1.0);
+    let future = w.push("a", 1_000.0, 10.0);
+    w.prune(999.0, 60_000.0); // the clock went back: the hit at 1,000 leaves
+    let now = w.push("b", 999.0, 20.0);
+    assert_eq!(now.seq, future.seq);
+    w.set_tokens(future, 0.0);
+    w.remove(future);
     assert_eq!(
-      w.hits().iter().map(|h| h.tokens).collect::<Vec<_>>(),
-      [1.0, 20.0]
+      w.total(),
+      20.0,
+      "the old hold's commit and rollback touch nothing"
     );
-    w.remove("h");
-    assert_eq!((w.total(), w.hits().len()), (0.0, 0));
   }
 
   #[test]
   fn a_zero_hit_is_gone_after_the_next_check() {
-    let mut w = window(&[(0.0, 0.0)]);
+    let mut w = TokenWindow::default();
+    let hit = w.push("h", 0.0, 0.0);
     assert_eq!(w.hits().len(), 1);
     w.begin_check();
     assert_eq!(w.hits().len(), 0);
-    w.set_tokens("h0", 50.0);
+    w.set_tokens(hit, 50.0);
     assert_eq!(w.total(), 0.0, "a gone hit is not committed");
   }
 }

@@ -470,11 +470,11 @@ fn classify(e: redis::RedisError) -> StoreError {
   }
 }
 
-/// The suffixes of a Quota scope's four keys (quota.lua's KEYS).
-const QUOTA_KEYS: [&str; 4] = [":k", ":s", ":h", ":x"];
+/// The suffixes of a Quota scope's three keys (quota.lua's KEYS).
+const QUOTA_KEYS: [&str; 3] = [":k", ":h", ":x"];
 
 /// Where a Quota scope's keys start: the prefix, then the scope as the hash tag, so that all
-/// four keys of a decision share one slot. The scope is escaped (`%`, `{`, `}`) and led by a
+/// three keys of a decision share one slot. The scope is escaped (`%`, `{`, `}`) and led by a
 /// `q`, so the tag is never empty and never ends early: distinct scopes, distinct keys.
 pub fn quota_base(prefix: &str, scope: &str) -> String {
   let mut out = String::with_capacity(prefix.len() + scope.len() + 3);

@@ -2,19 +2,23 @@
 -- the same floating-point order, so Redis decides exactly what the memory store decides. Like
 -- the engine, a call costs the same however many requests the TPM window holds: each key's
 -- hits are numbered and kept one field each, with the window's token total and partial sums
--- per block of 32, 1,024 and 32,768 hits; expired hits leave from the front, each once.
+-- per block of 32, 1,024 and 32,768 hits; expired hits leave from the front, each once; a hold
+-- names its hit. A call touches only the fields it needs.
 -- KEYS[1]  HASH  key name → MessagePack of the key's counters: {n = number of the key in the
 --                scope, day, u = used, dt = day tokens, la = lastAt, li = lastId, f = first
---                hit's number, x = next hit's number, ep = checks run, tot = tokens in the
---                window, fa = first hit's time, ba = newest hit's time}
--- KEYS[2]  HASH  '<n>:<level>:<block>' → a block's token sum; 'i<n>:<hold id>' → the newest
---                hit with that id; '#' → keys numbered so far; '@' → holds made so far
--- KEYS[3]  HASH  '<n>:<hit number>' → MessagePack {a = at, t = tokens, i = id, p = previous hit
---                with that id, z = check count when its tokens became 0, r = 1 if rolled back};
---                'o<n>:<hold id>' → MessagePack {t = tokens, a = at, d = day, pa = prevAt,
---                pi = prevId, p = place in the order holds were made}
--- KEYS[4]  ZSET  '<n>:<hold id>' scored by the hold's time (expiry order)
---          All four under one hash tag (the scope): one slot, one atomic call.
+--                hit's number, x = next hit's number, fa, ft = first hit's time and tokens,
+--                ba = newest hit's time, ep = checks run, tot = tokens in the window,
+--                m = hits made (serials), o = holds made (their order), e = when the scope's
+--                keys expire, on the callers' clock}
+-- KEYS[2]  HASH  '<n>:<hit number>' → MessagePack {a = at, t = tokens, i = id, u = serial,
+--                z = check count when its tokens became 0, r = 1 if rolled back};
+--                '<n>:<level>:<block>' → a block's token sum; 'o<n>:<hold id>' → MessagePack
+--                {t = tokens, a = at, d = day, pa = prevAt, pi = prevId, p = order made,
+--                s = its hit's number, u = its hit's serial}; '#' → keys numbered so far
+-- KEYS[3]  ZSET  '<n>:<hold id>' scored by the hold's time (expiry order), and '' at +inf so
+--                that it lives as long as the other two
+--          All three under one hash tag (the scope): one slot, one atomic call. Their TTL is
+--          set together, and only when the scope must live longer than it already does.
 -- ARGV     op ('check' | 'reserve' | 'force' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
 --          commit tokens, now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
 --          holdTtlMs, monotonic (0|1), keep (ms to keep the state), key count, then per key: id is a string
@@ -26,7 +30,7 @@
 --          tokens, waitMs, check count, 13 fields per check, then the hold's id, at, prevAt,
 --          prevId when one was made}. Numbers as %.17g text, '' for null.
 
-local KS, SUMS, HITS, EXPIRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local KS, HITS, EXPIRY = KEYS[1], KEYS[2], KEYS[3]
 
 local function num(s)
   if s == nil or s == '' then return nil end
@@ -95,7 +99,7 @@ end
 local function entry(name)
   local m = metas[name]
   if not m then
-    m = {name = name, n = redis.call('HINCRBY', SUMS, '#', 1), day = day, u = 0, dt = 0, f = 0, x = 0, ep = 0, tot = 0}
+    m = {name = name, n = redis.call('HINCRBY', HITS, '#', 1), day = day, u = 0, dt = 0, f = 0, x = 0, ep = 0, tot = 0, m = 0, o = 0}
     metas[name] = m
     by_number[m.n] = m
   end
@@ -108,7 +112,6 @@ local SHIFTS = {5, 10, 15}
 
 local function hit_field(m, seq) return m.n .. ':' .. seq end
 local function sum_field(m, l, block) return m.n .. ':' .. l .. ':' .. block end
-local function id_field(m, id) return 'i' .. m.n .. ':' .. id end
 local function get_hit(m, seq)
   local raw = redis.call('HGET', HITS, hit_field(m, seq))
   if not raw then return nil end
@@ -126,111 +129,81 @@ local function add(m, seq, delta)
   m.tot = m.tot + delta
   local fields = {}
   for l, shift in ipairs(SHIFTS) do fields[l] = sum_field(m, l, math.floor(seq / 2 ^ shift)) end
-  local old = redis.call('HMGET', SUMS, fields[1], fields[2], fields[3])
+  local old = redis.call('HMGET', HITS, fields[1], fields[2], fields[3])
   local set = {}
   for l = 1, 3 do
     set[#set + 1] = fields[l]
     set[#set + 1] = text((tonumber(old[l]) or 0) + delta)
   end
-  redis.call('HSET', SUMS, unpack(set))
+  redis.call('HSET', HITS, unpack(set))
 end
 
--- A hit that left: out of the id index (the chain goes on through `p`).
-local function unlink(m, h, seq)
-  local f = id_field(m, h.i)
-  if tonumber(redis.call('HGET', SUMS, f)) == seq then
-    if h.p ~= nil and h.p >= m.f and h.p < m.x then
-      redis.call('HSET', SUMS, f, h.p)
-    else
-      redis.call('HDEL', SUMS, f)
-    end
-  end
-end
-
--- Drops the sums of blocks wholly before the first hit (they are 0 by then).
-local function trim_sums(m, old_front)
-  for l, shift in ipairs(SHIFTS) do
-    for block = math.floor(old_front / 2 ^ shift), math.floor(m.f / 2 ^ shift) - 1 do
-      redis.call('HDEL', SUMS, sum_field(m, l, block))
-    end
-  end
+-- The first hit's time and tokens, kept in the counters so a prune that drops nothing reads
+-- nothing.
+local function load_front(m)
+  local h = m.f < m.x and get_hit(m, m.f) or nil
+  m.fa, m.ft = h and h.a, h and h.t
 end
 
 -- rate-budget's prune: keeps the hits with now - window <= at <= now.
 local function prune(m)
   local old_front = m.f
-  while m.f < m.x and m.fa ~= nil and m.fa < now - window_ms do
-    local h = get_hit(m, m.f)
+  while m.f < m.x and m.fa < now - window_ms do
     redis.call('HDEL', HITS, hit_field(m, m.f))
-    if h then
-      add(m, m.f, -counted(h.t))
-      unlink(m, h, m.f)
-    end
+    add(m, m.f, -counted(m.ft))
     m.f = m.f + 1
-    local nxt = m.f < m.x and get_hit(m, m.f) or nil
-    m.fa = nxt and nxt.a or nil
+    load_front(m)
   end
-  while m.f < m.x and m.ba ~= nil and m.ba > now do
+  while m.f < m.x and m.ba > now do
     local seq = m.x - 1
     local h = get_hit(m, seq)
     redis.call('HDEL', HITS, hit_field(m, seq))
     m.x = seq
-    if h then
-      add(m, seq, -counted(h.t))
-      unlink(m, h, seq)
-    end
+    add(m, seq, -counted(h.t))
     local prev = m.f < m.x and get_hit(m, m.x - 1) or nil
-    -- A rolled-back hit has no time that matters: it leaves with its neighbours.
-    m.ba = prev and (prev.r and math.huge or prev.a) or nil
+    m.ba = prev and prev.a
+    if m.f == m.x then m.fa, m.ft = nil, nil end
   end
-  if m.f >= m.x then
-    trim_sums(m, old_front)
-    local cleared = {}
-    for l, shift in ipairs(SHIFTS) do
-      for block = math.floor(m.f / 2 ^ shift), math.floor(math.max(m.f, m.x) / 2 ^ shift) do
-        cleared[#cleared + 1] = sum_field(m, l, block)
-      end
+  -- The sums of blocks wholly before the first hit are 0 by now.
+  local first = m.f
+  if m.f >= m.x then first = m.x end
+  local gone = {}
+  for l, shift in ipairs(SHIFTS) do
+    for block = math.floor(old_front / 2 ^ shift), math.floor(first / 2 ^ shift) - 1 do
+      gone[#gone + 1] = sum_field(m, l, block)
     end
-    redis.call('HDEL', SUMS, unpack(cleared))
-    m.f, m.x, m.fa, m.ba, m.tot = 0, 0, nil, nil, 0
-  else
-    trim_sums(m, old_front)
+    if m.f >= m.x then gone[#gone + 1] = sum_field(m, l, math.floor(first / 2 ^ shift)) end
   end
+  if #gone > 0 then redis.call('HDEL', HITS, unpack(gone)) end
+  if m.f >= m.x then m.tot = 0 end
 end
 
+-- Appends a hit; returns its number and serial.
 local function push(m, id, at, t)
-  local seq = m.x
-  local f = id_field(m, id)
-  local prev = tonumber(redis.call('HGET', SUMS, f))
-  redis.call('HSET', SUMS, f, seq)
-  local h = {a = at, t = t, i = id, p = prev}
+  local seq, serial = m.x, m.m or 0
+  m.m = serial + 1
+  local h = {a = at, t = t, i = id, u = serial}
   if counted(t) == 0 then h.z = m.ep end
   put_hit(m, seq, h)
-  if m.f == m.x then m.fa = at end
+  if m.f == m.x then m.fa, m.ft = at, t end
   m.ba = at
   m.x = seq + 1
   add(m, seq, counted(t))
+  return seq, serial
 end
 
--- The hits with this id that are still there, newest first, with their numbers.
-local function with_id(m, id)
-  local out = {}
-  local seq = tonumber(redis.call('HGET', SUMS, id_field(m, id)))
-  while seq ~= nil and seq >= m.f and seq < m.x do
-    local h = get_hit(m, seq)
-    if not h then break end
-    if live(m, h) and h.i == id then out[#out + 1] = {seq, h} end
-    seq = h.p
-  end
-  return out
+-- A hold's hit, while it is there and counts.
+local function held(m, hold)
+  if hold.s == nil or hold.s < m.f or hold.s >= m.x then return nil end
+  local h = get_hit(m, hold.s)
+  if h and h.u == hold.u and live(m, h) then return h end
+  return nil
 end
 
--- commit: the oldest hit with this id takes `t`.
-local function set_tokens(m, id, t)
-  local found = with_id(m, id)
-  local last = found[#found]
-  if not last then return end
-  local seq, h = last[1], last[2]
+-- commit: the hold's hit takes `t`.
+local function set_tokens(m, hold, t)
+  local h = held(m, hold)
+  if not h then return end
   local old = counted(h.t)
   h.t = t
   if counted(t) ~= 0 then
@@ -238,19 +211,20 @@ local function set_tokens(m, id, t)
   elseif h.z == nil then
     h.z = m.ep
   end
-  put_hit(m, seq, h)
-  add(m, seq, counted(t) - old)
+  put_hit(m, hold.s, h)
+  if hold.s == m.f then m.ft = t end
+  add(m, hold.s, counted(t) - old)
 end
 
--- rollback: every hit with this id goes.
-local function remove_hits(m, id)
-  for _, found in ipairs(with_id(m, id)) do
-    local seq, h = found[1], found[2]
-    local old = counted(h.t)
-    h.t, h.r = 0, 1
-    put_hit(m, seq, h)
-    add(m, seq, -old)
-  end
+-- rollback: the hold's hit goes (it stays in place, counting nothing, until it leaves).
+local function remove_hit(m, hold)
+  local h = held(m, hold)
+  if not h then return end
+  local old = counted(h.t)
+  h.t, h.r = 0, 1
+  put_hit(m, hold.s, h)
+  if hold.s == m.f then m.ft = 0 end
+  add(m, hold.s, -old)
 end
 
 -- The time of the first hit at which the tokens from the oldest hit on reach `need`.
@@ -264,7 +238,7 @@ local function first_reaching(m, need)
     while not found do
       local fields = {}
       for b = block, math.min(last, block + 31) do fields[#fields + 1] = sum_field(m, l, b) end
-      local sums = redis.call('HMGET', SUMS, unpack(fields))
+      local sums = redis.call('HMGET', HITS, unpack(fields))
       for i = 1, #fields do
         local v = tonumber(sums[i]) or 0
         if acc + v >= need or block >= last then
@@ -311,7 +285,7 @@ local function drop_hold(m, id)
 end
 
 local function roll_back(m, id, hold)
-  remove_hits(m, id)
+  remove_hit(m, hold)
   if m.day == hold.d then
     m.u = math.max(0, m.u - 1)
     m.dt = math.max(0, m.dt - hold.t)
@@ -332,8 +306,8 @@ local function expire_holds()
     if tonumber(found[i + 1]) + hold_ttl <= now then
       local member = found[i]
       local sep = string.find(member, ':', 1, true)
-      local m = by_number[tonumber(string.sub(member, 1, sep - 1))]
-      local id = string.sub(member, sep + 1)
+      local m = sep and by_number[tonumber(string.sub(member, 1, sep - 1))]
+      local id = sep and string.sub(member, sep + 1)
       local hold = m and get_hold(m, id)
       if hold then
         expired[#expired + 1] = {m, id, hold}
@@ -433,10 +407,19 @@ local function pick(checks)
   return {ok = false, reason = chosen.reason, wait_ms = chosen.wait_ms}
 end
 
--- Writes the counters of every key this call touched and keeps the scope `keep` ms.
+-- Writes the counters of every key this call touched, and makes the scope's keys live `keep`
+-- ms more when they would not (on the callers' clock: within a day that is once, since `keep`
+-- runs to the day's end). The TTL has 5 minutes to spare for callers whose clocks differ.
 local function save()
+  local until_ms = tonumber(ARGV[7]) + keep
+  local expires = 0
+  for _, m in pairs(metas) do
+    if m.e ~= nil and m.e > expires then expires = m.e end
+  end
+  local refresh = until_ms > expires
   local set = {}
   for name, m in pairs(dirty) do
+    if refresh then m.e = until_ms end
     local stored = {}
     for k, v in pairs(m) do
       if k ~= 'name' then stored[k] = v end
@@ -445,7 +428,10 @@ local function save()
     set[#set + 1] = cmsgpack.pack(stored)
   end
   if #set > 0 then redis.call('HSET', KS, unpack(set)) end
-  for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, keep) end
+  if refresh and #set > 0 then
+    redis.call('ZADD', EXPIRY, 'NX', '+inf', '')
+    for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, keep + 300000) end
+  end
 end
 
 -- ---- run it ---------------------------------------------------------------------------------
@@ -470,7 +456,7 @@ if op == 'commit' or op == 'rollback' then
     roll_back(m, hold_id, hold)
   else
     if commit_tokens ~= nil then
-      set_tokens(m, hold_id, commit_tokens)
+      set_tokens(m, hold, commit_tokens)
       if hold.d == m.day then
         m.dt = math.max(0, m.dt - hold.t + commit_tokens)
       end
@@ -492,11 +478,16 @@ if (op == 'reserve' or op == 'force') and d.ok then
   local m = entry(key.name)
   local old = get_hold(m, hold_id)
   new_hold = {t = tokens, a = now, d = day, pa = m.la, pi = m.li}
-  new_hold.p = old and old.p or redis.call('HINCRBY', SUMS, '@', 1)
+  if old then
+    new_hold.p = old.p
+  else
+    m.o = (m.o or 0) + 1
+    new_hold.p = m.o
+  end
   m.u = m.u + 1
   m.dt = m.dt + tokens
   m.la, m.li = now, hold_id
-  push(m, hold_id, now, tokens)
+  new_hold.s, new_hold.u = push(m, hold_id, now, tokens)
   redis.call('HSET', HITS, hold_field(m, hold_id), cmsgpack.pack(new_hold))
   redis.call('ZADD', EXPIRY, now, m.n .. ':' .. hold_id)
 end
