@@ -591,3 +591,24 @@ describe('a scope outlives its commits until its day ends', () => {
     }
   })
 })
+
+describe.each(stores)('a reused hold id touches only its own reservation [%s]', (_name, makeStore) => {
+  // rate-budget finds hits by hold id: with `id: () => 'h'` a rollback removed every hit named
+  // 'h' (other requests' tokens: TPM under-counted) and a commit charged the oldest one.
+  it('commit and rollback of the newest hold leave the earlier request counted', async () => {
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => 'h', bufferMs: 0 })
+    const key = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 100 }
+    const first = await quota.reserve('s', key, 100)
+    expect(await quota.commit(first.hold, { tokens: 300 })).toBe(true)
+    now = 10
+    const second = await quota.reserve('s', key, 200)
+    expect(await quota.commit(second.hold, { tokens: 50 })).toBe(true)
+    now = 20
+    const third = await quota.reserve('s', key, 100)
+    expect(await quota.rollback(third.hold)).toBe(true)
+    now = 30
+    const c = (await quota.check('s', key, 1)).checks[0]
+    expect([c.tokenUsed, c.dailyUsed]).toEqual([350, 2])
+  })
+})
