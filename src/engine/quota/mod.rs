@@ -60,7 +60,8 @@ pub fn pct(v: Option<f64>, fb: f64) -> f64 {
   finite(v, fb).clamp(0.0, 100.0)
 }
 
-pub(crate) fn ratio(used: f64, limit: f64) -> f64 {
+/// `used / limit`, or 1 when the limit is 0 or less (rate-budget's `ratio`).
+pub fn ratio(used: f64, limit: f64) -> f64 {
   if limit <= 0.0 {
     1.0
   } else {

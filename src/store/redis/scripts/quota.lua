@@ -27,8 +27,10 @@
 --          'force' records a reservation an in-process twin granted while Redis was away, on
 --          the one key given, without checking its limits.
 -- Returns  commit/rollback: 1 | 0. check/reserve/force: {ok, key index (0-based, -1 none), reason,
---          tokens, waitMs, check count, 13 fields per check, then the hold's id, at, prevAt,
---          prevId when one was made}. Numbers as %.17g text, '' for null.
+--          tokens, waitMs, check count, per check: key, ok, reason, waitMs, priority, rpmMs,
+--          tpmMs, tokenUsed, dailyUsed, dailyCap, dailyLeft (the percentages follow from these),
+--          then the hold's id, at, prevAt, prevId when one was made}. Numbers as integers when
+--          whole, else as %.17g text; '' for null.
 
 local KS, HITS, EXPIRY = KEYS[1], KEYS[2], KEYS[3]
 
@@ -493,19 +495,24 @@ if (op == 'reserve' or op == 'force') and d.ok then
 end
 save()
 
-local out = {d.ok and '1' or '0', d.ok and tostring(d.key - 1) or '-1', d.reason or '', text(tokens), text(d.wait_ms), tostring(#checks)}
+-- A number as an integer reply when it is a whole one (no formatting: most are), else as text.
+local function reply(x)
+  if x == nil then return '' end
+  if x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then return x end
+  return text(x)
+end
+local out = {d.ok and 1 or 0, d.ok and d.key - 1 or -1, d.reason or '', reply(tokens), reply(d.wait_ms), #checks}
 for _, c in ipairs(checks) do
   local fields = {
-    c.key, c.ok and '1' or '0', c.reason or '', text(c.wait_ms), text(c.priority), text(c.rpm_ms),
-    text(c.tpm_ms), text(c.token_used), text(c.token_pct), text(c.daily_used), text(c.daily_cap),
-    text(c.daily_left), text(c.daily_pct),
+    c.key, c.ok and 1 or 0, c.reason or '', reply(c.wait_ms), reply(c.priority), reply(c.rpm_ms),
+    reply(c.tpm_ms), reply(c.token_used), reply(c.daily_used), reply(c.daily_cap), reply(c.daily_left),
   }
   for _, f in ipairs(fields) do out[#out + 1] = f end
 end
 if new_hold then
   out[#out + 1] = hold_id
-  out[#out + 1] = text(new_hold.a)
-  out[#out + 1] = text(new_hold.pa)
+  out[#out + 1] = reply(new_hold.a)
+  out[#out + 1] = reply(new_hold.pa)
   if new_hold.pi == nil then out[#out + 1] = '' else out[#out + 1] = 'i' .. new_hold.pi end
 end
 return out
