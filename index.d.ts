@@ -224,7 +224,7 @@ export declare function quotaLastPrevId(core: ExternalObject<'QuotaCore'>): stri
 
 /**
  * `options`: windowMs, bufferMs, thresholdPct (NaN for "not a number"), strictTpm,
- * monotonic (0|1), holdTtlMs (NaN for none).
+ * monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
  */
 export declare function quotaNew(store: NativeStore, prefix: string, options: Array<number>): ExternalObject<'QuotaCore'>
 

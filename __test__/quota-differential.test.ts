@@ -44,6 +44,7 @@ async function runSequence(seed: number, target: Target, steps: number): Promise
     strictTpm: r.next() < 0.5,
     monotonic: r.next() < 0.5,
     holdTtlMs: r.pick([null, 2_000, 30_000]),
+    rpmWindow: r.next() < 0.4,
   }
   const repeatIds = r.next() < 0.3
   let n = 0
@@ -59,7 +60,7 @@ async function runSequence(seed: number, target: Target, steps: number): Promise
   const red = new Quota({ ...options, store: redisStore(target), prefix, now, id: idFor('b') })
   const keys = ['b', 'a', 'C'].map((id) => ({
     id,
-    rpm: r.pick([1, 15, 600, 60_000]),
+    rpm: r.pick([1, 3, 15, 600, 60_000]),
     tpm: r.pick([50, 300, 1_000]),
     rpd: r.pick([3, 20, 1e6]),
     ...(r.next() < 0.4 ? { tpd: r.pick([200, 5_000]) } : {}),

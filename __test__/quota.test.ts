@@ -612,3 +612,61 @@ describe.each(stores)('a reused hold id touches only its own reservation [%s]', 
     expect([c.tokenUsed, c.dailyUsed]).toEqual([350, 2])
   })
 })
+
+describe.each(stores)('RPM as a sliding window (rpmWindow) [%s]', (_name, makeStore) => {
+  it('a key of rpm 500 takes 500 requests at once, then waits for the oldest to leave', async () => {
+    let now = 1_000_000
+    let n = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `h${n++}`, rpmWindow: true })
+    const key = { id: 'k', rpm: 500, tpm: 1e9, rpd: 1e6 }
+    const holds = []
+    for (let i = 0; i < 500; i++) {
+      const r = await quota.reserve('s', key, 1)
+      expect(r.ok).toBe(true)
+      holds.push(r.hold)
+      now += 2
+    }
+    const refused = await quota.reserve('s', key, 1)
+    // The first request leaves the 60 s window at 1,060,000; plus the 1 s buffer.
+    expect(refused).toMatchObject({ ok: false, reason: 'rpm', waitMs: 61_000 - 1_000 })
+    expect(await quota.rollback(holds[250])).toBe(true)
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+    expect((await quota.reserve('s', key, 1)).ok).toBe(false)
+    now = 1_000_000 + 60_000 + 1
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+  }, 60_000) // a user's { mutate } store converts the whole state each call: O(window)
+
+  it("by default RPM is rate-budget's spacing: the second request at once waits", async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const key = { id: 'k', rpm: 500, tpm: 1e9, rpd: 1e6 }
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+    expect(await quota.reserve('s', key, 1)).toMatchObject({ ok: false, reason: 'rpm', waitMs: 1_120 })
+  })
+})
+
+describe('the store may come first, as every other class takes it', () => {
+  it('new Quota(store, options) uses that store', async () => {
+    const store = new MemoryStore()
+    const quota: any = new Quota(store, { now: () => 0 })
+    await quota.reserve('s', { id: 'k', rpm: 1, tpm: 10, rpd: 1 }, 1)
+    expect(store.get('s')?.keys.k.used).toBe(1)
+  })
+
+  it('on Redis: two Quotas built store-first share their scopes', async () => {
+    const a = new InspectableRedisStore()
+    const b = new RedisStore(redisUrl())
+    opened.push(b)
+    const q1: any = new Quota(a, { prefix: a.prefix, now: () => 0 })
+    const q2: any = new Quota(b, { prefix: a.prefix, now: () => 0 })
+    expect((await q1.reserve('s', { id: 'k', rpm: 60, tpm: 10, rpd: 1 }, 1)).ok).toBe(true)
+    expect(await q2.reserve('s', { id: 'k', rpm: 60, tpm: 10, rpd: 1 }, 1)).toMatchObject({ ok: false, reason: 'rpd' })
+  })
+
+  it('a store given twice, options after options, or a bad flag are refused', () => {
+    const store = new MemoryStore()
+    const code = { code: 'ERR_TOLLGATE_INVALID_ARG' }
+    expect(() => new Quota(store, { store } as any)).toThrow(expect.objectContaining(code))
+    expect(() => new (Quota as any)({ now: () => 0 }, { now: () => 0 })).toThrow(expect.objectContaining(code))
+    expect(() => new Quota({ rpmWindow: 'yes' } as any)).toThrow(expect.objectContaining(code))
+  })
+})

@@ -533,6 +533,13 @@ export interface QuotaOptions<Req = unknown> extends StoreFailureOptions {
    * over-admits.
    */
   monotonic?: boolean
+  /**
+   * RPM as a sliding window, the way providers enforce it: at most `rpm` reservations on a key
+   * in any `windowMs` (a rollback gives its request back). Default false: rate-budget's spacing,
+   * one reservation every `windowMs / rpm + bufferMs` — with the default 1 s buffer a key of
+   * `rpm: 500` gets ~54 a minute, and never two at once.
+   */
+  rpmWindow?: boolean
   /** Key prefix of scopes in the store. Default `'tollgate:quota:'`. */
   prefix?: string
 }
@@ -558,6 +565,8 @@ export interface QuotaOptions<Req = unknown> extends StoreFailureOptions {
  */
 export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
   constructor(options?: QuotaOptions<Req>)
+  /** The store first, as every other class takes it (`new Quota(redis, { rpmWindow: true })`). */
+  constructor(store: StoreLike | QuotaStore, options?: Omit<QuotaOptions<Req>, 'store'>)
   /** Picks a key without reserving (it still tidies the scope's state, as rate-budget does). */
   check(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaOk<K> | QuotaBlocked>
   /** Picks a key and reserves one request and the estimated tokens on it. */

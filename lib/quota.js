@@ -232,7 +232,19 @@ class Quota {
   #stats = newStats()
   #fallback = null
 
-  constructor(options) {
+  /**
+   * `new Quota(options)` as in rate-budget, or the store first as every other tollgate class
+   * takes it: `new Quota(store, options)`.
+   */
+  constructor(storeOrOptions, maybeOptions) {
+    let options = storeOrOptions
+    if (isStoreArgument(storeOrOptions)) {
+      const rest = v.options(maybeOptions, 'options')
+      if (rest.store !== undefined) throw invalidArg('a store was passed first and as options.store: pass it once')
+      options = { ...rest, store: storeOrOptions }
+    } else if (maybeOptions !== undefined) {
+      throw invalidArg(`new Quota(store, options) takes a store first (a MemoryStore, RedisStore, Redis URL or client, or { mutate }); got ${v.describe(storeOrOptions)}`)
+    }
     const o = v.options(options, 'options')
     let store = o.store ?? new MemoryStore()
     if (typeof store === 'string' || isRedisClient(store)) store = resolveStore(store, 'Quota')
@@ -264,9 +276,10 @@ class Quota {
       strictTpm: o.strictTpm === undefined ? true : o.strictTpm !== false,
       monotonic: o.monotonic === undefined ? true : o.monotonic !== false,
       holdTtlMs,
+      rpmWindow: o.rpmWindow === undefined ? false : o.rpmWindow === true || (o.rpmWindow === false ? false : badFlag('options.rpmWindow', o.rpmWindow)),
     }
     const p = this.#options
-    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN]
+    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN, p.rpmWindow ? 1 : 0]
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
     const { policy, retryMs } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
     if (this.#kind === 'redis') {
@@ -471,6 +484,17 @@ class Quota {
       throw fromNative(e)
     })
   }
+}
+
+/** A store given where options were expected: the store-first form of the constructor. */
+function isStoreArgument(x) {
+  if (typeof x === 'string') return true
+  if (x === null || typeof x !== 'object') return false
+  return x instanceof MemoryStore || x instanceof RedisStore || isRedisClient(x) || typeof x.mutate === 'function'
+}
+
+function badFlag(name, value) {
+  throw invalidArg(`${name} must be true or false, got ${v.describe(value)}`)
 }
 
 const isThenable = (x) => x !== null && (typeof x === 'object' || typeof x === 'function') && typeof x.then === 'function'

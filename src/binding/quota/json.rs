@@ -100,13 +100,16 @@ pub fn state_from(v: &Value) -> QuotaState {
     // A state in rate-budget's shape names a hold's hit by the hold's id and time only: the
     // newest hit with both is the hold's.
     let (window, numbered) = TokenWindow::from_hits(hits);
+    let by_hold: std::collections::HashMap<(&str, u64), HitRef> = numbered
+      .iter()
+      .map(|(hit, r)| ((hit.id.as_str(), hit.at.to_bits()), *r))
+      .collect();
     let mut kept = Holds::default();
     for h in holds {
-      let hit = numbered
-        .iter()
-        .rev()
-        .find(|(hit, _)| hit.id == h.id && hit.at == h.at)
-        .map_or(HitRef::NONE, |&(_, hit)| hit);
+      let hit = by_hold
+        .get(&(h.id.as_str(), h.at.to_bits()))
+        .copied()
+        .unwrap_or(HitRef::NONE);
       kept.insert(h, hit);
     }
     state.keys.push((
@@ -221,6 +224,8 @@ struct OptionsJson {
   threshold_pct: Option<f64>,
   strict_tpm: bool,
   monotonic: bool,
+  #[serde(default)]
+  rpm_window: bool,
   hold_ttl_ms: Option<f64>,
 }
 
@@ -230,6 +235,7 @@ pub(super) fn request_from(text: &str) -> napi::Result<Request> {
   let mut options = Options::new(o.window_ms, o.buffer_ms, o.threshold_pct);
   options.strict_tpm = o.strict_tpm;
   options.monotonic = o.monotonic;
+  options.rpm_window = o.rpm_window;
   options.hold_ttl_ms = o.hold_ttl_ms;
   let keys = r
     .keys

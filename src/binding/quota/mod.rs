@@ -46,7 +46,7 @@ pub(crate) fn keep_for(m: &Moment, o: &Options) -> u64 {
 // ---- the memory store ------------------------------------------------------------------
 
 /// `options`: windowMs, bufferMs, thresholdPct (NaN for "not a number"), strictTpm,
-/// monotonic (0|1), holdTtlMs (NaN for none).
+/// monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
 #[napi(ts_return_type = "ExternalObject<'QuotaCore'>")]
 pub fn quota_new(
   store: &NativeStore,
@@ -57,6 +57,7 @@ pub fn quota_new(
   let mut o = Options::new(at(0), at(1), at(2));
   o.strict_tpm = at(3) == Some(1.0);
   o.monotonic = at(4) == Some(1.0);
+  o.rpm_window = at(6) == Some(1.0);
   o.hold_ttl_ms = at(5);
   External::new(Arc::new(QuotaCore {
     backend: store.backend.clone(),

@@ -48,6 +48,7 @@ fn script_args(r: &Request, keep_ms: u64) -> Vec<String> {
     arg(o.hold_ttl_ms),
     (if o.monotonic { "1" } else { "0" }).into(),
     keep_ms.to_string(),
+    (if o.rpm_window { "1" } else { "0" }).into(),
     r.keys.len().to_string(),
   ];
   for k in &r.keys {

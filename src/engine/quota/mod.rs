@@ -14,8 +14,9 @@
 //! - RPD as a counter per day bucket, capped at `ceil(rpd * (thresholdPct / 100))`.
 //!
 //! Beyond rate-budget (each one off unless its option is set): holds that expire and roll
-//! back by themselves (`hold_ttl_ms`), a tokens-per-day limit (`tpd`), and `strict_tpm`, which
-//! never admits a request over TPM when `bufferMs` is 0.
+//! back by themselves (`hold_ttl_ms`), a tokens-per-day limit (`tpd`), `strict_tpm`, which
+//! never admits a request over TPM when `bufferMs` is 0, and `rpm_window`: RPM as at most `rpm`
+//! reservations in any window (what providers enforce) instead of rate-budget's spacing.
 //!
 //! Cost: every call costs the same however many requests the TPM window holds (amortised
 //! O(1), O(log n) for the holds' expiry and a refused request's TPM wait; see [`window`] and
@@ -30,7 +31,7 @@ mod reference;
 pub mod window;
 
 pub use holds::Holds;
-pub use window::{Hit, HitRef, TokenWindow};
+pub use window::{Hit, HitRef, Lane, TokenWindow};
 
 /// `v` if finite, else `fb` (rate-budget's `finite`).
 pub fn finite(v: Option<f64>, fb: f64) -> f64 {
@@ -127,6 +128,10 @@ pub struct Options {
   pub threshold_pct: f64,
   /// Never admit over TPM, also when `buffer_ms` is 0 (rate-budget admits at the window edge).
   pub strict_tpm: bool,
+  /// RPM as a sliding window: at most `rpm` reservations in the last `window_ms` (the strict
+  /// rule applies as for TPM). rate-budget spaces reservations `windowMs / rpm + bufferMs`
+  /// apart instead, which with its default 1 s buffer gives far fewer than `rpm` a minute.
+  pub rpm_window: bool,
   /// Uncommitted holds roll back by themselves after this long (rate-budget: never).
   pub hold_ttl_ms: Option<f64>,
   /// Time never goes backwards within a scope: a request whose clock is behind the scope's
@@ -144,6 +149,7 @@ impl Options {
       buffer_ms: non_neg(Some(buffer_ms.unwrap_or(BUFFER_MS)), BUFFER_MS),
       threshold_pct: pct(Some(threshold_pct.unwrap_or(THRESHOLD_PCT)), THRESHOLD_PCT),
       strict_tpm: false,
+      rpm_window: false,
       hold_ttl_ms: None,
       monotonic: false,
     }
@@ -335,14 +341,28 @@ fn check_key(
 
   let cap = daily_cap(key.rpd, Some(o.threshold_pct));
   let token_used = ks.window.total();
-  let rpm_ms = match ks.last_at {
-    Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
-    None => 0.0,
+  let rpm_ms = if o.rpm_window {
+    let waits = ks
+      .window
+      .wait_ms(Lane::Requests, 1.0, rpm, now, window, [o.buffer_ms, 1.0]);
+    match waits {
+      Some([0.0, _]) if o.strict_tpm && ks.window.requests() + 1.0 > rpm => {
+        waits.map_or(0.0, |w| w[1])
+      }
+      Some([w, _]) => w,
+      None => 0.0, // rpm is at least 1: one request always fits an empty window
+    }
+  } else {
+    match ks.last_at {
+      Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
+      None => 0.0,
+    }
   };
   // The wait with the buffer, and with 1 ms for `strict_tpm`: with bufferMs 0, a hit exactly
   // `window` old still counts (the window is inclusive) but rate-budget's wait is 0, so it
   // admits over TPM. Strict: wait the 1 ms until it leaves.
   let waits = ks.window.wait_ms(
+    Lane::Tokens,
     non_neg(Some(tokens), 0.0),
     tpm,
     now,

@@ -22,6 +22,8 @@ pub struct KeyState {
   /// Each hit with its number.
   pub hits: Vec<(u64, Hit)>,
   pub next: u64,
+  /// Each reservation not rolled back, with its number and time (RPM as a window).
+  pub requests: Vec<(u64, f64)>,
   /// In insertion order, like the JS object rate-budget keeps; each with its hit's number.
   pub holds: Vec<(Hold, u64)>,
   pub last_at: Option<f64>,
@@ -94,6 +96,8 @@ fn check_key(
   ks.hits.retain(|(_, h)| {
     h.at.is_finite() && now - window <= h.at && h.at <= now && non_neg(Some(h.tokens), 0.0) > 0.0
   });
+  ks.requests
+    .retain(|&(_, at)| now - window <= at && at <= now);
 
   let cap = daily_cap(key.rpd, Some(o.threshold_pct));
   // A fold from +0 (`sum()` of no f64s is -0.0, which JavaScript would show as -0).
@@ -102,9 +106,27 @@ fn check_key(
     .iter()
     .map(|(_, h)| non_neg(Some(h.tokens), 0.0))
     .fold(0.0, |a, b| a + b);
-  let rpm_ms = match ks.last_at {
-    Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
-    None => 0.0,
+  let rpm_ms = if o.rpm_window {
+    // The oldest requests leave until one more fits: when the one that makes room leaves.
+    let mut times: Vec<f64> = ks.requests.iter().map(|&(_, at)| at).collect();
+    times.sort_by(f64::total_cmp);
+    let count = times.len() as f64;
+    if count + 1.0 <= rpm {
+      0.0
+    } else {
+      let at = times[(count + 1.0 - rpm) as usize - 1];
+      let wait = (window - (now - at) + o.buffer_ms).max(0.0);
+      if wait == 0.0 && o.strict_tpm {
+        (window - (now - at) + 1.0).max(0.0)
+      } else {
+        wait
+      }
+    }
+  } else {
+    match ks.last_at {
+      Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
+      None => 0.0,
+    }
   };
   let plain: Vec<Hit> = ks.hits.iter().map(|(_, h)| h.clone()).collect();
   let tpm_wait = |buffer_ms: f64| {
@@ -289,6 +311,7 @@ fn take(
   ks.last_id = Some(hold.id.clone());
   let seq = ks.next;
   ks.next += 1;
+  ks.requests.push((seq, m.now));
   ks.hits.push((
     seq,
     Hit {
@@ -350,6 +373,7 @@ pub fn rollback(state: &mut QuotaState, key: &str, hold_id: &str, now: f64, o: &
 
 fn roll_back(ks: &mut KeyState, hold: &Hold, seq: u64) {
   ks.hits.retain(|(s, _)| *s != seq);
+  ks.requests.retain(|(s, _)| *s != seq);
   if ks.day == hold.day {
     ks.used = (ks.used - 1.0).max(0.0);
     ks.day_tokens = (ks.day_tokens - hold.tokens).max(0.0);

@@ -742,7 +742,13 @@ mod properties {
 
   fn limits() -> impl Strategy<Value = KeyInput> {
     (
-      prop_oneof![Just(1.0), Just(15.0), Just(600.0), Just(60_000.0)],
+      prop_oneof![
+        Just(1.0),
+        Just(3.0),
+        Just(15.0),
+        Just(600.0),
+        Just(60_000.0)
+      ],
       prop_oneof![Just(50.0), Just(300.0), Just(1_000.0)],
       prop_oneof![Just(3.0), Just(20.0), Just(1e6)],
       prop::option::of(prop_oneof![Just(200.0), Just(5_000.0)]),
@@ -770,10 +776,12 @@ mod properties {
       any::<bool>(),
       any::<bool>(),
       prop::option::of(prop_oneof![Just(2_000.0), Just(30_000.0)]),
+      any::<bool>(),
     )
-      .prop_map(|(w, b, t, strict, monotonic, ttl)| {
+      .prop_map(|(w, b, t, strict, monotonic, ttl, rpm_window)| {
         let mut o = Options::new(Some(w), Some(b), Some(t));
         o.strict_tpm = strict;
+        o.rpm_window = rpm_window;
         o.monotonic = monotonic;
         o.hold_ttl_ms = ttl;
         o
@@ -867,4 +875,42 @@ mod properties {
       }
     }
   }
+}
+
+#[test]
+fn rpm_as_a_window_admits_rpm_a_minute_back_to_back() {
+  // 500 RPM as a window: 500 reservations at once, the 501st waits for the first to leave.
+  // rate-budget's spacing with its default buffer admits one every 1,120 ms (~54 a minute).
+  let mut o = opts();
+  o.rpm_window = true;
+  let keys = ranked(vec![key("k", 500.0, 1e9, 1e6, 0.0)]);
+  let mut s = QuotaState::default();
+  for i in 0..500 {
+    let d = reserve(
+      &mut s,
+      "s",
+      &keys,
+      1.0,
+      &format!("h{i}"),
+      &moment(10.0 * i as f64),
+      &o,
+    );
+    assert!(d.ok, "request {i}");
+  }
+  let d = reserve(&mut s, "s", &keys, 1.0, "over", &moment(5_000.0), &o);
+  assert_eq!(
+    (d.ok, d.reason, d.wait_ms),
+    (false, Some(Reason::Rpm), Some(56_000.0))
+  );
+  // A rollback gives its request back.
+  let first = s.key("k").unwrap().holds.get("h0").unwrap().0.clone();
+  assert!(rollback(&mut s, "k", &first.id, 5_000.0, &o));
+  assert!(reserve(&mut s, "s", &keys, 1.0, "fits", &moment(5_000.0), &o).ok);
+  assert!(!reserve(&mut s, "s", &keys, 1.0, "again", &moment(5_000.0), &o).ok);
+  // With spacing, the second request at once already waits.
+  o.rpm_window = false;
+  let mut s = QuotaState::default();
+  assert!(reserve(&mut s, "s", &keys, 1.0, "a", &moment(0.0), &o).ok);
+  let d = reserve(&mut s, "s", &keys, 1.0, "b", &moment(0.0), &o);
+  assert_eq!((d.ok, d.wait_ms), (false, Some(1_120.0)));
 }

@@ -5,10 +5,10 @@
 //!   key (a reservation is made at "now", after the hits later than now were dropped), so the
 //!   window is a contiguous run of numbers `front..next`: expired hits leave from the front,
 //!   hits "in the future" (a clock that went back) from the back, each once.
-//! - The running total of the window's tokens is kept, and so are partial sums per block of
-//!   32, 1,024 and 32,768 consecutive hits. "How long until `need` tokens leave the window"
-//!   (the wait of a refused request) walks those sums from the oldest hit down to one hit: at
-//!   most a few dozen steps, never the whole window.
+//! - The running totals of the window's tokens and requests are kept, and so are partial sums
+//!   of both per block of 32, 1,024 and 32,768 consecutive hits. "How long until `need` tokens
+//!   (or requests) leave the window" (the wait of a refused request) walks those sums from the
+//!   oldest hit down to one hit: at most a few dozen steps, never the whole window.
 //! - A hold knows its hit ([`HitRef`]: the hit's number, and a serial that is never reused even
 //!   where a number is, after hits "in the future" left), so a commit or a rollback touches
 //!   that hit alone.
@@ -22,6 +22,14 @@ use std::collections::VecDeque;
 
 /// log2 of the block sizes the partial sums are kept for (32, 1,024, 32,768 hits).
 pub const LEVEL_SHIFTS: [u32; 3] = [5, 10, 15];
+
+/// What a sum counts: tokens (TPM) or requests (RPM as a sliding window). A request counts
+/// until it leaves the window or is rolled back, whatever its tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+  Tokens = 0,
+  Requests = 1,
+}
 
 /// A token reservation inside the window, as rate-budget stores it.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +73,15 @@ struct Slot {
   serial: u64,
 }
 
+/// What a hit adds to the requests: 1 until it is rolled back.
+fn requests(s: &Slot) -> f64 {
+  if s.zero_at == REMOVED {
+    0.0
+  } else {
+    1.0
+  }
+}
+
 /// What a hit adds to the sums: its tokens floored, at least 0, non-finite as 0
 /// (rate-budget's `nonNeg(hit.tokens)`).
 pub fn counted(tokens: f64) -> f64 {
@@ -80,10 +97,10 @@ pub struct TokenWindow {
   /// `seq` of `slots[0]`.
   front: u64,
   slots: VecDeque<Slot>,
-  /// Per level, the sums of blocks `sums_front[l]..`, oldest first.
-  sums: [VecDeque<f64>; 3],
+  /// Per level, the sums (tokens, requests) of blocks `sums_front[l]..`, oldest first.
+  sums: [VecDeque<[f64; 2]>; 3],
   sums_front: [u64; 3],
-  total: f64,
+  total: [f64; 2],
   /// Checks run on this key so far.
   epoch: u64,
   /// Hits made so far (the next serial).
@@ -93,7 +110,12 @@ pub struct TokenWindow {
 impl TokenWindow {
   /// The tokens the window holds (rate-budget's `tokenUsed` after pruning).
   pub fn total(&self) -> f64 {
-    self.total
+    self.total[0]
+  }
+
+  /// The requests the window holds (those rolled back excepted).
+  pub fn requests(&self) -> f64 {
+    self.total[1]
   }
 
   /// Hits kept (removed and spent ones included until they leave): what the memory grows with.
@@ -114,23 +136,24 @@ impl TokenWindow {
     self.slots.get(i as usize)
   }
 
-  /// The slot of a hold's hit while it is there and counts.
+  /// The slot of a hold's hit while it is there (not left, not rolled back).
   fn held(&self, hit: HitRef) -> Option<&Slot> {
     self
       .slot(hit.seq)
-      .filter(|s| s.serial == hit.serial && self.live(s))
+      .filter(|s| s.serial == hit.serial && s.zero_at != REMOVED)
   }
 
   fn live(&self, s: &Slot) -> bool {
     s.zero_at == NONE || (s.zero_at != REMOVED && self.epoch <= s.zero_at)
   }
 
-  /// Adds `delta` to the total and to the sums of every block holding `seq`.
-  fn add(&mut self, seq: u64, delta: f64) {
-    if delta == 0.0 {
+  /// Adds `delta` (tokens, requests) to the totals and to the sums of every block holding `seq`.
+  fn add(&mut self, seq: u64, delta: [f64; 2]) {
+    if delta == [0.0; 2] {
       return;
     }
-    self.total += delta;
+    self.total[0] += delta[0];
+    self.total[1] += delta[1];
     for (l, shift) in LEVEL_SHIFTS.iter().enumerate() {
       let block = seq >> shift;
       let sums = &mut self.sums[l];
@@ -139,9 +162,10 @@ impl TokenWindow {
       }
       let i = (block - self.sums_front[l]) as usize;
       while sums.len() <= i {
-        sums.push_back(0.0);
+        sums.push_back([0.0; 2]);
       }
-      sums[i] += delta;
+      sums[i][0] += delta[0];
+      sums[i][1] += delta[1];
     }
   }
 
@@ -158,7 +182,7 @@ impl TokenWindow {
         break;
       }
       let s = self.slots.pop_front().expect("looked at above");
-      self.add(self.front, -counted(s.tokens));
+      self.add(self.front, [-counted(s.tokens), -requests(&s)]);
       self.front += 1;
     }
     while let Some(s) = self.slots.back() {
@@ -166,12 +190,12 @@ impl TokenWindow {
         break;
       }
       let s = self.slots.pop_back().expect("looked at above");
-      self.add(self.next(), -counted(s.tokens));
+      self.add(self.next(), [-counted(s.tokens), -requests(&s)]);
     }
     if self.slots.is_empty() {
       // Nothing left: the sums are all 0; keep the numbering (holds refer to it).
       self.sums = Default::default();
-      self.total = 0.0;
+      self.total = [0.0; 2];
     } else {
       for (l, shift) in LEVEL_SHIFTS.iter().enumerate() {
         let first = self.front >> shift;
@@ -202,14 +226,15 @@ impl TokenWindow {
       zero_at,
       serial: hit.serial,
     });
-    self.add(hit.seq, counted(tokens));
+    self.add(hit.seq, [counted(tokens), 1.0]);
     hit
   }
 
   /// A hold's hit takes `tokens` (a commit); no change when it has left.
   pub fn set_tokens(&mut self, hit: HitRef, tokens: f64) {
     let epoch = self.epoch;
-    let Some(s) = self.held(hit) else {
+    // A hit of 0 tokens is gone from the TPM window after a check (rate-budget drops it).
+    let Some(s) = self.held(hit).filter(|s| self.live(s)) else {
       return;
     };
     let old = counted(s.tokens);
@@ -222,7 +247,7 @@ impl TokenWindow {
     } else if s.zero_at == NONE {
       s.zero_at = epoch;
     }
-    self.add(seq, counted(tokens) - old);
+    self.add(seq, [counted(tokens) - old, 0.0]);
   }
 
   /// Removes a hold's hit (a rollback); no change when it has left.
@@ -236,35 +261,38 @@ impl TokenWindow {
     let s = &mut self.slots[i];
     s.tokens = 0.0;
     s.zero_at = REMOVED;
-    self.add(seq, -old);
+    self.add(seq, [-old, -1.0]);
   }
 
-  /// rate-budget's `tokenWaitMs` inside the Quota: 0 when `tokens` fit under `limit` now,
-  /// `None` when they never can, else how long until the oldest hits that must leave have
-  /// left (`window - (now - at) + buffer`), for each buffer given.
+  /// rate-budget's `tokenWaitMs` inside the Quota: 0 when `amount` more (tokens, or one
+  /// request) fit under `limit` now, `None` when they never can, else how long until the
+  /// oldest hits that must leave have left (`window - (now - at) + buffer`), for each buffer
+  /// given.
   pub fn wait_ms(
     &self,
-    tokens: f64,
+    lane: Lane,
+    amount: f64,
     limit: f64,
     now: f64,
     window_ms: f64,
     buffers: [f64; 2],
   ) -> Option<[f64; 2]> {
-    if tokens > limit {
+    if amount > limit {
       return None;
     }
-    if self.total + tokens <= limit {
+    let total = self.total[lane as usize];
+    if total + amount <= limit {
       return Some([0.0; 2]);
     }
-    let need = self.total + tokens - limit;
-    Some(match self.first_reaching(need) {
+    let need = total + amount - limit;
+    Some(match self.first_reaching(lane, need) {
       Some(at) => buffers.map(|b| (window_ms - (now - at) + b).max(0.0)),
       None => buffers.map(|b| window_ms + b),
     })
   }
 
-  /// The time of the first hit at which the tokens from the oldest hit on reach `need`.
-  fn first_reaching(&self, need: f64) -> Option<f64> {
+  /// The time of the first hit at which the sum from the oldest hit on reaches `need`.
+  fn first_reaching(&self, lane: Lane, need: f64) -> Option<f64> {
     if self.slots.is_empty() {
       return None;
     }
@@ -276,7 +304,7 @@ impl TokenWindow {
       let mut block = lo >> shift;
       let last = (hi - 1) >> shift;
       loop {
-        let v = self.block_sum(l, block);
+        let v = self.block_sum(l, block)[lane as usize];
         if acc + v >= need || block >= last {
           break;
         }
@@ -288,7 +316,10 @@ impl TokenWindow {
     }
     for seq in lo..hi {
       let s = self.slot(seq)?;
-      acc += counted(s.tokens);
+      acc += match lane {
+        Lane::Tokens => counted(s.tokens),
+        Lane::Requests => requests(s),
+      };
       if acc >= need {
         return Some(s.at);
       }
@@ -296,12 +327,12 @@ impl TokenWindow {
     None
   }
 
-  fn block_sum(&self, l: usize, block: u64) -> f64 {
+  fn block_sum(&self, l: usize, block: u64) -> [f64; 2] {
     block
       .checked_sub(self.sums_front[l])
       .and_then(|i| self.sums[l].get(i as usize))
       .copied()
-      .unwrap_or(0.0)
+      .unwrap_or([0.0; 2])
   }
 
   /// The hits still there, oldest first, as rate-budget's state shows them.
@@ -365,9 +396,10 @@ mod tests {
       1.0, 2.0, 31.0, 32.0, 33.0, 4_000.0, 131_071.0, 399_999.0, acc,
     ] {
       let expect = walk.iter().find(|(a, _)| *a >= need).map(|&(_, at)| at);
-      assert_eq!(w.first_reaching(need), expect, "need {need}");
+      assert_eq!(w.first_reaching(Lane::Tokens, need), expect, "need {need}");
     }
-    assert_eq!(w.first_reaching(acc + 1.0), None);
+    assert_eq!(w.first_reaching(Lane::Tokens, acc + 1.0), None);
+    assert_eq!(w.first_reaching(Lane::Requests, 77_777.0), Some(77_776.0));
   }
 
   #[test]
@@ -383,7 +415,8 @@ mod tests {
     assert_eq!(w.total(), 15.0);
     w.prune(60_000.5, 60_000.0);
     assert_eq!((w.total(), w.hits().len()), (5.0, 1));
-    assert_eq!(w.first_reaching(5.0), Some(1.0));
+    assert_eq!(w.first_reaching(Lane::Tokens, 5.0), Some(1.0));
+    assert_eq!(w.requests(), 1.0);
     w.prune(70_000.0, 60_000.0);
     assert!(w.is_empty());
     assert_eq!(w.push("h", 70_000.0, 1.0).seq, 3, "numbers go on");

@@ -1,18 +1,20 @@
 -- Quota (rate-budget's engine): engine/quota/ (mod.rs, window.rs, holds.rs), the same steps in
 -- the same floating-point order, so Redis decides exactly what the memory store decides. Like
 -- the engine, a call costs the same however many requests the TPM window holds: each key's
--- hits are numbered and kept one field each, with the window's token total and partial sums
--- per block of 32, 1,024 and 32,768 hits; expired hits leave from the front, each once; a hold
--- names its hit. A call touches only the fields it needs.
+-- hits are numbered and kept one field each, with the window's token and request totals and
+-- partial sums of both per block of 32, 1,024 and 32,768 hits; expired hits leave from the
+-- front, each once; a hold names its hit. A call touches only the fields it needs.
 -- KEYS[1]  HASH  key name → MessagePack of the key's counters: {n = number of the key in the
 --                scope, day, u = used, dt = day tokens, la = lastAt, li = lastId, f = first
---                hit's number, x = next hit's number, fa, ft = first hit's time and tokens,
---                ba = newest hit's time, ep = checks run, tot = tokens in the window,
+--                hit's number, x = next hit's number, fa, ft, fr = first hit's time, tokens
+--                and 1 if rolled back, ba = newest hit's time, ep = checks run, tot, req =
+--                tokens and requests in the window,
 --                m = hits made (serials), o = holds made (their order), e = when the scope's
 --                keys expire, on the callers' clock}
 -- KEYS[2]  HASH  '<n>:<hit number>' → MessagePack {a = at, t = tokens, i = id, u = serial,
 --                z = check count when its tokens became 0, r = 1 if rolled back};
---                '<n>:<level>:<block>' → a block's token sum; 'o<n>:<hold id>' → MessagePack
+--                '<n>:<level>:<block>' → a block's token sum, '…:r' its request count;
+--                'o<n>:<hold id>' → MessagePack
 --                {t = tokens, a = at, d = day, pa = prevAt, pi = prevId, p = order made,
 --                s = its hit's number, u = its hit's serial}; '#' → keys numbered so far
 -- KEYS[3]  ZSET  '<n>:<hold id>' scored by the hold's time (expiry order), and '' at +inf so
@@ -21,7 +23,7 @@
 --          set together, and only when the scope must live longer than it already does.
 -- ARGV     op ('check' | 'reserve' | 'force' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
 --          commit tokens, now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
---          holdTtlMs, monotonic (0|1), keep (ms to keep the state), key count, then per key: id is a string
+--          holdTtlMs, monotonic (0|1), keep (ms to keep the state), rpmWindow (0|1), key count, then per key: id is a string
 --          (0|1), name, rpm, tpm, rpd, tpd, priority, enabled (0|1), rank.
 --          Numbers are decimal text; '' is "not a number" (the fallback applies).
 --          'force' records a reservation an in-process twin granted while Redis was away, on
@@ -75,10 +77,11 @@ local strict_tpm = ARGV[13] == '1'
 local hold_ttl = num(ARGV[14])
 local monotonic = ARGV[15] == '1'
 local keep = math.max(1, tonumber(ARGV[16]))
+local rpm_window = ARGV[17] == '1'
 local keys = {}
-local nkeys = tonumber(ARGV[17])
+local nkeys = tonumber(ARGV[18])
 for i = 1, nkeys do
-  local b = 17 + (i - 1) * 9
+  local b = 18 + (i - 1) * 9
   keys[i] = {
     has_id = ARGV[b + 1] == '1', name = ARGV[b + 2], rpm = num(ARGV[b + 3]), tpm = num(ARGV[b + 4]),
     rpd = num(ARGV[b + 5]), tpd = num(ARGV[b + 6]), priority = num(ARGV[b + 7]),
@@ -114,6 +117,11 @@ local SHIFTS = {5, 10, 15}
 
 local function hit_field(m, seq) return m.n .. ':' .. seq end
 local function sum_field(m, l, block) return m.n .. ':' .. l .. ':' .. block end
+local function req_field(m, l, block) return m.n .. ':' .. l .. ':' .. block .. ':r' end
+local function requests(h)
+  if h.r then return 0 end
+  return 1
+end
 local function get_hit(m, seq)
   local raw = redis.call('HGET', HITS, hit_field(m, seq))
   if not raw then return nil end
@@ -125,17 +133,28 @@ local function live(m, h)
   return h.z == nil or m.ep <= h.z
 end
 
--- Adds `delta` to the window's total and to the sums of the blocks holding hit `seq`.
-local function add(m, seq, delta)
-  if delta == 0 then return end
-  m.tot = m.tot + delta
-  local fields = {}
-  for l, shift in ipairs(SHIFTS) do fields[l] = sum_field(m, l, math.floor(seq / 2 ^ shift)) end
-  local old = redis.call('HMGET', HITS, fields[1], fields[2], fields[3])
+-- Adds `dt` tokens and `dr` requests to the window's totals and to the sums of the blocks
+-- holding hit `seq`.
+local function add(m, seq, dt, dr)
+  if dt == 0 and dr == 0 then return end
+  m.tot, m.req = m.tot + dt, (m.req or 0) + dr
+  local fields, deltas = {}, {}
+  for l, shift in ipairs(SHIFTS) do
+    local block = math.floor(seq / 2 ^ shift)
+    if dt ~= 0 then
+      fields[#fields + 1] = sum_field(m, l, block)
+      deltas[#fields] = dt
+    end
+    if dr ~= 0 then
+      fields[#fields + 1] = req_field(m, l, block)
+      deltas[#fields] = dr
+    end
+  end
+  local old = redis.call('HMGET', HITS, unpack(fields))
   local set = {}
-  for l = 1, 3 do
-    set[#set + 1] = fields[l]
-    set[#set + 1] = text((tonumber(old[l]) or 0) + delta)
+  for i = 1, #fields do
+    set[#set + 1] = fields[i]
+    set[#set + 1] = text((tonumber(old[i]) or 0) + deltas[i])
   end
   redis.call('HSET', HITS, unpack(set))
 end
@@ -144,7 +163,7 @@ end
 -- nothing.
 local function load_front(m)
   local h = m.f < m.x and get_hit(m, m.f) or nil
-  m.fa, m.ft = h and h.a, h and h.t
+  m.fa, m.ft, m.fr = h and h.a, h and h.t, h and h.r
 end
 
 -- rate-budget's prune: keeps the hits with now - window <= at <= now.
@@ -152,7 +171,7 @@ local function prune(m)
   local old_front = m.f
   while m.f < m.x and m.fa < now - window_ms do
     redis.call('HDEL', HITS, hit_field(m, m.f))
-    add(m, m.f, -counted(m.ft))
+    add(m, m.f, -counted(m.ft), m.fr and 0 or -1)
     m.f = m.f + 1
     load_front(m)
   end
@@ -161,10 +180,10 @@ local function prune(m)
     local h = get_hit(m, seq)
     redis.call('HDEL', HITS, hit_field(m, seq))
     m.x = seq
-    add(m, seq, -counted(h.t))
+    add(m, seq, -counted(h.t), -requests(h))
     local prev = m.f < m.x and get_hit(m, m.x - 1) or nil
     m.ba = prev and prev.a
-    if m.f == m.x then m.fa, m.ft = nil, nil end
+    if m.f == m.x then m.fa, m.ft, m.fr = nil, nil, nil end
   end
   -- The sums of blocks wholly before the first hit are 0 by now.
   local first = m.f
@@ -176,8 +195,10 @@ local function prune(m)
     end
     if m.f >= m.x then gone[#gone + 1] = sum_field(m, l, math.floor(first / 2 ^ shift)) end
   end
-  if #gone > 0 then redis.call('HDEL', HITS, unpack(gone)) end
-  if m.f >= m.x then m.tot = 0 end
+  local n = #gone
+  for i = 1, n do gone[n + i] = gone[i] .. ':r' end
+  if n > 0 then redis.call('HDEL', HITS, unpack(gone)) end
+  if m.f >= m.x then m.tot, m.req = 0, 0 end
 end
 
 -- Appends a hit; returns its number and serial.
@@ -187,25 +208,26 @@ local function push(m, id, at, t)
   local h = {a = at, t = t, i = id, u = serial}
   if counted(t) == 0 then h.z = m.ep end
   put_hit(m, seq, h)
-  if m.f == m.x then m.fa, m.ft = at, t end
+  if m.f == m.x then m.fa, m.ft, m.fr = at, t, nil end
   m.ba = at
   m.x = seq + 1
-  add(m, seq, counted(t))
+  add(m, seq, counted(t), 1)
   return seq, serial
 end
 
--- A hold's hit, while it is there and counts.
+-- A hold's hit, while it is there (not left, not rolled back).
 local function held(m, hold)
   if hold.s == nil or hold.s < m.f or hold.s >= m.x then return nil end
   local h = get_hit(m, hold.s)
-  if h and h.u == hold.u and live(m, h) then return h end
+  if h and h.u == hold.u and not h.r then return h end
   return nil
 end
 
--- commit: the hold's hit takes `t`.
+-- commit: the hold's hit takes `t` (a hit of 0 tokens is gone from the TPM window after a
+-- check, as rate-budget drops it).
 local function set_tokens(m, hold, t)
   local h = held(m, hold)
-  if not h then return end
+  if not h or not live(m, h) then return end
   local old = counted(h.t)
   h.t = t
   if counted(t) ~= 0 then
@@ -215,7 +237,7 @@ local function set_tokens(m, hold, t)
   end
   put_hit(m, hold.s, h)
   if hold.s == m.f then m.ft = t end
-  add(m, hold.s, counted(t) - old)
+  add(m, hold.s, counted(t) - old, 0)
 end
 
 -- rollback: the hold's hit goes (it stays in place, counting nothing, until it leaves).
@@ -225,12 +247,15 @@ local function remove_hit(m, hold)
   local old = counted(h.t)
   h.t, h.r = 0, 1
   put_hit(m, hold.s, h)
-  if hold.s == m.f then m.ft = 0 end
-  add(m, hold.s, -old)
+  if hold.s == m.f then m.ft, m.fr = 0, 1 end
+  add(m, hold.s, -old, -1)
 end
 
--- The time of the first hit at which the tokens from the oldest hit on reach `need`.
-local function first_reaching(m, need)
+-- The time of the first hit at which the tokens (or requests) from the oldest hit on reach
+-- `need`.
+local function first_reaching(m, by_requests, need)
+  local field = sum_field
+  if by_requests then field = req_field end
   if m.f >= m.x then return nil end
   local acc, lo, hi = 0, m.f, m.x
   for l = 3, 1, -1 do
@@ -239,7 +264,7 @@ local function first_reaching(m, need)
     local found = false
     while not found do
       local fields = {}
-      for b = block, math.min(last, block + 31) do fields[#fields + 1] = sum_field(m, l, b) end
+      for b = block, math.min(last, block + 31) do fields[#fields + 1] = field(m, l, b) end
       local sums = redis.call('HMGET', HITS, unpack(fields))
       for i = 1, #fields do
         local v = tonumber(sums[i]) or 0
@@ -259,17 +284,20 @@ local function first_reaching(m, need)
   for i = 1, #fields do
     if not raws[i] then return nil end
     local h = cmsgpack.unpack(raws[i])
-    acc = acc + counted(h.t)
+    if by_requests then acc = acc + requests(h) else acc = acc + counted(h.t) end
     if acc >= need then return h.a end
   end
   return nil
 end
 
--- rate-budget's tokenWaitMs inside the Quota, for the buffer and for 1 ms (strictTpm).
-local function wait_ms(m, t, limit)
+-- rate-budget's tokenWaitMs inside the Quota (or the same for one more request), for the
+-- buffer and for 1 ms (strictTpm).
+local function wait_ms(m, by_requests, t, limit)
   if t > limit then return nil end
-  if m.tot + t <= limit then return 0, 0 end
-  local at = first_reaching(m, m.tot + t - limit)
+  local total = m.tot
+  if by_requests then total = m.req or 0 end
+  if total + t <= limit then return 0, 0 end
+  local at = first_reaching(m, by_requests, total + t - limit)
   if at == nil then return window_ms + buffer_ms, window_ms + 1 end
   return math.max(0, window_ms - (now - at) + buffer_ms), math.max(0, window_ms - (now - at) + 1)
 end
@@ -336,10 +364,14 @@ local function check_key(key)
   local cap = daily_cap(key.rpd, threshold)
   local token_used = m.tot
   local rpm_ms = 0
-  if m.la ~= nil then
+  if rpm_window then
+    local w, strict_w = wait_ms(m, true, 1, rpm)
+    rpm_ms = w
+    if w == 0 and strict_tpm and (m.req or 0) + 1 > rpm then rpm_ms = strict_w end
+  elseif m.la ~= nil then
     rpm_ms = math.max(0, cooldown_ms(rpm, buffer_ms, window_ms) - (now - m.la))
   end
-  local tpm_ms, strict_ms = wait_ms(m, non_neg(tokens, 0), tpm)
+  local tpm_ms, strict_ms = wait_ms(m, false, non_neg(tokens, 0), tpm)
   if strict_tpm and tpm_ms == 0 and token_used + tokens > tpm then tpm_ms = strict_ms end
   local daily_left = math.max(0, cap - m.u)
   local c = {
