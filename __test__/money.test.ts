@@ -1,6 +1,7 @@
 // Right money and right answers on real SDK responses (issue "what a newcomer hits in the first
 // hour"). Responses come from the real `openai` and `@anthropic-ai/sdk` clients talking to a
 // local fake provider (helpers/fake-provider.ts): non-streaming and streaming, both providers.
+import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   catalogModels,
@@ -13,6 +14,7 @@ import {
   ModelTiers,
   priceOf,
   RateLimiter,
+  RedisStore,
   ResponseCache,
   SemanticCache,
   SessionStore,
@@ -20,6 +22,7 @@ import {
   TokenBudget,
   usageFrom,
   withRetry,
+  type SemanticCacheStats,
   type Usage,
 } from '../lib/index.js'
 import { ANTHROPIC_USAGE, CHAT_USAGE, RESPONSES_USAGE, startFakeProvider, type FakeProvider } from './helpers/fake-provider.js'
@@ -440,5 +443,51 @@ describe('the smaller items', () => {
     const m = await withRetry((_, req) => fake.anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 10, messages: [] }, req), { maxRetries: 2, sleep })
     expect(m.usage.output_tokens).toBe(700)
     expect(fake.requests.length).toBe(2)
+  })
+
+  it('a missing Redis is named by host and port', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port
+        srv.close(() => resolve(p))
+      })
+    })
+    const store = new RedisStore(`redis://user:hunter2@127.0.0.1:${port}`)
+    try {
+      const err: any = await new RateLimiter(store).consume('a').catch((e) => e)
+      expect(err).toMatchObject({ name: 'StoreError', code: codes.STORE_UNAVAILABLE })
+      expect(err.message).toContain(`Redis at 127.0.0.1:${port}`)
+      expect(err.message).not.toContain('hunter2')
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('cache, session and semantic reads are typed by the caller, unknown by default', async () => {
+    const store = new MemoryStore()
+    const cache = new ResponseCache(store)
+    await cache.set('m', [], { text: 'hi' })
+    const raw = await cache.get('m', [])
+    // @ts-expect-error an untyped read is unknown, not any
+    expect(raw.text).toBe('hi')
+    expect((await cache.get<{ text: string }>('m', []))!.text).toBe('hi')
+    const sessions = new SessionStore(store)
+    await sessions.save('s', { messages: [] })
+    const loaded = await sessions.load('s')
+    // @ts-expect-error an untyped load is unknown, not any
+    expect(loaded.messages).toEqual([])
+    const semantic = new SemanticCache(store, { embed: () => [1, 0] })
+    await semantic.set('m', [{ role: 'user', content: 'hi' }], { text: 'hello' })
+    const found = await semantic.get<{ text: string }>('m', [{ role: 'user', content: 'hi' }])
+    expect(found.hit && found.response.text).toBe('hello')
+  })
+
+  it('SemanticCache.stats() returns exactly the fields its type declares', async () => {
+    const semantic = new SemanticCache(new MemoryStore(), { embed: () => [1, 0] })
+    const keys: Array<keyof SemanticCacheStats> = [
+      'entries', 'hits', 'exactHits', 'semanticHits', 'misses', 'falseHits', 'hitRate', 'avgLookupMs',
+      'decisions', 'redisCalls', 'refused', 'errors', 'fallbacks', 'replayed', 'dropped', 'blockedLocally', 'policy', 'pending',
+    ]
+    expect(Object.keys(await semantic.stats()).sort()).toEqual([...keys].sort())
   })
 })

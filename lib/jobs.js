@@ -199,6 +199,9 @@ function checkUsage(u, name) {
     return { requestCount, inputTokens: r.inputTokens, cachedTokens: r.cachedInputTokens, cacheWriteTokens: r.cacheWriteTokens, outputTokens: r.outputTokens }
   }
   const out = { requestCount: n('requestCount'), inputTokens: n('inputTokens'), cachedTokens: n('cachedTokens'), cacheWriteTokens: 0, outputTokens: n('outputTokens') }
+  if (u.inputTokens === undefined && u.outputTokens === undefined) {
+    throw withCode(new TypeError(`${name} carries no usage: give inputTokens and outputTokens, or usage (a provider response)`), codes.NO_USAGE)
+  }
   if (out.cachedTokens > out.inputTokens) {
     throw outOfRange(`${name}.cachedTokens (${out.cachedTokens}) exceeds ${name}.inputTokens (${out.inputTokens}): inputTokens counts every input token, cached ones included`)
   }

@@ -117,6 +117,17 @@ function messages(body: any, res: http.ServerResponse) {
   ])
 }
 
+/** A deterministic 16-dimension embedding of each input (letter counts, plus one). */
+function embeddings(body: any, res: http.ServerResponse) {
+  const inputs: string[] = Array.isArray(body.input) ? body.input : [body.input]
+  const vector = (t: string) => Array.from({ length: 16 }, (_, i) => 1 + [...t.toLowerCase()].filter((ch) => ch.charCodeAt(0) % 16 === i).length)
+  // The SDK asks for base64 (little-endian float32) unless the caller chose a format.
+  const encode = (v: number[]) => (body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v)
+  const tokens = inputs.reduce((n, t) => n + t.split(/\s+/).length, 0)
+  res.writeHead(200, { 'content-type': 'application/json' })
+  res.end(JSON.stringify({ object: 'list', model: body.model, data: inputs.map((t, index) => ({ object: 'embedding', index, embedding: encode(vector(t)) })), usage: { prompt_tokens: tokens, total_tokens: tokens } }))
+}
+
 export async function startFakeProvider(): Promise<FakeProvider> {
   const requests: string[] = []
   let limited = 0
@@ -135,6 +146,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
       if (req.url === '/v1/chat/completions') chat(body, res)
       else if (req.url === '/v1/responses') responses(body, res)
       else if (req.url === '/v1/messages') messages(body, res)
+      else if (req.url === '/v1/embeddings') embeddings(body, res)
       else {
         res.writeHead(404)
         res.end()
