@@ -257,6 +257,29 @@ describe('streamUsage: the final usage once, whatever the order and repetition',
     expect(await budget.settle(hold!, acc)).toMatchObject({ used: 2_600 + 700, reserved: 0 })
   })
 
+  it('Gemini chunks (running totals) and a cut-off Anthropic stream', () => {
+    const chunk = (out: number, finishReason?: string) => ({
+      candidates: [{ content: { parts: [{ text: 'x' }], role: 'model' }, ...(finishReason ? { finishReason } : {}) }],
+      usageMetadata: { promptTokenCount: 1_000, cachedContentTokenCount: 600, candidatesTokenCount: out, thoughtsTokenCount: 50, totalTokenCount: 1_050 + out },
+    })
+    const chunks = [chunk(10), chunk(40), chunk(90, 'STOP')]
+    for (let seed = 1; seed <= 10; seed++) {
+      const acc = streamUsage()
+      for (const c of shuffled([...chunks, chunks[seed % 3]], seed)) acc.add(c)
+      expect(acc.final()).toEqual({ inputTokens: 1_000, cachedInputTokens: 600, cacheWriteTokens: 0, outputTokens: 140, reasoningTokens: 50 })
+    }
+    // An Anthropic stream cut after message_start: the usage so far, but no final usage.
+    const cut = streamUsage().add({ type: 'message_start', message: { usage: { input_tokens: 10, output_tokens: 1 } } })
+    expect(cut.usage).toMatchObject({ inputTokens: 10, outputTokens: 1 })
+    expect(() => cut.final()).toThrow(expect.objectContaining({ code: codes.NO_USAGE }))
+  })
+
+  it('malformed token fields are coded errors, not zeros', () => {
+    expect(() => usageFrom({ usage: { prompt_tokens: -1, completion_tokens: 2 } })).toThrow(expect.objectContaining({ code: codes.OUT_OF_RANGE }))
+    expect(() => usageFrom({ usage: { prompt_tokens: '12', completion_tokens: 2 } })).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
+    expect(() => usageFrom({ usage: { prompt_tokens: 10, completion_tokens: 2, prompt_tokens_details: { cached_tokens: 11 } } })).toThrow(expect.objectContaining({ code: codes.OUT_OF_RANGE }))
+  })
+
   it('a stream without usage is an error, never a zero', async () => {
     const acc = streamUsage()
     for (const c of await collect(await fake.openai.chat.completions.create({ model: 'gpt-4o', messages: [], stream: true }))) acc.add(c)
