@@ -153,8 +153,14 @@ export interface BudgetDecision {
   holdExpiresAt?: number
 }
 
-/** USD for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
-export declare function costOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
+/** Every id of the built-in catalog, in its order. */
+export declare function catalogModels(): Array<string>
+
+/** The known ids (defined first, then the catalog) nearest to `model`, at most `n`. */
+export declare function closestModels(model: string, n: number): Array<string>
+
+/** Nano-dollars for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
+export declare function costNanoOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
 
 /**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
@@ -171,7 +177,7 @@ export declare function countTokensBatchWith(texts: Array<string>, encodingName:
  */
 export declare function countTokensWith(text: string, encoding: number): number
 
-/** Defines (or replaces) the price of `model` and the models that extend its id. */
+/** Defines (or replaces) the price of `model` and of its dated and versioned ids. */
 export declare function defineModelPrice(model: string, price: Array<number>): void
 
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
@@ -193,7 +199,10 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
  */
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
-/** `[input, cachedInput, cacheWrite, output, batch]` for `model`, or null when unknown. */
+/**
+ * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
+ * tokens), or null when neither a defined price nor the catalog has it.
+ */
 export declare function priceOfModel(model: string): Array<number> | null
 
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */

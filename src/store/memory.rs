@@ -127,6 +127,7 @@ fn set_expiry(
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
   inner: Arc<Mutex<Keyspace>>,
+  closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MemoryStore {
@@ -145,6 +146,17 @@ impl MemoryStore {
     let mut ks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
     ks.sweep(now);
     ks
+  }
+
+  /// Marks the store closed: the binding refuses every later call (its keys stay, unread).
+  pub fn close(&self) {
+    self
+      .closed
+      .store(true, std::sync::atomic::Ordering::Release);
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(std::sync::atomic::Ordering::Acquire)
   }
 
   /// Number of live keys (expired keys not yet reclaimed are not counted).

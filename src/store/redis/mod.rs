@@ -209,6 +209,30 @@ impl RedisStore {
           "Redis did not answer within {deadline:?}"
         )))
       })
+      .map_err(|e| match e {
+        // "Connection refused (os error 111)" alone does not say which Redis.
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{}: {m}", self.address())),
+        StoreError::Timeout(m) => StoreError::Timeout(format!("{}: {m}", self.address())),
+        other => other,
+      })
+  }
+
+  /// `Redis at host:port` (every seed node of a Cluster), without credentials.
+  fn address(&self) -> String {
+    let nodes: Vec<String> = self
+      .config
+      .urls
+      .iter()
+      .map(|u| match redis::parse_redis_url(u) {
+        Some(url) => format!(
+          "{}:{}",
+          url.host_str().unwrap_or("?"),
+          url.port_or_known_default().unwrap_or(6379)
+        ),
+        None => "?".to_owned(),
+      })
+      .collect();
+    format!("Redis at {}", nodes.join(", "))
   }
 
   /// Runs one script invocation (EVALSHA, loading the script on NOSCRIPT).
