@@ -670,3 +670,29 @@ describe('the store may come first, as every other class takes it', () => {
     expect(() => new Quota({ rpmWindow: 'yes' } as any)).toThrow(expect.objectContaining(code))
   })
 })
+
+describe.each(stores)('commit takes what the call returned [%s]', (_name, makeStore) => {
+  it('an OpenAI response, a number, rate-budget’s { tokens }, and nothing (the estimate stays)', async () => {
+    let n = 0
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `h${n++}`, bufferMs: 0 })
+    const key = { id: 'k', rpm: 60_000, tpm: 10_000, rpd: 100 }
+    const completion = { object: 'chat.completion', usage: { prompt_tokens: 120, completion_tokens: 30, total_tokens: 150, prompt_tokens_details: { cached_tokens: 100 } } }
+    const anthropic = { type: 'message', usage: { input_tokens: 10, output_tokens: 5, cache_read_input_tokens: 20 } }
+    for (const usage of [completion, 77, { tokens: 40 }, anthropic, undefined]) {
+      now += 10
+      const r = await quota.reserve('s', key, 500)
+      expect(await quota.commit(r.hold, usage as any)).toBe(true)
+    }
+    // 150 + 77 + 40 + (10 + 20 cached + 5) + the kept estimate of 500
+    expect((await quota.check('s', key, 1)).checks[0].tokenUsed).toBe(150 + 77 + 40 + 35 + 500)
+  })
+
+  it('a value with no usage is refused, and the hold stays outstanding', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const r = await quota.reserve('s', { id: 'k', rpm: 60_000, tpm: 10_000, rpd: 100 }, 500)
+    await expect(quota.commit(r.hold, { id: 'chatcmpl-1', choices: [] })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_USAGE' })
+    await expect(quota.commit(r.hold, null)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    expect(await quota.rollback(r.hold)).toBe(true)
+  })
+})

@@ -588,8 +588,13 @@ export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
   check(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaOk<K> | QuotaBlocked>
   /** Picks a key and reserves one request and the estimated tokens on it. */
   reserve(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaReserved<K> | QuotaBlocked>
-  /** Sets the hold's tokens to `usage.tokens` (if given) and releases it; false when there is no such hold. */
-  commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number }): Promise<boolean>
+  /**
+   * Sets the hold's tokens to the real count and releases it; false when there is no such hold.
+   * `usage`: rate-budget's `{ tokens }` (undefined `tokens`, or no `usage`, keeps the estimate),
+   * or what the call returned — a provider response (`quota.commit(r.hold, completion)`), a
+   * `Usage`, a finished `streamUsage()`, or a number — read as input + output tokens.
+   */
+  commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number } | TokensUsed): Promise<boolean>
   /** Gives back the hold's tokens, request of the day and RPM spacing; false when there is no such hold. */
   rollback(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>): Promise<boolean>
   /** This instance's counters (refusals by reason: rpm, tpm, rpd, tpd, off, no_key). */

@@ -10,6 +10,7 @@ const { fromNative, invalidArg, outOfRange } = require('./errors')
 const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
+const { totalTokens, StreamUsage } = require('./usage')
 
 const WINDOW_MS = 60_000
 const BUFFER_MS = 1_000
@@ -322,12 +323,17 @@ class Quota {
     return settle(() => this.#decide('reserve', scope, keyOrKeys, req))
   }
 
-  /** Replaces a hold's estimate by the real tokens (`usage.tokens`) and releases it. */
+  /**
+   * Replaces a hold's estimate by the real tokens and releases it. `usage` is rate-budget's
+   * `{ tokens }` (its contract kept: `tokens` undefined, or no usage at all, keeps the
+   * estimate), a number of tokens, or what the call returned — a provider response, a `Usage`,
+   * a finished `streamUsage()` — read as input (cached included) + output tokens.
+   */
   commit(hold, usage = {}) {
     return settle(() => {
       this.#checkHold(hold)
-      if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
-      const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
+      const rateBudget = usage !== null && typeof usage === 'object' && !(usage instanceof StreamUsage) && ('tokens' in usage || Object.keys(usage).length === 0)
+      const commitTokens = rateBudget ? (usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)) : totalTokens(usage, 'usage')
       if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
       const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.commit({ ...hold, local: undefined }, usage))
