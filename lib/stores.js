@@ -3,9 +3,9 @@
 // ioredis or node-redis client, or nothing) into one.
 
 const native = require('./native')
-const { invalidArg, outOfRange } = require('./errors')
+const { invalidArg, outOfRange, fromNative } = require('./errors')
 const v = require('./validate')
-const { policyOf, retryMsOf } = require('./policy')
+const { policyOf, retryMsOf, defaultRetryMs, StoreHealth } = require('./policy')
 
 const kNative = Symbol('tollgate.native')
 const kClock = Symbol('tollgate.clock')
@@ -103,13 +103,42 @@ function urlOf(o) {
   return `${scheme}://${auth}${h}:${port}/${db}${insecure ? '#insecure' : ''}`
 }
 
+/** `url` with its password (or a lone user-info part, which may be a token) masked as `***`. */
+function redactUrl(url) {
+  return String(url).replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i, (_, scheme, userinfo) => {
+    const colon = userinfo.indexOf(':')
+    return `${scheme}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`
+  })
+}
+
+/**
+ * A Redis URL checked here, so that every malformed one is an ERR_TOLLGATE_INVALID_ARG
+ * TypeError whose message shows the URL with its password masked.
+ */
 function checkUrl(url, name) {
   v.id(url, name)
-  if (!/^rediss?:\/\//.test(url)) {
-    throw invalidArg(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(url.slice(0, 80))}`)
+  const shown = JSON.stringify(redactUrl(url).slice(0, 120))
+  if (!/^rediss?:\/\//i.test(url)) {
+    throw invalidArg(`${name} must be a redis:// or rediss:// URL, got ${shown}`)
+  }
+  let u
+  try {
+    u = new URL(url)
+  } catch {
+    throw invalidArg(`${name} is not a valid URL (check the host, the port and that special characters in the password are %-encoded), got ${shown}`)
+  }
+  if (u.hostname === '') throw invalidArg(`${name} has no host, got ${shown}`)
+  if (!/^(\/\d*)?$/.test(u.pathname)) throw invalidArg(`${name}: the path must be a database number (/0), got ${shown}`)
+  try {
+    decodeURIComponent(u.password)
+    decodeURIComponent(u.username)
+  } catch {
+    throw invalidArg(`${name} has a user or password that is not valid %-encoding, got ${shown}`)
   }
   return url
 }
+
+const EVICTION_POLICIES = ['warn', 'error', 'ignore']
 
 /**
  * State shared through Redis (or Redis Cluster, or Valkey) by every process that uses the
@@ -141,12 +170,30 @@ class RedisStore {
       o.connectTimeoutMs === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : v.millis(o.connectTimeoutMs, 'options.connectTimeoutMs', 60000)
     const commandTimeoutMs =
       o.commandTimeoutMs === undefined ? DEFAULT_COMMAND_TIMEOUT_MS : v.millis(o.commandTimeoutMs, 'options.commandTimeoutMs', 60000)
-    this[kNative] = native.NativeStore.redis({ urls, cluster, connectTimeoutMs, commandTimeoutMs })
-    this[kClock] = clockOf(o.now)
-    this[kPolicy] = {
-      policy: o.onStoreError === undefined ? undefined : policyOf(o, undefined),
-      retryMs: o.storeRetryMs === undefined ? undefined : retryMsOf(o.storeRetryMs, 'options.storeRetryMs'),
+    const evictionPolicy = o.evictionPolicy === undefined ? 'warn' : o.evictionPolicy
+    if (!EVICTION_POLICIES.includes(evictionPolicy)) {
+      throw invalidArg(`options.evictionPolicy must be 'warn', 'error' or 'ignore', got ${v.describe(evictionPolicy)}`)
     }
+    const policy = o.onStoreError === undefined ? undefined : policyOf(o, undefined)
+    const retryMs = o.storeRetryMs === undefined ? defaultRetryMs(commandTimeoutMs) : retryMsOf(o.storeRetryMs, 'options.storeRetryMs')
+    try {
+      this[kNative] = native.NativeStore.redis({ urls, cluster, connectTimeoutMs, commandTimeoutMs, evictionPolicy })
+    } catch (e) {
+      throw fromNative(e)
+    }
+    this[kClock] = clockOf(o.now)
+    // One health state for every class on this store (see StoreHealth).
+    const health = new StoreHealth(retryMs, this[kNative], connectTimeoutMs + commandTimeoutMs)
+    this[kPolicy] = { policy, retryMs, health }
+  }
+
+  /**
+   * Whether Redis answers, as every class on this store sees it, and the server's memory
+   * settings: `{ status: 'up' | 'down', outage, retryMs, probes, pending, maxmemory,
+   * maxmemoryPolicy, evicts }`. Synchronous: no command is sent.
+   */
+  health() {
+    return this[kPolicy].health.report()
   }
 
   /**
@@ -163,10 +210,23 @@ class RedisStore {
     return this[kNative].closed
   }
 
-  /** Ends the connection; later calls reject with ERR_TOLLGATE_STORE_CLOSED. */
-  close() {
+  /**
+   * Ends the connection; later calls reject with ERR_TOLLGATE_STORE_CLOSED. With
+   * `{ flush: true }`, first pushes the counts every class on this store queued during an
+   * outage (trying for up to `timeoutMs`, default twice the store's call bound), and resolves
+   * to `{ left }`: how many could not be pushed (0 when all reached Redis).
+   */
+  async close(options) {
+    const o = v.options(options, 'options')
+    const health = this[kPolicy].health
+    let left = health.pending
+    if (o.flush === true && !this.closed) {
+      const timeoutMs = o.timeoutMs === undefined ? undefined : v.millis(o.timeoutMs, 'options.timeoutMs', 3_600_000)
+      left = await health.flushAll(timeoutMs)
+    }
+    health.stop()
     this[kNative].close()
-    return Promise.resolve()
+    return { left }
   }
 }
 
@@ -210,7 +270,7 @@ function connectionOf(client) {
     const s = o.socket || {}
     let base = {}
     if (o.url) {
-      const u = new URL(o.url)
+      const u = new URL(checkUrl(o.url, 'client.options.url'))
       base = {
         host: u.hostname.replace(/^\[|\]$/g, ''),
         port: u.port ? Number(u.port) : 6379,
@@ -287,6 +347,7 @@ function storeAndOptions(first, second, name) {
 
 module.exports = {
   QUOTA_PREFIX,
+  redactUrl,
   MemoryStore,
   RedisStore,
   resolveStore,
