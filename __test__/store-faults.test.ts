@@ -4,7 +4,9 @@
 import { readFileSync } from 'node:fs'
 import Redis from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { RateLimiter, RedisStore, ResponseCache, StoreError, TokenBudget, codes } from '../lib/index.js'
+import { CostTracker, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend } from '../lib/index.js'
+import { ngramEmbedder } from './helpers/embedder.js'
+import { clusterUrls } from './helpers/stores.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 
 type Policy = 'fail-closed' | 'fail-open' | 'local'
@@ -315,4 +317,54 @@ describe('store URLs', () => {
       }
     }
   })
+})
+
+describe('prefixes that would break Redis Cluster slot routing', () => {
+  const BAD = ['', 'a{', 'x{}', '{}', '}b']
+  // Each class's keys share one hash tag built from its prefix; a prefix with which they would
+  // not is refused at construction, on every store. The others work on a real Cluster.
+  const classes: Record<string, { refused: string[]; use: (store: RedisStore, prefix: string) => Promise<unknown> }> = {
+    CostTracker: {
+      refused: ['', 'a{', 'x{}', '{}', '}b'],
+      use: (store, prefix) => new CostTracker(store, { prefix, dailyBudget: 10, onAlert: () => {} }).recordCost(0.5, { tags: { team: 'a' } }),
+    },
+    SemanticCache: {
+      refused: ['', '}b'],
+      use: async (store, prefix) => {
+        const c = new SemanticCache(store, { prefix: prefix, embed: ngramEmbedder().embed })
+        await c.set('m', [{ role: 'user', content: 'hello there' }], 'hi')
+        return c.get('m', [{ role: 'user', content: 'hello there' }])
+      },
+    },
+    'the job limiter': {
+      refused: ['x{}', '{}'],
+      use: async (store, prefix) => {
+        const l = createLLMRateLimiter({
+          models: { m: { requestsPerMinute: 10, tokensPerMinute: 1_000 } },
+          resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+          backend: createRedisBackend({ client: store, keyPrefix: prefix }),
+        })
+        try {
+          return await l.queueJob({ jobId: 'j', job: async () => ({ requestCount: 1, inputTokens: 10, cachedTokens: 0, outputTokens: 0, data: 'ok' }) })
+        } finally {
+          await l.stop()
+        }
+      },
+    },
+  }
+  for (const [name, c] of Object.entries(classes)) {
+    it(`${name}: refused at construction, or working on a 3-master Cluster`, async () => {
+      const store = new RedisStore({ cluster: clusterUrls(), commandTimeoutMs: 5_000 })
+      stores.push(store)
+      for (const prefix of BAD) {
+        const outcome = await Promise.resolve()
+          .then(() => c.use(store, prefix))
+          .then(
+          () => 'works',
+          (e) => e.code,
+        )
+        expect([prefix, outcome]).toEqual([prefix, c.refused.includes(prefix) ? codes.INVALID_ARG : 'works'])
+      }
+    })
+  }
 })

@@ -4,7 +4,7 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const { costOf, usageFrom } = require('./cost')
 const v = require('./validate')
@@ -111,6 +111,7 @@ class CostTracker {
     this.#memory = ns.isMemory
     // Every key of the tracker shares one hash tag, so a decision is one script on a Cluster.
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
+    checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`], 'options.prefix')
     const nano = (b) => (b === null ? -1 : toNano(b))
     this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
     this.#holdMs = holdMs

@@ -295,6 +295,32 @@ function connectionOf(client) {
   return { host: o.host, port: o.port, username: o.username, password: o.password, db: o.db, tls: o.tls }
 }
 
+/**
+ * Redis Cluster's hash tag of `key`: what lies between its first `{` and the next `}`, when that
+ * is not empty; else null (the whole key is hashed).
+ */
+function hashTag(key) {
+  const open = key.indexOf('{')
+  if (open < 0) return null
+  const close = key.indexOf('}', open + 1)
+  return close > open + 1 ? key.slice(open + 1, close) : null
+}
+
+/**
+ * Refuses a prefix with which the keys a class builds (`keys`, examples made from the prefix)
+ * would not share one non-empty hash tag: on a Redis Cluster its scripts would fail with
+ * CROSSSLOT at the first call. Refused on every store, so a move to a Cluster breaks nothing.
+ */
+function checkSlotPrefix(prefix, keys, name) {
+  const tag = hashTag(keys[0])
+  if (tag === null || keys.some((k) => hashTag(k) !== tag)) {
+    throw invalidArg(
+      `${name} ${JSON.stringify(prefix)} would spread this class's keys over several Redis Cluster slots (they must share one non-empty {hash tag}): use a non-empty prefix without braces, or one with a non-empty {tag}`,
+    )
+  }
+  return prefix
+}
+
 let defaultStore
 /** The process-wide MemoryStore used by classes created without a store. */
 function defaultMemoryStore() {
@@ -348,6 +374,7 @@ function storeAndOptions(first, second, name) {
 module.exports = {
   QUOTA_PREFIX,
   redactUrl,
+  checkSlotPrefix,
   MemoryStore,
   RedisStore,
   resolveStore,
