@@ -368,3 +368,39 @@ describe('prefixes that would break Redis Cluster slot routing', () => {
     })
   }
 })
+
+describe("'local' starts from the last state the process saw", () => {
+  it('RateLimiter: a twin admits only what Redis last said was left, not a fresh window', async () => {
+    const redis = await server()
+    const store = open(redis.url, { onStoreError: 'local', storeRetryMs: 60_000 })
+    const rl = new RateLimiter(store, { maxRequests: 10, windowSeconds: 60, prefix: 'seed:rl:' })
+    for (let i = 0; i < 7; i++) await rl.consume('k')
+    expect(await rl.consume('full')).toMatchObject({ remaining: 9 })
+    await redis.stop()
+    const k = []
+    for (let i = 0; i < 5; i++) k.push(await rl.consume('k'))
+    // 3 were left: the twin admits 3 (an empty twin would have admitted all 5).
+    expect(k.map((r) => [r.allowed, r.remaining, r.fallback])).toEqual([
+      [true, 2, 'local'],
+      [true, 1, 'local'],
+      [true, 0, 'local'],
+      [false, 0, 'local'],
+      [false, 0, 'local'],
+    ])
+    expect((await rl.consume('full')).remaining).toBe(8)
+    // An id Redis never answered starts empty.
+    expect((await rl.consume('new')).remaining).toBe(9)
+  })
+
+  it('TokenBudget: the twin starts from the used and held tokens Redis last reported', async () => {
+    const redis = await server()
+    const store = open(redis.url, { onStoreError: 'local', storeRetryMs: 60_000 })
+    const b = new TokenBudget(store, { maxTokens: 1_000, prefix: 'seed:tb:' })
+    await b.record('u', 600)
+    await b.reserve('u', 300)
+    await redis.stop()
+    expect(await b.check('u')).toMatchObject({ fallback: 'local', used: 600, reserved: 300, remaining: 100 })
+    expect(await b.reserve('u', 150)).toMatchObject({ fallback: 'local', allowed: false })
+    expect(await b.reserve('u', 100)).toMatchObject({ fallback: 'local', allowed: true })
+  })
+})
