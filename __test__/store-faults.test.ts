@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import Redis from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend } from '../lib/index.js'
+import { CostTracker, ProviderLimiter, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { clusterUrls } from './helpers/stores.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
@@ -402,5 +402,16 @@ describe("'local' starts from the last state the process saw", () => {
     expect(await b.check('u')).toMatchObject({ fallback: 'local', used: 600, reserved: 300, remaining: 100 })
     expect(await b.reserve('u', 150)).toMatchObject({ fallback: 'local', allowed: false })
     expect(await b.reserve('u', 100)).toMatchObject({ fallback: 'local', allowed: true })
+  })
+
+  it('ProviderLimiter: the twin takes no more points than Redis last said were left', async () => {
+    const redis = await server()
+    const store = open(redis.url, { onStoreError: 'local', storeRetryMs: 60_000 })
+    const pl = new ProviderLimiter(store, { providers: { openai: { points: 10, duration: 60, keyPrefix: 'seed:pl' } } })
+    expect(await pl.tryConsume('openai', 'global', 8)).toMatchObject({ allowed: true, remaining: 2 })
+    await redis.stop()
+    expect(await pl.tryConsume('openai')).toMatchObject({ allowed: true, remaining: 1, fallback: 'local' })
+    expect(await pl.tryConsume('openai')).toMatchObject({ allowed: true, remaining: 0, fallback: 'local' })
+    expect(await pl.tryConsume('openai')).toMatchObject({ allowed: false, fallback: 'local' })
   })
 })
