@@ -31,6 +31,8 @@ const kLocalTwin = Symbol('tollgate.localTwin')
 const OUTAGE = new Set(['ERR_TOLLGATE_STORE_TIMEOUT', 'ERR_TOLLGATE_STORE_UNAVAILABLE'])
 /** Most counts kept for replay; beyond it the oldest are dropped (and counted in stats). */
 const MAX_PENDING = 100_000
+/** Interval of probes while Redis refuses connections (each fails at once, so costs nothing). */
+const FAST_PROBE_MS = 200
 /** Warning code of a server whose maxmemory-policy can evict tollgate's keys. */
 const EVICTION_WARNING = 'TOLLGATE_REDIS_EVICTION'
 
@@ -132,7 +134,8 @@ class StoreHealth {
     if (this.#outage !== null) return
     this.#outage = err
     this.#since = Date.now()
-    this.#schedule()
+    // Refused or cut (not hung): a probe costs nothing, so the first comes soon.
+    this.#schedule(err.code === 'ERR_TOLLGATE_STORE_UNAVAILABLE' ? Math.min(this.#retryMs, FAST_PROBE_MS) : this.#retryMs)
   }
 
   /** A call got an answer: the store is up; queued counts of every class are pushed. */
@@ -162,12 +165,12 @@ class StoreHealth {
     return this.pending
   }
 
-  #schedule() {
+  #schedule(delay) {
     if (this.#timer !== null || this.#native === null) return
     this.#timer = setTimeout(() => {
       this.#timer = null
       this.#probe()
-    }, this.#retryMs)
+    }, delay)
     // Never keeps Node alive (flush() or close({ flush: true }) before exiting).
     if (typeof this.#timer.unref === 'function') this.#timer.unref()
   }
@@ -177,6 +180,7 @@ class StoreHealth {
     if (this.#native.closed) return
     this.#probing = true
     this.#probes++
+    const sent = Date.now()
     this.#native.ping().then(
       () => {
         this.#probing = false
@@ -184,7 +188,9 @@ class StoreHealth {
       },
       () => {
         this.#probing = false
-        this.#schedule()
+        // A probe that failed at once (refused: the server is down or restarting) is cheap to
+        // repeat soon; one that waited out a timeout (a hung server) waits the whole interval.
+        this.#schedule(Date.now() - sent < FAST_PROBE_MS / 4 ? Math.min(this.#retryMs, FAST_PROBE_MS) : this.#retryMs)
       },
     )
   }
