@@ -767,16 +767,21 @@ export declare function usageFrom(response: unknown): Usage | null
 // ---- Store failures and observability -------------------------------------------------------
 
 /**
- * What a Redis-backed class does when Redis cannot answer (timed out, unreachable):
+ * What a Redis-backed class does when Redis is away (a timeout, a connection refused or reset,
+ * `LOADING`, a failover, `CLUSTERDOWN`/`TRYAGAIN`). Other errors — credentials, ACLs, a full
+ * server (OOM), a key of another type, a script error — reject under every policy.
  * - `'fail-closed'` (default): the call rejects with a {@link StoreError} — nothing is decided
  *   without the store, and `err.code` says why;
  * - `'fail-open'`: the call answers as if there were no limit (admitted, a cache miss, an empty
  *   session), marked `fallback: 'fail-open'`;
  * - `'local'`: an in-process twin with the same limits answers (per process), marked
- *   `fallback: 'local'`.
+ *   `fallback: 'local'`; a RateLimiter's, TokenBudget's and ProviderLimiter's twin starts, per
+ *   id, from what Redis last told this process (requests, tokens or points left).
  * Under `'fail-open'` and `'local'` what was counted meanwhile (requests admitted, tokens or
  * dollars recorded, holds settled or released) is replayed to Redis, at its original time, once
  * Redis answers again — at least once: a call that timed out may also have been applied.
+ * Every class on one {@link RedisStore} shares its health state: the first call that meets an
+ * outage marks the store down for all of them until a probe finds Redis back.
  */
 export type StoreErrorPolicy = 'fail-closed' | 'fail-open' | 'local'
 
