@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import Redis from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, ProviderLimiter, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend } from '../lib/index.js'
+import { CostTracker, ProviderLimiter, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { clusterUrls } from './helpers/stores.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
@@ -254,6 +254,7 @@ describe('after a restart', () => {
       expect(await tb.flush()).toBe(false)
       expect(Date.now() - t0).toBeLessThan(4 * BOUND_MS + 300)
       expect(tb.stats().flushFailures).toBeGreaterThan(0)
+      expect(metrics()).toContain(`tollgate_flush_failures_total{class="TokenBudget",prefix="fl:${policy}:"} ${tb.stats().flushFailures}`)
       expect(tb.stats().errors[codes.STORE_UNAVAILABLE]).toBeGreaterThan(1) // the record that met the outage, and the flush's tries
       redis = await restart(redis)
       // Right after the restart: the first flush succeeds.

@@ -847,7 +847,7 @@ export interface ClassStats {
  * Every class's counters in the Prometheus text exposition format, labelled by class and
  * prefix: `tollgate_decisions_total`, `tollgate_redis_calls_total`, `tollgate_refusals_total{reason}`,
  * `tollgate_store_errors_total{code}`, `tollgate_fallbacks_total{policy}`,
- * `tollgate_replayed_total`, `tollgate_replay_dropped_total`.
+ * `tollgate_replayed_total`, `tollgate_replay_dropped_total`, `tollgate_flush_failures_total`.
  *
  * @example
  * http.createServer((req, res) => res.end(metrics())).listen(9464)

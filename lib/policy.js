@@ -477,7 +477,7 @@ function escape(label) {
 
 /** All counters in the Prometheus text format. */
 function metrics() {
-  const rows = { decisions: [], redisCalls: [], refused: [], blocked: [], errors: [], fallbacks: [], replayed: [], dropped: [] }
+  const rows = { decisions: [], redisCalls: [], refused: [], blocked: [], errors: [], fallbacks: [], replayed: [], dropped: [], flushFailures: [] }
   for (const [key, refs] of registry) {
     const [cls, prefix] = key.split('\u0000')
     const sum = newStats()
@@ -491,6 +491,7 @@ function metrics() {
       sum.replayed += s.replayed
       sum.dropped += s.dropped
       sum.blockedLocally += s.blockedLocally
+      sum.flushFailures += s.flushFailures || 0
       for (const [k, n] of Object.entries(s.refused)) bump(sum.refused, k, n)
       for (const [k, n] of Object.entries(s.errors)) bump(sum.errors, k, n)
       for (const [k, n] of Object.entries(s.fallbacks)) bump(sum.fallbacks, k, n)
@@ -508,6 +509,7 @@ function metrics() {
     rows.blocked.push(`tollgate_blocked_locally_total{${l}} ${sum.blockedLocally}`)
     rows.replayed.push(`tollgate_replayed_total{${l}} ${sum.replayed}`)
     rows.dropped.push(`tollgate_replay_dropped_total{${l}} ${sum.dropped}`)
+    rows.flushFailures.push(`tollgate_flush_failures_total{${l}} ${sum.flushFailures}`)
   }
   const help = {
     decisions: ['tollgate_decisions_total', 'Calls answered (by the store or a fallback).'],
@@ -518,6 +520,7 @@ function metrics() {
     fallbacks: ['tollgate_fallbacks_total', 'Calls answered by an onStoreError policy instead of the store.'],
     replayed: ['tollgate_replayed_total', 'Counts made during a store outage and replayed to it afterwards.'],
     dropped: ['tollgate_replay_dropped_total', 'Counts dropped because the replay queue was full.'],
+    flushFailures: ['tollgate_flush_failures_total', 'flush() attempts that left counts queued (Redis still away).'],
   }
   let out = ''
   for (const [k, [name, text]] of Object.entries(help)) {
