@@ -90,6 +90,14 @@ export interface RedisStoreOptions extends StoreFailureOptions {
    * On a Cluster, one master's setting is read.
    */
   evictionPolicy?: 'warn' | 'error' | 'ignore'
+  /**
+   * After a call timed out or found Redis unreachable, every class on this store skips Redis
+   * and goes straight to its policy until a probe — one PING sent every `storeRetryMs` (every
+   * 200 ms at most while connections are refused), never a user's call — gets an answer. So an
+   * outage costs one timeout for the whole store, whatever the number of classes or calls.
+   * Default: three times `commandTimeoutMs`, at least 1000 (3000 with the default timeouts).
+   */
+  storeRetryMs?: number
 }
 
 /** What {@link RedisStore.health} reports. */
@@ -125,7 +133,10 @@ export declare class RedisStore {
   constructor(url: string, options?: Omit<RedisStoreOptions, 'url' | 'cluster'>)
   constructor(options?: RedisStoreOptions)
   /** A store on the same server, credentials, database and TLS setting as `client`. */
-  static fromClient(client: RedisClientLike, options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now'>): RedisStore
+  static fromClient(
+    client: RedisClientLike,
+    options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now' | 'onStoreError' | 'storeRetryMs' | 'evictionPolicy'>,
+  ): RedisStore
   /** True once `close()` was called. */
   get closed(): boolean
   /**
@@ -793,14 +804,9 @@ export interface StoreFailureOptions {
   /** Default `'fail-closed'`. Ignored on a MemoryStore (it cannot fail). */
   onStoreError?: StoreErrorPolicy
   /**
-   * On a {@link RedisStore}: after a call timed out or found Redis unreachable, every class on
-   * the store skips Redis and goes straight to its policy until a probe — one PING sent every
-   * `storeRetryMs`, never a user's call — gets an answer. So an outage costs one timeout for
-   * the whole store, whatever the number of classes or calls. Default: three times
-   * `commandTimeoutMs`, at least 1000 (3000 with the default timeouts).
-   *
-   * @deprecated on a class: the interval belongs to the store (one health state per store); a
-   * class's value is validated and otherwise ignored.
+   * @deprecated The interval belongs to the {@link RedisStore} (`RedisStoreOptions.storeRetryMs`):
+   * one health state per store, shared by its classes. A class's value is validated and
+   * otherwise ignored.
    */
   storeRetryMs?: number
 }

@@ -800,3 +800,68 @@ pub fn quota_base(prefix: &str, scope: &str) -> String {
   out.push('}');
   out
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn redact_masks_the_password_and_keeps_the_rest() {
+    assert_eq!(
+      redact("redis://admin:Hunter2@db.internal:port/0"),
+      "redis://admin:***@db.internal:port/0"
+    );
+    assert_eq!(redact("rediss://:s3cret@h:6380"), "rediss://:***@h:6380");
+    // A lone user-info part may be a token: masked whole.
+    assert_eq!(redact("redis://token@h:1"), "redis://***@h:1");
+    // An @ after the authority (in the path or fragment) is not user info.
+    assert_eq!(redact("redis://h:1/0#a@b"), "redis://h:1/0#a@b");
+    assert_eq!(redact("not a url"), "not a url");
+  }
+
+  #[test]
+  fn only_unreachable_or_slow_servers_are_outages() {
+    use std::io;
+    let io_err = |k| classify(redis::RedisError::from(io::Error::from(k)));
+    assert!(matches!(
+      io_err(io::ErrorKind::ConnectionRefused),
+      StoreError::Unavailable(_)
+    ));
+    assert!(matches!(
+      io_err(io::ErrorKind::TimedOut),
+      StoreError::Timeout(_)
+    ));
+    // Server replies (WRONGPASS, NOAUTH, OOM, LOADING, …) are classified against real servers
+    // in __test__/store-faults.test.ts.
+    assert!(StoreError::Timeout("t".into()).is_outage());
+    assert!(StoreError::Unavailable("u".into()).is_outage());
+    for e in [
+      StoreError::Command("WRONGTYPE".into()),
+      StoreError::Auth("WRONGPASS".into()),
+      StoreError::OutOfMemory("OOM".into()),
+      StoreError::Eviction("allkeys-lru".into()),
+      StoreError::Closed,
+    ] {
+      assert!(!e.is_outage(), "{e:?}");
+    }
+  }
+
+  #[test]
+  fn evicting_policies() {
+    let m = |p: &str| ServerMemory {
+      policy: Some(p.into()),
+      ..ServerMemory::default()
+    };
+    for p in [
+      "allkeys-lru",
+      "allkeys-lfu",
+      "allkeys-random",
+      "volatile-lru",
+      "volatile-ttl",
+    ] {
+      assert!(m(p).evicts(), "{p}");
+    }
+    assert!(!m("noeviction").evicts());
+    assert!(!ServerMemory::default().evicts());
+  }
+}
