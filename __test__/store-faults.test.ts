@@ -415,4 +415,34 @@ describe("'local' starts from the last state the process saw", () => {
     expect(await pl.tryConsume('openai')).toMatchObject({ allowed: true, remaining: 0, fallback: 'local' })
     expect(await pl.tryConsume('openai')).toMatchObject({ allowed: false, fallback: 'local' })
   })
+
+  it('CostTracker: the twin starts from the spend and holds Redis last reported', async () => {
+    const redis = await server()
+    const store = open(redis.url, { onStoreError: 'local', storeRetryMs: 60_000 })
+    const c = new CostTracker(store, { dailyBudget: 10, monthlyBudget: 100, prefix: 'seed:cost:', onAlert: () => {} })
+    await c.recordCost(6)
+    const held = await c.reserve(1)
+    expect(held.hold).not.toBeNull()
+    await redis.stop()
+    // 6 spent + 1 held of 10: 3 left today, not 10.
+    expect(await c.reserve(3.5)).toMatchObject({ fallback: 'local', hold: null })
+    expect((await c.reserve(3)).hold).not.toBeNull()
+  })
+
+  it("CostTracker: what the month spent on earlier days carries over too (it never counts as today's)", async () => {
+    const redis = await server()
+    let t = Date.UTC(2026, 10, 10, 12)
+    const store = open(redis.url, { onStoreError: 'local', storeRetryMs: 60_000, now: () => t })
+    const c = new CostTracker(store, { dailyBudget: 5, monthlyBudget: 10, prefix: 'seed:month:', onAlert: () => {} })
+    await c.recordCost(4)
+    t += 86_400_000
+    await c.recordCost(3)
+    await redis.stop()
+    // Month: 7 of 10 spent; today: 3 of 5.
+    expect(await c.reserve(2.5)).toMatchObject({ fallback: 'local', hold: null }) // 3 + 2.5 > 5 today
+    expect((await c.reserve(2)).hold).not.toBeNull() // today 5 of 5, month 9 of 10
+    t += 86_400_000 // a new day (the hold has expired): the month still has only 3 left
+    expect(await c.reserve(3.5)).toMatchObject({ hold: null })
+    expect((await c.reserve(3)).hold).not.toBeNull()
+  })
 })

@@ -786,8 +786,9 @@ export declare function usageFrom(response: unknown): Usage | null
  * - `'fail-open'`: the call answers as if there were no limit (admitted, a cache miss, an empty
  *   session), marked `fallback: 'fail-open'`;
  * - `'local'`: an in-process twin with the same limits answers (per process), marked
- *   `fallback: 'local'`; a RateLimiter's, TokenBudget's and ProviderLimiter's twin starts, per
- *   id, from what Redis last told this process (requests, tokens or points left).
+ *   `fallback: 'local'`; a RateLimiter's, TokenBudget's, ProviderLimiter's and CostTracker's
+ *   twin starts, per id, from what Redis last told this process (requests, tokens, points or
+ *   dollars left).
  * Under `'fail-open'` and `'local'` what was counted meanwhile (requests admitted, tokens or
  * dollars recorded, holds settled or released) is replayed to Redis, at its original time, once
  * Redis answers again — at least once: a call that timed out may also have been applied.
