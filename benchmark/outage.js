@@ -216,7 +216,7 @@ async function requestBench() {
     const inRedis = Number((await admin.hget('restart:u', 'u')) || 0)
     admin.disconnect()
     console.log(
-      `   '${onStoreError}'`.padEnd(16) +
+      `   '${onStoreError}'`.padEnd(18) +
         `flush() at once: ${flushed} in ${fmt(flushMs, 0)} ms (${fmt(answered)} queued); store up after ${fmt(upMs, 0)} ms; next call ${first} in ${fmt(firstMs, 1)} ms; Redis holds ${fmt(inRedis)}`,
     )
     await store.close()
