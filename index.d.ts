@@ -74,6 +74,16 @@ export declare class NativeStore {
   /** Ends a Redis connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. */
   close(): void
   get closed(): boolean
+  /**
+   * `PING` (every master of a Cluster): the probe a store sends after an outage, never a
+   * user's call. Reads the server's memory settings first when they are due.
+   */
+  ping(): Promise<void>
+  /**
+   * The server's memory settings as last read (read on the first connection and after every
+   * outage); null on a memory store.
+   */
+  serverMemory(): ServerMemoryInfo | null
   /** `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks. */
   scriptHashes(): Array<Array<string>>
 }
@@ -270,6 +280,8 @@ export interface RedisConnectOptions {
   cluster: boolean
   connectTimeoutMs: number
   commandTimeoutMs: number
+  /** `'warn'` (default), `'error'` or `'ignore'`: see lib/stores.js. */
+  evictionPolicy?: string
 }
 
 /** SHA-256 hex of the canonical JSON (RFC 8785) of `json`. */
@@ -284,6 +296,18 @@ export interface SemanticHit {
   similarity: number
   /** The stored question. */
   query: string
+}
+
+/**
+ * `maxmemory` and `maxmemory-policy` as last read from the server (null until read);
+ * `generation` grows with each read.
+ */
+export interface ServerMemoryInfo {
+  generation: number
+  maxmemory?: number
+  policy?: string
+  /** The policy can evict tollgate's keys. */
+  evicts: boolean
 }
 
 export interface SpendDecision {

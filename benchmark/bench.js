@@ -330,7 +330,7 @@ function tokenBench() {
 const SECTIONS = {
   limiter: main,
   tokens: tokenBench,
-  outage: () => require('./outage.js').outageBench(),
+  outage: () => require('./outage.js').outageBench().then(() => require('./outage.js').requestBench()),
   jobs: () => require('./jobs.js').jobsBench(),
   semantic: () => require('./semantic.js').semanticBench(),
   quota: () => require('./quota.js').quotaScaleBench(),

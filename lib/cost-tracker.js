@@ -4,7 +4,7 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const { costNano, priceFor, toNano, toUsd } = require('./cost')
 const v = require('./validate')
@@ -67,6 +67,9 @@ class CostTracker {
   #holdMs
   #stats = newStats()
   #fallback = null
+  /** What Redis last answered, `[decision, at]`, for 'local' (null: nothing to carry over). */
+  #seen = null
+  #seeding = false
   #openHolds = 0
 
   /**
@@ -99,6 +102,7 @@ class CostTracker {
     this.#memory = ns.isMemory
     // Every key of the tracker shares one hash tag, so a decision is one script on a Cluster.
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
+    checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`], 'options.prefix')
     const nano = (b) => (b === null ? -1 : toNano(b))
     this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
     this.#holdMs = holdMs
@@ -118,6 +122,7 @@ class CostTracker {
       // Spend recorded, settled or released while Redis was away happens there, on its day.
       const replay = (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.now).then((d) => this.#alert(d), rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      this.#seeding = policy === 'local'
     }
     if (!o[kLocalTwin]) track('CostTracker', this.#prefix, this.#stats)
   }
@@ -296,11 +301,32 @@ class CostTracker {
     if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, now)))
     const counts = code === RECORD || code === SETTLE || code === RELEASE
     return this.#fallback.run(
-      () => this.#core.runAsync(code, nano, holdId, tags, now).then(after, rethrow),
+      () => this.#core.runAsync(code, nano, holdId, tags, now).then((d) => (this.#seeding && (this.#seen = [d, now]), after(d)), rethrow),
       () => after(this.#open(code, nano, now)),
-      (l) => this.#viaLocal(l, code, nano, holdId, tags).then(after),
+      (l) => (this.#seed(l), this.#viaLocal(l, code, nano, holdId, tags).then(after)),
       counts ? { code, nano, holdId, tags, now } : null,
     )
+  }
+
+  // 'local' starts from what this process last saw: the twin is given the spend and holds Redis
+  // last reported that it lacks — today's at that time, and the rest of the month's on its first
+  // day (so they count in the month, not today) — once per outage. Nothing carries into a new
+  // month; a new day keeps only the month's.
+  #seed(twin) {
+    if (this.#seen === null) return
+    const [d, at] = this.#seen
+    this.#seen = null
+    const now = this.#clock ? this.#clock() : Date.now()
+    const iso = new Date(now).toISOString()
+    if (iso.slice(0, 7) !== d.month) return
+    const t = twin.#core.run(CHECK, 0, '', [], at)
+    const first = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), 1)
+    const today = iso.slice(0, 10) === d.day
+    const before = d.monthSpent - (today ? d.daySpent : 0) - (t.monthSpent - t.daySpent)
+    if (before > 0 && iso.slice(8, 10) !== '01') twin.#core.run(RECORD, before, '', [], first)
+    if (!today) return
+    if (d.daySpent > t.daySpent) twin.#core.run(RECORD, d.daySpent - t.daySpent, '', [], at)
+    if (d.dayReserved > t.dayReserved) twin.#core.run(RESERVE, d.dayReserved - t.dayReserved, '', [], at)
   }
 
   // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.

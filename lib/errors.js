@@ -16,6 +16,9 @@ const codes = Object.freeze({
   STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT',
   STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED',
   STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR',
+  STORE_AUTH: 'ERR_TOLLGATE_STORE_AUTH',
+  STORE_OOM: 'ERR_TOLLGATE_STORE_OOM',
+  STORE_EVICTION: 'ERR_TOLLGATE_STORE_EVICTION',
   INTERNAL: 'ERR_TOLLGATE_INTERNAL',
   // createLLMRateLimiter / ProviderLimiter (plain Errors: a job's outcome, not bad input)
   NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY',
@@ -24,7 +27,11 @@ const codes = Object.freeze({
   LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED',
 })
 
-/** A store (Redis) could not answer: unavailable, timed out, closed, or replied an error. */
+/**
+ * A store (Redis) could not answer: unavailable or timed out (an outage, the only failures an
+ * `onStoreError` policy answers), closed, or it replied an error (credentials, a full server, a
+ * key of another type, a script error, an evicting server refused).
+ */
 class StoreError extends Error {
   constructor(code, message) {
     super(message)

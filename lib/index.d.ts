@@ -83,6 +83,44 @@ export interface RedisStoreOptions extends StoreFailureOptions {
   commandTimeoutMs?: number
   /** Clock passed to the Lua scripts. Default: the Redis server's clock (one clock for all processes). */
   now?: Clock
+  /**
+   * What to do on a server whose `maxmemory-policy` can evict keys (`allkeys-*`, `volatile-*`:
+   * every tollgate key has a TTL), which silently resets limits, budgets and quotas. The policy
+   * is read (`CONFIG GET`, else `INFO memory`) on the first connection and after every outage.
+   * - `'warn'` (default): one `process.emitWarning` per store, code `TOLLGATE_REDIS_EVICTION`;
+   * - `'error'`: every call rejects with `ERR_TOLLGATE_STORE_EVICTION` (under every policy);
+   * - `'ignore'`: the policy is not read.
+   * On a Cluster, one master's setting is read.
+   */
+  evictionPolicy?: 'warn' | 'error' | 'ignore'
+  /**
+   * After a call timed out or found Redis unreachable, every class on this store skips Redis
+   * and goes straight to its policy until a probe — one PING sent every `storeRetryMs` (every
+   * 200 ms at most while connections are refused), never a user's call — gets an answer. So an
+   * outage costs one timeout for the whole store, whatever the number of classes or calls.
+   * Default: three times `commandTimeoutMs`, at least 1000 (3000 with the default timeouts).
+   */
+  storeRetryMs?: number
+}
+
+/** What {@link RedisStore.health} reports. */
+export interface StoreHealthReport {
+  /** `'down'` after a call timed out or found Redis unreachable, until a probe (one PING every `retryMs`) gets an answer. */
+  status: 'up' | 'down'
+  /** The error that marked the store down, and when (ms since the epoch). */
+  outage: { code: string; message: string; since: number } | null
+  /** Interval between probes while down; every class on the store skips Redis meanwhile. */
+  retryMs: number
+  /** Probes sent so far. */
+  probes: number
+  /** Counts queued for replay by every class on this store. */
+  pending: number
+  /** `maxmemory` in bytes (0: no limit), null until read (or with `evictionPolicy: 'ignore'`). */
+  maxmemory: number | null
+  /** `maxmemory-policy`, null until read. */
+  maxmemoryPolicy: string | null
+  /** The policy can evict tollgate's keys. */
+  evicts: boolean
 }
 
 /**
@@ -98,11 +136,31 @@ export declare class RedisStore {
   constructor(url: string, options?: Omit<RedisStoreOptions, 'url' | 'cluster'>)
   constructor(options?: RedisStoreOptions)
   /** A store on the same server, credentials, database and TLS setting as `client`. */
-  static fromClient(client: RedisClientLike, options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now'>): RedisStore
+  static fromClient(
+    client: RedisClientLike,
+    options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now' | 'onStoreError' | 'storeRetryMs' | 'evictionPolicy'>,
+  ): RedisStore
   /** True once `close()` was called. */
   get closed(): boolean
-  /** Ends the connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. */
-  close(): Promise<void>
+  /**
+   * Whether Redis answers, as every class on this store sees it (one health state per store),
+   * and the server's memory settings. Sends no command.
+   */
+  health(): StoreHealthReport
+  /**
+   * Ends the connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. With
+   * `{ flush: true }` it first pushes the counts every class on this store queued during an
+   * outage, trying for up to `timeoutMs` (default twice `connectTimeoutMs + commandTimeoutMs`),
+   * and resolves to how many were `left` (0: all reached Redis).
+   *
+   * @example
+   * process.on('SIGTERM', async () => {
+   *   const { left } = await store.close({ flush: true })
+   *   if (left > 0) console.error(`${left} counts did not reach Redis`)
+   *   process.exit(0)
+   * })
+   */
+  close(options?: { flush?: boolean; timeoutMs?: number }): Promise<{ left: number }>
 }
 
 // ---- ResponseCache ---------------------------------------------------------------------------
@@ -389,8 +447,14 @@ export declare const codes: {
   readonly STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT'
   /** StoreError: the store was closed. */
   readonly STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED'
-  /** StoreError: Redis answered with an error (for example a key of another type). */
+  /** StoreError: Redis answered with an error (for example a key of another type, or a script error). Never answered by `onStoreError`. */
   readonly STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR'
+  /** StoreError: Redis refused the credentials (WRONGPASS, NOAUTH) or the user's ACL (NOPERM). Never answered by `onStoreError`. */
+  readonly STORE_AUTH: 'ERR_TOLLGATE_STORE_AUTH'
+  /** StoreError: Redis is at `maxmemory` under `noeviction` and refuses writes (OOM). Never answered by `onStoreError`: a limiter that cannot count does not admit silently. */
+  readonly STORE_OOM: 'ERR_TOLLGATE_STORE_OOM'
+  /** StoreError: the server's `maxmemory-policy` can evict keys and the store has `evictionPolicy: 'error'`. */
+  readonly STORE_EVICTION: 'ERR_TOLLGATE_STORE_EVICTION'
   /** Error: a bug in tollgate (a native panic caught at the boundary). Please report it. */
   readonly INTERNAL: 'ERR_TOLLGATE_INTERNAL'
   /** Error: no model had room within the job's maxWaitMS (ProviderLimiter.run: within maxWaitMs). */
@@ -813,16 +877,22 @@ export declare function streamUsage(): StreamUsage
 // ---- Store failures and observability -------------------------------------------------------
 
 /**
- * What a Redis-backed class does when Redis cannot answer (timed out, unreachable):
+ * What a Redis-backed class does when Redis is away (a timeout, a connection refused or reset,
+ * `LOADING`, a failover, `CLUSTERDOWN`/`TRYAGAIN`). Other errors — credentials, ACLs, a full
+ * server (OOM), a key of another type, a script error — reject under every policy.
  * - `'fail-closed'` (default): the call rejects with a {@link StoreError} — nothing is decided
  *   without the store, and `err.code` says why;
  * - `'fail-open'`: the call answers as if there were no limit (admitted, a cache miss, an empty
  *   session), marked `fallback: 'fail-open'`;
  * - `'local'`: an in-process twin with the same limits answers (per process), marked
- *   `fallback: 'local'`.
+ *   `fallback: 'local'`; a RateLimiter's, TokenBudget's, ProviderLimiter's and CostTracker's
+ *   twin starts, per id, from what Redis last told this process (requests, tokens, points or
+ *   dollars left).
  * Under `'fail-open'` and `'local'` what was counted meanwhile (requests admitted, tokens or
  * dollars recorded, holds settled or released) is replayed to Redis, at its original time, once
  * Redis answers again — at least once: a call that timed out may also have been applied.
+ * Every class on one {@link RedisStore} shares its health state: the first call that meets an
+ * outage marks the store down for all of them until a probe finds Redis back.
  */
 export type StoreErrorPolicy = 'fail-closed' | 'fail-open' | 'local'
 
@@ -834,9 +904,9 @@ export interface StoreFailureOptions {
   /** Default `'fail-closed'`. Ignored on a MemoryStore (it cannot fail). */
   onStoreError?: StoreErrorPolicy
   /**
-   * After Redis timed out or was unreachable, calls skip it for this long and go straight to the
-   * policy, so an outage costs one timeout per `storeRetryMs` rather than one per call; then
-   * the next call tries Redis again (the connection comes back on its own). Default 1000.
+   * @deprecated The interval belongs to the {@link RedisStore} (`RedisStoreOptions.storeRetryMs`):
+   * one health state per store, shared by its classes. A class's value is validated and
+   * otherwise ignored.
    */
   storeRetryMs?: number
 }
@@ -871,13 +941,19 @@ export interface ClassStats {
   policy: StoreErrorPolicy | null
   /** Counts waiting for replay. */
   pending: number
+  /** `flush()` attempts that left counts queued (each attempt's error is in `errors`). */
+  flushFailures: number
+  /** The store's `maxmemory-policy` as last read; null on a MemoryStore or until read. */
+  maxmemoryPolicy: string | null
+  /** The store's health as every class on it sees it; null on a MemoryStore. */
+  storeStatus: 'up' | 'down' | null
 }
 
 /**
  * Every class's counters in the Prometheus text exposition format, labelled by class and
  * prefix: `tollgate_decisions_total`, `tollgate_redis_calls_total`, `tollgate_refusals_total{reason}`,
  * `tollgate_store_errors_total{code}`, `tollgate_fallbacks_total{policy}`,
- * `tollgate_replayed_total`, `tollgate_replay_dropped_total`.
+ * `tollgate_replayed_total`, `tollgate_replay_dropped_total`, `tollgate_flush_failures_total`.
  *
  * @example
  * http.createServer((req, res) => res.end(metrics())).listen(9464)

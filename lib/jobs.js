@@ -12,7 +12,7 @@ const v8 = require('node:v8')
 const { randomBytes } = require('node:crypto')
 const native = require('./native')
 const { codes, invalidArg, outOfRange, fromNative, withCode } = require('./errors')
-const { RedisStore, resolveStore, isRedisClient, kNative, kPolicy } = require('./stores')
+const { RedisStore, resolveStore, isRedisClient, kNative, kPolicy, checkSlotPrefix } = require('./stores')
 const { fallbackOptions, StoreFallback, newStats, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
 const { usageFrom } = require('./usage')
@@ -94,11 +94,16 @@ function createRedisBackend(config) {
     [kBackend]: true,
     kind: 'redis',
     store,
-    keyPrefix: o.keyPrefix === undefined ? 'llm-rate-limiter:' : v.string(o.keyPrefix, 'config.keyPrefix'),
+    keyPrefix: o.keyPrefix === undefined ? 'llm-rate-limiter:' : jobsPrefix(v.string(o.keyPrefix, 'config.keyPrefix')),
     heartbeatIntervalMs,
     instanceTimeoutMs,
     pollIntervalMs: o.pollIntervalMs === undefined ? 100 : v.millis(o.pollIntervalMs, 'config.pollIntervalMs', 60_000),
   })
+}
+
+/** Keys are `<prefix>{limits}:instances|grants:<id>|model:<id>` (src/binding/jobs.rs): one slot. */
+function jobsPrefix(p) {
+  return checkSlotPrefix(p, ['instances', 'grants:i', 'model:m'].map((k) => `${p}{limits}:${k}`), 'config.keyPrefix')
 }
 
 // ---- configuration ---------------------------------------------------------------------------

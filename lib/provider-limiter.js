@@ -12,6 +12,9 @@ const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
 
+/** Most keys whose last Redis answer is kept for 'local' (the oldest go first). */
+const MAX_SEEN = 10_000
+
 class ProviderLimiter {
   #providers = new Map()
   #memory
@@ -19,6 +22,8 @@ class ProviderLimiter {
   #native
   #stats = newStats()
   #fallback = null
+  /** key → what Redis last said of it: `[remaining, at, resetAt]` (ms), for 'local'. */
+  #seen = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
@@ -50,6 +55,7 @@ class ProviderLimiter {
       // stays at 0: what did not fit is moot).
       const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.key, op.points, op.now).catch(rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      if (policy === 'local') this.#seen = new Map()
     }
     if (!o[kLocalTwin]) track('ProviderLimiter', [...this.#providers.values()].map((p) => p.keyPrefix).join(','), this.#stats)
   }
@@ -83,9 +89,9 @@ class ProviderLimiter {
       if (this.#memory) return Promise.resolve(shape(p.core.consume(key, points, now)))
       const at = now >= 0 ? now : Date.now()
       return this.#fallback.run(
-        () => p.core.consumeAsync(key, points, now).then(shape, rethrow),
+        () => p.core.consumeAsync(key, points, now).then((d) => (this.#saw(key, d, at), shape(d)), rethrow),
         () => this.#count({ allowed: true, remaining: p.points, retryInMs: 0, resetAt: at + p.durationMs }),
-        (l) => l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d })),
+        (l) => (this.#seed(l, provider, key), l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d }))),
         (d) => (d.allowed ? { provider, key, points, now } : null),
       )
     } catch (e) {
@@ -97,6 +103,25 @@ class ProviderLimiter {
     this.#stats.decisions++
     if (!d.allowed) bump(this.#stats.refused, 'points')
     return d
+  }
+
+  // 'local' starts from what this process last saw: the twin's counter for a key is brought
+  // down to the points Redis last said were left (taken at that time), once per outage.
+  #saw(key, d, at) {
+    if (this.#seen === null) return
+    if (this.#seen.size >= MAX_SEEN && !this.#seen.has(key)) this.#seen.delete(this.#seen.keys().next().value)
+    this.#seen.set(key, [d[1], at, d[3]])
+  }
+
+  #seed(twin, provider, key) {
+    const seen = this.#seen === null ? undefined : this.#seen.get(key)
+    if (seen === undefined) return
+    this.#seen.delete(key)
+    const [remaining, at, resetAt] = seen
+    if ((this.#clock ? this.#clock() : Date.now()) >= resetAt) return // a new period
+    const core = twin.#providers.get(provider).core
+    const lacking = core.consume(key, 0, at)[1] - remaining
+    if (lacking > 0) core.consume(key, lacking, at)
   }
 
   /** Runs `fn` once `provider` has a point for it, waiting (up to `maxWaitMs`, default 60 s) for refills. */

@@ -6,7 +6,7 @@
 const { performance } = require('node:perf_hooks')
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
@@ -90,6 +90,8 @@ class SemanticCache {
     const ttlMs = o.ttl === undefined ? 3_600_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
     this.#ttl = ttlMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:semantic:' : v.string(o.prefix, 'options.prefix')
+    // Its keys are `{prefix}e:<sha256>`, `{prefix}ids`, `{prefix}log` (src/store/redis/semantic.rs).
+    checkSlotPrefix(this.#prefix, ['e:0', 'ids', 'log'].map((k) => `{${this.#prefix}}${k}`), 'options.prefix')
     this.#maxEntries = o.maxEntries === undefined ? 10_000 : v.integer(o.maxEntries, 'options.maxEntries', 1, MAX_ENTRIES)
     if (o.scope !== undefined && typeof o.scope !== 'function') v.id(o.scope, 'options.scope')
     this.#scope = o.scope

@@ -8,7 +8,7 @@ use napi_derive::napi;
 
 use super::error::{coded, ms, INVALID_ARG, STORE_CLOSED};
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisConfig, RedisStore};
+use crate::store::redis::{Eviction, RedisConfig, RedisStore, StoreError};
 
 #[derive(Clone)]
 pub(crate) enum Backend {
@@ -44,6 +44,19 @@ pub struct RedisConnectOptions {
   pub cluster: bool,
   pub connect_timeout_ms: f64,
   pub command_timeout_ms: f64,
+  /// `'warn'` (default), `'error'` or `'ignore'`: see lib/stores.js.
+  pub eviction_policy: Option<String>,
+}
+
+/// `maxmemory` and `maxmemory-policy` as last read from the server (null until read);
+/// `generation` grows with each read.
+#[napi(object)]
+pub struct ServerMemoryInfo {
+  pub generation: f64,
+  pub maxmemory: Option<f64>,
+  pub policy: Option<String>,
+  /// The policy can evict tollgate's keys.
+  pub evicts: bool,
 }
 
 #[napi]
@@ -62,13 +75,30 @@ impl NativeStore {
 
   #[napi(factory, catch_unwind)]
   pub fn redis(options: RedisConnectOptions) -> napi::Result<Self> {
+    let eviction = match options.eviction_policy.as_deref() {
+      None | Some("warn") => Eviction::Warn,
+      Some("error") => Eviction::Error,
+      Some("ignore") => Eviction::Ignore,
+      Some(other) => {
+        return Err(coded(
+          INVALID_ARG,
+          format!("evictionPolicy must be 'warn', 'error' or 'ignore', got {other:?}"),
+        ))
+      }
+    };
     let config = RedisConfig {
       urls: options.urls,
       cluster: options.cluster,
       connect_timeout: Duration::from_millis(ms(options.connect_timeout_ms).max(1)),
       command_timeout: Duration::from_millis(ms(options.command_timeout_ms).max(1)),
+      eviction,
     };
-    let store = RedisStore::new(config).map_err(|e| coded(INVALID_ARG, format!("{e:?}")))?;
+    // The only failure here is a URL redis-rs cannot parse; its message names the URL with the
+    // password masked.
+    let store = RedisStore::new(config).map_err(|e| match e {
+      StoreError::Unavailable(m) | StoreError::Command(m) => coded(INVALID_ARG, m),
+      other => coded(INVALID_ARG, format!("{other:?}")),
+    })?;
     Ok(NativeStore {
       backend: Backend::Redis(Arc::new(store)),
     })
@@ -106,6 +136,32 @@ impl NativeStore {
     match &self.backend {
       Backend::Redis(r) => r.is_closed(),
       Backend::Memory(m) => m.is_closed(),
+    }
+  }
+
+  /// `PING` (every master of a Cluster): the probe a store sends after an outage, never a
+  /// user's call. Reads the server's memory settings first when they are due.
+  #[napi]
+  pub async fn ping(&self) -> napi::Result<()> {
+    let redis = open_redis(&self.backend)?;
+    redis.ping().await.map_err(Into::into)
+  }
+
+  /// The server's memory settings as last read (read on the first connection and after every
+  /// outage); null on a memory store.
+  #[napi]
+  pub fn server_memory(&self) -> Option<ServerMemoryInfo> {
+    match &self.backend {
+      Backend::Redis(r) => {
+        let m = r.server_memory();
+        Some(ServerMemoryInfo {
+          generation: m.generation as f64,
+          evicts: m.evicts(),
+          maxmemory: m.maxmemory.map(|v| v as f64),
+          policy: m.policy,
+        })
+      }
+      Backend::Memory(_) => None,
     }
   }
 
