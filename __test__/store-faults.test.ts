@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import Redis from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, ProviderLimiter, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
+import { CostTracker, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { clusterUrls } from './helpers/stores.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
@@ -391,6 +391,30 @@ describe("'local' starts from the last state the process saw", () => {
     expect((await rl.consume('full')).remaining).toBe(8)
     // An id Redis never answered starts empty.
     expect((await rl.consume('new')).remaining).toBe(9)
+  })
+
+  it("Quota: the twin starts from each key's day count, TPM window and spacing as Redis last answered", async () => {
+    const redis = await server()
+    const store = open(redis.url, { onStoreError: 'local', storeRetryMs: 60_000 })
+    let now = Date.UTC(2026, 0, 1, 12)
+    let n = 0
+    const quota: any = new Quota(store, { prefix: 'seed:quota:', now: () => now, id: () => `h${n++}`, bufferMs: 0 })
+    const keys = [{ id: 'a', rpm: 60, tpm: 1_000, rpd: 4, priority: 2 }, { id: 'b', rpm: 60, tpm: 1_000, rpd: 100, priority: 1 }]
+    for (let i = 0; i < 3; i++) {
+      expect(await quota.reserve('s', keys, 300)).toMatchObject({ ok: true, key: keys[0] })
+      now += 1_000
+    }
+    await redis.stop()
+    // 'a' has 1 request of its day left and 900 tokens in the window: 300 more do not fit, and
+    // 'b' (never used) takes them; an empty twin would have given 'a' its whole day again.
+    const r = await quota.reserve('s', keys, 300)
+    expect(r).toMatchObject({ ok: true, fallback: 'local', key: keys[1] })
+    expect(r.checks[0]).toMatchObject({ key: 'a', dailyUsed: 3, tokenUsed: 900 })
+    now += 1_000
+    expect(await quota.reserve('s', keys, 50)).toMatchObject({ ok: true, key: keys[0] })
+    now += 1_000
+    // 'a' has used its 4 requests of the day now.
+    expect((await quota.reserve('s', keys, 50)).checks[0]).toMatchObject({ dailyUsed: 4, dailyLeft: 0 })
   })
 
   it('TokenBudget: the twin starts from the used and held tokens Redis last reported', async () => {

@@ -7,7 +7,7 @@
 
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient } = require('./stores')
+const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
 const { totalTokens, StreamUsage } = require('./usage')
@@ -17,6 +17,8 @@ const BUFFER_MS = 1_000
 const THRESHOLD_PCT = 100
 const { QUOTA_PREFIX: DEFAULT_PREFIX } = require('./stores')
 const DEFAULT_HOLD_TTL_MS = 10 * 60_000
+/** Scopes whose last answer a 'local' Quota keeps to seed its twin (the oldest go first). */
+const SEEN_SCOPES = 10_000
 
 /** A number, or NaN for anything else (which the engine sanitises to the fallback). */
 const n = (x) => (typeof x === 'number' ? x : NaN)
@@ -232,6 +234,8 @@ class Quota {
   #options
   #stats = newStats()
   #fallback = null
+  /** Under 'local' on Redis: per scope, what Redis last answered (`#saw`), to seed the twin. */
+  #seen = null
 
   /**
    * `new Quota(options)` as in rate-budget, or the store first as every other tollgate class
@@ -282,13 +286,15 @@ class Quota {
     const p = this.#options
     const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN, p.rpmWindow ? 1 : 0]
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
-    const { policy, retryMs } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
+    // All keys of a scope share its hash tag; a prefix with an empty {} tag would spread them.
+    if (this.#kind === 'redis') checkSlotPrefix(prefix, [':k', ':h', ':x'].map((k) => `${prefix}{qscope}${k}`), 'options.prefix')
+    const { policy, health } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
     if (this.#kind === 'redis') {
       // The in-process twin: the same engine on a private in-memory scope map (a `mutate` store).
       const local = () => {
         const scopes = new Map()
         const mutate = (scope, fn) => {
-          const state = scopes.get(scope) ?? {}
+          const state = scopes.get(scope) ?? this.#seedState(scope) ?? {}
           const out = fn(state)
           scopes.set(scope, state)
           return out
@@ -298,7 +304,8 @@ class Quota {
       // A reservation granted meanwhile is forced onto its key in Redis (never checked again, never
       // lost); commits and rollbacks of such holds follow it, in order.
       const replay = (op) => this.#redis(op.scope, op.request)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, health)
+      if (policy === 'local') this.#seen = new Map()
     }
     if (!o[kLocalTwin]) track('Quota', prefix, this.#stats)
   }
@@ -440,6 +447,7 @@ class Quota {
           ? { scope, request: { ...request, op: 'force', scope, now, keys: [inputs[d.key]], holdId: d.hold.id, options: this.#options } }
           : null
       return this.#fallback.run(() => this.#run(scope, request, now), open, viaLocal, forced).then((d) => {
+        if (this.#seen !== null && d.fallback === undefined) this.#saw(scope, inputs, d, now, String(day))
         const r = shape(op, keys, count(d))
         if (d.fallback !== undefined) {
           r.fallback = d.fallback
@@ -450,6 +458,38 @@ class Quota {
       })
     }
     return then(estimate, go)
+  }
+
+  // 'local' starts from what this process last saw: a scope the twin has not touched yet is
+  // given, per key, the day's requests, the tokens in the TPM window (as one reservation at the
+  // time Redis answered: no earlier than the real ones, so they never leave its window sooner)
+  // and the last reservation's time behind the RPM spacing, from Redis's last answer.
+  #saw(scope, inputs, d, at, day) {
+    if (this.#seen.size >= SEEN_SCOPES && !this.#seen.has(scope)) this.#seen.delete(this.#seen.keys().next().value)
+    const o = this.#options
+    const keys = {}
+    d.checks.forEach((c, i) => {
+      const lastAt = c.rpmMs > 0 ? at + c.rpmMs - cooldownMs(inputs[i].rpm ?? NaN, o.bufferMs ?? BUFFER_MS, o.windowMs ?? WINDOW_MS) : undefined
+      keys[c.key] = { used: c.dailyUsed, tokens: c.tokenUsed, lastAt }
+    })
+    if (d.hold) {
+      const k = keys[d.hold.key]
+      if (k) Object.assign(k, { used: k.used + 1, tokens: k.tokens + d.tokens, lastAt: d.hold.at })
+    }
+    this.#seen.set(scope, { at, day, keys })
+  }
+
+  /** The twin's first state of `scope`, in rate-budget's shape, or undefined. */
+  #seedState(scope) {
+    const seen = this.#seen === null ? undefined : this.#seen.get(scope)
+    if (seen === undefined) return undefined
+    const keys = {}
+    for (const [name, k] of Object.entries(seen.keys)) {
+      const state = { day: seen.day, used: k.used, hits: k.tokens > 0 ? [{ id: '', at: seen.at, tokens: k.tokens }] : [], holds: {} }
+      if (k.lastAt !== undefined) state.lastAt = k.lastAt
+      keys[name] = state
+    }
+    return { keys }
   }
 
   /** Runs one JSON request on the scope, atomically, on Redis or a user's store. */
