@@ -510,6 +510,7 @@ describe('the smaller items', () => {
     const keys: Array<keyof SemanticCacheStats> = [
       'entries', 'hits', 'exactHits', 'semanticHits', 'misses', 'falseHits', 'hitRate', 'avgLookupMs',
       'decisions', 'redisCalls', 'refused', 'errors', 'fallbacks', 'replayed', 'dropped', 'blockedLocally', 'policy', 'pending',
+      'flushFailures', 'maxmemoryPolicy', 'storeStatus',
     ]
     expect(Object.keys(await semantic.stats()).sort()).toEqual([...keys].sort())
   })

@@ -86,7 +86,8 @@ function given(): Record<string, unknown> {
     // The Quick start's `require('tollgate')` holds for the sections after it.
     ...(requireFor('tollgate') as object),
     require: requireFor,
-    process: { env: { REDIS_URL: redisUrl() } },
+    // A process whose signal handlers are recorded (a block may install one) but never run.
+    process: { env: { REDIS_URL: redisUrl() }, on: (_signal: string, _handler: unknown) => undefined, exit: () => undefined },
     openai: fake.openai,
     anthropic: fake.anthropic,
     messages,

@@ -162,13 +162,14 @@ describe('onStoreError', () => {
     expect(await q.check('scope', keys, 1)).toMatchObject({ ok: true, fallback: 'local', error: { code: codes.STORE_TIMEOUT } })
     const held: any[] = []
     for (let i = 0; i < 4; i++) held.push(await q.reserve('scope', keys, 100))
-    // The twin knows nothing of the Redis hold: it grants the day's 4, then refuses.
+    // The twin starts from Redis's last answer (1 of the day's 4 used): it grants 3, then refuses.
     expect(held.map((r) => [r.ok, r.fallback, r.hold?.local])).toEqual([
       [true, 'local', true],
       [true, 'local', true],
       [true, 'local', true],
-      [true, 'local', true],
+      [false, 'local', undefined],
     ])
+    expect(held[3]).toMatchObject({ reason: 'rpd' })
     expect(await q.reserve('scope', keys, 1)).toMatchObject({ ok: false, reason: 'rpd', fallback: 'local' })
     expect(await q.commit(held[0].hold!, { tokens: 7 })).toBe(true)
     expect(await q.rollback(held[1].hold!)).toBe(true)
@@ -179,10 +180,10 @@ describe('onStoreError', () => {
     await expect.poll(() => q.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
     const after = await q.check('scope', keys, 1)
     expect(after.fallback).toBeUndefined()
-    // Redis: its own hold (committed at 5) + 3 forced holds (one rolled back): 4 requests —
-    // the day's cap, though the twin never knew of the first — and 5 + 7 + 100 + 100 tokens.
-    expect(after.checks[0]).toMatchObject({ dailyUsed: 4, tokenUsed: 212 })
-    expect(q.stats()).toMatchObject({ pending: 0, replayed: 7, fallbacks: { local: 7 } })
+    // Redis: its own hold (committed at 5) + 3 forced holds (one rolled back): 3 requests, and
+    // 5 + 7 + 100 tokens.
+    expect(after.checks[0]).toMatchObject({ dailyUsed: 3, tokenUsed: 112 })
+    expect(q.stats()).toMatchObject({ pending: 0, replayed: 6, fallbacks: { local: 7 } })
   })
 
   it("SemanticCache: 'fail-open' misses, 'local' serves from an in-process twin, 'fail-closed' rejects", async () => {

@@ -59,10 +59,20 @@ function defaultEstimate(req) {
   return 1
 }
 
+// rate-budget's id shape (time-sequence-random, base 36), with the random part drawn once per
+// process: with the time and a per-process sequence it is as unique, and an id costs a fifth.
 let seq = 0
+const PROCESS_TAG = Math.random().toString(36).slice(2, 8).padEnd(6, '0')
+let idMs = -1
+let idTime = ''
 function defaultId() {
   seq += 1
-  return `${Date.now().toString(36)}-${seq.toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+  const ms = Date.now()
+  if (ms !== idMs) {
+    idMs = ms
+    idTime = ms.toString(36)
+  }
+  return `${idTime}-${seq.toString(36)}-${PROCESS_TAG}`
 }
 
 const DAY_MS = 86_400_000
@@ -117,12 +127,12 @@ function ranksOf(names) {
 
 const tpdOf = (k, i) => (k.tpd === undefined || k.tpd === null ? null : v.integer(k.tpd, `keys[${i}].tpd`, 1, Number.MAX_SAFE_INTEGER))
 
-/** The keys of one call, packed for the memory path: names, and 7 numbers a key. */
-function packKeys(keyOrKeys) {
+/** The keys of one call, packed for the memory path: names, and 7 numbers a key (in `buffer`, reused when it fits). */
+function packKeys(keyOrKeys, buffer) {
   const keys = keyList(keyOrKeys)
   const names = keys.map((k) => String(k.id))
   const ranks = ranksOf(names)
-  const nums = new Float64Array(keys.length * 7)
+  const nums = buffer.length === keys.length * 7 ? buffer : new Float64Array(keys.length * 7)
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]
     const o = i * 7
@@ -226,6 +236,8 @@ class Quota {
   #core
   /** Reply buffer of the memory path, reused call after call. */
   #out = new Float64Array(64)
+  /** The keys' numbers of the memory path (two keys: the usual call), reused likewise. */
+  #nums = new Float64Array(14)
   #estimate
   #now
   #id
@@ -410,7 +422,7 @@ class Quota {
     const go = (est) => {
       const tokens = nonNeg(est)
       if (this.#kind === 'memory') {
-        const [keys, names, nums] = packKeys(keyOrKeys)
+        const [keys, names, nums] = packKeys(keyOrKeys, this.#nums)
         const holdId = op === 'reserve' ? String(this.#id()) : ''
         const clock = this.#store[kClock]
         const need = 8 + keys.length * 12
