@@ -16,8 +16,10 @@
 // 5–6. Redis outage latency per onStoreError policy, and the blocked-key cache (outage.js).
 // 7. The job limiter: jobs per second through queueJob, local and on Redis (jobs.js).
 // 8. Semantic cache lookups at 1k/10k/100k entries × 384/1536 dimensions (semantic.js).
+// 9. Bytes per live id of every class on a MemoryStore, 1M ids (memory.js).
 //
-// `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic).
+// `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
+// memory).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -330,6 +332,7 @@ const SECTIONS = {
   outage: () => require('./outage.js').outageBench(),
   jobs: () => require('./jobs.js').jobsBench(),
   semantic: () => require('./semantic.js').semanticBench(),
+  memory: () => require('./memory.js').memoryBench(),
 }
 const wanted = process.argv.slice(2)
 for (const name of wanted) {

@@ -15,7 +15,10 @@ function priceOf(model) {
 
 function usd(x, name) {
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number (USD per 1M tokens), got ${v.describe(x)}`)
-  if (!Number.isFinite(x) || x < 0) throw outOfRange(`${name} must be a finite number ≥ 0, got ${x}`)
+  // Above 2^53 a count is no longer exact, and its cost overflows what a ledger can hold.
+  if (!Number.isFinite(x) || x < 0 || x > Number.MAX_SAFE_INTEGER) {
+    throw outOfRange(`${name} must be a finite number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${x}`)
+  }
   return x
 }
 
@@ -48,7 +51,10 @@ function priceFor(model) {
 function count(x, name) {
   if (x === undefined || x === null) return 0
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number of tokens, got ${v.describe(x)}`)
-  if (!Number.isFinite(x) || x < 0) throw outOfRange(`${name} must be a finite number ≥ 0, got ${x}`)
+  // Above 2^53 a count is no longer exact, and its cost overflows what a ledger can hold.
+  if (!Number.isFinite(x) || x < 0 || x > Number.MAX_SAFE_INTEGER) {
+    throw outOfRange(`${name} must be a finite number from 0 to ${Number.MAX_SAFE_INTEGER}, got ${x}`)
+  }
   return x
 }
 

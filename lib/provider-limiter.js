@@ -31,12 +31,15 @@ class ProviderLimiter {
       const c = v.options(cfg, `options.providers.${name}`)
       const points = v.integer(c.points, `options.providers.${name}.points`, 1, MAX_POINTS)
       const durationMs = v.seconds(c.duration ?? 60, `options.providers.${name}.duration`, 366 * 86400)
-      const keyPrefix = c.keyPrefix === undefined ? `ratelimit:${name}` : v.string(c.keyPrefix, `options.providers.${name}.keyPrefix`)
+      // Keys are `<keyPrefix>:<scope>`; the default keyPrefix encodes the provider's name as a
+      // key part (store::key), so provider `a:b` + scope `c` and provider `a` + scope `b:c` differ.
+      const base = c.keyPrefix === undefined ? native.storeKey('ratelimit:', [name, '']) : `${v.string(c.keyPrefix, `options.providers.${name}.keyPrefix`)}:`
+      const keyPrefix = base.slice(0, -1)
       this.#providers.set(name, {
         points,
         durationMs,
         keyPrefix,
-        core: new native.ProviderCore(this.#native, points, durationMs),
+        core: new native.ProviderCore(this.#native, base, points, durationMs),
         running: 0,
         queued: 0,
         done: 0,
@@ -48,7 +51,7 @@ class ProviderLimiter {
       const local = () => new ProviderLimiter(new MemoryStore({ now: clock }), { providers, [kLocalTwin]: true })
       // Points taken while Redis was away are taken there too once it is back (a counter at 0
       // stays at 0: what did not fit is moot).
-      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.key, op.points, op.now).catch(rethrow)
+      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.scope, op.points, op.now).catch(rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
     }
     if (!o[kLocalTwin]) track('ProviderLimiter', [...this.#providers.values()].map((p) => p.keyPrefix).join(','), this.#stats)
@@ -77,16 +80,15 @@ class ProviderLimiter {
       const p = this.#provider(provider)
       v.id(scope, 'scope')
       v.integer(points, 'points', 0, MAX_POINTS)
-      const key = `${p.keyPrefix}:${scope}`
       const now = this.#clock ? this.#clock() : -1
       const shape = (d) => this.#count({ allowed: d[0] === 1, remaining: d[1], retryInMs: d[2], resetAt: d[3] })
-      if (this.#memory) return Promise.resolve(shape(p.core.consume(key, points, now)))
+      if (this.#memory) return Promise.resolve(shape(p.core.consume(scope, points, now)))
       const at = now >= 0 ? now : Date.now()
       return this.#fallback.run(
-        () => p.core.consumeAsync(key, points, now).then(shape, rethrow),
+        () => p.core.consumeAsync(scope, points, now).then(shape, rethrow),
         () => this.#count({ allowed: true, remaining: p.points, retryInMs: 0, resetAt: at + p.durationMs }),
         (l) => l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d })),
-        (d) => (d.allowed ? { provider, key, points, now } : null),
+        (d) => (d.allowed ? { provider, scope, points, now } : null),
       )
     } catch (e) {
       return Promise.reject(fromNative(e))
