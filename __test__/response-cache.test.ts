@@ -39,6 +39,21 @@ describe('requestKey', () => {
   })
 })
 
+describe('requestKey keeps the keys of the RFC 8785 library it replaced (entries cached before carry over)', () => {
+  it('digests pinned from the previous implementation', () => {
+    expect(requestKey('gpt-4o', [{ role: 'user', content: 'Hello' }])).toBe('89457de9d9cf8c3b993c0047b26f5f902c876d8c73c54cba68a67ddf0d0a5ae9')
+    expect(
+      requestKey('gpt-4o', [
+        { role: 'system', content: 'tab\tquote"back\\slash\u0001 é 你 😀 \u2028' },
+        { role: 'user', content: [{ type: 'text', text: 'x', n: 1.5e-7, m: -0, big: 1e21, f: 0.1 }] },
+      ]),
+    ).toBe('8a1587539afcd3e5c0c1c38cdbae30bb397ebdcf883214b74ed1727879d35d50')
+    expect(requestKey('gpt-4o', [{ role: 'user', content: 'n', meta: { z: 1, a: [true, null, 9007199254740993], é: 2, E: 3 } }])).toBe(
+      'ff2e6b95ff09959f9c5d5b7d541a322cd2c49ea098b2b2f8946d100c571d96d8',
+    )
+  })
+})
+
 describe('requestKey with request parameters (issue 19, item 3)', () => {
   const params = [
     { temperature: 0 },
