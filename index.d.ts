@@ -159,8 +159,14 @@ export interface BudgetDecision {
   holdExpiresAt?: number
 }
 
-/** USD for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
-export declare function costOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
+/** Every id of the built-in catalog, in its order. */
+export declare function catalogModels(): Array<string>
+
+/** The known ids (defined first, then the catalog) nearest to `model`, at most `n`. */
+export declare function closestModels(model: string, n: number): Array<string>
+
+/** Nano-dollars for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
+export declare function costNanoOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
 
 /**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
@@ -177,7 +183,7 @@ export declare function countTokensBatchWith(texts: Array<string>, encodingName:
  */
 export declare function countTokensWith(text: string, encoding: number): number
 
-/** Defines (or replaces) the price of `model` and the models that extend its id. */
+/** Defines (or replaces) the price of `model` and of its dated and versioned ids. */
 export declare function defineModelPrice(model: string, price: Array<number>): void
 
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
@@ -199,7 +205,10 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
  */
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
-/** `[input, cachedInput, cacheWrite, output, batch]` for `model`, or null when unknown. */
+/**
+ * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
+ * tokens), or null when neither a defined price nor the catalog has it.
+ */
 export declare function priceOfModel(model: string): Array<number> | null
 
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
@@ -230,7 +239,7 @@ export declare function quotaLastPrevId(core: ExternalObject<'QuotaCore'>): stri
 
 /**
  * `options`: windowMs, bufferMs, thresholdPct (NaN for "not a number"), strictTpm,
- * monotonic (0|1), holdTtlMs (NaN for none).
+ * monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
  */
 export declare function quotaNew(store: NativeStore, prefix: string, options: Array<number>): ExternalObject<'QuotaCore'>
 
@@ -244,7 +253,7 @@ export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request
 export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
 
 /** The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1). */
-export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, storeNow: number): boolean
+export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number, storeNow: number): boolean
 
 /** `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns. */
 export declare function quotaTokenWaitMs(used: number, tokens: number, limit: number, hitAts: Array<number>, hitTokens: Array<number>, now: number, windowMs: number, bufferMs: number): number | null

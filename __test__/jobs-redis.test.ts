@@ -5,7 +5,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import Redis from 'ioredis'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { createLLMRateLimiter, createRedisBackend, RedisStore, type LLMRateLimiterConfig, type LLMRateLimiterInstance } from '../lib/index.js'
+import { codes, createLLMRateLimiter, createRedisBackend, RedisStore, type LLMRateLimiterConfig, type LLMRateLimiterInstance } from '../lib/index.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
@@ -215,9 +215,14 @@ describe('createLLMRateLimiter on Redis', () => {
       expect(logs.some((m) => m.includes('registered again'))).toBe(true)
       await a.stop()
       expect(await redis.hkeys(key)).toEqual([])
+      // A stopped limiter refuses jobs until start() again.
+      await expect(a.queueJob({ jobId: '0', job: async () => done('no', 1) })).rejects.toMatchObject({ code: codes.LIMITER_STOPPED })
+      await a.start()
       // Jobs still run after an eviction (acquire registers too).
       await redis.del(key)
       expect(await a.queueJob({ jobId: '1', job: async () => done('ok', 1) })).toEqual({ data: 'ok', modelUsed: 'm' })
+      expect(await redis.hkeys(key)).toEqual([a.getInstanceId()])
+      await a.stop()
     } finally {
       redis.disconnect()
     }

@@ -1,6 +1,6 @@
-// rate-budget's suite (rate-budget.md §11.1), its PHP port's checks (§11.3) and the extra
-// cases of §11.4, with their numbers, run against every store Quota takes today: the
-// MemoryStore, and a user's { mutate(scope, fn) } store (in memory, and JSON-serialising).
+// rate-budget's own suite, its PHP port's checks and further cases checked against rate-budget's code,
+// with their numbers, run against every store Quota takes: the MemoryStore, a user's
+// { mutate(scope, fn) } store (in memory, and JSON-serialising) and the RedisStore.
 import Redis from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 import { redisUrl } from './helpers/stores.js'
@@ -53,17 +53,45 @@ class InspectableRedisStore extends RedisStore {
     opened.push(this)
   }
   async get(scope: string): Promise<State | undefined> {
-    // quota.lua keeps MessagePack; let Redis turn it into JSON for the test to read.
-    const script = "local v = redis.call('GET', KEYS[1]) if not v then return false end return cjson.encode(cmsgpack.unpack(v))"
-    const text = (await redis.eval(script, 1, `${this.prefix}${scope}`)) as string | null
+    // quota.lua keeps each key's counters, hits and holds in hashes; read them back in
+    // rate-budget's shape (hits still in the window in order, holds in the order made).
+    const script = `
+      local metas = redis.call('HGETALL', KEYS[1])
+      if #metas == 0 then return false end
+      local out = {}
+      for i = 1, #metas, 2 do
+        local m = cmsgpack.unpack(metas[i + 1])
+        local hits = {}
+        for seq = m.f, m.x - 1 do
+          local raw = redis.call('HGET', KEYS[2], m.n .. ':' .. seq)
+          if raw then
+            local h = cmsgpack.unpack(raw)
+            if not h.r and (h.z == nil or m.ep <= h.z) then hits[#hits + 1] = {id = h.i, at = h.a, tokens = h.t} end
+          end
+        end
+        local holds = {}
+        local all = redis.call('HGETALL', KEYS[2])
+        local prefix = 'o' .. m.n .. ':'
+        for j = 1, #all, 2 do
+          if string.sub(all[j], 1, #prefix) == prefix then
+            local h = cmsgpack.unpack(all[j + 1])
+            holds[#holds + 1] = {id = string.sub(all[j], #prefix + 1), tokens = h.t, at = h.a, day = h.d, prevAt = h.pa, prevId = h.pi, place = h.p}
+          end
+        end
+        table.sort(holds, function(a, b) return a.place < b.place end)
+        out[#out + 1] = {name = metas[i], day = m.day, used = m.u, lastAt = m.la, lastId = m.li, hits = hits, holds = holds}
+      end
+      return cjson.encode(out)`
+    const base = `${this.prefix}{q${scope}}`
+    const text = (await redis.eval(script, 2, `${base}:k`, `${base}:h`)) as string | null
     if (text === null) return undefined
-    const list = JSON.parse(text)
     const keys: Record<string, any> = {}
-    for (const k of Array.isArray(list) ? list : []) {
+    for (const k of JSON.parse(text)) {
       const arr = (x: unknown) => (Array.isArray(x) ? x : [])
-      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(arr(k.holds).map((h: any) => [h.id, h])) }
-      if (k.last_at !== undefined) state.lastAt = k.last_at
-      if (k.last_id !== undefined) state.lastId = k.last_id
+      const holds = arr(k.holds).map(({ place, ...h }: any) => [h.id, { ...h, scope, key: k.name }])
+      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(holds) }
+      if (k.lastAt !== undefined) state.lastAt = k.lastAt
+      if (k.lastId !== undefined) state.lastId = k.lastId
       keys[k.name] = state
     }
     return { keys }
@@ -526,5 +554,119 @@ describe('Quota options and stores', () => {
 
   it('rejects a store it cannot use', () => {
     expect(() => newQuota({ store: {} as any })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
+  })
+})
+
+describe('a scope outlives its commits until its day ends', () => {
+  // A commit or rollback used to keep the scope only 2 × window + buffer, so a key committed at
+  // 10:00 and next asked at 10:05 had lost its day's request count (RPD reset: over-admission).
+  it('on a MemoryStore: the day count survives minutes without a reservation', async () => {
+    let now = Date.UTC(2026, 0, 1, 10)
+    const store = new MemoryStore({ now: () => now })
+    // Holds that never expire (rate-budget's default), so nothing else keeps the scope longer.
+    const quota: any = new Quota({ store, now: () => now, holdTtlMs: null })
+    const key = { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }
+    const r = await quota.reserve('s', key, 10)
+    now += 1_000
+    expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    now += 5 * 60_000
+    expect((await quota.check('s', key, 1)).checks[0].dailyUsed).toBe(1)
+    const again = await quota.reserve('s', key, 1)
+    now += 5 * 60_000
+    expect(await quota.rollback(again.hold)).toBe(true)
+    now += 5 * 60_000
+    expect((await quota.check('s', key, 1)).checks[0].dailyUsed).toBe(1)
+  })
+
+  it('on a RedisStore: a commit leaves every key of the scope living until midnight', async () => {
+    const store = new InspectableRedisStore()
+    const now = Date.now()
+    const quota: any = new Quota({ store, prefix: store.prefix, now: () => now })
+    const r = await quota.reserve('s', { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }, 10)
+    expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    const untilMidnight = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1) - now
+    for (const part of [':k', ':h', ':x']) {
+      const ttl = await redis.pttl(`${store.prefix}{qs}${part}`)
+      expect(ttl).toBeGreaterThan(Math.max(121_000, untilMidnight - 60_000))
+    }
+  })
+})
+
+describe.each(stores)('a reused hold id touches only its own reservation [%s]', (_name, makeStore) => {
+  // rate-budget finds hits by hold id: with `id: () => 'h'` a rollback removed every hit named
+  // 'h' (other requests' tokens: TPM under-counted) and a commit charged the oldest one.
+  it('commit and rollback of the newest hold leave the earlier request counted', async () => {
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => 'h', bufferMs: 0 })
+    const key = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 100 }
+    const first = await quota.reserve('s', key, 100)
+    expect(await quota.commit(first.hold, { tokens: 300 })).toBe(true)
+    now = 10
+    const second = await quota.reserve('s', key, 200)
+    expect(await quota.commit(second.hold, { tokens: 50 })).toBe(true)
+    now = 20
+    const third = await quota.reserve('s', key, 100)
+    expect(await quota.rollback(third.hold)).toBe(true)
+    now = 30
+    const c = (await quota.check('s', key, 1)).checks[0]
+    expect([c.tokenUsed, c.dailyUsed]).toEqual([350, 2])
+  })
+})
+
+describe.each(stores)('RPM as a sliding window (rpmWindow) [%s]', (_name, makeStore) => {
+  it('a key of rpm 500 takes 500 requests at once, then waits for the oldest to leave', async () => {
+    let now = 1_000_000
+    let n = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `h${n++}`, rpmWindow: true })
+    const key = { id: 'k', rpm: 500, tpm: 1e9, rpd: 1e6 }
+    const holds = []
+    for (let i = 0; i < 500; i++) {
+      const r = await quota.reserve('s', key, 1)
+      expect(r.ok).toBe(true)
+      holds.push(r.hold)
+      now += 2
+    }
+    const refused = await quota.reserve('s', key, 1)
+    // The first request leaves the 60 s window at 1,060,000; plus the 1 s buffer.
+    expect(refused).toMatchObject({ ok: false, reason: 'rpm', waitMs: 61_000 - 1_000 })
+    expect(await quota.rollback(holds[250])).toBe(true)
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+    expect((await quota.reserve('s', key, 1)).ok).toBe(false)
+    now = 1_000_000 + 60_000 + 1
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+  }, 60_000) // a user's { mutate } store converts the whole state each call: O(window)
+
+  it("by default RPM is rate-budget's spacing: the second request at once waits", async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const key = { id: 'k', rpm: 500, tpm: 1e9, rpd: 1e6 }
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+    expect(await quota.reserve('s', key, 1)).toMatchObject({ ok: false, reason: 'rpm', waitMs: 1_120 })
+  })
+})
+
+describe('the store may come first, as every other class takes it', () => {
+  it('new Quota(store, options) uses that store', async () => {
+    const store = new MemoryStore()
+    const quota: any = new Quota(store, { now: () => 0 })
+    await quota.reserve('s', { id: 'k', rpm: 1, tpm: 10, rpd: 1 }, 1)
+    expect(store.get('s')?.keys.k.used).toBe(1)
+  })
+
+  it('on Redis: two Quotas built store-first share their scopes', async () => {
+    const a = new InspectableRedisStore()
+    const b = new RedisStore(redisUrl())
+    opened.push(b)
+    const q1: any = new Quota(a, { prefix: a.prefix, now: () => 0 })
+    const q2: any = new Quota(b, { prefix: a.prefix, now: () => 0 })
+    expect((await q1.reserve('s', { id: 'k', rpm: 60, tpm: 10, rpd: 1 }, 1)).ok).toBe(true)
+    expect(await q2.reserve('s', { id: 'k', rpm: 60, tpm: 10, rpd: 1 }, 1)).toMatchObject({ ok: false, reason: 'rpd' })
+  })
+
+  it('a store given twice, options after options, or a bad flag are refused', () => {
+    const store = new MemoryStore()
+    const code = { code: 'ERR_TOLLGATE_INVALID_ARG' }
+    expect(() => new Quota(store, { store } as any)).toThrow(expect.objectContaining(code))
+    expect(() => new (Quota as any)({ now: () => 0 }, { now: () => 0 })).toThrow(expect.objectContaining(code))
+    expect(() => new Quota({ rpmWindow: 'yes' } as any)).toThrow(expect.objectContaining(code))
   })
 })

@@ -169,7 +169,7 @@ forEachStore('ResponseCache', (c) => {
     const cache = new ResponseCache(c.store(new Clock()), { prefix: c.prefix('cache') })
     const value = { a: [1, 2.5, 'x', null, true], nested: { deep: { deeper: 'é😀' } } }
     await cache.set('m', messages, value)
-    const got = await cache.get('m', messages)
+    const got = (await cache.get<{ a: number[] }>('m', messages))!
     expect(got).toEqual(value)
     got.a.push(99)
     expect(await cache.get('m', messages)).toEqual(value)

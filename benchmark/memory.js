@@ -1,5 +1,5 @@
 'use strict'
-// Section 9 of `npm run bench`: bytes per live id of every class on a MemoryStore. Each class
+// Section 10 of `npm run bench`: bytes per live id of every class on a MemoryStore. Each class
 // runs in a fresh process that makes one call for each of 1,000,000 ids (BENCH_QUICK=1:
 // 100,000) and reports the growth of the process's resident memory divided by the ids, then
 // the resident memory left after `clear()` (memory handed back to the system).
@@ -46,7 +46,7 @@ function measure(name) {
 
 function memoryBench() {
   const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
-  console.log(`9. Memory per live id, MemoryStore, ${fmt(IDS)} ids (resident memory growth / ids; each class in a fresh process)`)
+  console.log(`10. Memory per live id, MemoryStore, ${fmt(IDS)} ids (resident memory growth / ids; each class in a fresh process)`)
   console.log(`   ${''.padEnd(30)} ${'bytes/id'.padStart(9)} ${'live keys'.padStart(10)} ${'total'.padStart(9)} ${'back after clear()'.padStart(19)}`)
   for (const name of Object.keys(CASES)) {
     let r

@@ -6,7 +6,7 @@ const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
-const { costOf, usageFrom } = require('./cost')
+const { costNano, priceFor, toNano, toUsd } = require('./cost')
 const v = require('./validate')
 
 const CHECK = 0
@@ -21,9 +21,6 @@ const MAX_USD = 9_000_000
 const MAX_TAGS = 32
 const MAX_HOLD_SECONDS = 7 * 24 * 3600
 
-const NANO = 1e9
-const toNano = (usd) => Math.round(usd * NANO)
-const toUsd = (nano) => nano / NANO
 
 function amount(x, name) {
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number of USD, got ${v.describe(x)}`)
@@ -54,15 +51,6 @@ function tagList(tags, name) {
   }
   if (out.length > MAX_TAGS) throw outOfRange(`${name} may hold at most ${MAX_TAGS} tags, got ${out.length}`)
   return out
-}
-
-/** Tollgate's usage shape from a usage object or a provider response. */
-function usageOf(x, name) {
-  if (x === null || typeof x !== 'object') throw invalidArg(`${name} must be a usage object or a provider response, got ${v.describe(x)}`)
-  if ('inputTokens' in x || 'outputTokens' in x) return x
-  const u = usageFrom(x)
-  if (u === null) throw invalidArg(`${name} carries no usage (expected tollgate's usage shape or an OpenAI, Anthropic or Gemini response)`)
-  return u
 }
 
 function defaultAlert(message) {
@@ -169,17 +157,15 @@ class CostTracker {
    */
   recordUsage(model, usage, outputTokensOrOptions, tags) {
     try {
-      let u, t
+      let nano, t
       if (typeof usage === 'number') {
-        u = { inputTokens: usage, outputTokens: outputTokensOrOptions }
+        nano = costNano({ inputTokens: usage, outputTokens: outputTokensOrOptions }, model)
         t = tagList(tags, 'metadata')
       } else {
-        u = usageOf(usage, 'usage')
+        nano = costNano(usage, model)
         t = tagList(v.options(outputTokensOrOptions, 'options').tags, 'options.tags')
       }
-      // A cost the ledger cannot hold exactly is refused, never recorded as $0.
-      const cost = amount(costOf(u, model), 'the cost of this usage')
-      return this.#run(RECORD, toNano(cost), '', t).then(() => cost)
+      return this.#run(RECORD, nano, '', t).then(() => toUsd(nano))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -204,7 +190,8 @@ class CostTracker {
     try {
       const o = v.options(options, 'options')
       const estimate = amount(estimateUsd, 'estimateUsd')
-      const model = o.model === undefined ? undefined : v.id(o.model, 'options.model')
+      // A model without a price is refused now, before the call is made, not at settle.
+      const model = o.model === undefined ? undefined : (priceFor(o.model), o.model)
       const tags = o.tags === undefined ? undefined : (tagList(o.tags, 'options.tags'), o.tags)
       return this.#run(RESERVE, toNano(estimate), '', []).then((d) => {
         const hold = d.holdId ? { id: d.holdId, estimateUsd: estimate, expiresAt: d.holdExpiresAt } : null
@@ -225,16 +212,16 @@ class CostTracker {
     try {
       const h = this.#hold(hold)
       const o = v.options(options, 'options')
-      let cost
+      let nano
       if (typeof usage === 'number') {
-        cost = amount(usage, 'usage')
+        nano = toNano(amount(usage, 'usage'))
       } else {
         const model = o.model !== undefined ? o.model : h.model
         if (model === undefined) throw invalidArg('settle() with a usage object needs a model: reserve(estimate, { model }) or settle(hold, usage, { model })')
-        cost = costOf(usageOf(usage, 'usage'), model)
+        nano = costNano(usage, model)
       }
       const tags = tagList(o.tags !== undefined ? o.tags : h.tags, o.tags !== undefined ? 'options.tags' : 'hold.tags')
-      return this.#run(SETTLE, toNano(cost), h.id, tags).then((d) => ({ cost, allowed: d.allowed, ...this.#totals(d) }))
+      return this.#run(SETTLE, nano, h.id, tags).then((d) => ({ cost: toUsd(nano), allowed: d.allowed, ...this.#totals(d) }))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }

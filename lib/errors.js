@@ -10,6 +10,8 @@ const codes = Object.freeze({
   TOO_LARGE: 'ERR_TOLLGATE_TOO_LARGE',
   NOT_A_MESSAGE_LIST: 'ERR_TOLLGATE_NOT_A_MESSAGE_LIST',
   UNKNOWN_MODEL: 'ERR_TOLLGATE_UNKNOWN_MODEL',
+  UNKNOWN_OPTION: 'ERR_TOLLGATE_UNKNOWN_OPTION',
+  NO_USAGE: 'ERR_TOLLGATE_NO_USAGE',
   STORE_UNAVAILABLE: 'ERR_TOLLGATE_STORE_UNAVAILABLE',
   STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT',
   STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED',
@@ -67,6 +69,8 @@ function fromNative(err) {
   switch (code) {
     case codes.INVALID_ARG:
     case codes.NOT_A_MESSAGE_LIST:
+    case codes.UNKNOWN_OPTION:
+    case codes.NO_USAGE:
       return withCode(new TypeError(message), code)
     case codes.OUT_OF_RANGE:
     case codes.TOO_LARGE:

@@ -232,7 +232,19 @@ class Quota {
   #stats = newStats()
   #fallback = null
 
-  constructor(options) {
+  /**
+   * `new Quota(options)` as in rate-budget, or the store first as every other tollgate class
+   * takes it: `new Quota(store, options)`.
+   */
+  constructor(storeOrOptions, maybeOptions) {
+    let options = storeOrOptions
+    if (isStoreArgument(storeOrOptions)) {
+      const rest = v.options(maybeOptions, 'options')
+      if (rest.store !== undefined) throw invalidArg('a store was passed first and as options.store: pass it once')
+      options = { ...rest, store: storeOrOptions }
+    } else if (maybeOptions !== undefined) {
+      throw invalidArg(`new Quota(store, options) takes a store first (a MemoryStore, RedisStore, Redis URL or client, or { mutate }); got ${v.describe(storeOrOptions)}`)
+    }
     const o = v.options(options, 'options')
     let store = o.store ?? new MemoryStore()
     if (typeof store === 'string' || isRedisClient(store)) store = resolveStore(store, 'Quota')
@@ -264,9 +276,10 @@ class Quota {
       strictTpm: o.strictTpm === undefined ? true : o.strictTpm !== false,
       monotonic: o.monotonic === undefined ? true : o.monotonic !== false,
       holdTtlMs,
+      rpmWindow: o.rpmWindow === undefined ? false : o.rpmWindow === true || (o.rpmWindow === false ? false : badFlag('options.rpmWindow', o.rpmWindow)),
     }
     const p = this.#options
-    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN]
+    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN, p.rpmWindow ? 1 : 0]
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
     const { policy, retryMs } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
     if (this.#kind === 'redis') {
@@ -316,7 +329,7 @@ class Quota {
       if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
       const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
       if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
-      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens }
+      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.commit({ ...hold, local: undefined }, usage))
       return this.#run(hold.scope, request)
     })
@@ -327,7 +340,7 @@ class Quota {
     return settle(() => {
       this.#checkHold(hold)
       if (this.#kind === 'memory') return this.#settle(1, hold, NaN)
-      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key }
+      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
       return this.#run(hold.scope, request)
     })
@@ -344,12 +357,21 @@ class Quota {
     return this.#fallback.policy === 'local' ? onTwin(this.#fallback.local()) : true
   }
 
+  /**
+   * The clock of a commit or rollback, and the end of its day: the scope is kept at least
+   * until then (its day's request count must outlive a commit), as a reservation keeps it.
+   */
+  #until() {
+    const now = this.#now()
+    return { now, resetAt: this.#resetAt(now) }
+  }
+
   /** The memory path of commit (0) and rollback (1). */
   #settle(op, hold, tokens) {
-    const now = this.#now()
+    const { now, resetAt } = this.#until()
     const clock = this.#store[kClock]
     try {
-      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, clock ? clock() : -1)
+      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, resetAt, clock ? clock() : -1)
     } catch (e) {
       throw fromNative(e)
     }
@@ -462,6 +484,17 @@ class Quota {
       throw fromNative(e)
     })
   }
+}
+
+/** A store given where options were expected: the store-first form of the constructor. */
+function isStoreArgument(x) {
+  if (typeof x === 'string') return true
+  if (x === null || typeof x !== 'object') return false
+  return x instanceof MemoryStore || x instanceof RedisStore || isRedisClient(x) || typeof x.mutate === 'function'
+}
+
+function badFlag(name, value) {
+  throw invalidArg(`${name} must be true or false, got ${v.describe(value)}`)
 }
 
 const isThenable = (x) => x !== null && (typeof x === 'object' || typeof x === 'function') && typeof x.then === 'function'

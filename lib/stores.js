@@ -3,7 +3,7 @@
 // ioredis or node-redis client, or nothing) into one.
 
 const native = require('./native')
-const { invalidArg, outOfRange } = require('./errors')
+const { invalidArg, outOfRange, fromNative } = require('./errors')
 const v = require('./validate')
 const { policyOf, retryMsOf } = require('./policy')
 
@@ -49,7 +49,11 @@ class MemoryStore {
 
   /** Live keys (for a store used by one Quota: its scopes, as in rate-budget). */
   size() {
-    return this[kNative].size(this.#now())
+    try {
+      return this[kNative].size(this.#now())
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   /** The key bound (null: none). */
@@ -59,12 +63,20 @@ class MemoryStore {
 
   /** Live keys, the bound, and how many keys the bound evicted (least recently used first). */
   stats() {
-    return { keys: this.size(), maxKeys: this.#maxKeys, evictions: this[kNative].evictions() }
+    try {
+      return { keys: this.size(), maxKeys: this.#maxKeys, evictions: this[kNative].evictions() }
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   /** Drops everything. */
   clear() {
-    this[kNative].clear()
+    try {
+      this[kNative].clear()
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   // rate-budget's MemoryStore methods, over the scopes of Quotas with the default prefix.
@@ -96,8 +108,14 @@ class MemoryStore {
     return clock ? clock() : -1
   }
 
-  /** Nothing to release; present so code can close any store. */
+  /** True once `close()` was called. */
+  get closed() {
+    return this[kNative].closed
+  }
+
+  /** Closes the store: every later call on it (any class) rejects with ERR_TOLLGATE_STORE_CLOSED. */
   close() {
+    this[kNative].close()
     return Promise.resolve()
   }
 }

@@ -7,6 +7,7 @@ const { fromNative, rethrow, invalidArg } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
+const { totalTokens } = require('./usage')
 
 const CHECK = 0
 const RECORD = 1
@@ -91,9 +92,9 @@ class TokenBudget {
     return this.#run(CHECK, bucket, 0, '')
   }
 
-  /** Adds `tokensUsed` to `bucket`; always counts. */
+  /** Adds `tokensUsed` (a number, tollgate's Usage or a provider response) to `bucket`; always counts. */
   record(bucket, tokensUsed) {
-    return this.#run(RECORD, bucket, tokensUsed, '', 'tokensUsed')
+    return this.#run(RECORD, bucket, tokensUsed, '', 'tokensUsed', true)
   }
 
   /** Holds `estimate` tokens if they fit; the result's `hold` is null when refused. */
@@ -101,9 +102,12 @@ class TokenBudget {
     return this.#run(RESERVE, bucket, estimate, '', 'estimate')
   }
 
-  /** Replaces a hold by the tokens the call really used. */
+  /**
+   * Replaces a hold by the tokens the call really used: a number, tollgate's Usage or a
+   * provider response (its input tokens, cached included, plus its output tokens).
+   */
   settle(hold, actualTokens) {
-    return this.#withHold(hold, (h) => this.#run(SETTLE, h.bucket, actualTokens, h.id, 'actualTokens'))
+    return this.#withHold(hold, (h) => this.#run(SETTLE, h.bucket, actualTokens, h.id, 'actualTokens', true))
   }
 
   /** Drops a hold without counting anything (the call was not made). */
@@ -118,9 +122,10 @@ class TokenBudget {
     return f(hold)
   }
 
-  #run(code, bucket, tokens, holdId, tokensName) {
+  #run(code, bucket, value, holdId, tokensName, usage) {
     try {
       v.id(bucket, 'bucket')
+      const tokens = usage ? totalTokens(value, tokensName) : value
       if (tokensName) v.integer(tokens, tokensName, 0, MAX_TOKENS)
       const now = this.#clock ? this.#clock() : -1
       const shape = (d) => this.#count(this.#result(d, bucket, tokens, code))

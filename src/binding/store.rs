@@ -20,6 +20,7 @@ impl Backend {
   /// The in-process keyspace; calling a sync method on a Redis store is a bug in lib/.
   pub(crate) fn memory(&self) -> napi::Result<&MemoryStore> {
     match self {
+      Backend::Memory(m) if m.is_closed() => Err(coded(STORE_CLOSED, "the MemoryStore was closed")),
       Backend::Memory(m) => Ok(m),
       Backend::Redis(_) => Err(coded(INVALID_ARG, "a Redis store has no synchronous path")),
     }
@@ -106,14 +107,18 @@ impl NativeStore {
   /// Ends a Redis connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`.
   #[napi]
   pub fn close(&self) {
-    if let Backend::Redis(r) = &self.backend {
-      r.close();
+    match &self.backend {
+      Backend::Redis(r) => r.close(),
+      Backend::Memory(m) => m.close(),
     }
   }
 
   #[napi(getter)]
   pub fn closed(&self) -> bool {
-    matches!(&self.backend, Backend::Redis(r) if r.is_closed())
+    match &self.backend {
+      Backend::Redis(r) => r.is_closed(),
+      Backend::Memory(m) => m.is_closed(),
+    }
   }
 
   /// `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks.

@@ -246,6 +246,7 @@ fn release_freed_memory() {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
   inner: Arc<Mutex<Keyspace>>,
+  closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MemoryStore {
@@ -285,6 +286,17 @@ impl MemoryStore {
     ks.sweep(now);
     ks.compact();
     ks
+  }
+
+  /// Marks the store closed: the binding refuses every later call (its keys stay, unread).
+  pub fn close(&self) {
+    self
+      .closed
+      .store(true, std::sync::atomic::Ordering::Release);
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(std::sync::atomic::Ordering::Acquire)
   }
 
   /// Number of live keys (expired keys not yet reclaimed are not counted).

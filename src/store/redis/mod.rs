@@ -209,6 +209,30 @@ impl RedisStore {
           "Redis did not answer within {deadline:?}"
         )))
       })
+      .map_err(|e| match e {
+        // "Connection refused (os error 111)" alone does not say which Redis.
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{}: {m}", self.address())),
+        StoreError::Timeout(m) => StoreError::Timeout(format!("{}: {m}", self.address())),
+        other => other,
+      })
+  }
+
+  /// `Redis at host:port` (every seed node of a Cluster), without credentials.
+  fn address(&self) -> String {
+    let nodes: Vec<String> = self
+      .config
+      .urls
+      .iter()
+      .map(|u| match redis::parse_redis_url(u) {
+        Some(url) => format!(
+          "{}:{}",
+          url.host_str().unwrap_or("?"),
+          url.port_or_known_default().unwrap_or(6379)
+        ),
+        None => "?".to_owned(),
+      })
+      .collect();
+    format!("Redis at {}", nodes.join(", "))
   }
 
   /// Runs one script invocation (EVALSHA, loading the script on NOSCRIPT).
@@ -373,11 +397,14 @@ impl RedisStore {
       .await
   }
 
-  /// One Quota request on a scope (quota.lua): `args` as the script documents; the reply as
+  /// One Quota request on a scope (quota.lua) whose keys start with `base` (see
+  /// [`quota_base`]): `args` as the script documents; the reply as
   /// the script returns it.
-  pub async fn quota(&self, key: &str, args: &[String]) -> Result<redis::Value, StoreError> {
+  pub async fn quota(&self, base: &str, args: &[String]) -> Result<redis::Value, StoreError> {
     let mut inv = self.scripts.quota.prepare_invoke();
-    inv.key(key);
+    for part in QUOTA_KEYS {
+      inv.key(format!("{base}{part}"));
+    }
     for a in args {
       inv.arg(a);
     }
@@ -465,4 +492,26 @@ fn classify(e: redis::RedisError) -> StoreError {
   } else {
     StoreError::Command(e.to_string())
   }
+}
+
+/// The suffixes of a Quota scope's three keys (quota.lua's KEYS).
+const QUOTA_KEYS: [&str; 3] = [":k", ":h", ":x"];
+
+/// Where a Quota scope's keys start: the prefix, then the scope as the hash tag, so that all
+/// three keys of a decision share one slot. The scope is escaped (`%`, `{`, `}`) and led by a
+/// `q`, so the tag is never empty and never ends early: distinct scopes, distinct keys.
+pub fn quota_base(prefix: &str, scope: &str) -> String {
+  let mut out = String::with_capacity(prefix.len() + scope.len() + 3);
+  out.push_str(prefix);
+  out.push_str("{q");
+  for c in scope.chars() {
+    match c {
+      '%' => out.push_str("%25"),
+      '{' => out.push_str("%7B"),
+      '}' => out.push_str("%7D"),
+      c => out.push(c),
+    }
+  }
+  out.push('}');
+  out
 }
