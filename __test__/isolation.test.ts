@@ -72,6 +72,18 @@ forEachStore('distinct tuples never share a key', (c) => {
     for (const [i, id] of ids.entries()) expect(await cache.get(id, [])).toBe(i)
   })
 
+  it('1 MB strings: refused as ids with a coded RangeError, distinct as cache content', async () => {
+    const clock = new Clock()
+    const store = c.store(clock)
+    const mb = 'x'.repeat(1 << 20)
+    const variants = [mb, mb.slice(1) + '\uD800', mb.slice(1) + '\uDBFF', mb.slice(1) + '\uFFFD', mb.slice(2) + '{}', mb.slice(3) + '%3A']
+    const rl = new RateLimiter(store, { maxRequests: 1, prefix: c.prefix('rl') })
+    for (const id of variants) await expect(rl.consume(id)).rejects.toMatchObject(RANGE)
+    const cache = new ResponseCache(store, { prefix: c.prefix('c') })
+    for (const [i, content] of variants.entries()) await cache.set('m', [{ role: 'user', content }], i)
+    for (const [i, content] of variants.entries()) expect(await cache.get('m', [{ role: 'user', content }])).toBe(i)
+  })
+
   it('ProviderLimiter providers and scopes', async () => {
     const clock = new Clock()
     const store = c.store(clock)
