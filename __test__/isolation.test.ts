@@ -130,6 +130,9 @@ forEachStore('distinct tuples never share a key', (c) => {
       const keys = await scan(kind, prefix)
       expect(keys).toHaveLength(ids.length)
       for (const k of keys) expect(k.slice(prefix.length)).not.toMatch(/[{}]/)
+      // The very keys the shared encoding gives (what keyFor shows), on every store alike.
+      const named = new ResponseCache(new MemoryStore(), { prefix, keyFn: (model: string) => model })
+      expect(new Set(keys)).toEqual(new Set(ids.map((id) => named.keyFor(id, []))))
     })
   }
 })
