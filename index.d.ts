@@ -50,7 +50,7 @@ export declare class JobsRedisCore {
    * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
    * `<prefix>{limits}:model:<id>`.
    */
-  constructor(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean)
+  constructor(store: NativeStore, prefix: string, models: Array<Id>, limits: Array<number>, instance: Id, timeoutMs: number, sliding: boolean)
   get instanceId(): string
   /** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
   acquire(model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
@@ -64,7 +64,13 @@ export declare class JobsRedisCore {
 }
 
 export declare class NativeStore {
-  static memory(): NativeStore
+  /**
+   * An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
+   * new key would exceed it (lib/ validates the bound).
+   */
+  static memory(maxKeys?: number | undefined | null): NativeStore
+  /** Keys a memory store evicted to stay within `max_keys`. */
+  evictions(): number
   static redis(options: RedisConnectOptions): NativeStore
   get isMemory(): boolean
   /** Live keys in a memory store at `now`. */
@@ -90,25 +96,25 @@ export declare class NativeStore {
 
 /** `ProviderLimiter`: `points` per `duration_ms` per `<prefix><provider>:<scope>`. */
 export declare class ProviderCore {
-  constructor(store: NativeStore, points: number, durationMs: number)
+  constructor(store: NativeStore, prefix: string, points: number, durationMs: number)
   /**
    * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
-   * as the text `<points>:<expire>` under `key`, expiring with its period.
+   * as the text `<points>:<expire>` under the scope's key, expiring with its period.
    */
-  consume(key: string, cost: number, now: number): Array<number>
-  consumeAsync(key: string, cost: number, now: number): Promise<Array<number>>
+  consume(scope: Id, cost: number, now: number): Array<number>
+  consumeAsync(scope: Id, cost: number, now: number): Promise<Array<number>>
   /** The Redis server's `INFO` text. */
   info(): Promise<string>
 }
 
 export declare class ResponseCacheCore {
-  constructor(store: NativeStore, ttlMs: number)
-  get(key: string, now: number): string | null
-  set(key: string, json: string, now: number): void
-  delete(key: string, now: number): boolean
-  getAsync(key: string, now: number): Promise<string | null>
-  setAsync(key: string, json: string, now: number): Promise<void>
-  deleteAsync(key: string): Promise<boolean>
+  constructor(store: NativeStore, prefix: string, ttlMs: number)
+  get(id: Id, now: number): string | null
+  set(id: Id, json: string, now: number): void
+  delete(id: Id, now: number): boolean
+  getAsync(id: Id, now: number): Promise<string | null>
+  setAsync(id: Id, json: string, now: number): Promise<void>
+  deleteAsync(id: Id): Promise<boolean>
 }
 
 export declare class SemanticCore {
@@ -134,22 +140,22 @@ export declare class SemanticCore {
 export declare class SessionStoreCore {
   /** `max_bytes` 0 means no cap. */
   constructor(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number)
-  save(id: string, head: string, messages: string | undefined | null, now: number): void
-  load(id: string, now: number): string | null
-  append(id: string, items: string, now: number): number
-  touch(id: string, now: number): boolean
-  destroy(id: string, now: number): boolean
-  saveAsync(id: string, head: string, messages: string | undefined | null, now: number): Promise<void>
-  loadAsync(id: string, now: number): Promise<string | null>
-  appendAsync(id: string, items: string, now: number): Promise<number>
-  touchAsync(id: string, now: number): Promise<boolean>
-  destroyAsync(id: string): Promise<boolean>
+  save(id: Id, head: string, messages: string | undefined | null, now: number): void
+  load(id: Id, now: number): string | null
+  append(id: Id, items: string, now: number): number
+  touch(id: Id, now: number): boolean
+  destroy(id: Id, now: number): boolean
+  saveAsync(id: Id, head: string, messages: string | undefined | null, now: number): Promise<void>
+  loadAsync(id: Id, now: number): Promise<string | null>
+  appendAsync(id: Id, items: string, now: number): Promise<number>
+  touchAsync(id: Id, now: number): Promise<boolean>
+  destroyAsync(id: Id): Promise<boolean>
 }
 
 export declare class TokenBudgetCore {
   constructor(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number)
-  run(code: number, bucket: string, tokens: number, holdId: string, now: number): BudgetDecision
-  runAsync(code: number, bucket: string, tokens: number, holdId: string, now: number): Promise<BudgetDecision>
+  run(code: number, bucket: Id, tokens: number, holdId: string, now: number): BudgetDecision
+  runAsync(code: number, bucket: Id, tokens: number, holdId: string, now: number): Promise<BudgetDecision>
 }
 
 export interface BudgetDecision {
@@ -284,8 +290,8 @@ export interface RedisConnectOptions {
   evictionPolicy?: string
 }
 
-/** SHA-256 hex of the canonical JSON (RFC 8785) of `json`. */
-export declare function requestDigest(json: string): string
+/** SHA-256 hex of canonical request text (lib/canonical.js writes it). */
+export declare function requestDigest(canonical: string): string
 
 /** A hit as lib/ reads it. */
 export interface SemanticHit {
@@ -329,6 +335,9 @@ export interface SpendDecision {
   /** Only for code 1 (totals with tags). */
   tags?: Array<TagSpend>
 }
+
+/** The store key of `parts` under `prefix` (`store::key`): what every class's keys are. */
+export declare function storeKey(prefix: string, parts: Array<Id>): string
 
 /** Spend under one tag in one period. */
 export interface TagSpend {

@@ -872,3 +872,4 @@ module.exports.rateLimiterNew = nativeBinding.rateLimiterNew
 module.exports.rateLimiterRun = nativeBinding.rateLimiterRun
 module.exports.rateLimiterRunBatch = nativeBinding.rateLimiterRunBatch
 module.exports.requestDigest = nativeBinding.requestDigest
+module.exports.storeKey = nativeBinding.storeKey

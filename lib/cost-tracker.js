@@ -45,7 +45,9 @@ function tagList(tags, name) {
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
       throw invalidArg(`${name}.${key} must be a string, number or boolean, got ${v.describe(value)}`)
     }
-    out.push(v.id(`${key}=${value}`, `${name}.${key}`))
+    // A tag is a field `key=value` read back by totals(): refused rather than encoded when it
+    // holds a lone surrogate, so two tags never share a field.
+    out.push(v.wellFormed(v.id(`${key}=${value}`, `${name}.${key}`), `${name}.${key}`))
   }
   if (out.length > MAX_TAGS) throw outOfRange(`${name} may hold at most ${MAX_TAGS} tags, got ${out.length}`)
   return out

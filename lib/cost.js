@@ -86,7 +86,10 @@ function usageVector(usage) {
 
 /** Integer nano-dollars a call cost at a native price (see costOf). */
 function costNanoAt(usage, price, batch) {
-  return native.costNanoOfUsage(usageVector(usage), price, batch === true)
+  const nano = native.costNanoOfUsage(usageVector(usage), price, batch === true)
+  // The engine saturates; a cost past 2^53 nano-dollars (~$9M) is no exact amount: refused.
+  if (nano > Number.MAX_SAFE_INTEGER) throw outOfRange(`the cost of this usage is over ${Number.MAX_SAFE_INTEGER} nano-dollars, more than any ledger here holds exactly`)
+  return nano
 }
 
 /** Integer nano-dollars a call cost: `usage` as in costOf. */

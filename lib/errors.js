@@ -20,6 +20,8 @@ const codes = Object.freeze({
   STORE_OOM: 'ERR_TOLLGATE_STORE_OOM',
   STORE_EVICTION: 'ERR_TOLLGATE_STORE_EVICTION',
   INTERNAL: 'ERR_TOLLGATE_INTERNAL',
+  /** A user callback that gates a decision (SemanticCache `embed`) did not settle in time. */
+  CALLBACK_TIMEOUT: 'ERR_TOLLGATE_CALLBACK_TIMEOUT',
   // createLLMRateLimiter / ProviderLimiter (plain Errors: a job's outcome, not bad input)
   NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY',
   JOB_REJECTED: 'ERR_TOLLGATE_JOB_REJECTED',

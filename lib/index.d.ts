@@ -42,6 +42,22 @@ export interface RedisClientLike {
 export interface MemoryStoreOptions {
   /** The clock expiries and windows are measured with. Default: the system clock. */
   now?: Clock
+  /**
+   * Most keys held (1 to 2^32 − 1). When a new key would exceed it, the least recently used
+   * key is evicted — its limit, budget, entry or session is forgotten, so size it above your
+   * live ids. Default: no bound (memory grows with live ids; see the README's per-id costs).
+   */
+  maxKeys?: number
+}
+
+/** What {@link MemoryStore.stats} reports. */
+export interface MemoryStoreStats {
+  /** Live keys. */
+  keys: number
+  /** The `maxKeys` bound, or `null`. */
+  maxKeys: number | null
+  /** Keys evicted so far to stay within `maxKeys` (least recently used first). */
+  evictions: number
 }
 
 /**
@@ -53,6 +69,10 @@ export declare class MemoryStore {
   constructor(options?: MemoryStoreOptions)
   /** Number of live keys (for a store used by one Quota: its scopes, as rate-budget counts). */
   size(): number
+  /** The `maxKeys` bound, or `null`. */
+  get maxKeys(): number | null
+  /** Live keys, the bound, and evictions. */
+  stats(): MemoryStoreStats
   /** Drops every key. */
   clear(): void
   /** True once `close()` was called. */
@@ -172,43 +192,62 @@ export interface CacheOptions extends StoreFailureOptions {
   /** Key prefix. Default `'tollgate:cache:'`. */
   prefix?: string
   /**
-   * Custom cache key (the prefix is still added). Must be synchronous and return a non-empty
-   * string. Default: SHA-256 of the canonical JSON of `{ model, messages }` ({@link requestKey}).
+   * Custom cache key (the prefix is still added, and the id encoded as every key part is).
+   * Must be synchronous and return a non-empty string; receives the `params` given to
+   * `get`/`set`/`invalidate` (or `undefined`). Default: SHA-256 of the canonical JSON of the
+   * request body `{ model, messages, ...params }` ({@link requestKey}).
    */
-  keyFn?: (model: string, messages: any[]) => string
+  keyFn?: (model: string, messages: any[], params: RequestParams | undefined) => string
 }
 
 /**
+ * The request's parameters that change its answer — `temperature`, `top_p`, `tools`,
+ * `tool_choice`, `response_format`, `seed`, `max_tokens`, … — or the whole request body (its
+ * `model` and `messages`, when present, must be the ones passed beside it). Every property is
+ * part of the default cache key; a property whose value is `undefined` is left out, as JSON
+ * leaves it out of the request sent.
+ */
+export type RequestParams = Record<string, unknown>
+
+/**
  * Caches identical chat calls. The default key is SHA-256 of the canonical JSON (RFC 8785) of
- * `{ model, messages }`: the same request with its properties in another order is the same
- * key. A corrupt entry is evicted and reported as a miss.
+ * the request body `{ model, messages, ...params }`: the same request with its properties in
+ * another order is the same key, and a request with another temperature, tools or response
+ * format is another key. A corrupt entry is evicted and reported as a miss.
  *
  * @example
  * const cache = new ResponseCache(redis, { ttl: 3600 })
- * const cached = await cache.get('gpt-4o', messages)
+ * const params = { temperature: 0, response_format: { type: 'json_object' } }
+ * const cached = await cache.get('gpt-4o', messages, params)
  * if (cached) return cached
- * const result = await callModel(messages)
- * await cache.set('gpt-4o', messages, result)
+ * const result = await callModel({ model: 'gpt-4o', messages, ...params })
+ * await cache.set('gpt-4o', messages, result, params)
  */
 export declare class ResponseCache {
   constructor(store?: StoreLike, options?: CacheOptions)
   constructor(options: CacheOptions)
   get ttl(): number
   get prefix(): string
-  /** The store key of a request: `prefix + keyFn(model, messages)`. */
-  keyFor(model: string, messages: any[]): string
+  /** The store key of a request: `prefix` + the encoded `keyFn(model, messages, params)`. */
+  keyFor(model: string, messages: any[], params?: RequestParams): string
   /** The cached response, or `null` on a miss (a cached `null` also reads as a miss). */
-  get<T = unknown>(model: string, messages: any[]): Promise<T | null>
+  get<T = unknown>(model: string, messages: any[], params?: RequestParams): Promise<T | null>
   /** Caches `response` (anything JSON can hold) for `ttl` seconds, replacing what was there. */
-  set(model: string, messages: any[], response: unknown): Promise<void>
+  set(model: string, messages: any[], response: unknown, params?: RequestParams): Promise<void>
   /** Removes the cached response; resolves `true` when there was one. */
-  invalidate(model: string, messages: any[]): Promise<boolean>
+  invalidate(model: string, messages: any[], params?: RequestParams): Promise<boolean>
   /** This instance's counters, with cache lookups, hits, misses and hit rate. */
   stats(): ClassStats & { hits: number; misses: number; hitRate: number }
 }
 
-/** SHA-256 (64 hex characters) of the canonical JSON of `{ model, messages }`: the default cache key, without prefix. */
-export declare function requestKey(model: string, messages: any[]): string
+/**
+ * SHA-256 (64 hex characters) of the canonical JSON of the request body
+ * `{ model, messages, ...params }`: the default cache key, without prefix. Without params it is
+ * the key of `{ model, messages }`. Values JSON would silently change — `NaN`, `±Infinity`,
+ * `undefined` or a hole in an array, functions, symbols, `BigInt`, `Map`, `Set`, cycles — throw
+ * `ERR_TOLLGATE_INVALID_ARG`; a lone surrogate is kept as its `\uXXXX` escape; any nesting depth.
+ */
+export declare function requestKey(model: string, messages: any[], params?: RequestParams): string
 
 // ---- RateLimiter -----------------------------------------------------------------------------
 
@@ -457,6 +496,8 @@ export declare const codes: {
   readonly STORE_EVICTION: 'ERR_TOLLGATE_STORE_EVICTION'
   /** Error: a bug in tollgate (a native panic caught at the boundary). Please report it. */
   readonly INTERNAL: 'ERR_TOLLGATE_INTERNAL'
+  /** Error: a user callback that gates a decision (SemanticCache `embed`) did not settle in time. */
+  readonly CALLBACK_TIMEOUT: 'ERR_TOLLGATE_CALLBACK_TIMEOUT'
   /** Error: no model had room within the job's maxWaitMS (ProviderLimiter.run: within maxWaitMs). */
   readonly NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY'
   /** Error: the job called `reject(usage, {delegate: false})`. */
@@ -1464,6 +1505,11 @@ export interface SemanticCacheOptions extends StoreFailureOptions {
    * picks 256 candidates, scored exactly. Default 2048; below it every lookup is an exact scan.
    */
   approximateFrom?: number
+  /**
+   * Longest wait for `embed`, in ms: past it `get` and `set` reject with
+   * `ERR_TOLLGATE_CALLBACK_TIMEOUT` instead of hanging. Default 10,000.
+   */
+  embedTimeoutMs?: number
 }
 
 /** Per-call options of {@link SemanticCache}. */

@@ -34,10 +34,16 @@ function clockOf(now) {
 /**
  * State kept in this process: nothing to install, answers synchronously. The default store.
  */
+/** Largest `maxKeys` a MemoryStore takes. */
+const MAX_KEYS = 2 ** 32 - 1
+
 class MemoryStore {
+  #maxKeys
   constructor(options) {
     const o = v.options(options, 'options')
-    this[kNative] = native.NativeStore.memory()
+    // No bound by default: evicting a key forgets a limit, so the bound is the caller's choice.
+    this.#maxKeys = o.maxKeys === undefined || o.maxKeys === null ? null : v.integer(o.maxKeys, 'options.maxKeys', 1, MAX_KEYS)
+    this[kNative] = native.NativeStore.memory(this.#maxKeys ?? undefined)
     this[kClock] = clockOf(o.now)
   }
 
@@ -45,6 +51,20 @@ class MemoryStore {
   size() {
     try {
       return this[kNative].size(this.#now())
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** The key bound (null: none). */
+  get maxKeys() {
+    return this.#maxKeys
+  }
+
+  /** Live keys, the bound, and how many keys the bound evicted (least recently used first). */
+  stats() {
+    try {
+      return { keys: this.size(), maxKeys: this.#maxKeys, evictions: this[kNative].evictions() }
     } catch (e) {
       throw fromNative(e)
     }

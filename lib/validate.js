@@ -25,12 +25,23 @@ function id(v, name) {
   return v
 }
 
-/** A string (may be empty), for prefixes. */
+/**
+ * A string (may be empty), for prefixes. Unlike ids, which are encoded into keys (lone
+ * surrogates included, see src/store/key.rs), a prefix is written as is, so it must be
+ * well-formed UTF-16.
+ */
 function string(v, name) {
   if (typeof v !== 'string') throw invalidArg(`${name} must be a string, got ${describe(v)}`)
   if (v.length > MAX_ID_LENGTH) {
     throw outOfRange(`${name} must be at most ${MAX_ID_LENGTH} characters, got ${v.length}`)
   }
+  if (!v.isWellFormed()) throw invalidArg(`${name} must not hold a lone surrogate (half of a UTF-16 pair)`)
+  return v
+}
+
+/** A well-formed string (no lone surrogate), for values stored as text and read back. */
+function wellFormed(v, name) {
+  if (!v.isWellFormed()) throw invalidArg(`${name} must not hold a lone surrogate (half of a UTF-16 pair)`)
   return v
 }
 
@@ -131,4 +142,4 @@ function knownKeys(o, known, name) {
   return o
 }
 
-module.exports = { MAX_ID_LENGTH, describe, id, string, integer, seconds, millis, fn, options, json, knownKeys, closestName }
+module.exports = { MAX_ID_LENGTH, describe, id, string, wellFormed, integer, seconds, millis, fn, options, json, knownKeys, closestName }

@@ -66,11 +66,23 @@ pub struct NativeStore {
 
 #[napi]
 impl NativeStore {
+  /// An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
+  /// new key would exceed it (lib/ validates the bound).
   #[napi(factory)]
-  pub fn memory() -> Self {
+  pub fn memory(max_keys: Option<f64>) -> Self {
+    let store = match max_keys {
+      Some(n) if n >= 1.0 => MemoryStore::with_max_keys(n as usize),
+      _ => MemoryStore::new(),
+    };
     NativeStore {
-      backend: Backend::Memory(MemoryStore::new()),
+      backend: Backend::Memory(store),
     }
+  }
+
+  /// Keys a memory store evicted to stay within `max_keys`.
+  #[napi(catch_unwind)]
+  pub fn evictions(&self) -> napi::Result<f64> {
+    Ok(self.backend.memory()?.evictions() as f64)
   }
 
   #[napi(factory, catch_unwind)]
