@@ -696,3 +696,18 @@ describe.each(stores)('commit takes what the call returned [%s]', (_name, makeSt
     expect(await quota.rollback(r.hold)).toBe(true)
   })
 })
+
+describe.each(stores)('inputs that could name another scope or key are refused alike [%s]', (_name, makeStore) => {
+  it('lone surrogates in a scope, a key id or a hold; a clock out of Date range', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const key = { id: 'k', rpm: 60, tpm: 100, rpd: 10 }
+    const code = { code: 'ERR_TOLLGATE_INVALID_ARG' }
+    await expect(quota.reserve('s\uD800', key, 1)).rejects.toMatchObject(code)
+    await expect(quota.reserve('s', { ...key, id: 'k\uDBFF' }, 1)).rejects.toMatchObject(code)
+    const r = await quota.reserve('s', key, 1)
+    await expect(quota.commit({ ...r.hold, scope: 's\uDFFF' }, { tokens: 1 })).rejects.toMatchObject(code)
+    expect(await quota.commit(r.hold, { tokens: 1 })).toBe(true)
+    const far = newQuota({ store: makeStore(), now: () => 1e300 })
+    await expect(far.reserve('s', key, 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_OUT_OF_RANGE' })
+  })
+})

@@ -105,6 +105,8 @@ function keyList(keyOrKeys) {
     if (k === null || typeof k !== 'object') {
       throw invalidArg(`keys[${i}] must be a key object { id, rpm, tpm, rpd }, got ${v.describe(k)}`)
     }
+    // Two ids that differ only in a lone surrogate would name one key: refused, on every store.
+    if (typeof k.id === 'string') v.wellFormed(k.id, `keys[${i}].id`)
   }
   return keys
 }
@@ -376,7 +378,7 @@ class Quota {
    * reservation (so they reach Redis in order) and, under 'local', applied to the twin too.
    */
   #settleLocal(hold, request, onTwin) {
-    const now = this.#now()
+    const now = this.#clock()
     this.#fallback.remember({ scope: hold.scope, request: { ...request, scope: hold.scope, now, options: this.#options } })
     this.#fallback.kick()
     return this.#fallback.policy === 'local' ? onTwin(this.#fallback.local()) : true
@@ -387,8 +389,17 @@ class Quota {
    * until then (its day's request count must outlive a commit), as a reservation keeps it.
    */
   #until() {
-    const now = this.#now()
+    const now = this.#clock()
     return { now, resetAt: this.#resetAt(now) }
+  }
+
+  /** `options.now()`, checked: a time in milliseconds that a Date can hold (±8.64e15). */
+  #clock() {
+    const now = this.#now()
+    if (typeof now !== 'number' || !Number.isFinite(now) || Math.abs(now) > 8.64e15) {
+      throw outOfRange(`options.now() must return a time in milliseconds that a Date can hold, got ${v.describe(now)}`)
+    }
+    return now
   }
 
   /** The memory path of commit (0) and rollback (1). */
@@ -406,6 +417,7 @@ class Quota {
     if (hold === null || typeof hold !== 'object') throw invalidArg(`hold must be a hold returned by reserve(), got ${v.describe(hold)}`)
     for (const f of ['id', 'scope', 'key']) {
       if (typeof hold[f] !== 'string') throw invalidArg(`hold.${f} must be a string, got ${v.describe(hold[f])}`)
+      v.wellFormed(hold[f], `hold.${f}`)
     }
   }
 
@@ -413,10 +425,7 @@ class Quota {
   // estimator a decision is made on the calling thread and handed back already resolved.
   #decide(op, scope, keyOrKeys, req) {
     v.string(scope, 'scope')
-    const now = this.#now()
-    if (typeof now !== 'number' || !Number.isFinite(now)) {
-      throw outOfRange(`options.now() must return a finite number of milliseconds, got ${v.describe(now)}`)
-    }
+    const now = this.#clock()
     const day = this.#dayKey(now)
     const estimate = this.#estimate(req)
     const go = (est) => {
@@ -505,7 +514,7 @@ class Quota {
   }
 
   /** Runs one JSON request on the scope, atomically, on Redis or a user's store. */
-  #run(scope, request, now = this.#now()) {
+  #run(scope, request, now = this.#clock()) {
     request.scope ??= scope
     request.now ??= now
     request.options = this.#options

@@ -94,7 +94,7 @@ class MemoryStore {
 
   /** Deletes one Quota scope, or all of them when `scope` is empty or missing. */
   reset(scope) {
-    native.quotaReset(this.#quotas(), scope ? String(scope) : null)
+    native.quotaReset(this.#quotas(), scope ? v.wellFormed(String(scope), 'scope') : null)
   }
 
   #quotaCore = null
