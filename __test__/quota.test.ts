@@ -55,31 +55,43 @@ class InspectableRedisStore extends RedisStore {
   async get(scope: string): Promise<State | undefined> {
     // quota.lua keeps each key's counters, hits and holds in hashes; read them back in
     // rate-budget's shape (hits still in the window in order, holds in the order made).
+    // The records' layouts are quota.lua's encode_meta / encode_hit / encode_hold.
     const script = `
+      local function opt(x) if x ~= x then return nil end return x end
+      local function str_at(raw, pos, len) if len < 0 then return nil, pos end return string.sub(raw, pos, pos + len - 1), pos + len end
       local metas = redis.call('HGETALL', KEYS[1])
       if #metas == 0 then return false end
       local out = {}
       for i = 1, #metas, 2 do
-        local m = cmsgpack.unpack(metas[i + 1])
+        local raw = metas[i + 1]
+        local n, u, dt, la, f, x, fa, ft, fr, ba, ep, tot, req, made, o, e, dlen, llen, pos = struct.unpack('<ddddddddddddddddi4i4', raw)
+        local day, li
+        day, pos = str_at(raw, pos, dlen)
+        li = str_at(raw, pos, llen)
         local hits = {}
-        for seq = m.f, m.x - 1 do
-          local raw = redis.call('HGET', KEYS[2], m.n .. ':' .. seq)
-          if raw then
-            local h = cmsgpack.unpack(raw)
-            if not h.r and (h.z == nil or m.ep <= h.z) then hits[#hits + 1] = {id = h.i, at = h.a, tokens = h.t} end
+        for seq = f, x - 1 do
+          local rawh = redis.call('HGET', KEYS[2], n .. ':' .. seq)
+          if rawh then
+            local a, t, hu, z, r, ilen, hpos = struct.unpack('<dddddi4', rawh)
+            z, r = opt(z), opt(r)
+            if not r and (z == nil or ep <= z) then hits[#hits + 1] = {id = str_at(rawh, hpos, ilen), at = a, tokens = t} end
           end
         end
         local holds = {}
         local all = redis.call('HGETALL', KEYS[2])
-        local prefix = 'o' .. m.n .. ':'
+        local prefix = 'o' .. n .. ':'
         for j = 1, #all, 2 do
           if string.sub(all[j], 1, #prefix) == prefix then
-            local h = cmsgpack.unpack(all[j + 1])
-            holds[#holds + 1] = {id = string.sub(all[j], #prefix + 1), tokens = h.t, at = h.a, day = h.d, prevAt = h.pa, prevId = h.pi, place = h.p}
+            local rawo = all[j + 1]
+            local t, a, pa, p, hs, hu, odlen, plen, opos = struct.unpack('<ddddddi4i4', rawo)
+            local d, pi
+            d, opos = str_at(rawo, opos, odlen)
+            pi = str_at(rawo, opos, plen)
+            holds[#holds + 1] = {id = string.sub(all[j], #prefix + 1), tokens = t, at = a, day = d, prevAt = opt(pa), prevId = pi, place = p}
           end
         end
         table.sort(holds, function(a, b) return a.place < b.place end)
-        out[#out + 1] = {name = metas[i], day = m.day, used = m.u, lastAt = m.la, lastId = m.li, hits = hits, holds = holds}
+        out[#out + 1] = {name = metas[i], day = day, used = u, lastAt = opt(la), lastId = li, hits = hits, holds = holds}
       end
       return cjson.encode(out)`
     const base = `${this.prefix}{q${scope}}`

@@ -70,6 +70,10 @@ impl Holds {
   pub fn remove(&mut self, id: &str) -> Option<(Hold, HitRef)> {
     let (hold, place, hit) = self.by_id.remove(id)?;
     self.by_time.remove(&(At(hold.at), place));
+    if self.by_id.is_empty() {
+      // Usually every hold is committed within a call or two: give the table back.
+      self.by_id = HashMap::new();
+    }
     Some((hold, hit))
   }
 

@@ -236,6 +236,9 @@ impl QuotaState {
       day: day.to_owned(),
       ..KeyState::default()
     };
+    // A scope has a few keys, and a key's state is a few hundred bytes: grow one at a time
+    // (the default doubling would hold room for four from the first).
+    self.keys.reserve_exact(1);
     self.keys.push((name.to_owned(), fresh));
     &mut self.keys.last_mut().expect("just pushed").1
   }

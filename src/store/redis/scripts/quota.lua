@@ -4,17 +4,17 @@
 -- hits are numbered and kept one field each, with the window's token and request totals and
 -- partial sums of both per block of 32, 1,024 and 32,768 hits; expired hits leave from the
 -- front, each once; a hold names its hit. A call touches only the fields it needs.
--- KEYS[1]  HASH  key name → MessagePack of the key's counters: {n = number of the key in the
+-- KEYS[1]  HASH  key name → the key's counters (binary, see `encode_meta`): {n = number of the key in the
 --                scope, day, u = used, dt = day tokens, la = lastAt, li = lastId, f = first
 --                hit's number, x = next hit's number, fa, ft, fr = first hit's time, tokens
 --                and 1 if rolled back, ba = newest hit's time, ep = checks run, tot, req =
 --                tokens and requests in the window,
 --                m = hits made (serials), o = holds made (their order), e = when the scope's
 --                keys expire, on the callers' clock}
--- KEYS[2]  HASH  '<n>:<hit number>' → MessagePack {a = at, t = tokens, i = id, u = serial,
+-- KEYS[2]  HASH  '<n>:<hit number>' → {a = at, t = tokens, i = id, u = serial,
 --                z = check count when its tokens became 0, r = 1 if rolled back};
 --                '<n>:<level>:<block>' → a block's token sum, '…:r' its request count;
---                'o<n>:<hold id>' → MessagePack
+--                'o<n>:<hold id>' →
 --                {t = tokens, a = at, d = day, pa = prevAt, pi = prevId, p = order made,
 --                s = its hit's number, u = its hit's serial}; '#' → keys numbered so far
 -- KEYS[3]  ZSET  '<n>:<hold id>' scored by the hold's time (expiry order), and '' at +inf so
@@ -89,14 +89,64 @@ for i = 1, nkeys do
   }
 end
 
+-- ---- records: fixed binary layouts (struct), numbers as doubles, strings after them ----------
+-- (MessagePack builds a table per record: five times the cost of these on the hot path.)
+local NAN = 0 / 0
+local function opt(x) if x ~= x then return nil end return x end
+local function str_at(raw, pos, len)
+  if len < 0 then return nil, pos end
+  return string.sub(raw, pos, pos + len - 1), pos + len
+end
+
+-- A key's counters: n, u, dt, la, f, x, fa, ft, fr, ba, ep, tot, req, m, o, e, then day, li.
+local META = '<ddddddddddddddddi4i4'
+local function decode_meta(raw, name)
+  local n, u, dt, la, f, x, fa, ft, fr, ba, ep, tot, req, made, o, e, dlen, llen, pos = struct.unpack(META, raw)
+  local m = {name = name, n = n, u = u, dt = dt, la = opt(la), f = f, x = x, fa = opt(fa), ft = opt(ft),
+    fr = opt(fr), ba = opt(ba), ep = ep, tot = tot, req = req, m = made, o = o, e = opt(e)}
+  m.day, pos = str_at(raw, pos, dlen)
+  m.li = str_at(raw, pos, llen)
+  return m
+end
+local function encode_meta(m)
+  local li = m.li
+  return struct.pack(META, m.n, m.u, m.dt, m.la or NAN, m.f, m.x, m.fa or NAN, m.ft or NAN, m.fr or NAN,
+    m.ba or NAN, m.ep, m.tot, m.req or 0, m.m or 0, m.o or 0, m.e or NAN, #m.day, li and #li or -1) .. m.day .. (li or '')
+end
+
+-- A hit: a (at), t (tokens), u (serial), z (check count when its tokens became 0), r (rolled
+-- back), then i (the hold id).
+local HIT = '<dddddi4'
+local function decode_hit(raw)
+  local a, t, u, z, r, ilen, pos = struct.unpack(HIT, raw)
+  return {a = a, t = t, u = u, z = opt(z), r = opt(r), i = str_at(raw, pos, ilen)}
+end
+local function encode_hit(h)
+  return struct.pack(HIT, h.a, h.t, h.u, h.z or NAN, h.r or NAN, #h.i) .. h.i
+end
+
+-- A hold: t (tokens), a (at), pa (prevAt), p (order made), s, u (its hit's number and serial),
+-- then d (day), pi (prevId).
+local HOLD = '<ddddddi4i4'
+local function decode_hold(raw)
+  local t, a, pa, p, hs, hu, dlen, plen, pos = struct.unpack(HOLD, raw)
+  local h = {t = t, a = a, pa = opt(pa), p = p, s = opt(hs), u = opt(hu)}
+  h.d, pos = str_at(raw, pos, dlen)
+  h.pi = str_at(raw, pos, plen)
+  return h
+end
+local function encode_hold(h)
+  local pi = h.pi
+  return struct.pack(HOLD, h.t, h.a, h.pa or NAN, h.p, h.s or NAN, h.u or NAN, #h.d, pi and #pi or -1) .. h.d .. (pi or '')
+end
+
 -- ---- the keys' counters ---------------------------------------------------------------------
 -- Every key of the scope (a scope has a few: the API keys it routes over).
 local metas, by_number, dirty = {}, {}, {}
 do
   local all = redis.call('HGETALL', KS)
   for i = 1, #all, 2 do
-    local m = cmsgpack.unpack(all[i + 1])
-    m.name = all[i]
+    local m = decode_meta(all[i + 1], all[i])
     metas[m.name] = m
     by_number[m.n] = m
   end
@@ -125,9 +175,9 @@ end
 local function get_hit(m, seq)
   local raw = redis.call('HGET', HITS, hit_field(m, seq))
   if not raw then return nil end
-  return cmsgpack.unpack(raw)
+  return decode_hit(raw)
 end
-local function put_hit(m, seq, h) redis.call('HSET', HITS, hit_field(m, seq), cmsgpack.pack(h)) end
+local function put_hit(m, seq, h) redis.call('HSET', HITS, hit_field(m, seq), encode_hit(h)) end
 local function live(m, h)
   if h.r then return false end
   return h.z == nil or m.ep <= h.z
@@ -283,7 +333,7 @@ local function first_reaching(m, by_requests, need)
   local raws = redis.call('HMGET', HITS, unpack(fields))
   for i = 1, #fields do
     if not raws[i] then return nil end
-    local h = cmsgpack.unpack(raws[i])
+    local h = decode_hit(raws[i])
     if by_requests then acc = acc + requests(h) else acc = acc + counted(h.t) end
     if acc >= need then return h.a end
   end
@@ -307,7 +357,7 @@ local function hold_field(m, id) return 'o' .. m.n .. ':' .. id end
 local function get_hold(m, id)
   local raw = redis.call('HGET', HITS, hold_field(m, id))
   if not raw then return nil end
-  return cmsgpack.unpack(raw)
+  return decode_hold(raw)
 end
 local function drop_hold(m, id)
   redis.call('HDEL', HITS, hold_field(m, id))
@@ -454,12 +504,8 @@ local function save()
   local set = {}
   for name, m in pairs(dirty) do
     if refresh then m.e = until_ms end
-    local stored = {}
-    for k, v in pairs(m) do
-      if k ~= 'name' then stored[k] = v end
-    end
     set[#set + 1] = name
-    set[#set + 1] = cmsgpack.pack(stored)
+    set[#set + 1] = encode_meta(m)
   end
   if #set > 0 then redis.call('HSET', KS, unpack(set)) end
   if refresh and #set > 0 then
@@ -522,7 +568,7 @@ if (op == 'reserve' or op == 'force') and d.ok then
   m.dt = m.dt + tokens
   m.la, m.li = now, hold_id
   new_hold.s, new_hold.u = push(m, hold_id, now, tokens)
-  redis.call('HSET', HITS, hold_field(m, hold_id), cmsgpack.pack(new_hold))
+  redis.call('HSET', HITS, hold_field(m, hold_id), encode_hold(new_hold))
   redis.call('ZADD', EXPIRY, now, m.n .. ':' .. hold_id)
 end
 save()
