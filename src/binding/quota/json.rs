@@ -110,7 +110,7 @@ pub fn state_from(v: &Value) -> QuotaState {
         .get(&(h.id.as_str(), h.at.to_bits()))
         .copied()
         .unwrap_or(HitRef::NONE);
-      kept.insert(h, hit);
+      kept.insert(&h, hit);
     }
     state.keys.push((
       name.clone(),
@@ -128,7 +128,8 @@ pub fn state_from(v: &Value) -> QuotaState {
   state
 }
 
-pub fn state_json(s: &QuotaState) -> Value {
+/// `s` in rate-budget's shape; holds carry `scope` and their key's name.
+pub fn state_json(s: &QuotaState, scope: &str) -> Value {
   let mut keys = Map::new();
   for (name, k) in &s.keys {
     let mut m = Map::new();
@@ -144,7 +145,7 @@ pub fn state_json(s: &QuotaState) -> Value {
     m.insert("hits".into(), Value::Array(hits));
     let holds: Map<String, Value> = k
       .holds
-      .list()
+      .list(scope, name)
       .iter()
       .map(|h| (h.id.clone(), hold_json(h)))
       .collect();
@@ -386,7 +387,7 @@ pub fn quota_apply(state: String, request: String) -> napi::Result<String> {
   let result = apply(&mut s, &r)?;
   Ok(format!(
     "{{\"state\":{},\"result\":{}}}",
-    state_json(&s),
+    state_json(&s, &r.scope),
     result
   ))
 }

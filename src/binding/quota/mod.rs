@@ -264,7 +264,7 @@ pub fn quota_get(
 ) -> napi::Result<Option<String>> {
   let store = core.backend.memory()?;
   let state = store.quota_state(&format!("{}{}", core.prefix, scope), local(now))?;
-  Ok(state.map(|s| state_json(&s).to_string()))
+  Ok(state.map(|s| state_json(&s, &scope).to_string()))
 }
 
 /// Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day.

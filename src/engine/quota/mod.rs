@@ -605,7 +605,7 @@ fn take(
   ks.last_at = Some(m.now);
   ks.last_id = Some(hold.id.clone());
   let hit = ks.window.push(&hold.id, m.now, tokens);
-  ks.holds.insert(hold.clone(), hit);
+  ks.holds.insert(&hold, hit);
   hold
 }
 

@@ -798,7 +798,7 @@ mod properties {
       let hits: Vec<Hit> = rk.hits.iter().map(|(_, h)| h.clone()).collect();
       let holds: Vec<Hold> = rk.holds.iter().map(|(h, _)| h.clone()).collect();
       prop_assert_eq!(&k.hits(), &hits, "hits of {}", name);
-      prop_assert_eq!(&k.holds.list(), &holds, "holds of {}", name);
+      prop_assert_eq!(&k.holds.list("s", name), &holds, "holds of {}", name);
       prop_assert_eq!(k.last_at, rk.last_at);
       prop_assert_eq!(&k.last_id, &rk.last_id);
     }
