@@ -3,7 +3,7 @@
 // { mutate(scope, fn) } store (in memory, and JSON-serialising) and the RedisStore.
 import Redis from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
-import { redisUrl } from './helpers/stores.js'
+import { clusterUrls, redisUrl } from './helpers/stores.js'
 import { BUFFER_MS, MemoryStore, Quota, RedisStore, QuotaManager, THRESHOLD_PCT, WINDOW_MS, cooldownMs, dailyCap, tokenWaitMs } from '../lib/index.js'
 
 type State = { keys: Record<string, any> }
@@ -721,5 +721,28 @@ describe.each(stores)('inputs that could name another scope or key are refused a
     expect(await quota.commit(r.hold, { tokens: 1 })).toBe(true)
     const far = newQuota({ store: makeStore(), now: () => 1e300 })
     await expect(far.reserve('s', key, 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_OUT_OF_RANGE' })
+  })
+})
+
+describe('scopes that look alike never share state', () => {
+  // Scopes with braces, the escapes themselves, separators, NUL and long text: each one its own
+  // scope on every store (on Redis the scope is the hash tag, escaped, so it can neither end the
+  // tag early nor be empty).
+  const scopes = ['a{b}', 'a%7Bb%7D', 'a}b', '{q}', '', '}', '{', '%', '%25', 'a:b', 'a\u0000b', 'x'.repeat(1024), 'tenant:{x}', 'é{}']
+  const cases: Array<[string, () => any]> = [
+    ['MemoryStore', () => new MemoryStore()],
+    ['RedisStore', () => new InspectableRedisStore()],
+    ['Cluster', () => {
+      const s = new RedisStore({ cluster: clusterUrls(), commandTimeoutMs: 5_000 })
+      opened.push(s)
+      return s
+    }],
+  ]
+  it.each(cases)('%s', async (_name, make) => {
+    const store = make()
+    const quota = new Quota(store, { now: () => 0, prefix: `t:quota:iso:${Math.random().toString(36).slice(2)}:` })
+    const key = { id: 'k', rpm: 60, tpm: 100, rpd: 1 }
+    for (const s of scopes) expect([s, (await quota.reserve(s, key, 1)).ok]).toEqual([s, true])
+    for (const s of scopes) expect([s, (await quota.reserve(s, key, 1)).reason]).toEqual([s, 'rpd'])
   })
 })
