@@ -6,7 +6,7 @@
 //     with jobs that never end (each estimating `estimate` tokens against the day's
 //     `tokensPerDay`, when given), prints "held", and waits to be killed.
 'use strict'
-const { createLLMRateLimiter, createRedisBackend } = require('../../lib/index.js')
+const { createLLMRateLimiter, createRedisBackend, RedisStore } = require('../../lib/index.js')
 
 const [kind, url, prefix, ...rest] = process.argv.slice(2)
 
@@ -18,7 +18,9 @@ async function main() {
       models: { m: { tokensPerMinute: tpm, requestsPerMinute: rpm } },
       resourceEstimationsPerJob: { s: { estimatedUsedTokens: est, estimatedNumberOfRequests: 1, maxWaitMS: { m: maxWait } } },
       now: offset === undefined ? undefined : now,
-      backend: createRedisBackend({ url, keyPrefix: prefix, heartbeatIntervalMs: 1000, instanceTimeoutMs: 5000 }),
+      // Thousands of jobs at once from several processes: the last reply waits behind every
+      // command sent before it; this run is about exact counts, not timeouts.
+      backend: createRedisBackend({ client: new RedisStore(url, { commandTimeoutMs: 20_000 }), keyPrefix: prefix, heartbeatIntervalMs: 1000, instanceTimeoutMs: 5000 }),
       ratioAdjustmentConfig: { minJobTypeCapacity: calls },
     })
     await limiter.start()
