@@ -143,17 +143,29 @@ describe('installing the packed packages', () => {
     expect(output).not.toMatch(STACK_FRAME)
     expect(existsSync(compilerLog)).toBe(false)
   }, 60_000)
+
+  it('where install scripts do not run, require() says the same', async () => {
+    const dir = project('no-scripts')
+    await run('npm', ['install', '--ignore-scripts', mainTgz], { cwd: dir, env })
+    const err: any = await run(process.execPath, ['-e', "require('tollgate')"], { cwd: dir, env }).catch((e) => e)
+    expect(err.code).toBe(1)
+    expect(err.stderr).toContain(`tollgate: no native addon for this platform (${platform})`)
+    expect(err.stderr).toContain('install on a supported platform: linux-x64-gnu')
+    expect(err.stderr).toContain('install a Rust toolchain (https://rustup.rs)')
+  }, 60_000)
 })
 
 describe('the install step in a checkout', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-install-'))
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
   mkdirSync(path.join(dir, 'scripts'))
+  mkdirSync(path.join(dir, 'lib'))
   mkdirSync(path.join(dir, 'src'))
   writeFileSync(path.join(dir, 'src', 'lib.rs'), '')
   writeFileSync(path.join(dir, 'Cargo.toml'), '')
   copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'))
   copyFileSync(path.join(root, 'scripts', 'build-native.js'), path.join(dir, 'scripts', 'build-native.js'))
+  copyFileSync(path.join(root, 'lib', 'platform.js'), path.join(dir, 'lib', 'platform.js'))
   const script = path.join(dir, 'scripts', 'build-native.js')
   const env = { ...process.env, PATH: path.join(dir, 'no-such-bin'), TOLLGATE_SKIP_BUILD: '' }
 

@@ -15,30 +15,9 @@ const path = require('node:path')
 
 const root = path.join(__dirname, '..')
 const pkg = require(path.join(root, 'package.json'))
+const { platformArchAbi, waysOut } = require(path.join(root, 'lib', 'platform.js'))
 const triple = platformArchAbi()
 const binary = path.join(root, `${pkg.napi.binaryName}.${triple}.node`)
-
-/** The platform-arch-abi suffix napi-rs names binaries and platform packages with. */
-function platformArchAbi() {
-  const { platform, arch } = process
-  if (platform === 'linux') {
-    const glibc = process.report?.getReport?.().header?.glibcVersionRuntime
-    return `linux-${arch}-${glibc ? 'gnu' : 'musl'}`
-  }
-  if (platform === 'win32') return `win32-${arch}-msvc`
-  return `${platform}-${arch}`
-}
-
-/** The platform packages published, from package.json's napi.targets. */
-function supportedPlatforms() {
-  const abi = { gnu: 'gnu', musl: 'musl', msvc: 'msvc' }
-  return pkg.napi.targets.map((t) => {
-    const [cpu, , os, env] = t.split('-')
-    const arch = { x86_64: 'x64', aarch64: 'arm64' }[cpu] ?? cpu
-    const platform = { linux: 'linux', darwin: 'darwin', windows: 'win32' }[os] ?? os
-    return [platform, arch, abi[env]].filter(Boolean).join('-')
-  })
-}
 
 function newestSource(dir) {
   let newest = 0
@@ -101,12 +80,7 @@ if (cargo.error || cargo.status !== 0) {
     : `no prebuilt tollgate addon is installed for this platform (${triple})`
   fail([
     `tollgate: cannot install on ${triple}: ${reason}, and \`cargo\` was not found to build it.`,
-    'Two ways out:',
-    `  - install on a supported platform: ${supportedPlatforms().join(', ')}`,
-    `    (npm installs the matching ${pkg.name}-<platform> package; make sure optional`,
-    '    dependencies are not disabled, e.g. by --omit=optional or --no-optional);',
-    '  - or install a Rust toolchain (https://rustup.rs), make sure `cargo` is on PATH,',
-    '    and run `npm install` again: tollgate then builds its addon from source.',
+    ...waysOut(),
   ])
 }
 
@@ -134,7 +108,8 @@ if (cli) {
       win32: `${pkg.napi.binaryName}.dll`,
       darwin: `lib${pkg.napi.binaryName}.dylib`,
     }[process.platform] ?? `lib${pkg.napi.binaryName}.so`
-    fs.copyFileSync(path.join(root, 'target', 'release', lib), binary)
+    const target = path.resolve(root, process.env.CARGO_TARGET_DIR || 'target')
+    fs.copyFileSync(path.join(target, 'release', lib), binary)
   }
 }
 if (build.status !== 0) {
