@@ -108,7 +108,18 @@ describe('installing the packed packages', () => {
     const installed = path.join(dir, 'node_modules', 'tollgate')
     expect(existsSync(path.join(installed, 'target'))).toBe(false)
     expect(readdirSync(installed).filter((f) => f.endsWith('.node'))).toEqual([])
-    expect(JSON.parse(readFileSync(path.join(installed, 'package.json'), 'utf8')).dependencies).toBeUndefined()
+    const manifest = JSON.parse(readFileSync(path.join(installed, 'package.json'), 'utf8'))
+    expect(manifest.dependencies).toBeUndefined()
+    // One exact-version optional dependency per platform package...
+    const platforms = ['darwin-arm64', 'darwin-x64', 'linux-arm64-gnu', 'linux-arm64-musl']
+    platforms.push('linux-x64-gnu', 'linux-x64-musl', 'win32-x64-msvc')
+    expect(Object.keys(manifest.optionalDependencies).sort()).toEqual(platforms.map((p) => `tollgate-${p}`))
+    expect(new Set(Object.values(manifest.optionalDependencies))).toEqual(new Set([pkg.version]))
+    // ...each saying which machines it is for, so npm installs only the matching one.
+    const prebuiltPath = path.join(dir, 'node_modules', `tollgate-${platform}`, 'package.json')
+    const prebuilt = JSON.parse(readFileSync(prebuiltPath, 'utf8'))
+    expect([prebuilt.os, prebuilt.cpu, prebuilt.libc]).toEqual([['linux'], ['x64'], ['glibc']])
+    expect(prebuilt.main).toBe(path.basename(binary))
 
     const use = `
       const store = new t.MemoryStore()
