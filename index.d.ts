@@ -50,7 +50,7 @@ export declare class JobsRedisCore {
    * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
    * `<prefix>{limits}:model:<id>`.
    */
-  constructor(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean)
+  constructor(store: NativeStore, prefix: string, models: Array<Id>, limits: Array<number>, instance: Id, timeoutMs: number, sliding: boolean)
   get instanceId(): string
   /** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
   acquire(model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
@@ -64,7 +64,13 @@ export declare class JobsRedisCore {
 }
 
 export declare class NativeStore {
-  static memory(): NativeStore
+  /**
+   * An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
+   * new key would exceed it (lib/ validates the bound).
+   */
+  static memory(maxKeys?: number | undefined | null): NativeStore
+  /** Keys a memory store evicted to stay within `max_keys`. */
+  evictions(): number
   static redis(options: RedisConnectOptions): NativeStore
   get isMemory(): boolean
   /** Live keys in a memory store at `now`. */
@@ -74,31 +80,41 @@ export declare class NativeStore {
   /** Ends a Redis connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. */
   close(): void
   get closed(): boolean
+  /**
+   * `PING` (every master of a Cluster): the probe a store sends after an outage, never a
+   * user's call. Reads the server's memory settings first when they are due.
+   */
+  ping(): Promise<void>
+  /**
+   * The server's memory settings as last read (read on the first connection and after every
+   * outage); null on a memory store.
+   */
+  serverMemory(): ServerMemoryInfo | null
   /** `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks. */
   scriptHashes(): Array<Array<string>>
 }
 
 /** `ProviderLimiter`: `points` per `duration_ms` per `<prefix><provider>:<scope>`. */
 export declare class ProviderCore {
-  constructor(store: NativeStore, points: number, durationMs: number)
+  constructor(store: NativeStore, prefix: string, points: number, durationMs: number)
   /**
    * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
-   * as the text `<points>:<expire>` under `key`, expiring with its period.
+   * as the text `<points>:<expire>` under the scope's key, expiring with its period.
    */
-  consume(key: string, cost: number, now: number): Array<number>
-  consumeAsync(key: string, cost: number, now: number): Promise<Array<number>>
+  consume(scope: Id, cost: number, now: number): Array<number>
+  consumeAsync(scope: Id, cost: number, now: number): Promise<Array<number>>
   /** The Redis server's `INFO` text. */
   info(): Promise<string>
 }
 
 export declare class ResponseCacheCore {
-  constructor(store: NativeStore, ttlMs: number)
-  get(key: string, now: number): string | null
-  set(key: string, json: string, now: number): void
-  delete(key: string, now: number): boolean
-  getAsync(key: string, now: number): Promise<string | null>
-  setAsync(key: string, json: string, now: number): Promise<void>
-  deleteAsync(key: string): Promise<boolean>
+  constructor(store: NativeStore, prefix: string, ttlMs: number)
+  get(id: Id, now: number): string | null
+  set(id: Id, json: string, now: number): void
+  delete(id: Id, now: number): boolean
+  getAsync(id: Id, now: number): Promise<string | null>
+  setAsync(id: Id, json: string, now: number): Promise<void>
+  deleteAsync(id: Id): Promise<boolean>
 }
 
 export declare class SemanticCore {
@@ -124,22 +140,22 @@ export declare class SemanticCore {
 export declare class SessionStoreCore {
   /** `max_bytes` 0 means no cap. */
   constructor(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number)
-  save(id: string, head: string, messages: string | undefined | null, now: number): void
-  load(id: string, now: number): string | null
-  append(id: string, items: string, now: number): number
-  touch(id: string, now: number): boolean
-  destroy(id: string, now: number): boolean
-  saveAsync(id: string, head: string, messages: string | undefined | null, now: number): Promise<void>
-  loadAsync(id: string, now: number): Promise<string | null>
-  appendAsync(id: string, items: string, now: number): Promise<number>
-  touchAsync(id: string, now: number): Promise<boolean>
-  destroyAsync(id: string): Promise<boolean>
+  save(id: Id, head: string, messages: string | undefined | null, now: number): void
+  load(id: Id, now: number): string | null
+  append(id: Id, items: string, now: number): number
+  touch(id: Id, now: number): boolean
+  destroy(id: Id, now: number): boolean
+  saveAsync(id: Id, head: string, messages: string | undefined | null, now: number): Promise<void>
+  loadAsync(id: Id, now: number): Promise<string | null>
+  appendAsync(id: Id, items: string, now: number): Promise<number>
+  touchAsync(id: Id, now: number): Promise<boolean>
+  destroyAsync(id: Id): Promise<boolean>
 }
 
 export declare class TokenBudgetCore {
   constructor(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number)
-  run(code: number, bucket: string, tokens: number, holdId: string, now: number): BudgetDecision
-  runAsync(code: number, bucket: string, tokens: number, holdId: string, now: number): Promise<BudgetDecision>
+  run(code: number, bucket: Id, tokens: number, holdId: string, now: number): BudgetDecision
+  runAsync(code: number, bucket: Id, tokens: number, holdId: string, now: number): Promise<BudgetDecision>
 }
 
 export interface BudgetDecision {
@@ -153,8 +169,14 @@ export interface BudgetDecision {
   holdExpiresAt?: number
 }
 
-/** USD for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
-export declare function costOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
+/** Every id of the built-in catalog, in its order. */
+export declare function catalogModels(): Array<string>
+
+/** The known ids (defined first, then the catalog) nearest to `model`, at most `n`. */
+export declare function closestModels(model: string, n: number): Array<string>
+
+/** Nano-dollars for `[input, cachedInput, cacheWrite, output]` tokens at `price`. */
+export declare function costNanoOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
 
 /**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
@@ -171,7 +193,7 @@ export declare function countTokensBatchWith(texts: Array<string>, encodingName:
  */
 export declare function countTokensWith(text: string, encoding: number): number
 
-/** Defines (or replaces) the price of `model` and the models that extend its id. */
+/** Defines (or replaces) the price of `model` and of its dated and versioned ids. */
 export declare function defineModelPrice(model: string, price: Array<number>): void
 
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
@@ -193,7 +215,10 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
  */
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
-/** `[input, cachedInput, cacheWrite, output, batch]` for `model`, or null when unknown. */
+/**
+ * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
+ * tokens), or null when neither a defined price nor the catalog has it.
+ */
 export declare function priceOfModel(model: string): Array<number> | null
 
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
@@ -224,7 +249,7 @@ export declare function quotaLastPrevId(core: ExternalObject<'QuotaCore'>): stri
 
 /**
  * `options`: windowMs, bufferMs, thresholdPct (NaN for "not a number"), strictTpm,
- * monotonic (0|1), holdTtlMs (NaN for none).
+ * monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
  */
 export declare function quotaNew(store: NativeStore, prefix: string, options: Array<number>): ExternalObject<'QuotaCore'>
 
@@ -238,7 +263,7 @@ export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request
 export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
 
 /** The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1). */
-export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, storeNow: number): boolean
+export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number, storeNow: number): boolean
 
 /** `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns. */
 export declare function quotaTokenWaitMs(used: number, tokens: number, limit: number, hitAts: Array<number>, hitTokens: Array<number>, now: number, windowMs: number, bufferMs: number): number | null
@@ -261,10 +286,12 @@ export interface RedisConnectOptions {
   cluster: boolean
   connectTimeoutMs: number
   commandTimeoutMs: number
+  /** `'warn'` (default), `'error'` or `'ignore'`: see lib/stores.js. */
+  evictionPolicy?: string
 }
 
-/** SHA-256 hex of the canonical JSON (RFC 8785) of `json`. */
-export declare function requestDigest(json: string): string
+/** SHA-256 hex of canonical request text (lib/canonical.js writes it). */
+export declare function requestDigest(canonical: string): string
 
 /** A hit as lib/ reads it. */
 export interface SemanticHit {
@@ -275,6 +302,18 @@ export interface SemanticHit {
   similarity: number
   /** The stored question. */
   query: string
+}
+
+/**
+ * `maxmemory` and `maxmemory-policy` as last read from the server (null until read);
+ * `generation` grows with each read.
+ */
+export interface ServerMemoryInfo {
+  generation: number
+  maxmemory?: number
+  policy?: string
+  /** The policy can evict tollgate's keys. */
+  evicts: boolean
 }
 
 export interface SpendDecision {
@@ -296,6 +335,9 @@ export interface SpendDecision {
   /** Only for code 1 (totals with tags). */
   tags?: Array<TagSpend>
 }
+
+/** The store key of `parts` under `prefix` (`store::key`): what every class's keys are. */
+export declare function storeKey(prefix: string, parts: Array<Id>): string
 
 /** Spend under one tag in one period. */
 export interface TagSpend {

@@ -40,7 +40,7 @@ describe('Redis Cluster (3 masters)', () => {
 
     const sessions = new SessionStore(store, { prefix: 'cl:s:' })
     await Promise.all(Array.from({ length: 20 }, (_, i) => sessions.append(`user-${i % 4}`, { i })))
-    for (let u = 0; u < 4; u++) expect((await sessions.load(`user-${u}`)).messages).toHaveLength(5)
+    for (let u = 0; u < 4; u++) expect((await sessions.load<{ messages: unknown[] }>(`user-${u}`))!.messages).toHaveLength(5)
   })
 
   it('cost trackers decide in one slot each, on every node', async () => {

@@ -175,7 +175,7 @@ forEachStore('CostTracker', (c) => {
     expect(() => make(new Clock(), { alertThreshold: 0.8, alertThresholds: [0.9] })).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
     expect(() => make(new Clock(), { onAlert: 'yes' })).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
     await expect(t.recordUsage('no-such-model', 1, 1)).rejects.toMatchObject({ name: 'RangeError', code: codes.UNKNOWN_MODEL })
-    await expect(t.recordUsage('gpt-4o', { nothing: true } as any)).rejects.toMatchObject({ code: codes.INVALID_ARG })
+    await expect(t.recordUsage('gpt-4o', { nothing: true } as any)).rejects.toMatchObject({ name: 'TypeError', code: codes.NO_USAGE })
     await expect(t.recordCost(1, { tags: { 'a=b': 'c' } })).rejects.toMatchObject({ code: codes.INVALID_ARG })
     await expect(t.recordCost(1, { tags: { a: {} as any } })).rejects.toMatchObject({ code: codes.INVALID_ARG })
     await expect(t.recordCost(Number.NaN)).rejects.toMatchObject({ code: codes.OUT_OF_RANGE })

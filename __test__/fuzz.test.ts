@@ -8,18 +8,7 @@ import * as tollgate from '../lib/index.js'
 import { CostTracker, MemoryStore, ModelTiers, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, TokenBudget, createLLMRateLimiter } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { redisUrl } from './helpers/stores.js'
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { prng } from './helpers/prng.js'
 
 const HOSTILE_IDS = ['a:b', '{tag}', '}{', '*', '?', '[a-z]', 'x\ny', '\r\n', '\0', ' ', 'é', '🚀', '\ud800', 'a'.repeat(1024), 'a'.repeat(1025), '..', '/']
 

@@ -5,7 +5,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import Redis from 'ioredis'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { createLLMRateLimiter, createRedisBackend, RedisStore, type LLMRateLimiterConfig, type LLMRateLimiterInstance } from '../lib/index.js'
+import { codes, createLLMRateLimiter, createRedisBackend, RedisStore, type LLMRateLimiterConfig, type LLMRateLimiterInstance } from '../lib/index.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
@@ -196,6 +196,40 @@ describe('createLLMRateLimiter on Redis', () => {
     expect(a.getAllocation()!.instanceCount).toBe(1)
   })
 
+  it("a killed instance's reservations come back like expired holds: its tokens-per-day estimates too", async () => {
+    const p = prefix()
+    // 3 jobs × 1,000 estimated tokens: the day's 3,000 are all reserved by the worker.
+    const child = spawn(process.execPath, [worker, 'hold', redisUrl(), p, '3', '3000', '1000'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d) => String(d).includes('held') && resolve())
+      child.once('exit', () => reject(new Error('worker exited')))
+    })
+    const redis = new Redis(redisUrl())
+    try {
+      expect(await redis.hget(`${p}{limits}:model:m`, 'dt')).toBe('3000')
+      const a = limiter({
+        models: { m: { tokensPerDay: 3_000, maxConcurrentRequests: 3 } },
+        resourceEstimationsPerJob: { s: { estimatedUsedTokens: 1_000, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+        backend: backend(p, 50, 300),
+      })
+      await a.start()
+      // While the worker lives, its reservations hold the day: nothing fits.
+      await expect(a.queueJob({ jobId: 'early', job: async () => done('ran', 1_000) })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_CAPACITY' })
+      const t = performance.now()
+      child.kill('SIGKILL')
+      // Once it is dropped (instanceTimeoutMs), its 3,000 estimated tokens are given back.
+      await expect.poll(() => redis.hget(`${p}{limits}:model:m`, 'dt'), { interval: 20, timeout: 3_000 }).toBe('0')
+      expect(performance.now() - t).toBeLessThan(1_500)
+      expect(await redis.keys(`${p}{limits}:grants:*`)).toEqual([]) // the worker's went with it
+      const r = await Promise.all([1, 2, 3].map((i) => a.queueJob({ jobId: `after${i}`, job: async () => done('ran', 1_000) })))
+      expect(r.map((x) => x.data)).toEqual(['ran', 'ran', 'ran'])
+      expect(await redis.hget(`${p}{limits}:model:m`, 'dt')).toBe('3000')
+      await a.stop()
+    } finally {
+      redis.disconnect()
+    }
+  })
+
   it('an instance evicted behind its back registers again at the next heartbeat', async () => {
     const p = prefix()
     const logs: string[] = []
@@ -215,9 +249,14 @@ describe('createLLMRateLimiter on Redis', () => {
       expect(logs.some((m) => m.includes('registered again'))).toBe(true)
       await a.stop()
       expect(await redis.hkeys(key)).toEqual([])
+      // A stopped limiter refuses jobs until start() again.
+      await expect(a.queueJob({ jobId: '0', job: async () => done('no', 1) })).rejects.toMatchObject({ code: codes.LIMITER_STOPPED })
+      await a.start()
       // Jobs still run after an eviction (acquire registers too).
       await redis.del(key)
       expect(await a.queueJob({ jobId: '1', job: async () => done('ok', 1) })).toEqual({ data: 'ok', modelUsed: 'm' })
+      expect(await redis.hkeys(key)).toEqual([a.getInstanceId()])
+      await a.stop()
     } finally {
       redis.disconnect()
     }

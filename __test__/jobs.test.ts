@@ -107,7 +107,7 @@ describe('createLLMRateLimiter: reserve and settle', () => {
       { resourceType: 'requests', estimated: 1, actual: 3, overage: 2, timestamp: T0 },
     ])
     events.length = 0
-    await l.queueJob({ jobId: '2', jobType: 's', job: job({ inputTokens: 3_000, outputTokens: 2_000, cachedTokens: 7_000 }) })
+    await l.queueJob({ jobId: '2', jobType: 's', job: job({ inputTokens: 10_000, outputTokens: 2_000, cachedTokens: 7_000 }) }) // input counts the cached 7,000
     expect(l.getModelStats('a').tokensPerMinute!.current).toBe(15_000 + 12_000)
     expect(events).toEqual([{ resourceType: 'tokens', estimated: 10_000, actual: 12_000, overage: 2_000, timestamp: T0 }])
   })
@@ -359,7 +359,7 @@ describe('createLLMRateLimiter: the reject contract and costs', () => {
           reject({ requestCount: 1, inputTokens: 1_000_000, cachedTokens: 0, outputTokens: 0 })
           throw new Error('429 from a') // the seed README's pattern: still delegates
         }
-        return { requestCount: 1, inputTokens: 1_000_000, cachedTokens: 1_000_000, outputTokens: 1_000_000, data: 'ok' }
+        return { requestCount: 1, inputTokens: 2_000_000, cachedTokens: 1_000_000, outputTokens: 1_000_000, data: 'ok' }
       },
       onComplete: (_r, c) => (ctx = c),
     })
@@ -452,7 +452,7 @@ describe('createLLMRateLimiter: onAvailableSlotsChange', () => {
       onAvailableSlotsChange: (availability, reason, modelId, adjustment) => calls.push({ availability, reason, modelId, adjustment }),
       now: clock.now,
     })
-    await l.queueJob({ jobId: '1', job: job({ inputTokens: 1_000, outputTokens: 500, cachedTokens: 100 }) })
+    await l.queueJob({ jobId: '1', job: job({ inputTokens: 1_100, outputTokens: 500, cachedTokens: 100 }) })
     expect(calls[0]).toMatchObject({
       reason: 'tokensMinute',
       modelId: 'a',

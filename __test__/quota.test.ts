@@ -1,6 +1,6 @@
-// rate-budget's suite (rate-budget.md §11.1), its PHP port's checks (§11.3) and the extra
-// cases of §11.4, with their numbers, run against every store Quota takes today: the
-// MemoryStore, and a user's { mutate(scope, fn) } store (in memory, and JSON-serialising).
+// rate-budget's own suite, its PHP port's checks and further cases checked against rate-budget's code,
+// with their numbers, run against every store Quota takes: the MemoryStore, a user's
+// { mutate(scope, fn) } store (in memory, and JSON-serialising) and the RedisStore.
 import Redis from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
 import { redisUrl } from './helpers/stores.js'
@@ -53,17 +53,57 @@ class InspectableRedisStore extends RedisStore {
     opened.push(this)
   }
   async get(scope: string): Promise<State | undefined> {
-    // quota.lua keeps MessagePack; let Redis turn it into JSON for the test to read.
-    const script = "local v = redis.call('GET', KEYS[1]) if not v then return false end return cjson.encode(cmsgpack.unpack(v))"
-    const text = (await redis.eval(script, 1, `${this.prefix}${scope}`)) as string | null
+    // quota.lua keeps each key's counters, hits and holds in hashes; read them back in
+    // rate-budget's shape (hits still in the window in order, holds in the order made).
+    // The records' layouts are quota.lua's encode_meta / encode_hit / encode_hold.
+    const script = `
+      local function opt(x) if x ~= x then return nil end return x end
+      local function str_at(raw, pos, len) if len < 0 then return nil, pos end return string.sub(raw, pos, pos + len - 1), pos + len end
+      local metas = redis.call('HGETALL', KEYS[1])
+      if #metas == 0 then return false end
+      local out = {}
+      for i = 1, #metas, 2 do
+        local raw = metas[i + 1]
+        local n, u, dt, la, f, x, fa, ft, fr, ba, ep, tot, req, made, o, e, dlen, llen, pos = struct.unpack('<ddddddddddddddddi4i4', raw)
+        local day, li
+        day, pos = str_at(raw, pos, dlen)
+        li = str_at(raw, pos, llen)
+        local hits = {}
+        for seq = f, x - 1 do
+          local rawh = redis.call('HGET', KEYS[2], n .. ':' .. seq)
+          if rawh then
+            local a, t, hu, z, r, ilen, hpos = struct.unpack('<dddddi4', rawh)
+            z, r = opt(z), opt(r)
+            if not r and (z == nil or ep <= z) then hits[#hits + 1] = {id = str_at(rawh, hpos, ilen), at = a, tokens = t} end
+          end
+        end
+        local holds = {}
+        local all = redis.call('HGETALL', KEYS[2])
+        local prefix = 'o' .. n .. ':'
+        for j = 1, #all, 2 do
+          if string.sub(all[j], 1, #prefix) == prefix then
+            local rawo = all[j + 1]
+            local t, a, pa, p, hs, hu, odlen, plen, opos = struct.unpack('<ddddddi4i4', rawo)
+            local d, pi
+            d, opos = str_at(rawo, opos, odlen)
+            pi = str_at(rawo, opos, plen)
+            holds[#holds + 1] = {id = string.sub(all[j], #prefix + 1), tokens = t, at = a, day = d, prevAt = opt(pa), prevId = pi, place = p}
+          end
+        end
+        table.sort(holds, function(a, b) return a.place < b.place end)
+        out[#out + 1] = {name = metas[i], day = day, used = u, lastAt = opt(la), lastId = li, hits = hits, holds = holds}
+      end
+      return cjson.encode(out)`
+    const base = `${this.prefix}{q${scope}}`
+    const text = (await redis.eval(script, 2, `${base}:k`, `${base}:h`)) as string | null
     if (text === null) return undefined
-    const list = JSON.parse(text)
     const keys: Record<string, any> = {}
-    for (const k of Array.isArray(list) ? list : []) {
+    for (const k of JSON.parse(text)) {
       const arr = (x: unknown) => (Array.isArray(x) ? x : [])
-      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(arr(k.holds).map((h: any) => [h.id, h])) }
-      if (k.last_at !== undefined) state.lastAt = k.last_at
-      if (k.last_id !== undefined) state.lastId = k.last_id
+      const holds = arr(k.holds).map(({ place, ...h }: any) => [h.id, { ...h, scope, key: k.name }])
+      const state: any = { day: k.day, used: k.used, hits: arr(k.hits), holds: Object.fromEntries(holds) }
+      if (k.lastAt !== undefined) state.lastAt = k.lastAt
+      if (k.lastId !== undefined) state.lastId = k.lastId
       keys[k.name] = state
     }
     return { keys }
@@ -526,5 +566,160 @@ describe('Quota options and stores', () => {
 
   it('rejects a store it cannot use', () => {
     expect(() => newQuota({ store: {} as any })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
+  })
+})
+
+describe('a scope outlives its commits until its day ends', () => {
+  // A commit or rollback used to keep the scope only 2 × window + buffer, so a key committed at
+  // 10:00 and next asked at 10:05 had lost its day's request count (RPD reset: over-admission).
+  it('on a MemoryStore: the day count survives minutes without a reservation', async () => {
+    let now = Date.UTC(2026, 0, 1, 10)
+    const store = new MemoryStore({ now: () => now })
+    // Holds that never expire (rate-budget's default), so nothing else keeps the scope longer.
+    const quota: any = new Quota({ store, now: () => now, holdTtlMs: null })
+    const key = { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }
+    const r = await quota.reserve('s', key, 10)
+    now += 1_000
+    expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    now += 5 * 60_000
+    expect((await quota.check('s', key, 1)).checks[0].dailyUsed).toBe(1)
+    const again = await quota.reserve('s', key, 1)
+    now += 5 * 60_000
+    expect(await quota.rollback(again.hold)).toBe(true)
+    now += 5 * 60_000
+    expect((await quota.check('s', key, 1)).checks[0].dailyUsed).toBe(1)
+  })
+
+  it('on a RedisStore: a commit leaves every key of the scope living until midnight', async () => {
+    const store = new InspectableRedisStore()
+    const now = Date.now()
+    const quota: any = new Quota({ store, prefix: store.prefix, now: () => now })
+    const r = await quota.reserve('s', { id: 'k', rpm: 60, tpm: 1e6, rpd: 2 }, 10)
+    expect(await quota.commit(r.hold, { tokens: 5 })).toBe(true)
+    const untilMidnight = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1) - now
+    for (const part of [':k', ':h', ':x']) {
+      const ttl = await redis.pttl(`${store.prefix}{qs}${part}`)
+      expect(ttl).toBeGreaterThan(Math.max(121_000, untilMidnight - 60_000))
+    }
+  })
+})
+
+describe.each(stores)('a reused hold id touches only its own reservation [%s]', (_name, makeStore) => {
+  // rate-budget finds hits by hold id: with `id: () => 'h'` a rollback removed every hit named
+  // 'h' (other requests' tokens: TPM under-counted) and a commit charged the oldest one.
+  it('commit and rollback of the newest hold leave the earlier request counted', async () => {
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => 'h', bufferMs: 0 })
+    const key = { id: 'k', rpm: 60_000, tpm: 1_000, rpd: 100 }
+    const first = await quota.reserve('s', key, 100)
+    expect(await quota.commit(first.hold, { tokens: 300 })).toBe(true)
+    now = 10
+    const second = await quota.reserve('s', key, 200)
+    expect(await quota.commit(second.hold, { tokens: 50 })).toBe(true)
+    now = 20
+    const third = await quota.reserve('s', key, 100)
+    expect(await quota.rollback(third.hold)).toBe(true)
+    now = 30
+    const c = (await quota.check('s', key, 1)).checks[0]
+    expect([c.tokenUsed, c.dailyUsed]).toEqual([350, 2])
+  })
+})
+
+describe.each(stores)('RPM as a sliding window (rpmWindow) [%s]', (_name, makeStore) => {
+  it('a key of rpm 500 takes 500 requests at once, then waits for the oldest to leave', async () => {
+    let now = 1_000_000
+    let n = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `h${n++}`, rpmWindow: true })
+    const key = { id: 'k', rpm: 500, tpm: 1e9, rpd: 1e6 }
+    const holds = []
+    for (let i = 0; i < 500; i++) {
+      const r = await quota.reserve('s', key, 1)
+      expect(r.ok).toBe(true)
+      holds.push(r.hold)
+      now += 2
+    }
+    const refused = await quota.reserve('s', key, 1)
+    // The first request leaves the 60 s window at 1,060,000; plus the 1 s buffer.
+    expect(refused).toMatchObject({ ok: false, reason: 'rpm', waitMs: 61_000 - 1_000 })
+    expect(await quota.rollback(holds[250])).toBe(true)
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+    expect((await quota.reserve('s', key, 1)).ok).toBe(false)
+    now = 1_000_000 + 60_000 + 1
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+  }, 60_000) // a user's { mutate } store converts the whole state each call: O(window)
+
+  it("by default RPM is rate-budget's spacing: the second request at once waits", async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const key = { id: 'k', rpm: 500, tpm: 1e9, rpd: 1e6 }
+    expect((await quota.reserve('s', key, 1)).ok).toBe(true)
+    expect(await quota.reserve('s', key, 1)).toMatchObject({ ok: false, reason: 'rpm', waitMs: 1_120 })
+  })
+})
+
+describe('the store may come first, as every other class takes it', () => {
+  it('new Quota(store, options) uses that store', async () => {
+    const store = new MemoryStore()
+    const quota: any = new Quota(store, { now: () => 0 })
+    await quota.reserve('s', { id: 'k', rpm: 1, tpm: 10, rpd: 1 }, 1)
+    expect(store.get('s')?.keys.k.used).toBe(1)
+  })
+
+  it('on Redis: two Quotas built store-first share their scopes', async () => {
+    const a = new InspectableRedisStore()
+    const b = new RedisStore(redisUrl())
+    opened.push(b)
+    const q1: any = new Quota(a, { prefix: a.prefix, now: () => 0 })
+    const q2: any = new Quota(b, { prefix: a.prefix, now: () => 0 })
+    expect((await q1.reserve('s', { id: 'k', rpm: 60, tpm: 10, rpd: 1 }, 1)).ok).toBe(true)
+    expect(await q2.reserve('s', { id: 'k', rpm: 60, tpm: 10, rpd: 1 }, 1)).toMatchObject({ ok: false, reason: 'rpd' })
+  })
+
+  it('a store given twice, options after options, or a bad flag are refused', () => {
+    const store = new MemoryStore()
+    const code = { code: 'ERR_TOLLGATE_INVALID_ARG' }
+    expect(() => new Quota(store, { store } as any)).toThrow(expect.objectContaining(code))
+    expect(() => new (Quota as any)({ now: () => 0 }, { now: () => 0 })).toThrow(expect.objectContaining(code))
+    expect(() => new Quota({ rpmWindow: 'yes' } as any)).toThrow(expect.objectContaining(code))
+  })
+})
+
+describe.each(stores)('commit takes what the call returned [%s]', (_name, makeStore) => {
+  it('an OpenAI response, a number, rate-budget’s { tokens }, and nothing (the estimate stays)', async () => {
+    let n = 0
+    let now = 0
+    const quota = newQuota({ store: makeStore(), now: () => now, id: () => `h${n++}`, bufferMs: 0 })
+    const key = { id: 'k', rpm: 60_000, tpm: 10_000, rpd: 100 }
+    const completion = { object: 'chat.completion', usage: { prompt_tokens: 120, completion_tokens: 30, total_tokens: 150, prompt_tokens_details: { cached_tokens: 100 } } }
+    const anthropic = { type: 'message', usage: { input_tokens: 10, output_tokens: 5, cache_read_input_tokens: 20 } }
+    for (const usage of [completion, 77, { tokens: 40 }, anthropic, undefined]) {
+      now += 10
+      const r = await quota.reserve('s', key, 500)
+      expect(await quota.commit(r.hold, usage as any)).toBe(true)
+    }
+    // 150 + 77 + 40 + (10 + 20 cached + 5) + the kept estimate of 500
+    expect((await quota.check('s', key, 1)).checks[0].tokenUsed).toBe(150 + 77 + 40 + 35 + 500)
+  })
+
+  it('a value with no usage is refused, and the hold stays outstanding', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const r = await quota.reserve('s', { id: 'k', rpm: 60_000, tpm: 10_000, rpd: 100 }, 500)
+    await expect(quota.commit(r.hold, { id: 'chatcmpl-1', choices: [] })).rejects.toMatchObject({ code: 'ERR_TOLLGATE_NO_USAGE' })
+    await expect(quota.commit(r.hold, null)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_INVALID_ARG' })
+    expect(await quota.rollback(r.hold)).toBe(true)
+  })
+})
+
+describe.each(stores)('inputs that could name another scope or key are refused alike [%s]', (_name, makeStore) => {
+  it('lone surrogates in a scope, a key id or a hold; a clock out of Date range', async () => {
+    const quota = newQuota({ store: makeStore(), now: () => 0 })
+    const key = { id: 'k', rpm: 60, tpm: 100, rpd: 10 }
+    const code = { code: 'ERR_TOLLGATE_INVALID_ARG' }
+    await expect(quota.reserve('s\uD800', key, 1)).rejects.toMatchObject(code)
+    await expect(quota.reserve('s', { ...key, id: 'k\uDBFF' }, 1)).rejects.toMatchObject(code)
+    const r = await quota.reserve('s', key, 1)
+    await expect(quota.commit({ ...r.hold, scope: 's\uDFFF' }, { tokens: 1 })).rejects.toMatchObject(code)
+    expect(await quota.commit(r.hold, { tokens: 1 })).toBe(true)
+    const far = newQuota({ store: makeStore(), now: () => 1e300 })
+    await expect(far.reserve('s', key, 1)).rejects.toMatchObject({ code: 'ERR_TOLLGATE_OUT_OF_RANGE' })
   })
 })

@@ -253,10 +253,10 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     const pinned: Record<string, string> = {
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
-      'jobs.lua': 'f7c7268baf8c39e8bda1aa8932af6c746e74447f',
+      'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
       'provider.lua': 'c46abf90d4de43131c954387dd091f594d0885cf',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
-      'quota.lua': 'b83039959d27429b443840119a7a5b716efa3dd6',
+      'quota.lua': '8c3e549586632f2fec1f32dd52b101ea84c1548d',
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
       'semantic_clear.lua': '3d9ac44296fc2d5950d7487c1598f49483546653',
       'semantic_delete.lua': 'd49741ad7dfd4ec2589909329d1c60044d69b885',

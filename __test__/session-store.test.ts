@@ -57,7 +57,7 @@ forEachStore('SessionStore', (c) => {
     await s.save('u', session)
     await s.append('u', { role: 'user', content: 'Tell me a joke' })
     await s.append('u', { role: 'assistant', content: 'Why…' }, { role: 'user', content: 'ha' })
-    const loaded = await s.load('u')
+    const loaded = (await s.load<{ metadata: unknown; messages: { content: string }[] }>('u'))!
     expect(loaded.metadata).toEqual(session.metadata)
     expect(loaded.messages.map((m: { content: string }) => m.content)).toEqual([
       'Hello',
@@ -76,14 +76,14 @@ forEachStore('SessionStore', (c) => {
     clock.advance(9_000)
     await s.append('new', { role: 'user', content: 'second' })
     clock.advance(9_000)
-    expect((await s.load('new')).messages).toHaveLength(2)
+    expect((await s.load<{ messages: unknown[] }>('new'))!.messages).toHaveLength(2)
   })
 
   it('append is atomic under concurrency: no message is lost', async () => {
     const s = make(new Clock())
     await s.save('c', { messages: [] })
     await Promise.all(Array.from({ length: 100 }, (_, i) => s.append('c', { i })))
-    const loaded = await s.load('c')
+    const loaded = (await s.load<{ messages: { i: number }[] }>('c'))!
     expect(loaded.messages.map((m: { i: number }) => m.i).sort((a: number, b: number) => a - b)).toEqual(
       Array.from({ length: 100 }, (_, i) => i),
     )

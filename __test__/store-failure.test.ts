@@ -133,17 +133,17 @@ describe('onStoreError', () => {
     await b.record('u', 10)
     const redisHold = (await b.reserve('u', 30)).hold!
     server.process.kill('SIGSTOP')
-    // Timed out: Redis will run it when it resumes, and it is replayed too (at least once).
-    expect(await b.record('u', 20)).toMatchObject({ fallback: 'local', used: 20, error: { code: codes.STORE_TIMEOUT } })
+    // Timed out: Redis will run it when it resumes, and it is replayed too (at least once). The
+    // twin starts from what Redis last said (10 used, 30 held), so it answers 30 used.
+    expect(await b.record('u', 20)).toMatchObject({ fallback: 'local', used: 30, reserved: 30, error: { code: codes.STORE_TIMEOUT } })
     // Skipped while the outage lasts: answered locally at once, replayed exactly once.
-    const local = await b.reserve('u', 50)
+    const local = await b.reserve('u', 35)
     expect(local).toMatchObject({ allowed: true, fallback: 'local', hold: { id: expect.stringMatching(/^local:/) } })
-    expect((await b.reserve('u', 40)).allowed).toBe(false) // 20 + 50 + 40 > 100 locally
-    expect(await b.settle(local.hold!, 5)).toMatchObject({ fallback: 'local', used: 25, reserved: 0 })
+    expect((await b.reserve('u', 10)).allowed).toBe(false) // 30 + 30 + 35 + 10 > 100 locally
+    expect(await b.settle(local.hold!, 5)).toMatchObject({ fallback: 'local', used: 35, reserved: 30 })
     expect(b.stats().pending).toBe(2)
     server.process.kill('SIGCONT')
     await pastRetry()
-    await b.check('u')
     await expect.poll(() => b.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
     // 10 + 20 (run on resume) + 20 (replayed) + 5 (the local hold settled); the Redis hold still counts.
     expect(await b.check('u')).toMatchObject({ used: 55, reserved: 30 })
@@ -162,13 +162,14 @@ describe('onStoreError', () => {
     expect(await q.check('scope', keys, 1)).toMatchObject({ ok: true, fallback: 'local', error: { code: codes.STORE_TIMEOUT } })
     const held: any[] = []
     for (let i = 0; i < 4; i++) held.push(await q.reserve('scope', keys, 100))
-    // The twin knows nothing of the Redis hold: it grants the day's 4, then refuses.
+    // The twin starts from Redis's last answer (1 of the day's 4 used): it grants 3, then refuses.
     expect(held.map((r) => [r.ok, r.fallback, r.hold?.local])).toEqual([
       [true, 'local', true],
       [true, 'local', true],
       [true, 'local', true],
-      [true, 'local', true],
+      [false, 'local', undefined],
     ])
+    expect(held[3]).toMatchObject({ reason: 'rpd' })
     expect(await q.reserve('scope', keys, 1)).toMatchObject({ ok: false, reason: 'rpd', fallback: 'local' })
     expect(await q.commit(held[0].hold!, { tokens: 7 })).toBe(true)
     expect(await q.rollback(held[1].hold!)).toBe(true)
@@ -179,10 +180,10 @@ describe('onStoreError', () => {
     await expect.poll(() => q.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
     const after = await q.check('scope', keys, 1)
     expect(after.fallback).toBeUndefined()
-    // Redis: its own hold (committed at 5) + 3 forced holds (one rolled back): 4 requests —
-    // the day's cap, though the twin never knew of the first — and 5 + 7 + 100 + 100 tokens.
-    expect(after.checks[0]).toMatchObject({ dailyUsed: 4, tokenUsed: 212 })
-    expect(q.stats()).toMatchObject({ pending: 0, replayed: 7, fallbacks: { local: 7 } })
+    // Redis: its own hold (committed at 5) + 3 forced holds (one rolled back): 3 requests, and
+    // 5 + 7 + 100 tokens.
+    expect(after.checks[0]).toMatchObject({ dailyUsed: 3, tokenUsed: 112 })
+    expect(q.stats()).toMatchObject({ pending: 0, replayed: 6, fallbacks: { local: 7 } })
   })
 
   it("SemanticCache: 'fail-open' misses, 'local' serves from an in-process twin, 'fail-closed' rejects", async () => {

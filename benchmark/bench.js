@@ -16,8 +16,12 @@
 // 5–6. Redis outage latency per onStoreError policy, and the blocked-key cache (outage.js).
 // 7. The job limiter: jobs per second through queueJob, local and on Redis (jobs.js).
 // 8. Semantic cache lookups at 1k/10k/100k entries × 384/1536 dimensions (semantic.js).
+// 9. Quota at scale: reserve + commit with 2,000, 10,000 and 20,000 requests in the TPM
+//    window, in-process and on Redis, with Redis's own time per script call (quota.js).
+// 10. Bytes per live id of every class on a MemoryStore, 1M ids (memory.js).
 //
-// `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic).
+// `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
+// quota, memory).
 
 const { spawn } = require('node:child_process')
 const net = require('node:net')
@@ -327,9 +331,11 @@ function tokenBench() {
 const SECTIONS = {
   limiter: main,
   tokens: tokenBench,
-  outage: () => require('./outage.js').outageBench(),
+  outage: () => require('./outage.js').outageBench().then(() => require('./outage.js').requestBench()),
   jobs: () => require('./jobs.js').jobsBench(),
   semantic: () => require('./semantic.js').semanticBench(),
+  quota: () => require('./quota.js').quotaScaleBench(),
+  memory: () => require('./memory.js').memoryBench(),
 }
 const wanted = process.argv.slice(2)
 for (const name of wanted) {

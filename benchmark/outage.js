@@ -6,6 +6,12 @@
 //    `storeRetryMs` and answers the other calls at once (from the policy); rate-limiter-flexible
 //    over ioredis (commandTimeout = tollgate's) waits out the timeout on every call, and with no
 //    commandTimeout does not settle until Redis comes back.
+//    5b. One request = RateLimiter.consume → TokenBudget.reserve → ResponseCache.get on one
+//    store, Redis paused for 5 s: what the requests waited in all (one timeout per outage: the
+//    store's health state is shared by its classes), and how long after SIGCONT the first
+//    request is answered by Redis again (a PING probe every storeRetryMs finds it).
+//    5c. Redis killed, 1,000 records answered by the policy, restarted on its port (empty):
+//    flush() at once (it probes the store itself), when the store is seen up, the next call.
 // 6. Blocked-key cache: Redis commands per refused call on an exhausted key.
 
 const { spawn } = require('node:child_process')
@@ -15,18 +21,18 @@ const os = require('node:os')
 const path = require('node:path')
 const Redis = require('ioredis')
 const { RateLimiterRedis } = require('rate-limiter-flexible')
-const { RateLimiter, RedisStore } = require('../lib/index.js')
+const { RateLimiter, RedisStore, ResponseCache, TokenBudget } = require('../lib/index.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
 const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
-async function startRedis() {
-  const port = await new Promise((resolve) => {
+async function startRedis(atPort) {
+  const port = atPort ?? (await new Promise((resolve) => {
     const srv = net.createServer().listen(0, '127.0.0.1', () => {
       const p = srv.address().port
       srv.close(() => resolve(p))
     })
-  })
+  }))
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-outage-'))
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
   for (let i = 0; i < 200; i++) {
@@ -34,8 +40,11 @@ async function startRedis() {
     if (ok) break
     await new Promise((r) => setTimeout(r, 25))
   }
+  const exited = new Promise((r) => child.once('exit', r))
   return {
+    port,
     url: `redis://127.0.0.1:${port}`,
+    exited,
     pause: () => child.kill('SIGSTOP'),
     resume: () => child.kill('SIGCONT'),
     stop: () => {
@@ -132,10 +141,94 @@ async function outageBench() {
   }
 }
 
-module.exports = { outageBench }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** 5b and 5c: a request through three classes during a hang, and the first call after a restart. */
+async function requestBench() {
+  const PAUSE_MS = QUICK ? 2_000 : 5_000
+  console.log(`5b. Redis paused ${fmt(PAUSE_MS / 1000)} s; each request = consume → reserve → cache.get on one store (default timeouts, storeRetryMs 3 s)`)
+  console.log('                      requests   waited in all   slowest   timeouts paid   Redis answers again after SIGCONT')
+  for (const onStoreError of ['fail-closed', 'fail-open', 'local']) {
+    const server = await startRedis()
+    const store = new RedisStore(server.url, { onStoreError })
+    const rl = new RateLimiter(store, { maxRequests: 1_000_000, prefix: 'req:rl:' })
+    const tb = new TokenBudget(store, { maxTokens: 1e12, prefix: 'req:tb:' })
+    const cache = new ResponseCache(store, { prefix: 'req:c:' })
+    const settle = (p) => p.then((r) => r, (e) => e)
+    const request = async () => {
+      const t0 = performance.now()
+      const out = [await settle(rl.consume('u')), await settle(tb.reserve('u', 10)), await settle(cache.get('m', [1]))]
+      return { out, ms: performance.now() - t0 }
+    }
+    await request()
+    server.pause()
+    const t0 = performance.now()
+    let n = 0
+    let waited = 0
+    let slowest = 0
+    while (performance.now() - t0 < PAUSE_MS) {
+      const r = await request()
+      n++
+      waited += r.ms
+      slowest = Math.max(slowest, r.ms)
+      await sleep(1) // a request a millisecond, not a busy loop
+    }
+    const timeouts = [rl, tb, cache].reduce((a, c) => a + (c.stats().errors.ERR_TOLLGATE_STORE_TIMEOUT || 0), 0)
+    server.resume()
+    const resumed = performance.now()
+    let back
+    for (;;) {
+      const r = await request()
+      if (!(r.out[0] instanceof Error) && r.out[0].fallback === undefined) {
+        back = performance.now() - resumed
+        break
+      }
+      await sleep(5)
+    }
+    console.log(
+      `   '${onStoreError}'`.padEnd(22) +
+        `${fmt(n).padStart(8)} ${fmt(waited, 0).padStart(12)} ms ${fmt(slowest, 0).padStart(6)} ms ${String(timeouts).padStart(12)}     ${fmt(back, 0)} ms`,
+    )
+    await store.close()
+    server.stop()
+  }
+  console.log('')
+  console.log('5c. Redis killed, 1,000 records answered by the policy, restarted on its port (empty)')
+  for (const onStoreError of ['fail-closed', 'fail-open', 'local']) {
+    let server = await startRedis()
+    const store = new RedisStore(server.url, { onStoreError })
+    const tb = new TokenBudget(store, { maxTokens: 1e12, prefix: 'restart:' })
+    await tb.record('u', 1)
+    server.stop()
+    await server.exited
+    let answered = 0
+    for (let i = 0; i < 1_000; i++) await tb.record('u', 1).then((r) => r.fallback && answered++, () => {})
+    server = await startRedis(server.port)
+    const t1 = performance.now()
+    const flushed = await tb.flush()
+    const flushMs = performance.now() - t1
+    while (store.health().status !== 'up') await sleep(5)
+    const upMs = performance.now() - t1
+    const t2 = performance.now()
+    const first = await tb.record('u', 1).then((r) => (r.fallback ? `answered by '${r.fallback}'` : 'answered by Redis'), (e) => e.code)
+    const firstMs = performance.now() - t2
+    const admin = new Redis(server.url)
+    const inRedis = Number((await admin.hget('restart:u', 'u')) || 0)
+    admin.disconnect()
+    console.log(
+      `   '${onStoreError}'`.padEnd(18) +
+        `flush() at once: ${flushed} in ${fmt(flushMs, 0)} ms (${fmt(answered)} queued); store up after ${fmt(upMs, 0)} ms; next call ${first} in ${fmt(firstMs, 1)} ms; Redis holds ${fmt(inRedis)}`,
+    )
+    await store.close()
+    server.stop()
+  }
+  console.log('')
+}
+
+module.exports = { outageBench, requestBench }
 
 if (require.main === module) {
-  outageBench().catch((e) => {
+  ;(process.argv[2] === 'requests' ? requestBench() : outageBench().then(requestBench)).catch((e) => {
     console.error(e)
     process.exit(1)
   })

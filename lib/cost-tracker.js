@@ -4,9 +4,9 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
-const { costOf, usageFrom } = require('./cost')
+const { costNano, priceFor, toNano, toUsd } = require('./cost')
 const v = require('./validate')
 
 const CHECK = 0
@@ -21,9 +21,6 @@ const MAX_USD = 9_000_000
 const MAX_TAGS = 32
 const MAX_HOLD_SECONDS = 7 * 24 * 3600
 
-const NANO = 1e9
-const toNano = (usd) => Math.round(usd * NANO)
-const toUsd = (nano) => nano / NANO
 
 function amount(x, name) {
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number of USD, got ${v.describe(x)}`)
@@ -48,19 +45,12 @@ function tagList(tags, name) {
     if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
       throw invalidArg(`${name}.${key} must be a string, number or boolean, got ${v.describe(value)}`)
     }
-    out.push(v.id(`${key}=${value}`, `${name}.${key}`))
+    // A tag is a field `key=value` read back by totals(): refused rather than encoded when it
+    // holds a lone surrogate, so two tags never share a field.
+    out.push(v.wellFormed(v.id(`${key}=${value}`, `${name}.${key}`), `${name}.${key}`))
   }
   if (out.length > MAX_TAGS) throw outOfRange(`${name} may hold at most ${MAX_TAGS} tags, got ${out.length}`)
   return out
-}
-
-/** Tollgate's usage shape from a usage object or a provider response. */
-function usageOf(x, name) {
-  if (x === null || typeof x !== 'object') throw invalidArg(`${name} must be a usage object or a provider response, got ${v.describe(x)}`)
-  if ('inputTokens' in x || 'outputTokens' in x) return x
-  const u = usageFrom(x)
-  if (u === null) throw invalidArg(`${name} carries no usage (expected tollgate's usage shape or an OpenAI, Anthropic or Gemini response)`)
-  return u
 }
 
 function defaultAlert(message) {
@@ -79,6 +69,9 @@ class CostTracker {
   #holdMs
   #stats = newStats()
   #fallback = null
+  /** What Redis last answered, `[decision, at]`, for 'local' (null: nothing to carry over). */
+  #seen = null
+  #seeding = false
   #openHolds = 0
 
   /**
@@ -111,6 +104,7 @@ class CostTracker {
     this.#memory = ns.isMemory
     // Every key of the tracker shares one hash tag, so a decision is one script on a Cluster.
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
+    checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`], 'options.prefix')
     const nano = (b) => (b === null ? -1 : toNano(b))
     this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
     this.#holdMs = holdMs
@@ -130,6 +124,7 @@ class CostTracker {
       // Spend recorded, settled or released while Redis was away happens there, on its day.
       const replay = (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.now).then((d) => this.#alert(d), rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      this.#seeding = policy === 'local'
     }
     if (!o[kLocalTwin]) track('CostTracker', this.#prefix, this.#stats)
   }
@@ -167,16 +162,15 @@ class CostTracker {
    */
   recordUsage(model, usage, outputTokensOrOptions, tags) {
     try {
-      let u, t
+      let nano, t
       if (typeof usage === 'number') {
-        u = { inputTokens: usage, outputTokens: outputTokensOrOptions }
+        nano = costNano({ inputTokens: usage, outputTokens: outputTokensOrOptions }, model)
         t = tagList(tags, 'metadata')
       } else {
-        u = usageOf(usage, 'usage')
+        nano = costNano(usage, model)
         t = tagList(v.options(outputTokensOrOptions, 'options').tags, 'options.tags')
       }
-      const cost = costOf(u, model)
-      return this.#run(RECORD, toNano(cost), '', t).then(() => cost)
+      return this.#run(RECORD, nano, '', t).then(() => toUsd(nano))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -201,7 +195,8 @@ class CostTracker {
     try {
       const o = v.options(options, 'options')
       const estimate = amount(estimateUsd, 'estimateUsd')
-      const model = o.model === undefined ? undefined : v.id(o.model, 'options.model')
+      // A model without a price is refused now, before the call is made, not at settle.
+      const model = o.model === undefined ? undefined : (priceFor(o.model), o.model)
       const tags = o.tags === undefined ? undefined : (tagList(o.tags, 'options.tags'), o.tags)
       return this.#run(RESERVE, toNano(estimate), '', []).then((d) => {
         const hold = d.holdId ? { id: d.holdId, estimateUsd: estimate, expiresAt: d.holdExpiresAt } : null
@@ -222,16 +217,16 @@ class CostTracker {
     try {
       const h = this.#hold(hold)
       const o = v.options(options, 'options')
-      let cost
+      let nano
       if (typeof usage === 'number') {
-        cost = amount(usage, 'usage')
+        nano = toNano(amount(usage, 'usage'))
       } else {
         const model = o.model !== undefined ? o.model : h.model
         if (model === undefined) throw invalidArg('settle() with a usage object needs a model: reserve(estimate, { model }) or settle(hold, usage, { model })')
-        cost = costOf(usageOf(usage, 'usage'), model)
+        nano = costNano(usage, model)
       }
       const tags = tagList(o.tags !== undefined ? o.tags : h.tags, o.tags !== undefined ? 'options.tags' : 'hold.tags')
-      return this.#run(SETTLE, toNano(cost), h.id, tags).then((d) => ({ cost, allowed: d.allowed, ...this.#totals(d) }))
+      return this.#run(SETTLE, nano, h.id, tags).then((d) => ({ cost: toUsd(nano), allowed: d.allowed, ...this.#totals(d) }))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -308,11 +303,32 @@ class CostTracker {
     if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, now)))
     const counts = code === RECORD || code === SETTLE || code === RELEASE
     return this.#fallback.run(
-      () => this.#core.runAsync(code, nano, holdId, tags, now).then(after, rethrow),
+      () => this.#core.runAsync(code, nano, holdId, tags, now).then((d) => (this.#seeding && (this.#seen = [d, now]), after(d)), rethrow),
       () => after(this.#open(code, nano, now)),
-      (l) => this.#viaLocal(l, code, nano, holdId, tags).then(after),
+      (l) => (this.#seed(l), this.#viaLocal(l, code, nano, holdId, tags).then(after)),
       counts ? { code, nano, holdId, tags, now } : null,
     )
+  }
+
+  // 'local' starts from what this process last saw: the twin is given the spend and holds Redis
+  // last reported that it lacks — today's at that time, and the rest of the month's on its first
+  // day (so they count in the month, not today) — once per outage. Nothing carries into a new
+  // month; a new day keeps only the month's.
+  #seed(twin) {
+    if (this.#seen === null) return
+    const [d, at] = this.#seen
+    this.#seen = null
+    const now = this.#clock ? this.#clock() : Date.now()
+    const iso = new Date(now).toISOString()
+    if (iso.slice(0, 7) !== d.month) return
+    const t = twin.#core.run(CHECK, 0, '', [], at)
+    const first = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), 1)
+    const today = iso.slice(0, 10) === d.day
+    const before = d.monthSpent - (today ? d.daySpent : 0) - (t.monthSpent - t.daySpent)
+    if (before > 0 && iso.slice(8, 10) !== '01') twin.#core.run(RECORD, before, '', [], first)
+    if (!today) return
+    if (d.daySpent > t.daySpent) twin.#core.run(RECORD, d.daySpent - t.daySpent, '', [], at)
+    if (d.dayReserved > t.dayReserved) twin.#core.run(RESERVE, d.dayReserved - t.dayReserved, '', [], at)
   }
 
   // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.

@@ -1,73 +1,110 @@
 'use strict'
-// Prices, costs and usage normalisation (engine/cost.rs holds the catalog and the math).
+// Prices and costs (engine/cost.rs holds the catalog, the id matching and the math). Money is
+// integer nano-dollars inside — prices as nano-dollars per 1M tokens, a cost rounded once to
+// the nano-dollar — and decimal USD outside: `nano / 1e9` is the double nearest the exact
+// decimal, so a cost prints as `0.0000033`, never `0.0000032999999999999997`.
 
 const native = require('./native')
 const { invalidArg, outOfRange, codes } = require('./errors')
 const { countTokens } = require('./tokens')
+const { usageFrom, requireUsage, MAX_TOKENS } = require('./usage')
 const v = require('./validate')
 
-/** The price of `model` (USD per 1M tokens), or null when it is not in the catalog. */
+const NANO = 1e9
+const PPM = 1e6
+/** USD (a decimal) → integer nano-dollars. */
+const toNano = (usd) => Math.round(usd * NANO)
+/** Integer nano-dollars → USD: the double nearest the exact decimal. */
+const toUsd = (nano) => nano / NANO
+
+/** The price of `model` (USD per 1M tokens), or null when neither definePrice nor the catalog has it. */
 function priceOf(model) {
   v.id(model, 'model')
   const p = native.priceOfModel(model)
-  return p === null ? null : { input: p[0], cachedInput: p[1], cacheWrite: p[2], output: p[3], batchDiscount: p[4] }
+  return p === null ? null : { input: toUsd(p[0]), cachedInput: toUsd(p[1]), cacheWrite: toUsd(p[2]), output: toUsd(p[3]), batchDiscount: p[4] / PPM }
 }
+
+/** Largest price accepted: $1,000,000 per 1M tokens. */
+const MAX_PRICE = 1e6
 
 function usd(x, name) {
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number (USD per 1M tokens), got ${v.describe(x)}`)
-  if (!Number.isFinite(x) || x < 0) throw outOfRange(`${name} must be a finite number ≥ 0, got ${x}`)
+  if (!Number.isFinite(x) || x < 0 || x > MAX_PRICE) throw outOfRange(`${name} must be a number from 0 to ${MAX_PRICE} (USD per 1M tokens), got ${x}`)
   return x
 }
 
 /**
- * Adds or replaces the price of `model` (and of the dated or versioned ids that extend it),
- * process-wide, ahead of the built-in catalog. `cachedInput` and `cacheWrite` default to
- * `input`; `batchDiscount` (the share paid through a batch API) to 0.5.
+ * Adds or replaces the price of `model` (and of its dated or versioned ids), process-wide,
+ * ahead of the built-in catalog. `cachedInput` and `cacheWrite` default to `input`;
+ * `batchDiscount` (the share paid through a batch API) to 0.5. Prices are kept to the
+ * nano-dollar per 1M tokens.
  */
 function definePrice(model, price) {
   v.id(model, 'model')
-  const p = v.options(price, 'price')
+  const p = v.knownKeys(v.options(price, 'price'), ['input', 'output', 'cachedInput', 'cacheWrite', 'batchDiscount'], 'price')
   const input = usd(p.input, 'price.input')
   const output = usd(p.output, 'price.output')
   const cachedInput = p.cachedInput === undefined ? input : usd(p.cachedInput, 'price.cachedInput')
   const cacheWrite = p.cacheWrite === undefined ? input : usd(p.cacheWrite, 'price.cacheWrite')
   const batch = p.batchDiscount === undefined ? 0.5 : usd(p.batchDiscount, 'price.batchDiscount')
   if (batch > 1) throw outOfRange(`price.batchDiscount must be at most 1, got ${batch}`)
-  native.defineModelPrice(model, [input, cachedInput, cacheWrite, output, batch])
+  native.defineModelPrice(model, [toNano(input), toNano(cachedInput), toNano(cacheWrite), toNano(output), Math.round(batch * PPM)])
 }
 
+/** An error for a model without a price, naming the known ids closest to it. */
+function unknownModel(model) {
+  const near = native.closestModels(model, 3)
+  const e = outOfRange(
+    `no price for model ${JSON.stringify(model)}; did you mean ${near.map((m) => JSON.stringify(m)).join(', ')}? ` +
+      'A model is priced by its exact id or its provider-dated id (gpt-4o-2024-08-06 → gpt-4o); add others with definePrice()',
+    codes.UNKNOWN_MODEL,
+  )
+  e.suggestions = near
+  return e
+}
+
+/** The native price of `model` (nano-dollars per 1M tokens), or ERR_TOLLGATE_UNKNOWN_MODEL. */
 function priceFor(model) {
   v.id(model, 'model')
   const p = native.priceOfModel(model)
-  if (p === null) {
-    throw outOfRange(`no price for model ${JSON.stringify(model)}: add one with definePrice()`, codes.UNKNOWN_MODEL)
-  }
+  if (p === null) throw unknownModel(model)
   return p
 }
 
-function count(x, name) {
+function tokens(x, name) {
   if (x === undefined || x === null) return 0
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number of tokens, got ${v.describe(x)}`)
-  if (!Number.isFinite(x) || x < 0) throw outOfRange(`${name} must be a finite number ≥ 0, got ${x}`)
+  if (!Number.isInteger(x) || x < 0 || x > MAX_TOKENS) throw outOfRange(`${name} must be an integer number of tokens ≥ 0, got ${x}`)
   return x
 }
 
+/** `[input, cached, write, output]` of whatever usageFrom reads, checked. */
+function usageVector(usage) {
+  const u = requireUsage(usage, 'usage')
+  return [u.inputTokens, u.cachedInputTokens, u.cacheWriteTokens, u.outputTokens]
+}
+
+/** Integer nano-dollars a call cost at a native price (see costOf). */
+function costNanoAt(usage, price, batch) {
+  const nano = native.costNanoOfUsage(usageVector(usage), price, batch === true)
+  // The engine saturates; a cost past 2^53 nano-dollars (~$9M) is no exact amount: refused.
+  if (nano > Number.MAX_SAFE_INTEGER) throw outOfRange(`the cost of this usage is over ${Number.MAX_SAFE_INTEGER} nano-dollars, more than any ledger here holds exactly`)
+  return nano
+}
+
+/** Integer nano-dollars a call cost: `usage` as in costOf. */
+function costNano(usage, model, options) {
+  const o = v.options(options, 'options')
+  return costNanoAt(usage, priceFor(model), o.batch)
+}
+
 /**
- * USD a call cost: `usage` in tollgate's shape (see `usageFrom`). Cached input is billed at the
- * cached rate and cache writes at the write rate, never also as plain input. `batch` applies
- * the provider's batch discount.
+ * USD a call cost, rounded to the nano-dollar: `usage` in tollgate's shape (see `usageFrom`)
+ * or a provider response. Cached input is billed at the cached rate and cache writes at the
+ * write rate, never also as plain input. `batch` applies the provider's batch discount.
  */
 function costOf(usage, model, options) {
-  if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
-  const o = v.options(options, 'options')
-  const input = count(usage.inputTokens, 'usage.inputTokens')
-  const cached = count(usage.cachedInputTokens, 'usage.cachedInputTokens')
-  const write = count(usage.cacheWriteTokens, 'usage.cacheWriteTokens')
-  if (cached + write > input) {
-    throw outOfRange('usage.cachedInputTokens + usage.cacheWriteTokens must not exceed usage.inputTokens (input counts all of them)')
-  }
-  const output = count(usage.outputTokens, 'usage.outputTokens')
-  return native.costOfUsage([input, cached, write, output], priceFor(model), o.batch === true)
+  return toUsd(costNano(usage, model, options))
 }
 
 /**
@@ -76,71 +113,19 @@ function costOf(usage, model, options) {
  */
 function estimateCost(input, estimatedOutputTokens, model) {
   const price = priceFor(model)
-  const inputTokens = typeof input === 'number' ? count(input, 'input') : countTokens(input, model, { fallback: 'o200k_base' })
-  const output = count(estimatedOutputTokens, 'estimatedOutputTokens')
+  const inputTokens = typeof input === 'number' ? tokens(input, 'input') : countTokens(input, model, { fallback: 'o200k_base' })
+  const output = tokens(estimatedOutputTokens, 'estimatedOutputTokens')
   return {
     inputTokens,
     estimatedOutputTokens: output,
-    estimatedCost: native.costOfUsage([inputTokens, 0, 0, output], price, false),
+    estimatedCost: toUsd(native.costNanoOfUsage([inputTokens, 0, 0, output], price, false)),
     model,
   }
 }
 
-const num = (x) => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : 0)
-
-/** OpenAI's usage, in either API's names: cached input and reasoning come in the details. */
-function openaiUsage(input, inputDetails, output, outputDetails) {
-  return {
-    inputTokens: num(input),
-    cachedInputTokens: num(inputDetails && inputDetails.cached_tokens),
-    cacheWriteTokens: 0,
-    outputTokens: num(output),
-    reasoningTokens: num(outputDetails && outputDetails.reasoning_tokens),
-  }
+/** Every model id of the built-in catalog. */
+function catalogModels() {
+  return native.catalogModels()
 }
 
-/**
- * One usage shape from any provider's response (or its last streaming chunk):
- * `{ inputTokens, cachedInputTokens, cacheWriteTokens, outputTokens, reasoningTokens }`.
- * `inputTokens` counts every input token (cached and cache-write ones included);
- * `outputTokens` counts every output token (reasoning included). Null when there is no usage.
- */
-function usageFrom(response) {
-  if (response === null || typeof response !== 'object') return null
-  // Gemini: usageMetadata (promptTokenCount includes cached content; thoughts are billed as output).
-  const g = response.usageMetadata
-  if (g && typeof g === 'object') {
-    const thoughts = num(g.thoughtsTokenCount)
-    return {
-      inputTokens: num(g.promptTokenCount),
-      cachedInputTokens: num(g.cachedContentTokenCount),
-      cacheWriteTokens: 0,
-      outputTokens: num(g.candidatesTokenCount) + thoughts,
-      reasoningTokens: thoughts,
-    }
-  }
-  // Anthropic streaming: message_start carries message.usage; message_delta carries usage.
-  const u = response.usage ?? (response.message && response.message.usage)
-  if (!u || typeof u !== 'object') return null
-  // Anthropic messages: input_tokens excludes cache reads and writes.
-  if ('cache_read_input_tokens' in u || 'cache_creation_input_tokens' in u || (response.type && String(response.type).startsWith('message'))) {
-    const read = num(u.cache_read_input_tokens)
-    const write = num(u.cache_creation_input_tokens)
-    return { inputTokens: num(u.input_tokens) + read + write, cachedInputTokens: read, cacheWriteTokens: write, outputTokens: num(u.output_tokens), reasoningTokens: 0 }
-  }
-  // OpenAI Responses API: input_tokens (cached included), output_tokens (reasoning included).
-  if ('input_tokens' in u || 'output_tokens' in u) {
-    return openaiUsage(u.input_tokens, u.input_tokens_details, u.output_tokens, u.output_tokens_details)
-  }
-  // OpenAI Chat Completions (and its final streaming chunk with stream_options.include_usage).
-  if ('prompt_tokens' in u || 'completion_tokens' in u) {
-    return openaiUsage(u.prompt_tokens, u.prompt_tokens_details, u.completion_tokens, u.completion_tokens_details)
-  }
-  // tekimax's ChatResult: { promptTokens, completionTokens }.
-  if ('promptTokens' in u || 'completionTokens' in u) {
-    return { inputTokens: num(u.promptTokens), cachedInputTokens: 0, cacheWriteTokens: 0, outputTokens: num(u.completionTokens), reasoningTokens: 0 }
-  }
-  return null
-}
-
-module.exports = { priceOf, definePrice, costOf, estimateCost, usageFrom }
+module.exports = { priceOf, definePrice, costOf, costNano, costNanoAt, estimateCost, usageFrom, priceFor, unknownModel, catalogModels, toNano, toUsd }

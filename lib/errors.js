@@ -10,11 +10,18 @@ const codes = Object.freeze({
   TOO_LARGE: 'ERR_TOLLGATE_TOO_LARGE',
   NOT_A_MESSAGE_LIST: 'ERR_TOLLGATE_NOT_A_MESSAGE_LIST',
   UNKNOWN_MODEL: 'ERR_TOLLGATE_UNKNOWN_MODEL',
+  UNKNOWN_OPTION: 'ERR_TOLLGATE_UNKNOWN_OPTION',
+  NO_USAGE: 'ERR_TOLLGATE_NO_USAGE',
   STORE_UNAVAILABLE: 'ERR_TOLLGATE_STORE_UNAVAILABLE',
   STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT',
   STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED',
   STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR',
+  STORE_AUTH: 'ERR_TOLLGATE_STORE_AUTH',
+  STORE_OOM: 'ERR_TOLLGATE_STORE_OOM',
+  STORE_EVICTION: 'ERR_TOLLGATE_STORE_EVICTION',
   INTERNAL: 'ERR_TOLLGATE_INTERNAL',
+  /** A user callback that gates a decision (SemanticCache `embed`) did not settle in time. */
+  CALLBACK_TIMEOUT: 'ERR_TOLLGATE_CALLBACK_TIMEOUT',
   // createLLMRateLimiter / ProviderLimiter (plain Errors: a job's outcome, not bad input)
   NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY',
   JOB_REJECTED: 'ERR_TOLLGATE_JOB_REJECTED',
@@ -22,7 +29,11 @@ const codes = Object.freeze({
   LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED',
 })
 
-/** A store (Redis) could not answer: unavailable, timed out, closed, or replied an error. */
+/**
+ * A store (Redis) could not answer: unavailable or timed out (an outage, the only failures an
+ * `onStoreError` policy answers), closed, or it replied an error (credentials, a full server, a
+ * key of another type, a script error, an evicting server refused).
+ */
 class StoreError extends Error {
   constructor(code, message) {
     super(message)
@@ -65,6 +76,8 @@ function fromNative(err) {
   switch (code) {
     case codes.INVALID_ARG:
     case codes.NOT_A_MESSAGE_LIST:
+    case codes.UNKNOWN_OPTION:
+    case codes.NO_USAGE:
       return withCode(new TypeError(message), code)
     case codes.OUT_OF_RANGE:
     case codes.TOO_LARGE:

@@ -6,8 +6,9 @@
  *
  * Every class takes a store as its first argument — a {@link MemoryStore}, a
  * {@link RedisStore}, a Redis URL, an existing ioredis or node-redis client — or nothing (then
- * the process-wide default `MemoryStore`). Every method returns a Promise; in-process calls
- * finish synchronously and return an already-resolved one.
+ * the process-wide default `MemoryStore`). Every method that reads or writes the store returns
+ * a Promise (in-process calls finish synchronously and return an already-resolved one);
+ * `stats()`, `keyFor()` and the getters answer synchronously, from this process.
  *
  * @example
  * import Redis from 'ioredis'
@@ -41,6 +42,22 @@ export interface RedisClientLike {
 export interface MemoryStoreOptions {
   /** The clock expiries and windows are measured with. Default: the system clock. */
   now?: Clock
+  /**
+   * Most keys held (1 to 2^32 − 1). When a new key would exceed it, the least recently used
+   * key is evicted — its limit, budget, entry or session is forgotten, so size it above your
+   * live ids. Default: no bound (memory grows with live ids; see the README's per-id costs).
+   */
+  maxKeys?: number
+}
+
+/** What {@link MemoryStore.stats} reports. */
+export interface MemoryStoreStats {
+  /** Live keys. */
+  keys: number
+  /** The `maxKeys` bound, or `null`. */
+  maxKeys: number | null
+  /** Keys evicted so far to stay within `maxKeys` (least recently used first). */
+  evictions: number
 }
 
 /**
@@ -52,9 +69,15 @@ export declare class MemoryStore {
   constructor(options?: MemoryStoreOptions)
   /** Number of live keys (for a store used by one Quota: its scopes, as rate-budget counts). */
   size(): number
+  /** The `maxKeys` bound, or `null`. */
+  get maxKeys(): number | null
+  /** Live keys, the bound, and evictions. */
+  stats(): MemoryStoreStats
   /** Drops every key. */
   clear(): void
-  /** Nothing to release; present so code can close any store. */
+  /** True once `close()` was called. */
+  get closed(): boolean
+  /** Closes the store: every later call on it, by any class, rejects with `ERR_TOLLGATE_STORE_CLOSED` (`size()` and `clear()` throw it). */
   close(): Promise<void>
 }
 
@@ -80,6 +103,44 @@ export interface RedisStoreOptions extends StoreFailureOptions {
   commandTimeoutMs?: number
   /** Clock passed to the Lua scripts. Default: the Redis server's clock (one clock for all processes). */
   now?: Clock
+  /**
+   * What to do on a server whose `maxmemory-policy` can evict keys (`allkeys-*`, `volatile-*`:
+   * every tollgate key has a TTL), which silently resets limits, budgets and quotas. The policy
+   * is read (`CONFIG GET`, else `INFO memory`) on the first connection and after every outage.
+   * - `'warn'` (default): one `process.emitWarning` per store, code `TOLLGATE_REDIS_EVICTION`;
+   * - `'error'`: every call rejects with `ERR_TOLLGATE_STORE_EVICTION` (under every policy);
+   * - `'ignore'`: the policy is not read.
+   * On a Cluster, one master's setting is read.
+   */
+  evictionPolicy?: 'warn' | 'error' | 'ignore'
+  /**
+   * After a call timed out or found Redis unreachable, every class on this store skips Redis
+   * and goes straight to its policy until a probe — one PING sent every `storeRetryMs` (every
+   * 200 ms at most while connections are refused), never a user's call — gets an answer. So an
+   * outage costs one timeout for the whole store, whatever the number of classes or calls.
+   * Default: three times `commandTimeoutMs`, at least 1000 (3000 with the default timeouts).
+   */
+  storeRetryMs?: number
+}
+
+/** What {@link RedisStore.health} reports. */
+export interface StoreHealthReport {
+  /** `'down'` after a call timed out or found Redis unreachable, until a probe (one PING every `retryMs`) gets an answer. */
+  status: 'up' | 'down'
+  /** The error that marked the store down, and when (ms since the epoch). */
+  outage: { code: string; message: string; since: number } | null
+  /** Interval between probes while down; every class on the store skips Redis meanwhile. */
+  retryMs: number
+  /** Probes sent so far. */
+  probes: number
+  /** Counts queued for replay by every class on this store. */
+  pending: number
+  /** `maxmemory` in bytes (0: no limit), null until read (or with `evictionPolicy: 'ignore'`). */
+  maxmemory: number | null
+  /** `maxmemory-policy`, null until read. */
+  maxmemoryPolicy: string | null
+  /** The policy can evict tollgate's keys. */
+  evicts: boolean
 }
 
 /**
@@ -95,11 +156,31 @@ export declare class RedisStore {
   constructor(url: string, options?: Omit<RedisStoreOptions, 'url' | 'cluster'>)
   constructor(options?: RedisStoreOptions)
   /** A store on the same server, credentials, database and TLS setting as `client`. */
-  static fromClient(client: RedisClientLike, options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now'>): RedisStore
+  static fromClient(
+    client: RedisClientLike,
+    options?: Pick<RedisStoreOptions, 'connectTimeoutMs' | 'commandTimeoutMs' | 'now' | 'onStoreError' | 'storeRetryMs' | 'evictionPolicy'>,
+  ): RedisStore
   /** True once `close()` was called. */
   get closed(): boolean
-  /** Ends the connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. */
-  close(): Promise<void>
+  /**
+   * Whether Redis answers, as every class on this store sees it (one health state per store),
+   * and the server's memory settings. Sends no command.
+   */
+  health(): StoreHealthReport
+  /**
+   * Ends the connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`. With
+   * `{ flush: true }` it first pushes the counts every class on this store queued during an
+   * outage, trying for up to `timeoutMs` (default twice `connectTimeoutMs + commandTimeoutMs`),
+   * and resolves to how many were `left` (0: all reached Redis).
+   *
+   * @example
+   * process.on('SIGTERM', async () => {
+   *   const { left } = await store.close({ flush: true })
+   *   if (left > 0) console.error(`${left} counts did not reach Redis`)
+   *   process.exit(0)
+   * })
+   */
+  close(options?: { flush?: boolean; timeoutMs?: number }): Promise<{ left: number }>
 }
 
 // ---- ResponseCache ---------------------------------------------------------------------------
@@ -111,43 +192,62 @@ export interface CacheOptions extends StoreFailureOptions {
   /** Key prefix. Default `'tollgate:cache:'`. */
   prefix?: string
   /**
-   * Custom cache key (the prefix is still added). Must be synchronous and return a non-empty
-   * string. Default: SHA-256 of the canonical JSON of `{ model, messages }` ({@link requestKey}).
+   * Custom cache key (the prefix is still added, and the id encoded as every key part is).
+   * Must be synchronous and return a non-empty string; receives the `params` given to
+   * `get`/`set`/`invalidate` (or `undefined`). Default: SHA-256 of the canonical JSON of the
+   * request body `{ model, messages, ...params }` ({@link requestKey}).
    */
-  keyFn?: (model: string, messages: any[]) => string
+  keyFn?: (model: string, messages: any[], params: RequestParams | undefined) => string
 }
 
 /**
+ * The request's parameters that change its answer — `temperature`, `top_p`, `tools`,
+ * `tool_choice`, `response_format`, `seed`, `max_tokens`, … — or the whole request body (its
+ * `model` and `messages`, when present, must be the ones passed beside it). Every property is
+ * part of the default cache key; a property whose value is `undefined` is left out, as JSON
+ * leaves it out of the request sent.
+ */
+export type RequestParams = Record<string, unknown>
+
+/**
  * Caches identical chat calls. The default key is SHA-256 of the canonical JSON (RFC 8785) of
- * `{ model, messages }`: the same request with its properties in another order is the same
- * key. A corrupt entry is evicted and reported as a miss.
+ * the request body `{ model, messages, ...params }`: the same request with its properties in
+ * another order is the same key, and a request with another temperature, tools or response
+ * format is another key. A corrupt entry is evicted and reported as a miss.
  *
  * @example
  * const cache = new ResponseCache(redis, { ttl: 3600 })
- * const cached = await cache.get('gpt-4o', messages)
+ * const params = { temperature: 0, response_format: { type: 'json_object' } }
+ * const cached = await cache.get('gpt-4o', messages, params)
  * if (cached) return cached
- * const result = await callModel(messages)
- * await cache.set('gpt-4o', messages, result)
+ * const result = await callModel({ model: 'gpt-4o', messages, ...params })
+ * await cache.set('gpt-4o', messages, result, params)
  */
 export declare class ResponseCache {
   constructor(store?: StoreLike, options?: CacheOptions)
   constructor(options: CacheOptions)
   get ttl(): number
   get prefix(): string
-  /** The store key of a request: `prefix + keyFn(model, messages)`. */
-  keyFor(model: string, messages: any[]): string
+  /** The store key of a request: `prefix` + the encoded `keyFn(model, messages, params)`. */
+  keyFor(model: string, messages: any[], params?: RequestParams): string
   /** The cached response, or `null` on a miss (a cached `null` also reads as a miss). */
-  get<T = any>(model: string, messages: any[]): Promise<T | null>
+  get<T = unknown>(model: string, messages: any[], params?: RequestParams): Promise<T | null>
   /** Caches `response` (anything JSON can hold) for `ttl` seconds, replacing what was there. */
-  set(model: string, messages: any[], response: unknown): Promise<void>
+  set(model: string, messages: any[], response: unknown, params?: RequestParams): Promise<void>
   /** Removes the cached response; resolves `true` when there was one. */
-  invalidate(model: string, messages: any[]): Promise<boolean>
+  invalidate(model: string, messages: any[], params?: RequestParams): Promise<boolean>
   /** This instance's counters, with cache lookups, hits, misses and hit rate. */
   stats(): ClassStats & { hits: number; misses: number; hitRate: number }
 }
 
-/** SHA-256 (64 hex characters) of the canonical JSON of `{ model, messages }`: the default cache key, without prefix. */
-export declare function requestKey(model: string, messages: any[]): string
+/**
+ * SHA-256 (64 hex characters) of the canonical JSON of the request body
+ * `{ model, messages, ...params }`: the default cache key, without prefix. Without params it is
+ * the key of `{ model, messages }`. Values JSON would silently change — `NaN`, `±Infinity`,
+ * `undefined` or a hole in an array, functions, symbols, `BigInt`, `Map`, `Set`, cycles — throw
+ * `ERR_TOLLGATE_INVALID_ARG`; a lone surrogate is kept as its `\uXXXX` escape; any nesting depth.
+ */
+export declare function requestKey(model: string, messages: any[], params?: RequestParams): string
 
 // ---- RateLimiter -----------------------------------------------------------------------------
 
@@ -268,8 +368,8 @@ export interface TokenBudgetReservation extends TokenBudgetResult {
  * const { hold } = await budget.reserve(userId, 2_000)
  * if (!hold) throw new Error('Daily token budget exceeded')
  * try {
- *   const result = await callModel()
- *   await budget.settle(hold, result.usage.totalTokens)
+ *   const completion = await openai.chat.completions.create({ model: 'gpt-4o', messages })
+ *   await budget.settle(hold, completion)   // or completion.usage.total_tokens
  * } catch (e) {
  *   await budget.release(hold)
  *   throw e
@@ -284,16 +384,23 @@ export declare class TokenBudget {
   get prefix(): string
   /** Is there budget left for `bucket`? Counts nothing. */
   check(bucket: string): Promise<TokenBudgetResult>
-  /** Adds `tokensUsed` (an integer ≥ 0) to `bucket`; always counts. */
-  record(bucket: string, tokensUsed: number): Promise<TokenBudgetResult>
+  /** Adds `tokensUsed` to `bucket` (an integer ≥ 0, or a usage: see {@link TokensUsed}); always counts. */
+  record(bucket: string, tokensUsed: TokensUsed): Promise<TokenBudgetResult>
   /** Holds `estimate` tokens if they fit (`used + reserved + estimate ≤ maxTokens`). */
   reserve(bucket: string, estimate: number): Promise<TokenBudgetReservation>
   /**
-   * Replaces a hold by the tokens the call really used. Settle each hold once: the tokens are
-   * always counted (so a hold that already expired loses nothing), and a second settle of the
-   * same hold counts them again.
+   * Replaces a hold by the tokens the call really used: a number, tollgate's {@link Usage}, a
+   * provider response or a {@link StreamUsage} (input tokens, cached included, plus output
+   * tokens). A value without usage rejects (`ERR_TOLLGATE_NO_USAGE`, or
+   * `ERR_TOLLGATE_INVALID_ARG` for `undefined`), never counts 0. Settle each hold once: the
+   * tokens are always counted (so a hold that already expired loses nothing), and a second
+   * settle of the same hold counts them again.
+   *
+   * @example
+   * await budget.settle(hold, completion)                    // the OpenAI / Anthropic / Gemini response
+   * await budget.settle(hold, completion.usage.total_tokens) // or the number
    */
-  settle(hold: BudgetHold, actualTokens: number): Promise<TokenBudgetResult>
+  settle(hold: BudgetHold, actualTokens: TokensUsed): Promise<TokenBudgetResult>
   /** Drops a hold without counting anything. */
   release(hold: BudgetHold): Promise<TokenBudgetResult>
   /** This instance's counters. */
@@ -336,7 +443,7 @@ export declare class SessionStore {
   /** Replaces the session with `data` (anything JSON can hold) and restarts its TTL. */
   save(sessionId: string, data: unknown): Promise<void>
   /** The session's data, or `null`. Does not extend the TTL (see `touch`). A corrupt session is evicted and reads as `null`. */
-  load<T = any>(sessionId: string): Promise<T | null>
+  load<T = unknown>(sessionId: string): Promise<T | null>
   /**
    * Appends messages to the session's `messages` array in one atomic step, creating
    * `{ messages: [...] }` when there is no session, and restarts the TTL. Resolves to the
@@ -364,18 +471,33 @@ export declare const codes: {
   readonly TOO_LARGE: 'ERR_TOLLGATE_TOO_LARGE'
   /** TypeError: `append` to a session that is not an object with a `messages` array. */
   readonly NOT_A_MESSAGE_LIST: 'ERR_TOLLGATE_NOT_A_MESSAGE_LIST'
-  /** RangeError: a model whose token encoding is not known (pass an encoding or a `fallback`). */
+  /**
+   * RangeError: a model whose token encoding is not known (pass an encoding or a `fallback`),
+   * or a model with no price (the error's `suggestions` names the closest known ids).
+   */
   readonly UNKNOWN_MODEL: 'ERR_TOLLGATE_UNKNOWN_MODEL'
+  /** TypeError: an option name that does not exist (`rpm`); `suggestion` is the closest known one. */
+  readonly UNKNOWN_OPTION: 'ERR_TOLLGATE_UNKNOWN_OPTION'
+  /** TypeError: a value that carries no token usage where one is needed (never read as 0). */
+  readonly NO_USAGE: 'ERR_TOLLGATE_NO_USAGE'
   /** StoreError: Redis could not be reached or the connection broke. */
   readonly STORE_UNAVAILABLE: 'ERR_TOLLGATE_STORE_UNAVAILABLE'
   /** StoreError: Redis did not answer within the timeout. */
   readonly STORE_TIMEOUT: 'ERR_TOLLGATE_STORE_TIMEOUT'
   /** StoreError: the store was closed. */
   readonly STORE_CLOSED: 'ERR_TOLLGATE_STORE_CLOSED'
-  /** StoreError: Redis answered with an error (for example a key of another type). */
+  /** StoreError: Redis answered with an error (for example a key of another type, or a script error). Never answered by `onStoreError`. */
   readonly STORE_ERROR: 'ERR_TOLLGATE_STORE_ERROR'
+  /** StoreError: Redis refused the credentials (WRONGPASS, NOAUTH) or the user's ACL (NOPERM). Never answered by `onStoreError`. */
+  readonly STORE_AUTH: 'ERR_TOLLGATE_STORE_AUTH'
+  /** StoreError: Redis is at `maxmemory` under `noeviction` and refuses writes (OOM). Never answered by `onStoreError`: a limiter that cannot count does not admit silently. */
+  readonly STORE_OOM: 'ERR_TOLLGATE_STORE_OOM'
+  /** StoreError: the server's `maxmemory-policy` can evict keys and the store has `evictionPolicy: 'error'`. */
+  readonly STORE_EVICTION: 'ERR_TOLLGATE_STORE_EVICTION'
   /** Error: a bug in tollgate (a native panic caught at the boundary). Please report it. */
   readonly INTERNAL: 'ERR_TOLLGATE_INTERNAL'
+  /** Error: a user callback that gates a decision (SemanticCache `embed`) did not settle in time. */
+  readonly CALLBACK_TIMEOUT: 'ERR_TOLLGATE_CALLBACK_TIMEOUT'
   /** Error: no model had room within the job's maxWaitMS (ProviderLimiter.run: within maxWaitMs). */
   readonly NO_CAPACITY: 'ERR_TOLLGATE_NO_CAPACITY'
   /** Error: the job called `reject(usage, {delegate: false})`. */
@@ -533,6 +655,13 @@ export interface QuotaOptions<Req = unknown> extends StoreFailureOptions {
    * over-admits.
    */
   monotonic?: boolean
+  /**
+   * RPM as a sliding window, the way providers enforce it: at most `rpm` reservations on a key
+   * in any `windowMs` (a rollback gives its request back). Default false: rate-budget's spacing,
+   * one reservation every `windowMs / rpm + bufferMs` — with the default 1 s buffer a key of
+   * `rpm: 500` gets ~54 a minute, and never two at once.
+   */
+  rpmWindow?: boolean
   /** Key prefix of scopes in the store. Default `'tollgate:quota:'`. */
   prefix?: string
 }
@@ -558,12 +687,19 @@ export interface QuotaOptions<Req = unknown> extends StoreFailureOptions {
  */
 export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
   constructor(options?: QuotaOptions<Req>)
+  /** The store first, as every other class takes it (`new Quota(redis, { rpmWindow: true })`). */
+  constructor(store: StoreLike | QuotaStore, options?: Omit<QuotaOptions<Req>, 'store'>)
   /** Picks a key without reserving (it still tidies the scope's state, as rate-budget does). */
   check(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaOk<K> | QuotaBlocked>
   /** Picks a key and reserves one request and the estimated tokens on it. */
   reserve(scope: string, keyOrKeys: K | K[], req?: Req): Promise<QuotaReserved<K> | QuotaBlocked>
-  /** Sets the hold's tokens to `usage.tokens` (if given) and releases it; false when there is no such hold. */
-  commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number }): Promise<boolean>
+  /**
+   * Sets the hold's tokens to the real count and releases it; false when there is no such hold.
+   * `usage`: rate-budget's `{ tokens }` (undefined `tokens`, or no `usage`, keeps the estimate),
+   * or what the call returned — a provider response (`quota.commit(r.hold, completion)`), a
+   * `Usage`, a finished `streamUsage()`, or a number — read as input + output tokens.
+   */
+  commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number } | TokensUsed): Promise<boolean>
   /** Gives back the hold's tokens, request of the day and RPM spacing; false when there is no such hold. */
   rollback(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>): Promise<boolean>
   /** This instance's counters (refusals by reason: rpm, tpm, rpd, tpd, off, no_key). */
@@ -651,14 +787,29 @@ export interface RetryOptions {
  * the OpenAI and Anthropic SDKs throw (`status`, `headers`), axios-style `response`, and Node /
  * fetch network errors. The last error is thrown when the retries run out.
  *
+ *
+ * `fn` receives `requestOptions` (`{ maxRetries: 0, signal }`): pass it as the SDK call's
+ * options, or the SDK's own retries (2 by default in both SDKs) multiply with these — 12
+ * requests instead of 4 for `maxRetries: 3`. Or create the client with `maxRetries: 0`.
+ *
  * @example
- * const result = await withRetry(() => openai.chat.completions.create({ model: 'gpt-4o-mini', messages }), { maxRetries: 3 })
+ * const result = await withRetry((_, req) => openai.chat.completions.create({ model: 'gpt-4o-mini', messages }, req), { maxRetries: 3 })
  */
-export declare function withRetry<T>(fn: (attempt: number) => Promise<T> | T, options?: RetryOptions): Promise<T>
+export declare function withRetry<T>(fn: (attempt: number, requestOptions: RetryRequestOptions) => Promise<T> | T, options?: RetryOptions): Promise<T>
+
+/** The per-request options of the OpenAI and Anthropic SDKs that stop them retrying on their own. */
+export interface RetryRequestOptions {
+  maxRetries: 0
+  signal?: AbortSignal
+}
 
 // ---- Prices and costs ------------------------------------------------------------------------
+//
+// Money is integer nano-dollars (1e-9 USD) inside: a price is kept as nano-dollars per 1M
+// tokens, a cost is the exact sum rounded once to the nano-dollar (halves up). Amounts come out
+// as USD numbers equal to that decimal (`0.0000033`, never `0.0000032999999999999997`).
 
-/** USD per 1M tokens. */
+/** USD per 1M tokens (kept to the nano-dollar). */
 export interface ModelPrice {
   input: number
   /** Cached input (a cache read). */
@@ -682,19 +833,28 @@ export interface Usage {
   reasoningTokens: number
 }
 
-/** The built-in (or defined) price of a model; dated and versioned ids find their family. Null when unknown. */
+/**
+ * The defined or built-in price of a model, by its exact id or a provider's dated or versioned
+ * id of it (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`, `…@20241022`, `…-v1:0`,
+ * `gemini-1.5-pro-002`, `…-latest`), never by a prefix that names another model
+ * (`gpt-4o-mni` is not `gpt-4o`). Null when unknown.
+ */
 export declare function priceOf(model: string): ModelPrice | null
+/** The ids of the built-in catalog (chat and embedding models of OpenAI, Anthropic and Google). */
+export declare function catalogModels(): string[]
 /** Adds or replaces a model's price, process-wide, ahead of the built-in catalog. `cachedInput`/`cacheWrite` default to `input`, `batchDiscount` to 0.5. */
 export declare function definePrice(model: string, price: Pick<ModelPrice, 'input' | 'output'> & Partial<ModelPrice>): void
 /**
- * USD a call cost. Cached input is billed at the cached rate and cache writes at the write rate,
- * never also as plain input. Throws `ERR_TOLLGATE_UNKNOWN_MODEL` for a model without a price.
+ * USD a call cost, rounded to the nano-dollar. `usage` is tollgate's {@link Usage} or anything
+ * {@link usageFrom} reads (a response). Cached input is billed at the cached rate and cache
+ * writes at the write rate, never also as plain input. Throws `ERR_TOLLGATE_UNKNOWN_MODEL` for
+ * a model without a price (its `suggestions` name the closest known ids).
  *
  * @example
- * costOf(usageFrom(completion), 'gpt-4o')
+ * costOf(completion, 'gpt-4o')   // or costOf(usageFrom(completion), 'gpt-4o')
  */
 export declare function costOf(
-  usage: Partial<Pick<Usage, 'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'outputTokens'>>,
+  usage: Partial<Pick<Usage, 'inputTokens' | 'cachedInputTokens' | 'cacheWriteTokens' | 'outputTokens'>> | object,
   model: string,
   options?: { batch?: boolean },
 ): number
@@ -705,25 +865,75 @@ export declare function estimateCost(
   model: string,
 ): { inputTokens: number; estimatedOutputTokens: number; estimatedCost: number; model: string }
 /**
- * The usage of an OpenAI chat completion or Responses API response, an Anthropic message (or
- * its `message_start` / `message_delta` stream events), a Gemini response, a streaming final
- * chunk, or tekimax's ChatResult, in one shape. Null when the response carries no usage.
+ * One {@link Usage} from any provider's response, stream event or usage object; null when it
+ * carries none. Per kind:
+ * - OpenAI chat completion; its stream chunks: null, except the last one when the request set
+ *   `stream_options: { include_usage: true }`;
+ * - OpenAI Responses API response; its stream events: null, except `response.completed`
+ *   (`response.incomplete`, `response.failed`);
+ * - Anthropic message; `message_start`: the input (cache reads and writes added) and output
+ *   so far (1); `message_delta`: running totals as of that delta — never add the two (use
+ *   {@link streamUsage}); other events: null;
+ * - Gemini response or stream chunk (`usageMetadata`, running totals);
+ * - the bare `usage` object of any of them, tekimax's ChatResult, tollgate's Usage, a complete
+ *   {@link StreamUsage}.
+ * A token field that is not an integer ≥ 0 throws (a coded TypeError / RangeError).
  */
 export declare function usageFrom(response: unknown): Usage | null
+
+/**
+ * Tokens a call used, wherever a class settles tokens: an integer ≥ 0, tollgate's
+ * {@link Usage}, a provider response ({@link usageFrom}: `inputTokens + outputTokens`, cached
+ * input included) or a complete {@link StreamUsage}.
+ */
+export type TokensUsed = number | Partial<Usage> | StreamUsage | object
+
+/**
+ * Collects the usage of one streamed call from its events — OpenAI chat chunks, Responses API
+ * events, Anthropic events, Gemini chunks — whatever their order and however often one repeats:
+ * stream counts are running totals, so each field keeps the largest value seen (an Anthropic
+ * `message_start` and `message_delta` are never added up). Settle methods accept it directly.
+ *
+ * @example
+ * const acc = streamUsage()
+ * const stream = await openai.chat.completions.create({ model, messages, stream: true, stream_options: { include_usage: true } })
+ * for await (const chunk of acc.track(stream)) process.stdout.write(chunk.choices[0]?.delta?.content ?? '')
+ * await budget.settle(hold, acc)   // or acc.final()
+ */
+export declare class StreamUsage {
+  /** Reads one event (those without usage are fine); a non-event or another provider's event throws `ERR_TOLLGATE_INVALID_ARG`. */
+  add(event: object): this
+  /** Passes `stream`'s events through, reading each. */
+  track<E extends object>(stream: AsyncIterable<E>): AsyncGenerator<E, void, undefined>
+  /** The usage seen so far (a copy), or null. */
+  get usage(): Usage | null
+  /** True once the event carrying the final usage was seen. */
+  get complete(): boolean
+  /** The final usage; throws `ERR_TOLLGATE_NO_USAGE` until it was seen (e.g. an OpenAI stream without `include_usage`). */
+  final(): Usage
+}
+/** A new {@link StreamUsage} for one streamed call. */
+export declare function streamUsage(): StreamUsage
 
 // ---- Store failures and observability -------------------------------------------------------
 
 /**
- * What a Redis-backed class does when Redis cannot answer (timed out, unreachable):
+ * What a Redis-backed class does when Redis is away (a timeout, a connection refused or reset,
+ * `LOADING`, a failover, `CLUSTERDOWN`/`TRYAGAIN`). Other errors — credentials, ACLs, a full
+ * server (OOM), a key of another type, a script error — reject under every policy.
  * - `'fail-closed'` (default): the call rejects with a {@link StoreError} — nothing is decided
  *   without the store, and `err.code` says why;
  * - `'fail-open'`: the call answers as if there were no limit (admitted, a cache miss, an empty
  *   session), marked `fallback: 'fail-open'`;
  * - `'local'`: an in-process twin with the same limits answers (per process), marked
- *   `fallback: 'local'`.
+ *   `fallback: 'local'`; a RateLimiter's, TokenBudget's, ProviderLimiter's and CostTracker's
+ *   twin starts, per id, from what Redis last told this process (requests, tokens, points or
+ *   dollars left).
  * Under `'fail-open'` and `'local'` what was counted meanwhile (requests admitted, tokens or
  * dollars recorded, holds settled or released) is replayed to Redis, at its original time, once
  * Redis answers again — at least once: a call that timed out may also have been applied.
+ * Every class on one {@link RedisStore} shares its health state: the first call that meets an
+ * outage marks the store down for all of them until a probe finds Redis back.
  */
 export type StoreErrorPolicy = 'fail-closed' | 'fail-open' | 'local'
 
@@ -735,9 +945,9 @@ export interface StoreFailureOptions {
   /** Default `'fail-closed'`. Ignored on a MemoryStore (it cannot fail). */
   onStoreError?: StoreErrorPolicy
   /**
-   * After Redis timed out or was unreachable, calls skip it for this long and go straight to the
-   * policy, so an outage costs one timeout per `storeRetryMs` rather than one per call; then
-   * the next call tries Redis again (the connection comes back on its own). Default 1000.
+   * @deprecated The interval belongs to the {@link RedisStore} (`RedisStoreOptions.storeRetryMs`):
+   * one health state per store, shared by its classes. A class's value is validated and
+   * otherwise ignored.
    */
   storeRetryMs?: number
 }
@@ -772,13 +982,19 @@ export interface ClassStats {
   policy: StoreErrorPolicy | null
   /** Counts waiting for replay. */
   pending: number
+  /** `flush()` attempts that left counts queued (each attempt's error is in `errors`). */
+  flushFailures: number
+  /** The store's `maxmemory-policy` as last read; null on a MemoryStore or until read. */
+  maxmemoryPolicy: string | null
+  /** The store's health as every class on it sees it; null on a MemoryStore. */
+  storeStatus: 'up' | 'down' | null
 }
 
 /**
  * Every class's counters in the Prometheus text exposition format, labelled by class and
  * prefix: `tollgate_decisions_total`, `tollgate_redis_calls_total`, `tollgate_refusals_total{reason}`,
  * `tollgate_store_errors_total{code}`, `tollgate_fallbacks_total{policy}`,
- * `tollgate_replayed_total`, `tollgate_replay_dropped_total`.
+ * `tollgate_replayed_total`, `tollgate_replay_dropped_total`, `tollgate_flush_failures_total`.
  *
  * @example
  * http.createServer((req, res) => res.end(metrics())).listen(9464)
@@ -894,14 +1110,15 @@ export declare class CostTracker {
    * {@link Usage} shape or a provider response ({@link usageFrom} reads it). Rejects with
    * `ERR_TOLLGATE_UNKNOWN_MODEL` for a model without a price (the seed silently counted $0).
    */
-  recordUsage(model: string, usage: Partial<Usage> | object, options?: { tags?: CostTags }): Promise<number>
+  recordUsage(model: string, usage: Partial<Usage> | object | StreamUsage, options?: { tags?: CostTags }): Promise<number>
   /** The seed's form: `(model, inputTokens, outputTokens, metadata)`; `metadata` is counted as tags. */
   recordUsage(model: string, inputTokens: number, outputTokens: number, metadata?: CostTags): Promise<number>
   /** Counts a cost already known in USD (a tool call, an image). */
   recordCost(usd: number, options?: { tags?: CostTags }): Promise<CostTotals>
   /**
    * Holds `estimateUsd` if `spent + reserved + estimate ≤ budget` for the day and the month;
-   * `hold` is null when refused.
+   * `hold` is null when refused. A `model` without a price rejects here
+   * (`ERR_TOLLGATE_UNKNOWN_MODEL`), before the call is made.
    */
   reserve(estimateUsd: number, options?: { model?: string; tags?: CostTags }): Promise<CostTotals & { allowed: boolean; hold: CostHold | null }>
   /**
@@ -911,7 +1128,7 @@ export declare class CostTracker {
    */
   settle(
     hold: CostHold,
-    usage: number | Partial<Usage> | object,
+    usage: number | Partial<Usage> | object | StreamUsage,
     options?: { model?: string; tags?: CostTags },
   ): Promise<CostTotals & { cost: number; allowed: boolean }>
   /** Drops a hold without counting anything. */
@@ -962,7 +1179,11 @@ export interface ModelTiersOptions {
 export type ModelSelection = ModelTier & {
   tier: string
   requestedTier: string
-  reason: 'requested' | 'short-input' | 'budget'
+  /**
+   * `'requested'`: the task's own tier; `'unknown-task'`: the task is not a tier name, so
+   * `defaultTier` was used; `'short-input'` / `'budget'`: moved down by those rules.
+   */
+  reason: 'requested' | 'unknown-task' | 'short-input' | 'budget'
   /** The larger of daily and monthly `(spent + reserved) / budget`, or null without a tracker. */
   budgetUsed: number | null
 }
@@ -994,8 +1215,12 @@ export interface ModelRateLimitConfig {
   maxConcurrentRequests?: number
   minCapacity?: number
   maxCapacity?: number
-  /** USD per 1,000,000 tokens; `cached` bills `cachedTokens` (report `inputTokens` without them). */
-  pricing?: { input: number; cached: number; output: number }
+  /**
+   * USD per 1,000,000 tokens; `cached` (default `input`) bills the `cachedTokens` part of
+   * `inputTokens`. Without it the built-in catalog prices the model id ({@link priceOf}); a
+   * model with neither has no price (its jobs' `cost` is null).
+   */
+  pricing?: { input: number; cached?: number; output: number }
 }
 export interface JobTypeResourceConfig {
   estimatedUsedTokens?: number
@@ -1060,22 +1285,31 @@ export interface LLMRateLimiterConfig extends StoreFailureOptions {
   onOverage?: (event: OverageEvent) => void
   onLog?: (message: string, data?: Record<string, unknown>) => void
 }
+/**
+ * A job's usage. `inputTokens` counts every input token, cached ones included (as
+ * {@link usageFrom} and every class count them): limits count `inputTokens + outputTokens`.
+ */
 export interface TokenUsageEntry {
   requestCount: number
   inputTokens: number
+  /** The part of `inputTokens` read from the provider's cache (billed at `pricing.cached`). */
   cachedTokens: number
   outputTokens: number
 }
-export interface JobResult<T> extends TokenUsageEntry {
-  data: T
-}
+/** What a job reports: the token fields, or `usage` with anything {@link usageFrom} reads (`requestCount` then defaults to 1). */
+export type JobUsage =
+  | (Partial<TokenUsageEntry> & { usage?: undefined })
+  | { requestCount?: number; usage: object }
+export type JobResult<T> = JobUsage & { data: T }
 export interface UsageEntryWithCost extends TokenUsageEntry {
   modelId: string
-  cost: number
+  /** USD, as costOf prices it; null for a model with no price. */
+  cost: number | null
 }
 export interface JobCallbackContext {
   jobId: string
-  totalCost: number
+  /** Sum of the attempts' costs; null when an attempt ran on a model with no price. */
+  totalCost: number | null
   usage: UsageEntryWithCost[]
 }
 export interface LLMJobResult<T> {
@@ -1083,7 +1317,7 @@ export interface LLMJobResult<T> {
   modelUsed: string
 }
 /** Records `usage` on the model that ran; `delegate` (default true) moves the job to the next model. */
-export type JobReject = (usage: TokenUsageEntry, options?: { delegate?: boolean }) => void
+export type JobReject = (usage: JobUsage, options?: { delegate?: boolean }) => void
 export type LLMJob<T, Args> = (args: Args & { modelId: string }, reject: JobReject) => JobResult<T> | Promise<JobResult<T>>
 export interface QueueJobOptions<T, Args extends object = Record<string, unknown>> {
   jobId: string
@@ -1168,7 +1402,7 @@ export interface LLMRateLimiterInstance {
   getInstanceId(): string
   /** Registers with the backend and starts heartbeats (also done by the first queueJob). */
   start(): Promise<void>
-  /** Clears timers, fails waiting jobs (`ERR_TOLLGATE_LIMITER_STOPPED`), unregisters. */
+  /** Clears timers, fails waiting jobs (`ERR_TOLLGATE_LIMITER_STOPPED`), unregisters. Until `start()` again, `queueJob` rejects with `ERR_TOLLGATE_LIMITER_STOPPED`. */
   stop(): Promise<void>
   /**
    * With a Redis backend: pushes to Redis now what waits for it — the usage of jobs granted
@@ -1179,7 +1413,8 @@ export interface LLMRateLimiterInstance {
   flush(): Promise<boolean>
 }
 /**
- * Queues LLM jobs over several models with per-model limits and fallback.
+ * Queues LLM jobs over several models with per-model limits and fallback. An option name it
+ * does not know (`{ rpm: 5 }`) throws `ERR_TOLLGATE_UNKNOWN_OPTION` naming the closest one.
  *
  * @example
  * const limiter = createLLMRateLimiter({
@@ -1270,6 +1505,11 @@ export interface SemanticCacheOptions extends StoreFailureOptions {
    * picks 256 candidates, scored exactly. Default 2048; below it every lookup is an exact scan.
    */
   approximateFrom?: number
+  /**
+   * Longest wait for `embed`, in ms: past it `get` and `set` reject with
+   * `ERR_TOLLGATE_CALLBACK_TIMEOUT` instead of hanging. Default 10,000.
+   */
+  embedTimeoutMs?: number
 }
 
 /** Per-call options of {@link SemanticCache}. */
@@ -1279,7 +1519,7 @@ export interface SemanticCallOptions {
 }
 
 /** A request answered from the cache. */
-export interface SemanticHit<T = any> extends Answered {
+export interface SemanticHit<T = unknown> extends Answered {
   hit: true
   /** The cached response (a fresh copy). */
   response: T
@@ -1295,7 +1535,8 @@ export interface SemanticMiss extends Answered {
   hit: false
 }
 
-export interface SemanticCacheStats extends Omit<ClassStats, 'refused' | 'blockedLocally' | 'replayed' | 'dropped' | 'pending' | 'redisCalls'> {
+/** What {@link SemanticCache.stats} resolves to: the lookup counters and every {@link ClassStats} counter. */
+export interface SemanticCacheStats extends ClassStats {
   /** Live entries in the cache (every process's, on Redis); null when Redis could not say ('fail-open'). */
   entries: number | null
   /** This instance's hits, exact and semantic. */
@@ -1336,14 +1577,15 @@ export declare class SemanticCache {
   get prefix(): string
   get maxEntries(): number
   /** The cached answer to this request or a similar one. */
-  get<T = any>(model: string, messages: any[], options?: SemanticCallOptions): Promise<SemanticHit<T> | SemanticMiss>
+  get<T = unknown>(model: string, messages: any[], options?: SemanticCallOptions): Promise<SemanticHit<T> | SemanticMiss>
   /** Caches `response` (anything JSON can hold) for `ttl` seconds, replacing this request's entry. */
   set(model: string, messages: any[], response: unknown, options?: SemanticCallOptions): Promise<void>
   /** Removes this request's entry; resolves `true` when there was one. */
   delete(model: string, messages: any[], options?: SemanticCallOptions): Promise<boolean>
   /** Evicts the entry that gave a wrong hit and counts it in `stats().falseHits`; resolves `true` when it was there. */
-  reportFalseHit(hit: SemanticHit | string): Promise<boolean>
+  reportFalseHit(hit: SemanticHit<unknown> | string): Promise<boolean>
   /** Removes every entry under this cache's prefix; resolves how many there were. */
   clear(): Promise<number>
+  /** Lookup counters and the class counters; a Promise, since on Redis `entries` is read from the store. */
   stats(): Promise<SemanticCacheStats>
 }

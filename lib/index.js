@@ -11,7 +11,8 @@ const { SemanticCache } = require('./semantic-cache')
 const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
-const { priceOf, definePrice, costOf, estimateCost, usageFrom } = require('./cost')
+const { priceOf, definePrice, costOf, estimateCost, catalogModels } = require('./cost')
+const { usageFrom, streamUsage, StreamUsage } = require('./usage')
 const { CostTracker } = require('./cost-tracker')
 const { metrics, POLICIES } = require('./policy')
 const { ModelTiers, MODEL_TIERS } = require('./model-tiers')
@@ -43,10 +44,13 @@ module.exports = {
   encodingForModel,
   withRetry,
   priceOf,
+  catalogModels,
   definePrice,
   costOf,
   estimateCost,
   usageFrom,
+  streamUsage,
+  StreamUsage,
   CostTracker,
   ModelTiers,
   MODEL_TIERS,

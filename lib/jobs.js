@@ -12,14 +12,22 @@ const v8 = require('node:v8')
 const { randomBytes } = require('node:crypto')
 const native = require('./native')
 const { codes, invalidArg, outOfRange, fromNative, withCode } = require('./errors')
-const { RedisStore, resolveStore, isRedisClient, kNative, kPolicy } = require('./stores')
+const { RedisStore, resolveStore, isRedisClient, kNative, kPolicy, checkSlotPrefix } = require('./stores')
 const { fallbackOptions, StoreFallback, newStats, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
+const { usageFrom } = require('./usage')
+const { toUsd } = require('./cost')
 
 const MAX_LIMIT = Number.MAX_SAFE_INTEGER
 /** setTimeout's longest delay; longer maxWaitMS values are capped here (24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1
 const LIMIT_FIELDS = ['tokensPerMinute', 'requestsPerMinute', 'tokensPerDay', 'requestsPerDay', 'maxConcurrentRequests']
+// Option names, so that a misspelt one (`rpm`) is refused instead of setting no limit.
+const CONFIG_KEYS = ['models', 'escalationOrder', 'order', 'resourceEstimationsPerJob', 'ratioAdjustmentConfig', 'memory', 'backend', 'windows', 'maxAttempts', 'instanceId', 'now', 'onAvailableSlotsChange', 'onOverage', 'onLog', 'onStoreError', 'storeRetryMs']
+const MODEL_KEYS = [...LIMIT_FIELDS, 'minCapacity', 'maxCapacity', 'pricing']
+const PRICING_KEYS = ['input', 'cached', 'output']
+const JOB_TYPE_KEYS = ['estimatedUsedTokens', 'estimatedNumberOfRequests', 'estimatedUsedMemoryKB', 'ratio', 'maxWaitMS']
+const MEMORY_KEYS = ['freeMemoryRatio', 'recalculationIntervalMs', 'maxMemoryKB']
 
 const DEFAULT_RATIO_ADJUSTMENT_CONFIG = Object.freeze({
   highLoadThreshold: 0.7,
@@ -86,11 +94,16 @@ function createRedisBackend(config) {
     [kBackend]: true,
     kind: 'redis',
     store,
-    keyPrefix: o.keyPrefix === undefined ? 'llm-rate-limiter:' : v.string(o.keyPrefix, 'config.keyPrefix'),
+    keyPrefix: o.keyPrefix === undefined ? 'llm-rate-limiter:' : jobsPrefix(v.string(o.keyPrefix, 'config.keyPrefix')),
     heartbeatIntervalMs,
     instanceTimeoutMs,
     pollIntervalMs: o.pollIntervalMs === undefined ? 100 : v.millis(o.pollIntervalMs, 'config.pollIntervalMs', 60_000),
   })
+}
+
+/** Keys are `<prefix>{limits}:instances|grants:<id>|model:<id>` (src/binding/jobs.rs): one slot. */
+function jobsPrefix(p) {
+  return checkSlotPrefix(p, ['instances', 'grants:i', 'model:m'].map((k) => `${p}{limits}:${k}`), 'config.keyPrefix')
 }
 
 // ---- configuration ---------------------------------------------------------------------------
@@ -102,18 +115,20 @@ function readModels(models) {
   const ids = Object.keys(models)
   if (ids.length === 0) throw outOfRange('At least one model must be configured in models')
   return ids.map((id) => {
-    const m = v.options(models[id], `config.models.${id}`)
+    const m = v.knownKeys(v.options(models[id], `config.models.${id}`), MODEL_KEYS, `config.models.${id}`)
     const limits = LIMIT_FIELDS.map((f) => optInt(m[f], `config.models.${id}.${f}`))
-    let pricing = { input: 0, cached: 0, output: 0 }
+    // The price of a job: `pricing` (USD per 1M tokens; `cached` defaults to `input`), else
+    // the built-in catalog (priceOf), else none (its jobs' cost is null).
+    let price = native.priceOfModel(id)
     if (m.pricing !== undefined) {
-      const p = v.options(m.pricing, `config.models.${id}.pricing`)
-      pricing = {
-        input: nonNegative(p.input ?? 0, `config.models.${id}.pricing.input`),
-        cached: nonNegative(p.cached ?? 0, `config.models.${id}.pricing.cached`),
-        output: nonNegative(p.output ?? 0, `config.models.${id}.pricing.output`),
-      }
+      const p = v.knownKeys(v.options(m.pricing, `config.models.${id}.pricing`), PRICING_KEYS, `config.models.${id}.pricing`)
+      const input = nonNegative(p.input ?? 0, `config.models.${id}.pricing.input`)
+      const cached = p.cached === undefined ? input : nonNegative(p.cached, `config.models.${id}.pricing.cached`)
+      const output = nonNegative(p.output ?? 0, `config.models.${id}.pricing.output`)
+      const nano = (x) => Math.round(x * 1e9)
+      price = [nano(input), nano(cached), nano(input), nano(output), 500_000]
     }
-    return { id, limits, pricing, minCapacity: optInt(m.minCapacity, 'minCapacity'), maxCapacity: m.maxCapacity ?? null }
+    return { id, limits, price, minCapacity: optInt(m.minCapacity, 'minCapacity'), maxCapacity: m.maxCapacity ?? null }
   })
 }
 
@@ -125,9 +140,9 @@ function readJobTypes(cfg, modelIds) {
   const ids = Object.keys(src)
   if (ids.length === 0) throw outOfRange('resourceEstimationsPerJob must contain at least one job type')
   const types = ids.map((id) => {
-    const t = v.options(src[id], `config.resourceEstimationsPerJob.${id}`)
     const base = `config.resourceEstimationsPerJob.${id}`
-    const r = t.ratio === undefined ? {} : v.options(t.ratio, `${base}.ratio`)
+    const t = v.knownKeys(v.options(src[id], base), JOB_TYPE_KEYS, base)
+    const r = t.ratio === undefined ? {} : v.knownKeys(v.options(t.ratio, `${base}.ratio`), ['initialValue', 'flexible'], `${base}.ratio`)
     let initial = null
     if (r.initialValue !== undefined) {
       nonNegative(r.initialValue, `${base}.ratio.initialValue`)
@@ -173,10 +188,29 @@ function readJobTypes(cfg, modelIds) {
   return types
 }
 
+/**
+ * A job's usage: `{requestCount, inputTokens, cachedTokens, outputTokens}`, where
+ * `inputTokens` counts every input token, cached ones included (as usageFrom and every class
+ * count them), or `{requestCount, usage}` with anything usageFrom reads (a provider response,
+ * its usage object, tollgate's Usage). `requestCount` defaults to 1 with `usage`, else 0.
+ */
 function checkUsage(u, name) {
   if (u === null || typeof u !== 'object') throw invalidArg(`${name} must be an object, got ${v.describe(u)}`)
   const n = (k) => (u[k] === undefined ? 0 : v.integer(u[k], `${name}.${k}`, 0, MAX_LIMIT))
-  return { requestCount: n('requestCount'), inputTokens: n('inputTokens'), cachedTokens: n('cachedTokens'), outputTokens: n('outputTokens') }
+  if (u.usage !== undefined) {
+    const r = usageFrom(u.usage)
+    if (r === null) throw withCode(new TypeError(`${name}.usage carries no usage (give a provider response, its usage, or tollgate's Usage)`), codes.NO_USAGE)
+    const requestCount = u.requestCount === undefined ? 1 : n('requestCount')
+    return { requestCount, inputTokens: r.inputTokens, cachedTokens: r.cachedInputTokens, cacheWriteTokens: r.cacheWriteTokens, outputTokens: r.outputTokens }
+  }
+  const out = { requestCount: n('requestCount'), inputTokens: n('inputTokens'), cachedTokens: n('cachedTokens'), cacheWriteTokens: 0, outputTokens: n('outputTokens') }
+  if (u.inputTokens === undefined && u.outputTokens === undefined) {
+    throw withCode(new TypeError(`${name} carries no usage: give inputTokens and outputTokens, or usage (a provider response)`), codes.NO_USAGE)
+  }
+  if (out.cachedTokens > out.inputTokens) {
+    throw outOfRange(`${name}.cachedTokens (${out.cachedTokens}) exceeds ${name}.inputTokens (${out.inputTokens}): inputTokens counts every input token, cached ones included`)
+  }
+  return out
 }
 
 // ---- the limiter -----------------------------------------------------------------------------
@@ -222,7 +256,7 @@ class LLMRateLimiter {
   #policyStats = newStats()
 
   constructor(config) {
-    const c = v.options(config, 'config')
+    const c = v.knownKeys(v.options(config, 'config'), CONFIG_KEYS, 'config')
     this.#models = readModels(c.models)
     const ids = this.#models.map((m) => m.id)
     const order = c.escalationOrder ?? c.order
@@ -239,7 +273,10 @@ class LLMRateLimiter {
     }
     this.#types = readJobTypes(c.resourceEstimationsPerJob, ids)
     this.#typeById = new Map(this.#types.map((t) => [t.id, t]))
-    const rc = { ...DEFAULT_RATIO_ADJUSTMENT_CONFIG, ...v.options(c.ratioAdjustmentConfig, 'config.ratioAdjustmentConfig') }
+    const rc = {
+      ...DEFAULT_RATIO_ADJUSTMENT_CONFIG,
+      ...v.knownKeys(v.options(c.ratioAdjustmentConfig, 'config.ratioAdjustmentConfig'), Object.keys(DEFAULT_RATIO_ADJUSTMENT_CONFIG), 'config.ratioAdjustmentConfig'),
+    }
     for (const k of Object.keys(DEFAULT_RATIO_ADJUSTMENT_CONFIG)) nonNegative(rc[k], `config.ratioAdjustmentConfig.${k}`)
     this.#ratioCfg = rc
     this.#onAvail = fnOrNull(c.onAvailableSlotsChange, 'config.onAvailableSlotsChange')
@@ -283,7 +320,7 @@ class LLMRateLimiter {
     } else {
       this.#local = new native.JobLimitsCore(flat, this.#sliding)
     }
-    this.#memCfg = v.options(c.memory, 'config.memory')
+    this.#memCfg = v.knownKeys(v.options(c.memory, 'config.memory'), MEMORY_KEYS, 'config.memory')
     this.#memEnabled = this.#types.some((t) => t.memoryKB > 0)
     if (this.#memEnabled) this.#computeMemory()
     this.#computeSlots(null)
@@ -422,6 +459,7 @@ class LLMRateLimiter {
 
   /** Registers with the backend and starts heartbeats. Without a backend it does nothing. */
   start() {
+    this.#stopping = false
     if (!this.#redis || this.#started) return Promise.resolve()
     if (this.#starting) return this.#starting
     this.#stopping = false
@@ -510,6 +548,7 @@ class LLMRateLimiter {
 
   /** Queues a job; resolves `{data, modelUsed}` or rejects (onError is called first). */
   queueJob(options) {
+    if (this.#stopping) return Promise.reject(jobError(codes.LIMITER_STOPPED, 'The limiter was stopped: call start() before queueing jobs again'))
     let j
     try {
       j = this.#newJob(options)
@@ -543,7 +582,7 @@ class LLMRateLimiter {
       tried: new Set(),
       attempts: 0,
       usage: [],
-      totalCost: 0,
+      totalNano: 0,
       status: 'waiting-for-capacity',
       queuedAt: this.#now(),
       startedAt: null,
@@ -571,7 +610,7 @@ class LLMRateLimiter {
   }
 
   #ctx(j) {
-    return { jobId: j.jobId, totalCost: j.totalCost, usage: j.usage.slice() }
+    return { jobId: j.jobId, totalCost: j.totalNano === null ? null : toUsd(j.totalNano), usage: j.usage.slice() }
   }
 
   /** A grant on the first model (in order, skipping tried ones) that has room within its maxWaitMS. */
@@ -939,14 +978,16 @@ class LLMRateLimiter {
   }
 
   #actual(u) {
-    return { tokens: u.inputTokens + u.cachedTokens + u.outputTokens, requests: u.requestCount }
+    return { tokens: u.inputTokens + u.outputTokens, requests: u.requestCount }
   }
 
+  /** Prices an attempt as costOf does (integer nano-dollars); null on a model with no price. */
   #account(j, model, u) {
-    const p = model.pricing
-    const cost = (u.inputTokens * p.input + u.cachedTokens * p.cached + u.outputTokens * p.output) / 1_000_000
-    j.usage.push({ modelId: model.id, ...u, cost })
-    j.totalCost += cost
+    const nano = model.price === null ? null : native.costNanoOfUsage([u.inputTokens, u.cachedTokens, u.cacheWriteTokens, u.outputTokens], model.price, false)
+    const { cacheWriteTokens, ...entry } = u
+    j.usage.push({ modelId: model.id, ...entry, cost: nano === null ? null : toUsd(nano) })
+    if (nano === null || j.totalNano === null) j.totalNano = null
+    else j.totalNano += nano
   }
 
   /** Settles a grant with `actual` (window-aware) and gives every resource back. */

@@ -88,9 +88,11 @@ class ModelTiers {
       v.id(task, 'task')
       const o = v.options(options, 'options')
       const inputTokens = o.inputTokens === undefined ? undefined : v.integer(o.inputTokens, 'options.inputTokens', 0, Number.MAX_SAFE_INTEGER)
-      const requested = this.#tiers.has(task) ? task : this.#defaultTier
+      const known = this.#tiers.has(task)
+      const requested = known ? task : this.#defaultTier
       let tier = requested
-      let reason = 'requested'
+      // An unknown task gets the default tier, and says so: never 'requested'.
+      let reason = known ? 'requested' : 'unknown-task'
       const top = this.#names[this.#names.length - 1]
       if (inputTokens !== undefined && inputTokens < this.#shortInputTokens && requested !== top && requested !== this.#names[0]) {
         tier = this.#names[0]

@@ -12,6 +12,9 @@ const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
 
+/** Most keys whose last Redis answer is kept for 'local' (the oldest go first). */
+const MAX_SEEN = 10_000
+
 class ProviderLimiter {
   #providers = new Map()
   #memory
@@ -19,6 +22,8 @@ class ProviderLimiter {
   #native
   #stats = newStats()
   #fallback = null
+  /** key → what Redis last said of it: `[remaining, at, resetAt]` (ms), for 'local'. */
+  #seen = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
@@ -31,12 +36,15 @@ class ProviderLimiter {
       const c = v.options(cfg, `options.providers.${name}`)
       const points = v.integer(c.points, `options.providers.${name}.points`, 1, MAX_POINTS)
       const durationMs = v.seconds(c.duration ?? 60, `options.providers.${name}.duration`, 366 * 86400)
-      const keyPrefix = c.keyPrefix === undefined ? `ratelimit:${name}` : v.string(c.keyPrefix, `options.providers.${name}.keyPrefix`)
+      // Keys are `<keyPrefix>:<scope>`; the default keyPrefix encodes the provider's name as a
+      // key part (store::key), so provider `a:b` + scope `c` and provider `a` + scope `b:c` differ.
+      const base = c.keyPrefix === undefined ? native.storeKey('ratelimit:', [name, '']) : `${v.string(c.keyPrefix, `options.providers.${name}.keyPrefix`)}:`
+      const keyPrefix = base.slice(0, -1)
       this.#providers.set(name, {
         points,
         durationMs,
         keyPrefix,
-        core: new native.ProviderCore(this.#native, points, durationMs),
+        core: new native.ProviderCore(this.#native, base, points, durationMs),
         running: 0,
         queued: 0,
         done: 0,
@@ -48,8 +56,9 @@ class ProviderLimiter {
       const local = () => new ProviderLimiter(new MemoryStore({ now: clock }), { providers, [kLocalTwin]: true })
       // Points taken while Redis was away are taken there too once it is back (a counter at 0
       // stays at 0: what did not fit is moot).
-      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.key, op.points, op.now).catch(rethrow)
+      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.scope, op.points, op.now).catch(rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      if (policy === 'local') this.#seen = new Map()
     }
     if (!o[kLocalTwin]) track('ProviderLimiter', [...this.#providers.values()].map((p) => p.keyPrefix).join(','), this.#stats)
   }
@@ -77,16 +86,15 @@ class ProviderLimiter {
       const p = this.#provider(provider)
       v.id(scope, 'scope')
       v.integer(points, 'points', 0, MAX_POINTS)
-      const key = `${p.keyPrefix}:${scope}`
       const now = this.#clock ? this.#clock() : -1
       const shape = (d) => this.#count({ allowed: d[0] === 1, remaining: d[1], retryInMs: d[2], resetAt: d[3] })
-      if (this.#memory) return Promise.resolve(shape(p.core.consume(key, points, now)))
+      if (this.#memory) return Promise.resolve(shape(p.core.consume(scope, points, now)))
       const at = now >= 0 ? now : Date.now()
       return this.#fallback.run(
-        () => p.core.consumeAsync(key, points, now).then(shape, rethrow),
+        () => p.core.consumeAsync(scope, points, now).then((d) => (this.#saw(provider, scope, d, at), shape(d)), rethrow),
         () => this.#count({ allowed: true, remaining: p.points, retryInMs: 0, resetAt: at + p.durationMs }),
-        (l) => l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d })),
-        (d) => (d.allowed ? { provider, key, points, now } : null),
+        (l) => (this.#seed(l, provider, scope), l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d }))),
+        (d) => (d.allowed ? { provider, scope, points, now } : null),
       )
     } catch (e) {
       return Promise.reject(fromNative(e))
@@ -97,6 +105,27 @@ class ProviderLimiter {
     this.#stats.decisions++
     if (!d.allowed) bump(this.#stats.refused, 'points')
     return d
+  }
+
+  // 'local' starts from what this process last saw: the twin's counter for a key is brought
+  // down to the points Redis last said were left (taken at that time), once per outage.
+  #saw(provider, scope, d, at) {
+    if (this.#seen === null) return
+    const key = JSON.stringify([provider, scope])
+    if (this.#seen.size >= MAX_SEEN && !this.#seen.has(key)) this.#seen.delete(this.#seen.keys().next().value)
+    this.#seen.set(key, [d[1], at, d[3]])
+  }
+
+  #seed(twin, provider, scope) {
+    const key = JSON.stringify([provider, scope])
+    const seen = this.#seen === null ? undefined : this.#seen.get(key)
+    if (seen === undefined) return
+    this.#seen.delete(key)
+    const [remaining, at, resetAt] = seen
+    if ((this.#clock ? this.#clock() : Date.now()) >= resetAt) return // a new period
+    const core = twin.#providers.get(provider).core
+    const lacking = core.consume(scope, 0, at)[1] - remaining
+    if (lacking > 0) core.consume(scope, lacking, at)
   }
 
   /** Runs `fn` once `provider` has a point for it, waiting (up to `maxWaitMs`, default 60 s) for refills. */

@@ -7,15 +7,18 @@
 
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient } = require('./stores')
+const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
+const { totalTokens, StreamUsage } = require('./usage')
 
 const WINDOW_MS = 60_000
 const BUFFER_MS = 1_000
 const THRESHOLD_PCT = 100
 const { QUOTA_PREFIX: DEFAULT_PREFIX } = require('./stores')
 const DEFAULT_HOLD_TTL_MS = 10 * 60_000
+/** Scopes whose last answer a 'local' Quota keeps to seed its twin (the oldest go first). */
+const SEEN_SCOPES = 10_000
 
 /** A number, or NaN for anything else (which the engine sanitises to the fallback). */
 const n = (x) => (typeof x === 'number' ? x : NaN)
@@ -56,10 +59,20 @@ function defaultEstimate(req) {
   return 1
 }
 
+// rate-budget's id shape (time-sequence-random, base 36), with the random part drawn once per
+// process: with the time and a per-process sequence it is as unique, and an id costs a fifth.
 let seq = 0
+const PROCESS_TAG = Math.random().toString(36).slice(2, 8).padEnd(6, '0')
+let idMs = -1
+let idTime = ''
 function defaultId() {
   seq += 1
-  return `${Date.now().toString(36)}-${seq.toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+  const ms = Date.now()
+  if (ms !== idMs) {
+    idMs = ms
+    idTime = ms.toString(36)
+  }
+  return `${idTime}-${seq.toString(36)}-${PROCESS_TAG}`
 }
 
 const DAY_MS = 86_400_000
@@ -92,6 +105,8 @@ function keyList(keyOrKeys) {
     if (k === null || typeof k !== 'object') {
       throw invalidArg(`keys[${i}] must be a key object { id, rpm, tpm, rpd }, got ${v.describe(k)}`)
     }
+    // Two ids that differ only in a lone surrogate would name one key: refused, on every store.
+    if (typeof k.id === 'string') v.wellFormed(k.id, `keys[${i}].id`)
   }
   return keys
 }
@@ -114,12 +129,12 @@ function ranksOf(names) {
 
 const tpdOf = (k, i) => (k.tpd === undefined || k.tpd === null ? null : v.integer(k.tpd, `keys[${i}].tpd`, 1, Number.MAX_SAFE_INTEGER))
 
-/** The keys of one call, packed for the memory path: names, and 7 numbers a key. */
-function packKeys(keyOrKeys) {
+/** The keys of one call, packed for the memory path: names, and 7 numbers a key (in `buffer`, reused when it fits). */
+function packKeys(keyOrKeys, buffer) {
   const keys = keyList(keyOrKeys)
   const names = keys.map((k) => String(k.id))
   const ranks = ranksOf(names)
-  const nums = new Float64Array(keys.length * 7)
+  const nums = buffer.length === keys.length * 7 ? buffer : new Float64Array(keys.length * 7)
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]
     const o = i * 7
@@ -223,6 +238,8 @@ class Quota {
   #core
   /** Reply buffer of the memory path, reused call after call. */
   #out = new Float64Array(64)
+  /** The keys' numbers of the memory path (two keys: the usual call), reused likewise. */
+  #nums = new Float64Array(14)
   #estimate
   #now
   #id
@@ -231,8 +248,22 @@ class Quota {
   #options
   #stats = newStats()
   #fallback = null
+  /** Under 'local' on Redis: per scope, what Redis last answered (`#saw`), to seed the twin. */
+  #seen = null
 
-  constructor(options) {
+  /**
+   * `new Quota(options)` as in rate-budget, or the store first as every other tollgate class
+   * takes it: `new Quota(store, options)`.
+   */
+  constructor(storeOrOptions, maybeOptions) {
+    let options = storeOrOptions
+    if (isStoreArgument(storeOrOptions)) {
+      const rest = v.options(maybeOptions, 'options')
+      if (rest.store !== undefined) throw invalidArg('a store was passed first and as options.store: pass it once')
+      options = { ...rest, store: storeOrOptions }
+    } else if (maybeOptions !== undefined) {
+      throw invalidArg(`new Quota(store, options) takes a store first (a MemoryStore, RedisStore, Redis URL or client, or { mutate }); got ${v.describe(storeOrOptions)}`)
+    }
     const o = v.options(options, 'options')
     let store = o.store ?? new MemoryStore()
     if (typeof store === 'string' || isRedisClient(store)) store = resolveStore(store, 'Quota')
@@ -264,17 +295,20 @@ class Quota {
       strictTpm: o.strictTpm === undefined ? true : o.strictTpm !== false,
       monotonic: o.monotonic === undefined ? true : o.monotonic !== false,
       holdTtlMs,
+      rpmWindow: o.rpmWindow === undefined ? false : o.rpmWindow === true || (o.rpmWindow === false ? false : badFlag('options.rpmWindow', o.rpmWindow)),
     }
     const p = this.#options
-    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN]
+    const packed = [p.windowMs ?? NaN, p.bufferMs ?? NaN, p.thresholdPct ?? NaN, p.strictTpm ? 1 : 0, p.monotonic ? 1 : 0, p.holdTtlMs ?? NaN, p.rpmWindow ? 1 : 0]
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
-    const { policy, retryMs } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
+    // All keys of a scope share its hash tag; a prefix with an empty {} tag would spread them.
+    if (this.#kind === 'redis') checkSlotPrefix(prefix, [':k', ':h', ':x'].map((k) => `${prefix}{qscope}${k}`), 'options.prefix')
+    const { policy, health } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
     if (this.#kind === 'redis') {
       // The in-process twin: the same engine on a private in-memory scope map (a `mutate` store).
       const local = () => {
         const scopes = new Map()
         const mutate = (scope, fn) => {
-          const state = scopes.get(scope) ?? {}
+          const state = scopes.get(scope) ?? this.#seedState(scope) ?? {}
           const out = fn(state)
           scopes.set(scope, state)
           return out
@@ -284,7 +318,8 @@ class Quota {
       // A reservation granted meanwhile is forced onto its key in Redis (never checked again, never
       // lost); commits and rollbacks of such holds follow it, in order.
       const replay = (op) => this.#redis(op.scope, op.request)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, health)
+      if (policy === 'local') this.#seen = new Map()
     }
     if (!o[kLocalTwin]) track('Quota', prefix, this.#stats)
   }
@@ -309,14 +344,19 @@ class Quota {
     return settle(() => this.#decide('reserve', scope, keyOrKeys, req))
   }
 
-  /** Replaces a hold's estimate by the real tokens (`usage.tokens`) and releases it. */
+  /**
+   * Replaces a hold's estimate by the real tokens and releases it. `usage` is rate-budget's
+   * `{ tokens }` (its contract kept: `tokens` undefined, or no usage at all, keeps the
+   * estimate), a number of tokens, or what the call returned — a provider response, a `Usage`,
+   * a finished `streamUsage()` — read as input (cached included) + output tokens.
+   */
   commit(hold, usage = {}) {
     return settle(() => {
       this.#checkHold(hold)
-      if (usage === null || typeof usage !== 'object') throw invalidArg(`usage must be an object, got ${v.describe(usage)}`)
-      const commitTokens = usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)
+      const rateBudget = usage !== null && typeof usage === 'object' && !(usage instanceof StreamUsage) && ('tokens' in usage || Object.keys(usage).length === 0)
+      const commitTokens = rateBudget ? (usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)) : totalTokens(usage, 'usage')
       if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
-      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens }
+      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.commit({ ...hold, local: undefined }, usage))
       return this.#run(hold.scope, request)
     })
@@ -327,7 +367,7 @@ class Quota {
     return settle(() => {
       this.#checkHold(hold)
       if (this.#kind === 'memory') return this.#settle(1, hold, NaN)
-      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key }
+      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
       return this.#run(hold.scope, request)
     })
@@ -338,18 +378,36 @@ class Quota {
    * reservation (so they reach Redis in order) and, under 'local', applied to the twin too.
    */
   #settleLocal(hold, request, onTwin) {
-    const now = this.#now()
+    const now = this.#clock()
     this.#fallback.remember({ scope: hold.scope, request: { ...request, scope: hold.scope, now, options: this.#options } })
     this.#fallback.kick()
     return this.#fallback.policy === 'local' ? onTwin(this.#fallback.local()) : true
   }
 
+  /**
+   * The clock of a commit or rollback, and the end of its day: the scope is kept at least
+   * until then (its day's request count must outlive a commit), as a reservation keeps it.
+   */
+  #until() {
+    const now = this.#clock()
+    return { now, resetAt: this.#resetAt(now) }
+  }
+
+  /** `options.now()`, checked: a time in milliseconds that a Date can hold (±8.64e15). */
+  #clock() {
+    const now = this.#now()
+    if (typeof now !== 'number' || !Number.isFinite(now) || Math.abs(now) > 8.64e15) {
+      throw outOfRange(`options.now() must return a time in milliseconds that a Date can hold, got ${v.describe(now)}`)
+    }
+    return now
+  }
+
   /** The memory path of commit (0) and rollback (1). */
   #settle(op, hold, tokens) {
-    const now = this.#now()
+    const { now, resetAt } = this.#until()
     const clock = this.#store[kClock]
     try {
-      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, clock ? clock() : -1)
+      return native.quotaSettle(this.#core, op, hold.scope, hold.key, hold.id, tokens, now, resetAt, clock ? clock() : -1)
     } catch (e) {
       throw fromNative(e)
     }
@@ -359,6 +417,7 @@ class Quota {
     if (hold === null || typeof hold !== 'object') throw invalidArg(`hold must be a hold returned by reserve(), got ${v.describe(hold)}`)
     for (const f of ['id', 'scope', 'key']) {
       if (typeof hold[f] !== 'string') throw invalidArg(`hold.${f} must be a string, got ${v.describe(hold[f])}`)
+      v.wellFormed(hold[f], `hold.${f}`)
     }
   }
 
@@ -366,16 +425,13 @@ class Quota {
   // estimator a decision is made on the calling thread and handed back already resolved.
   #decide(op, scope, keyOrKeys, req) {
     v.string(scope, 'scope')
-    const now = this.#now()
-    if (typeof now !== 'number' || !Number.isFinite(now)) {
-      throw outOfRange(`options.now() must return a finite number of milliseconds, got ${v.describe(now)}`)
-    }
+    const now = this.#clock()
     const day = this.#dayKey(now)
     const estimate = this.#estimate(req)
     const go = (est) => {
       const tokens = nonNeg(est)
       if (this.#kind === 'memory') {
-        const [keys, names, nums] = packKeys(keyOrKeys)
+        const [keys, names, nums] = packKeys(keyOrKeys, this.#nums)
         const holdId = op === 'reserve' ? String(this.#id()) : ''
         const clock = this.#store[kClock]
         const need = 8 + keys.length * 12
@@ -412,6 +468,7 @@ class Quota {
           ? { scope, request: { ...request, op: 'force', scope, now, keys: [inputs[d.key]], holdId: d.hold.id, options: this.#options } }
           : null
       return this.#fallback.run(() => this.#run(scope, request, now), open, viaLocal, forced).then((d) => {
+        if (this.#seen !== null && d.fallback === undefined) this.#saw(scope, inputs, d, now, String(day))
         const r = shape(op, keys, count(d))
         if (d.fallback !== undefined) {
           r.fallback = d.fallback
@@ -424,8 +481,40 @@ class Quota {
     return then(estimate, go)
   }
 
+  // 'local' starts from what this process last saw: a scope the twin has not touched yet is
+  // given, per key, the day's requests, the tokens in the TPM window (as one reservation at the
+  // time Redis answered: no earlier than the real ones, so they never leave its window sooner)
+  // and the last reservation's time behind the RPM spacing, from Redis's last answer.
+  #saw(scope, inputs, d, at, day) {
+    if (this.#seen.size >= SEEN_SCOPES && !this.#seen.has(scope)) this.#seen.delete(this.#seen.keys().next().value)
+    const o = this.#options
+    const keys = {}
+    d.checks.forEach((c, i) => {
+      const lastAt = c.rpmMs > 0 ? at + c.rpmMs - cooldownMs(inputs[i].rpm ?? NaN, o.bufferMs ?? BUFFER_MS, o.windowMs ?? WINDOW_MS) : undefined
+      keys[c.key] = { used: c.dailyUsed, tokens: c.tokenUsed, lastAt }
+    })
+    if (d.hold) {
+      const k = keys[d.hold.key]
+      if (k) Object.assign(k, { used: k.used + 1, tokens: k.tokens + d.tokens, lastAt: d.hold.at })
+    }
+    this.#seen.set(scope, { at, day, keys })
+  }
+
+  /** The twin's first state of `scope`, in rate-budget's shape, or undefined. */
+  #seedState(scope) {
+    const seen = this.#seen === null ? undefined : this.#seen.get(scope)
+    if (seen === undefined) return undefined
+    const keys = {}
+    for (const [name, k] of Object.entries(seen.keys)) {
+      const state = { day: seen.day, used: k.used, hits: k.tokens > 0 ? [{ id: '', at: seen.at, tokens: k.tokens }] : [], holds: {} }
+      if (k.lastAt !== undefined) state.lastAt = k.lastAt
+      keys[name] = state
+    }
+    return { keys }
+  }
+
   /** Runs one JSON request on the scope, atomically, on Redis or a user's store. */
-  #run(scope, request, now = this.#now()) {
+  #run(scope, request, now = this.#clock()) {
     request.scope ??= scope
     request.now ??= now
     request.options = this.#options
@@ -462,6 +551,17 @@ class Quota {
       throw fromNative(e)
     })
   }
+}
+
+/** A store given where options were expected: the store-first form of the constructor. */
+function isStoreArgument(x) {
+  if (typeof x === 'string') return true
+  if (x === null || typeof x !== 'object') return false
+  return x instanceof MemoryStore || x instanceof RedisStore || isRedisClient(x) || typeof x.mutate === 'function'
+}
+
+function badFlag(name, value) {
+  throw invalidArg(`${name} must be true or false, got ${v.describe(value)}`)
 }
 
 const isThenable = (x) => x !== null && (typeof x === 'object' || typeof x === 'function') && typeof x.then === 'function'

@@ -43,6 +43,8 @@ class RateLimiter {
   #fallback = null
   /** Blocked-key cache: id → the time (ms, on this limiter's clock) until which it is refused. */
   #blocked = null
+  /** id → what Redis last said of it: `[remaining, at]` (ms, this limiter's clock), for 'local'. */
+  #seen = null
   #native
 
   constructor(store, options) {
@@ -58,6 +60,7 @@ class RateLimiter {
     this.#core = native.rateLimiterNew(ns, this.#prefix, this.#maxRequests, windowMs)
     const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
     if (!this.#memory && o.blockedKeyCache !== false) this.#blocked = new Map()
+    if (!this.#memory && policy === 'local') this.#seen = new Map()
     if (!this.#memory) {
       const clock = this.#clock
       const local = () => new RateLimiter(new MemoryStore({ now: clock }), { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, [kLocalTwin]: true })
@@ -177,6 +180,7 @@ class RateLimiter {
           // id are refused here without a command until then. The send time is a lower bound of
           // Redis's own "now", so the local block never outlasts the real one.
           if (p % 2 === 0 && this.#blocked !== null) this.#block(b.ids[i], (b.nows[i] >= 0 ? b.nows[i] : sentAt) + p / 2)
+          if (this.#seen !== null) this.#saw(b.ids[i], r.remaining, b.nows[i] >= 0 ? b.nows[i] : sentAt)
           b.settle[2 * i](b.replays[i] ? r : this.#count(r))
         }
         this.#fallback.ok()
@@ -189,12 +193,33 @@ class RateLimiter {
   #fallbackFor(err, code, id, now, skipped = false) {
     try {
       const open = () => ({ allowed: true, remaining: this.#maxRequests, resetInSeconds: 0 })
-      const viaLocal = (l) => (code === CHECK ? l.check(id) : code === RECORD ? l.record(id) : l.consume(id))
+      const viaLocal = (l) => {
+        this.#seed(l, id)
+        return code === CHECK ? l.check(id) : code === RECORD ? l.record(id) : l.consume(id)
+      }
       const count = (r) => (code === RECORD || (code === CONSUME && r.allowed) ? { id, now } : null)
       return this.#fallback.handle(err, open, viaLocal, count, skipped).then((r) => this.#count(r))
     } catch (e) {
       return Promise.reject(e)
     }
+  }
+
+  // 'local' starts from what this process last saw: the twin is given, for an id Redis last
+  // answered at `at` with `remaining` left, the requests it lacks to have as few left, each
+  // counted at `at` (no earlier than the real ones, so they never leave its window sooner).
+  // Once per id per outage: the twin then counts by itself.
+  #saw(id, remaining, at) {
+    if (this.#seen.size >= MAX_BLOCKED && !this.#seen.has(id)) this.#seen.delete(this.#seen.keys().next().value)
+    this.#seen.set(id, [remaining, at])
+  }
+
+  #seed(twin, id) {
+    const seen = this.#seen === null ? undefined : this.#seen.get(id)
+    if (seen === undefined) return
+    this.#seen.delete(id)
+    const [remaining, at] = seen
+    const lacking = unpack(native.rateLimiterRun(twin.#core, CHECK, id, at)).remaining - remaining
+    for (let i = 0; i < lacking; i++) native.rateLimiterRun(twin.#core, RECORD, id, at)
   }
 
   #block(id, until) {

@@ -1,24 +1,41 @@
 'use strict'
 // ResponseCache: exact caching of LLM responses. The default key is SHA-256 of the canonical
-// JSON of {model, messages} (engine/cache_key.rs), so property order does not matter.
+// JSON of the request body {model, messages, ...params} (lib/canonical.js, engine/cache_key.rs),
+// so property order does not matter and every parameter that changes an answer is in it.
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
+const { canonical } = require('./canonical')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
 
-/** SHA-256 (hex) of the canonical JSON of `{ model, messages }`: the default cache key. */
-function requestKey(model, messages) {
+function checkRequest(model, messages, params) {
   v.id(model, 'model')
   if (!Array.isArray(messages)) throw invalidArg(`messages must be an array, got ${v.describe(messages)}`)
-  try {
-    return native.requestDigest(v.json({ model, messages }, 'messages'))
-  } catch (e) {
-    throw fromNative(e)
+  if (params === undefined || params === null) return
+  if (typeof params !== 'object' || Array.isArray(params)) {
+    throw invalidArg(`params must be an object of request parameters (temperature, tools, …), got ${v.describe(params)}`)
   }
+  // The whole request body may be passed as params; its model and messages must be the ones given.
+  if (params.model !== undefined && params.model !== model) {
+    throw invalidArg(`params.model (${JSON.stringify(params.model)}) differs from model (${JSON.stringify(model)})`)
+  }
+  if (params.messages !== undefined && params.messages !== messages) {
+    throw invalidArg('params.messages is another array than messages: pass the same request, or leave it out')
+  }
+}
+
+/**
+ * SHA-256 (hex) of the canonical JSON of the request body `{ model, messages, ...params }`:
+ * the default cache key. Without params (or with `{}`) it is the key of `{ model, messages }`.
+ */
+function requestKey(model, messages, params) {
+  checkRequest(model, messages, params)
+  const body = params === undefined || params === null ? { messages, model } : { ...params, messages, model }
+  return native.requestDigest(canonical(body, 'request'))
 }
 
 class ResponseCache {
@@ -41,7 +58,7 @@ class ResponseCache {
     const ns = s[kNative]
     this.#memory = ns.isMemory
     this.#clock = s[kClock]
-    this.#core = new native.ResponseCacheCore(ns, ttlMs)
+    this.#core = new native.ResponseCacheCore(ns, this.#prefix, ttlMs)
     const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
     if (!this.#memory) {
       const clock = this.#clock
@@ -75,22 +92,29 @@ class ResponseCache {
     return this.#prefix
   }
 
-  /** The store key of a request: `prefix + keyFn(model, messages)`. */
-  keyFor(model, messages) {
-    if (this.#keyFn === null) return this.#prefix + requestKey(model, messages)
-    v.id(model, 'model')
-    if (!Array.isArray(messages)) throw invalidArg(`messages must be an array, got ${v.describe(messages)}`)
-    const k = this.#keyFn(model, messages)
+  /** The store key of a request: `prefix` + the encoded `keyFn(model, messages, params)`. */
+  keyFor(model, messages, params) {
+    return native.storeKey(this.#prefix, [this.#id(model, messages, params)])
+  }
+
+  /** The id of a request under the prefix: the digest, or what keyFn returns. */
+  #id(model, messages, params) {
+    if (this.#keyFn === null) return requestKey(model, messages, params)
+    checkRequest(model, messages, params)
+    const k = this.#keyFn(model, messages, params)
     if (typeof k !== 'string' || k.length === 0) {
       throw invalidArg(`options.keyFn must return a non-empty string, got ${v.describe(k)}`)
     }
-    return this.#prefix + k
+    return k
   }
 
-  /** The cached response, or null on a miss. A corrupt entry is evicted and is a miss. */
-  get(model, messages) {
+  /**
+   * The cached response, or null on a miss. A corrupt entry is evicted and is a miss. `params`
+   * (temperature, tools, response_format, …, or the whole request body) are part of the key.
+   */
+  get(model, messages, params) {
     try {
-      const key = this.keyFor(model, messages)
+      const key = this.#id(model, messages, params)
       const parse = (text) => this.#lookup(this.#parse(key, text))
       const now = this.#now()
       if (this.#memory) return Promise.resolve(parse(this.#core.get(key, now)))
@@ -98,7 +122,7 @@ class ResponseCache {
       return this.#fallback.run(
         () => this.#core.getAsync(key, now).then(parse, rethrow),
         () => this.#lookup(null),
-        (l) => l.get(model, messages).then((r) => this.#lookup(r)),
+        (l) => l.get(model, messages, params).then((r) => this.#lookup(r)),
         null,
         false,
       )
@@ -108,16 +132,16 @@ class ResponseCache {
   }
 
   /** Caches `response` (anything JSON can hold) for `ttl` seconds, replacing what was there. */
-  set(model, messages, response) {
+  set(model, messages, response, params) {
     try {
-      const key = this.keyFor(model, messages)
+      const key = this.#id(model, messages, params)
       const text = v.json(response, 'response')
       const now = this.#now()
       if (this.#memory) return Promise.resolve(this.#core.set(key, text, now))
       return this.#fallback.run(
         () => this.#core.setAsync(key, text, now).then(() => undefined, rethrow),
         () => undefined,
-        (l) => l.set(model, messages, response),
+        (l) => l.set(model, messages, response, params),
         null,
         false,
       )
@@ -127,9 +151,9 @@ class ResponseCache {
   }
 
   /** Removes the cached response; resolves true when there was one. */
-  invalidate(model, messages) {
+  invalidate(model, messages, params) {
     try {
-      return this.#delete(this.keyFor(model, messages))
+      return this.#delete(this.#id(model, messages, params))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }

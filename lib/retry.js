@@ -102,7 +102,10 @@ function sleep(ms, signal) {
 }
 
 /**
- * Calls `fn(attempt)` until it succeeds, retrying what is worth retrying.
+ * Calls `fn(attempt, requestOptions)` until it succeeds, retrying what is worth retrying.
+ * `requestOptions` is `{ maxRetries: 0, signal? }`, the OpenAI and Anthropic SDKs'
+ * per-request options: pass it as the call's second argument so the SDK does not also retry
+ * (their clients retry twice by default: 3 × 4 = 12 requests for `maxRetries: 3` otherwise).
  * Options: `maxRetries` (3), `baseDelayMs` (1000; the seed's `baseDelay` works too),
  * `maxDelayMs` (30000, the cap of one backoff), `maxRetryAfterMs` (60000: a longer
  * `retry-after` is not waited for, the error is thrown), `signal` (stops waiting at once),
@@ -129,7 +132,7 @@ async function withRetry(fn, options) {
   for (let attempt = 0; ; attempt++) {
     if (o.signal && o.signal.aborted) throw abortError(o.signal)
     try {
-      return await fn(attempt)
+      return await fn(attempt, o.signal ? { maxRetries: 0, signal: o.signal } : { maxRetries: 0 })
     } catch (error) {
       if (attempt >= o.maxRetries || (o.signal && o.signal.aborted)) throw error
       const d = decide(error, attempt, o)

@@ -5,8 +5,9 @@
 
 const { performance } = require('node:perf_hooks')
 const native = require('./native')
-const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { fromNative, invalidArg, outOfRange, withCode, codes } = require('./errors')
+const { canonical } = require('./canonical')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
 const v = require('./validate')
 
@@ -42,7 +43,12 @@ function lastUserIndex(messages) {
 }
 
 function digest(value) {
-  return native.requestDigest(v.json(value, 'messages'))
+  return native.requestDigest(canonical(value, 'request'))
+}
+
+/** The vector index's scope: model and context (or the caller's scope), encoded as store keys are. */
+function scopeOf(model, kind, rest) {
+  return native.storeKey('', [model, kind, rest])
 }
 
 /** An embedding as a Float32Array, checked. */
@@ -70,6 +76,7 @@ class SemanticCache {
   #prefix
   #ttl
   #maxEntries
+  #embedTimeoutMs
   #recent = new Map()
   #stats = { hits: 0, exactHits: 0, semanticHits: 0, misses: 0, falseHits: 0, lookups: 0, lookupMs: 0 }
   /** Counters of the store failure policy, shared with `metrics()`. */
@@ -90,9 +97,12 @@ class SemanticCache {
     const ttlMs = o.ttl === undefined ? 3_600_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
     this.#ttl = ttlMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:semantic:' : v.string(o.prefix, 'options.prefix')
+    // Its keys are `{prefix}e:<sha256>`, `{prefix}ids`, `{prefix}log` (src/store/redis/semantic.rs).
+    checkSlotPrefix(this.#prefix, ['e:0', 'ids', 'log'].map((k) => `{${this.#prefix}}${k}`), 'options.prefix')
     this.#maxEntries = o.maxEntries === undefined ? 10_000 : v.integer(o.maxEntries, 'options.maxEntries', 1, MAX_ENTRIES)
     if (o.scope !== undefined && typeof o.scope !== 'function') v.id(o.scope, 'options.scope')
     this.#scope = o.scope
+    this.#embedTimeoutMs = o.embedTimeoutMs === undefined ? 10_000 : v.millis(o.embedTimeoutMs, 'options.embedTimeoutMs', 2 ** 31 - 1)
     const annMin = o.approximateFrom === undefined ? 0 : v.integer(o.approximateFrom, 'options.approximateFrom', 2, MAX_ENTRIES)
     const ns = s[kNative]
     this.#memory = ns.isMemory
@@ -109,6 +119,7 @@ class SemanticCache {
           prefix: this.#prefix,
           maxEntries: this.#maxEntries,
           scope: this.#scope,
+          embedTimeoutMs: this.#embedTimeoutMs,
           [kLocalTwin]: true,
         })
       // Nothing to replay: entries cached in-process during an outage stay there.
@@ -192,7 +203,7 @@ class SemanticCache {
     if (r.text.length > 0) {
       // The embedding call is the caller's time, not the lookup's.
       addSpent(performance.now() - started)
-      const vector = toVector(await this.#embed(r.text))
+      const vector = toVector(await this.#embedText(r.text))
       started = performance.now()
       restart(started)
       this.#remember(r.key, vector)
@@ -217,7 +228,7 @@ class SemanticCache {
       const json = v.json(response, 'response')
       let vector = null
       if (r.text.length > 0) {
-        vector = this.#recent.get(r.key) ?? toVector(await this.#embed(r.text))
+        vector = this.#recent.get(r.key) ?? toVector(await this.#embedText(r.text))
         this.#recent.delete(r.key)
       }
       const now = this.#now()
@@ -321,9 +332,19 @@ class SemanticCache {
       // Default scope: everything but the last user message (system prompt, earlier turns).
       // Computed only when needed: an exact hit does not pay for it.
       const context = () => (i >= 0 ? messages.filter((_, j) => j !== i) : messages)
-      return { key: digest({ model, messages }), scope: () => `${model}\u0000${digest({ model, messages: context() })}`, text }
+      return { key: digest({ model, messages }), scope: () => scopeOf(model, 'c', digest({ model, messages: context() })), text }
     }
-    return { key: digest({ model, messages, scope: custom }), scope: () => `${model}\u0000s:${custom}`, text }
+    return { key: digest({ model, messages, scope: custom }), scope: () => scopeOf(model, 's', custom), text }
+  }
+
+  /** `embed(text)`, refused with ERR_TOLLGATE_CALLBACK_TIMEOUT after `embedTimeoutMs`. */
+  #embedText(text) {
+    const ms = this.#embedTimeoutMs
+    let timer
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(withCode(new Error(`options.embed did not settle within ${ms} ms (options.embedTimeoutMs)`), codes.CALLBACK_TIMEOUT)), ms)
+    })
+    return Promise.race([Promise.resolve().then(() => this.#embed(text)), late]).finally(() => clearTimeout(timer))
   }
 
   /** The hit, or null when its response is not JSON (a corrupt entry: evicted, a miss). */

@@ -3,9 +3,9 @@
 // ioredis or node-redis client, or nothing) into one.
 
 const native = require('./native')
-const { invalidArg, outOfRange } = require('./errors')
+const { invalidArg, outOfRange, fromNative } = require('./errors')
 const v = require('./validate')
-const { policyOf, retryMsOf } = require('./policy')
+const { policyOf, retryMsOf, defaultRetryMs, StoreHealth } = require('./policy')
 
 const kNative = Symbol('tollgate.native')
 const kClock = Symbol('tollgate.clock')
@@ -34,21 +34,49 @@ function clockOf(now) {
 /**
  * State kept in this process: nothing to install, answers synchronously. The default store.
  */
+/** Largest `maxKeys` a MemoryStore takes. */
+const MAX_KEYS = 2 ** 32 - 1
+
 class MemoryStore {
+  #maxKeys
   constructor(options) {
     const o = v.options(options, 'options')
-    this[kNative] = native.NativeStore.memory()
+    // No bound by default: evicting a key forgets a limit, so the bound is the caller's choice.
+    this.#maxKeys = o.maxKeys === undefined || o.maxKeys === null ? null : v.integer(o.maxKeys, 'options.maxKeys', 1, MAX_KEYS)
+    this[kNative] = native.NativeStore.memory(this.#maxKeys ?? undefined)
     this[kClock] = clockOf(o.now)
   }
 
   /** Live keys (for a store used by one Quota: its scopes, as in rate-budget). */
   size() {
-    return this[kNative].size(this.#now())
+    try {
+      return this[kNative].size(this.#now())
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** The key bound (null: none). */
+  get maxKeys() {
+    return this.#maxKeys
+  }
+
+  /** Live keys, the bound, and how many keys the bound evicted (least recently used first). */
+  stats() {
+    try {
+      return { keys: this.size(), maxKeys: this.#maxKeys, evictions: this[kNative].evictions() }
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   /** Drops everything. */
   clear() {
-    this[kNative].clear()
+    try {
+      this[kNative].clear()
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   // rate-budget's MemoryStore methods, over the scopes of Quotas with the default prefix.
@@ -66,7 +94,7 @@ class MemoryStore {
 
   /** Deletes one Quota scope, or all of them when `scope` is empty or missing. */
   reset(scope) {
-    native.quotaReset(this.#quotas(), scope ? String(scope) : null)
+    native.quotaReset(this.#quotas(), scope ? v.wellFormed(String(scope), 'scope') : null)
   }
 
   #quotaCore = null
@@ -80,8 +108,14 @@ class MemoryStore {
     return clock ? clock() : -1
   }
 
-  /** Nothing to release; present so code can close any store. */
+  /** True once `close()` was called. */
+  get closed() {
+    return this[kNative].closed
+  }
+
+  /** Closes the store: every later call on it (any class) rejects with ERR_TOLLGATE_STORE_CLOSED. */
   close() {
+    this[kNative].close()
     return Promise.resolve()
   }
 }
@@ -103,13 +137,42 @@ function urlOf(o) {
   return `${scheme}://${auth}${h}:${port}/${db}${insecure ? '#insecure' : ''}`
 }
 
+/** `url` with its password (or a lone user-info part, which may be a token) masked as `***`. */
+function redactUrl(url) {
+  return String(url).replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i, (_, scheme, userinfo) => {
+    const colon = userinfo.indexOf(':')
+    return `${scheme}${colon < 0 ? '***' : `${userinfo.slice(0, colon)}:***`}@`
+  })
+}
+
+/**
+ * A Redis URL checked here, so that every malformed one is an ERR_TOLLGATE_INVALID_ARG
+ * TypeError whose message shows the URL with its password masked.
+ */
 function checkUrl(url, name) {
   v.id(url, name)
-  if (!/^rediss?:\/\//.test(url)) {
-    throw invalidArg(`${name} must be a redis:// or rediss:// URL, got ${JSON.stringify(url.slice(0, 80))}`)
+  const shown = JSON.stringify(redactUrl(url).slice(0, 120))
+  if (!/^rediss?:\/\//i.test(url)) {
+    throw invalidArg(`${name} must be a redis:// or rediss:// URL, got ${shown}`)
+  }
+  let u
+  try {
+    u = new URL(url)
+  } catch {
+    throw invalidArg(`${name} is not a valid URL (check the host, the port and that special characters in the password are %-encoded), got ${shown}`)
+  }
+  if (u.hostname === '') throw invalidArg(`${name} has no host, got ${shown}`)
+  if (!/^(\/\d*)?$/.test(u.pathname)) throw invalidArg(`${name}: the path must be a database number (/0), got ${shown}`)
+  try {
+    decodeURIComponent(u.password)
+    decodeURIComponent(u.username)
+  } catch {
+    throw invalidArg(`${name} has a user or password that is not valid %-encoding, got ${shown}`)
   }
   return url
 }
+
+const EVICTION_POLICIES = ['warn', 'error', 'ignore']
 
 /**
  * State shared through Redis (or Redis Cluster, or Valkey) by every process that uses the
@@ -141,12 +204,30 @@ class RedisStore {
       o.connectTimeoutMs === undefined ? DEFAULT_CONNECT_TIMEOUT_MS : v.millis(o.connectTimeoutMs, 'options.connectTimeoutMs', 60000)
     const commandTimeoutMs =
       o.commandTimeoutMs === undefined ? DEFAULT_COMMAND_TIMEOUT_MS : v.millis(o.commandTimeoutMs, 'options.commandTimeoutMs', 60000)
-    this[kNative] = native.NativeStore.redis({ urls, cluster, connectTimeoutMs, commandTimeoutMs })
-    this[kClock] = clockOf(o.now)
-    this[kPolicy] = {
-      policy: o.onStoreError === undefined ? undefined : policyOf(o, undefined),
-      retryMs: o.storeRetryMs === undefined ? undefined : retryMsOf(o.storeRetryMs, 'options.storeRetryMs'),
+    const evictionPolicy = o.evictionPolicy === undefined ? 'warn' : o.evictionPolicy
+    if (!EVICTION_POLICIES.includes(evictionPolicy)) {
+      throw invalidArg(`options.evictionPolicy must be 'warn', 'error' or 'ignore', got ${v.describe(evictionPolicy)}`)
     }
+    const policy = o.onStoreError === undefined ? undefined : policyOf(o, undefined)
+    const retryMs = o.storeRetryMs === undefined ? defaultRetryMs(commandTimeoutMs) : retryMsOf(o.storeRetryMs, 'options.storeRetryMs')
+    try {
+      this[kNative] = native.NativeStore.redis({ urls, cluster, connectTimeoutMs, commandTimeoutMs, evictionPolicy })
+    } catch (e) {
+      throw fromNative(e)
+    }
+    this[kClock] = clockOf(o.now)
+    // One health state for every class on this store (see StoreHealth).
+    const health = new StoreHealth(retryMs, this[kNative], connectTimeoutMs + commandTimeoutMs)
+    this[kPolicy] = { policy, retryMs, health }
+  }
+
+  /**
+   * Whether Redis answers, as every class on this store sees it, and the server's memory
+   * settings: `{ status: 'up' | 'down', outage, retryMs, probes, pending, maxmemory,
+   * maxmemoryPolicy, evicts }`. Synchronous: no command is sent.
+   */
+  health() {
+    return this[kPolicy].health.report()
   }
 
   /**
@@ -163,10 +244,23 @@ class RedisStore {
     return this[kNative].closed
   }
 
-  /** Ends the connection; later calls reject with ERR_TOLLGATE_STORE_CLOSED. */
-  close() {
+  /**
+   * Ends the connection; later calls reject with ERR_TOLLGATE_STORE_CLOSED. With
+   * `{ flush: true }`, first pushes the counts every class on this store queued during an
+   * outage (trying for up to `timeoutMs`, default twice the store's call bound), and resolves
+   * to `{ left }`: how many could not be pushed (0 when all reached Redis).
+   */
+  async close(options) {
+    const o = v.options(options, 'options')
+    const health = this[kPolicy].health
+    let left = health.pending
+    if (o.flush === true && !this.closed) {
+      const timeoutMs = o.timeoutMs === undefined ? undefined : v.millis(o.timeoutMs, 'options.timeoutMs', 3_600_000)
+      left = await health.flushAll(timeoutMs)
+    }
+    health.stop()
     this[kNative].close()
-    return Promise.resolve()
+    return { left }
   }
 }
 
@@ -210,7 +304,7 @@ function connectionOf(client) {
     const s = o.socket || {}
     let base = {}
     if (o.url) {
-      const u = new URL(o.url)
+      const u = new URL(checkUrl(o.url, 'client.options.url'))
       base = {
         host: u.hostname.replace(/^\[|\]$/g, ''),
         port: u.port ? Number(u.port) : 6379,
@@ -233,6 +327,32 @@ function connectionOf(client) {
   }
   // ioredis client: { host, port, username, password, db, tls }
   return { host: o.host, port: o.port, username: o.username, password: o.password, db: o.db, tls: o.tls }
+}
+
+/**
+ * Redis Cluster's hash tag of `key`: what lies between its first `{` and the next `}`, when that
+ * is not empty; else null (the whole key is hashed).
+ */
+function hashTag(key) {
+  const open = key.indexOf('{')
+  if (open < 0) return null
+  const close = key.indexOf('}', open + 1)
+  return close > open + 1 ? key.slice(open + 1, close) : null
+}
+
+/**
+ * Refuses a prefix with which the keys a class builds (`keys`, examples made from the prefix)
+ * would not share one non-empty hash tag: on a Redis Cluster its scripts would fail with
+ * CROSSSLOT at the first call. Refused on every store, so a move to a Cluster breaks nothing.
+ */
+function checkSlotPrefix(prefix, keys, name) {
+  const tag = hashTag(keys[0])
+  if (tag === null || keys.some((k) => hashTag(k) !== tag)) {
+    throw invalidArg(
+      `${name} ${JSON.stringify(prefix)} would spread this class's keys over several Redis Cluster slots (they must share one non-empty {hash tag}): use a non-empty prefix without braces, or one with a non-empty {tag}`,
+    )
+  }
+  return prefix
 }
 
 let defaultStore
@@ -287,6 +407,8 @@ function storeAndOptions(first, second, name) {
 
 module.exports = {
   QUOTA_PREFIX,
+  redactUrl,
+  checkSlotPrefix,
   MemoryStore,
   RedisStore,
   resolveStore,

@@ -7,6 +7,7 @@ const { fromNative, rethrow, invalidArg } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
 const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
 const v = require('./validate')
+const { totalTokens } = require('./usage')
 
 const CHECK = 0
 const RECORD = 1
@@ -18,6 +19,9 @@ const MAX_TOKENS = Number.MAX_SAFE_INTEGER
 let openHolds = 0
 const MAX_PERIOD_SECONDS = 10 * 366 * 24 * 3600
 
+/** Most buckets whose last Redis answer is kept for 'local' (the oldest go first). */
+const MAX_SEEN = 10_000
+
 class TokenBudget {
   #core
   #memory
@@ -28,6 +32,8 @@ class TokenBudget {
   #prefix
   #stats = newStats()
   #fallback = null
+  /** bucket → what Redis last said of it: `[used, reserved, at, resetAt]` (ms), for 'local'. */
+  #seen = null
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'TokenBudget')
@@ -56,6 +62,7 @@ class TokenBudget {
       // What was recorded, settled or released while Redis was away happens there, at its time.
       const replay = (op) => this.#core.runAsync(op.code, op.bucket, op.tokens, op.holdId, op.now).catch(rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
+      if (policy === 'local') this.#seen = new Map()
     }
     if (!o[kLocalTwin]) track('TokenBudget', this.#prefix, this.#stats)
   }
@@ -91,9 +98,9 @@ class TokenBudget {
     return this.#run(CHECK, bucket, 0, '')
   }
 
-  /** Adds `tokensUsed` to `bucket`; always counts. */
+  /** Adds `tokensUsed` (a number, tollgate's Usage or a provider response) to `bucket`; always counts. */
   record(bucket, tokensUsed) {
-    return this.#run(RECORD, bucket, tokensUsed, '', 'tokensUsed')
+    return this.#run(RECORD, bucket, tokensUsed, '', 'tokensUsed', true)
   }
 
   /** Holds `estimate` tokens if they fit; the result's `hold` is null when refused. */
@@ -101,9 +108,12 @@ class TokenBudget {
     return this.#run(RESERVE, bucket, estimate, '', 'estimate')
   }
 
-  /** Replaces a hold by the tokens the call really used. */
+  /**
+   * Replaces a hold by the tokens the call really used: a number, tollgate's Usage or a
+   * provider response (its input tokens, cached included, plus its output tokens).
+   */
   settle(hold, actualTokens) {
-    return this.#withHold(hold, (h) => this.#run(SETTLE, h.bucket, actualTokens, h.id, 'actualTokens'))
+    return this.#withHold(hold, (h) => this.#run(SETTLE, h.bucket, actualTokens, h.id, 'actualTokens', true))
   }
 
   /** Drops a hold without counting anything (the call was not made). */
@@ -118,15 +128,16 @@ class TokenBudget {
     return f(hold)
   }
 
-  #run(code, bucket, tokens, holdId, tokensName) {
+  #run(code, bucket, value, holdId, tokensName, usage) {
     try {
       v.id(bucket, 'bucket')
+      const tokens = usage ? totalTokens(value, tokensName) : value
       if (tokensName) v.integer(tokens, tokensName, 0, MAX_TOKENS)
       const now = this.#clock ? this.#clock() : -1
       const shape = (d) => this.#count(this.#result(d, bucket, tokens, code))
       if (this.#memory) return Promise.resolve(shape(this.#core.run(code, bucket, tokens, holdId, now)))
       return this.#fallback.run(
-        () => this.#core.runAsync(code, bucket, tokens, holdId, now).then(shape, rethrow),
+        () => this.#core.runAsync(code, bucket, tokens, holdId, now).then((d) => (this.#saw(bucket, d, now), shape(d)), rethrow),
         () => this.#count(this.#open(code, bucket, tokens, now)),
         (l) => this.#viaLocal(l, code, bucket, tokens, holdId),
         code === RECORD || code === SETTLE || code === RELEASE ? { code, bucket, tokens, holdId, now } : null,
@@ -136,8 +147,30 @@ class TokenBudget {
     }
   }
 
+  // 'local' starts from what this process last saw: the twin is given, for a bucket Redis last
+  // answered at `at`, the used tokens and the held ones it lacks (a hold of its own, which
+  // expires as the real ones do), counted at `at`. Once per bucket per outage.
+  #saw(bucket, d, now) {
+    if (this.#seen === null) return
+    const at = now >= 0 ? now : Date.now()
+    if (this.#seen.size >= MAX_SEEN && !this.#seen.has(bucket)) this.#seen.delete(this.#seen.keys().next().value)
+    this.#seen.set(bucket, [d.used, d.reserved, at, at + d.resetInSeconds * 1000])
+  }
+
+  #seed(twin, bucket) {
+    const seen = this.#seen === null ? undefined : this.#seen.get(bucket)
+    if (seen === undefined) return
+    this.#seen.delete(bucket)
+    const [used, reserved, at, resetAt] = seen
+    if ((this.#clock ? this.#clock() : Date.now()) >= resetAt) return // a new period: nothing carries over
+    const d = twin.#core.run(CHECK, bucket, 0, '', at)
+    if (used > d.used) twin.#core.run(RECORD, bucket, used - d.used, '', at)
+    if (reserved > d.reserved) twin.#core.run(RESERVE, bucket, reserved - d.reserved, '', at)
+  }
+
   // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.
   #viaLocal(l, code, bucket, tokens, holdId) {
+    this.#seed(l, bucket)
     const id = holdId.startsWith('local:') ? holdId.slice(6) : holdId
     const hold = { bucket, id, tokens: 0, expiresAt: 0 }
     const r =

@@ -56,7 +56,8 @@ function countTokens(input, modelOrEncoding, options) {
 function countTokensBatch(texts, modelOrEncoding, options) {
   if (!Array.isArray(texts)) throw invalidArg(`texts must be an array, got ${v.describe(texts)}`)
   const e = resolve(modelOrEncoding, options)
-  texts.forEach((t, i) => text(t, `texts[${i}]`))
+  // A plain loop: forEach skips the holes of a sparse array, which native code cannot read.
+  for (let i = 0; i < texts.length; i++) text(texts[i], `texts[${i}]`)
   try {
     return native.countTokensBatchWith(texts, e)
   } catch (err) {

@@ -2,8 +2,9 @@
 //   burst <url> <prefix> <tpm> <rpm> <calls> <estimate> [maxWaitMs] [clockOffsetMs]: queues
 //     `calls` jobs at once (waiting up to maxWaitMs, default 0, per job; the limiter's clock is
 //     Date.now() + clockOffsetMs when given) and prints when each admitted job started.
-//   hold <url> <prefix> <maxConcurrent>: fills the model's concurrency with jobs that never end,
-//     prints "held", and waits to be killed.
+//   hold <url> <prefix> <maxConcurrent> [tokensPerDay estimate]: fills the model's concurrency
+//     with jobs that never end (each estimating `estimate` tokens against the day's
+//     `tokensPerDay`, when given), prints "held", and waits to be killed.
 'use strict'
 const { createLLMRateLimiter, createRedisBackend } = require('../../lib/index.js')
 
@@ -31,9 +32,10 @@ async function main() {
     await limiter.stop()
     process.stdout.write(JSON.stringify({ admitted }))
   } else if (kind === 'hold') {
-    const [conc] = rest.map(Number)
+    const [conc, tpd, est] = rest.map(Number)
     const limiter = createLLMRateLimiter({
-      models: { m: { maxConcurrentRequests: conc } },
+      models: { m: tpd ? { maxConcurrentRequests: conc, tokensPerDay: tpd } : { maxConcurrentRequests: conc } },
+      ...(est ? { resourceEstimationsPerJob: { s: { estimatedUsedTokens: est, estimatedNumberOfRequests: 1 } } } : {}),
       backend: createRedisBackend({ url, keyPrefix: prefix, heartbeatIntervalMs: 50, instanceTimeoutMs: 300 }),
     })
     await limiter.start()

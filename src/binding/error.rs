@@ -11,6 +11,9 @@ pub const STORE_TIMEOUT: &str = "ERR_TOLLGATE_STORE_TIMEOUT";
 pub const STORE_UNAVAILABLE: &str = "ERR_TOLLGATE_STORE_UNAVAILABLE";
 pub const STORE_CLOSED: &str = "ERR_TOLLGATE_STORE_CLOSED";
 pub const STORE_ERROR: &str = "ERR_TOLLGATE_STORE_ERROR";
+pub const STORE_AUTH: &str = "ERR_TOLLGATE_STORE_AUTH";
+pub const STORE_OOM: &str = "ERR_TOLLGATE_STORE_OOM";
+pub const STORE_EVICTION: &str = "ERR_TOLLGATE_STORE_EVICTION";
 pub const INVALID_ARG: &str = "ERR_TOLLGATE_INVALID_ARG";
 
 pub fn coded(code: &str, message: impl std::fmt::Display) -> napi::Error {
@@ -23,6 +26,9 @@ impl From<StoreError> for napi::Error {
       StoreError::Timeout(m) => coded(STORE_TIMEOUT, m),
       StoreError::Unavailable(m) => coded(STORE_UNAVAILABLE, m),
       StoreError::Command(m) => coded(STORE_ERROR, m),
+      StoreError::Auth(m) => coded(STORE_AUTH, m),
+      StoreError::OutOfMemory(m) => coded(STORE_OOM, m),
+      StoreError::Eviction(m) => coded(STORE_EVICTION, m),
       StoreError::Closed => coded(STORE_CLOSED, "the store was closed"),
     }
   }

@@ -8,6 +8,7 @@ use napi_derive::napi;
 
 use super::clock::{local, remote};
 use super::error::ms;
+use super::id::{key_of, Id};
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::jobs::sliding::SlidingState;
 use crate::engine::jobs::{self, Denied, Limits, ModelState, Usage};
@@ -208,9 +209,9 @@ impl JobsRedisCore {
   pub fn new(
     store: &NativeStore,
     prefix: String,
-    models: Vec<String>,
+    models: Vec<Id>,
     limits: Vec<f64>,
-    instance: String,
+    instance: Id,
     timeout_ms: f64,
     sliding: bool,
   ) -> napi::Result<Self> {
@@ -219,10 +220,13 @@ impl JobsRedisCore {
     Ok(JobsRedisCore {
       redis,
       instances_key: format!("{base}instances"),
-      grants_key: format!("{base}grants:{instance}"),
-      model_keys: models.iter().map(|m| format!("{base}model:{m}")).collect(),
+      grants_key: key_of(&format!("{base}grants:"), &[&instance]),
+      model_keys: models
+        .iter()
+        .map(|m| key_of(&format!("{base}model:"), &[m]))
+        .collect(),
       limits: limits_of(&limits),
-      instance,
+      instance: instance.as_str().to_owned(),
       timeout_ms: ms(timeout_ms).max(1),
       sliding,
     })
@@ -403,6 +407,8 @@ pub fn job_adjust_ratios(
 #[napi]
 pub struct ProviderCore {
   backend: Backend,
+  /// `<keyPrefix>:`, the provider already encoded into it by lib/.
+  prefix: String,
   points: u64,
   duration_ms: u64,
 }
@@ -419,18 +425,20 @@ fn decision(d: provider_limit::Decision) -> Vec<f64> {
 #[napi]
 impl ProviderCore {
   #[napi(constructor)]
-  pub fn new(store: &NativeStore, points: f64, duration_ms: f64) -> Self {
+  pub fn new(store: &NativeStore, prefix: String, points: f64, duration_ms: f64) -> Self {
     ProviderCore {
       backend: store.backend.clone(),
+      prefix,
       points: ms(points),
       duration_ms: ms(duration_ms).max(1),
     }
   }
 
   /// `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
-  /// as the text `<points>:<expire>` under `key`, expiring with its period.
+  /// as the text `<points>:<expire>` under the scope's key, expiring with its period.
   #[napi(catch_unwind)]
-  pub fn consume(&self, key: String, cost: f64, now: f64) -> napi::Result<Vec<f64>> {
+  pub fn consume(&self, scope: Id, cost: f64, now: f64) -> napi::Result<Vec<f64>> {
+    let key = key_of(&self.prefix, &[&scope]);
     let store = self.backend.memory()?;
     let now = local(now);
     let mut counter = store.get_text(&key, now).and_then(|t| {
@@ -449,7 +457,8 @@ impl ProviderCore {
   }
 
   #[napi]
-  pub async fn consume_async(&self, key: String, cost: f64, now: f64) -> napi::Result<Vec<f64>> {
+  pub async fn consume_async(&self, scope: Id, cost: f64, now: f64) -> napi::Result<Vec<f64>> {
+    let key = key_of(&self.prefix, &[&scope]);
     let redis = open_redis(&self.backend)?;
     let d = redis
       .provider_consume(&key, self.points, self.duration_ms, remote(now), ms(cost))

@@ -92,7 +92,7 @@ pub fn rate_limiter_run_batch<'env>(
   env: &'env Env,
   core: &External<Arc<RateLimiterCore>>,
   codes: Vec<u32>,
-  ids: Vec<String>,
+  ids: Vec<Id>,
   nows: Vec<f64>,
 ) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
   let redis = open_redis(&core.backend)?;
@@ -101,7 +101,7 @@ pub fn rate_limiter_run_batch<'env>(
   }
   let keys: Vec<String> = ids
     .iter()
-    .map(|id| format!("{}{}", core.prefix, id))
+    .map(|id| format!("{}{}", core.prefix, id.as_str()))
     .collect();
   let limit = core.limit;
   env.spawn_future(async move {

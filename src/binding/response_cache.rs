@@ -1,73 +1,87 @@
-//! `ResponseCacheCore`: the entries of one `ResponseCache` (lib/response-cache.js), and the
-//! request digest its default keys are made of.
+//! `ResponseCacheCore`: the entries of one `ResponseCache` (lib/response-cache.js), the
+//! digest its default keys are made of, and `storeKey`, the key encoding lib/ uses where it
+//! names keys itself.
 
 use napi_derive::napi;
 
 use super::clock::{local, remote};
-use super::error::{coded, ms, INVALID_ARG};
+use super::error::ms;
+use super::id::{key_of, Id};
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::cache_key;
 
-/// SHA-256 hex of the canonical JSON (RFC 8785) of `json`.
+/// SHA-256 hex of canonical request text (lib/canonical.js writes it).
+#[napi]
+pub fn request_digest(canonical: String) -> String {
+  cache_key::digest(&canonical)
+}
+
+/// The store key of `parts` under `prefix` (`store::key`): what every class's keys are.
 #[napi(catch_unwind)]
-pub fn request_digest(json: String) -> napi::Result<String> {
-  cache_key::request_digest(&json).map_err(|e| coded(INVALID_ARG, e.0))
+pub fn store_key(prefix: String, parts: Vec<Id>) -> String {
+  key_of(&prefix, &parts.iter().collect::<Vec<_>>())
 }
 
 #[napi]
 pub struct ResponseCacheCore {
   backend: Backend,
+  prefix: String,
   ttl_ms: u64,
 }
 
 #[napi]
 impl ResponseCacheCore {
   #[napi(constructor)]
-  pub fn new(store: &NativeStore, ttl_ms: f64) -> Self {
+  pub fn new(store: &NativeStore, prefix: String, ttl_ms: f64) -> Self {
     ResponseCacheCore {
       backend: store.backend.clone(),
+      prefix,
       ttl_ms: ms(ttl_ms).max(1),
     }
   }
 
-  #[napi(catch_unwind)]
-  pub fn get(&self, key: String, now: f64) -> napi::Result<Option<String>> {
-    Ok(self.backend.memory()?.get_text(&key, local(now)))
+  fn key(&self, id: &Id) -> String {
+    key_of(&self.prefix, &[id])
   }
 
   #[napi(catch_unwind)]
-  pub fn set(&self, key: String, json: String, now: f64) -> napi::Result<()> {
+  pub fn get(&self, id: Id, now: f64) -> napi::Result<Option<String>> {
+    Ok(self.backend.memory()?.get_text(&self.key(&id), local(now)))
+  }
+
+  #[napi(catch_unwind)]
+  pub fn set(&self, id: Id, json: String, now: f64) -> napi::Result<()> {
     self
       .backend
       .memory()?
-      .set_text(&key, json, local(now), self.ttl_ms);
+      .set_text(&self.key(&id), json, local(now), self.ttl_ms);
     Ok(())
   }
 
   #[napi(catch_unwind)]
-  pub fn delete(&self, key: String, now: f64) -> napi::Result<bool> {
-    Ok(self.backend.memory()?.delete(&key, local(now)))
+  pub fn delete(&self, id: Id, now: f64) -> napi::Result<bool> {
+    Ok(self.backend.memory()?.delete(&self.key(&id), local(now)))
   }
 
   #[napi]
-  pub async fn get_async(&self, key: String, now: f64) -> napi::Result<Option<String>> {
+  pub async fn get_async(&self, id: Id, now: f64) -> napi::Result<Option<String>> {
     let redis = open_redis(&self.backend)?;
-    Ok(redis.get_text(&key, remote(now)).await?)
+    Ok(redis.get_text(&self.key(&id), remote(now)).await?)
   }
 
   #[napi]
-  pub async fn set_async(&self, key: String, json: String, now: f64) -> napi::Result<()> {
+  pub async fn set_async(&self, id: Id, json: String, now: f64) -> napi::Result<()> {
     let redis = open_redis(&self.backend)?;
     Ok(
       redis
-        .set_text(&key, &json, remote(now), self.ttl_ms)
+        .set_text(&self.key(&id), &json, remote(now), self.ttl_ms)
         .await?,
     )
   }
 
   #[napi]
-  pub async fn delete_async(&self, key: String) -> napi::Result<bool> {
+  pub async fn delete_async(&self, id: Id) -> napi::Result<bool> {
     let redis = open_redis(&self.backend)?;
-    Ok(redis.delete(&key).await?)
+    Ok(redis.delete(&self.key(&id)).await?)
   }
 }

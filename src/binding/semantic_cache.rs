@@ -103,7 +103,11 @@ pub struct SemanticCore {
 impl SemanticCore {
   fn entries(&self) -> napi::Result<MutexGuard<'_, SemanticEntries>> {
     match &self.state.shared {
-      Shared::Memory(m) => Ok(lock(m)),
+      Shared::Memory(m) => {
+        // A closed MemoryStore refuses, as every class on it does.
+        self.state._backend.memory()?;
+        Ok(lock(m))
+      }
       Shared::Redis { .. } => Err(coded(
         super::error::INVALID_ARG,
         "a Redis store has no synchronous path",

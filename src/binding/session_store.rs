@@ -4,6 +4,7 @@ use napi_derive::napi;
 
 use super::clock::{local, remote};
 use super::error::{coded, ms};
+use super::id::Id;
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::session::Session;
 use crate::store::memory::AppendOutcome;
@@ -51,18 +52,12 @@ impl SessionStoreCore {
     }
   }
 
-  fn key(&self, id: &str) -> String {
-    format!("{}{}", self.prefix, id)
+  fn key(&self, id: &Id) -> String {
+    format!("{}{}", self.prefix, id.as_str())
   }
 
   #[napi(catch_unwind)]
-  pub fn save(
-    &self,
-    id: String,
-    head: String,
-    messages: Option<String>,
-    now: f64,
-  ) -> napi::Result<()> {
+  pub fn save(&self, id: Id, head: String, messages: Option<String>, now: f64) -> napi::Result<()> {
     let s = Session { head, messages };
     self
       .backend
@@ -72,7 +67,7 @@ impl SessionStoreCore {
   }
 
   #[napi(catch_unwind)]
-  pub fn load(&self, id: String, now: f64) -> napi::Result<Option<String>> {
+  pub fn load(&self, id: Id, now: f64) -> napi::Result<Option<String>> {
     Ok(
       self
         .backend
@@ -82,7 +77,7 @@ impl SessionStoreCore {
   }
 
   #[napi(catch_unwind)]
-  pub fn append(&self, id: String, items: String, now: f64) -> napi::Result<u32> {
+  pub fn append(&self, id: Id, items: String, now: f64) -> napi::Result<u32> {
     let store = self.backend.memory()?;
     let outcome = store.session_append(
       &self.key(&id),
@@ -95,7 +90,7 @@ impl SessionStoreCore {
   }
 
   #[napi(catch_unwind)]
-  pub fn touch(&self, id: String, now: f64) -> napi::Result<bool> {
+  pub fn touch(&self, id: Id, now: f64) -> napi::Result<bool> {
     Ok(
       self
         .backend
@@ -105,14 +100,14 @@ impl SessionStoreCore {
   }
 
   #[napi(catch_unwind)]
-  pub fn destroy(&self, id: String, now: f64) -> napi::Result<bool> {
+  pub fn destroy(&self, id: Id, now: f64) -> napi::Result<bool> {
     Ok(self.backend.memory()?.delete(&self.key(&id), local(now)))
   }
 
   #[napi]
   pub async fn save_async(
     &self,
-    id: String,
+    id: Id,
     head: String,
     messages: Option<String>,
     now: f64,
@@ -127,13 +122,13 @@ impl SessionStoreCore {
   }
 
   #[napi]
-  pub async fn load_async(&self, id: String, now: f64) -> napi::Result<Option<String>> {
+  pub async fn load_async(&self, id: Id, now: f64) -> napi::Result<Option<String>> {
     let redis = open_redis(&self.backend)?;
     Ok(redis.session_load(&self.key(&id), remote(now)).await?)
   }
 
   #[napi]
-  pub async fn append_async(&self, id: String, items: String, now: f64) -> napi::Result<u32> {
+  pub async fn append_async(&self, id: Id, items: String, now: f64) -> napi::Result<u32> {
     let redis = open_redis(&self.backend)?;
     let key = self.key(&id);
     let outcome = redis
@@ -143,7 +138,7 @@ impl SessionStoreCore {
   }
 
   #[napi]
-  pub async fn touch_async(&self, id: String, now: f64) -> napi::Result<bool> {
+  pub async fn touch_async(&self, id: Id, now: f64) -> napi::Result<bool> {
     let redis = open_redis(&self.backend)?;
     Ok(
       redis
@@ -153,7 +148,7 @@ impl SessionStoreCore {
   }
 
   #[napi]
-  pub async fn destroy_async(&self, id: String) -> napi::Result<bool> {
+  pub async fn destroy_async(&self, id: Id) -> napi::Result<bool> {
     let redis = open_redis(&self.backend)?;
     Ok(redis.delete(&self.key(&id)).await?)
   }

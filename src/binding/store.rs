@@ -8,7 +8,7 @@ use napi_derive::napi;
 
 use super::error::{coded, ms, INVALID_ARG, STORE_CLOSED};
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisConfig, RedisStore};
+use crate::store::redis::{Eviction, RedisConfig, RedisStore, StoreError};
 
 #[derive(Clone)]
 pub(crate) enum Backend {
@@ -20,6 +20,7 @@ impl Backend {
   /// The in-process keyspace; calling a sync method on a Redis store is a bug in lib/.
   pub(crate) fn memory(&self) -> napi::Result<&MemoryStore> {
     match self {
+      Backend::Memory(m) if m.is_closed() => Err(coded(STORE_CLOSED, "the MemoryStore was closed")),
       Backend::Memory(m) => Ok(m),
       Backend::Redis(_) => Err(coded(INVALID_ARG, "a Redis store has no synchronous path")),
     }
@@ -43,6 +44,19 @@ pub struct RedisConnectOptions {
   pub cluster: bool,
   pub connect_timeout_ms: f64,
   pub command_timeout_ms: f64,
+  /// `'warn'` (default), `'error'` or `'ignore'`: see lib/stores.js.
+  pub eviction_policy: Option<String>,
+}
+
+/// `maxmemory` and `maxmemory-policy` as last read from the server (null until read);
+/// `generation` grows with each read.
+#[napi(object)]
+pub struct ServerMemoryInfo {
+  pub generation: f64,
+  pub maxmemory: Option<f64>,
+  pub policy: Option<String>,
+  /// The policy can evict tollgate's keys.
+  pub evicts: bool,
 }
 
 #[napi]
@@ -52,22 +66,51 @@ pub struct NativeStore {
 
 #[napi]
 impl NativeStore {
+  /// An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
+  /// new key would exceed it (lib/ validates the bound).
   #[napi(factory)]
-  pub fn memory() -> Self {
+  pub fn memory(max_keys: Option<f64>) -> Self {
+    let store = match max_keys {
+      Some(n) if n >= 1.0 => MemoryStore::with_max_keys(n as usize),
+      _ => MemoryStore::new(),
+    };
     NativeStore {
-      backend: Backend::Memory(MemoryStore::new()),
+      backend: Backend::Memory(store),
     }
+  }
+
+  /// Keys a memory store evicted to stay within `max_keys`.
+  #[napi(catch_unwind)]
+  pub fn evictions(&self) -> napi::Result<f64> {
+    Ok(self.backend.memory()?.evictions() as f64)
   }
 
   #[napi(factory, catch_unwind)]
   pub fn redis(options: RedisConnectOptions) -> napi::Result<Self> {
+    let eviction = match options.eviction_policy.as_deref() {
+      None | Some("warn") => Eviction::Warn,
+      Some("error") => Eviction::Error,
+      Some("ignore") => Eviction::Ignore,
+      Some(other) => {
+        return Err(coded(
+          INVALID_ARG,
+          format!("evictionPolicy must be 'warn', 'error' or 'ignore', got {other:?}"),
+        ))
+      }
+    };
     let config = RedisConfig {
       urls: options.urls,
       cluster: options.cluster,
       connect_timeout: Duration::from_millis(ms(options.connect_timeout_ms).max(1)),
       command_timeout: Duration::from_millis(ms(options.command_timeout_ms).max(1)),
+      eviction,
     };
-    let store = RedisStore::new(config).map_err(|e| coded(INVALID_ARG, format!("{e:?}")))?;
+    // The only failure here is a URL redis-rs cannot parse; its message names the URL with the
+    // password masked.
+    let store = RedisStore::new(config).map_err(|e| match e {
+      StoreError::Unavailable(m) | StoreError::Command(m) => coded(INVALID_ARG, m),
+      other => coded(INVALID_ARG, format!("{other:?}")),
+    })?;
     Ok(NativeStore {
       backend: Backend::Redis(Arc::new(store)),
     })
@@ -94,14 +137,44 @@ impl NativeStore {
   /// Ends a Redis connection; later calls reject with `ERR_TOLLGATE_STORE_CLOSED`.
   #[napi]
   pub fn close(&self) {
-    if let Backend::Redis(r) = &self.backend {
-      r.close();
+    match &self.backend {
+      Backend::Redis(r) => r.close(),
+      Backend::Memory(m) => m.close(),
     }
   }
 
   #[napi(getter)]
   pub fn closed(&self) -> bool {
-    matches!(&self.backend, Backend::Redis(r) if r.is_closed())
+    match &self.backend {
+      Backend::Redis(r) => r.is_closed(),
+      Backend::Memory(m) => m.is_closed(),
+    }
+  }
+
+  /// `PING` (every master of a Cluster): the probe a store sends after an outage, never a
+  /// user's call. Reads the server's memory settings first when they are due.
+  #[napi]
+  pub async fn ping(&self) -> napi::Result<()> {
+    let redis = open_redis(&self.backend)?;
+    redis.ping().await.map_err(Into::into)
+  }
+
+  /// The server's memory settings as last read (read on the first connection and after every
+  /// outage); null on a memory store.
+  #[napi]
+  pub fn server_memory(&self) -> Option<ServerMemoryInfo> {
+    match &self.backend {
+      Backend::Redis(r) => {
+        let m = r.server_memory();
+        Some(ServerMemoryInfo {
+          generation: m.generation as f64,
+          evicts: m.evicts(),
+          maxmemory: m.maxmemory.map(|v| v as f64),
+          policy: m.policy,
+        })
+      }
+      Backend::Memory(_) => None,
+    }
   }
 
   /// `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks.

@@ -4,6 +4,7 @@ use napi_derive::napi;
 
 use super::clock::{local, remote};
 use super::error::ms;
+use super::id::Id;
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::token_budget::{Decision, Limit, Op};
 
@@ -74,12 +75,12 @@ impl TokenBudgetCore {
   pub fn run(
     &self,
     code: u32,
-    bucket: String,
+    bucket: Id,
     tokens: f64,
     hold_id: String,
     now: f64,
   ) -> napi::Result<BudgetDecision> {
-    let key = format!("{}{}", self.prefix, bucket);
+    let key = format!("{}{}", self.prefix, bucket.as_str());
     let (limit, now, op) = (self.limit, local(now), op(code, tokens, hold_id));
     let store = self.backend.memory()?;
     Ok(
@@ -93,13 +94,13 @@ impl TokenBudgetCore {
   pub async fn run_async(
     &self,
     code: u32,
-    bucket: String,
+    bucket: Id,
     tokens: f64,
     hold_id: String,
     now: f64,
   ) -> napi::Result<BudgetDecision> {
     let redis = open_redis(&self.backend)?;
-    let key = format!("{}{}", self.prefix, bucket);
+    let key = format!("{}{}", self.prefix, bucket.as_str());
     let d = redis
       .budget(&key, self.limit, remote(now), &op(code, tokens, hold_id))
       .await?;

@@ -3,7 +3,7 @@
 use napi_derive::napi;
 
 use super::error::{coded, INVALID_ARG};
-use super::id::Id;
+use super::id::Text;
 use crate::engine::tokens::{self, Encoding, Message};
 
 fn encoding(name: &str) -> napi::Result<Encoding> {
@@ -19,7 +19,7 @@ pub fn encoding_for_model(model: String) -> Option<String> {
 /// Tokens in `text` under encoding 0 (`o200k_base`) or 1 (`cl100k_base`). The hot path: the
 /// text is read without a heap copy when short, the encoding passed as a number.
 #[napi(catch_unwind, ts_args_type = "text: string, encoding: number")]
-pub fn count_tokens_with(text: Id, encoding: u32) -> u32 {
+pub fn count_tokens_with(text: Text, encoding: u32) -> u32 {
   let e = if encoding == 1 {
     Encoding::Cl100k
   } else {

@@ -4,7 +4,14 @@
 //! Every key has an expiry. Expired keys are dropped lazily when touched and, so memory stays
 //! bounded by live keys, a min-heap of expiry times lets each call reclaim a few keys that
 //! came due. Each key sits in the heap once: when its expiry moved later, the popped entry is
-//! pushed back at the new time instead of being pushed on every write.
+//! pushed back at the new time instead of being pushed on every write. The tables shrink once
+//! they hold far fewer keys than they have room for, so memory comes back after a large expiry.
+//!
+//! With a `max_keys` bound, the least recently used key is evicted when a new key would
+//! exceed it. Recency is a tick stamped on the entry at each use and a queue of `(tick, key)`
+//! pushed at each use: the front entry whose tick still matches its key's is the least
+//! recently used (older queue entries are stale and skipped), and the queue is rebuilt from
+//! the map when it grows past twice the keys, so its cost stays amortised O(1) per use.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -18,15 +25,21 @@ use crate::engine::{quota, sliding_window, spend, token_budget};
 /// How many due keys one call reclaims at most.
 const SWEEP_PER_CALL: usize = 16;
 
+/// Tables are shrunk when they have room for this many times their keys (and at least
+/// `SHRINK_FLOOR` slots), so a burst of ids does not pin its memory after it expired.
+const SHRINK_RATIO: usize = 4;
+const SHRINK_FLOOR: usize = 4096;
+
 /// What a key holds.
 #[derive(Debug)]
 enum Value {
   Text(String),
   Log(VecDeque<u64>),
-  Budget(token_budget::Budget),
+  // Boxed: the large states would otherwise size every entry (a rate limiter's log included).
+  Budget(Box<token_budget::Budget>),
   Session(Session),
   Quota(quota::QuotaState),
-  Spend(spend::Bucket),
+  Spend(Box<spend::Bucket>),
 }
 
 #[derive(Debug)]
@@ -35,6 +48,8 @@ struct Entry {
   expires_at: u64,
   /// The time under which this key sits in the heap (never later than `expires_at`).
   queued_at: u64,
+  /// Tick of the last use (only kept with a `max_keys` bound).
+  used: u64,
 }
 
 /// A key holds another kind of value than the call expects (two classes share a prefix).
@@ -45,19 +60,104 @@ pub struct WrongType;
 struct Keyspace {
   map: HashMap<Arc<str>, Entry>,
   heap: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+  lru: Option<Lru>,
+  evictions: u64,
+}
+
+/// Least-recently-used order of the keys, for a store with a `max_keys` bound.
+#[derive(Debug)]
+struct Lru {
+  max_keys: usize,
+  tick: u64,
+  queue: VecDeque<(u64, Arc<str>)>,
+}
+
+impl Lru {
+  /// Stamps `entry` as used now.
+  fn use_key(&mut self, key: &Arc<str>, entry: &mut Entry) {
+    self.tick += 1;
+    entry.used = self.tick;
+    self.queue.push_back((self.tick, key.clone()));
+  }
 }
 
 impl Keyspace {
+  /// Marks the key as just used (a no-op without a `max_keys` bound).
+  fn used(&mut self, key: &str) {
+    let Keyspace { map, lru, .. } = self;
+    if let Some(lru) = lru {
+      if let Some((k, e)) = map.get_key_value_mut(key) {
+        lru.use_key(k, e);
+      }
+    }
+  }
+
+  /// Evicts least recently used keys until the bound holds.
+  fn bound(&mut self) {
+    let Keyspace {
+      map,
+      lru,
+      evictions,
+      ..
+    } = self;
+    let Some(lru) = lru else { return };
+    while map.len() > lru.max_keys {
+      let Some((tick, key)) = lru.queue.pop_front() else {
+        break;
+      };
+      if map.get(&key).is_some_and(|e| e.used == tick) {
+        map.remove(&key);
+        *evictions += 1;
+      }
+    }
+  }
+
+  /// Rebuilds the expiry heap and the recency queue when stale entries (of keys deleted or
+  /// evicted) make up most of them, so what a key held is freed with it.
+  fn compact(&mut self) {
+    let Keyspace { map, heap, lru, .. } = self;
+    if heap.len() > 2 * map.len() + 1024 {
+      *heap = map
+        .iter_mut()
+        .map(|(k, e)| {
+          e.queued_at = e.expires_at;
+          Reverse((e.expires_at, k.clone()))
+        })
+        .collect();
+    }
+    let Some(lru) = lru else { return };
+    if lru.queue.len() > 2 * map.len() + 64 {
+      let mut order: Vec<(u64, Arc<str>)> = map.iter().map(|(k, e)| (e.used, k.clone())).collect();
+      order.sort_unstable_by_key(|(t, _)| *t);
+      lru.queue = order.into();
+    }
+  }
+
+  /// Gives memory back once the tables hold far fewer keys than they have room for.
+  fn shrink(&mut self) {
+    let (cap, len) = (self.map.capacity(), self.map.len());
+    if cap > SHRINK_FLOOR && cap > SHRINK_RATIO * len {
+      self.map.shrink_to(2 * len);
+      let (cap, len) = (self.heap.capacity(), self.heap.len());
+      if cap > SHRINK_RATIO * len {
+        self.heap.shrink_to(2 * len);
+      }
+      release_freed_memory();
+    }
+  }
+
   /// Reclaims up to `SWEEP_PER_CALL` keys that came due.
   fn sweep(&mut self, now: u64) {
+    let mut reclaimed = false;
     for _ in 0..SWEEP_PER_CALL {
       let due = matches!(self.heap.peek(), Some(Reverse((at, _))) if *at <= now);
       if !due {
-        return;
+        break;
       }
       let Some(Reverse((_, key))) = self.heap.pop() else {
-        return;
+        break;
       };
+      reclaimed = true;
       if let Some(entry) = self.map.get_mut(&key) {
         if entry.expires_at <= now {
           self.map.remove(&key);
@@ -67,6 +167,9 @@ impl Keyspace {
         }
       }
     }
+    if reclaimed {
+      self.shrink();
+    }
   }
 
   /// The live entry at `key`, dropping it first when it expired.
@@ -74,6 +177,7 @@ impl Keyspace {
     if self.map.get(key).is_some_and(|e| e.expires_at <= now) {
       self.map.remove(key);
     }
+    self.used(key);
     self.map.get_mut(key)
   }
 
@@ -82,18 +186,22 @@ impl Keyspace {
     if let Some(entry) = self.map.get_mut(key) {
       entry.value = value;
       self.requeue(key, expires_at);
+      self.used(key);
       return;
     }
     let key: Arc<str> = Arc::from(key);
     self.heap.push(Reverse((expires_at, key.clone())));
-    self.map.insert(
-      key,
-      Entry {
-        value,
-        expires_at,
-        queued_at: expires_at,
-      },
-    );
+    let mut entry = Entry {
+      value,
+      expires_at,
+      queued_at: expires_at,
+      used: 0,
+    };
+    if let Some(lru) = &mut self.lru {
+      lru.use_key(&key, &mut entry);
+    }
+    self.map.insert(key, entry);
+    self.bound();
   }
 
   /// Moves the expiry of an existing key.
@@ -123,15 +231,47 @@ fn set_expiry(
   }
 }
 
+/// Hands pages freed inside the allocator's heap back to the system. The keys' own small
+/// allocations are freed in place, so without it the process keeps its peak size (glibc
+/// returns only the top of its heap on its own). Elsewhere a no-op.
+fn release_freed_memory() {
+  #[cfg(all(target_os = "linux", target_env = "gnu"))]
+  // SAFETY: malloc_trim only releases free pages; it has no preconditions.
+  unsafe {
+    libc::malloc_trim(0);
+  }
+}
+
 /// Shared handle to one in-process keyspace.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
   inner: Arc<Mutex<Keyspace>>,
+  closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MemoryStore {
   pub fn new() -> Self {
     Self::default()
+  }
+
+  /// A store that keeps at most `max_keys` keys, evicting the least recently used.
+  pub fn with_max_keys(max_keys: usize) -> Self {
+    let store = Self::default();
+    store.inner.lock().unwrap_or_else(|p| p.into_inner()).lru = Some(Lru {
+      max_keys: max_keys.max(1),
+      tick: 0,
+      queue: VecDeque::new(),
+    });
+    store
+  }
+
+  /// Keys evicted by the `max_keys` bound so far.
+  pub fn evictions(&self) -> u64 {
+    self
+      .inner
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .evictions
   }
 
   /// Identifies the keyspace (two handles to one keyspace have the same id).
@@ -144,7 +284,19 @@ impl MemoryStore {
     // (every update is a whole-value replacement), so a poisoned lock is recovered.
     let mut ks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
     ks.sweep(now);
+    ks.compact();
     ks
+  }
+
+  /// Marks the store closed: the binding refuses every later call (its keys stay, unread).
+  pub fn close(&self) {
+    self
+      .closed
+      .store(true, std::sync::atomic::Ordering::Release);
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(std::sync::atomic::Ordering::Acquire)
   }
 
   /// Number of live keys (expired keys not yet reclaimed are not counted).
@@ -167,11 +319,16 @@ impl MemoryStore {
       .len()
   }
 
-  /// Drops every key.
+  /// Drops every key and gives the tables' memory back.
   pub fn clear(&self) {
     let mut ks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-    ks.map.clear();
-    ks.heap.clear();
+    ks.map = HashMap::new();
+    ks.heap = BinaryHeap::new();
+    if let Some(lru) = &mut ks.lru {
+      lru.queue = VecDeque::new();
+    }
+    drop(ks);
+    release_freed_memory();
   }
 
   // ---- text values (ResponseCache) -------------------------------------------------------
@@ -221,9 +378,15 @@ impl MemoryStore {
   ) -> Result<sliding_window::Decision, WrongType> {
     // The hot path: one hash lookup when the key exists.
     let mut ks = self.lock(now);
-    let Keyspace { map, heap } = &mut *ks;
+    let Keyspace { map, heap, lru, .. } = &mut *ks;
     if let Some((stored_key, entry)) = map.get_key_value_mut(key) {
       if entry.expires_at > now {
+        if !matches!(entry.value, Value::Log(_)) {
+          return Err(WrongType);
+        }
+        if let Some(lru) = lru {
+          lru.use_key(stored_key, entry);
+        }
         let Value::Log(log) = &mut entry.value else {
           return Err(WrongType);
         };
@@ -263,13 +426,13 @@ impl MemoryStore {
       Some(Entry {
         value: Value::Budget(b),
         ..
-      }) => std::mem::take(b),
+      }) => std::mem::take(&mut **b),
       Some(_) => return Err(WrongType),
     };
     let out = step(&mut budget);
     let holds_end = budget.holds_end();
     match budget.expires_at(limit).max(holds_end) {
-      Some(at) if !budget.is_empty() => ks.put(key, Value::Budget(budget), at),
+      Some(at) if !budget.is_empty() => ks.put(key, Value::Budget(Box::new(budget)), at),
       _ => {
         ks.remove(key);
       }
@@ -301,7 +464,7 @@ impl MemoryStore {
       Some(Entry {
         value: Value::Spend(b),
         ..
-      }) => Ok(std::mem::take(b)),
+      }) => Ok(std::mem::take(&mut **b)),
       Some(_) => Err(WrongType),
     };
     let (mut day, mut month) = (take(day_key)?, take(month_key)?);
@@ -311,7 +474,7 @@ impl MemoryStore {
         ks.remove(key);
       } else {
         let until = bucket.keep_until(end);
-        ks.put(key, Value::Spend(bucket), until);
+        ks.put(key, Value::Spend(Box::new(bucket)), until);
       }
     }
     Ok(out)
@@ -362,7 +525,9 @@ impl MemoryStore {
     let mut ks = self.inner.lock().unwrap_or_else(|p| p.into_inner());
     let before = ks.map.len();
     ks.map.retain(|k, _| !k.starts_with(prefix));
-    before - ks.map.len()
+    let removed = before - ks.map.len();
+    ks.shrink();
+    removed
   }
 
   // ---- sessions (SessionStore) -----------------------------------------------------------
@@ -457,6 +622,65 @@ mod tests {
       store.rate_limit("k", limit, t, Op::Consume).unwrap();
     }
     assert_eq!(store.inner.lock().unwrap().heap.len(), 1);
+  }
+
+  #[test]
+  fn max_keys_evicts_the_least_recently_used() {
+    let store = MemoryStore::with_max_keys(2);
+    store.set_text("a", "1".into(), 0, 1_000);
+    store.set_text("b", "2".into(), 0, 1_000);
+    assert_eq!(store.get_text("a", 1).as_deref(), Some("1"));
+    store.set_text("c", "3".into(), 2, 1_000);
+    assert_eq!(store.evictions(), 1);
+    assert_eq!(store.get_text("b", 3), None);
+    assert_eq!(store.get_text("a", 3).as_deref(), Some("1"));
+    assert_eq!(store.get_text("c", 3).as_deref(), Some("3"));
+    // Uses far outnumber keys: the recency queue is rebuilt, not grown without end.
+    let limit = Limit {
+      max: 1_000_000,
+      window_ms: 1_000_000,
+    };
+    for _ in 0..10_000 {
+      store.rate_limit("log", limit, 10, Op::Consume).unwrap();
+    }
+    let queued = store
+      .inner
+      .lock()
+      .unwrap()
+      .lru
+      .as_ref()
+      .unwrap()
+      .queue
+      .len();
+    assert!(queued <= 2 * 2 + 64 + 1, "{queued}");
+    // Evicted keys do not stay pinned by the expiry heap.
+    for i in 0..10_000 {
+      store.set_text(&format!("n{i}"), "v".into(), 20, 1_000);
+    }
+    assert_eq!(store.evictions(), 2 + 10_000);
+    assert!(store.inner.lock().unwrap().heap.len() <= 2 * 2 + 1024 + 1);
+    // Every key pays for the largest value kind: the large ones are boxed.
+    assert!(std::mem::size_of::<Entry>() <= 72);
+  }
+
+  #[test]
+  fn tables_shrink_after_a_large_expiry() {
+    let store = MemoryStore::new();
+    for i in 0..100_000 {
+      store.set_text(&format!("k{i}"), "v".into(), 0, 10);
+    }
+    let big = store.inner.lock().unwrap().map.capacity();
+    // Calls after the expiry reclaim the burst and hand the table back.
+    for i in 0..10_000 {
+      store.set_text("live", "v".into(), 20 + i, 1_000_000);
+    }
+    let ks = store.inner.lock().unwrap();
+    assert_eq!(ks.map.len(), 1);
+    assert!(
+      ks.map.capacity() < big / 8,
+      "{} of {big}",
+      ks.map.capacity()
+    );
   }
 
   #[test]

@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::super::error::{coded, INVALID_ARG};
 use crate::engine::quota::{
-  self, Decision, Hit, Hold, KeyInput, KeyState, Moment, Options, QuotaState, Reason,
+  self, Decision, Hit, HitRef, Hold, Holds, KeyInput, KeyState, Moment, Options, QuotaState,
+  Reason, TokenWindow,
 };
 use napi_derive::napi;
 
@@ -96,14 +97,29 @@ pub fn state_from(v: &Value) -> QuotaState {
       Some(Value::Null) => Some(0.0), // rate-budget: `null - x` is `-x`
       Some(v) => Some(v.as_f64().unwrap_or(f64::NAN)),
     };
+    // A state in rate-budget's shape names a hold's hit by the hold's id and time only: the
+    // newest hit with both is the hold's.
+    let (window, numbered) = TokenWindow::from_hits(hits);
+    let by_hold: std::collections::HashMap<(&str, u64), HitRef> = numbered
+      .iter()
+      .map(|(hit, r)| ((hit.id.as_str(), hit.at.to_bits()), *r))
+      .collect();
+    let mut kept = Holds::default();
+    for h in holds {
+      let hit = by_hold
+        .get(&(h.id.as_str(), h.at.to_bits()))
+        .copied()
+        .unwrap_or(HitRef::NONE);
+      kept.insert(&h, hit);
+    }
     state.keys.push((
       name.clone(),
       KeyState {
         day: str_of(k.get("day")).unwrap_or_default(),
         used: raw(k.get("used")),
         day_tokens: num(k.get("dayTokens")).unwrap_or(0.0),
-        hits,
-        holds,
+        window,
+        holds: kept,
         last_at,
         last_id: str_of(k.get("lastId")),
       },
@@ -112,14 +128,15 @@ pub fn state_from(v: &Value) -> QuotaState {
   state
 }
 
-pub fn state_json(s: &QuotaState) -> Value {
+/// `s` in rate-budget's shape; holds carry `scope` and their key's name.
+pub fn state_json(s: &QuotaState, scope: &str) -> Value {
   let mut keys = Map::new();
   for (name, k) in &s.keys {
     let mut m = Map::new();
     m.insert("day".into(), json!(k.day));
     m.insert("used".into(), json!(k.used));
     let hits: Vec<Value> = k
-      .hits
+      .hits()
       .iter()
       .map(
         |h| json!({ "id": h.id, "at": finite_or_null(h.at), "tokens": finite_or_null(h.tokens) }),
@@ -128,6 +145,7 @@ pub fn state_json(s: &QuotaState) -> Value {
     m.insert("hits".into(), Value::Array(hits));
     let holds: Map<String, Value> = k
       .holds
+      .list(scope, name)
       .iter()
       .map(|h| (h.id.clone(), hold_json(h)))
       .collect();
@@ -207,6 +225,8 @@ struct OptionsJson {
   threshold_pct: Option<f64>,
   strict_tpm: bool,
   monotonic: bool,
+  #[serde(default)]
+  rpm_window: bool,
   hold_ttl_ms: Option<f64>,
 }
 
@@ -216,6 +236,7 @@ pub(super) fn request_from(text: &str) -> napi::Result<Request> {
   let mut options = Options::new(o.window_ms, o.buffer_ms, o.threshold_pct);
   options.strict_tpm = o.strict_tpm;
   options.monotonic = o.monotonic;
+  options.rpm_window = o.rpm_window;
   options.hold_ttl_ms = o.hold_ttl_ms;
   let keys = r
     .keys
@@ -366,7 +387,7 @@ pub fn quota_apply(state: String, request: String) -> napi::Result<String> {
   let result = apply(&mut s, &r)?;
   Ok(format!(
     "{{\"state\":{},\"result\":{}}}",
-    state_json(&s),
+    state_json(&s, &r.scope),
     result
   ))
 }

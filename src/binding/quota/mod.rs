@@ -46,7 +46,7 @@ pub(crate) fn keep_for(m: &Moment, o: &Options) -> u64 {
 // ---- the memory store ------------------------------------------------------------------
 
 /// `options`: windowMs, bufferMs, thresholdPct (NaN for "not a number"), strictTpm,
-/// monotonic (0|1), holdTtlMs (NaN for none).
+/// monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
 #[napi(ts_return_type = "ExternalObject<'QuotaCore'>")]
 pub fn quota_new(
   store: &NativeStore,
@@ -57,6 +57,7 @@ pub fn quota_new(
   let mut o = Options::new(at(0), at(1), at(2));
   o.strict_tpm = at(3) == Some(1.0);
   o.monotonic = at(4) == Some(1.0);
+  o.rpm_window = at(6) == Some(1.0);
   o.hold_ttl_ms = at(5);
   External::new(Arc::new(QuotaCore {
     backend: store.backend.clone(),
@@ -193,7 +194,7 @@ pub fn quota_decide(
 /// The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1).
 #[napi(
   catch_unwind,
-  ts_args_type = "core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, storeNow: number"
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number, storeNow: number"
 )]
 #[allow(clippy::too_many_arguments)]
 pub fn quota_settle(
@@ -204,16 +205,19 @@ pub fn quota_settle(
   hold_id: String,
   tokens: f64,
   now: f64,
+  reset_at: f64,
   store_now: f64,
 ) -> napi::Result<bool> {
   let store = core.backend.memory()?;
   let o = &core.options;
   let snow = local(store_now);
+  // Kept until the day ends, as a reservation keeps it: a commit never shortens the scope's
+  // life (its day's request count must outlive it).
   let keep = keep_for(
     &Moment {
       now,
       day: String::new(),
-      reset_at: f64::NAN,
+      reset_at,
     },
     o,
   );
@@ -260,7 +264,7 @@ pub fn quota_get(
 ) -> napi::Result<Option<String>> {
   let store = core.backend.memory()?;
   let state = store.quota_state(&format!("{}{}", core.prefix, scope), local(now))?;
-  Ok(state.map(|s| state_json(&s).to_string()))
+  Ok(state.map(|s| state_json(&s, &scope).to_string()))
 }
 
 /// Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day.

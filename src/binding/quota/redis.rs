@@ -9,7 +9,7 @@ use napi_derive::napi;
 use super::super::error::coded;
 use super::json::{decision_text, request_from, Request};
 use super::{keep_for, QuotaCore};
-use crate::engine::quota::{Decision, Hold, KeyCheck, Reason};
+use crate::engine::quota::{self, Decision, Hold, KeyCheck, Reason};
 
 // ---- Redis: quota.lua -----------------------------------------------------------------------
 
@@ -48,6 +48,7 @@ fn script_args(r: &Request, keep_ms: u64) -> Vec<String> {
     arg(o.hold_ttl_ms),
     (if o.monotonic { "1" } else { "0" }).into(),
     keep_ms.to_string(),
+    (if o.rpm_window { "1" } else { "0" }).into(),
     r.keys.len().to_string(),
   ];
   for k in &r.keys {
@@ -98,7 +99,7 @@ fn decision_from(reply: Vec<String>, r: &Request) -> napi::Result<Decision> {
   let wait_ms = number(next()?)?;
   let count: usize = next()?.parse().map_err(|_| bad_reply())?;
   let mut checks = Vec::with_capacity(count);
-  for _ in 0..count {
+  for i in 0..count {
     let key = next()?;
     let ok = next()? == "1";
     let reason = reason_of(&next()?);
@@ -107,6 +108,9 @@ fn decision_from(reply: Vec<String>, r: &Request) -> napi::Result<Decision> {
     let (priority, rpm_ms) = (f()?, f()?);
     let tpm_ms = number(next()?)?;
     let mut f = || number(next()?).map(|x| x.unwrap_or(0.0));
+    let (token_used, daily_used, daily_cap, daily_left) = (f()?, f()?, f()?, f()?);
+    // The percentages as check_key computes them (the script sends only their parts).
+    let tpm = r.keys.get(i).map_or(1.0, |k| quota::pos(k.tpm, 1.0));
     checks.push(KeyCheck {
       key,
       ok,
@@ -115,12 +119,12 @@ fn decision_from(reply: Vec<String>, r: &Request) -> napi::Result<Decision> {
       priority,
       rpm_ms,
       tpm_ms,
-      token_used: f()?,
-      token_pct: f()?,
-      daily_used: f()?,
-      daily_cap: f()?,
-      daily_left: f()?,
-      daily_pct: f()?,
+      token_used,
+      token_pct: token_used / tpm,
+      daily_used,
+      daily_cap,
+      daily_left,
+      daily_pct: quota::ratio(daily_used, daily_cap),
     });
   }
   let key = (index >= 0).then_some(index as usize);
@@ -163,7 +167,7 @@ pub fn quota_run_async<'env>(
 ) -> napi::Result<napi::bindgen_prelude::PromiseRaw<'env, String>> {
   let r = request_from(&request)?;
   let redis = super::super::store::open_redis(&core.backend)?;
-  let key = format!("{}{}", core.prefix, r.scope);
+  let key = crate::store::redis::quota_base(&core.prefix, &r.scope);
   let args = script_args(&r, keep_for(&r.moment, &r.options));
   env.spawn_future(async move {
     let reply = redis.quota(&key, &args).await?;

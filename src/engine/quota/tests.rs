@@ -1,6 +1,6 @@
-//! rate-budget's own suite (rate-budget.md §11.1), its PHP port's (§11.3) and the extra cases
-//! of §11.4, with their numbers, on the engine directly. The JavaScript suite runs them again
-//! through `Quota` on every store.
+//! rate-budget's own suite, its PHP port's and further edge cases checked against rate-budget's code,
+//! with their numbers, on the engine directly. The JavaScript suite runs them again through
+//! `Quota` on every store. Last, `properties`: the engine against the reference model.
 
 use super::*;
 
@@ -196,7 +196,10 @@ fn check_creates_the_key_entry_without_a_hold() {
   let d = check(&mut s, &keys, 100.0, &moment(0.0), &opts());
   assert!(d.ok && d.hold.is_none());
   let solo = s.key("solo").unwrap();
-  assert_eq!((solo.used, solo.holds.len(), solo.hits.len()), (0.0, 0, 0));
+  assert_eq!(
+    (solo.used, solo.holds.len(), solo.hits().len()),
+    (0.0, 0, 0)
+  );
 }
 
 #[test]
@@ -247,7 +250,7 @@ fn commit_sets_actual_tokens_and_rollback_gives_everything_back() {
     .unwrap();
   assert!(commit(&mut s, &hold.key, &hold.id, Some(250.0), 0.0, &o));
   let p = s.key("primary").unwrap();
-  assert_eq!((p.hits[0].tokens, p.holds.len()), (250.0, 0));
+  assert_eq!((p.hits()[0].tokens, p.holds.len()), (250.0, 0));
   assert!(
     !commit(&mut s, &hold.key, &hold.id, None, 0.0, &o),
     "a second commit finds no hold"
@@ -259,7 +262,7 @@ fn commit_sets_actual_tokens_and_rollback_gives_everything_back() {
     .unwrap();
   assert!(rollback(&mut s, &hold.key, &hold.id, 0.0, &o));
   let p = s.key("primary").unwrap();
-  assert_eq!((p.used, p.hits.len(), p.last_at), (0.0, 0, None));
+  assert_eq!((p.used, p.hits().len(), p.last_at), (0.0, 0, None));
   assert!(!rollback(&mut s, &hold.key, &hold.id, 0.0, &o));
 }
 
@@ -526,7 +529,7 @@ fn rollback_order_and_days() {
   assert_eq!((h2.prev_at, h2.prev_id.as_deref()), (Some(0.0), Some("h0")));
   assert!(rollback(&mut s, "a", &h1.id, 2_000.0, &o));
   let a = s.key("a").unwrap();
-  assert_eq!((a.used, a.hits.len(), a.last_at), (1.0, 1, Some(2_000.0)));
+  assert_eq!((a.used, a.hits().len(), a.last_at), (1.0, 1, Some(2_000.0)));
   assert!(rollback(&mut s, "a", &h2.id, 2_000.0, &o));
   let a = s.key("a").unwrap();
   assert_eq!(
@@ -693,7 +696,221 @@ fn force_records_a_reservation_made_elsewhere_without_checks() {
   assert!(d.ok);
   assert_eq!(d.hold.as_ref().unwrap().id, "h2");
   let ks = s.key("a").unwrap();
-  assert_eq!((ks.used, ks.day_tokens, ks.hits.len()), (2.0, 130.0, 2));
+  assert_eq!((ks.used, ks.day_tokens, ks.hits().len()), (2.0, 130.0, 2));
   assert!(commit(&mut s, "a", "h2", Some(20.0), 2.0, &o));
   assert_eq!(s.key("a").unwrap().day_tokens, 70.0);
+}
+
+/// The engine against `reference` (the list-scanning model rate-budget's code is): random
+/// sequences of check / reserve / force / commit / rollback and clock jumps (forwards, and
+/// backwards without `monotonic`), hold ids that repeat, zero-token reservations and commits,
+/// expiring holds; every decision, wait, counter and state must be identical.
+mod properties {
+  use super::super::reference as model;
+  use super::*;
+  use proptest::prelude::*;
+
+  #[derive(Clone, Debug)]
+  enum Op {
+    Check(Vec<usize>, f64),
+    Reserve(Vec<usize>, f64),
+    Force(usize, f64),
+    Commit(usize, Option<f64>),
+    Rollback(usize),
+    Jump(f64),
+  }
+
+  fn tokens() -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.0), 1.0..40.0f64, Just(100.0), Just(300.0)].prop_map(f64::floor)
+  }
+
+  fn op() -> impl Strategy<Value = Op> {
+    let keys = prop::collection::vec(0usize..3, 0..4);
+    prop_oneof![
+      2 => (keys.clone(), tokens()).prop_map(|(k, t)| Op::Check(k, t)),
+      5 => (keys, tokens()).prop_map(|(k, t)| Op::Reserve(k, t)),
+      1 => (0usize..3, tokens()).prop_map(|(k, t)| Op::Force(k, t)),
+      3 => (0usize..64, prop::option::of(tokens())).prop_map(|(h, t)| Op::Commit(h, t)),
+      2 => (0usize..64, ).prop_map(|(h,)| Op::Rollback(h)),
+      4 => prop_oneof![
+        Just(0.0), Just(1.0), 1.0..3_000.0f64, Just(59_999.0), Just(60_000.0), Just(60_001.0),
+        Just(DAY), -5_000.0..-1.0f64,
+      ]
+      .prop_map(|d| Op::Jump(d.floor())),
+    ]
+  }
+
+  fn limits() -> impl Strategy<Value = KeyInput> {
+    (
+      prop_oneof![
+        Just(1.0),
+        Just(3.0),
+        Just(15.0),
+        Just(600.0),
+        Just(60_000.0)
+      ],
+      prop_oneof![Just(50.0), Just(300.0), Just(1_000.0)],
+      prop_oneof![Just(3.0), Just(20.0), Just(1e6)],
+      prop::option::of(prop_oneof![Just(200.0), Just(5_000.0)]),
+      0.0..3.0f64,
+      prop::bool::weighted(0.9),
+    )
+      .prop_map(|(rpm, tpm, rpd, tpd, priority, enabled)| KeyInput {
+        id: Some(String::new()),
+        name: String::new(),
+        rpm: Some(rpm),
+        tpm: Some(tpm),
+        rpd: Some(rpd),
+        tpd,
+        priority: Some(priority),
+        enabled,
+        rank: 0,
+      })
+  }
+
+  fn options() -> impl Strategy<Value = Options> {
+    (
+      prop_oneof![Just(1_000.0), Just(60_000.0)],
+      prop_oneof![Just(0.0), Just(1_000.0)],
+      prop_oneof![Just(100.0), Just(50.0)],
+      any::<bool>(),
+      any::<bool>(),
+      prop::option::of(prop_oneof![Just(2_000.0), Just(30_000.0)]),
+      any::<bool>(),
+    )
+      .prop_map(|(w, b, t, strict, monotonic, ttl, rpm_window)| {
+        let mut o = Options::new(Some(w), Some(b), Some(t));
+        o.strict_tpm = strict;
+        o.rpm_window = rpm_window;
+        o.monotonic = monotonic;
+        o.hold_ttl_ms = ttl;
+        o
+      })
+  }
+
+  fn same_state(s: &QuotaState, r: &model::QuotaState) -> Result<(), TestCaseError> {
+    prop_assert_eq!(s.keys.len(), r.keys.len());
+    for ((name, k), (rname, rk)) in s.keys.iter().zip(&r.keys) {
+      prop_assert_eq!(name, rname);
+      prop_assert_eq!(&k.day, &rk.day);
+      prop_assert_eq!(k.used, rk.used);
+      prop_assert_eq!(k.day_tokens, rk.day_tokens);
+      let hits: Vec<Hit> = rk.hits.iter().map(|(_, h)| h.clone()).collect();
+      let holds: Vec<Hold> = rk.holds.iter().map(|(h, _)| h.clone()).collect();
+      prop_assert_eq!(&k.hits(), &hits, "hits of {}", name);
+      prop_assert_eq!(&k.holds.list("s", name), &holds, "holds of {}", name);
+      prop_assert_eq!(k.last_at, rk.last_at);
+      prop_assert_eq!(&k.last_id, &rk.last_id);
+    }
+    Ok(())
+  }
+
+  proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    #[test]
+    fn the_engine_decides_as_the_reference_model(
+      o in options(),
+      limits in prop::collection::vec(limits(), 3),
+      ops in prop::collection::vec(op(), 1..160),
+      repeat_ids in prop::bool::weighted(0.3),
+    ) {
+      let names = ["b", "a", "C"];
+      let keys: Vec<KeyInput> = limits
+        .into_iter()
+        .zip(names)
+        .enumerate()
+        .map(|(i, (mut k, n))| {
+          k.id = Some(n.into());
+          k.name = n.into();
+          k.rank = [1, 0, 2][i];
+          k
+        })
+        .collect();
+      let (mut s, mut r) = (QuotaState::default(), model::QuotaState::default());
+      let mut holds: Vec<Hold> = Vec::new();
+      let mut now = 1_000.0;
+      for (i, op) in ops.into_iter().enumerate() {
+        let id = if repeat_ids { format!("h{}", i % 4) } else { format!("h{i}") };
+        let m = moment(now);
+        match op {
+          Op::Check(ks, t) | Op::Reserve(ks, t) if ks.is_empty() => {
+            let _ = t;
+            prop_assert_eq!(check(&mut s, &[], t, &m, &o), model::check(&mut r, &[], t, &m, &o));
+          }
+          Op::Check(ks, t) => {
+            let list: Vec<KeyInput> = ks.iter().map(|&k| keys[k].clone()).collect();
+            prop_assert_eq!(check(&mut s, &list, t, &m, &o), model::check(&mut r, &list, t, &m, &o));
+          }
+          Op::Reserve(ks, t) => {
+            let list: Vec<KeyInput> = ks.iter().map(|&k| keys[k].clone()).collect();
+            let d = reserve(&mut s, "s", &list, t, &id, &m, &o);
+            prop_assert_eq!(&d, &model::reserve(&mut r, "s", &list, t, &id, &m, &o));
+            holds.extend(d.hold);
+          }
+          Op::Force(k, t) => {
+            let d = force(&mut s, "s", &keys[k], t, &id, &m, &o);
+            prop_assert_eq!(&d, &model::force(&mut r, "s", &keys[k], t, &id, &m, &o));
+            holds.extend(d.hold);
+          }
+          Op::Commit(h, t) if !holds.is_empty() => {
+            let h = &holds[h % holds.len()];
+            prop_assert_eq!(
+              commit(&mut s, &h.key, &h.id, t, now, &o),
+              model::commit(&mut r, &h.key, &h.id, t, now, &o)
+            );
+          }
+          Op::Rollback(h) if !holds.is_empty() => {
+            let h = &holds[h % holds.len()];
+            prop_assert_eq!(
+              rollback(&mut s, &h.key, &h.id, now, &o),
+              model::rollback(&mut r, &h.key, &h.id, now, &o)
+            );
+          }
+          // Time goes back only where rate-budget lets it (without `monotonic`).
+          Op::Jump(dt) if dt >= 0.0 || !o.monotonic => now = (now + dt).max(0.0),
+          _ => {}
+        }
+        same_state(&s, &r)?;
+      }
+    }
+  }
+}
+
+#[test]
+fn rpm_as_a_window_admits_rpm_a_minute_back_to_back() {
+  // 500 RPM as a window: 500 reservations at once, the 501st waits for the first to leave.
+  // rate-budget's spacing with its default buffer admits one every 1,120 ms (~54 a minute).
+  let mut o = opts();
+  o.rpm_window = true;
+  let keys = ranked(vec![key("k", 500.0, 1e9, 1e6, 0.0)]);
+  let mut s = QuotaState::default();
+  for i in 0..500 {
+    let d = reserve(
+      &mut s,
+      "s",
+      &keys,
+      1.0,
+      &format!("h{i}"),
+      &moment(10.0 * i as f64),
+      &o,
+    );
+    assert!(d.ok, "request {i}");
+  }
+  let d = reserve(&mut s, "s", &keys, 1.0, "over", &moment(5_000.0), &o);
+  assert_eq!(
+    (d.ok, d.reason, d.wait_ms),
+    (false, Some(Reason::Rpm), Some(56_000.0))
+  );
+  // A rollback gives its request back.
+  let first = s.key("k").unwrap().holds.get("h0").unwrap().0.clone();
+  assert!(rollback(&mut s, "k", &first.id, 5_000.0, &o));
+  assert!(reserve(&mut s, "s", &keys, 1.0, "fits", &moment(5_000.0), &o).ok);
+  assert!(!reserve(&mut s, "s", &keys, 1.0, "again", &moment(5_000.0), &o).ok);
+  // With spacing, the second request at once already waits.
+  o.rpm_window = false;
+  let mut s = QuotaState::default();
+  assert!(reserve(&mut s, "s", &keys, 1.0, "a", &moment(0.0), &o).ok);
+  let d = reserve(&mut s, "s", &keys, 1.0, "b", &moment(0.0), &o);
+  assert_eq!((d.ok, d.wait_ms), (false, Some(1_120.0)));
 }

@@ -5,13 +5,24 @@
 //! Connections: one redis-rs `ConnectionManager` per store (reconnects in the background), or
 //! one cluster connection. Connecting and every command are bounded by short timeouts, so a
 //! call never hangs when Redis is down: it fails with [`StoreError::Timeout`] or
-//! [`StoreError::Unavailable`].
+//! [`StoreError::Unavailable`]. Only those two (and [`StoreError::Closed`]) mean "Redis is
+//! away"; every other failure says what is wrong (credentials, a full server, a key of another
+//! type) and is never answered by a failure policy.
+//!
+//! Memory policy: on the first connection, and again after any outage (the server may have come
+//! back with another configuration), the store reads `maxmemory` and `maxmemory-policy`
+//! (`CONFIG GET`, or `INFO memory` where CONFIG is refused) before its next command. A policy
+//! that can evict tollgate's keys (`allkeys-*`, `volatile-*`: every tollgate key has a TTL)
+//! silently resets limits; [`Eviction::Error`] refuses every command on such a server.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot as HashSlot;
 use redis::{Script, ScriptInvocation};
@@ -32,10 +43,56 @@ pub enum StoreError {
   Timeout(String),
   /// No connection could be made, or it broke.
   Unavailable(String),
-  /// Redis answered with an error (for example a key holding another type).
+  /// Redis answered with an error (for example a key holding another type, or a script error).
   Command(String),
+  /// Redis refused the credentials or the user's ACL forbids a command.
+  Auth(String),
+  /// Redis is at `maxmemory` under `noeviction` and refuses writes (an `OOM` reply).
+  OutOfMemory(String),
+  /// The server's `maxmemory-policy` can evict tollgate's keys and the store was told to refuse
+  /// such a server ([`Eviction::Error`]).
+  Eviction(String),
   /// `close()` was called.
   Closed,
+}
+
+impl StoreError {
+  /// True when Redis could not be reached or did not answer in time: the only failures a
+  /// failure policy may answer, and after which the server is inspected again.
+  pub fn is_outage(&self) -> bool {
+    matches!(self, StoreError::Timeout(_) | StoreError::Unavailable(_))
+  }
+}
+
+/// What a store does on a server whose `maxmemory-policy` can evict keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+  /// Reads the policy and reports it (the JavaScript layer warns once).
+  Warn,
+  /// Refuses every command with [`StoreError::Eviction`].
+  Error,
+  /// Does not read the policy.
+  Ignore,
+}
+
+/// The memory settings read from the server: `maxmemory` (bytes, 0 = no limit) and
+/// `maxmemory-policy`; `generation` counts the reads, so a reader can tell a new one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerMemory {
+  pub generation: u64,
+  pub maxmemory: Option<u64>,
+  pub policy: Option<String>,
+}
+
+impl ServerMemory {
+  /// True when the policy can evict tollgate's keys (all of them carry a TTL, so `volatile-*`
+  /// can too).
+  pub fn evicts(&self) -> bool {
+    self
+      .policy
+      .as_deref()
+      .is_some_and(|p| p.starts_with("allkeys-") || p.starts_with("volatile-"))
+  }
 }
 
 /// How to reach Redis.
@@ -47,6 +104,7 @@ pub struct RedisConfig {
   pub cluster: bool,
   pub connect_timeout: Duration,
   pub command_timeout: Duration,
+  pub eviction: Eviction,
 }
 
 #[derive(Clone)]
@@ -76,6 +134,10 @@ pub struct RedisStore {
   slot: Mutex<Slot>,
   connecting: tokio::sync::Mutex<()>,
   scripts: Scripts,
+  /// Set on creation and after every outage: read the memory settings before the next command.
+  inspect: AtomicBool,
+  inspecting: tokio::sync::Mutex<()>,
+  memory: Mutex<ServerMemory>,
 }
 
 /// `now` as the scripts take it: milliseconds, or -1 for the Redis server's clock.
@@ -91,9 +153,12 @@ impl RedisStore {
     }
     for url in &config.urls {
       redis::parse_redis_url(url)
-        .ok_or_else(|| StoreError::Unavailable(format!("not a Redis URL: {url}")))?;
+        .ok_or_else(|| StoreError::Unavailable(format!("not a Redis URL: {}", redact(url))))?;
     }
     Ok(RedisStore {
+      inspect: AtomicBool::new(config.eviction != Eviction::Ignore),
+      inspecting: tokio::sync::Mutex::new(()),
+      memory: Mutex::new(ServerMemory::default()),
       config,
       slot: Mutex::new(Slot::Idle),
       connecting: tokio::sync::Mutex::new(()),
@@ -209,6 +274,30 @@ impl RedisStore {
           "Redis did not answer within {deadline:?}"
         )))
       })
+      .map_err(|e| match e {
+        // "Connection refused (os error 111)" alone does not say which Redis.
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{}: {m}", self.address())),
+        StoreError::Timeout(m) => StoreError::Timeout(format!("{}: {m}", self.address())),
+        other => other,
+      })
+  }
+
+  /// `Redis at host:port` (every seed node of a Cluster), without credentials.
+  fn address(&self) -> String {
+    let nodes: Vec<String> = self
+      .config
+      .urls
+      .iter()
+      .map(|u| match redis::parse_redis_url(u) {
+        Some(url) => format!(
+          "{}:{}",
+          url.host_str().unwrap_or("?"),
+          url.port_or_known_default().unwrap_or(6379)
+        ),
+        None => "?".to_owned(),
+      })
+      .collect();
+    format!("Redis at {}", nodes.join(", "))
   }
 
   /// Runs one script invocation (EVALSHA, loading the script on NOSCRIPT).
@@ -216,14 +305,115 @@ impl RedisStore {
     &self,
     invocation: ScriptInvocation<'_>,
   ) -> Result<T, StoreError> {
+    let invocation = &invocation;
     self
-      .bounded(async {
-        match self.conn().await? {
-          Conn::Single(mut c) => invoke(&invocation, &mut c).await,
-          Conn::Cluster(mut c) => invoke(&invocation, &mut c).await,
+      .exec(|conn| async move {
+        match conn {
+          Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
+          Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
         }
       })
       .await
+  }
+
+  /// Runs one plain command (routed by its key on a Cluster).
+  async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+    self
+      .exec(|conn| async move {
+        match conn {
+          Conn::Single(mut c) => cmd.query_async(&mut c).await,
+          Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+      })
+      .await
+  }
+
+  /// Runs `send` on the connection, within the store's deadline, after reading the server's
+  /// memory settings if they are due; an outage marks them due again.
+  ///
+  /// A connection that died while idle (Redis restarted between two calls) is found by the
+  /// first command, which fails at once with "broken pipe" before anything is written; that
+  /// command is sent again on the connection the manager opens in its place, so the first call
+  /// after a restart succeeds. Only a failure on the very first poll is retried: by then the
+  /// command cannot have reached a socket (writing happens in the connection's own task), so it
+  /// is never sent twice.
+  async fn exec<T, F, Fut>(&self, send: F) -> Result<T, StoreError>
+  where
+    F: Fn(Conn) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+  {
+    let result = self
+      .bounded(async {
+        let conn = self.conn().await?;
+        self.inspect_if_due(&conn).await?;
+        let mut first = std::pin::pin!(send(conn.clone()));
+        match std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await {
+          Poll::Ready(Err(e)) if unsent(&e) => {
+            // A new connection: the server may have restarted with another configuration.
+            self.inspect_due();
+            self.inspect_if_due(&conn).await?;
+            send(conn.clone()).await.map_err(classify)
+          }
+          Poll::Ready(result) => result.map_err(classify),
+          Poll::Pending => first.await.map_err(classify),
+        }
+      })
+      .await;
+    if let Err(e) = &result {
+      if e.is_outage() {
+        self.inspect_due();
+      }
+    }
+    result
+  }
+
+  /// Marks the memory settings to be read again before the next command.
+  fn inspect_due(&self) {
+    if self.config.eviction != Eviction::Ignore {
+      self.inspect.store(true, Ordering::Relaxed);
+    }
+  }
+
+  /// Reads `maxmemory-policy` when due (one command, once per connection or outage) and, under
+  /// [`Eviction::Error`], refuses a server that can evict keys.
+  async fn inspect_if_due(&self, conn: &Conn) -> Result<(), StoreError> {
+    if self.inspect.load(Ordering::Relaxed) {
+      let _one = self.inspecting.lock().await;
+      if self.inspect.load(Ordering::Relaxed) {
+        let (maxmemory, policy) = read_memory(conn).await?;
+        let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        m.generation += 1;
+        m.maxmemory = maxmemory;
+        m.policy = policy;
+        self.inspect.store(false, Ordering::Relaxed);
+      }
+    }
+    if self.config.eviction == Eviction::Error {
+      let m = self.server_memory();
+      if m.evicts() {
+        return Err(StoreError::Eviction(format!(
+          "the server's maxmemory-policy is {} and can evict tollgate's keys (limits would reset); use noeviction or a dedicated instance",
+          m.policy.unwrap_or_default()
+        )));
+      }
+    }
+    Ok(())
+  }
+
+  /// The memory settings last read from the server.
+  pub fn server_memory(&self) -> ServerMemory {
+    self
+      .memory
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .clone()
+  }
+
+  /// `PING` (on a Cluster, every master): the cheap command that probes a store after an
+  /// outage. Reads the memory settings first when they are due.
+  pub async fn ping(&self) -> Result<(), StoreError> {
+    let _: String = self.command(&redis::cmd("PING")).await?;
+    Ok(())
   }
 
   // ---- one method per decision -------------------------------------------------------------
@@ -359,25 +549,20 @@ impl RedisStore {
 
   /// Deletes `key`; true when it existed. A single command, so no script.
   pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-    self
-      .bounded(async {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(key);
-        let n: i64 = match self.conn().await? {
-          Conn::Single(mut c) => cmd.query_async(&mut c).await,
-          Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-        .map_err(classify)?;
-        Ok(n > 0)
-      })
-      .await
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(key);
+    let n: i64 = self.command(&cmd).await?;
+    Ok(n > 0)
   }
 
-  /// One Quota request on a scope (quota.lua): `args` as the script documents; the reply as
+  /// One Quota request on a scope (quota.lua) whose keys start with `base` (see
+  /// [`quota_base`]): `args` as the script documents; the reply as
   /// the script returns it.
-  pub async fn quota(&self, key: &str, args: &[String]) -> Result<redis::Value, StoreError> {
+  pub async fn quota(&self, base: &str, args: &[String]) -> Result<redis::Value, StoreError> {
     let mut inv = self.scripts.quota.prepare_invoke();
-    inv.key(key);
+    for part in QUOTA_KEYS {
+      inv.key(format!("{base}{part}"));
+    }
     for a in args {
       inv.arg(a);
     }
@@ -450,19 +635,257 @@ impl RedisStore {
   }
 }
 
-async fn invoke<C: ConnectionLike, T: redis::FromRedisValue>(
-  invocation: &ScriptInvocation<'_>,
-  conn: &mut C,
-) -> Result<T, StoreError> {
-  invocation.invoke_async(conn).await.map_err(classify)
+/// True for an error a command meets on its first poll when the connection was dead before
+/// anything was written (the connection manager then starts a new one).
+fn unsent(e: &redis::RedisError) -> bool {
+  e.is_connection_dropped() || e.is_connection_refusal()
 }
 
-fn classify(e: redis::RedisError) -> StoreError {
+/// Runs `attempt`; when it fails on its first poll with an I/O error — the connection was dead
+/// before anything was written — runs it once more (the connection manager has started a new
+/// connection, which the second attempt awaits).
+async fn retry_unsent<T, F, Fut>(attempt: F) -> redis::RedisResult<T>
+where
+  F: Fn() -> Fut,
+  Fut: Future<Output = redis::RedisResult<T>>,
+{
+  let mut first = std::pin::pin!(attempt());
+  let polled = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx))).await;
+  match polled {
+    Poll::Ready(Err(e)) if unsent(&e) => attempt().await,
+    Poll::Ready(result) => result,
+    Poll::Pending => first.await,
+  }
+}
+
+/// True when the server refused this connection's credentials (not an ACL refusing a command).
+fn unauthenticated(e: &redis::RedisError) -> bool {
+  e.kind() == redis::ErrorKind::AuthenticationFailed
+    || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// `maxmemory` and `maxmemory-policy` of the server (on a Cluster, of one master): `CONFIG GET`,
+/// else the `INFO memory` section (a managed Redis may refuse CONFIG), else unknown.
+async fn read_memory(conn: &Conn) -> Result<(Option<u64>, Option<String>), StoreError> {
+  let mut config = redis::cmd("CONFIG");
+  config.arg("GET").arg("maxmemory*");
+  let reply: redis::RedisResult<Vec<String>> = query_one(conn, &config).await;
+  match reply {
+    Ok(flat) => {
+      let field = |name: &str| {
+        flat
+          .chunks(2)
+          .find(|kv| kv.len() == 2 && kv[0] == name)
+          .map(|kv| kv[1].clone())
+      };
+      return Ok((
+        field("maxmemory").and_then(|v| v.parse().ok()),
+        field("maxmemory-policy"),
+      ));
+    }
+    Err(e) => {
+      let auth = unauthenticated(&e);
+      let e = classify(e);
+      if e.is_outage() || auth {
+        return Err(e);
+      }
+    }
+  }
+  let mut info = redis::cmd("INFO");
+  info.arg("memory");
+  match query_one::<String>(conn, &info).await {
+    Ok(text) => {
+      let field = |name: &str| {
+        text.lines().find_map(|l| {
+          l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+        })
+      };
+      Ok((
+        field("maxmemory").and_then(|v| v.parse().ok()),
+        field("maxmemory_policy"),
+      ))
+    }
+    Err(e) => {
+      let auth = unauthenticated(&e);
+      let e = classify(e);
+      if e.is_outage() || auth {
+        Err(e)
+      } else {
+        Ok((None, None))
+      }
+    }
+  }
+}
+
+/// One command to the server, or on a Cluster to one master.
+async fn query_one<T: redis::FromRedisValue>(
+  conn: &Conn,
+  cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+  match conn.clone() {
+    Conn::Single(c) => {
+      retry_unsent(|| {
+        let mut c = c.clone();
+        async move { cmd.query_async(&mut c).await }
+      })
+      .await
+    }
+    Conn::Cluster(mut c) => {
+      let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+        redis::cluster_routing::SingleNodeRoutingInfo::RandomPrimary,
+      );
+      let v = c.route_command(cmd.clone(), routing).await?;
+      redis::FromRedisValue::from_redis_value(v).map_err(Into::into)
+    }
+  }
+}
+
+/// A URL with its password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+  let Some(scheme_end) = url.find("://") else {
+    return url.to_owned();
+  };
+  let rest = &url[scheme_end + 3..];
+  let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+  let authority = &rest[..authority_end];
+  match authority.rfind('@') {
+    Some(at) => {
+      let userinfo = &authority[..at];
+      let user = userinfo.split(':').next().unwrap_or("");
+      let masked = if userinfo.contains(':') {
+        format!("{user}:***")
+      } else {
+        "***".to_owned()
+      };
+      format!(
+        "{}{masked}{}",
+        &url[..scheme_end + 3],
+        &url[scheme_end + 3 + at..]
+      )
+    }
+    None => url.to_owned(),
+  }
+}
+
+pub(crate) fn classify(e: redis::RedisError) -> StoreError {
+  use redis::{ErrorKind, ServerErrorKind};
   if e.is_timeout() {
-    StoreError::Timeout(e.to_string())
-  } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-    StoreError::Unavailable(e.to_string())
-  } else {
-    StoreError::Command(e.to_string())
+    return StoreError::Timeout(e.to_string());
+  }
+  if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+    return StoreError::Unavailable(e.to_string());
+  }
+  match e.kind() {
+    // Loading a dump, a failover under way, a Cluster without quorum: away for now.
+    ErrorKind::Server(
+      ServerErrorKind::BusyLoading
+      | ServerErrorKind::ReadOnly
+      | ServerErrorKind::ClusterDown
+      | ServerErrorKind::TryAgain
+      | ServerErrorKind::MasterDown,
+    )
+    | ErrorKind::ClusterConnectionNotFound => StoreError::Unavailable(e.to_string()),
+    ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+      StoreError::Auth(e.to_string())
+    }
+    _ => match e.code() {
+      Some("NOAUTH" | "WRONGPASS" | "NOPERM") => StoreError::Auth(e.to_string()),
+      // What Redis answers (before closing the connection) to a long command from a client that
+      // has not authenticated.
+      _ if e.to_string().contains("Protocol error: unauthenticated") => {
+        StoreError::Auth(e.to_string())
+      }
+      Some("OOM") => StoreError::OutOfMemory(e.to_string()),
+      _ => StoreError::Command(e.to_string()),
+    },
+  }
+}
+
+/// The suffixes of a Quota scope's three keys (quota.lua's KEYS).
+const QUOTA_KEYS: [&str; 3] = [":k", ":h", ":x"];
+
+/// Where a Quota scope's keys start: the prefix, then the scope as the hash tag, so that all
+/// three keys of a decision share one slot. The scope is escaped (`%`, `{`, `}`) and led by a
+/// `q`, so the tag is never empty and never ends early: distinct scopes, distinct keys.
+pub fn quota_base(prefix: &str, scope: &str) -> String {
+  let mut out = String::with_capacity(prefix.len() + scope.len() + 3);
+  out.push_str(prefix);
+  out.push_str("{q");
+  for c in scope.chars() {
+    match c {
+      '%' => out.push_str("%25"),
+      '{' => out.push_str("%7B"),
+      '}' => out.push_str("%7D"),
+      c => out.push(c),
+    }
+  }
+  out.push('}');
+  out
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn redact_masks_the_password_and_keeps_the_rest() {
+    assert_eq!(
+      redact("redis://admin:Hunter2@db.internal:port/0"),
+      "redis://admin:***@db.internal:port/0"
+    );
+    assert_eq!(redact("rediss://:s3cret@h:6380"), "rediss://:***@h:6380");
+    // A lone user-info part may be a token: masked whole.
+    assert_eq!(redact("redis://token@h:1"), "redis://***@h:1");
+    // An @ after the authority (in the path or fragment) is not user info.
+    assert_eq!(redact("redis://h:1/0#a@b"), "redis://h:1/0#a@b");
+    assert_eq!(redact("not a url"), "not a url");
+  }
+
+  #[test]
+  fn only_unreachable_or_slow_servers_are_outages() {
+    use std::io;
+    let io_err = |k| classify(redis::RedisError::from(io::Error::from(k)));
+    assert!(matches!(
+      io_err(io::ErrorKind::ConnectionRefused),
+      StoreError::Unavailable(_)
+    ));
+    assert!(matches!(
+      io_err(io::ErrorKind::TimedOut),
+      StoreError::Timeout(_)
+    ));
+    // Server replies (WRONGPASS, NOAUTH, OOM, LOADING, …) are classified against real servers
+    // in __test__/store-faults.test.ts.
+    assert!(StoreError::Timeout("t".into()).is_outage());
+    assert!(StoreError::Unavailable("u".into()).is_outage());
+    for e in [
+      StoreError::Command("WRONGTYPE".into()),
+      StoreError::Auth("WRONGPASS".into()),
+      StoreError::OutOfMemory("OOM".into()),
+      StoreError::Eviction("allkeys-lru".into()),
+      StoreError::Closed,
+    ] {
+      assert!(!e.is_outage(), "{e:?}");
+    }
+  }
+
+  #[test]
+  fn evicting_policies() {
+    let m = |p: &str| ServerMemory {
+      policy: Some(p.into()),
+      ..ServerMemory::default()
+    };
+    for p in [
+      "allkeys-lru",
+      "allkeys-lfu",
+      "allkeys-random",
+      "volatile-lru",
+      "volatile-ttl",
+    ] {
+      assert!(m(p).evicts(), "{p}");
+    }
+    assert!(!m("noeviction").evicts());
+    assert!(!ServerMemory::default().evicts());
   }
 }

@@ -1,9 +1,11 @@
 -- Global limits of createLLMRateLimiter's Redis backend (engine/jobs.rs, the same steps).
 -- Every key shares one {hash tag}, so a decision is one script on one Cluster slot.
 -- KEYS[1]  the instances HASH: instance id -> last heartbeat (ms)
--- KEYS[2]  this instance's grants HASH: g:<model key>:<id> -> grant time, x:<model key>:<id>
---          -> when marked (see below); it expires with the instance (heartbeats and grants
---          refresh it)
+-- KEYS[2]  this instance's grants HASH: g:<model key>:<id> -> '<grant time>:<estimated
+--          tokens>:<estimated requests>', x:<model key>:<id> -> when marked (see below); it
+--          lives a day past the instance's last call (heartbeats and grants refresh it). Other
+--          instances' grants hashes are this key with their id in place of ours (one hash tag,
+--          one slot): when an instance is dropped, its grants are given back like expired holds.
 -- KEYS[3…] one HASH per model: ms/mt/mr = minute start, tokens, requests; ds/dt/dr = the
 --          same for the UTC day; c:<instance id> = jobs of that instance in flight
 -- ARGV[1]  op: 'a' acquire | 'r' release | 'h' heartbeat (registers) | 'u' unregister
@@ -24,6 +26,11 @@
 -- after the caller gave up on it (a timeout, then Redis runs the queued command) is refused. A
 -- release without a slot (usage counted while Redis was away) is applied once per id (x: marks
 -- it). Marks are few (one per lost reply) and go with the instance's grants hash.
+-- A dead instance: once silent past the timeout it is dropped by the next call of any
+-- instance, and what its grants reserved (their estimates, still in the windows they were
+-- made in) is given back, as an expired hold is; its jobs in flight stop counting too. The
+-- instances hash and the grants hashes live a day past their last write, so a grant is found
+-- however long the other instances stay silent (after a day its windows have passed anyway).
 -- Returns  a, r: {status (1 granted | 0 refused | 2 never fits | 3 given up / settled
 --          before: nothing changed), minute start, ms until the
 --          blocking window resets (-1: only concurrency), 1 if the instance was (re)registered,
@@ -45,6 +52,7 @@ end
 local ikey = KEYS[1]
 local mstart = now - now % MIN
 local dstart = now - now % DAY
+local KEEP = DAY + timeout * 2 -- how long the instances and grants hashes outlive a write
 
 -- Live instances; the silent ones are dropped (with their in-flight counts, lazily).
 local live, count, dropped = {}, 0, {}
@@ -66,8 +74,41 @@ local function register()
     count = count + 1
   end
   redis.call('HSET', ikey, me, string.format('%d', now))
-  redis.call('PEXPIRE', ikey, timeout * 2 + MIN)
+  redis.call('PEXPIRE', ikey, KEEP)
 end
+
+-- Gives back what the grants hash `gkey` (of an instance that is gone) still reserves: each
+-- grant's estimate leaves the window it was counted in, if that window is still current.
+local function give_back(gkey)
+  local g = redis.call('HGETALL', gkey)
+  for i = 1, #g, 2 do
+    local key, at, et, er = string.match(g[i] .. '|' .. g[i + 1], '^g:(.+):[^:]+|(%d+):(%d+):(%d+)$')
+    if key then
+      at, et, er = tonumber(at), tonumber(et), tonumber(er)
+      if sliding then
+        for _, w in ipairs({{'b1:', B1}, {'b2:', B2}}) do
+          local f = w[1] .. string.format('%d', at - at % w[2])
+          local v = redis.call('HGET', key, f)
+          if v then
+            local t, r = string.match(v, '^(%d+):(%d+)$')
+            redis.call('HSET', key, f, string.format('%d:%d', math.max(0, tonumber(t) - et), math.max(0, tonumber(r) - er)))
+          end
+        end
+      else
+        local h = redis.call('HMGET', key, 'ms', 'mt', 'mr', 'ds', 'dt', 'dr')
+        if tonumber(h[1]) == at then
+          redis.call('HSET', key, 'mt', math.max(0, tonumber(h[2]) - et), 'mr', math.max(0, tonumber(h[3]) - er))
+        end
+        if tonumber(h[4]) == at - at % DAY then
+          redis.call('HSET', key, 'dt', math.max(0, tonumber(h[5]) - et), 'dr', math.max(0, tonumber(h[6]) - er))
+        end
+      end
+    end
+  end
+  redis.call('DEL', gkey)
+end
+local gbase = string.sub(KEYS[2], 1, #KEYS[2] - #me)
+for _, gone in ipairs(dropped) do give_back(gbase .. gone) end
 
 -- A model's windows, rolled to now, and its live jobs in flight.
 local function load(key)
@@ -153,7 +194,7 @@ if op == 'a' or op == 'r' then
   local gfield, xfield = 'g:' .. key .. ':' .. id, 'x:' .. key .. ':' .. id
   local function mark()
     redis.call('HSET', gkey, xfield, string.format('%d', now))
-    redis.call('PEXPIRE', gkey, timeout * 2 + MIN)
+    redis.call('PEXPIRE', gkey, KEEP)
   end
   if op == 'a' then
     local function big(e, l) return l > 0 and e > l end
@@ -178,8 +219,8 @@ if op == 'a' or op == 'r' then
       end
       save(key, m)
       redis.call('HINCRBY', key, 'c:' .. me, 1)
-      redis.call('HSET', gkey, gfield, string.format('%d', sliding and now or mstart))
-      redis.call('PEXPIRE', gkey, timeout * 2 + MIN)
+      redis.call('HSET', gkey, gfield, string.format('%d:%d:%d', sliding and now or mstart, et, er))
+      redis.call('PEXPIRE', gkey, KEEP)
     end
   else
     local at, ar = tonumber(ARGV[13]), tonumber(ARGV[14])
@@ -188,7 +229,7 @@ if op == 'a' or op == 'r' then
     if slot then
       local g = redis.call('HGET', gkey, gfield)
       if g then
-        granted = tonumber(g)
+        granted = tonumber(string.match(g, '^%d+'))
         redis.call('HDEL', gkey, gfield)
       else
         status = 3
@@ -238,7 +279,7 @@ if op == 'a' or op == 'r' then
   return {status, mstart, retry, registered, m.mt, m.mr, m.dt, m.dr, m.inflight}
 elseif op == 'h' then
   register()
-  redis.call('PEXPIRE', KEYS[2], timeout * 2 + MIN) -- the grants hash lives while we do
+  redis.call('PEXPIRE', KEYS[2], KEEP) -- the grants hash lives while we do
   local out = {registered, count, #dropped}
   for k = 3, #KEYS do
     local s = state(load(KEYS[k]))
@@ -248,7 +289,7 @@ elseif op == 'h' then
 elseif op == 'u' then
   local gone = redis.call('HDEL', ikey, me)
   for k = 3, #KEYS do redis.call('HDEL', KEYS[k], 'c:' .. me) end
-  redis.call('DEL', KEYS[2])
+  give_back(KEYS[2]) -- grants still open when it stops are given back, as a dead one's are
   return {gone}
 end
 return redis.error_reply('jobs.lua: unknown op ' .. tostring(op))

@@ -1,18 +1,40 @@
--- Quota (rate-budget's engine): engine/quota.rs, the same steps in the same floating-point
--- order, so Redis decides exactly what the memory store decides.
--- KEYS[1]  the scope's state, a STRING holding MessagePack:
---          { {name, day, used, day_tokens, hits = {{id, at, tokens}…}, holds = {{id, scope,
---          key, tokens, at, day, prev_at, prev_id}…}, last_at, last_id}… } (keys in insertion order)
+-- Quota (rate-budget's engine): engine/quota/ (mod.rs, window.rs, holds.rs), the same steps in
+-- the same floating-point order, so Redis decides exactly what the memory store decides. Like
+-- the engine, a call costs the same however many requests the TPM window holds: each key's
+-- hits are numbered and kept one field each, with the window's token and request totals and
+-- partial sums of both per block of 32, 1,024 and 32,768 hits; expired hits leave from the
+-- front, each once; a hold names its hit. A call touches only the fields it needs.
+-- KEYS[1]  HASH  key name → the key's counters (binary, see `encode_meta`): {n = number of the key in the
+--                scope, day, u = used, dt = day tokens, la = lastAt, li = lastId, f = first
+--                hit's number, x = next hit's number, fa, ft, fr = first hit's time, tokens
+--                and 1 if rolled back, ba = newest hit's time, ep = checks run, tot, req =
+--                tokens and requests in the window,
+--                m = hits made (serials), o = holds made (their order), e = when the scope's
+--                keys expire, on the callers' clock}
+-- KEYS[2]  HASH  '<n>:<hit number>' → {a = at, t = tokens, i = id, u = serial,
+--                z = check count when its tokens became 0, r = 1 if rolled back};
+--                '<n>:<level>:<block>' → a block's token sum, '…:r' its request count;
+--                'o<n>:<hold id>' →
+--                {t = tokens, a = at, d = day, pa = prevAt, pi = prevId, p = order made,
+--                s = its hit's number, u = its hit's serial}; '#' → keys numbered so far
+-- KEYS[3]  ZSET  '<n>:<hold id>' scored by the hold's time (expiry order), and '' at +inf so
+--                that it lives as long as the other two
+--          All three under one hash tag (the scope): one slot, one atomic call. Their TTL is
+--          set together, and only when the scope must live longer than it already does.
 -- ARGV     op ('check' | 'reserve' | 'force' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
 --          commit tokens, now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
---          holdTtlMs, monotonic (0|1), keep (ms to keep the state), key count, then per key: id is a string
+--          holdTtlMs, monotonic (0|1), keep (ms to keep the state), rpmWindow (0|1), key count, then per key: id is a string
 --          (0|1), name, rpm, tpm, rpd, tpd, priority, enabled (0|1), rank.
 --          Numbers are decimal text; '' is "not a number" (the fallback applies).
 --          'force' records a reservation an in-process twin granted while Redis was away, on
 --          the one key given, without checking its limits.
 -- Returns  commit/rollback: 1 | 0. check/reserve/force: {ok, key index (0-based, -1 none), reason,
---          tokens, waitMs, check count, 13 fields per check, then the hold's id, at, prevAt,
---          prevId when one was made}. Numbers as %.17g text, '' for null.
+--          tokens, waitMs, check count, per check: key, ok, reason, waitMs, priority, rpmMs,
+--          tpmMs, tokenUsed, dailyUsed, dailyCap, dailyLeft (the percentages follow from these),
+--          then the hold's id, at, prevAt, prevId when one was made}. Numbers as integers when
+--          whole, else as %.17g text; '' for null.
+
+local KS, HITS, EXPIRY = KEYS[1], KEYS[2], KEYS[3]
 
 local function num(s)
   if s == nil or s == '' then return nil end
@@ -37,29 +59,11 @@ end
 local function daily_cap(rpd, threshold)
   return math.ceil(pos(rpd, 1) * (pct(threshold, 100) / 100))
 end
-
-local function token_wait_ms(used, tokens, limit, hits, now, window_ms, buffer_ms)
-  limit = pos(limit, 1)
-  tokens = non_neg(tokens, 0)
-  used = non_neg(used, 0)
-  window_ms = pos(window_ms, 60000)
-  buffer_ms = non_neg(buffer_ms, 1000)
-  if tokens > limit then return nil end
-  local projected = used + tokens
-  if projected <= limit then return 0 end
-  local order = {}
-  for i = 1, #hits do order[i] = i end
-  table.sort(order, function(a, b)
-    if hits[a].at ~= hits[b].at then return hits[a].at < hits[b].at end
-    return a < b
-  end)
-  for _, i in ipairs(order) do
-    projected = projected - non_neg(hits[i].tokens, 0)
-    if projected <= limit then
-      return math.max(0, window_ms - (now - hits[i].at) + buffer_ms)
-    end
-  end
-  return window_ms + buffer_ms
+-- What a hit adds to the sums (window.rs `counted`).
+local function counted(t) return non_neg(t, 0) end
+local function text(x)
+  if x == nil then return '' end
+  return string.format('%.17g', x)
 end
 
 -- ---- the request ----------------------------------------------------------------------------
@@ -72,11 +76,12 @@ local threshold = pct(num(ARGV[12]) or 100, 100)
 local strict_tpm = ARGV[13] == '1'
 local hold_ttl = num(ARGV[14])
 local monotonic = ARGV[15] == '1'
-local keep = tonumber(ARGV[16])
+local keep = math.max(1, tonumber(ARGV[16]))
+local rpm_window = ARGV[17] == '1'
 local keys = {}
-local nkeys = tonumber(ARGV[17])
+local nkeys = tonumber(ARGV[18])
 for i = 1, nkeys do
-  local b = 17 + (i - 1) * 9
+  local b = 18 + (i - 1) * 9
   keys[i] = {
     has_id = ARGV[b + 1] == '1', name = ARGV[b + 2], rpm = num(ARGV[b + 3]), tpm = num(ARGV[b + 4]),
     rpd = num(ARGV[b + 5]), tpd = num(ARGV[b + 6]), priority = num(ARGV[b + 7]),
@@ -84,85 +89,345 @@ for i = 1, nkeys do
   }
 end
 
--- ---- the state ------------------------------------------------------------------------------
-local raw = redis.call('GET', KEYS[1])
-local state = {}
-if raw then state = cmsgpack.unpack(raw) end
+-- ---- records: fixed binary layouts (struct), numbers as doubles, strings after them ----------
+-- (MessagePack builds a table per record: five times the cost of these on the hot path.)
+local NAN = 0 / 0
+local function opt(x) if x ~= x then return nil end return x end
+local function str_at(raw, pos, len)
+  if len < 0 then return nil, pos end
+  return string.sub(raw, pos, pos + len - 1), pos + len
+end
 
-local function find(name)
-  for _, k in ipairs(state) do
-    if k.name == name then return k end
+-- A key's counters: n, u, dt, la, f, x, fa, ft, fr, ba, ep, tot, req, m, o, e, then day, li.
+local META = '<ddddddddddddddddi4i4'
+local function decode_meta(raw, name)
+  local n, u, dt, la, f, x, fa, ft, fr, ba, ep, tot, req, made, o, e, dlen, llen, pos = struct.unpack(META, raw)
+  local m = {name = name, n = n, u = u, dt = dt, la = opt(la), f = f, x = x, fa = opt(fa), ft = opt(ft),
+    fr = opt(fr), ba = opt(ba), ep = ep, tot = tot, req = req, m = made, o = o, e = opt(e)}
+  m.day, pos = str_at(raw, pos, dlen)
+  m.li = str_at(raw, pos, llen)
+  return m
+end
+local function encode_meta(m)
+  local li = m.li
+  return struct.pack(META, m.n, m.u, m.dt, m.la or NAN, m.f, m.x, m.fa or NAN, m.ft or NAN, m.fr or NAN,
+    m.ba or NAN, m.ep, m.tot, m.req or 0, m.m or 0, m.o or 0, m.e or NAN, #m.day, li and #li or -1) .. m.day .. (li or '')
+end
+
+-- A hit: a (at), t (tokens), u (serial), z (check count when its tokens became 0), r (rolled
+-- back), then i (the hold id).
+local HIT = '<dddddi4'
+local function decode_hit(raw)
+  local a, t, u, z, r, ilen, pos = struct.unpack(HIT, raw)
+  return {a = a, t = t, u = u, z = opt(z), r = opt(r), i = str_at(raw, pos, ilen)}
+end
+local function encode_hit(h)
+  return struct.pack(HIT, h.a, h.t, h.u, h.z or NAN, h.r or NAN, #h.i) .. h.i
+end
+
+-- A hold: t (tokens), a (at), pa (prevAt), p (order made), s, u (its hit's number and serial),
+-- then d (day), pi (prevId).
+local HOLD = '<ddddddi4i4'
+local function decode_hold(raw)
+  local t, a, pa, p, hs, hu, dlen, plen, pos = struct.unpack(HOLD, raw)
+  local h = {t = t, a = a, pa = opt(pa), p = p, s = opt(hs), u = opt(hu)}
+  h.d, pos = str_at(raw, pos, dlen)
+  h.pi = str_at(raw, pos, plen)
+  return h
+end
+local function encode_hold(h)
+  local pi = h.pi
+  return struct.pack(HOLD, h.t, h.a, h.pa or NAN, h.p, h.s or NAN, h.u or NAN, #h.d, pi and #pi or -1) .. h.d .. (pi or '')
+end
+
+-- ---- the keys' counters ---------------------------------------------------------------------
+-- Every key of the scope (a scope has a few: the API keys it routes over).
+local metas, by_number, dirty = {}, {}, {}
+do
+  local all = redis.call('HGETALL', KS)
+  for i = 1, #all, 2 do
+    local m = decode_meta(all[i + 1], all[i])
+    metas[m.name] = m
+    by_number[m.n] = m
+  end
+end
+local function entry(name)
+  local m = metas[name]
+  if not m then
+    m = {name = name, n = redis.call('HINCRBY', HITS, '#', 1), day = day, u = 0, dt = 0, f = 0, x = 0, ep = 0, tot = 0, m = 0, o = 0}
+    metas[name] = m
+    by_number[m.n] = m
+  end
+  dirty[name] = m
+  return m
+end
+
+-- ---- one key's TPM window (window.rs) -------------------------------------------------------
+local SHIFTS = {5, 10, 15}
+
+local function hit_field(m, seq) return m.n .. ':' .. seq end
+local function sum_field(m, l, block) return m.n .. ':' .. l .. ':' .. block end
+local function req_field(m, l, block) return m.n .. ':' .. l .. ':' .. block .. ':r' end
+local function requests(h)
+  if h.r then return 0 end
+  return 1
+end
+local function get_hit(m, seq)
+  local raw = redis.call('HGET', HITS, hit_field(m, seq))
+  if not raw then return nil end
+  return decode_hit(raw)
+end
+local function put_hit(m, seq, h) redis.call('HSET', HITS, hit_field(m, seq), encode_hit(h)) end
+local function live(m, h)
+  if h.r then return false end
+  return h.z == nil or m.ep <= h.z
+end
+
+-- Adds `dt` tokens and `dr` requests to the window's totals and to the sums of the blocks
+-- holding hit `seq`.
+local function add(m, seq, dt, dr)
+  if dt == 0 and dr == 0 then return end
+  m.tot, m.req = m.tot + dt, (m.req or 0) + dr
+  local fields, deltas = {}, {}
+  for l, shift in ipairs(SHIFTS) do
+    local block = math.floor(seq / 2 ^ shift)
+    if dt ~= 0 then
+      fields[#fields + 1] = sum_field(m, l, block)
+      deltas[#fields] = dt
+    end
+    if dr ~= 0 then
+      fields[#fields + 1] = req_field(m, l, block)
+      deltas[#fields] = dr
+    end
+  end
+  local old = redis.call('HMGET', HITS, unpack(fields))
+  local set = {}
+  for i = 1, #fields do
+    set[#set + 1] = fields[i]
+    set[#set + 1] = text((tonumber(old[i]) or 0) + deltas[i])
+  end
+  redis.call('HSET', HITS, unpack(set))
+end
+
+-- The first hit's time and tokens, kept in the counters so a prune that drops nothing reads
+-- nothing.
+local function load_front(m)
+  local h = m.f < m.x and get_hit(m, m.f) or nil
+  m.fa, m.ft, m.fr = h and h.a, h and h.t, h and h.r
+end
+
+-- rate-budget's prune: keeps the hits with now - window <= at <= now.
+local function prune(m)
+  local old_front = m.f
+  while m.f < m.x and m.fa < now - window_ms do
+    redis.call('HDEL', HITS, hit_field(m, m.f))
+    add(m, m.f, -counted(m.ft), m.fr and 0 or -1)
+    m.f = m.f + 1
+    load_front(m)
+  end
+  while m.f < m.x and m.ba > now do
+    local seq = m.x - 1
+    local h = get_hit(m, seq)
+    redis.call('HDEL', HITS, hit_field(m, seq))
+    m.x = seq
+    add(m, seq, -counted(h.t), -requests(h))
+    local prev = m.f < m.x and get_hit(m, m.x - 1) or nil
+    m.ba = prev and prev.a
+    if m.f == m.x then m.fa, m.ft, m.fr = nil, nil, nil end
+  end
+  -- The sums of blocks wholly before the first hit are 0 by now.
+  local first = m.f
+  if m.f >= m.x then first = m.x end
+  local gone = {}
+  for l, shift in ipairs(SHIFTS) do
+    for block = math.floor(old_front / 2 ^ shift), math.floor(first / 2 ^ shift) - 1 do
+      gone[#gone + 1] = sum_field(m, l, block)
+    end
+    if m.f >= m.x then gone[#gone + 1] = sum_field(m, l, math.floor(first / 2 ^ shift)) end
+  end
+  local n = #gone
+  for i = 1, n do gone[n + i] = gone[i] .. ':r' end
+  if n > 0 then redis.call('HDEL', HITS, unpack(gone)) end
+  if m.f >= m.x then m.tot, m.req = 0, 0 end
+end
+
+-- Appends a hit; returns its number and serial.
+local function push(m, id, at, t)
+  local seq, serial = m.x, m.m or 0
+  m.m = serial + 1
+  local h = {a = at, t = t, i = id, u = serial}
+  if counted(t) == 0 then h.z = m.ep end
+  put_hit(m, seq, h)
+  if m.f == m.x then m.fa, m.ft, m.fr = at, t, nil end
+  m.ba = at
+  m.x = seq + 1
+  add(m, seq, counted(t), 1)
+  return seq, serial
+end
+
+-- A hold's hit, while it is there (not left, not rolled back).
+local function held(m, hold)
+  if hold.s == nil or hold.s < m.f or hold.s >= m.x then return nil end
+  local h = get_hit(m, hold.s)
+  if h and h.u == hold.u and not h.r then return h end
+  return nil
+end
+
+-- commit: the hold's hit takes `t` (a hit of 0 tokens is gone from the TPM window after a
+-- check, as rate-budget drops it).
+local function set_tokens(m, hold, t)
+  local h = held(m, hold)
+  if not h or not live(m, h) then return end
+  local old = counted(h.t)
+  h.t = t
+  if counted(t) ~= 0 then
+    h.z = nil
+  elseif h.z == nil then
+    h.z = m.ep
+  end
+  put_hit(m, hold.s, h)
+  if hold.s == m.f then m.ft = t end
+  add(m, hold.s, counted(t) - old, 0)
+end
+
+-- rollback: the hold's hit goes (it stays in place, counting nothing, until it leaves).
+local function remove_hit(m, hold)
+  local h = held(m, hold)
+  if not h then return end
+  local old = counted(h.t)
+  h.t, h.r = 0, 1
+  put_hit(m, hold.s, h)
+  if hold.s == m.f then m.ft, m.fr = 0, 1 end
+  add(m, hold.s, -old, -1)
+end
+
+-- The time of the first hit at which the tokens (or requests) from the oldest hit on reach
+-- `need`.
+local function first_reaching(m, by_requests, need)
+  local field = sum_field
+  if by_requests then field = req_field end
+  if m.f >= m.x then return nil end
+  local acc, lo, hi = 0, m.f, m.x
+  for l = 3, 1, -1 do
+    local size = 2 ^ SHIFTS[l]
+    local block, last = math.floor(lo / size), math.floor((hi - 1) / size)
+    local found = false
+    while not found do
+      local fields = {}
+      for b = block, math.min(last, block + 31) do fields[#fields + 1] = field(m, l, b) end
+      local sums = redis.call('HMGET', HITS, unpack(fields))
+      for i = 1, #fields do
+        local v = tonumber(sums[i]) or 0
+        if acc + v >= need or block >= last then
+          found = true
+          break
+        end
+        acc = acc + v
+        block = block + 1
+      end
+    end
+    lo, hi = math.max(lo, block * size), math.min(hi, (block + 1) * size)
+  end
+  local fields = {}
+  for seq = lo, hi - 1 do fields[#fields + 1] = hit_field(m, seq) end
+  local raws = redis.call('HMGET', HITS, unpack(fields))
+  for i = 1, #fields do
+    if not raws[i] then return nil end
+    local h = decode_hit(raws[i])
+    if by_requests then acc = acc + requests(h) else acc = acc + counted(h.t) end
+    if acc >= need then return h.a end
   end
   return nil
 end
-local function entry(name)
-  local k = find(name)
-  if not k then
-    k = {name = name, day = day, used = 0, day_tokens = 0, hits = {}, holds = {}}
-    state[#state + 1] = k
-  end
-  return k
-end
-local function remove_where(list, pred)
-  local kept = {}
-  for _, x in ipairs(list) do
-    if not pred(x) then kept[#kept + 1] = x end
-  end
-  return kept
+
+-- rate-budget's tokenWaitMs inside the Quota (or the same for one more request), for the
+-- buffer and for 1 ms (strictTpm).
+local function wait_ms(m, by_requests, t, limit)
+  if t > limit then return nil end
+  local total = m.tot
+  if by_requests then total = m.req or 0 end
+  if total + t <= limit then return 0, 0 end
+  local at = first_reaching(m, by_requests, total + t - limit)
+  if at == nil then return window_ms + buffer_ms, window_ms + 1 end
+  return math.max(0, window_ms - (now - at) + buffer_ms), math.max(0, window_ms - (now - at) + 1)
 end
 
-local function roll_back(ks, hold)
-  ks.hits = remove_where(ks.hits, function(h) return h.id == hold.id end)
-  if ks.day == hold.day then
-    ks.used = math.max(0, ks.used - 1)
-    ks.day_tokens = math.max(0, ks.day_tokens - hold.tokens)
-  end
-  if ks.last_id == hold.id then
-    ks.last_at = hold.prev_at
-    ks.last_id = hold.prev_id
-  end
-  ks.holds = remove_where(ks.holds, function(h) return h.id == hold.id end)
+-- ---- holds (holds.rs) -----------------------------------------------------------------------
+local function hold_field(m, id) return 'o' .. m.n .. ':' .. id end
+local function get_hold(m, id)
+  local raw = redis.call('HGET', HITS, hold_field(m, id))
+  if not raw then return nil end
+  return decode_hold(raw)
+end
+local function drop_hold(m, id)
+  redis.call('HDEL', HITS, hold_field(m, id))
+  redis.call('ZREM', EXPIRY, m.n .. ':' .. id)
 end
 
+local function roll_back(m, id, hold)
+  remove_hit(m, hold)
+  if m.day == hold.d then
+    m.u = math.max(0, m.u - 1)
+    m.dt = math.max(0, m.dt - hold.t)
+  end
+  if m.li == id then
+    m.la, m.li = hold.pa, hold.pi
+  end
+  drop_hold(m, id)
+  dirty[m.name] = m
+end
+
+-- Holds with at + ttl <= now roll back, in the order they were made.
 local function expire_holds()
   if not hold_ttl then return end
-  for _, ks in ipairs(state) do
-    local expired = {}
-    for _, h in ipairs(ks.holds) do
-      if h.at + hold_ttl <= now then expired[#expired + 1] = h end
+  local found = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', text(now - hold_ttl + 1), 'WITHSCORES')
+  local expired = {}
+  for i = 1, #found, 2 do
+    if tonumber(found[i + 1]) + hold_ttl <= now then
+      local member = found[i]
+      local sep = string.find(member, ':', 1, true)
+      local m = sep and by_number[tonumber(string.sub(member, 1, sep - 1))]
+      local id = sep and string.sub(member, sep + 1)
+      local hold = m and get_hold(m, id)
+      if hold then
+        expired[#expired + 1] = {m, id, hold}
+      else
+        redis.call('ZREM', EXPIRY, member)
+      end
     end
-    for _, h in ipairs(expired) do roll_back(ks, h) end
   end
+  table.sort(expired, function(a, b) return a[3].p < b[3].p end)
+  for _, e in ipairs(expired) do roll_back(e[1], e[2], e[3]) end
 end
 
+-- ---- the decision (mod.rs) ------------------------------------------------------------------
 local function check_key(key)
   local rpm, tpm = pos(key.rpm, 1), pos(key.tpm, 1)
   local priority = int(key.priority or 0, 0)
-  local ks = entry(key.name)
-  ks.used = non_neg(ks.used, 0)
-  if ks.day ~= day then
-    ks.day, ks.used, ks.day_tokens = day, 0, 0
+  local m = entry(key.name)
+  m.u = non_neg(m.u, 0)
+  if m.day ~= day then
+    m.day, m.u, m.dt = day, 0, 0
   end
-  ks.hits = remove_where(ks.hits, function(h)
-    local at = h.at
-    return not (finite(at, nil) and now - window_ms <= at and at <= now and non_neg(h.tokens, 0) > 0)
-  end)
+  m.ep = m.ep + 1
+  prune(m)
   local cap = daily_cap(key.rpd, threshold)
-  local token_used = 0
-  for _, h in ipairs(ks.hits) do token_used = token_used + non_neg(h.tokens, 0) end
+  local token_used = m.tot
   local rpm_ms = 0
-  if ks.last_at ~= nil then
-    rpm_ms = math.max(0, cooldown_ms(rpm, buffer_ms, window_ms) - (now - ks.last_at))
+  if rpm_window then
+    local w, strict_w = wait_ms(m, true, 1, rpm)
+    rpm_ms = w
+    if w == 0 and strict_tpm and (m.req or 0) + 1 > rpm then rpm_ms = strict_w end
+  elseif m.la ~= nil then
+    rpm_ms = math.max(0, cooldown_ms(rpm, buffer_ms, window_ms) - (now - m.la))
   end
-  local tpm_ms = token_wait_ms(token_used, tokens, tpm, ks.hits, now, window_ms, buffer_ms)
-  if strict_tpm and tpm_ms == 0 and token_used + tokens > tpm then
-    tpm_ms = token_wait_ms(token_used, tokens, tpm, ks.hits, now, window_ms, 1)
-  end
-  local daily_left = math.max(0, cap - ks.used)
+  local tpm_ms, strict_ms = wait_ms(m, false, non_neg(tokens, 0), tpm)
+  if strict_tpm and tpm_ms == 0 and token_used + tokens > tpm then tpm_ms = strict_ms end
+  local daily_left = math.max(0, cap - m.u)
   local c = {
     key = key.name, ok = false, reason = nil, wait_ms = nil, priority = priority, rpm_ms = rpm_ms,
-    tpm_ms = tpm_ms, token_used = token_used, token_pct = token_used / tpm, daily_used = ks.used,
-    daily_cap = cap, daily_left = daily_left, daily_pct = ratio(ks.used, cap),
+    tpm_ms = tpm_ms, token_used = token_used, token_pct = token_used / tpm, daily_used = m.u,
+    daily_cap = cap, daily_left = daily_left, daily_pct = ratio(m.u, cap),
   }
   if not key.enabled then
     c.reason = 'off'
@@ -170,7 +435,7 @@ local function check_key(key)
   end
   local waits = {}
   if daily_left <= 0 then waits[#waits + 1] = {'rpd', math.max(0, non_neg(reset_at - now, 0))} end
-  if key.tpd ~= nil and ks.day_tokens + tokens > pos(key.tpd, 1) then
+  if key.tpd ~= nil and m.dt + tokens > pos(key.tpd, 1) then
     waits[#waits + 1] = {'tpd', math.max(0, non_neg(reset_at - now, 0))}
   end
   if rpm_ms > 0 then waits[#waits + 1] = {'rpm', rpm_ms} end
@@ -226,55 +491,58 @@ local function pick(checks)
   return {ok = false, reason = chosen.reason, wait_ms = chosen.wait_ms}
 end
 
--- ---- run it ---------------------------------------------------------------------------------
-local function text(x)
-  if x == nil then return '' end
-  return string.format('%.17g', x)
-end
+-- Writes the counters of every key this call touched, and makes the scope's keys live `keep`
+-- ms more when they would not (on the callers' clock: within a day that is once, since `keep`
+-- runs to the day's end). The TTL has 5 minutes to spare for callers whose clocks differ.
 local function save()
-  redis.call('SET', KEYS[1], cmsgpack.pack(state), 'PX', math.max(1, keep))
+  local until_ms = tonumber(ARGV[7]) + keep
+  local expires = 0
+  for _, m in pairs(metas) do
+    if m.e ~= nil and m.e > expires then expires = m.e end
+  end
+  local refresh = until_ms > expires
+  local set = {}
+  for name, m in pairs(dirty) do
+    if refresh then m.e = until_ms end
+    set[#set + 1] = name
+    set[#set + 1] = encode_meta(m)
+  end
+  if #set > 0 then redis.call('HSET', KS, unpack(set)) end
+  if refresh and #set > 0 then
+    redis.call('ZADD', EXPIRY, 'NX', '+inf', '')
+    for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, keep + 300000) end
+  end
 end
 
+-- ---- run it ---------------------------------------------------------------------------------
 -- Monotonic time: never before the scope's latest reservation (check and reserve only, as in
 -- the engine).
 if monotonic and (op == 'check' or op == 'reserve' or op == 'force') then
-  for _, k in ipairs(state) do
-    if k.last_at ~= nil and k.last_at > now then now = k.last_at end
+  for _, m in pairs(metas) do
+    if m.la ~= nil and m.la > now then now = m.la end
   end
 end
 
 expire_holds()
 
 if op == 'commit' or op == 'rollback' then
-  local ks = find(hold_key)
-  local hold = nil
-  if ks then
-    for _, h in ipairs(ks.holds) do
-      if h.id == hold_id then
-        hold = h
-        break
-      end
-    end
-  end
+  local m = metas[hold_key]
+  local hold = m and get_hold(m, hold_id)
   if not hold then
     save()
     return 0
   end
   if op == 'rollback' then
-    roll_back(ks, hold)
+    roll_back(m, hold_id, hold)
   else
     if commit_tokens ~= nil then
-      for _, h in ipairs(ks.hits) do
-        if h.id == hold_id then
-          h.tokens = commit_tokens
-          break
-        end
-      end
-      if hold.day == ks.day then
-        ks.day_tokens = math.max(0, ks.day_tokens - hold.tokens + commit_tokens)
+      set_tokens(m, hold, commit_tokens)
+      if hold.d == m.day then
+        m.dt = math.max(0, m.dt - hold.t + commit_tokens)
       end
     end
-    ks.holds = remove_where(ks.holds, function(h) return h.id == hold_id end)
+    drop_hold(m, hold_id)
+    dirty[m.name] = m
   end
   save()
   return 1
@@ -287,39 +555,42 @@ if op == 'force' then d = {ok = true, key = 1, wait_ms = 0} end
 local new_hold = nil
 if (op == 'reserve' or op == 'force') and d.ok then
   local key = keys[d.key]
-  local ks = entry(key.name)
-  new_hold = {
-    id = hold_id, scope = scope, key = key.name, tokens = tokens, at = now, day = day,
-    prev_at = ks.last_at, prev_id = ks.last_id,
-  }
-  ks.used = ks.used + 1
-  ks.day_tokens = ks.day_tokens + tokens
-  ks.last_at, ks.last_id = now, hold_id
-  ks.hits[#ks.hits + 1] = {id = hold_id, at = now, tokens = tokens}
-  local replaced = false
-  for i, h in ipairs(ks.holds) do
-    if h.id == hold_id then
-      ks.holds[i] = new_hold
-      replaced = true
-    end
+  local m = entry(key.name)
+  local old = get_hold(m, hold_id)
+  new_hold = {t = tokens, a = now, d = day, pa = m.la, pi = m.li}
+  if old then
+    new_hold.p = old.p
+  else
+    m.o = (m.o or 0) + 1
+    new_hold.p = m.o
   end
-  if not replaced then ks.holds[#ks.holds + 1] = new_hold end
+  m.u = m.u + 1
+  m.dt = m.dt + tokens
+  m.la, m.li = now, hold_id
+  new_hold.s, new_hold.u = push(m, hold_id, now, tokens)
+  redis.call('HSET', HITS, hold_field(m, hold_id), encode_hold(new_hold))
+  redis.call('ZADD', EXPIRY, now, m.n .. ':' .. hold_id)
 end
 save()
 
-local out = {d.ok and '1' or '0', d.ok and tostring(d.key - 1) or '-1', d.reason or '', text(tokens), text(d.wait_ms), tostring(#checks)}
+-- A number as an integer reply when it is a whole one (no formatting: most are), else as text.
+local function reply(x)
+  if x == nil then return '' end
+  if x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then return x end
+  return text(x)
+end
+local out = {d.ok and 1 or 0, d.ok and d.key - 1 or -1, d.reason or '', reply(tokens), reply(d.wait_ms), #checks}
 for _, c in ipairs(checks) do
   local fields = {
-    c.key, c.ok and '1' or '0', c.reason or '', text(c.wait_ms), text(c.priority), text(c.rpm_ms),
-    text(c.tpm_ms), text(c.token_used), text(c.token_pct), text(c.daily_used), text(c.daily_cap),
-    text(c.daily_left), text(c.daily_pct),
+    c.key, c.ok and 1 or 0, c.reason or '', reply(c.wait_ms), reply(c.priority), reply(c.rpm_ms),
+    reply(c.tpm_ms), reply(c.token_used), reply(c.daily_used), reply(c.daily_cap), reply(c.daily_left),
   }
   for _, f in ipairs(fields) do out[#out + 1] = f end
 end
 if new_hold then
-  out[#out + 1] = new_hold.id
-  out[#out + 1] = text(new_hold.at)
-  out[#out + 1] = text(new_hold.prev_at)
-  if new_hold.prev_id == nil then out[#out + 1] = '' else out[#out + 1] = 'i' .. new_hold.prev_id end
+  out[#out + 1] = hold_id
+  out[#out + 1] = reply(new_hold.a)
+  out[#out + 1] = reply(new_hold.pa)
+  if new_hold.pi == nil then out[#out + 1] = '' else out[#out + 1] = 'i' .. new_hold.pi end
 end
 return out

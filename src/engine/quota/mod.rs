@@ -2,7 +2,7 @@
 //! API key of a scope that has RPM, TPM and RPD headroom, reserve on it, then commit the real
 //! token count or roll back.
 //!
-//! The numbers match rate-budget exactly (shared/reference/rate-budget.md), including how it
+//! The numbers match rate-budget exactly, including how it
 //! sanitises bad numbers: every number is an `f64` handled in the same order of operations as
 //! JavaScript. Two things come from the caller because JavaScript decides them: the UTC day
 //! bucket and the next reset time (`dayKey(now)`, `resetAt(now)` may be user functions), and
@@ -14,8 +14,24 @@
 //! - RPD as a counter per day bucket, capped at `ceil(rpd * (thresholdPct / 100))`.
 //!
 //! Beyond rate-budget (each one off unless its option is set): holds that expire and roll
-//! back by themselves (`hold_ttl_ms`), a tokens-per-day limit (`tpd`), and `strict_tpm`, which
-//! never admits a request over TPM when `bufferMs` is 0.
+//! back by themselves (`hold_ttl_ms`), a tokens-per-day limit (`tpd`), `strict_tpm`, which
+//! never admits a request over TPM when `bufferMs` is 0, and `rpm_window`: RPM as at most `rpm`
+//! reservations in any window (what providers enforce) instead of rate-budget's spacing.
+//!
+//! Cost: every call costs the same however many requests the TPM window holds (amortised
+//! O(1), O(log n) for the holds' expiry and a refused request's TPM wait; see [`window`] and
+//! [`holds`]). rate-budget keeps one list of hits per key and scans, prunes and sums it whole
+//! on every call; `reference` (tests only) keeps that model, and a property test proves the
+//! two decide alike. A scope holds its keys' counters, the hits of the last window and the
+//! outstanding holds, nothing more.
+
+mod holds;
+#[cfg(test)]
+mod reference;
+pub mod window;
+
+pub use holds::Holds;
+pub use window::{Hit, HitRef, Lane, TokenWindow};
 
 /// `v` if finite, else `fb` (rate-budget's `finite`).
 pub fn finite(v: Option<f64>, fb: f64) -> f64 {
@@ -45,7 +61,8 @@ pub fn pct(v: Option<f64>, fb: f64) -> f64 {
   finite(v, fb).clamp(0.0, 100.0)
 }
 
-fn ratio(used: f64, limit: f64) -> f64 {
+/// `used / limit`, or 1 when the limit is 0 or less (rate-budget's `ratio`).
+pub fn ratio(used: f64, limit: f64) -> f64 {
   if limit <= 0.0 {
     1.0
   } else {
@@ -67,14 +84,6 @@ pub fn cooldown_ms(rpm: Option<f64>, buffer_ms: Option<f64>, window_ms: f64) -> 
 /// floating-point operations (so `dailyCap(100, 7)` is 8, as in rate-budget).
 pub fn daily_cap(rpd: Option<f64>, threshold_pct: Option<f64>) -> f64 {
   (pos(rpd, 1.0) * (pct(threshold_pct, THRESHOLD_PCT) / 100.0)).ceil()
-}
-
-/// A token reservation inside the TPM window.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Hit {
-  pub id: String,
-  pub at: f64,
-  pub tokens: f64,
 }
 
 /// Milliseconds until `tokens` more fit under `limit`, or `None` when they never can
@@ -119,6 +128,10 @@ pub struct Options {
   pub threshold_pct: f64,
   /// Never admit over TPM, also when `buffer_ms` is 0 (rate-budget admits at the window edge).
   pub strict_tpm: bool,
+  /// RPM as a sliding window: at most `rpm` reservations in the last `window_ms` (the strict
+  /// rule applies as for TPM). rate-budget spaces reservations `windowMs / rpm + bufferMs`
+  /// apart instead, which with its default 1 s buffer gives far fewer than `rpm` a minute.
+  pub rpm_window: bool,
   /// Uncommitted holds roll back by themselves after this long (rate-budget: never).
   pub hold_ttl_ms: Option<f64>,
   /// Time never goes backwards within a scope: a request whose clock is behind the scope's
@@ -136,6 +149,7 @@ impl Options {
       buffer_ms: non_neg(Some(buffer_ms.unwrap_or(BUFFER_MS)), BUFFER_MS),
       threshold_pct: pct(Some(threshold_pct.unwrap_or(THRESHOLD_PCT)), THRESHOLD_PCT),
       strict_tpm: false,
+      rpm_window: false,
       hold_ttl_ms: None,
       monotonic: false,
     }
@@ -174,22 +188,29 @@ pub struct Hold {
 }
 
 /// A key's stored state within a scope.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct KeyState {
   pub day: String,
   /// Requests counted for `day`.
   pub used: f64,
   /// Tokens counted for `day` (for `tpd`).
   pub day_tokens: f64,
-  pub hits: Vec<Hit>,
-  /// In insertion order, like the JS object rate-budget keeps.
-  pub holds: Vec<Hold>,
+  /// The TPM window's hits.
+  pub window: TokenWindow,
+  pub holds: Holds,
   pub last_at: Option<f64>,
   pub last_id: Option<String>,
 }
 
+impl KeyState {
+  /// The hits in the window, oldest first (rate-budget's `hits`).
+  pub fn hits(&self) -> Vec<Hit> {
+    self.window.hits()
+  }
+}
+
 /// A scope's stored state: its keys in insertion order.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct QuotaState {
   pub keys: Vec<(String, KeyState)>,
 }
@@ -215,6 +236,9 @@ impl QuotaState {
       day: day.to_owned(),
       ..KeyState::default()
     };
+    // A scope has a few keys, and a key's state is a few hundred bytes: grow one at a time
+    // (the default doubling would hold room for four from the first).
+    self.keys.reserve_exact(1);
     self.keys.push((name.to_owned(), fresh));
     &mut self.keys.last_mut().expect("just pushed").1
   }
@@ -289,14 +313,8 @@ pub struct Moment {
 fn expire_holds(state: &mut QuotaState, opts: &Options, now: f64) {
   let Some(ttl) = opts.hold_ttl_ms else { return };
   for (_, ks) in state.keys.iter_mut() {
-    let expired: Vec<Hold> = ks
-      .holds
-      .iter()
-      .filter(|h| h.at + ttl <= now)
-      .cloned()
-      .collect();
-    for hold in expired {
-      roll_back(ks, &hold);
+    for (hold, hit) in ks.holds.expired(now, ttl) {
+      roll_back(ks, &hold, hit);
     }
   }
 }
@@ -320,37 +338,43 @@ fn check_key(
     ks.day_tokens = 0.0;
   }
   let (now, window) = (m.now, o.window_ms);
-  ks.hits.retain(|h| {
-    h.at.is_finite() && now - window <= h.at && h.at <= now && non_neg(Some(h.tokens), 0.0) > 0.0
-  });
+  // rate-budget's prune: hits outside `[now - window, now]` and hits of 0 tokens leave.
+  ks.window.begin_check();
+  ks.window.prune(now, window);
 
   let cap = daily_cap(key.rpd, Some(o.threshold_pct));
-  // A fold from +0 (`sum()` of no f64s is -0.0, which JavaScript would show as -0).
-  let token_used = ks
-    .hits
-    .iter()
-    .map(|h| non_neg(Some(h.tokens), 0.0))
-    .fold(0.0, |a, b| a + b);
-  let rpm_ms = match ks.last_at {
-    Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
-    None => 0.0,
+  let token_used = ks.window.total();
+  let rpm_ms = if o.rpm_window {
+    let waits = ks
+      .window
+      .wait_ms(Lane::Requests, 1.0, rpm, now, window, [o.buffer_ms, 1.0]);
+    match waits {
+      Some([0.0, _]) if o.strict_tpm && ks.window.requests() + 1.0 > rpm => {
+        waits.map_or(0.0, |w| w[1])
+      }
+      Some([w, _]) => w,
+      None => 0.0, // rpm is at least 1: one request always fits an empty window
+    }
+  } else {
+    match ks.last_at {
+      Some(last) => (cooldown_ms(Some(rpm), Some(o.buffer_ms), window) - (now - last)).max(0.0),
+      None => 0.0,
+    }
   };
-  let tpm_wait = |buffer_ms: f64| {
-    token_wait_ms(
-      Some(token_used),
-      Some(tokens),
-      Some(tpm),
-      &ks.hits,
-      now,
-      Some(window),
-      Some(buffer_ms),
-    )
-  };
-  let mut tpm_ms = tpm_wait(o.buffer_ms);
+  // The wait with the buffer, and with 1 ms for `strict_tpm`: with bufferMs 0, a hit exactly
+  // `window` old still counts (the window is inclusive) but rate-budget's wait is 0, so it
+  // admits over TPM. Strict: wait the 1 ms until it leaves.
+  let waits = ks.window.wait_ms(
+    Lane::Tokens,
+    non_neg(Some(tokens), 0.0),
+    tpm,
+    now,
+    window,
+    [o.buffer_ms, 1.0],
+  );
+  let mut tpm_ms = waits.map(|w| w[0]);
   if o.strict_tpm && tpm_ms == Some(0.0) && token_used + tokens > tpm {
-    // With bufferMs 0, a hit exactly `window` old still counts (the window is inclusive) but
-    // rate-budget's wait is 0, so it admits over TPM. Strict: wait the 1 ms until it leaves.
-    tpm_ms = tpm_wait(1.0);
+    tpm_ms = waits.map(|w| w[1]);
   }
   let daily_left = (cap - ks.used).max(0.0);
   let mut check = KeyCheck {
@@ -414,7 +438,7 @@ fn check_key(
 
 /// Chooses among the checks (rate-budget's `pick`): the best ok key, else the blocked key
 /// that frees soonest, else the first blocked one, else `no_key`.
-fn pick(checks: Vec<KeyCheck>, keys: &[KeyInput], tokens: f64) -> Decision {
+pub(crate) fn pick(checks: Vec<KeyCheck>, keys: &[KeyInput], tokens: f64) -> Decision {
   let mut ok: Vec<usize> = (0..checks.len()).filter(|&i| checks[i].ok).collect();
   ok.sort_by(|&a, &b| {
     let (x, y) = (&checks[a], &checks[b]);
@@ -580,19 +604,13 @@ fn take(
   ks.day_tokens += tokens;
   ks.last_at = Some(m.now);
   ks.last_id = Some(hold.id.clone());
-  ks.hits.push(Hit {
-    id: hold.id.clone(),
-    at: m.now,
-    tokens,
-  });
-  match ks.holds.iter_mut().find(|h| h.id == hold.id) {
-    Some(same) => *same = hold.clone(),
-    None => ks.holds.push(hold.clone()),
-  }
+  let hit = ks.window.push(&hold.id, m.now, tokens);
+  ks.holds.insert(&hold, hit);
   hold
 }
 
-/// rate-budget's `commit`: the hold's hit takes the real token count (`None`: keep the
+/// rate-budget's `commit` (on the hold's own hit: rate-budget charges the oldest hit with the
+/// hold's id, another request's when ids repeat): the hold's hit takes the real token count (`None`: keep the
 /// estimate) and the hold is released. False when there is no such hold.
 pub fn commit(
   state: &mut QuotaState,
@@ -606,39 +624,35 @@ pub fn commit(
   let Some(ks) = state.key_mut(key) else {
     return false;
   };
-  let Some(pos) = ks.holds.iter().position(|h| h.id == hold_id) else {
+  let Some((hold, hit)) = ks.holds.remove(hold_id) else {
     return false;
   };
   if let Some(t) = tokens {
-    let estimate = ks.holds[pos].tokens;
-    if let Some(hit) = ks.hits.iter_mut().find(|h| h.id == hold_id) {
-      hit.tokens = t;
+    ks.window.set_tokens(hit, t);
+    if hold.day == ks.day {
+      ks.day_tokens = (ks.day_tokens - hold.tokens + t).max(0.0);
     }
-    if ks.holds[pos].day == ks.day {
-      ks.day_tokens = (ks.day_tokens - estimate + t).max(0.0);
-    }
-    ks.holds[pos].tokens = t;
   }
-  ks.holds.remove(pos);
   true
 }
 
-/// rate-budget's `rollback`: gives back the hit, the request of the day (same day only) and the
+/// rate-budget's `rollback` (of the hold's own hit: rate-budget removes every hit with the hold's
+/// id, other requests' tokens too when ids repeat): gives back the hit, the request of the day (same day only) and the
 /// RPM spacing (when no later reservation exists). False when there is no such hold.
 pub fn rollback(state: &mut QuotaState, key: &str, hold_id: &str, now: f64, o: &Options) -> bool {
   expire_holds(state, o, now);
   let Some(ks) = state.key_mut(key) else {
     return false;
   };
-  let Some(hold) = ks.holds.iter().find(|h| h.id == hold_id).cloned() else {
+  let Some((hold, hit)) = ks.holds.get(hold_id).map(|(h, hit)| (h.clone(), hit)) else {
     return false;
   };
-  roll_back(ks, &hold);
+  roll_back(ks, &hold, hit);
   true
 }
 
-fn roll_back(ks: &mut KeyState, hold: &Hold) {
-  ks.hits.retain(|h| h.id != hold.id);
+fn roll_back(ks: &mut KeyState, hold: &Hold, hit: HitRef) {
+  ks.window.remove(hit);
   if ks.day == hold.day {
     ks.used = (ks.used - 1.0).max(0.0);
     ks.day_tokens = (ks.day_tokens - hold.tokens).max(0.0);
@@ -647,7 +661,7 @@ fn roll_back(ks: &mut KeyState, hold: &Hold) {
     ks.last_at = hold.prev_at;
     ks.last_id = hold.prev_id.clone();
   }
-  ks.holds.retain(|h| h.id != hold.id);
+  ks.holds.remove(&hold.id);
 }
 
 #[cfg(test)]
