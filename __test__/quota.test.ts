@@ -740,7 +740,7 @@ describe('scopes that look alike never share state', () => {
   ]
   it.each(cases)('%s', async (_name, make) => {
     const store = make()
-    const quota = new Quota(store, { now: () => 0, prefix: `t:quota:iso:${Math.random().toString(36).slice(2)}:` })
+    const quota: any = new Quota(store, { now: () => 0, prefix: `t:quota:iso:${Math.random().toString(36).slice(2)}:` })
     const key = { id: 'k', rpm: 60, tpm: 100, rpd: 1 }
     for (const s of scopes) expect([s, (await quota.reserve(s, key, 1)).ok]).toEqual([s, true])
     for (const s of scopes) expect([s, (await quota.reserve(s, key, 1)).reason]).toEqual([s, 'rpd'])

@@ -244,6 +244,26 @@ describe('onStoreError', () => {
     })
   }
 
+  it("the job limiter 'local': the twin starts from the global counts Redis last reported", async () => {
+    const { server, store } = await redis()
+    const T = Date.UTC(2026, 10, 25, 12, 0, 20)
+    const l = createLLMRateLimiter({
+      models: { m: { requestsPerMinute: 5, tokensPerMinute: 1_000_000 } },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1, maxWaitMS: { m: 0 } } },
+      backend: createRedisBackend({ client: store(), keyPrefix: 'jl:seed:' }),
+      now: () => T,
+      onStoreError: 'local',
+    })
+    const job = async () => ({ requestCount: 1, inputTokens: 10, cachedTokens: 0, outputTokens: 0, data: 'ok' })
+    for (let i = 0; i < 3; i++) expect((await l.queueJob({ jobId: `r${i}`, job })).data).toBe('ok')
+    await server.stop()
+    const results: unknown[] = []
+    for (let i = 0; i < 4; i++) results.push(await l.queueJob({ jobId: `j${i}`, job }).then((r) => r.data, (e) => e.code))
+    // Redis last said 3 of the minute's 5 were used: the twin runs 2 (an empty one ran 5).
+    expect(results).toEqual(['ok', 'ok', codes.NO_CAPACITY, codes.NO_CAPACITY])
+    await l.stop()
+  })
+
   describe('the job limiter on Redis counts exactly once when a reply is lost', () => {
     const T0 = Date.UTC(2026, 10, 25, 12, 0, 20)
     // Replays only when the test calls flush() (the timer's period is far away).

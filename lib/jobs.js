@@ -21,6 +21,7 @@ const { toUsd } = require('./cost')
 const MAX_LIMIT = Number.MAX_SAFE_INTEGER
 /** setTimeout's longest delay; longer maxWaitMS values are capped here (24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1
+const DAY_MS = 86_400_000
 const LIMIT_FIELDS = ['tokensPerMinute', 'requestsPerMinute', 'tokensPerDay', 'requestsPerDay', 'maxConcurrentRequests']
 // Option names, so that a misspelt one (`rpm`) is refused instead of setting no limit.
 const CONFIG_KEYS = ['models', 'escalationOrder', 'order', 'resourceEstimationsPerJob', 'ratioAdjustmentConfig', 'memory', 'backend', 'windows', 'maxAttempts', 'instanceId', 'now', 'onAvailableSlotsChange', 'onOverage', 'onLog', 'onStoreError', 'storeRetryMs']
@@ -306,7 +307,8 @@ class LLMRateLimiter {
       // 'local': an in-process twin with the same limits decides while Redis is away. What a job
       // granted meanwhile used is added to the global windows once Redis is back (a settle with
       // no estimate and no concurrency slot to give back): at least once, never lost.
-      const twin = () => new native.JobLimitsCore(flat, this.#sliding)
+      // The twin starts from the last global counts this process saw (see #seed).
+      const twin = () => this.#seed(new native.JobLimitsCore(flat, this.#sliding))
       // Queued: 'usage' of a job granted meanwhile (no slot; counted once by its id), and
       // 'release' of a grant whose release failed or whose acquire got no reply ('cancel': the
       // acquire may still run). Redis settles a grant once and refuses a late acquire, so sending
@@ -901,6 +903,26 @@ class LLMRateLimiter {
     }
     t.inFlightByModel[m]++
     return g
+  }
+
+  /**
+   * 'local' starts from what this process last saw: per model, the global minute and day
+   * counts and the jobs in flight, as of the Redis reply that carried them (counted at that
+   * time: no earlier than the real ones, so they never leave the twin's windows sooner). The
+   * day's count beyond the minute's goes a minute earlier, so only the day holds it.
+   */
+  #seed(core) {
+    for (let m = 0; m < this.#global.length; m++) {
+      const [mt, mr, dt, dr, inFlight, at] = this.#global[m]
+      if (!(at > 0)) continue
+      for (let i = 0; i < inFlight; i++) if (core.reserve(m, 0, 0, at) < 0) break
+      const earlier = at - 60_000
+      if ((dt > mt || dr > mr) && Math.floor(earlier / DAY_MS) === Math.floor(at / DAY_MS)) {
+        core.settle(m, earlier, 0, 0, dt - mt, dr - mr, false, earlier)
+      }
+      if (mt > 0 || mr > 0) core.settle(m, at, 0, 0, mt, mr, false, at)
+    }
+    return core
   }
 
   #remember(m, r) {
