@@ -4,35 +4,14 @@
 // Redis; the limiter's overhead per job in µs (against awaiting the same job directly); and
 // the Redis round trips per job (EVALSHA calls counted by INFO commandstats).
 
-const { spawn } = require('node:child_process')
-const net = require('node:net')
 const os = require('node:os')
-const fs = require('node:fs')
-const path = require('node:path')
 const Redis = require('ioredis')
+const { startRedis } = require('./redis-server.js')
 const { createLLMRateLimiter, createRedisBackend, RedisStore } = require('../lib/index.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
 const fmt = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-
-async function startRedis() {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} }
-  const port = await new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = srv.address().port
-      srv.close(() => resolve(p))
-    })
-  })
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-jobs-bench-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((r) => net.connect(port, '127.0.0.1').once('connect', function () { this.destroy(); r(true) }).once('error', () => r(false)))
-    if (ok) break
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  return { url: `redis://127.0.0.1:${port}`, stop: async () => { child.kill('SIGKILL'); fs.rmSync(dir, { recursive: true, force: true }) } }
-}
 
 const models = {
   a: { tokensPerMinute: 1e12, requestsPerMinute: 1e12, tokensPerDay: 1e13, requestsPerDay: 1e13, maxConcurrentRequests: 1e6, pricing: { input: 2.5, cached: 1.25, output: 10 } },

@@ -6,12 +6,9 @@
 // script call (INFO commandstats), round trips per call, the memory one scope holds; then 256
 // concurrent callers on Redis at the full window.
 
-const { spawn } = require('node:child_process')
-const net = require('node:net')
 const os = require('node:os')
-const fs = require('node:fs')
-const path = require('node:path')
 const Redis = require('ioredis')
+const { startRedis } = require('./redis-server.js')
 const { MemoryStore, Quota, RedisStore } = require('../lib/index.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -23,23 +20,6 @@ const KEYS = [
   { id: 'key-b', rpm: 10_000, tpm: 30_000_000, rpd: 1e9 },
 ]
 
-async function startRedis() {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} }
-  const port = await new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = srv.address().port
-      srv.close(() => resolve(p))
-    })
-  })
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-quota-bench-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((r) => net.connect(port, '127.0.0.1').once('connect', function () { this.destroy(); r(true) }).once('error', () => r(false)))
-    if (ok) break
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  return { url: `redis://127.0.0.1:${port}`, stop: async () => { child.kill('SIGKILL'); fs.rmSync(dir, { recursive: true, force: true }) } }
-}
 
 /** A Quota on `store` with a clock the bench moves, and one pair (reserve + commit) a step. */
 function scenario(store, prefix) {
