@@ -5,7 +5,7 @@
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
 const { costNano, priceFor, toNano, toUsd } = require('./cost')
 const v = require('./validate')
 
@@ -80,6 +80,8 @@ class CostTracker {
    */
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'CostTracker')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['dailyBudget', 'monthlyBudget', 'alertThreshold', 'alertThresholds', 'onAlert', 'holdTtlSeconds', 'prefix', 'now', ...POLICY_OPTIONS], 'options')
     this.#dailyBudget = budgetOption(o.dailyBudget, 'options.dailyBudget', 50)
     this.#monthlyBudget = budgetOption(o.monthlyBudget, 'options.monthlyBudget', 1000)
     if (o.alertThreshold !== undefined && o.alertThresholds !== undefined) {

@@ -52,6 +52,9 @@ function policyOf(o, storeDefault) {
  * state per store). `retryMs` is the same health object, for callers that pass it on under its
  * old name.
  */
+/** The failure-policy options every Redis-backed class takes. */
+const POLICY_OPTIONS = ['onStoreError', 'storeRetryMs']
+
 function fallbackOptions(o, storeDefaults) {
   const d = storeDefaults || {}
   const policy = policyOf(o, d.policy)
@@ -555,4 +558,5 @@ function flush(fallback, timeoutMs) {
   return fallback ? fallback.flush(timeoutMs) : Promise.resolve(true)
 }
 
-module.exports = { kLocalTwin, POLICIES, DEFAULT_RETRY_MS, EVICTION_WARNING, defaultRetryMs, policyOf, fallbackOptions, retryMsOf, StoreHealth, StoreFallback, newStats, bump, track, metrics, snapshot, flush }
+module.exports = {
+  POLICY_OPTIONS, kLocalTwin, POLICIES, DEFAULT_RETRY_MS, EVICTION_WARNING, defaultRetryMs, policyOf, fallbackOptions, retryMsOf, StoreHealth, StoreFallback, newStats, bump, track, metrics, snapshot, flush }

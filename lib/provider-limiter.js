@@ -7,7 +7,7 @@
 const native = require('./native')
 const { codes, fromNative, rethrow, invalidArg } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
@@ -27,13 +27,15 @@ class ProviderLimiter {
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['providers', ...POLICY_OPTIONS], 'options')
     const providers = v.options(o.providers, 'options.providers')
     if (Object.keys(providers).length === 0) throw invalidArg('options.providers must name at least one provider')
     this.#native = s[kNative]
     this.#memory = s[kNative].isMemory
     this.#clock = s[kClock]
     for (const [name, cfg] of Object.entries(providers)) {
-      const c = v.options(cfg, `options.providers.${name}`)
+      const c = v.knownKeys(v.options(cfg, `options.providers.${name}`), ['points', 'duration', 'keyPrefix'], `options.providers.${name}`)
       const points = v.integer(c.points, `options.providers.${name}.points`, 1, MAX_POINTS)
       const durationMs = v.seconds(c.duration ?? 60, `options.providers.${name}.duration`, 366 * 86400)
       // Keys are `<keyPrefix>:<scope>`; the default keyPrefix encodes the provider's name as a

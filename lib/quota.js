@@ -8,7 +8,7 @@
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
 const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 const { totalTokens, StreamUsage } = require('./usage')
 
@@ -17,6 +17,8 @@ const BUFFER_MS = 1_000
 const THRESHOLD_PCT = 100
 const { QUOTA_PREFIX: DEFAULT_PREFIX } = require('./stores')
 const DEFAULT_HOLD_TTL_MS = 10 * 60_000
+/** Every option a Quota takes: a misspelt one is refused rather than left at its default. */
+const QUOTA_OPTIONS = ['store', 'estimate', 'now', 'id', 'windowMs', 'bufferMs', 'thresholdPct', 'dayKey', 'resetAt', 'holdTtlMs', 'strictTpm', 'monotonic', 'rpmWindow', 'prefix', ...POLICY_OPTIONS]
 /** Scopes whose last answer a 'local' Quota keeps to seed its twin (the oldest go first). */
 const SEEN_SCOPES = 10_000
 
@@ -264,7 +266,7 @@ class Quota {
     } else if (maybeOptions !== undefined) {
       throw invalidArg(`new Quota(store, options) takes a store first (a MemoryStore, RedisStore, Redis URL or client, or { mutate }); got ${v.describe(storeOrOptions)}`)
     }
-    const o = v.options(options, 'options')
+    const o = v.knownKeys(v.options(options, 'options'), QUOTA_OPTIONS, 'options')
     let store = o.store ?? new MemoryStore()
     if (typeof store === 'string' || isRedisClient(store)) store = resolveStore(store, 'Quota')
     if (store instanceof MemoryStore || store instanceof RedisStore) {

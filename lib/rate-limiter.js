@@ -5,7 +5,7 @@
 const native = require('./native')
 const { fromNative } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 
 const CHECK = 0
@@ -49,6 +49,8 @@ class RateLimiter {
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'RateLimiter')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache', ...POLICY_OPTIONS], 'options')
     this.#maxRequests = o.maxRequests === undefined ? 60 : v.integer(o.maxRequests, 'options.maxRequests', 1, MAX_REQUESTS)
     const windowMs = o.windowSeconds === undefined ? 60_000 : v.seconds(o.windowSeconds, 'options.windowSeconds', MAX_WINDOW_SECONDS)
     this.#windowSeconds = windowMs / 1000

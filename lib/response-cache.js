@@ -7,7 +7,7 @@ const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
 const { canonical } = require('./canonical')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -51,6 +51,8 @@ class ResponseCache {
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'ResponseCache')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['ttl', 'prefix', 'keyFn', ...POLICY_OPTIONS], 'options')
     const ttlMs = o.ttl === undefined ? 3_600_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
     this.#ttl = ttlMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:cache:' : v.string(o.prefix, 'options.prefix')

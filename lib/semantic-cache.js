@@ -8,7 +8,7 @@ const native = require('./native')
 const { fromNative, invalidArg, outOfRange, withCode, codes } = require('./errors')
 const { canonical } = require('./canonical')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -85,6 +85,8 @@ class SemanticCache {
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'SemanticCache')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['embed', 'threshold', 'ttl', 'prefix', 'maxEntries', 'scope', 'approximateFrom', 'embedTimeoutMs', ...POLICY_OPTIONS], 'options')
     this.#embed = v.fn(o.embed, 'options.embed')
     if (o.threshold === undefined) this.#threshold = 0.95
     else {

@@ -5,7 +5,7 @@
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange, codes } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -32,6 +32,8 @@ class SessionStore {
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'SessionStore')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['ttl', 'prefix', 'maxBytes', ...POLICY_OPTIONS], 'options')
     const ttlMs = o.ttl === undefined ? 1_800_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
     this.#ttl = ttlMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:session:' : v.string(o.prefix, 'options.prefix')

@@ -5,7 +5,7 @@
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
 const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush } = require('./policy')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 const { totalTokens } = require('./usage')
 
@@ -37,6 +37,8 @@ class TokenBudget {
 
   constructor(store, options) {
     const [s, o] = storeAndOptions(store, options, 'TokenBudget')
+    // A misspelt option would otherwise leave its default in force unseen.
+    v.knownKeys(o, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix', ...POLICY_OPTIONS], 'options')
     if (o.maxTokens === undefined) throw invalidArg('options.maxTokens is required')
     this.#maxTokens = v.integer(o.maxTokens, 'options.maxTokens', 0, MAX_TOKENS)
     const periodMs = o.periodSeconds === undefined ? 86_400_000 : v.seconds(o.periodSeconds, 'options.periodSeconds', MAX_PERIOD_SECONDS)
