@@ -1,5 +1,5 @@
-// createLLMRateLimiter in local mode (no backend): the acceptance list of
-// llm-rate-limiter.md §7.2, each asserting numbers.
+// createLLMRateLimiter in local mode (no backend): LLM Rate Limiter's own acceptance cases,
+// each asserting numbers.
 import { afterEach, describe, expect, it } from 'vitest'
 import { createLLMRateLimiter, getDefaultMaxWaitMS, type LLMRateLimiterConfig, type LLMRateLimiterInstance, type OverageEvent } from '../lib/index.js'
 import { Clock } from './helpers/stores.js'

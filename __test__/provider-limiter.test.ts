@@ -1,4 +1,4 @@
-// ProviderLimiter (seed 001): points per duration per provider and scope, shared through the
+// ProviderLimiter (a global per-provider limit shared by workers): points per duration per provider and scope, shared through the
 // store; self-expiring keys in the seed's layout; health().
 import Redis from 'ioredis'
 import { describe, expect, it } from 'vitest'

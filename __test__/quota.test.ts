@@ -258,7 +258,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     for (const [req, tokens] of cases) expect((await quota.check('s', key, req)).tokens, String(req)).toBe(tokens)
   })
 
-  // PHP port's checks (§11.3).
+  // rate-budget's PHP port's checks.
   it('PHP suite: commit, priority, rpm block and rollback, rpd, tpm hard block', async () => {
     const now = 1_700_000_000_000
     const store = makeStore()
@@ -292,7 +292,7 @@ describe.each(stores)('Quota on a %s', (_name, makeStore) => {
     expect((await new (QuotaManager as any)({ store }).check('scope:7', { id: 'alias', rpm: 1, tpm: 1, rpd: 1 }, 1)).ok).toBe(true)
   })
 
-  // Extra cases (§11.4).
+  // Further cases, checked against rate-budget's code.
   it('TPM: hard block, boundary, sliding window', async () => {
     let t = 0
     const quota = newQuota({ store: makeStore(), now: () => t })

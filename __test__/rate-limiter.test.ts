@@ -7,7 +7,7 @@ forEachStore('RateLimiter', (c) => {
     new RateLimiter(c.store(clock), { prefix: c.prefix('rl'), ...opts })
 
   it('record counts every request and reports whether it fitted, like tekimax', async () => {
-    // tekimax.md §5.3: maxRequests 2 → allowed true,true,false,false; remaining 1,0,0,0.
+    // tekimax's RateLimiter as coded: maxRequests 2 → allowed true,true,false,false; remaining 1,0,0,0.
     const rl = make(new Clock(), { maxRequests: 2, windowSeconds: 5 })
     const got = []
     for (let i = 0; i < 4; i++) got.push(await rl.record('openai'))

@@ -7,7 +7,7 @@ forEachStore('TokenBudget', (c) => {
     new TokenBudget(c.store(clock), { prefix: c.prefix('tb'), ...opts })
 
   it('record and check follow tekimax numbers', async () => {
-    // tekimax.md §6.3: maxTokens 100 — record 60, record 40, check, record 5.
+    // tekimax's documented example: maxTokens 100 — record 60, record 40, check, record 5.
     const b = make(new Clock(), { maxTokens: 100, periodSeconds: 86_400 })
     expect(await b.record('openai-prod', 60)).toEqual({ allowed: true, used: 60, remaining: 40, resetInSeconds: 86_400, reserved: 0 })
     expect(await b.record('openai-prod', 40)).toMatchObject({ allowed: true, used: 100, remaining: 0 })

@@ -1,6 +1,6 @@
 'use strict'
 // A JavaScript reference of tekimax's RateLimiter command sequence over ioredis, written for
-// this benchmark from its documented behaviour (shared/reference/tekimax.md §2, §5): `check`
+// this benchmark from its documented behaviour (tekimax's RateLimiter): `check`
 // sends GET then TTL; `record` sends INCR, EXPIRE when the count is 1, then TTL. Each command
 // waits for the previous one. A request that is checked and then recorded costs 4–5 round
 // trips, and two callers can both pass `check` before either records.

@@ -392,13 +392,13 @@ class LLMRateLimiter {
     for (const t of this.#types) t.memCapKB = t.memoryKB > 0 ? Math.max(t.memoryKB, Math.floor(this.#memTotalKB * t.ratio)) : Infinity
   }
 
-  /** Job-type slots from the total capacity (local: §3.5; distributed: Σ pool slots). */
+  /** Job-type slots from the total capacity (local: LLM Rate Limiter's per-type share; distributed: Σ pool slots). */
   #computeSlots(pools) {
     let total = 0
     if (pools) {
       for (const p of pools) total += p[0]
     } else {
-      // One instance's pool per model (§4.4 with N = 1): the most jobs of average size its
+      // One instance's pool per model (the distributed fair share with N = 1): the most jobs of average size its
       // limits admit at once; 100 for a model with no limits.
       for (const m of this.#models) total += native.jobPool(m.limits, [0, 0, 0, 0], 1, this.#averageEstimate())[0]
     }

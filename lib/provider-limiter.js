@@ -1,5 +1,5 @@
 'use strict'
-// ProviderLimiter: seed 001's global limit per LLM provider shared by every worker —
+// ProviderLimiter: a multi-worker app's global limit per LLM provider shared by every worker —
 // `points` per `duration` seconds on a self-expiring Redis hash `<keyPrefix>:<scope>`
 // (fields `points` left and `expire`), plus `run()` that waits its turn and a `health()`
 // report. The algorithm is engine/provider_limit.rs (provider.lua on Redis).

@@ -189,8 +189,8 @@ pub fn default_max_wait_ms(now: u64) -> u64 {
   (60 - second + 5) * 1000
 }
 
-/// A model's fair share per instance (informational: admission is global), §4.4 of the
-/// reference: `floor(max(0, limit − used) / instances)` per dimension, and
+/// A model's fair share per instance (informational: admission is global), as LLM Rate
+/// Limiter's distributed mode computes it: `floor(max(0, limit − used) / instances)` per dimension, and
 /// `total_slots = min(floor(concurrency / N), floor(share / average estimate) …)`, 100 when
 /// nothing is configured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -227,7 +227,7 @@ pub fn pool(l: Limits, minute: Usage, day: Usage, instances: u64, avg: Usage) ->
   }
 }
 
-/// Slots of one job type on one model from a pool (§3.6): the smallest of
+/// Slots of one job type on one model from a pool (LLM Rate Limiter's rule): the smallest of
 /// `floor(pool × ratio / estimate)` over the dimensions where both are above 0, and
 /// `floor(total_slots × ratio)`; at least `min_capacity`.
 pub fn model_job_type_slots(p: Pool, ratio: f64, est: Usage, min_capacity: u64) -> u64 {
@@ -266,7 +266,7 @@ pub struct RatioConfig {
   pub min_ratio: f64,
 }
 
-/// §3.7: flexible types under `low` load give `min(ratio − min_ratio, max_adjustment) ×
+/// Ratio adjustment (LLM Rate Limiter's rule): flexible types under `low` load give `min(ratio − min_ratio, max_adjustment) ×
 /// (1 − load)`; flexible types above `high` share the total in proportion to their load;
 /// then all ratios are normalised to sum to 1. Returns `None` when nothing changes.
 pub fn adjust_ratios(types: &[TypeLoad], c: RatioConfig) -> Option<Vec<f64>> {

@@ -1,4 +1,4 @@
-//! The per-provider limiter of `ProviderLimiter` (seed 001): `points` per `duration`, one
+//! The per-provider limiter of `ProviderLimiter` (a multi-worker app's global per-provider limit, `ratelimit:{provider}:global`): `points` per `duration`, one
 //! counter per `provider:scope` shared by every worker. The first call of a period creates the
 //! counter with all points and an expiry `duration` ahead; each call takes one point; at the
 //! expiry the counter is gone and the next call starts a new period (the refill).

@@ -257,7 +257,7 @@ mod tests {
 
   #[test]
   fn tekimax_record_sequence() {
-    // tekimax.md §6.3: record 60, 40, check, record 5.
+    // tekimax's documented TokenBudget example: record 60, 40, check, record 5.
     let mut b = Budget::default();
     let d = b.record(L, 0, 60);
     assert_eq!(

@@ -51,7 +51,7 @@ fn fixture() -> Vec<KeyInput> {
 
 #[test]
 fn helpers_match_rate_budget() {
-  // §11.1 #1–#3 and §4.
+  // rate-budget's tests #1–#3 and its helper examples.
   assert_eq!(cooldown_ms(Some(15.0), Some(BUFFER_MS), WINDOW_MS), 5_000.0);
   assert_eq!(cooldown_ms(Some(0.0), Some(BUFFER_MS), WINDOW_MS), 61_000.0);
   assert_eq!(cooldown_ms(Some(2.5), Some(BUFFER_MS), WINDOW_MS), 31_000.0);
