@@ -10,7 +10,7 @@ forEachStore('CostTracker', (c) => {
   const make = (clock: Clock, opts: Record<string, unknown> = {}) =>
     new CostTracker(c.store(clock), { prefix: c.prefix('cost'), onAlert: () => {}, ...opts })
 
-  it("records the seed's way and answers isOverBudget like the seed", async () => {
+  it("records the cost patterns article's way and answers isOverBudget as the cost patterns article does", async () => {
     const t = make(new Clock(NOV25 + 3_600_000), { dailyBudget: 1, monthlyBudget: 10 })
     // gpt-4o: 100k input × $2.50/1M + 30k output × $10/1M = $0.25 + $0.30.
     expect(await t.recordUsage('gpt-4o', 100_000, 30_000, { feature: 'chat' })).toBeCloseTo(0.55, 12)
@@ -103,7 +103,7 @@ forEachStore('CostTracker', (c) => {
     await expect(t.settle(h3, { inputTokens: 1 })).rejects.toMatchObject({ name: 'TypeError', code: codes.INVALID_ARG })
   })
 
-  it('each alert threshold fires once per period, with the seed message', async () => {
+  it('each alert threshold fires once per period, with the cost patterns article message', async () => {
     const clock = new Clock(NOV25)
     const alerts: [string, any][] = []
     const t = make(clock, { dailyBudget: 10, monthlyBudget: 100, alertThresholds: [0.8, 0.5], onAlert: (m: string, a: any) => alerts.push([m, a]) })
@@ -229,7 +229,7 @@ describe('CostTracker on the default store', () => {
 })
 
 describe('ModelTiers', () => {
-  it("selects like the seed's selectModel", async () => {
+  it("selects like the cost patterns article's selectModel", async () => {
     const tiers = new ModelTiers()
     expect(tiers.tiers).toEqual(['simple', 'standard', 'complex'])
     expect(await tiers.selectModel('simple', { inputTokens: 25 })).toEqual({ ...MODEL_TIERS.simple, tier: 'simple', requestedTier: 'simple', reason: 'requested', budgetUsed: null })

@@ -64,7 +64,7 @@ describe('costOf, golden values per provider', () => {
     close(costOf(u, 'gemini-2.5-flash'), (40_000 * 0.3 + 60_000 * 0.075 + 2_000 * 2.5) / 1e6) // $0.0215
   })
 
-  it("the seed's estimate shape and numbers", () => {
+  it("the cost patterns article's estimate shape and numbers", () => {
     const e = estimateCost(12, 100, 'gpt-4o-mini')
     expect(e).toMatchObject({ inputTokens: 12, estimatedOutputTokens: 100, model: 'gpt-4o-mini' })
     close(e.estimatedCost, 0.0000618)
@@ -74,7 +74,7 @@ describe('costOf, golden values per provider', () => {
 })
 
 describe('prices', () => {
-  it('has every model the seeds name, and dated ids find their family', () => {
+  it('has every model the systems it replaces name, and dated ids find their family', () => {
     for (const m of ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1', 'gpt-4.1-mini', 'gpt-4.1-nano', 'gpt-4', 'gpt-3.5-turbo', 'claude-sonnet-4', 'claude-haiku-3.5', 'claude-3-sonnet', 'gemini-2.5-pro']) {
       expect(priceOf(m), m).not.toBeNull()
     }

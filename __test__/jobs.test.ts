@@ -50,7 +50,7 @@ describe('createLLMRateLimiter: configuration', () => {
       createLLMRateLimiter({ models: { a: {} }, resourceEstimationsPerJob: { x: { ratio: { initialValue: 0.7 } }, y: { ratio: { initialValue: 0.6 } } } }),
     ).toThrow('Sum of specified ratio.initialValue values exceeds 1')
     expect(() => createLLMRateLimiter({ models: { a: { tokensPerMinute: -1 } } })).toThrow(RangeError)
-    // `order` (the seed's name) works too.
+    // `order` (LLM Rate Limiter's name) works too.
     expect(createLLMRateLimiter({ models: { a: {}, b: {} }, order: ['b', 'a'] }).getAvailableModel()).toBe('b')
   })
 
@@ -357,7 +357,7 @@ describe('createLLMRateLimiter: the reject contract and costs', () => {
       job: async ({ modelId }, reject) => {
         if (modelId === 'a') {
           reject({ requestCount: 1, inputTokens: 1_000_000, cachedTokens: 0, outputTokens: 0 })
-          throw new Error('429 from a') // the seed README's pattern: still delegates
+          throw new Error('429 from a') // LLM Rate Limiter's README pattern: still delegates
         }
         return { requestCount: 1, inputTokens: 2_000_000, cachedTokens: 1_000_000, outputTokens: 1_000_000, data: 'ok' }
       },

@@ -1,5 +1,5 @@
 // ProviderLimiter (a global per-provider limit shared by workers): points per duration per provider and scope, shared through the
-// store; self-expiring keys in the seed's layout; health().
+// store; self-expiring keys in the multi-worker key reference's layout; health().
 import Redis from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { ProviderLimiter } from '../lib/index.js'
@@ -46,7 +46,7 @@ forEachStore('ProviderLimiter', (c) => {
   })
 })
 
-describe('ProviderLimiter on Redis: the seed key layout', () => {
+describe('ProviderLimiter on Redis: the key layout of a multi-worker app', () => {
   it('a hash with points and expire that expires with its period', async () => {
     const prefix = `t:seedkeys:${process.pid}:${Date.now()}:openai`
     const l = new ProviderLimiter(redisUrl(), { providers: { openai: { points: 50_000, duration: 60, keyPrefix: prefix } } })

@@ -48,7 +48,7 @@ describe('RedisStore: where it connects', () => {
     const port = Number(new URL(redisUrl()).port)
     const client = new Redis({ port, host: '127.0.0.1', db: 2, username: 'tollgate-test', password: 's3cret:pw', lazyConnect: true })
     const prefix = unique('ioredis')
-    // The seed's examples pass an ioredis client straight in.
+    // tekimax's examples pass an ioredis client straight in.
     const limiter = new RateLimiter(client, { maxRequests: 60, windowSeconds: 60, prefix })
     const cache = new ResponseCache(client, { ttl: 3600, prefix })
     expect(await limiter.consume('openai')).toEqual({ allowed: true, remaining: 59, resetInSeconds: 60 })
@@ -254,7 +254,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
-      'provider.lua': 'c46abf90d4de43131c954387dd091f594d0885cf',
+      'provider.lua': 'e980a2846815d03268a544d162393822caa79b59',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
       'quota.lua': '8c3e549586632f2fec1f32dd52b101ea84c1548d',
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',

@@ -14,7 +14,7 @@ forEachStore('SessionStore', (c) => {
   const make = (clock: Clock, opts: { ttl?: number; maxBytes?: number } = {}) =>
     new SessionStore(c.store(clock), { prefix: c.prefix('sess'), ...opts })
 
-  it('saves and loads the seed example', async () => {
+  it("saves and loads tekimax's example", async () => {
     const s = make(new Clock(), { ttl: 1800 })
     expect(await s.load('user-123')).toBeNull()
     await s.save('user-123', session)

@@ -1,7 +1,7 @@
 'use strict'
 // Semantic cache lookups: SemanticCache.get on a MemoryStore (exact-request check, then the
 // Rust index: sign-code scan + exact rescoring) beside the same index forced to an exact scan,
-// and beside the seed's approach without its Redis round trips: a JavaScript loop computing
+// and beside the cost patterns article's approach without its Redis round trips: a JavaScript loop computing
 // cosine similarity against every cached vector. Vectors are random; each question is a
 // stored vector plus noise (similarity ≈ 0.95–0.99), as a cache hit is. Recall = share of
 // questions whose best entry is the one the exact scan finds.
@@ -21,7 +21,7 @@ function rng(seed) {
   }
 }
 
-/** The seed's cosineSimilarity, over the same Float32Arrays. */
+/** The cost patterns article's cosineSimilarity, over the same Float32Arrays. */
 function cosineSimilarity(a, b) {
   let dot = 0
   let na = 0

@@ -1,5 +1,5 @@
 'use strict'
-// npm run demo: the seed's "Combining All Utilities" flow, end to end, against a simulated
+// npm run demo: tekimax's "Combining All Utilities" flow, end to end, against a simulated
 // provider (no network). Runs on the embedded MemoryStore; set REDIS_URL to run it on Redis.
 //
 //   session → cache → rate limit → token budget → call → settle → cache → save

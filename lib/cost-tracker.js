@@ -1,6 +1,6 @@
 'use strict'
 // CostTracker: dollars spent per UTC day and month, per tag, with budgets, reservations and
-// alerts — the seed's CostTracker made atomic and exact. The ledger is engine/spend.rs.
+// alerts — the cost patterns article's CostTracker made atomic and exact. The ledger is engine/spend.rs.
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
@@ -159,7 +159,7 @@ class CostTracker {
 
   /**
    * Adds what a call cost and returns the cost in USD. Either `(model, usage, {tags})` with
-   * tollgate's usage shape or a provider response, or the seed's
+   * tollgate's usage shape or a provider response, or the cost patterns article's
    * `(model, inputTokens, outputTokens, tags)`.
    */
   recordUsage(model, usage, outputTokensOrOptions, tags) {
@@ -244,7 +244,7 @@ class CostTracker {
     }
   }
 
-  /** The seed's answer: `spent ≥ budget` per period, and what was spent. */
+  /** The cost patterns article's answer: `spent ≥ budget` per period, and what was spent. */
   isOverBudget() {
     try {
       return this.#run(CHECK, 0, '', []).then((d) => {

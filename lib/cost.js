@@ -108,7 +108,7 @@ function costOf(usage, model, options) {
 }
 
 /**
- * The seed's estimate before a call: `input` as text (counted with the model's encoding, or
+ * The cost patterns article's estimate before a call: `input` as text (counted with the model's encoding, or
  * o200k_base for non-OpenAI models) or as a token count.
  */
 function estimateCost(input, estimatedOutputTokens, model) {

@@ -761,7 +761,7 @@ export interface RetryOptions {
   maxRetries?: number
   /** Base of the exponential backoff, ms. Default 1000. */
   baseDelayMs?: number
-  /** The seed's name for `baseDelayMs`. */
+  /** The cost patterns article's name for `baseDelayMs`. */
   baseDelay?: number
   /** Cap of one backoff, ms. Default 30000. */
   maxDelayMs?: number
@@ -858,7 +858,7 @@ export declare function costOf(
   model: string,
   options?: { batch?: boolean },
 ): number
-/** The seed's estimate before a call: `input` as text (counted) or a token count. */
+/** The cost patterns article's estimate before a call: `input` as text (counted) or a token count. */
 export declare function estimateCost(
   input: string | number,
   estimatedOutputTokens: number,
@@ -1005,17 +1005,17 @@ export declare function metrics(): string
 
 /** Options of {@link CostTracker}. */
 export interface CostTrackerOptions extends StoreFailureOptions {
-  /** USD per UTC day; `null` for none. Default 50 (the seed's). */
+  /** USD per UTC day; `null` for none. Default 50 (the cost patterns article's). */
   dailyBudget?: number | null
-  /** USD per UTC month; `null` for none. Default 1000 (the seed's). */
+  /** USD per UTC month; `null` for none. Default 1000 (the cost patterns article's). */
   monthlyBudget?: number | null
-  /** Alert when spend rises above this fraction of a budget. Default 0.8 (the seed's). */
+  /** Alert when spend rises above this fraction of a budget. Default 0.8 (the cost patterns article's). */
   alertThreshold?: number
   /** Several thresholds instead of `alertThreshold`, e.g. `[0.5, 0.8, 1]`. */
   alertThresholds?: number[]
   /**
    * Called once per threshold per period (across every process sharing the store) when spend
-   * rises above it, with the seed's message. Default: `console.warn('[COST ALERT] ' + message)`.
+   * rises above it, with the cost patterns article's message. Default: `console.warn('[COST ALERT] ' + message)`.
    * A callback that throws becomes a process warning; the spend is counted either way.
    */
   onAlert?: (message: string, alert: CostAlert) => void
@@ -1079,7 +1079,7 @@ export interface CostHold {
 }
 
 /**
- * Spend per UTC day and month, per tag, with budgets enforced before the call: the seed's
+ * Spend per UTC day and month, per tag, with budgets enforced before the call: the cost patterns article's
  * `CostTracker` (`recordUsage`, `isOverBudget`, `onAlert`) made atomic on Redis, exact at the
  * day boundary, and with reservations so concurrent workers cannot overspend. Amounts are
  * counted in integer nano-dollars.
@@ -1108,10 +1108,10 @@ export declare class CostTracker {
   /**
    * Counts what a finished call cost and resolves to that cost in USD. `usage` is tollgate's
    * {@link Usage} shape or a provider response ({@link usageFrom} reads it). Rejects with
-   * `ERR_TOLLGATE_UNKNOWN_MODEL` for a model without a price (the seed silently counted $0).
+   * `ERR_TOLLGATE_UNKNOWN_MODEL` for a model without a price (the cost patterns article silently counted $0).
    */
   recordUsage(model: string, usage: Partial<Usage> | object | StreamUsage, options?: { tags?: CostTags }): Promise<number>
-  /** The seed's form: `(model, inputTokens, outputTokens, metadata)`; `metadata` is counted as tags. */
+  /** The cost patterns article's form: `(model, inputTokens, outputTokens, metadata)`; `metadata` is counted as tags. */
   recordUsage(model: string, inputTokens: number, outputTokens: number, metadata?: CostTags): Promise<number>
   /** Counts a cost already known in USD (a tool call, an image). */
   recordCost(usd: number, options?: { tags?: CostTags }): Promise<CostTotals>
@@ -1133,7 +1133,7 @@ export declare class CostTracker {
   ): Promise<CostTotals & { cost: number; allowed: boolean }>
   /** Drops a hold without counting anything. */
   release(hold: CostHold): Promise<CostTotals>
-  /** The seed's answer: `spent ≥ budget` for each period, and the amounts spent. */
+  /** The cost patterns article's answer: `spent ≥ budget` for each period, and the amounts spent. */
   isOverBudget(): Promise<{ daily: boolean; monthly: boolean; dailySpent: number; monthlySpent: number }>
   /** Today's and this month's ledgers, with the spend per tag unless `{ tags: false }`. */
   totals(options?: { tags?: true }): Promise<{ daily: CostPeriod & { byTag: CostByTag }; monthly: CostPeriod & { byTag: CostByTag } }>
@@ -1154,7 +1154,7 @@ export interface ModelTier {
   [key: string]: unknown
 }
 
-/** The seed's tiers: simple (gpt-4.1-nano, 150), standard (gpt-4o-mini, 1000), complex (gpt-4o, 4000). */
+/** The cost patterns article's tiers: simple (gpt-4.1-nano, 150), standard (gpt-4o-mini, 1000), complex (gpt-4o, 4000). */
 export declare const MODEL_TIERS: Readonly<Record<'simple' | 'standard' | 'complex', Readonly<ModelTier>>>
 
 /** Options of {@link ModelTiers}. */
@@ -1163,13 +1163,13 @@ export interface ModelTiersOptions {
   tiers?: Record<string, ModelTier>
   /** The tier of an unknown task. Default `'standard'` when there is one, else the first. */
   defaultTier?: string
-  /** Below this many input tokens any task but the top tier goes to the cheapest tier (the seed's rule). Default 50; 0 turns it off. */
+  /** Below this many input tokens any task but the top tier goes to the cheapest tier (the cost patterns article's rule). Default 50; 0 turns it off. */
   shortInputTokens?: number
   /** Drives the budget-aware downgrade. */
   tracker?: CostTracker
   /**
    * Once `(spent + reserved) / budget` (the larger of daily and monthly) is above `above`, no
-   * tier above `maxTier` is chosen. Default the seed's: above 0.9 the second-best tier, above
+   * tier above `maxTier` is chosen. Default the cost patterns article's: above 0.9 the second-best tier, above
    * 0.95 the cheapest.
    */
   downgrades?: { above: number; maxTier: string }[]
@@ -1189,7 +1189,7 @@ export type ModelSelection = ModelTier & {
 }
 
 /**
- * Model tiering: the seed's `selectModel` over configurable tiers, downgrading as the budget
+ * Model tiering: the cost patterns article's `selectModel` over configurable tiers, downgrading as the budget
  * runs out.
  *
  * @example

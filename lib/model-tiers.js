@@ -1,11 +1,11 @@
 'use strict'
-// Model tiering: the seed's selectModel over configurable tiers, with its budget-aware
+// Model tiering: the cost patterns article's selectModel over configurable tiers, with its budget-aware
 // downgrade driven by a CostTracker.
 
 const { invalidArg, outOfRange, fromNative } = require('./errors')
 const v = require('./validate')
 
-/** The seed's tiers, cheapest first. */
+/** The cost patterns article's tiers, cheapest first. */
 const MODEL_TIERS = Object.freeze({
   simple: Object.freeze({ model: 'gpt-4.1-nano', maxTokens: 150, description: 'Classification, extraction, yes/no questions' }),
   standard: Object.freeze({ model: 'gpt-4o-mini', maxTokens: 1000, description: 'Summarization, simple generation, translation' }),
@@ -27,7 +27,7 @@ class ModelTiers {
   #downgrades
 
   /**
-   * @param options `tiers` (cheapest first; default the seed's simple/standard/complex),
+   * @param options `tiers` (cheapest first; default the cost patterns article's simple/standard/complex),
    *   `defaultTier` for unknown tasks, `shortInputTokens` (below it, any task but the top tier
    *   goes to the cheapest; 0 turns it off), `tracker` (a CostTracker) and `downgrades`
    *   (`[{above, maxTier}]`: once spend passes `above` of a budget, no tier above `maxTier`).

@@ -164,7 +164,7 @@ class ProviderLimiter {
     }
   }
 
-  /** The seed's health JSON: Redis connection and figures, and per provider the local counts. */
+  /** The multi-worker key reference's health JSON: Redis connection and figures, and per provider the local counts. */
   async health() {
     const local = {}
     const distributed = {}

@@ -106,7 +106,7 @@ function sleep(ms, signal) {
  * `requestOptions` is `{ maxRetries: 0, signal? }`, the OpenAI and Anthropic SDKs'
  * per-request options: pass it as the call's second argument so the SDK does not also retry
  * (their clients retry twice by default: 3 × 4 = 12 requests for `maxRetries: 3` otherwise).
- * Options: `maxRetries` (3), `baseDelayMs` (1000; the seed's `baseDelay` works too),
+ * Options: `maxRetries` (3), `baseDelayMs` (1000; the cost patterns article's `baseDelay` works too),
  * `maxDelayMs` (30000, the cap of one backoff), `maxRetryAfterMs` (60000: a longer
  * `retry-after` is not waited for, the error is thrown), `signal` (stops waiting at once),
  * `onRetry({ attempt, delayMs, reason, error })`, and for tests `sleep(ms, signal)`,

@@ -99,7 +99,7 @@ const fn embedding(input: f64) -> Price {
   openai(input, input, 0.0)
 }
 
-/// List prices (USD per 1M tokens): the seed's table for the models it names, the providers'
+/// List prices (USD per 1M tokens): the cost patterns article's table for the models it names, the providers'
 /// published prices for the others (Gemini: prompts up to 200k tokens). Prices change: check
 /// them against your invoices and override with `definePrice` in JavaScript.
 pub const CATALOG: &[(&str, Price)] = &[
@@ -386,7 +386,7 @@ mod tests {
       cost_nano(&u, &price_of("gemini-2.5-flash").unwrap(), false),
       21_500_000
     );
-    // The seed's example: 12 input tokens and 100 output on gpt-4o-mini: $0.0000618.
+    // The cost patterns article's example: 12 input tokens and 100 output on gpt-4o-mini: $0.0000618.
     let u = Usage {
       input: 12,
       output: 100,

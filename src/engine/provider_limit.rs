@@ -4,7 +4,7 @@
 //! expiry the counter is gone and the next call starts a new period (the refill).
 //!
 //! The Redis store runs the same steps in `store/redis/scripts/provider.lua` over a hash with
-//! the seed's fields `points` (remaining) and `expire` (ms), expiring with the period.
+//! the multi-worker key reference's fields `points` (remaining) and `expire` (ms), expiring with the period.
 //!
 //! ```
 //! use tollgate::engine::provider_limit::{Counter, consume};

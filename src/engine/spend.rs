@@ -6,7 +6,7 @@
 //!
 //! A decision touches two buckets: the day's and the month's, each named by its calendar label
 //! (`2026-11-25`, `2026-11`). A bucket is only ever read under its own label, so a counter from
-//! an earlier day can never be enforced today (the seed's "stale budget after a restart"), and
+//! an earlier day can never be enforced today (the cost patterns article's "stale budget after a restart"), and
 //! the day turns over exactly at UTC midnight whatever the bucket's TTL.
 //!
 //! - `record` adds what a finished call cost (always counts);
@@ -486,7 +486,7 @@ mod tests {
       nano: n,
       tags: vec![],
     };
-    // 80 is not above 80 % of 100 (the seed compares with `>`).
+    // 80 is not above 80 % of 100 (the cost patterns article compares with `>`).
     assert!(apply(&cfg(), 0, &mut d, &mut m, &rec(80)).alerts.is_empty());
     assert_eq!(
       apply(&cfg(), 1, &mut d, &mut m, &rec(1)).alerts,

@@ -1,4 +1,4 @@
--- ProviderLimiter (engine/provider_limit.rs, the same steps), the seed's key layout.
+-- ProviderLimiter (engine/provider_limit.rs, the same steps), the multi-worker key reference's key layout.
 -- KEYS[1]  HASH <prefix><provider>:<scope>: points = points left, expire = period end (ms);
 --          the key expires with its period, so a new period starts full (the refill)
 -- ARGV[1]  points per period   ARGV[2] period in ms   ARGV[3] now in ms, or -1 (server clock)
