@@ -71,9 +71,14 @@ impl Holds {
       }
     };
     let stored = Hold {
+      id: hold.id.clone(),
       scope: String::new(),
       key: String::new(),
-      ..hold.clone()
+      tokens: hold.tokens,
+      at: hold.at,
+      day: hold.day.clone(),
+      prev_at: hold.prev_at,
+      prev_id: hold.prev_id.clone(),
     };
     self
       .by_id
