@@ -395,6 +395,11 @@ class Quota {
     return { now, resetAt: this.#resetAt(now) }
   }
 
+  /** `options.id()` as a string; one holding a lone surrogate could name another hold. */
+  #holdId() {
+    return v.wellFormed(String(this.#id()), 'options.id()')
+  }
+
   /** `options.now()`, checked: a time in milliseconds that a Date can hold (±8.64e15). */
   #clock() {
     const now = this.#now()
@@ -434,7 +439,7 @@ class Quota {
       const tokens = nonNeg(est)
       if (this.#kind === 'memory') {
         const [keys, names, nums] = packKeys(keyOrKeys, this.#nums)
-        const holdId = op === 'reserve' ? String(this.#id()) : ''
+        const holdId = op === 'reserve' ? this.#holdId() : ''
         const clock = this.#store[kClock]
         const need = 8 + keys.length * 12
         if (this.#out.length < need) this.#out = new Float64Array(need * 2)
@@ -446,7 +451,7 @@ class Quota {
         return unpackDecision(this.#out, op, keys, names, tokens, { id: holdId, scope, day: String(day) }, this.#core)
       }
       const [keys, inputs] = keyInputs(keyOrKeys)
-      const holdId = op === 'reserve' ? String(this.#id()) : ''
+      const holdId = op === 'reserve' ? this.#holdId() : ''
       const request = { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }
       const count = (d) => {
         this.#stats.decisions++

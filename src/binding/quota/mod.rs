@@ -15,6 +15,7 @@ use napi::bindgen_prelude::{External, Float64ArraySlice};
 use napi_derive::napi;
 
 use super::clock::local;
+use super::id::Text;
 use super::store::{Backend, NativeStore};
 use crate::engine::quota::{self, Hit, KeyInput, Moment, Options, Reason};
 use json::{bad, state_from, state_json};
@@ -100,13 +101,13 @@ fn reason_code(r: Option<Reason>) -> f64 {
 pub fn quota_decide(
   core: &External<Arc<QuotaCore>>,
   op: u32,
-  scope: String,
+  scope: Text,
   names: Vec<String>,
   nums: Float64ArraySlice<'_>,
   tokens: f64,
-  hold_id: String,
+  hold_id: Text,
   now: f64,
-  day: String,
+  day: Text,
   reset_at: f64,
   store_now: f64,
   mut out: Float64ArraySlice<'_>,
@@ -136,14 +137,19 @@ pub fn quota_decide(
       }
     })
     .collect();
-  let m = Moment { now, day, reset_at };
+  let (scope, hold_id) = (scope.as_str(), hold_id.as_str());
+  let m = Moment {
+    now,
+    day: day.as_str().to_owned(),
+    reset_at,
+  };
   let o = &core.options;
   let keep = keep_for(&m, o);
   let key = format!("{}{}", core.prefix, scope);
   let snow = local(store_now);
   let d = store.quota(&key, snow, snow + keep, |s| {
     if op == 1 {
-      quota::reserve(s, &scope, &keys, tokens, &hold_id, &m, o)
+      quota::reserve(s, scope, &keys, tokens, hold_id, &m, o)
     } else {
       quota::check(s, &keys, tokens, &m, o)
     }
@@ -200,9 +206,9 @@ pub fn quota_decide(
 pub fn quota_settle(
   core: &External<Arc<QuotaCore>>,
   op: u32,
-  scope: String,
-  key: String,
-  hold_id: String,
+  scope: Text,
+  key: Text,
+  hold_id: Text,
   tokens: f64,
   now: f64,
   reset_at: f64,
@@ -221,18 +227,19 @@ pub fn quota_settle(
     },
     o,
   );
+  let (key, hold_id) = (key.as_str(), hold_id.as_str());
   Ok(store.quota(
-    &format!("{}{}", core.prefix, scope),
+    &format!("{}{}", core.prefix, scope.as_str()),
     snow,
     snow + keep,
     |s| {
       if op == 1 {
-        quota::rollback(s, &key, &hold_id, now, o)
+        quota::rollback(s, key, hold_id, now, o)
       } else {
         quota::commit(
           s,
-          &key,
-          &hold_id,
+          key,
+          hold_id,
           (!tokens.is_nan()).then_some(tokens),
           now,
           o,
