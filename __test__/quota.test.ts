@@ -746,3 +746,14 @@ describe('scopes that look alike never share state', () => {
     for (const s of scopes) expect([s, (await quota.reserve(s, key, 1)).reason]).toEqual([s, 'rpd'])
   })
 })
+
+describe('key lists that join alike keep their own tie-break order', () => {
+  it("['b\\0c', 'a'] and ['b', 'c\\0a'] each pick by their own localeCompare order", async () => {
+    const quota: any = new Quota({ now: () => 0 })
+    const k = (id: string) => ({ id, rpm: 60, tpm: 100, rpd: 10 })
+    // Equal in every measure, so the last tie-break (localeCompare) decides. Joined with NUL
+    // both lists read "b\0c\0a": the second used to get the first's order and pick 'c\0a'.
+    expect((await quota.check('s1', [k('b\u0000c'), k('a')], 1)).key.id).toBe('a')
+    expect((await quota.check('s2', [k('b'), k('c\u0000a')], 1)).key.id).toBe('b')
+  })
+})

@@ -117,7 +117,10 @@ const rankCache = new Map()
 /** Each name's position in localeCompare order (the last tie-break); cached per list of names. */
 function ranksOf(names) {
   if (names.length === 1) return [0]
-  const id = names.join('\u0000')
+  // Each name behind its length: no two lists share an id (a plain join would let
+  // ['a\0b', 'c'] and ['a', 'b\0c'] meet, and take each other's order).
+  let id = ''
+  for (const n of names) id += `${n.length}\u0000${n}`
   let ranks = rankCache.get(id)
   if (ranks === undefined) {
     const order = [...new Set(names)].sort((a, b) => a.localeCompare(b))
