@@ -23,46 +23,17 @@
 // `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
 // quota, memory).
 
-const { spawn } = require('node:child_process')
-const net = require('node:net')
 const os = require('node:os')
-const fs = require('node:fs')
 const path = require('node:path')
 const Redis = require('ioredis')
 const { RateLimiterMemory, RateLimiterRedis } = require('rate-limiter-flexible')
 const { MemoryStore, Quota, RateLimiter, RedisStore } = require('../lib/index.js')
 const { TekimaxRateLimiter } = require('./tekimax-reference.js')
+const { startRedis } = require('./redis-server.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
 
-function freePort() {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
-async function startRedis() {
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} }
-  const port = await freePort()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-bench-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  const url = `redis://127.0.0.1:${port}`
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((r) => net.connect(port, '127.0.0.1').once('connect', function () { this.destroy(); r(true) }).once('error', () => r(false)))
-    if (ok) break
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  return {
-    url,
-    stop: async () => {
-      child.kill('SIGKILL')
-      fs.rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 

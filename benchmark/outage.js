@@ -14,46 +14,14 @@
 //    flush() at once (it probes the store itself), when the store is seen up, the next call.
 // 6. Blocked-key cache: Redis commands per refused call on an exhausted key.
 
-const { spawn } = require('node:child_process')
-const fs = require('node:fs')
-const net = require('node:net')
-const os = require('node:os')
-const path = require('node:path')
 const Redis = require('ioredis')
 const { RateLimiterRedis } = require('rate-limiter-flexible')
 const { RateLimiter, RedisStore, ResponseCache, TokenBudget } = require('../lib/index.js')
+const { startRedis } = require('./redis-server.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
 const fmt = (x, digits = 0) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
-async function startRedis(atPort) {
-  const port = atPort ?? (await new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = srv.address().port
-      srv.close(() => resolve(p))
-    })
-  }))
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-outage-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((r) => net.connect(port, '127.0.0.1').once('connect', function () { this.destroy(); r(true) }).once('error', () => r(false)))
-    if (ok) break
-    await new Promise((r) => setTimeout(r, 25))
-  }
-  const exited = new Promise((r) => child.once('exit', r))
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    exited,
-    pause: () => child.kill('SIGSTOP'),
-    resume: () => child.kill('SIGCONT'),
-    stop: () => {
-      child.kill('SIGCONT')
-      child.kill('SIGKILL')
-      fs.rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
 
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]
 
@@ -72,7 +40,7 @@ async function latencies(fn, n, capMs) {
 }
 
 async function outageBench() {
-  const server = await startRedis()
+  const server = await startRedis({ own: true })
   const N = QUICK ? 500 : 2_000
   try {
     console.log(`5. Redis paused (SIGSTOP): ${fmt(N)} awaited consumes, default timeouts (connect 500 ms, command 1 s)`)
@@ -149,7 +117,7 @@ async function requestBench() {
   console.log(`5b. Redis paused ${fmt(PAUSE_MS / 1000)} s; each request = consume → reserve → cache.get on one store (default timeouts, storeRetryMs 3 s)`)
   console.log('                      requests   waited in all   slowest   timeouts paid   Redis answers again after SIGCONT')
   for (const onStoreError of ['fail-closed', 'fail-open', 'local']) {
-    const server = await startRedis()
+    const server = await startRedis({ own: true })
     const store = new RedisStore(server.url, { onStoreError })
     const rl = new RateLimiter(store, { maxRequests: 1_000_000, prefix: 'req:rl:' })
     const tb = new TokenBudget(store, { maxTokens: 1e12, prefix: 'req:tb:' })
@@ -195,7 +163,7 @@ async function requestBench() {
   console.log('')
   console.log('5c. Redis killed, 1,000 records answered by the policy, restarted on its port (empty)')
   for (const onStoreError of ['fail-closed', 'fail-open', 'local']) {
-    let server = await startRedis()
+    let server = await startRedis({ own: true })
     const store = new RedisStore(server.url, { onStoreError })
     const tb = new TokenBudget(store, { maxTokens: 1e12, prefix: 'restart:' })
     await tb.record('u', 1)
@@ -203,7 +171,7 @@ async function requestBench() {
     await server.exited
     let answered = 0
     for (let i = 0; i < 1_000; i++) await tb.record('u', 1).then((r) => r.fallback && answered++, () => {})
-    server = await startRedis(server.port)
+    server = await startRedis({ own: true, port: server.port })
     const t1 = performance.now()
     const flushed = await tb.flush()
     const flushMs = performance.now() - t1
