@@ -199,6 +199,17 @@ export declare function defineModelPrice(model: string, price: Array<number>): v
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
 export declare function encodingForModel(model: string): string | null
 
+export declare function guardNew(store: NativeStore, prefix: string, holdMs: number): ExternalObject<'GuardCore'>
+
+/**
+ * Memory path: op 0 acquire, 1 end holds, 2 peek. Writes the reply into `out`, returns its
+ * length.
+ */
+export declare function guardRun(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number, out: Float64Array): number
+
+/** Redis path: as `guard_run`, resolving to the reply (one script call on a single server). */
+export declare function guardRunAsync(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number): Promise<Array<number>>
+
 /**
  * One ratio adjustment; `config` is `[high, low, maxAdjustment, minRatio]`. Null when nothing
  * changes.
