@@ -249,6 +249,18 @@ describe('links between the README and docs/', () => {
   })
 })
 
+/** Every file of the repository (without node_modules, target and .git), by path from the root. */
+function repositoryFiles(dir = ''): string[] {
+  const out: string[] = []
+  for (const entry of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+    if (['node_modules', 'target', '.git'].includes(entry.name)) continue
+    const rel = dir === '' ? entry.name : `${dir}/${entry.name}`
+    if (entry.isDirectory()) out.push(`${rel}/`, ...repositoryFiles(rel))
+    else out.push(rel)
+  }
+  return out
+}
+
 describe('the docs stand on their own', () => {
   it('cite no place outside the repository', () => {
     const found: string[] = []
@@ -260,6 +272,25 @@ describe('the docs stand on their own', () => {
         })
     }
     expect(found).toEqual([])
+  })
+
+  // A file or folder the docs name in code spans (`src/store/key.rs`, `fuzz.test.ts`, `lib/`)
+  // must exist, so a rename that leaves a page behind fails here. A bare name may sit anywhere.
+  it('name only files and folders that exist', () => {
+    const all = repositoryFiles()
+    const names = new Set(all.map((f) => f.replace(/\/$/, '').split('/').pop()))
+    const paths = new Set(all)
+    const missing: string[] = []
+    for (const file of files) {
+      for (const [, ref] of withoutFences(read(file)).matchAll(/`([\w.-]+(?:\/[\w.-]+)*\/?)`/g)) {
+        const isPath = ref.includes('/') && /^(src|lib|docs|__test__|tests|benchmark|examples|scripts|\.ci|\.github)\//.test(ref)
+        const isFile = /\.(rs|lua|js|cjs|mjs|ts|yml|toml)$/.test(ref)
+        if (!isPath && !isFile) continue
+        const found = ref.includes('/') ? paths.has(ref) : names.has(ref)
+        if (!found) missing.push(`${file}: ${ref}`)
+      }
+    }
+    expect(missing).toEqual([])
   })
 
   it("the README's test commands are the ones CI runs", () => {
