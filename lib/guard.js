@@ -27,6 +27,8 @@ const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const DAY = 86_400_000
 const MAX_WINDOW_MS = 366 * DAY
 const MAX_HOLD_MS = 7 * DAY
+/** How often a caller waiting on a Redis-backed guard looks again (other processes free capacity unseen). */
+const POLL_MS = 50
 const FIELDS = 7
 // Meter kinds, as src/binding/guard.rs reads them.
 const WINDOW = 0
@@ -312,6 +314,8 @@ class Guard {
   #out = new Float64Array(0)
   /** Callers waiting for capacity (`run` with `wait`), oldest first. */
   #waiters = []
+  /** Grows each time this process frees capacity (a wake-up is never lost mid-acquire). */
+  #freedCount = 0
 
   constructor(options) {
     const o = v.options(options, 'options')
@@ -384,7 +388,7 @@ class Guard {
           return response === null || response === undefined ? this.#decide(ctx, r) : this.#cached(ctx, response)
         })
       }
-      return this.#decide(ctx, r)
+      return Promise.resolve(this.#decide(ctx, r))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -473,10 +477,14 @@ class Guard {
           if (left <= 0) break
           await this.#sleep(me, left, signal)
         }
+        const freed = this.#freedCount
         const d = await this.acquire(ctx, request)
         const left = deadline - this.#clock()
         if (d.ok || d.retryAfterMs === null || left <= 0 || (signal && signal.aborted)) return d
-        await this.#sleep(me, Math.min(d.retryAfterMs, left), signal)
+        // Capacity came back while the answer was on its way: try again at once.
+        if (this.#freedCount !== freed) continue
+        // On Redis other processes free capacity too, unseen here: look again every POLL_MS.
+        await this.#sleep(me, Math.min(d.retryAfterMs, left, this.#memory ? Infinity : POLL_MS), signal)
       }
     } finally {
       const i = this.#waiters.indexOf(me)
@@ -501,6 +509,7 @@ class Guard {
 
   /** Capacity came back in this process: the first waiter tries again now. */
   #freed() {
+    this.#freedCount++
     const w = this.#waiters[0]
     if (w && w.wake) w.wake()
   }
