@@ -200,7 +200,7 @@ forEachStore('Guard', ({ kind, store, prefix }) => {
 })
 
 describe('Guard: bad input is a typed error and changes nothing', () => {
-  const limits = [{ id: 'rpm', scope: (c: any) => c.user, requests: 5, per: '1m' }]
+  const limits: any[] = [{ id: 'rpm', scope: (c: any) => c.user, requests: 5, per: '1m' }]
   it('refuses bad policies at construction', () => {
     const bad: [any, string][] = [
       [{ limits: [{ id: 'x', scope: 'a', per: '1m' }] }, codes.INVALID_ARG],

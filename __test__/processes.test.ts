@@ -165,7 +165,7 @@ describe('Guard: processes sharing one Redis policy', () => {
     expect(most).toBeGreaterThan(1)
     // Every settle landed exactly once: the counters are the sums of the real usage.
     const { Guard } = await import('../lib/index.js')
-    const { LIMITS } = await import('./helpers/guard-limits.cjs')
+    const { LIMITS } = (await import('./helpers/guard-limits.cjs' as string)) as { LIMITS: any[] }
     const g = new Guard({ store: redisUrl(), prefix, limits: LIMITS })
     const { remaining } = await g.peek({ user: 'shared', org: 'acme', model: 'gpt-4o-mini' })
     expect(remaining).toEqual({
