@@ -202,7 +202,7 @@ export declare function encodingForModel(model: string): string | null
 export declare function guardNew(store: NativeStore, prefix: string, holdMs: number): ExternalObject<'GuardCore'>
 
 /**
- * Memory path: op 0 acquire, 1 end holds, 2 peek. Writes the reply into `out`, returns its
+ * Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its
  * length.
  */
 export declare function guardRun(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number, out: Float64Array): number

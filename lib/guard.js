@@ -11,8 +11,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange, withCode, codes } = require('./errors')
-const { storeAndOptions, kNative, kClock, kPolicy } = require('./stores')
-const { fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
+const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
 const v = require('./validate')
 const { requireUsage, MAX_TOKENS } = require('./usage')
 const { countMessageTokens } = require('./tokens')
@@ -37,6 +37,7 @@ const CONCURRENT = 2
 const ACQUIRE = 0
 const END = 1
 const PEEK = 2
+const RECORD = 3
 
 /** A decision's state. */
 const OPEN = 0
@@ -343,13 +344,17 @@ class Guard {
     this.#out = new Float64Array(4 + 2 * n)
     if (!this.#memory) {
       const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-      if (policy === 'local') throw invalidArg("Guard: options.onStoreError 'local' is not supported yet; use 'fail-closed' (default) or 'fail-open'")
-      // 'fail-open' admits without counting; what the call used is not replayed (see README).
-      this.#fallback = new StoreFallback(policy, () => null, () => Promise.resolve(), this.#stats, retryMs)
+      const clock = s[kClock]
+      const twin = { limits: o.limits, holdTtlMs: this.#holdMs, defaultMaxTokens: this.#defaultMaxTokens, prefix: this.#prefix }
+      // 'local' decides on a twin in this process; under 'fail-open' and 'local' what the calls
+      // admitted meanwhile used is counted in Redis, at the time they were made, once it answers.
+      const local = () => new Guard({ store: new MemoryStore({ now: clock || undefined }), ...twin, [kLocalTwin]: true })
+      const replay = (op) => native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at).then(() => undefined, rethrow)
+      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
     } else if (o.onStoreError !== undefined || o.storeRetryMs !== undefined) {
       fallbackOptions(o, s[kPolicy])
     }
-    track('Guard', this.#prefix, this.#stats)
+    if (!o[kLocalTwin]) track('Guard', this.#prefix, this.#stats)
   }
 
   /** The limits' ids, in order. */
@@ -385,10 +390,10 @@ class Guard {
         return this.#cache.get(r.model, r.messages, r.params).then((hit) => {
           // ResponseCache answers the response or null; SemanticCache `{ hit, response }`.
           const response = hit !== null && typeof hit === 'object' && typeof hit.hit === 'boolean' ? (hit.hit ? hit.response : null) : hit
-          return response === null || response === undefined ? this.#decide(ctx, r) : this.#cached(ctx, response)
+          return response === null || response === undefined ? this.#decide(ctx, r, request) : this.#cached(ctx, response)
         })
       }
-      return Promise.resolve(this.#decide(ctx, r))
+      return Promise.resolve(this.#decide(ctx, r, request))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -557,7 +562,7 @@ class Guard {
     return out
   }
 
-  #decide(ctx, r) {
+  #decide(ctx, r, request) {
     const m = this.#meters(ctx, r)
     if (m.n === 0) return this.#route(ctx, r, m, null)
     if (this.#memory) {
@@ -567,18 +572,34 @@ class Guard {
     const nums = m.nums.slice()
     return this.#fallback.run(
       () => native.guardRunAsync(this.#core, ACQUIRE, m.names, nums, m.now).then((reply) => this.#route(ctx, r, { ...m, nums }, reply), rethrow),
-      () => this.#admitOpen(m),
-      null,
+      () => this.#admitOpen(m, nums, r),
+      (twin) => this.#viaLocal(twin, ctx, request, m, nums, r),
       null,
       false,
     )
   }
 
-  /** 'fail-open': admitted without counting (nothing to settle). */
-  #admitOpen(m) {
+  /**
+   * 'fail-open': admitted without asking; settle counts what the call used in Redis once it
+   * answers (routing is skipped: `key` is null).
+   */
+  #admitOpen(m, nums, r) {
     this.#stats.decisions++
-    const d = new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining: this.#remaining(m, m.limits.map((l) => l.max), 0), key: null, cached: null, fallback: 'fail-open' }, null, null, null)
-    return d
+    const remaining = this.#remaining(m, m.limits.map((l) => l.max), 0)
+    return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, m.names, nums, { r, quota: null, replay: true, twin: null, at: m.now })
+  }
+
+  /** 'local': the twin in this process decides; settle ends the twin's decision and counts in Redis later. */
+  #viaLocal(twin, ctx, request, m, nums, r) {
+    return twin.acquire(ctx, request).then((d) => {
+      this.#stats.decisions++
+      const fields = { ok: d.ok, limit: d.limit, retryAfterMs: d.retryAfterMs, remaining: d.remaining, key: null, cached: null, fallback: 'local' }
+      if (!d.ok) {
+        bump(this.#stats.refused, d.limit)
+        return new Decision(this, fields, null, null, null)
+      }
+      return new Decision(this, fields, m.names, nums, { r, quota: null, replay: true, twin: d, at: m.now })
+    })
   }
 
   /** After the meters: routes the call to a key (when routing is on), or refuses. */
@@ -602,12 +623,12 @@ class Guard {
       }
     }
     const routing = this.#routing
-    if (routing === null) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, quota: null })
+    if (routing === null) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, quota: null, replay: false, twin: null, at: 0 })
     const scope = routing.scope(ctx)
     const keys = routing.keys(ctx)
     return routing.quota.reserve(scope, keys, { tokens: r.input + r.output }).then(
       (q) => {
-        if (q.ok) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, quota: q.hold })
+        if (q.ok) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, quota: q.hold, replay: false, twin: null, at: 0 })
         // The key pool refused: give back what the limits took, all of it.
         return this.#giveBack(m.names, nums).then(() => {
           bump(this.#stats.refused, routing.id)
@@ -685,7 +706,15 @@ class Guard {
       if (!cancel && this.#cache !== null && r.cacheable && usageOrResponse !== null && typeof usageOrResponse === 'object' && !isUsageOnly(usageOrResponse)) {
         after.push(this.#cache.set(r.model, r.messages, usageOrResponse, r.params))
       }
-      const meters = nums === null ? Promise.resolve() : this.#endMeters(names, nums)
+      let meters
+      if (release.replay) {
+        // Admitted while Redis was away: the twin's decision ends too, and what the call used is
+        // counted in Redis, at the time it was made, once it answers (never the concurrency).
+        meters = release.twin === null ? Promise.resolve() : cancel ? release.twin.cancel() : release.twin.settle(usage)
+        if (!cancel) this.#fallback.remember({ names, nums, at: release.at })
+      } else {
+        meters = nums === null ? Promise.resolve() : this.#endMeters(names, nums)
+      }
       return Promise.all([meters, ...after]).then(() => {
         this.#freed()
         return undefined

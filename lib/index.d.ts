@@ -1064,8 +1064,11 @@ export interface GuardOptions<Ctx = any> extends StoreFailureOptions {
   defaultMaxTokens?: number
   /** Key prefix. Default `'tollgate:guard:'`. */
   prefix?: string
-  /** `'fail-closed'` (default) or `'fail-open'` (admitted, uncounted); `'local'` is not supported by the guard yet. */
-  onStoreError?: 'fail-closed' | 'fail-open'
+  /**
+   * `'fail-closed'` (default), `'fail-open'` (admitted without asking) or `'local'` (a twin guard
+   * in this process decides); under both, what admitted calls used reaches Redis once it answers.
+   */
+  onStoreError?: StoreErrorPolicy
 }
 
 /** The call a guard decides on. */
@@ -1160,7 +1163,7 @@ export declare class Guard<Ctx = any> {
   cancel(decision: GuardDecision): Promise<void>
   /** Decisions, refusals by limit id, cache answers (`cached`), store errors. */
   stats(): ClassStats & { cached: number }
-  /** Resolves true (the guard keeps no replay queue). */
+  /** Pushes the usage of calls admitted during an outage to Redis now; true when none is left. */
   flush(): Promise<boolean>
 }
 

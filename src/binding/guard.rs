@@ -118,7 +118,7 @@ fn write(out: &mut [f64], reply: &[f64]) -> napi::Result<u32> {
   Ok(reply.len() as u32)
 }
 
-/// Memory path: op 0 acquire, 1 end holds, 2 peek. Writes the reply into `out`, returns its
+/// Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its
 /// length.
 #[napi(
   catch_unwind,
@@ -210,6 +210,12 @@ pub fn guard_run_async<'env>(
           .map(|d| if d { 1.0 } else { 0.0 })
           .collect()
       }
+      3 => redis
+        .guard_record(&bases, &specs(&m), now)
+        .await?
+        .into_iter()
+        .map(|x| x as f64)
+        .collect(),
       _ => redis
         .guard_peek(&bases, &m.kinds, now)
         .await?

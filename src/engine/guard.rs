@@ -364,6 +364,28 @@ pub fn peek(meters: &mut [&mut Meter], kinds: &[Kind], now: u64) -> Vec<u64> {
     .collect()
 }
 
+/// Counts what a call admitted elsewhere used, without asking (a call admitted while the store
+/// was away, replayed once it answers): a window entry at `at`, the amount of period `kind`'s
+/// `id` if that period is still the current one (an ended period is over). Concurrency counts
+/// nothing (the call has ended).
+pub fn record(meter: &mut Meter, spec: &Spec, at: u64) {
+  meter.refresh(&spec.kind, at);
+  match spec.kind {
+    Kind::Window { .. } => {
+      let at = meter.entries.back().map_or(at, |&(last, _)| last.max(at));
+      meter.entries.push_back((at, spec.amount));
+      meter.next += 1;
+      meter.total += spec.amount;
+    }
+    Kind::Period { id, .. } => {
+      if id == meter.period {
+        meter.total += spec.amount;
+      }
+    }
+    Kind::Concurrent { .. } => {}
+  }
+}
+
 /// Settles the hold `(number, expires_at)` of `meter` with the real amount (a `Concurrent` meter frees its
 /// slot). False when the hold is no longer outstanding (it expired, or was ended before).
 pub fn settle(

@@ -134,6 +134,36 @@ fn keep_until_covers_entries_periods_and_holds() {
   assert!(m.is_empty());
 }
 
+#[test]
+fn record_counts_without_asking_and_skips_ended_periods() {
+  let mut w = Meter::default();
+  let s = win(10, 1_000, 8);
+  record(&mut w, &s, 100);
+  record(&mut w, &s, 50); // an earlier time is kept in order
+  assert_eq!(w.total(), 16);
+  w.refresh(&s.kind, 1_100);
+  assert_eq!(w.total(), 0);
+  let day = |id| Spec {
+    kind: Kind::Period {
+      max: 10,
+      id,
+      end_ms: 0,
+    },
+    amount: 4,
+  };
+  let mut p = Meter::default();
+  record(&mut p, &day(2), 0);
+  record(&mut p, &day(1), 0); // period 1 is over
+  assert_eq!(p.total(), 4);
+  let mut c = Meter::default();
+  let conc = Spec {
+    kind: Kind::Concurrent { max: 1 },
+    amount: 0,
+  };
+  record(&mut c, &conc, 0);
+  assert!(c.is_empty());
+}
+
 // ---- against a model that recounts everything ---------------------------------------------
 
 /// One hold as the model keeps it: every field is recomputed from these, never updated in

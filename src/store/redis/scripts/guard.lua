@@ -5,7 +5,8 @@
 --               l newest entry's time, u time until which the keys' TTL is known to last,
 --               e<number> "at amount" (window entries), h<number> "amount period expires" (holds)
 -- KEYS[2i]      meter i's ZSET of hold numbers by expiry time
--- ARGV[1]       'a' acquire | 'e' end holds (settle or cancel) | 'p' peek
+-- ARGV[1]       'a' acquire | 'e' end holds (settle or cancel) | 'p' peek | 'r' record (count
+--               a call admitted while the store was away, at ARGV[2], without asking)
 -- ARGV[2]       now (ms)
 -- ARGV[3]       hold lifetime (ms)
 -- ARGV[3+7(i-1)+1..7] of meter i: kind 'w' window | 'p' period | 'c' concurrent, max, window ms
@@ -13,7 +14,7 @@
 --               -1 to cancel), hold number (end), hold expiry (end)
 -- Returns       'a': {ok 0|1, first refusing meter (0-based) or -1, wait ms or -1 (never),
 --               remaining..., hold numbers... (when ok)}
---               'e': {1 if the hold was outstanding else 0, ...}   'p': {remaining, ...}
+--               'e': {1 if the hold was outstanding else 0, ...}   'p', 'r': {remaining, ...}
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local hold_ms = tonumber(ARGV[3])
@@ -164,6 +165,7 @@ local function hold(m, expires)
   m.total = m.total + amount
   redis.call('HSET', m.k, 'h' .. int(number), int(amount) .. ' ' .. int(m.period) .. ' ' .. int(expires))
   redis.call('ZADD', m.x, expires, int(number))
+  m.held = true
   m.dirty = true
   return number
 end
@@ -184,10 +186,13 @@ local function save(m)
     keep = math.max(keep, m.b)
   end
   redis.call('HSET', m.k, 'n', int(m.next), 't', int(m.total), 'p', int(m.period), 'c', int(m.count), 'l', int(m.last))
-  if keep > m.until_ or m.until_ > now + 2 * SLACK + math.max(keep - now, 0) then
+  if keep > m.until_ then
     m.until_ = keep + SLACK
     redis.call('HSET', m.k, 'u', int(m.until_))
     redis.call('PEXPIRE', m.k, math.max(1, m.until_ - now))
+    redis.call('PEXPIRE', m.x, math.max(1, m.until_ - now))
+  elseif m.held then
+    -- The expiry set may have been made by this hold (it is deleted once empty): same TTL.
     redis.call('PEXPIRE', m.x, math.max(1, m.until_ - now))
   end
 end
@@ -252,6 +257,23 @@ elseif op == 'e' then
   end
 else
   for i, m in ipairs(meters) do
+    if op == 'r' then
+      if m.kind == 'w' then
+        local at = now
+        if m.count > 0 and m.last > now then
+          at = m.last
+        end
+        redis.call('HSET', m.k, 'e' .. int(m.next), int(at) .. ' ' .. int(m.amount))
+        m.next = m.next + 1
+        m.count = m.count + 1
+        m.last = at
+        m.total = m.total + m.amount
+        m.dirty = true
+      elseif m.kind == 'p' and m.a == m.period then
+        m.total = m.total + m.amount
+        m.dirty = true
+      end
+    end
     out[i] = remaining(m)
   end
 end
