@@ -179,6 +179,13 @@ export declare function closestModels(model: string, n: number): Array<string>
 export declare function costNanoOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
 
 /**
+ * Nano-dollars for `input`, `cached`, `write` and `output` tokens at the price
+ * `[input, cachedInput, cacheWrite, output, batchDiscount]` given as five numbers: the same
+ * sum as `cost_nano_of_usage`, for hot paths (numbers cross napi without an array to read).
+ */
+export declare function costNanoParts(input: number, cached: number, write: number, output: number, pInput: number, pCached: number, pWrite: number, pOutput: number, pBatch: number): number
+
+/**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
  * ('' for none) of message `i`.
  */

@@ -847,6 +847,7 @@ module.exports.TokenBudgetCore = nativeBinding.TokenBudgetCore
 module.exports.catalogModels = nativeBinding.catalogModels
 module.exports.closestModels = nativeBinding.closestModels
 module.exports.costNanoOfUsage = nativeBinding.costNanoOfUsage
+module.exports.costNanoParts = nativeBinding.costNanoParts
 module.exports.countMessageTokensWith = nativeBinding.countMessageTokensWith
 module.exports.countTokensBatchWith = nativeBinding.countTokensBatchWith
 module.exports.countTokensWith = nativeBinding.countTokensWith

@@ -2,7 +2,7 @@
 // redis-server, a 3-master Cluster), with an injected clock.
 import { describe, expect, it } from 'vitest'
 import { Clock, forEachStore } from './helpers/stores.js'
-import { CostTracker, Guard, MemoryStore, Quota, ResponseCache, codes } from '../lib/index.js'
+import { CostTracker, Guard, MemoryStore, Quota, ResponseCache, codes, definePrice } from '../lib/index.js'
 
 const MINUTE = 60_000
 const DAY = 86_400_000
@@ -261,6 +261,19 @@ describe('Guard: bad input is a typed error and changes nothing', () => {
     const refused = await g.acquire({ user: 'u' }, { model: 'gpt-4o', tokens: 10_000_000, maxTokens: 0 })
     expect(refused).toMatchObject({ ok: false, limit: 'usd', retryAfterMs: null })
     await expect(refused.settle({ inputTokens: 1, outputTokens: 1 })).rejects.toMatchObject({ code: codes.DECISION_ENDED })
+  })
+
+  it('prices with the price in force: a price defined later is used from then on', async () => {
+    const g = new Guard({ store: new MemoryStore(), limits: [{ id: 'usd', scope: 'all', usd: 1, per: 'day' }] })
+    definePrice('guard-test-model', { input: 1, output: 2 })
+    const a = await g.acquire({}, { model: 'guard-test-model', tokens: 1_000, maxTokens: 1_000 })
+    expect(a.remaining.usd).toBeCloseTo(1 - 0.003, 12)
+    await a.cancel()
+    definePrice('guard-test-model', { input: 10, output: 20 })
+    const b = await g.acquire({}, { model: 'guard-test-model', tokens: 1_000, maxTokens: 1_000 })
+    expect(b.remaining.usd).toBeCloseTo(1 - 0.03, 12)
+    await b.settle({ inputTokens: 1_000, cachedInputTokens: 0, outputTokens: 0 })
+    expect((await g.peek({})).remaining.usd).toBeCloseTo(1 - 0.01, 12)
   })
 
   it('answers in-process calls with an already-resolved promise', async () => {

@@ -16,7 +16,7 @@ const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snaps
 const v = require('./validate')
 const { requireUsage, MAX_TOKENS } = require('./usage')
 const { countMessageTokens } = require('./tokens')
-const { costNanoAt, priceFor, toNano, toUsd } = require('./cost')
+const { costNanoParts, toNano, toUsd } = require('./cost')
 const { withRetry } = require('./retry')
 
 const MEASURES = ['requests', 'tokens', 'inputTokens', 'outputTokens', 'usd', 'concurrent']
@@ -537,15 +537,17 @@ class Guard {
     const now = this.#clock()
     const limits = []
     let names = ''
+    let priced = false
     for (const l of this.#limits) {
       const s = l.scopeFor(ctx)
       if (s === null) continue
       limits.push(l)
+      if (l.measure === 'usd') priced = true
       names += `${l.id}\u0000${s}\u0000`
     }
     const nums = this.#nums.subarray(0, FIELDS * limits.length)
     let nano = 0
-    if (r !== null && limits.some((l) => l.measure === 'usd')) nano = costNanoAt({ inputTokens: r.input, outputTokens: r.output }, priceFor(r.model))
+    if (r !== null && priced) nano = costNanoParts(r.model, r.input, r.output)
     for (let i = 0; i < limits.length; i++) {
       const o = i * FIELDS
       limits[i].write(nums, o, now)
@@ -553,7 +555,7 @@ class Guard {
       nums[o + 5] = 0
       nums[o + 6] = 0
     }
-    return { limits, names, nums, now, n: limits.length }
+    return { limits, names, nums, now, n: limits.length, priced }
   }
 
   #remaining(m, reply, at) {
@@ -586,7 +588,7 @@ class Guard {
   #admitOpen(m, nums, r) {
     this.#stats.decisions++
     const remaining = this.#remaining(m, m.limits.map((l) => l.max), 0)
-    return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, m.names, nums, { r, quota: null, replay: true, twin: null, at: m.now })
+    return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: null, at: m.now })
   }
 
   /** 'local': the twin in this process decides; settle ends the twin's decision and counts in Redis later. */
@@ -598,7 +600,7 @@ class Guard {
         bump(this.#stats.refused, d.limit)
         return new Decision(this, fields, null, null, null)
       }
-      return new Decision(this, fields, m.names, nums, { r, quota: null, replay: true, twin: d, at: m.now })
+      return new Decision(this, fields, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: d, at: m.now })
     })
   }
 
@@ -623,12 +625,12 @@ class Guard {
       }
     }
     const routing = this.#routing
-    if (routing === null) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, quota: null, replay: false, twin: null, at: 0 })
+    if (routing === null) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: false, twin: null, at: 0 })
     const scope = routing.scope(ctx)
     const keys = routing.keys(ctx)
     return routing.quota.reserve(scope, keys, { tokens: r.input + r.output }).then(
       (q) => {
-        if (q.ok) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, quota: q.hold, replay: false, twin: null, at: 0 })
+        if (q.ok) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: q.hold, replay: false, twin: null, at: 0 })
         // The key pool refused: give back what the limits took, all of it.
         return this.#giveBack(m.names, nums).then(() => {
           bump(this.#stats.refused, routing.id)
@@ -674,18 +676,18 @@ class Guard {
       const r = release.r
       if (nums !== null) {
         let nano = 0
-        if (usage !== null && this.#limits.some((l) => l.measure === 'usd')) {
+        if (usage !== null && release.priced) {
           try {
-            nano = costNanoAt(usage, priceFor(r.model))
+            nano = costNanoParts(r.model, usage.inputTokens, usage.outputTokens, usage.cachedInputTokens, usage.cacheWriteTokens)
           } catch (e) {
             Decision.reopen(d, taken)
             throw e
           }
         }
         const now = this.#clock()
-        let i = 0
-        for (const part of splitNames(names)) {
-          const l = this.#byId.get(part)
+        const limits = release.limits
+        for (let i = 0; i < limits.length; i++) {
+          const l = limits[i]
           const o = i * FIELDS
           // Periods are named at settle time: a hold of an ended period changes nothing.
           if (l.kind === PERIOD) {
@@ -694,7 +696,6 @@ class Guard {
             nums[o + 3] = p.end
           }
           nums[o + 4] = cancel ? -1 : l.measure === 'concurrent' ? 0 : l.amount(usage.inputTokens, usage.outputTokens, nano)
-          i++
         }
       }
       const after = []
@@ -722,17 +723,6 @@ class Guard {
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
-  }
-}
-
-/** The limit ids of a names string (`id \0 scope \0 …`). */
-function* splitNames(names) {
-  let at = 0
-  while (at < names.length) {
-    const a = names.indexOf('\u0000', at)
-    const b = names.indexOf('\u0000', a + 1)
-    yield names.slice(at, a)
-    at = b + 1
   }
 }
 
