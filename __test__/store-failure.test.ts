@@ -604,6 +604,23 @@ describe('Guard on a Redis that goes away', () => {
     expect(open.stats()).toMatchObject({ pending: 0, replayed: 2 })
   })
 
+  it('a settle that cannot reach Redis is queued, and counts the real usage once it answers', async () => {
+    const { server, store } = await redis()
+    const g = new Guard({ store: store(), prefix: 'gse:', limits, onStoreError: 'fail-open' })
+    const a = await g.acquire({ user: 'u' }, req) // held in Redis
+    expect(a.fallback).toBeUndefined()
+    await server.stop()
+    await a.settle({ inputTokens: 150, outputTokens: 50 })
+    expect((await g.peek({ user: 'u' })).fallback).toBe('fail-open')
+    expect(g.stats()).toMatchObject({ pending: 1 })
+    // The restarted server is empty: the hold is gone, so the usage is recorded as made.
+    const again = await restart(server)
+    await pastRetry()
+    await expect.poll(() => g.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
+    expect((await g.peek({ user: 'u' })).remaining).toEqual({ rpm: 2, tpd: 10_000 - 200, conc: 2 })
+    expect(again.port).toBe(server.port)
+  })
+
   it("'local': a twin with the same limits decides, refuses what does not fit, and its usage reaches Redis", async () => {
     const { server, store } = await redis()
     const g = new Guard({ store: store(), prefix: 'glo:', limits, onStoreError: 'local' })

@@ -349,7 +349,7 @@ class Guard {
       // 'local' decides on a twin in this process; under 'fail-open' and 'local' what the calls
       // admitted meanwhile used is counted in Redis, at the time they were made, once it answers.
       const local = () => new Guard({ store: new MemoryStore({ now: clock || undefined }), ...twin, [kLocalTwin]: true })
-      const replay = (op) => native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at).then(() => undefined, rethrow)
+      const replay = (op) => (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow)
       this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
     } else if (o.onStoreError !== undefined || o.storeRetryMs !== undefined) {
       fallbackOptions(o, s[kPolicy])
@@ -412,9 +412,8 @@ class Guard {
       return this.#fallback.run(
         () => native.guardRunAsync(this.#core, PEEK, m.names, m.nums, m.now).then(shape, rethrow),
         () => ({ remaining: Object.fromEntries(m.limits.map((l) => [l.id, l.shown(l.max)])) }),
+        (twin) => twin.peek(ctx),
         null,
-        null,
-        false,
       )
     } catch (e) {
       return Promise.reject(fromNative(e))
@@ -659,7 +658,33 @@ class Guard {
       native.guardRun(this.#core, END, names, nums, now, this.#out)
       return Promise.resolve()
     }
-    return this.#fallback.run(() => native.guardRunAsync(this.#core, END, names, nums, now).then(() => undefined, rethrow), () => undefined, null, null, false)
+    // Redis away: the settle (or cancel) of holds Redis keeps is queued and sent once it answers.
+    return this.#fallback.run(
+      () => native.guardRunAsync(this.#core, END, names, nums, now).then(() => undefined, rethrow),
+      () => undefined,
+      () => undefined,
+      { end: true, names, nums, at: now },
+      false,
+    )
+  }
+
+  /**
+   * Replays a settle that could not reach Redis: ends the holds, and where a hold has expired
+   * meanwhile (it gave its estimate back), counts the real usage at the time of the settle.
+   */
+  #replayEnd(op) {
+    return native.guardRunAsync(this.#core, END, op.names, op.nums, op.at).then((done) => {
+      const parts = op.names.split('\u0000')
+      let names = ''
+      const nums = []
+      for (let i = 0; i < done.length; i++) {
+        const o = i * FIELDS
+        if (done[i] === 1 || op.nums[o + 4] < 0) continue
+        names += `${parts[2 * i]}\u0000${parts[2 * i + 1]}\u0000`
+        for (let k = 0; k < FIELDS; k++) nums.push(op.nums[o + k])
+      }
+      if (nums.length > 0) return native.guardRunAsync(this.#core, RECORD, names, Float64Array.from(nums), op.at)
+    })
   }
 
   /** @internal `decision.settle` / `decision.cancel`. */
