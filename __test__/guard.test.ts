@@ -131,6 +131,31 @@ forEachStore('Guard', ({ kind, store, prefix }) => {
     expect(after['user-tpd']).toBe(2_000 - 40)
   })
 
+  it('under 300 concurrent acquires never admits over a limit, and leaves no refused charge behind', async () => {
+    const clock = new Clock(Date.UTC(2026, 5, 1))
+    const g = make(clock, [
+      { id: 'rpm', scope: 'shared', requests: 120, per: '1m' },
+      { id: 'tokens', scope: (c: any) => c.org, tokens: 15_000, per: 'day' },
+      { id: 'conc', scope: 'model', concurrent: 40 },
+    ])
+    const ds = await Promise.all(Array.from({ length: 300 }, (_, i) => g.acquire({ org: 'acme' }, req(50 + (i % 3) * 25, 50))))
+    const ok = ds.filter((d) => d.ok)
+    if (kind === 'cluster') {
+      // Meter by meter: a call the concurrency limit refuses holds rpm and tokens until its
+      // cancel lands, so others may be refused by those too — never admitted over any limit.
+      expect(ok.length).toBeGreaterThan(0)
+      expect(ok.length).toBeLessThanOrEqual(40)
+    } else {
+      // One atomic decision: concurrency binds first (nothing is settled), exactly 40 admitted.
+      expect(ok).toHaveLength(40)
+      expect(ds.filter((d) => !d.ok).every((d) => d.limit === 'conc')).toBe(true)
+    }
+    expect((await g.peek({ org: 'acme' })).remaining.conc).toBe(40 - ok.length)
+    await Promise.all(ok.map((d) => d.cancel()))
+    // everything given back: no refused call left a hold anywhere
+    expect((await g.peek({ org: 'acme' })).remaining).toEqual({ rpm: 120, tokens: 15_000, conc: 40 })
+  })
+
   it('skips a limit whose scope is null for this call', async () => {
     const clock = new Clock()
     const g = make(clock, [
