@@ -310,8 +310,8 @@ class Guard {
   #cachedHits = 0
   #byId
   #fallback = null
-  /** Scratch buffers reused by every in-process call: no typed array is made per call. */
-  #nums = new Float64Array(0)
+  /** Scratch buffers reused by every in-process call, one per number of applicable limits: no typed array is made per call. */
+  #nums = []
   #out = new Float64Array(0)
   /** Callers waiting for capacity (`run` with `wait`), oldest first. */
   #waiters = []
@@ -340,7 +340,7 @@ class Guard {
     this.#clock = s[kClock] || Date.now
     this.#core = native.guardNew(ns, this.#prefix, this.#holdMs)
     const n = this.#limits.length
-    this.#nums = new Float64Array(FIELDS * n)
+    for (let k = 0; k <= n; k++) this.#nums.push(new Float64Array(FIELDS * k))
     this.#out = new Float64Array(4 + 2 * n)
     if (!this.#memory) {
       const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
@@ -544,7 +544,7 @@ class Guard {
       if (l.measure === 'usd') priced = true
       names += `${l.id}\u0000${s}\u0000`
     }
-    const nums = this.#nums.subarray(0, FIELDS * limits.length)
+    const nums = this.#nums[limits.length]
     let nano = 0
     if (r !== null && priced) nano = costNanoParts(r.model, r.input, r.output)
     for (let i = 0; i < limits.length; i++) {

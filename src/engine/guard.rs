@@ -39,7 +39,9 @@
 //! assert!(acquire(&mut [&mut a, &mut b], &[rpm, tpm], 30, 600_000).ok);
 //! ```
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use hashbrown::HashMap;
 
 /// How many window entries a refused call's wait walks at most. Past that, the wait is the
 /// time the last one walked leaves: a lower bound ("it may fit then"), so the walk never grows
