@@ -400,7 +400,7 @@ class Guard {
           // ResponseCache answers the response or null; SemanticCache `{ hit, response }`.
           const response = hit !== null && typeof hit === 'object' && typeof hit.hit === 'boolean' ? (hit.hit ? hit.response : null) : hit
           return response === null || response === undefined ? this.#decide(ctx, r, request) : this.#cached(ctx, response, r.model)
-        })
+        }).catch((e) => Promise.reject(fromNative(e)))
       }
       return Promise.resolve(this.#decide(ctx, r, request))
     } catch (e) {
