@@ -239,6 +239,8 @@ class LLMRateLimiter {
   #heartbeat = null
   #ratioTimer = null
   #memTimer = null
+  /** Every interval timer the limiter needs runs, and the backend is started. */
+  #timersReady = false
   #started = false
   #starting = null
   #releases = 0
@@ -325,6 +327,10 @@ class LLMRateLimiter {
     this.#memCfg = v.knownKeys(v.options(c.memory, 'config.memory'), MEMORY_KEYS, 'config.memory')
     this.#memEnabled = this.#types.some((t) => t.memoryKB > 0)
     if (this.#memEnabled) this.#computeMemory()
+    // Read now, not at the first queueJob (which must reject, never throw).
+    if (this.#memEnabled && this.#memCfg.maxMemoryKB === undefined && this.#memCfg.recalculationIntervalMs !== undefined) {
+      v.millis(this.#memCfg.recalculationIntervalMs, 'config.memory.recalculationIntervalMs', 3_600_000)
+    }
     this.#computeSlots(null)
   }
 
@@ -455,6 +461,10 @@ class LLMRateLimiter {
       this.#memTimer.unref?.()
     }
     if (this.#redis && !this.#started && !this.#starting) this.start().catch(() => {})
+    this.#timersReady =
+      (this.#ratioTimer !== null || !(rc.adjustmentIntervalMs > 0 && this.#types.length > 1)) &&
+      (this.#memTimer !== null || !(this.#memEnabled && mc.maxMemoryKB === undefined)) &&
+      (!this.#redis || this.#started)
   }
 
   // ---- distributed: registration and heartbeat
@@ -467,8 +477,10 @@ class LLMRateLimiter {
     this.#stopping = false
     this.#starting = this.#beat(true).then(
       () => {
-        this.#started = true
         this.#starting = null
+        // stop() came meanwhile (and unregistered): no heartbeat, or it would register again.
+        if (this.#stopping) return
+        this.#started = true
         const every = this.#backend.heartbeatIntervalMs
         this.#heartbeat = setInterval(() => this.#beat(false).catch((e) => this.#log('heartbeat failed', { error: String(e && e.message) })), every)
         this.#heartbeat.unref?.()
@@ -535,6 +547,7 @@ class LLMRateLimiter {
     }
     for (const t of [this.#heartbeat, this.#ratioTimer, this.#memTimer]) if (t) clearInterval(t)
     this.#heartbeat = this.#ratioTimer = this.#memTimer = null
+    this.#timersReady = false
     const wasStarted = this.#started
     this.#started = false
     if (this.#redis && (wasStarted || this.#starting)) {
@@ -557,7 +570,7 @@ class LLMRateLimiter {
     } catch (e) {
       return Promise.reject(e)
     }
-    if (!this.#ratioTimer && !this.#memTimer && !this.#started) this.#ensureTimers()
+    if (!this.#timersReady) this.#ensureTimers()
     return this.#run(j)
   }
 

@@ -1,0 +1,95 @@
+// createLLMRateLimiter: regression tests for bugs found while splitting lib/jobs.js by concept.
+import { afterEach, describe, expect, it } from 'vitest'
+import { createLLMRateLimiter, createRedisBackend, RedisStore, type LLMRateLimiterConfig, type LLMRateLimiterInstance } from '../lib/index.js'
+import { redisUrl } from './helpers/stores.js'
+
+const made: LLMRateLimiterInstance[] = []
+function limiter(config: LLMRateLimiterConfig) {
+  const l = createLLMRateLimiter(config)
+  made.push(l)
+  return l
+}
+afterEach(async () => {
+  await Promise.all(made.splice(0).map((l) => l.stop()))
+})
+
+function deferred() {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
+
+describe('createLLMRateLimiter: memory options', () => {
+  it('a bad recalculationIntervalMs is refused at construction; queueJob never throws', async () => {
+    const config = (recalculationIntervalMs: unknown): LLMRateLimiterConfig => ({
+      models: { a: {} },
+      resourceEstimationsPerJob: { s: { estimatedUsedTokens: 1, estimatedUsedMemoryKB: 10 } },
+      memory: { recalculationIntervalMs: recalculationIntervalMs as number },
+    })
+    expect(() => createLLMRateLimiter(config(-5))).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_TOLLGATE_OUT_OF_RANGE' }))
+    expect(() => createLLMRateLimiter(config('1s'))).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_TOLLGATE_INVALID_ARG' }))
+    // A good one runs jobs (the interval timer is made at the first job).
+    const l = limiter(config(50))
+    const r = await l.queueJob({ jobId: 'j', job: () => ({ requestCount: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 0, data: 'ok' }) })
+    expect(r).toEqual({ data: 'ok', modelUsed: 'a' })
+    // Unused (a fixed maxMemoryKB is never measured again): still ignored, as before.
+    expect(() => createLLMRateLimiter({ ...config(-5), memory: { maxMemoryKB: 1000, recalculationIntervalMs: -5 } })).not.toThrow()
+  })
+})
+
+describe('createLLMRateLimiter on Redis: timers after start()', () => {
+  it('ratios are adjusted every adjustmentIntervalMs when start() was awaited before the first job', async () => {
+    const store = new RedisStore(redisUrl())
+    try {
+      const l = limiter({
+        models: { m: { maxConcurrentRequests: 10 } },
+        resourceEstimationsPerJob: { A: { ratio: { initialValue: 0.5 }, maxWaitMS: { m: 0 } }, B: { ratio: { initialValue: 0.5 }, maxWaitMS: { m: 0 } } },
+        // Only the interval adjusts (no adjustment on release).
+        ratioAdjustmentConfig: { adjustmentIntervalMs: 20, releasesPerAdjustment: 0 },
+        backend: createRedisBackend({ client: store, keyPrefix: `t:jobs-reg:${process.pid}:${Date.now()}:` }),
+      })
+      await l.start()
+      const gate = deferred()
+      const slots = l.getJobTypeStats().jobTypes.A.allocatedSlots
+      expect(slots).toBeGreaterThan(0)
+      // A: every slot busy; B: idle. The next interval moves share from B to A.
+      const jobs = Array.from({ length: slots }, (_, i) =>
+        l.queueJob({ jobId: `a${i}`, jobType: 'A', job: async () => (await gate.promise, { requestCount: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 0, data: null }) }),
+      )
+      await expect.poll(() => l.getJobTypeStats().lastAdjustmentTime, { interval: 10, timeout: 2_000 }).not.toBeNull()
+      expect(l.getJobTypeStats().jobTypes.A.currentRatio).toBeGreaterThan(0.5)
+      gate.resolve()
+      await Promise.all(jobs)
+    } finally {
+      await Promise.all(made.splice(0).map((l) => l.stop()))
+      await store.close()
+    }
+  })
+})
+
+describe('createLLMRateLimiter on Redis: stop() while start() is under way', () => {
+  it('leaves no heartbeat behind: the stopped instance does not register again', async () => {
+    const store = new RedisStore(redisUrl())
+    const keyPrefix = `t:jobs-reg:${process.pid}:${Date.now()}:stop:`
+    const config = (): LLMRateLimiterConfig => ({
+      models: { m: { maxConcurrentRequests: 10 } },
+      backend: createRedisBackend({ client: store, keyPrefix, heartbeatIntervalMs: 20, instanceTimeoutMs: 10_000 }),
+    })
+    try {
+      const first = limiter(config())
+      const starting = first.start()
+      await first.stop()
+      await starting
+      await new Promise((r) => setTimeout(r, 100)) // five heartbeat intervals
+      const other = limiter(config())
+      await other.start()
+      expect(other.getAllocation()!.instanceCount).toBe(1)
+      // start() after stop() works as before: both count.
+      await first.start()
+      await expect.poll(() => other.getAllocation()!.instanceCount, { interval: 10, timeout: 2_000 }).toBe(2)
+    } finally {
+      await Promise.all(made.splice(0).map((l) => l.stop()))
+      await store.close()
+    }
+  })
+})
