@@ -93,3 +93,29 @@ describe('createLLMRateLimiter on Redis: stop() while start() is under way', () 
     }
   })
 })
+
+describe('createLLMRateLimiter: a clock that fails while a job asks for room', () => {
+  for (const kind of ['local', 'redis'] as const) {
+    it(`${kind}: the job rejects with the clock's error and its job-type slot is given back`, async () => {
+      const store = kind === 'redis' ? new RedisStore(redisUrl()) : null
+      try {
+        // One good reading (the job's queuedAt), then garbage until `good` is raised again.
+        let good = 1
+        const l = limiter({
+          models: { m: { tokensPerMinute: 1_000 } },
+          resourceEstimationsPerJob: { s: { estimatedUsedTokens: 10, estimatedNumberOfRequests: 1 } },
+          now: () => (good-- > 0 ? 1_700_000_040_000 : Number.NaN),
+          ...(store ? { backend: createRedisBackend({ client: store, keyPrefix: `t:jobs-reg:${process.pid}:${Date.now()}:clock:` }) } : {}),
+        })
+        const job = () => ({ requestCount: 1, inputTokens: 10, cachedTokens: 0, outputTokens: 0, data: 'ok' })
+        await expect(l.queueJob({ jobId: 'bad', job })).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_TOLLGATE_OUT_OF_RANGE', message: expect.stringContaining('config.now()') })
+        good = Infinity
+        expect(l.getJobTypeStats().jobTypes.s.inFlight).toBe(0)
+        expect(await l.queueJob({ jobId: 'good', job })).toEqual({ data: 'ok', modelUsed: 'm' })
+      } finally {
+        await Promise.all(made.splice(0).map((l) => l.stop()))
+        await store?.close()
+      }
+    })
+  }
+})
