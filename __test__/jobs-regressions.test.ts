@@ -1,4 +1,4 @@
-// createLLMRateLimiter: regression tests for bugs found while splitting lib/jobs.js by concept.
+// createLLMRateLimiter: tests added while splitting lib/jobs.js by concept: bugs found (each fails before its fix) and edges of the split.
 import { afterEach, describe, expect, it } from 'vitest'
 import { createLLMRateLimiter, createRedisBackend, RedisStore, type LLMRateLimiterConfig, type LLMRateLimiterInstance } from '../lib/index.js'
 import { redisUrl } from './helpers/stores.js'
@@ -118,4 +118,29 @@ describe('createLLMRateLimiter: a clock that fails while a job asks for room', (
       }
     })
   }
+})
+
+describe('createLLMRateLimiter: a lone job type and the ratio engine', () => {
+  it('with lowLoadThreshold above highLoadThreshold a lone type is still adjusted (it can give to itself)', async () => {
+    const run = async (ratioAdjustmentConfig: LLMRateLimiterConfig['ratioAdjustmentConfig']) => {
+      const l = limiter({
+        models: { a: { maxConcurrentRequests: 4 } },
+        resourceEstimationsPerJob: { s: { maxWaitMS: { a: 0 } } },
+        ratioAdjustmentConfig: { releasesPerAdjustment: 1, adjustmentIntervalMs: 0, ...ratioAdjustmentConfig },
+      })
+      const gate = deferred()
+      const done = (data: string) => ({ requestCount: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 0, data })
+      const held = l.queueJob({ jobId: 'held', job: async () => (await gate.promise, done('held')) })
+      // Released while the other runs: load 1 of 4 slots.
+      await l.queueJob({ jobId: 'quick', job: () => done('quick') })
+      const at = l.getJobTypeStats().lastAdjustmentTime
+      gate.resolve()
+      await held
+      return at
+    }
+    // 0.25 is below 0.9 and above 0.1: the type is both donor and receiver.
+    expect(await run({ lowLoadThreshold: 0.9, highLoadThreshold: 0.1 })).not.toBeNull()
+    // The defaults (0.3 < 0.7): a lone type never moves.
+    expect(await run({})).toBeNull()
+  })
 })

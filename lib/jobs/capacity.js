@@ -112,6 +112,9 @@ class Capacity {
    */
   adjustRatios(now) {
     const rc = this.#ratio
+    // A lone type can give only to itself, which needs a load below lowLoadThreshold and
+    // above highLoadThreshold at once: nothing to ask the engine (it runs every few releases).
+    if (this.types.length === 1 && rc.highLoadThreshold >= rc.lowLoadThreshold) return null
     const loads = this.types.map((t) => (t.allocated > 0 ? t.inFlight / t.allocated : 0))
     const next = native.jobAdjustRatios(
       this.types.map((t) => t.ratio),
