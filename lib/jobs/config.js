@@ -226,13 +226,13 @@ function readMemory(memory, types) {
  * the Redis server's).
  */
 function makeClock(fn) {
-  if (fn === null) return { injected: false, now: Date.now, nativeNow: () => -1 }
+  if (fn === null) return { now: Date.now, nativeNow: () => -1 }
   const now = () => {
     const t = fn()
     if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) throw outOfRange(`config.now() must return milliseconds, got ${v.describe(t)}`)
     return t
   }
-  return { injected: true, now, nativeNow: now }
+  return { now, nativeNow: now }
 }
 
 module.exports = { readConfig, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG, MAX_LIMIT, MAX_TIMER_MS, fnOrNull }
