@@ -56,7 +56,7 @@ class LLMRateLimiter {
   #active = new Set()
   #ratioTimer = null
   #memTimer = null
-  /** Every interval timer the limiter needs runs, and the backend is started. */
+  /** The interval timers the limiter needs run, and the backend is started (queueJob need not check). */
   #timersReady = false
   #stopping = false
   #releases = 0
@@ -129,8 +129,9 @@ class LLMRateLimiter {
       }, mc.everyMs)
       this.#memTimer.unref?.()
     }
+    // Until the backend has started (registered with Redis), every job asks again.
     if (!this.#backend.started) this.#backend.start().catch(() => {})
-    this.#timersReady = (this.#ratioTimer !== null || !needRatio) && (this.#memTimer !== null || !needMemory) && this.#backend.started
+    this.#timersReady = this.#backend.started
   }
 
   /** Registers with the backend and starts heartbeats. Without a backend it does nothing. */
