@@ -8,7 +8,7 @@ import { guardAnthropic, SUPPORTED_ANTHROPIC_VERSIONS } from '../lib/integration
 import { ANTHROPIC_USAGE, startFakeProvider, type FakeProvider } from './helpers/fake-provider.js'
 import { Clock } from './helpers/stores.js'
 
-const MODEL = 'claude-sonnet-4-5'
+const MODEL = 'claude-haiku-4-5'
 const TPM = 100_000
 const system = 'You are terse.'
 const messages = [{ role: 'user' as const, content: 'Hello, how do I enable 2FA?' }]

@@ -268,3 +268,18 @@ describe('guardOpenAI on Redis', () => {
   })
 })
 
+
+describe('entry points', () => {
+  it('tollgate/openai and tollgate/anthropic load the same objects as ESM and CJS; tollgate alone loads no SDK', async () => {
+    const { execFileSync } = await import('node:child_process')
+    const script = `
+      require('tollgate')
+      const loaded = Object.keys(require.cache).filter((k) => /node_modules[\\\\/](openai|@anthropic-ai)[\\\\/]/.test(k))
+      const cjs = [require('tollgate/openai').guardOpenAI, require('tollgate/anthropic').guardAnthropic]
+      Promise.all([import('tollgate/openai'), import('tollgate/anthropic'), import('tollgate')]).then(([o, a, t]) => {
+        console.log(JSON.stringify({ loaded, same: o.guardOpenAI === cjs[0] && a.guardAnthropic === cjs[1], rateLimitsFrom: typeof t.rateLimitsFrom }))
+      })`
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: __dirname, encoding: 'utf8' }))
+    expect(out).toEqual({ loaded: [], same: true, rateLimitsFrom: 'function' })
+  })
+})
