@@ -160,6 +160,42 @@ describe('guardOpenAI: chat.completions.create', () => {
     // the rest of the client is the client's own
     expect(ai.models).toBe(fake.openai.models)
   })
+
+  it('withResponse() gives the raw response and request id, as the SDK does', async () => {
+    const { ai } = setup()
+    const { data, response, request_id } = await ai.chat.completions.create({ model: MODEL, messages }).withResponse()
+    expect(data.usage).toEqual(CHAT_USAGE)
+    expect(response.status).toBe(200)
+    expect(request_id).toBeNull() // the fake server sends no x-request-id
+    const raw = await ai.embeddings.create({ model: 'text-embedding-3-small', input: 'a b' }).asResponse()
+    expect(raw.headers.get('content-type')).toBe('application/json')
+  })
+
+  it('records the cost with the tags of options.tags', async () => {
+    const clock = new Clock(Date.UTC(2026, 5, 1))
+    const tracker = new CostTracker(new MemoryStore({ now: clock.now }))
+    const guard = new Guard({ store: new MemoryStore({ now: clock.now }), tracker, limits: [] })
+    const ai = guardOpenAI(fake.openai, guard, { tags: (ctx: any, body: any) => ({ feature: ctx.feature, model: body.model }) })
+    await ai.withContext({ feature: 'chat' }).chat.completions.create({ model: MODEL, messages })
+    const totals = await tracker.totals()
+    expect(totals.daily.byTag).toEqual({ feature: { chat: costOf(CHAT_USAGE, MODEL) }, model: { [MODEL]: costOf(CHAT_USAGE, MODEL) } })
+  })
+
+  it('feedback: false sends every call, whatever the headers said', async () => {
+    const clock = new Clock(Date.UTC(2026, 5, 1))
+    const { guard } = setup({ clock })
+    const ai = guardOpenAI(fake.openai, guard, { now: clock.now, feedback: false }).withContext({ user: 'u1' })
+    fake.headers = { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1m0s' }
+    try {
+      await ai.chat.completions.create({ model: MODEL, messages })
+    } finally {
+      fake.headers = {}
+    }
+    const before = fake.requests.length
+    await ai.chat.completions.create({ model: MODEL, messages })
+    expect(fake.requests.length).toBe(before + 1)
+    expect(ai.tollgate.stats()).toMatchObject({ providerExhausted: 0, exhausted: {} })
+  })
 })
 
 describe('guardOpenAI: responses.create and embeddings.create', () => {
@@ -174,6 +210,14 @@ describe('guardOpenAI: responses.create and embeddings.create', () => {
     expect(types.at(-1)).toBe('response.completed')
     expect((await left()).tpm).toBe(TPM - 5_800)
     expect(await spent()).toBe(2 * costOf(RESPONSES_USAGE, MODEL))
+  })
+
+  it('an aborted Responses stream settles the input estimate and the text read', async () => {
+    const { ai, left } = setup()
+    const stream = await ai.responses.create({ model: MODEL, input: 'Hi', stream: true, max_output_tokens: 500 })
+    for await (const e of stream) if (e.type === 'response.output_text.delta') break
+    expect((await left()).tpm).toBe(TPM - countMessageTokens([{ role: 'user', content: 'Hi' }], MODEL) - countTokens('Hello!', MODEL))
+    expect(ai.tollgate.stats()).toMatchObject({ aborted: 1, noUsage: 0 })
   })
 
   it('settles embeddings with their prompt tokens', async () => {
