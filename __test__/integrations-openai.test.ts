@@ -255,6 +255,32 @@ describe('guardOpenAI: keys and provider feedback', () => {
     expect(ai.tollgate.stats()).toMatchObject({ providerExhausted: 1, providerRefused: 1 })
   })
 
+  it('routes around an exhausted key when the routing keys pass through tollgate.available', async () => {
+    const clock = new Clock(Date.UTC(2026, 5, 1))
+    const quota = new Quota({ now: clock.now, bufferMs: 0, rpmWindow: true })
+    const keys = [
+      { id: 'key-a', apiKey: 'sk-a', rpm: 1_000, tpm: 1_000_000, rpd: 10_000, priority: 10 },
+      { id: 'key-b', apiKey: 'sk-b', rpm: 1_000, tpm: 1_000_000, rpd: 10_000 },
+    ]
+    let ai: any = null
+    const guard = new Guard({ store: new MemoryStore({ now: clock.now }), limits: [], routing: { quota, keys: () => ai.tollgate.available(keys) } })
+    ai = guardOpenAI(fake.openai, guard, { now: clock.now })
+    const auth = () => fake.received.at(-1)!.headers.authorization
+    await ai.chat.completions.create({ model: MODEL, messages })
+    expect(auth()).toBe('Bearer sk-a')
+    fake.rateLimit(1, { 'retry-after': '30' })
+    const client = guardOpenAI(new OpenAI({ apiKey: 'test', baseURL: `http://127.0.0.1:${fake.port}/v1`, maxRetries: 0 }), guard, { now: clock.now })
+    ai = client
+    await expect(ai.chat.completions.create({ model: MODEL, messages })).rejects.toMatchObject({ status: 429 })
+    expect(ai.tollgate.stats().exhausted).toEqual({ 'key-a': clock.t + 30_000 })
+    await ai.chat.completions.create({ model: MODEL, messages })
+    expect(auth()).toBe('Bearer sk-b')
+    clock.advance(30_000)
+    await ai.chat.completions.create({ model: MODEL, messages })
+    expect(auth()).toBe('Bearer sk-a')
+    expect(ai.tollgate.available(keys)).toEqual(keys)
+  })
+
   it("a 429 charges nothing, its headers are read, and the client's key waits its retry-after", async () => {
     const clock = new Clock(Date.UTC(2026, 5, 1))
     const { guard, left } = setup({ clock })

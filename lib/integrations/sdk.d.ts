@@ -58,6 +58,12 @@ export interface GuardedClientInfo<C> {
   /** The client underneath (unguarded). */
   readonly client: C
   stats(): GuardedClientStats
+  /**
+   * `keys` without those the provider said are exhausted (until their reset). Pass the guard's
+   * routing keys through it to route around them:
+   * `routing: { quota, keys: () => ai.tollgate.available(keys) }`.
+   */
+  available<K extends QuotaKey>(keys: K[]): K[]
 }
 
 /**

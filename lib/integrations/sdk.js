@@ -150,7 +150,21 @@ class Wrapper {
 
   /** What `guarded.tollgate` shows: the guard, the client underneath, the counters. */
   info(client) {
-    return { guard: this.guard, client, stats: () => this.stats() }
+    return { guard: this.guard, client, stats: () => this.stats(), available: (keys) => this.available(keys) }
+  }
+
+  /**
+   * `keys` without those the provider said are exhausted: the guard's `routing.keys` can pass
+   * its keys through it so that the Quota routes around them.
+   */
+  available(keys) {
+    if (!Array.isArray(keys)) throw invalidArg(`keys must be an array of Quota keys, got ${v.describe(keys)}`)
+    if (!this.feedback || this.exhausted.size === 0) return keys
+    const now = this.now()
+    return keys.filter((k) => {
+      const until = k === null || typeof k !== 'object' ? undefined : this.exhausted.get(String(k.id))
+      return until === undefined || until <= now
+    })
   }
 
   /** The output estimate of a call without its own cap: the guard's `defaultMaxTokens`. */
