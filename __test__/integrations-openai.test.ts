@@ -312,6 +312,15 @@ describe('guardOpenAI: bad input', () => {
     expect(() => guardOpenAI(fake.openai, guard, { contxt: () => ({}) } as any)).toThrow(expect.objectContaining({ code: codes.UNKNOWN_OPTION }))
   })
 
+  it("a call without max_tokens is estimated with the guard's defaultMaxTokens", async () => {
+    const guard = new Guard({ store: new MemoryStore(), defaultMaxTokens: 50, limits: [{ id: 'tokens', scope: 'all', tokens: estimate + 50, per: '1m' }] })
+    const ai = guardOpenAI(fake.openai, guard)
+    // admitted: estimate + 50 fits exactly (the SDK's answer then uses more, and is charged)
+    await expect(ai.chat.completions.create({ model: MODEL, messages })).resolves.toMatchObject({ usage: CHAT_USAGE })
+    const tight = new Guard({ store: new MemoryStore(), defaultMaxTokens: 50, limits: [{ id: 'tokens', scope: 'all', tokens: estimate + 49, per: '1m' }] })
+    await expect(guardOpenAI(fake.openai, tight).chat.completions.create({ model: MODEL, messages })).rejects.toMatchObject({ code: codes.LIMITED, limit: 'tokens' })
+  })
+
   it('a request without messages is rejected before anything is counted or sent', async () => {
     const { ai, left } = setup()
     const before = fake.requests.length

@@ -5,7 +5,7 @@
 // and writes priced), the routed API key used for the call, and the provider's rate-limit
 // headers fed back. Reference: docs/anthropic.md.
 
-const { Wrapper, view, checkClient, without, FALLBACK } = require('./sdk')
+const { Wrapper, view, checkClient, capOf, without, FALLBACK } = require('./sdk')
 const { countMessageTokens } = require('../tokens')
 const { invalidArg } = require('../errors')
 const v = require('../validate')
@@ -35,7 +35,7 @@ function messagesCall(client, w, ctx, body, options) {
     model: b.model,
     messages,
     tokens: countMessageTokens(messages, b.model, FALLBACK),
-    maxTokens: typeof b.max_tokens === 'number' && Number.isInteger(b.max_tokens) && b.max_tokens >= 0 ? b.max_tokens : w.defaultMaxTokens(),
+    maxTokens: capOf(b.max_tokens),
     params: without(b, ['model', 'messages', 'system', 'stream']),
     cacheable: !stream,
     stream,

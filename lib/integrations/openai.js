@@ -4,7 +4,7 @@
 // with the real usage after it (streams included), the routed API key used for the call, and
 // the provider's rate-limit headers fed back. Reference: docs/openai.md.
 
-const { Wrapper, view, checkClient, embeddingTokens, without, FALLBACK } = require('./sdk')
+const { Wrapper, view, checkClient, capOf, embeddingTokens, without, FALLBACK } = require('./sdk')
 const { countMessageTokens } = require('../tokens')
 const { invalidArg } = require('../errors')
 const v = require('../validate')
@@ -20,12 +20,6 @@ function bodyOf(body, what) {
   const b = v.options(body, 'body')
   if (typeof b.model !== 'string' || b.model.length === 0) throw invalidArg(`${what}: body.model must be the model's name, got ${v.describe(b.model)}`)
   return b
-}
-
-/** Output tokens the call may produce: its own cap, else the guard's default. */
-function capOf(w, ...caps) {
-  for (const c of caps) if (typeof c === 'number' && Number.isInteger(c) && c >= 0) return c
-  return w.defaultMaxTokens()
 }
 
 // ---- chat.completions ----------------------------------------------------------------------
@@ -58,14 +52,16 @@ function chatCall(client, w, ctx, body, options) {
     sent = { ...b, stream_options: { ...b.stream_options, include_usage: true } }
     hide = usageChunk
   }
+  // n answers may each be as long as the cap.
   const choices = typeof b.n === 'number' && Number.isInteger(b.n) && b.n > 1 ? b.n : 1
+  const cap = capOf(b.max_completion_tokens, b.max_tokens)
   return {
     ctx,
     body: b,
     model: b.model,
     messages: b.messages,
     tokens: countMessageTokens(b.messages, b.model, FALLBACK),
-    maxTokens: capOf(w, b.max_completion_tokens, b.max_tokens) * choices,
+    maxTokens: choices === 1 ? cap : (cap === null ? w.defaultMaxTokens() : cap) * choices,
     params: without(b, ['model', 'messages', 'stream', 'stream_options']),
     cacheable: !stream,
     stream,
@@ -102,7 +98,7 @@ function responsesCall(client, w, ctx, body, options) {
     model: b.model,
     messages,
     tokens: countMessageTokens(messages, b.model, FALLBACK),
-    maxTokens: capOf(w, b.max_output_tokens),
+    maxTokens: capOf(b.max_output_tokens),
     params: without(b, ['model', 'input', 'instructions', 'stream']),
     // A request that continues an earlier response depends on state the cache key cannot see.
     cacheable: !stream && b.previous_response_id === undefined && b.conversation === undefined,

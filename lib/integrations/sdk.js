@@ -140,7 +140,7 @@ class Wrapper {
 
   /**
    * One guarded call. `build()` (run at once, so an AsyncLocalStorage context holds) makes
-   * `{ ctx, body, model, messages?, tokens, maxTokens, params?, cacheable, stream, options,
+   * `{ ctx, body, model, messages?, tokens, maxTokens (null: none), params?, cacheable, stream, options,
    * invoke(requestOptions) → APIPromise, authHeaders(secret), track? }`.
    * Returns an APIPromise-like of the SDK's answer.
    */
@@ -167,7 +167,10 @@ class Wrapper {
     })
   }
 
-  /** The output estimate of a call without its own cap: the guard's `defaultMaxTokens`. */
+  /**
+   * The output estimate of a call without its own cap: the guard's `defaultMaxTokens` (the
+   * guard applies it itself; this is for settling with the estimate).
+   */
   defaultMaxTokens() {
     const n = this.guard.defaultMaxTokens
     return typeof n === 'number' ? n : 1024
@@ -179,7 +182,9 @@ class Wrapper {
     // The client's own key (no routing): refused here, before the guard counts anything.
     const own = this.#providerRefusal('')
     if (own !== null) throw limited(own)
-    const request = { model: c.model, tokens: c.tokens, maxTokens: c.maxTokens }
+    const request = { model: c.model, tokens: c.tokens }
+    // Without a cap of its own, the guard's defaultMaxTokens is the output estimate.
+    if (c.maxTokens !== null) request.maxTokens = c.maxTokens
     if (c.cacheable && c.messages !== undefined) {
       request.messages = c.messages
       if (c.params !== undefined) request.params = c.params
@@ -230,12 +235,17 @@ class Wrapper {
     if (usageFrom(full.data) === null) {
       // No usage in the answer: the estimate stands.
       this.counts.noUsage++
-      await d.settle({ inputTokens: c.tokens, outputTokens: c.maxTokens })
+      await d.settle({ inputTokens: c.tokens, outputTokens: this.#output(c) })
     } else {
       await d.settle(full.data)
     }
     this.counts.settled++
     return full
+  }
+
+  /** The call's output estimate. */
+  #output(c) {
+    return c.maxTokens === null ? this.defaultMaxTokens() : c.maxTokens
   }
 
   /** Settles `d` when `stream` ends, is aborted (the reader stopped) or fails. */
@@ -291,7 +301,7 @@ class Wrapper {
           // No usage seen: the input estimate, and the output read so far (all of the
           // estimate when the stream ended without saying what it used).
           if (ended) this.counts.noUsage++
-          used = { inputTokens: c.tokens, outputTokens: ended ? Math.max(c.maxTokens, counted) : counted }
+          used = { inputTokens: c.tokens, outputTokens: ended ? Math.max(this.#output(c), counted) : counted }
         }
       }
       return d.settle(used).then(() => {
@@ -305,6 +315,12 @@ class Wrapper {
 
 function defaultApiKey(key) {
   return key.apiKey
+}
+
+/** The first valid output cap of a request (an integer ≥ 0), or null. */
+function capOf(...caps) {
+  for (const c of caps) if (typeof c === 'number' && Number.isInteger(c) && c >= 0) return c
+  return null
 }
 
 /** Tokens of an embeddings input (a string, strings, or token arrays). */
@@ -324,4 +340,4 @@ function without(body, names) {
   return out
 }
 
-module.exports = { Wrapper, view, checkClient, majorOf, embeddingTokens, without, limited, FALLBACK }
+module.exports = { Wrapper, view, checkClient, capOf, embeddingTokens, without, FALLBACK }
