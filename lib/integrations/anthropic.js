@@ -5,7 +5,7 @@
 // and writes priced), the routed API key used for the call, and the provider's rate-limit
 // headers fed back. Reference: docs/anthropic.md.
 
-const { Wrapper, view, checkClient, capOf, without, FALLBACK } = require('./sdk')
+const { Wrapper, view, checkClient, bodyOf, capOf, without, FALLBACK } = require('./sdk')
 const { countMessageTokens } = require('../tokens')
 const { invalidArg } = require('../errors')
 const v = require('../validate')
@@ -23,8 +23,7 @@ function deltaText(e) {
 }
 
 function messagesCall(client, w, ctx, body, options) {
-  const b = v.options(body, 'body')
-  if (typeof b.model !== 'string' || b.model.length === 0) throw invalidArg(`messages.create: body.model must be the model's name, got ${v.describe(b.model)}`)
+  const b = bodyOf(body, 'messages.create')
   if (!Array.isArray(b.messages)) throw invalidArg(`messages.create: body.messages must be an array, got ${v.describe(b.messages)}`)
   // The system prompt is input too.
   const messages = b.system === undefined ? b.messages : [{ role: 'system', content: b.system }, ...b.messages]

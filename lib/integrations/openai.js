@@ -4,7 +4,7 @@
 // with the real usage after it (streams included), the routed API key used for the call, and
 // the provider's rate-limit headers fed back. Reference: docs/openai.md.
 
-const { Wrapper, view, checkClient, capOf, embeddingTokens, without, FALLBACK } = require('./sdk')
+const { Wrapper, view, checkClient, bodyOf, capOf, embeddingTokens, without, FALLBACK } = require('./sdk')
 const { countMessageTokens } = require('../tokens')
 const { invalidArg } = require('../errors')
 const v = require('../validate')
@@ -14,13 +14,6 @@ const SUPPORTED_OPENAI_VERSIONS = Object.freeze([7])
 
 const bearer = (secret) => ({ Authorization: `Bearer ${secret}` })
 const never = () => false
-
-/** The request body, checked for what the estimate needs. */
-function bodyOf(body, what) {
-  const b = v.options(body, 'body')
-  if (typeof b.model !== 'string' || b.model.length === 0) throw invalidArg(`${what}: body.model must be the model's name, got ${v.describe(b.model)}`)
-  return b
-}
 
 // ---- chat.completions ----------------------------------------------------------------------
 

@@ -317,6 +317,13 @@ function defaultApiKey(key) {
   return key.apiKey
 }
 
+/** The request body, checked for what the estimate needs. */
+function bodyOf(body, what) {
+  const b = v.options(body, 'body')
+  if (typeof b.model !== 'string' || b.model.length === 0) throw invalidArg(`${what}: body.model must be the model's name, got ${v.describe(b.model)}`)
+  return b
+}
+
 /** The first valid output cap of a request (an integer ≥ 0), or null. */
 function capOf(...caps) {
   for (const c of caps) if (typeof c === 'number' && Number.isInteger(c) && c >= 0) return c
@@ -340,4 +347,4 @@ function without(body, names) {
   return out
 }
 
-module.exports = { Wrapper, view, checkClient, capOf, embeddingTokens, without, FALLBACK }
+module.exports = { Wrapper, view, checkClient, bodyOf, capOf, embeddingTokens, without, FALLBACK }
