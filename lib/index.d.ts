@@ -801,6 +801,51 @@ export interface RetryOptions {
  */
 export declare function withRetry<T>(fn: (attempt: number, requestOptions: RetryRequestOptions) => Promise<T> | T, options?: RetryOptions): Promise<T>
 
+/** One of a provider's rate limits, as its headers state it (each field only when its header was valid). */
+export interface ProviderRateLimit {
+  /** The limit (requests or tokens per the provider's window). */
+  limit?: number
+  /** What is left of it. */
+  remaining?: number
+  /** Milliseconds from the headers' time until the limit is whole again. */
+  resetMs?: number
+  /** The same as an epoch time (ms). */
+  resetAt?: number
+}
+
+/** What {@link rateLimitsFrom} read. */
+export interface ProviderRateLimits {
+  /** `x-ratelimit-*-requests` (OpenAI) or `anthropic-ratelimit-requests-*`. */
+  requests?: ProviderRateLimit
+  /** `x-ratelimit-*-tokens` (OpenAI) or `anthropic-ratelimit-tokens-*`. */
+  tokens?: ProviderRateLimit
+  /** `anthropic-ratelimit-input-tokens-*`. */
+  inputTokens?: ProviderRateLimit
+  /** `anthropic-ratelimit-output-tokens-*`. */
+  outputTokens?: ProviderRateLimit
+  /** `retry-after-ms`, else `retry-after` (seconds or an HTTP date), in ms. */
+  retryAfterMs?: number
+  /** The names of the malformed headers, which were ignored. */
+  ignored: string[]
+}
+
+/**
+ * A provider's rate limits from its response headers (of an answer or a 429): OpenAI's
+ * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (resets as durations: `6m0s`, `20ms`,
+ * `1.5s`), Anthropic's `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*`
+ * (resets as RFC 3339 times), `retry-after` and `retry-after-ms`. Absent headers are left out;
+ * malformed ones are left out and named in `ignored`; it never throws on what a server sent.
+ * `headers`: a `Headers` (an SDK's `response.headers`, `APIError.headers`), a Map, or a record
+ * (any case, arrays read by their first value). `options.now`: when they were received (ms,
+ * default `Date.now()`).
+ *
+ * @example
+ * const { data, response } = await openai.chat.completions.create({ model, messages }).withResponse()
+ * const { requests, tokens } = rateLimitsFrom(response.headers)
+ * if (tokens?.remaining === 0) console.log(`out of tokens until ${new Date(tokens.resetAt!)}`)
+ */
+export declare function rateLimitsFrom(headers: Headers | Map<string, string> | Record<string, string | string[] | number | undefined> | null | undefined, options?: { now?: number }): ProviderRateLimits
+
 /** The per-request options of the OpenAI and Anthropic SDKs that stop them retrying on their own. */
 export interface RetryRequestOptions {
   maxRetries: 0

@@ -11,6 +11,7 @@ const { SemanticCache } = require('./semantic-cache')
 const { StoreError, codes } = require('./errors')
 const { countTokens, countTokensBatch, countMessageTokens, encodingForModel } = require('./tokens')
 const { withRetry } = require('./retry')
+const { rateLimitsFrom } = require('./provider-headers')
 const { priceOf, definePrice, costOf, estimateCost, catalogModels } = require('./cost')
 const { usageFrom, streamUsage, StreamUsage } = require('./usage')
 const { CostTracker } = require('./cost-tracker')
@@ -46,6 +47,7 @@ module.exports = {
   countMessageTokens,
   encodingForModel,
   withRetry,
+  rateLimitsFrom,
   priceOf,
   catalogModels,
   definePrice,

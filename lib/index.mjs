@@ -29,6 +29,7 @@ export const {
   countMessageTokens,
   encodingForModel,
   withRetry,
+  rateLimitsFrom,
   priceOf,
   catalogModels,
   definePrice,

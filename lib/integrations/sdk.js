@@ -1,0 +1,350 @@
+'use strict'
+// What the OpenAI and Anthropic wrappers share: a guarded call (acquire → call → settle or
+// cancel, as `guard.run` does), a guarded stream (settled when it ends, is aborted or errors,
+// with the usage seen so far), the provider's rate-limit headers fed back, a client view per
+// context, and the wrapper's counters. Each SDK file says only how its requests and events
+// look. No limit is implemented here: every decision is the guard's.
+
+const { codes, withCode, invalidArg } = require('../errors')
+const v = require('../validate')
+const { usageFrom, streamUsage } = require('../usage')
+const { countTokens } = require('../tokens')
+const { rateLimitsFrom, exhaustedUntil } = require('../provider-headers')
+
+const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now']
+const FALLBACK = { fallback: 'o200k_base' }
+
+/** The SDK's major version from a client (`OpenAI/JS 7.57.0`), or null. */
+function majorOf(client) {
+  let agent = null
+  try {
+    agent = typeof client.getUserAgent === 'function' ? client.getUserAgent() : null
+  } catch {
+    agent = null
+  }
+  const m = typeof agent === 'string' ? /\/JS (\d+)\.\d+/.exec(agent) : null
+  return m ? Number(m[1]) : null
+}
+
+/** Throws unless `client` is a client of `sdk` at a supported major version. */
+function checkClient(client, sdk, supported, probe) {
+  if (client === null || typeof client !== 'object' || !probe(client)) {
+    throw invalidArg(`expected a client of the ${sdk} package (new ${sdk === 'openai' ? 'OpenAI' : 'Anthropic'}(…)), got ${v.describe(client)}`)
+  }
+  const major = majorOf(client)
+  if (major === null || !supported.includes(major)) {
+    throw invalidArg(
+      `tollgate supports ${sdk} ${supported.map((m) => `${m}.x`).join(', ')}; this client is ${major === null ? 'of an unknown version' : `${sdk} ${major}.x`}. Install a supported version (npm install ${sdk}@${supported[supported.length - 1]}).`,
+    )
+  }
+  return major
+}
+
+/** `guard.run`'s refusal, for a decision or the provider's own "exhausted until". */
+function limited(d) {
+  const e = withCode(new Error(`refused by limit ${d.limit}${d.retryAfterMs === null ? '' : `; may fit in ${d.retryAfterMs} ms`}`), codes.LIMITED)
+  e.decision = d
+  e.retryAfterMs = d.retryAfterMs
+  e.limit = d.limit
+  return e
+}
+
+/** A promise of the call's data that also answers `withResponse()` and `asResponse()`, as the SDKs' APIPromise. */
+function apiPromise(full) {
+  const data = full.then((r) => r.data)
+  // A caller of withResponse() alone (the SDKs' own helpers) leaves `data` unread: its
+  // rejection is theirs through `full`, not an unhandled one.
+  data.catch(() => {})
+  data.withResponse = () => full
+  data.asResponse = () => full.then((r) => r.response)
+  return data
+}
+
+/** A stand-in Response for an answer from the cache (no request was made). */
+function cachedResponse(data) {
+  return new Response(JSON.stringify(data), { status: 200, headers: { 'content-type': 'application/json', 'x-tollgate-cache': 'hit' } })
+}
+
+/**
+ * A view of `target` where the names in `overrides` answer first; every other property is the
+ * target's own (functions bound to it, so private fields keep working).
+ */
+function view(target, overrides) {
+  return new Proxy(target, {
+    get(t, prop) {
+      if (Object.prototype.hasOwnProperty.call(overrides, prop)) return overrides[prop]
+      const x = Reflect.get(t, prop, t)
+      return typeof x === 'function' ? x.bind(t) : x
+    },
+    has(t, prop) {
+      return Object.prototype.hasOwnProperty.call(overrides, prop) || Reflect.has(t, prop)
+    },
+  })
+}
+
+class Wrapper {
+  constructor(guard, options, sdk) {
+    if (guard === null || typeof guard !== 'object' || typeof guard.acquire !== 'function' || typeof guard.peek !== 'function') {
+      throw invalidArg(`guard must be a tollgate Guard, got ${v.describe(guard)}`)
+    }
+    const o = v.options(options, 'options')
+    v.knownKeys(o, OPTIONS, 'options')
+    this.guard = guard
+    this.sdk = sdk
+    this.context = o.context === undefined ? () => undefined : v.fn(o.context, 'options.context')
+    this.apiKey = o.apiKey === undefined ? defaultApiKey : v.fn(o.apiKey, 'options.apiKey')
+    this.tags = o.tags === undefined ? null : v.fn(o.tags, 'options.tags')
+    if (o.feedback !== undefined && typeof o.feedback !== 'boolean') throw invalidArg(`options.feedback must be a boolean, got ${v.describe(o.feedback)}`)
+    this.feedback = o.feedback !== false
+    this.now = o.now === undefined ? Date.now : v.fn(o.now, 'options.now')
+    /** Key id ('' for the client's own key) → until when the provider said it is exhausted. */
+    this.exhausted = new Map()
+    this.counts = { calls: 0, refused: 0, cached: 0, settled: 0, cancelled: 0, streams: 0, aborted: 0, noUsage: 0, settleErrors: 0, providerRefused: 0, providerExhausted: 0, headersIgnored: 0 }
+  }
+
+  stats() {
+    return { ...this.counts, exhausted: Object.fromEntries([...this.exhausted].filter(([, until]) => until > this.now())) }
+  }
+
+  /** The provider's refusal of `keyId` when it said the key is exhausted, or null. */
+  #providerRefusal(keyId) {
+    if (!this.feedback) return null
+    const until = this.exhausted.get(keyId)
+    if (until === undefined) return null
+    const left = until - this.now()
+    if (left <= 0) {
+      this.exhausted.delete(keyId)
+      return null
+    }
+    this.counts.providerRefused++
+    return { ok: false, limit: 'provider', retryAfterMs: left, remaining: {}, key: null, cached: null, providerKey: keyId }
+  }
+
+  /** Reads the provider's rate-limit headers of a response or an error. */
+  note(headers, status, keyId) {
+    if (!this.feedback || headers === undefined || headers === null) return
+    const now = Math.floor(this.now())
+    let limits
+    try {
+      limits = rateLimitsFrom(headers, { now })
+    } catch {
+      return
+    }
+    this.counts.headersIgnored += limits.ignored.length
+    const until = exhaustedUntil(limits, status, now)
+    if (until > 0) {
+      this.exhausted.set(keyId, Math.max(until, this.exhausted.get(keyId) || 0))
+      this.counts.providerExhausted++
+    }
+  }
+
+  /**
+   * One guarded call. `build()` (run at once, so an AsyncLocalStorage context holds) makes
+   * `{ ctx, body, model, messages?, tokens, maxTokens (null: none), params?, cacheable, stream, options,
+   * invoke(requestOptions) → APIPromise, authHeaders(secret), track? }`.
+   * Returns an APIPromise-like of the SDK's answer.
+   */
+  run(build) {
+    return apiPromise(this.#run(build))
+  }
+
+  /** What `guarded.tollgate` shows: the guard, the client underneath, the counters. */
+  info(client) {
+    return { guard: this.guard, client, stats: () => this.stats(), available: (keys) => this.available(keys) }
+  }
+
+  /**
+   * `keys` without those the provider said are exhausted: the guard's `routing.keys` can pass
+   * its keys through it so that the Quota routes around them.
+   */
+  available(keys) {
+    if (!Array.isArray(keys)) throw invalidArg(`keys must be an array of Quota keys, got ${v.describe(keys)}`)
+    if (!this.feedback || this.exhausted.size === 0) return keys
+    const now = this.now()
+    return keys.filter((k) => {
+      const until = k === null || typeof k !== 'object' ? undefined : this.exhausted.get(String(k.id))
+      return until === undefined || until <= now
+    })
+  }
+
+  /**
+   * The output estimate of a call without its own cap: the guard's `defaultMaxTokens` (the
+   * guard applies it itself; this is for settling with the estimate).
+   */
+  defaultMaxTokens() {
+    const n = this.guard.defaultMaxTokens
+    return typeof n === 'number' ? n : 1024
+  }
+
+  async #run(build) {
+    this.counts.calls++
+    const c = build()
+    // The client's own key (no routing): refused here, before the guard counts anything.
+    const own = this.#providerRefusal('')
+    if (own !== null) throw limited(own)
+    const request = { model: c.model, tokens: c.tokens }
+    // Without a cap of its own, the guard's defaultMaxTokens is the output estimate.
+    if (c.maxTokens !== null) request.maxTokens = c.maxTokens
+    if (c.cacheable && c.messages !== undefined) {
+      request.messages = c.messages
+      if (c.params !== undefined) request.params = c.params
+    }
+    if (this.tags !== null) request.tags = this.tags(c.ctx, c.body)
+    const d = await this.guard.acquire(c.ctx, request)
+    if (!d.ok) {
+      this.counts.refused++
+      throw limited(d)
+    }
+    if (d.cached !== null) {
+      this.counts.cached++
+      return { data: d.cached, response: cachedResponse(d.cached), request_id: null }
+    }
+    const keyId = d.key === null ? '' : String(d.key.id)
+    let options = c.options
+    if (d.key !== null) {
+      const p = this.#providerRefusal(keyId)
+      if (p !== null) {
+        await d.cancel()
+        throw limited(p)
+      }
+      let secret
+      try {
+        secret = this.apiKey(d.key)
+        if (typeof secret !== 'string' || secret.length === 0) throw invalidArg(`options.apiKey(key) must return the key's secret (a non-empty string), got ${v.describe(secret)} for key ${JSON.stringify(keyId)}`)
+      } catch (e) {
+        await d.cancel()
+        throw e
+      }
+      options = { ...options, headers: { ...(options && options.headers), ...c.authHeaders(secret) } }
+    }
+    let full
+    try {
+      full = await c.invoke(options).withResponse()
+    } catch (e) {
+      this.note(e && e.headers, e && e.status, keyId)
+      this.counts.cancelled++
+      await d.cancel().catch(() => {})
+      throw e
+    }
+    this.note(full.response && full.response.headers, full.response && full.response.status, keyId)
+    if (c.stream) {
+      this.counts.streams++
+      this.#track(full.data, d, c)
+      return full
+    }
+    if (usageFrom(full.data) === null) {
+      // No usage in the answer: the estimate stands.
+      this.counts.noUsage++
+      await d.settle({ inputTokens: c.tokens, outputTokens: this.#output(c) })
+    } else {
+      await d.settle(full.data)
+    }
+    this.counts.settled++
+    return full
+  }
+
+  /** The call's output estimate. */
+  #output(c) {
+    return c.maxTokens === null ? this.defaultMaxTokens() : c.maxTokens
+  }
+
+  /** Settles `d` when `stream` ends, is aborted (the reader stopped) or fails. */
+  #track(stream, d, c) {
+    const inner = stream.iterator
+    const self = this
+    const usage = streamUsage()
+    let text = ''
+    let started = false
+    stream.iterator = function tracked() {
+      if (started) return inner.call(stream) // a second read: the SDK says why it cannot
+      started = true
+      return (async function* () {
+        let ended = false
+        try {
+          const it = inner.call(stream)
+          for await (const event of { [Symbol.asyncIterator]: () => it }) {
+            try {
+              usage.add(event)
+            } catch {
+              // an event tollgate does not know: it carries no usage
+            }
+            text += c.track.text(event)
+            if (!c.track.hide(event)) yield event
+          }
+          ended = true
+        } finally {
+          // Ended: a failed settle is the caller's error. Stopped or failed: the stream's own
+          // error (or the reader's return) goes on; the settle's failure is counted.
+          const settled = self.#settleStream(d, c, usage, text, ended)
+          if (ended) await settled
+          else {
+            self.counts.aborted++
+            await settled.catch(() => {
+              self.counts.settleErrors++
+            })
+          }
+        }
+      })()
+    }
+  }
+
+  /** The usage of a stream that ended (or stopped) with what it showed. */
+  #settleStream(d, c, usage, text, ended) {
+    try {
+      let used
+      if (usage.complete) used = usage.final()
+      else {
+        const seen = usage.usage
+        const counted = text.length === 0 ? 0 : countTokens(text, c.model, FALLBACK)
+        if (seen !== null) used = { ...seen, outputTokens: Math.max(seen.outputTokens, counted) }
+        else {
+          // No usage seen: the input estimate, and the output read so far (all of the
+          // estimate when the stream ended without saying what it used).
+          if (ended) this.counts.noUsage++
+          used = { inputTokens: c.tokens, outputTokens: ended ? Math.max(this.#output(c), counted) : counted }
+        }
+      }
+      return d.settle(used).then(() => {
+        this.counts.settled++
+      })
+    } catch (e) {
+      return Promise.reject(e)
+    }
+  }
+}
+
+function defaultApiKey(key) {
+  return key.apiKey
+}
+
+/** The request body, checked for what the estimate needs. */
+function bodyOf(body, what) {
+  const b = v.options(body, 'body')
+  if (typeof b.model !== 'string' || b.model.length === 0) throw invalidArg(`${what}: body.model must be the model's name, got ${v.describe(b.model)}`)
+  return b
+}
+
+/** The first valid output cap of a request (an integer ≥ 0), or null. */
+function capOf(...caps) {
+  for (const c of caps) if (typeof c === 'number' && Number.isInteger(c) && c >= 0) return c
+  return null
+}
+
+/** Tokens of an embeddings input (a string, strings, or token arrays). */
+function embeddingTokens(input, model) {
+  if (typeof input === 'string') return countTokens(input, model, FALLBACK)
+  if (!Array.isArray(input)) return 0
+  if (input.every((x) => typeof x === 'number')) return input.length
+  let n = 0
+  for (const x of input) n += typeof x === 'string' ? countTokens(x, model, FALLBACK) : Array.isArray(x) ? x.length : 0
+  return n
+}
+
+/** The body without the keys named (the rest are the cache key's params). */
+function without(body, names) {
+  const out = {}
+  for (const k of Object.keys(body)) if (!names.includes(k)) out[k] = body[k]
+  return out
+}
+
+module.exports = { Wrapper, view, checkClient, bodyOf, capOf, embeddingTokens, without, FALLBACK }
