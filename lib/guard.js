@@ -47,6 +47,15 @@ const ENDED = 1
 
 const ended = (message) => withCode(new TypeError(message), codes.DECISION_ENDED)
 
+/** The error a refused call rejects with (`guard.run`, the SDK wrappers): `ERR_TOLLGATE_LIMITED`, carrying the decision. */
+function limitedError(d) {
+  const e = withCode(new Error(`refused by limit ${d.limit}${d.retryAfterMs === null ? '' : `; may fit in ${d.retryAfterMs} ms`}`), codes.LIMITED)
+  e.decision = d
+  e.retryAfterMs = d.retryAfterMs
+  e.limit = d.limit
+  return e
+}
+
 /** `per` → `{ windowMs }` or `{ calendar: 'day' | 'month' }`. */
 function perOf(per, name) {
   if (per === 'day' || per === 'month') return { calendar: per }
@@ -379,6 +388,11 @@ class Guard {
     return this.#holdMs
   }
 
+  /** The output estimate of a request without `maxTokens`. */
+  get defaultMaxTokens() {
+    return this.#defaultMaxTokens
+  }
+
   /** What this guard decided, refused (by limit id) and fell back on. */
   stats() {
     return snapshot(this.#stats, this.#fallback, { cached: this.#cachedHits })
@@ -458,13 +472,7 @@ class Guard {
       maxMs = v.integer(w.maxMs, 'options.wait.maxMs', 0, MAX_HOLD_MS)
     }
     const d = maxMs > 0 ? await this.#acquireWaiting(ctx, request, maxMs, o.signal) : await this.acquire(ctx, request)
-    if (!d.ok) {
-      const e = withCode(new Error(`refused by limit ${d.limit}${d.retryAfterMs === null ? '' : `; may fit in ${d.retryAfterMs} ms`}`), codes.LIMITED)
-      e.decision = d
-      e.retryAfterMs = d.retryAfterMs
-      e.limit = d.limit
-      throw e
-    }
+    if (!d.ok) throw limitedError(d)
     if (d.cached !== null) return d.cached
     let result
     try {
@@ -806,4 +814,4 @@ function trackerOf(x) {
   return x
 }
 
-module.exports = { Guard, Decision, periodOf }
+module.exports = { Guard, Decision, periodOf, limitedError }

@@ -1203,6 +1203,8 @@ export declare class Guard<Ctx = any> {
   readonly limits: string[]
   readonly prefix: string
   readonly holdTtlMs: number
+  /** The output estimate of a request without `maxTokens` (`options.defaultMaxTokens`). */
+  readonly defaultMaxTokens: number
   /** One decision over every limit that applies to `ctx`. Rejects with a typed error for bad input (nothing counted). */
   acquire(ctx: Ctx, request: GuardRequest): Promise<GuardDecision>
   /** Acquire, `fn`, settle with what `fn` returned (or cancel when it threw). Refused: rejects with `ERR_TOLLGATE_LIMITED`. */

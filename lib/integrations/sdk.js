@@ -10,6 +10,7 @@ const v = require('../validate')
 const { usageFrom, streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
 const { rateLimitsFrom, exhaustedUntil } = require('../provider-headers')
+const { limitedError: limited } = require('../guard')
 
 const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now']
 const FALLBACK = { fallback: 'o200k_base' }
@@ -41,14 +42,6 @@ function checkClient(client, sdk, supported, probe) {
 }
 
 /** `guard.run`'s refusal, for a decision or the provider's own "exhausted until". */
-function limited(d) {
-  const e = withCode(new Error(`refused by limit ${d.limit}${d.retryAfterMs === null ? '' : `; may fit in ${d.retryAfterMs} ms`}`), codes.LIMITED)
-  e.decision = d
-  e.retryAfterMs = d.retryAfterMs
-  e.limit = d.limit
-  return e
-}
-
 /** A promise of the call's data that also answers `withResponse()` and `asResponse()`, as the SDKs' APIPromise. */
 function apiPromise(full) {
   const data = full.then((r) => r.data)
@@ -172,8 +165,7 @@ class Wrapper {
    * guard applies it itself; this is for settling with the estimate).
    */
   defaultMaxTokens() {
-    const n = this.guard.defaultMaxTokens
-    return typeof n === 'number' ? n : 1024
+    return this.guard.defaultMaxTokens
   }
 
   async #run(build) {
