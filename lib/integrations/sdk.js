@@ -5,7 +5,7 @@
 // context, and the wrapper's counters. Each SDK file says only how its requests and events
 // look. No limit is implemented here: every decision is the guard's.
 
-const { codes, withCode, invalidArg } = require('../errors')
+const { invalidArg } = require('../errors')
 const v = require('../validate')
 const { usageFrom, streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
