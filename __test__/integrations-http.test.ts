@@ -2,7 +2,10 @@
 // asked with fetch. Headers are checked against the grammar of the RateLimit fields
 // (draft-ietf-httpapi-ratelimit-headers-11: Structured Field Lists of Strings with parameters).
 import type { AddressInfo } from 'node:net'
+import { execFile } from 'node:child_process'
 import http from 'node:http'
+import path from 'node:path'
+import { promisify } from 'node:util'
 import express from 'express'
 import Fastify from 'fastify'
 import { Hono } from 'hono'
@@ -420,5 +423,24 @@ describe('express-rate-limit over tollgate (rateLimitStore)', () => {
     const store = rateLimitStore()
     expect(() => store.init({ windowMs: 60_000, limit: () => 5 })).toThrow(/fixed limit/)
     await expect(store.increment('k')).rejects.toThrow(/fixed limit/)
+  })
+})
+
+describe('the entry points', () => {
+  const run = promisify(execFile)
+  const root = path.join(__dirname, '..')
+
+  it('tollgate/http and tollgate/ai-sdk: ESM and CommonJS give the same objects, and none of them loads a framework or the AI SDK', async () => {
+    const code = `
+      import * as http from 'tollgate/http'
+      import * as aiSdk from 'tollgate/ai-sdk'
+      import { createRequire } from 'node:module'
+      const require = createRequire(import.meta.url)
+      const same = (esm, cjs) => Object.keys(cjs).every((k) => esm[k] === cjs[k]) && Object.keys(esm).filter((k) => k !== 'default').sort().join() === Object.keys(cjs).sort().join()
+      const loaded = Object.keys(require.cache).filter((f) => /node_modules[\\/](express|express-rate-limit|fastify|hono|@hono|ai|@ai-sdk)[\\/]/.test(f))
+      console.log(JSON.stringify({ http: same(http, require('tollgate/http')), aiSdk: same(aiSdk, require('tollgate/ai-sdk')), names: Object.keys(require('tollgate/http')).length, loaded }))
+    `
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', code], { cwd: root, timeout: 10_000 })
+    expect(JSON.parse(stdout)).toEqual({ http: true, aiSdk: true, names: 7, loaded: [] })
   })
 })

@@ -7,7 +7,6 @@
 // It never loads `ai`: the middleware is a plain object of the AI SDK's middleware interface
 // (`specificationVersion: 'v4'`, `transformParams`, `wrapGenerate`, `wrapStream`).
 
-const { Guard } = require('../guard')
 const { invalidArg, withCode, codes } = require('../errors')
 const { countMessageTokens, countTokens } = require('../tokens')
 const v = require('../validate')
@@ -138,7 +137,8 @@ const producedText = (content) => content.map((c) => (typeof c.text === 'string'
  * the wrapped model's `modelId`, or a function of the model).
  */
 function guardMiddleware(guard, options) {
-  if (!(guard instanceof Guard)) throw invalidArg(`guardMiddleware(guard): expected a Guard, got ${v.describe(guard)}`)
+  // A Guard, by its methods (a second copy of tollgate in node_modules makes Guards of another class).
+  if (guard === null || typeof guard !== 'object' || typeof guard.acquire !== 'function') throw invalidArg(`guardMiddleware(guard): expected a Guard, got ${v.describe(guard)}`)
   const o = v.options(options, 'options')
   v.knownKeys(o, ['context', 'model'], 'options')
   const context = o.context === undefined ? null : v.fn(o.context, 'options.context')

@@ -72,10 +72,13 @@ function rateLimitHeaders(described, decision, now) {
   return { 'RateLimit-Policy': policy.join(', '), RateLimit: limit.join(', ') }
 }
 
+/** A Guard (by its methods: a second copy of tollgate in node_modules makes Guards of another class). */
+const isGuard = (x) => x !== null && typeof x === 'object' && typeof x.acquire === 'function' && typeof x.peek === 'function' && Array.isArray(x.limits)
+
 /** One guard applied per request: the part every framework shares. */
 class HttpGuard {
   constructor(guard, options, name) {
-    if (!(guard instanceof Guard)) throw invalidArg(`${name}(guard, options): expected a Guard, got ${v.describe(guard)}`)
+    if (!isGuard(guard)) throw invalidArg(`${name}(guard, options): expected a Guard, got ${v.describe(guard)}`)
     const o = v.options(options, 'options')
     v.knownKeys(o, ['key', 'limits', 'context', 'model', 'headers', 'now'], 'options')
     this.guard = guard
@@ -399,7 +402,7 @@ function rateLimitStore(options) {
  * given), as the middleware sends them; null when no request or concurrency limit applied.
  */
 function headersFor(guard, limits, decision, now) {
-  if (!(guard instanceof Guard)) throw invalidArg(`rateLimitHeaders(guard, …): expected a Guard, got ${v.describe(guard)}`)
+  if (!isGuard(guard)) throw invalidArg(`rateLimitHeaders(guard, …): expected a Guard, got ${v.describe(guard)}`)
   return rateLimitHeaders(describe(guard, limits), decision, now === undefined ? Date.now() : now)
 }
 
