@@ -32,5 +32,24 @@ describe('examples', () => {
       expect(out).toContain('model     gpt-4o-mini (budget, 91% of budget used)')
       expect(out).toMatch(/spend today \$0\.091419 by feature/)
     })
+
+    it(`express-chat.js [${label}]`, async () => {
+      const out = await example('express-chat.js', { ...env(), OPENAI_API_KEY: '' })
+      expect(out).toContain('RateLimit-Policy of every response: "user-rpm";q=4;w=60, "user-inflight";q=2;qu="concurrent-requests"')
+      expect(out).toMatch(/alice POST \/chat +→ 200 "Hello from the local model\."\n +RateLimit: "user-rpm";r=3, "user-inflight";r=1\n/)
+      // the third call is refused by her dollar budget, before the provider: her request was counted by the HTTP layer
+      expect(out).toMatch(/alice POST \/chat +→ 429 refused by user-usd, retry in \d+ s\n +RateLimit: "user-rpm";r=1, "user-inflight";r=1\n/)
+      expect(out).toMatch(/bob +GET \/quota +→ 200 \{"user-usd":0\.001,"org-usd":19\.99892\}/)
+      expect(out).toMatch(/bob +GET \/quota +→ 429 user-rpm, retry in 60 s\n +RateLimit: "user-rpm";r=0;t=60, "user-inflight";r=2\n/)
+    })
+
+    it(`ai-sdk.js [${label}]`, async () => {
+      const out = await example('ai-sdk.js', { ...env(), OPENAI_API_KEY: '' })
+      expect(out).toContain('generateText  "Guards decide every limit at once." — 1200 in, 180 out; alice has 1520 tokens left today')
+      expect(out).toContain('from the cache: true; alice still has 1520')
+      expect(out).toContain('settled when the stream ended: alice has 140 tokens left')
+      expect(out).toContain('refused       ERR_TOLLGATE_LIMITED by user-tokens: the provider was not called; alice still has 140')
+      expect(out).toContain('"calls":4,"refused":1,"cached":1,"settled":2,"cancelled":0,"estimated":0')
+    })
   }
 })

@@ -109,6 +109,25 @@ function requireFor(name: string): unknown {
   return nodeRequire(name)
 }
 
+/** The AI SDK's MockLanguageModelV4 answering generate and stream calls (no network). */
+function aiSdkModel(): unknown {
+  const { MockLanguageModelV4 } = nodeRequire('ai/test')
+  const usage = { inputTokens: { total: 20, noCache: 20, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: 8, text: 8, reasoning: 0 } }
+  const finishReason = { unified: 'stop', raw: 'stop' }
+  return new MockLanguageModelV4({
+    modelId: 'gpt-4o-mini',
+    doGenerate: async () => ({ content: [{ type: 'text', text: 'Enable it under Settings → Security.' }], finishReason, usage, warnings: [] }),
+    doStream: async () => ({
+      stream: new ReadableStream({
+        start(c) {
+          for (const part of [{ type: 'text-start', id: 't' }, { type: 'text-delta', id: 't', delta: 'Settings → Security.' }, { type: 'text-end', id: 't' }, { type: 'finish', usage, finishReason }]) c.enqueue(part)
+          c.close()
+        },
+      }),
+    }),
+  })
+}
+
 /** Free names a block may use. */
 function given(): Record<string, unknown> {
   const store = new tollgate.MemoryStore()
@@ -142,6 +161,8 @@ function given(): Record<string, unknown> {
     db: 0,
     now: Date.now,
     http: requireFor('http'),
+    // The AI SDK's mock language model, for the tollgate/ai-sdk blocks: a short answer with its usage.
+    languageModel: aiSdkModel(),
   }
 }
 
