@@ -326,12 +326,14 @@ describe('tollgate/http details', () => {
     expect(DRAFT).toBe('draft-ietf-httpapi-ratelimit-headers-11')
   })
 
-  it('options are checked: a guard, a key function, the limits of that guard', () => {
+  it('options are checked: a guard, a key function, the limits of that guard (its own policy by default)', () => {
     const limits = [{ id: 'rpm', scope: 'all', requests: 1, per: '1m' as const }]
     const guard = new Guard({ store: new MemoryStore(), limits })
     expect(() => expressGuard({} as any, { key: () => 'x', limits })).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
     expect(() => expressGuard(guard, { limits } as any)).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_INVALID_ARG' }))
-    expect(() => expressGuard(guard, { key: () => 'x' })).toThrow(/options\.limits/)
+    expect(() => expressGuard(guard, { key: () => 'x', limits: 'rpm' } as any)).toThrow(/options\.limits/)
+    expect(guard.policy).toEqual([{ id: 'rpm', requests: 1, per: '1m' }])
+    expect(() => expressGuard(guard, { key: () => 'x' })).not.toThrow()
     expect(() => expressGuard(guard, { key: () => 'x', limits: [{ id: 'other', scope: 'all', requests: 1, per: '1m' as const }] })).toThrow(/not one of the guard's limits/)
     expect(() => expressGuard(guard, { key: () => 'x', limit: limits } as any)).toThrow(expect.objectContaining({ code: 'ERR_TOLLGATE_UNKNOWN_OPTION' }))
     expect(() => expressGuard(guard, { key: () => 'x', headers: false })).not.toThrow()

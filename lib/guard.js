@@ -322,6 +322,7 @@ class Guard {
   /** OpenTelemetry instruments (lib/telemetry.js), or null. */
   #telemetry
   #byId
+  #policy
   #fallback = null
   /** Scratch buffers reused by every in-process call, one per number of applicable limits: no typed array is made per call. */
   #nums = []
@@ -337,6 +338,13 @@ class Guard {
     const [s] = storeAndOptions(o.store, {}, 'Guard')
     if (!Array.isArray(o.limits)) throw invalidArg(`options.limits must be an array of limits, got ${v.describe(o.limits)}`)
     this.#limits = o.limits.map((l, i) => new Limit(l, i))
+    this.#policy = Object.freeze(
+      o.limits.map((l) => {
+        const d = { id: l.id }
+        for (const k of [...MEASURES, 'per', 'timeZone']) if (l[k] !== undefined) d[k] = l[k]
+        return Object.freeze(d)
+      }),
+    )
     this.#byId = new Map()
     for (const l of this.#limits) {
       if (this.#byId.has(l.id)) throw invalidArg(`options.limits: two limits have the id ${JSON.stringify(l.id)}`)
@@ -386,6 +394,14 @@ class Guard {
 
   get holdTtlMs() {
     return this.#holdMs
+  }
+
+  /**
+   * The policy as given, without the scope functions: `{ id, <measure>, per?, timeZone? }` per
+   * limit, in order (for headers such as RateLimit-Policy, and dashboards).
+   */
+  get policy() {
+    return this.#policy
   }
 
   /** The output estimate of a request without `maxTokens`. */

@@ -1203,6 +1203,8 @@ export declare class Guard<Ctx = any> {
   readonly limits: string[]
   readonly prefix: string
   readonly holdTtlMs: number
+  /** The policy as given, without the scope functions: `{ id, <measure>, per?, timeZone? }` per limit, in order. */
+  readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope'>>>
   /** The output estimate of a request without `maxTokens` (`options.defaultMaxTokens`). */
   readonly defaultMaxTokens: number
   /** One decision over every limit that applies to `ctx`. Rejects with a typed error for bad input (nothing counted). */

@@ -7,7 +7,8 @@
 // It never loads `ai`: the middleware is a plain object of the AI SDK's middleware interface
 // (`specificationVersion: 'v4'`, `transformParams`, `wrapGenerate`, `wrapStream`).
 
-const { invalidArg, withCode, codes } = require('../errors')
+const { invalidArg } = require('../errors')
+const { limitedError: limited } = require('../guard')
 const { countMessageTokens, countTokens } = require('../tokens')
 const v = require('../validate')
 
@@ -17,15 +18,6 @@ const NAMESPACE = 'tollgate'
 const ENTRY = 'ai-sdk'
 /** Call options that change the answer: part of the cache key. */
 const KEY_PARAMS = ['maxOutputTokens', 'temperature', 'stopSequences', 'topP', 'topK', 'presencePenalty', 'frequencyPenalty', 'responseFormat', 'seed', 'tools', 'toolChoice', 'reasoning', 'providerOptions']
-
-/** The error a refused call rejects with: guard.run's (`ERR_TOLLGATE_LIMITED`, carrying the decision). */
-function limited(d) {
-  const e = withCode(new Error(`refused by limit ${d.limit}${d.retryAfterMs === null ? '' : `; may fit in ${d.retryAfterMs} ms`}`), codes.LIMITED)
-  e.decision = d
-  e.retryAfterMs = d.retryAfterMs
-  e.limit = d.limit
-  return e
-}
 
 /** A count of the AI SDK's (a number or undefined), checked. */
 function count(x, name) {

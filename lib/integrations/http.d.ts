@@ -14,8 +14,8 @@ export interface HttpGuardOptions<Req, Ctx = { key: string; req: Req }> {
    */
   key: (req: Req) => string | null | undefined | Promise<string | null | undefined>
   /**
-   * The limits the guard was made with (the same array), so the headers can describe its
-   * request and concurrency limits. Required unless `headers: false`.
+   * The limits the headers describe (the guard's request and concurrency limits). Default: the
+   * guard's own `policy`.
    */
   limits?: GuardLimit<Ctx>[]
   /** The guard's ctx for a request. Default `{ key, req }`. */

@@ -35,7 +35,9 @@ function periodOfLimit(l) {
  * What the headers say of the guard's limits: id → `{ q, w?, concurrent }` for its request and
  * concurrency limits (token and dollar limits are not request quotas, and are left out).
  */
-function describe(guard, limits) {
+function describe(guard, given) {
+  // The guard's own policy unless the caller passes the limits (an older guard without `policy`).
+  const limits = given === undefined && Array.isArray(guard.policy) ? guard.policy : given
   if (!Array.isArray(limits)) throw invalidArg(`options.limits must be the guard's limits (the array given to new Guard), for the RateLimit-Policy header; got ${v.describe(limits)}`)
   const ids = new Set(guard.limits)
   const out = new Map()
