@@ -1,7 +1,7 @@
 // CostTracker: the spend ledger (engine/spend.rs) against spend.lua — spend, holds, tags and
 // alerts per UTC day and month, across midnight and a month's end.
 import { CostTracker } from '../../lib/index.js'
-import { JUMPS, differential, outcome, sharedStats } from './harness.js'
+import { JUMPS, differential, outcome, sharedStats, steps } from './harness.js'
 
 const DAY = 86_400_000
 
@@ -14,10 +14,11 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
     prefix: stores.prefix,
   }
   note(options)
-  // A day's and a month's ledgers are kept until a day after their period ends (a midnight),
-  // or until their last hold expires.
+  // A day's and a month's ledgers are kept until a day after their period ends (a midnight
+  // after the first one), or until their last hold expires.
   clock.lifetimes = [options.holdTtlSeconds * 1000]
-  clock.boundaries = (from, to) => Math.floor(to / DAY) > Math.floor(from / DAY)
+  const firstKept = (Math.floor(clock.t / DAY) + 2) * DAY
+  clock.boundaries = (from, to) => to >= firstKept && Math.floor(to / DAY) > Math.floor(Math.max(from, firstKept - 1) / DAY)
   const alerts: { a: unknown[]; b: unknown[] } = { a: [], b: [] }
   const a = new CostTracker(stores.memory, { ...options, onAlert: (_m, x) => alerts.a.push(x) })
   const b = new CostTracker(stores.redis, { ...options, onAlert: (_m, x) => alerts.b.push(x) })
@@ -26,15 +27,7 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
   const model = () => r.pick(['gpt-4o', 'gpt-4o', 'gpt-4o-mini', 'gpt-4o-mini', 'claude-sonnet-4', 'no-such-model'])
   const usage = () => r.pick([{ inputTokens: 1_000, outputTokens: 200 }, { inputTokens: 0, outputTokens: 0 }, { prompt_tokens: 50_000, completion_tokens: 9_000 }])
   const holds: Array<[any, any]> = []
-  const t0 = clock.t
-  const steps = 40 + r.int(80)
-  for (let i = 0; i < steps; i++) {
-    const kind = r.pick(['recordUsage', 'recordUsage4', 'recordCost', 'reserve', 'reserve', 'reserve', 'settle', 'settle', 'release', 'isOverBudget', 'totals', 'jump', 'jump', 'jump'] as const)
-    if (kind === 'jump') {
-      clock.jump(r.pick([...JUMPS, 31 * DAY]))
-      continue
-    }
-    const at = `@${clock.t - t0}`
+  await steps(r, clock, 40 + r.int(80), ['recordUsage', 'recordUsage4', 'recordCost', 'reserve', 'reserve', 'reserve', 'settle', 'settle', 'release', 'isOverBudget', 'totals', 'jump', 'jump', 'jump'] as const, async (kind, at) => {
     let call: (t: CostTracker, side: 0 | 1) => unknown
     let label: string
     if (kind === 'recordUsage') {
@@ -81,7 +74,7 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
     check(label + at, x, y)
     check(`${label}${at} alerts`, alerts.a.splice(0), alerts.b.splice(0))
     if (x.ok?.hold && y.ok?.hold) holds.push([x.ok.hold, y.ok.hold])
-  }
+  }, [...JUMPS, 31 * DAY])
   check('end totals', await outcome(clock, () => a.totals()), await outcome(clock, () => b.totals()))
   check('end isOverBudget', await outcome(clock, () => a.isOverBudget()), await outcome(clock, () => b.isOverBudget()))
   check('end stats', sharedStats(a.stats()), sharedStats(b.stats()))

@@ -1,6 +1,6 @@
 // RateLimiter: the sliding-window log (engine/sliding_window.rs) against rate_limit.lua.
 import { RateLimiter } from '../../lib/index.js'
-import { JUMPS, differential, outcome, sharedStats } from './harness.js'
+import { differential, outcome, sharedStats, steps } from './harness.js'
 
 differential('RateLimiter', __filename, { base: 18_100 }, async ({ r, clock, stores, check, note }) => {
   // Windows of at least 5 s: Redis also drops a key by its own (real) clock after the window.
@@ -11,17 +11,10 @@ differential('RateLimiter', __filename, { base: 18_100 }, async ({ r, clock, sto
   const a = new RateLimiter(stores.memory, options)
   const b = new RateLimiter(stores.redis, { ...options, blockedKeyCache })
   const ids = ['openai', 'b', 'é:{x}']
-  const t0 = clock.t
-  const steps = 40 + r.int(80)
-  for (let i = 0; i < steps; i++) {
-    const kind = r.pick(['check', 'record', 'consume', 'consume', 'consume', 'jump', 'jump'] as const)
-    if (kind === 'jump') {
-      clock.jump(r.pick(JUMPS))
-      continue
-    }
+  await steps(r, clock, 40 + r.int(80), ['check', 'record', 'consume', 'consume', 'consume', 'jump', 'jump'] as const, async (kind, at) => {
     const id = r.pick(ids)
-    check(`${kind}(${id})@${clock.t - t0}`, await outcome(clock, () => a[kind](id)), await outcome(clock, () => b[kind](id)))
-  }
+    check(`${kind}(${id})${at}`, await outcome(clock, () => a[kind](id)), await outcome(clock, () => b[kind](id)))
+  })
   for (const id of ids) check(`end check(${id})`, await outcome(clock, () => a.check(id)), await outcome(clock, () => b.check(id)))
-check('end stats', sharedStats(a.stats()), sharedStats(b.stats()))
+  check('end stats', sharedStats(a.stats()), sharedStats(b.stats()))
 })

@@ -1,7 +1,8 @@
 // Disagreements the differential suites found between a class on a MemoryStore and on Redis,
 // each pinned on every store.
 import { expect, it } from 'vitest'
-import { ResponseCache, SessionStore, codes, createLLMRateLimiter, createRedisBackend } from '../../lib/index.js'
+import { ResponseCache, SemanticCache, SessionStore, codes, createLLMRateLimiter, createRedisBackend } from '../../lib/index.js'
+import { ngramEmbedder } from '../helpers/embedder.js'
 import { Clock, forEachStore } from '../helpers/stores.js'
 
 forEachStore('differential regressions', (c) => {
@@ -34,6 +35,19 @@ forEachStore('differential regressions', (c) => {
     clock.advance(-10_000) // what was deleted stays deleted
     expect(await cache.get('gpt-4o', messages)).toBeNull()
     expect(await sessions.load('s')).toBeNull()
+  })
+
+  it('SemanticCache.clear counts only the entries that had not expired', async () => {
+    // On Redis it counted every entry still in its set, expired by the cache's clock or not.
+    const clock = new Clock()
+    const cache = new SemanticCache(c.store(clock), { prefix: c.prefix('reg'), ttl: 10, embed: ngramEmbedder(32).embed })
+    const ask = (q: string) => [{ role: 'user', content: q }]
+    await cache.set('gpt-4o', ask('What is Node.js?'), 'a runtime')
+    clock.advance(5_000)
+    await cache.set('gpt-4o', ask('What is Rust?'), 'a language')
+    clock.advance(5_000) // the first has expired, the second has not
+    expect(await cache.clear()).toBe(1)
+    expect((await cache.stats()).entries).toBe(0)
   })
 
   it('the job limiter does not admit a minute again when the clock steps back into the previous minute', async () => {

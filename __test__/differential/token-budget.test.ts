@@ -1,6 +1,6 @@
 // TokenBudget: the budget engine (engine/token_budget.rs) against budget.lua.
 import { TokenBudget } from '../../lib/index.js'
-import { JUMPS, differential, outcome, sharedStats } from './harness.js'
+import { differential, outcome, sharedStats, steps } from './harness.js'
 
 differential('TokenBudget', __filename, { base: 18_200 }, async ({ r, clock, stores, check, note }) => {
   // Periods of at least 5 s: Redis also drops a bucket by its own (real) clock once it is over.
@@ -19,16 +19,8 @@ differential('TokenBudget', __filename, { base: 18_200 }, async ({ r, clock, sto
     r.pick([0, 0, 1, 3, options.maxTokens - 1, options.maxTokens, options.maxTokens + 1, Math.ceil(options.maxTokens / 3), -1, 2.5, { prompt_tokens: 3, completion_tokens: 4 }])
   // Pairs of holds, the memory one and the Redis one, made by the same step.
   const holds: Array<[any, any]> = []
-  const t0 = clock.t
-  const steps = 40 + r.int(80)
-  for (let i = 0; i < steps; i++) {
-    const kind = r.pick(['check', 'record', 'reserve', 'reserve', 'reserve', 'settle', 'settle', 'release', 'jump', 'jump'] as const)
-    if (kind === 'jump') {
-      clock.jump(r.pick(JUMPS))
-      continue
-    }
+  await steps(r, clock, 40 + r.int(80), ['check', 'record', 'reserve', 'reserve', 'reserve', 'settle', 'settle', 'release', 'jump', 'jump'] as const, async (kind, at) => {
     const bucket = r.pick(buckets)
-    const at = `@${clock.t - t0}`
     if (kind === 'check') {
       check(`check(${bucket})${at}`, await outcome(clock, () => a.check(bucket)), await outcome(clock, () => b.check(bucket)))
     } else if (kind === 'record' || kind === 'reserve') {
@@ -47,7 +39,7 @@ differential('TokenBudget', __filename, { base: 18_200 }, async ({ r, clock, sto
         check(`release(${ha.bucket}/${ha.id})${at}`, await outcome(clock, () => a.release(ha)), await outcome(clock, () => b.release(hb)))
       }
     }
-  }
+  })
   for (const bucket of buckets) check(`end check(${bucket})`, await outcome(clock, () => a.check(bucket)), await outcome(clock, () => b.check(bucket)))
   check('end stats', sharedStats(a.stats()), sharedStats(b.stats()))
 })
