@@ -179,6 +179,13 @@ export declare function closestModels(model: string, n: number): Array<string>
 export declare function costNanoOfUsage(usage: Array<number>, price: Array<number>, batch: boolean): number
 
 /**
+ * Nano-dollars for `input`, `cached`, `write` and `output` tokens at the price
+ * `[input, cachedInput, cacheWrite, output, batchDiscount]` given as five numbers: the same
+ * sum as `cost_nano_of_usage`, for hot paths (numbers cross napi without an array to read).
+ */
+export declare function costNanoParts(input: number, cached: number, write: number, output: number, pInput: number, pCached: number, pWrite: number, pOutput: number, pBatch: number): number
+
+/**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
  * ('' for none) of message `i`.
  */
@@ -198,6 +205,17 @@ export declare function defineModelPrice(model: string, price: Array<number>): v
 
 /** The encoding of an OpenAI model (`o200k_base`, `cl100k_base`), or null when unknown. */
 export declare function encodingForModel(model: string): string | null
+
+export declare function guardNew(store: NativeStore, prefix: string, holdMs: number): ExternalObject<'GuardCore'>
+
+/**
+ * Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its
+ * length.
+ */
+export declare function guardRun(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number, out: Float64Array): number
+
+/** Redis path: as `guard_run`, resolving to the reply (one script call on a single server). */
+export declare function guardRunAsync(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number): Promise<Array<number>>
 
 /**
  * One ratio adjustment; `config` is `[high, low, maxAdjustment, minRatio]`. Null when nothing

@@ -19,8 +19,10 @@ describe('examples', () => {
     it(`demo.js [${label}]`, async () => {
       const out = await example('demo.js', env())
       expect(out).toContain('cache     hit — no call, $0')
-      expect(out).toContain('limit     REFUSED')
-      expect(out).toMatch(/reserves 150 more tokens: refused/)
+      expect(out).toContain('guard     REFUSED by provider-rpm — nothing charged')
+      // dave's refused request charged none of his tokens
+      expect(out).toMatch(/dave after the refusal: user-tokens 400,/)
+      expect(out).toMatch(/alice asks for 300 more tokens: refused by user-tokens/)
     })
 
     it(`cost-control.js [${label}]`, async () => {

@@ -2,7 +2,7 @@
 // leave its default in force (`maxRequest: 5` limited to 60 a minute, `periodSecond: 60` to a
 // day), a limit the user believes is set and is not.
 import { describe, expect, it } from 'vitest'
-import { CostTracker, MemoryStore, ProviderLimiter, Quota, RateLimiter, ResponseCache, SemanticCache, SessionStore, TokenBudget } from '../lib/index.js'
+import { CostTracker, Guard, MemoryStore, ProviderLimiter, Quota, RateLimiter, ResponseCache, SemanticCache, SessionStore, TokenBudget } from '../lib/index.js'
 
 const store = new MemoryStore()
 const cases: Array<[string, () => unknown, string, string]> = [
@@ -17,6 +17,8 @@ const cases: Array<[string, () => unknown, string, string]> = [
   ['ProviderLimiter', () => new ProviderLimiter(store, { provider: {} } as any), 'options.provider', 'providers'],
   ['Quota', () => new Quota({ windowMS: 60_000 } as any), 'options.windowMS', 'windowMs'],
   ['Quota', () => new Quota(store, { rpmWindows: true } as any), 'options.rpmWindows', 'rpmWindow'],
+  ['Guard', () => new Guard({ store, limit: [] } as any), 'options.limit', 'limits'],
+  ['Guard', () => new Guard({ store, limits: [{ id: 'x', scope: 'a', request: 5, per: '1m' }] } as any), 'options.limits[0].request', 'requests'],
 ]
 
 describe('a misspelt option is refused with the closest name', () => {

@@ -141,3 +141,39 @@ describe('process exit', () => {
     expect(stdout.trim()).toBe('ERR_TOLLGATE_STORE_UNAVAILABLE')
   })
 })
+
+describe('Guard: processes sharing one Redis policy', () => {
+  it('6 processes × 20 callers: no limit exceeded, concurrency never above its cap, totals exact', async () => {
+    const prefix = `t:guard:${Date.now()}:`
+    const guardWorker = path.join(__dirname, 'helpers', 'guard-worker.cjs')
+    const outs = await Promise.all(
+      Array.from({ length: 6 }, async () => JSON.parse((await run(process.execPath, [guardWorker, redisUrl(), prefix, '20'], { timeout: 60_000 })).stdout)),
+    )
+    const admitted = outs.reduce((sum, o) => sum + o.admitted, 0)
+    // Tokens bind first: 200 estimated per call in flight, 130 charged once settled, 15,000 a
+    // day — so at least (15,000 − 8 × 200) / 130 calls, never more than 15,000 / 130.
+    expect(admitted).toBeGreaterThanOrEqual(Math.floor((15_000 - 8 * 200) / 130))
+    expect(admitted).toBeLessThanOrEqual(Math.floor(15_000 / 130))
+    expect(outs.every((o) => Object.keys(o.stops).every((k) => k === 'user-tpd'))).toBe(true)
+    // In flight across all processes: never more than 8 at any instant.
+    const events = outs.flatMap((o) => o.intervals.flatMap(([s, e]: [number, number]) => [[s, 1], [e, -1]]))
+    events.sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    let inFlight = 0
+    let most = 0
+    for (const [, d] of events) most = Math.max(most, (inFlight += d))
+    expect(most).toBeLessThanOrEqual(8)
+    expect(most).toBeGreaterThan(1)
+    // Every settle landed exactly once: the counters are the sums of the real usage.
+    const { Guard } = await import('../lib/index.js')
+    const { LIMITS } = (await import('./helpers/guard-limits.cjs' as string)) as { LIMITS: any[] }
+    const g = new Guard({ store: redisUrl(), prefix, limits: LIMITS })
+    const { remaining } = await g.peek({ user: 'shared', org: 'acme', model: 'gpt-4o-mini' })
+    expect(remaining).toEqual({
+      'user-rph': 400 - admitted,
+      'user-tpd': 15_000 - 130 * admitted,
+      'org-usd': (1e9 - 42_000 * admitted) / 1e9,
+      'provider-tpm': 1_000_000 - 80 * admitted,
+      conc: 8,
+    })
+  }, 90_000)
+})

@@ -1,8 +1,16 @@
-// Every `js` code block of README.md runs here, extracted from the file so the README cannot
-// drift from the code. The blocks talk to real `openai` and `@anthropic-ai/sdk` clients pointed
-// at a local fake provider, so they read the fields real responses carry. Free names a block
-// uses without declaring (`openai`, `messages`, `redis`, …) are given below; `require('tollgate')`
-// is this checkout; `import` lines become `require`; Redis URLs point at the test's server.
+// Every `js` code block of README.md and of docs/*.md runs here, extracted from the files so the
+// docs cannot drift from the code. The blocks talk to real `openai` and `@anthropic-ai/sdk`
+// clients pointed at a local fake provider, so they read the fields real responses carry. Free
+// names a block uses without declaring (`openai`, `messages`, `redis`, …) are given below;
+// `require('tollgate')` is this checkout; `import` lines become `require`; Redis URLs point at
+// the test's server.
+//
+// A block that cannot run on its own (a fragment) is marked ```js fragment: it is compiled, so
+// its syntax is checked, but not run. Keep them few; prefer a block that runs.
+//
+// The same files are also checked for links that lead nowhere (a file or a heading that is not
+// there), for citations of places outside the repository, and the README's test commands
+// against what CI (.ci/run) runs.
 import fs from 'node:fs'
 import path from 'node:path'
 import { createRequire } from 'node:module'
@@ -13,19 +21,42 @@ import { startFakeProvider, type FakeProvider } from './helpers/fake-provider.js
 import { redisUrl } from './helpers/stores.js'
 
 const nodeRequire = createRequire(__filename)
-const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8')
+const root = path.join(__dirname, '..')
+/** README.md, then every docs/*.md, by path from the repository root. */
+const files: string[] = [
+  'README.md',
+  ...fs
+    .readdirSync(path.join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
+]
+/** Pages of prose, with no example to run; every other page has at least one. */
+const PROSE = new Set(['docs/design.md', 'docs/migrating.md', 'docs/performance.md'])
+const read = (file: string) => fs.readFileSync(path.join(root, file), 'utf8')
 
-/** `[heading, line, code]` of every ```js block. */
-function blocks(): Array<[string, number, string]> {
-  const out: Array<[string, number, string]> = []
-  const lines = readme.split('\n')
+interface Block {
+  heading: string
+  line: number
+  code: string
+  fragment: boolean
+}
+
+/** Every ```js block of `text`: its heading, first line (1-based) and code; ```js fragment blocks are flagged. */
+function blocks(text: string): Block[] {
+  const out: Block[] = []
+  const lines = text.split('\n')
   let heading = ''
   for (let i = 0; i < lines.length; i++) {
-    if (/^#{2,4} /.test(lines[i])) heading = lines[i].replace(/^#+ /, '')
-    if (lines[i].trim() === '```js') {
+    if (/^#{1,4} /.test(lines[i])) heading = lines[i].replace(/^#+ /, '')
+    const fence = lines[i].trim()
+    if (fence === '```js' || fence === '```js fragment') {
       const start = i + 1
-      while (lines[++i].trim() !== '```');
-      out.push([heading, start, lines.slice(start, i).join('\n')])
+      while (i + 1 < lines.length && lines[++i].trim() !== '```');
+      out.push({ heading, line: start + 1, code: lines.slice(start, i).join('\n'), fragment: fence !== '```js' })
+    } else if (fence.startsWith('```')) {
+      // Another language's block: skip it whole (its lines are not headings).
+      while (i + 1 < lines.length && lines[++i].trim() !== '```');
     }
   }
   return out
@@ -83,7 +114,7 @@ function given(): Record<string, unknown> {
   const store = new tollgate.MemoryStore()
   const messages = [{ role: 'user', content: 'Hello, how do I enable 2FA?' }]
   return {
-    // The Quick start's `require('tollgate')` holds for the sections after it.
+    // The README's `require('tollgate')` at the top of its classes holds for every block after it.
     ...(requireFor('tollgate') as object),
     require: requireFor,
     // A process whose signal handlers are recorded (a block may install one) but never run.
@@ -116,18 +147,168 @@ function given(): Record<string, unknown> {
 
 const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor
 
-describe('README code blocks run against real SDK responses', () => {
-  const all = blocks()
-  it('finds the blocks', () => expect(all.length).toBeGreaterThanOrEqual(17))
+/** Compiles a block as an async function body over `names`; throws a SyntaxError for bad code. */
+function compile(source: string, names: string[]): (...args: unknown[]) => Promise<unknown> {
+  return new AsyncFunction(...names, source)
+}
 
-  for (const [heading, line, source] of all) {
-    it(`${heading} (README.md:${line})`, async () => {
-      const code = toCommonJs(source).replaceAll("'redis://localhost:6379'", JSON.stringify(redisUrl()))
-      const env = given()
-      // A name the block declares itself is not given (it would be declared twice).
-      const names = Object.keys(env).filter((n) => n !== 'default' && !new RegExp(`\\b(const|let|var|class)\\s+(\\{[^}]*\\b${n}\\b[^}]*\\}|${n}\\b)`).test(code))
-      const run = new AsyncFunction(...names, code)
-      await run(...names.map((n) => env[n]))
+/** The names of `env` a block may use: those it does not declare itself (that would declare them twice). */
+function freeNames(code: string, env: Record<string, unknown>): string[] {
+  return Object.keys(env).filter((n) => n !== 'default' && !new RegExp(`\\b(const|let|var|class)\\s+(\\{[^}]*\\b${n}\\b[^}]*\\}|${n}\\b)`).test(code))
+}
+
+describe('the extraction of code blocks', () => {
+  const sample = ['# T', '```js', 'const a = 1', '```', '## U', '```sh', '# not a heading', '```', '```js fragment', 'a +', '```'].join('\n')
+  it('finds runnable blocks and fragments, with their heading and line, and skips other languages', () => {
+    expect(blocks(sample)).toEqual([
+      { heading: 'T', line: 3, code: 'const a = 1', fragment: false },
+      { heading: 'U', line: 10, code: 'a +', fragment: true },
+    ])
+  })
+  it('a fragment with a syntax error fails to compile', () => {
+    expect(() => compile(blocks(sample)[1].code, [])).toThrow(SyntaxError)
+  })
+})
+
+for (const file of files) {
+  describe(`${file}: code blocks run against real SDK responses`, () => {
+    const all = blocks(read(file))
+    // The README has one example per class; every reference page at least one.
+    const least = file === 'README.md' ? 12 : PROSE.has(file) ? 0 : 1
+    it(`finds the blocks (at least ${least})`, () => expect(all.filter((b) => !b.fragment).length).toBeGreaterThanOrEqual(least))
+    it('keeps fragments few', () => expect(all.filter((b) => b.fragment).length).toBeLessThanOrEqual(2))
+
+    for (const { heading, line, code: source, fragment } of all) {
+      it(`${heading} (${file}:${line})${fragment ? ' — fragment, compiled only' : ''}`, async () => {
+        const code = toCommonJs(source).replaceAll("'redis://localhost:6379'", JSON.stringify(redisUrl()))
+        const env = given()
+        const names = freeNames(code, env)
+        const run = compile(code, names)
+        if (!fragment) await run(...names.map((n) => env[n]))
+      })
+    }
+  })
+}
+
+/** GitHub's anchor of a heading: lower case, punctuation dropped, each space a hyphen. */
+const slug = (heading: string) =>
+  heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-')
+
+/** The anchors of a Markdown file (duplicates numbered as GitHub numbers them). */
+function anchors(text: string): Set<string> {
+  const seen = new Map<string, number>()
+  const out = new Set<string>()
+  for (const line of withoutFences(text).split('\n')) {
+    const m = /^#{1,6} (.*)$/.exec(line)
+    if (!m) continue
+    const base = slug(m[1])
+    const n = seen.get(base) ?? 0
+    seen.set(base, n + 1)
+    out.add(n === 0 ? base : `${base}-${n}`)
+  }
+  return out
+}
+
+/** The text without fenced code blocks (a `#` line there is not a heading). */
+const withoutFences = (text: string) => text.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, '')
+
+/** The text without fenced code blocks and inline code (links there are not links). */
+const withoutCode = (text: string) => withoutFences(text).replace(/`[^`\n]*`/g, '``')
+
+describe('links between the README and docs/', () => {
+  for (const file of files) {
+    it(`every relative link of ${file} leads to a file and heading that exist`, () => {
+      const text = withoutCode(read(file))
+      const broken: string[] = []
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/i.test(target)) continue // http:, https:, mailto:
+        const [file2, anchor] = target.split('#')
+        const dest = file2 === '' ? file : path.posix.normalize(path.posix.join(path.posix.dirname(file), file2))
+        if (!fs.existsSync(path.join(root, dest))) {
+          broken.push(`${target}: no ${dest}`)
+          continue
+        }
+        if (anchor !== undefined && !anchors(read(dest)).has(anchor)) broken.push(`${target}: no heading #${anchor} in ${dest}`)
+      }
+      expect(broken).toEqual([])
     })
   }
+
+  it('every docs/ page is linked from the README or from another page', () => {
+    const linked = new Set<string>()
+    for (const file of files) {
+      for (const [, target] of withoutCode(read(file)).matchAll(/\]\(([^)#\s]+)/g)) {
+        linked.add(path.posix.normalize(path.posix.join(path.posix.dirname(file), target)))
+      }
+    }
+    expect(files.filter((f) => f !== 'README.md' && !linked.has(f))).toEqual([])
+  })
+})
+
+/** Every file of the repository (without node_modules, target and .git), by path from the root. */
+function repositoryFiles(dir = ''): string[] {
+  const out: string[] = []
+  for (const entry of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+    if (['node_modules', 'target', '.git'].includes(entry.name)) continue
+    const rel = dir === '' ? entry.name : `${dir}/${entry.name}`
+    if (entry.isDirectory()) out.push(`${rel}/`, ...repositoryFiles(rel))
+    else out.push(rel)
+  }
+  return out
+}
+
+describe('the docs stand on their own', () => {
+  it('cite no place outside the repository', () => {
+    const found: string[] = []
+    for (const file of files) {
+      read(file)
+        .split('\n')
+        .forEach((line, i) => {
+          if (/\/work\/|shared\/reference|§|\bseed \d/.test(line)) found.push(`${file}:${i + 1}: ${line.trim()}`)
+        })
+    }
+    expect(found).toEqual([])
+  })
+
+  // A file or folder the docs name in code spans (`src/store/key.rs`, `fuzz.test.ts`, `lib/`)
+  // must exist, so a rename that leaves a page behind fails here. A bare name may sit anywhere.
+  it('name only files and folders that exist', () => {
+    const all = repositoryFiles()
+    const names = new Set(all.map((f) => f.replace(/\/$/, '').split('/').pop()))
+    const paths = new Set(all)
+    const missing: string[] = []
+    for (const file of files) {
+      for (const [, ref] of withoutFences(read(file)).matchAll(/`([\w.-]+(?:\/[\w.-]+)*\/?)`/g)) {
+        const isPath = ref.includes('/') && /^(src|lib|docs|__test__|tests|benchmark|examples|scripts|\.ci|\.github)\//.test(ref)
+        const isFile = /\.(rs|lua|js|cjs|mjs|ts|yml|toml)$/.test(ref)
+        if (!isPath && !isFile) continue
+        const found = ref.includes('/') ? paths.has(ref) : names.has(ref)
+        if (!found) missing.push(`${file}: ${ref}`)
+      }
+    }
+    expect(missing).toEqual([])
+  })
+
+  it("the README's test commands are the ones CI runs", () => {
+    const readme = read('README.md')
+    const testing = readme.slice(readme.indexOf('\n## Testing\n'))
+    const sh = /```sh\n([\s\S]*?)```/.exec(testing)
+    expect(sh, 'a ```sh block under ## Testing').not.toBeNull()
+    // The README's commands, as CI runs them (`npm ci` is the clean-clone `npm install`).
+    const commands = sh![1]
+      .split('\n')
+      .map((l) => l.replace(/#.*/, '').trim())
+      .filter((l) => l.startsWith('npm '))
+    expect(commands).toEqual(['npm install', 'npm run demo', 'npm test'])
+    const ci = read('.ci/run')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('npm '))
+      .map((l) => l.replace(/^npm ci\b.*/, 'npm install'))
+    expect(ci).toEqual(commands)
+  })
 })

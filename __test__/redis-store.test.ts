@@ -4,7 +4,7 @@ import path from 'node:path'
 import Redis from 'ioredis'
 import { createClient } from 'redis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CostTracker, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget } from '../lib/index.js'
+import { CostTracker, Guard, RateLimiter, RedisStore, ResponseCache, SessionStore, StoreError, TokenBudget } from '../lib/index.js'
 import { readdirSync } from 'node:fs'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
 import { redisUrl } from './helpers/stores.js'
@@ -254,6 +254,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'delete.lua': 'f5b91aba3529d91ec662c16e6dbeeefe84c60011',
+      'guard.lua': '4094c084f6122759b4523a3ea4c657ee4c8ab074',
       'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
       'provider.lua': 'e980a2846815d03268a544d162393822caa79b59',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
@@ -288,6 +289,21 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     await new CostTracker(store, { prefix: `${prefix}cost:` }).recordCost(0.5, { tags: { feature: 'x' } })
     const keys = [...(await admin.keys(`${prefix}*`)), ...(await admin.keys(`{${prefix}cost:}*`))]
     expect(keys).toHaveLength(8)
+    for (const k of keys) expect(await admin.pttl(k), k).toBeGreaterThan(0)
+    await store.close()
+  })
+
+  it('no guard key is ever left without an expiry (the hold set made by a later hold included)', async () => {
+    const store = new RedisStore(server.url)
+    const prefix = unique('gttl')
+    const g = new Guard({ store, prefix, limits: [{ id: 'w', scope: 'a', tokens: 1_000, per: '1m' }, { id: 'c', scope: 'a', concurrent: 5 }, { id: 'd', scope: 'a', usd: 1, per: 'day' }] })
+    const req = { model: 'gpt-4o-mini', tokens: 10, maxTokens: 10 }
+    await (await g.acquire({}, req)).settle({ inputTokens: 1, outputTokens: 1 })
+    // The hold sets are gone (empty); these holds make them again, under TTLs set earlier.
+    await g.acquire({}, req)
+    await g.acquire({}, req)
+    const keys = await admin.keys(`${prefix}*`)
+    expect(keys.sort()).toEqual([`${prefix}{gc:a}:x`, `${prefix}{gd:a}:m`, `${prefix}{gd:a}:x`, `${prefix}{gw:a}:m`, `${prefix}{gw:a}:x`, `${prefix}{gc:a}:m`].sort())
     for (const k of keys) expect(await admin.pttl(k), k).toBeGreaterThan(0)
     await store.close()
   })

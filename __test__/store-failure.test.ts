@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import Redis from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CostTracker, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
+import { CostTracker, Guard, ProviderLimiter, Quota, RateLimiter, RedisStore, ResponseCache, SemanticCache, SessionStore, StoreError, TokenBudget, codes, createLLMRateLimiter, createRedisBackend, metrics } from '../lib/index.js'
 import { ngramEmbedder } from './helpers/embedder.js'
 import { startProxy } from './helpers/proxy.js'
 import { startRedis, type RedisServer } from './helpers/redis-server.js'
@@ -570,5 +570,80 @@ describe('onStoreError', () => {
     expect(text).toContain('tollgate_fallbacks_total{class="RateLimiter",prefix="metrics-test:",policy="local"} 1')
     // Every line is a comment or `name{labels} value`.
     for (const line of text.trim().split('\n')) expect(line).toMatch(/^(# (HELP|TYPE) \w+ .+|\w+\{[^}]*\} \d+)$/)
+  })
+})
+
+describe('Guard on a Redis that goes away', () => {
+  const limits: any[] = [
+    { id: 'rpm', scope: (c: any) => c.user, requests: 3, per: '1m' },
+    { id: 'tpd', scope: (c: any) => c.user, tokens: 10_000, per: 'day' },
+    { id: 'conc', scope: () => 'm', concurrent: 2 },
+  ]
+  const req = { model: 'gpt-4o-mini', tokens: 100, maxTokens: 100 }
+  const used = { inputTokens: 60, outputTokens: 40 }
+
+  it("'fail-closed' rejects with the typed error; 'fail-open' admits, and what the calls used reaches Redis", async () => {
+    const { server, store } = await redis()
+    const closed = new Guard({ store: store(), prefix: 'gfc:', limits })
+    const open = new Guard({ store: store(), prefix: 'gfo:', limits, onStoreError: 'fail-open' })
+    await (await open.acquire({ user: 'u' }, req)).settle(used)
+    await server.stop()
+    await expect(closed.acquire({ user: 'u' }, req)).rejects.toMatchObject({ name: 'StoreError', code: codes.STORE_UNAVAILABLE })
+    const ds = []
+    for (let i = 0; i < 3; i++) ds.push(await open.acquire({ user: 'u' }, req))
+    for (const d of ds) expect(d).toMatchObject({ ok: true, fallback: 'fail-open', remaining: { rpm: 3, tpd: 10_000, conc: 2 } })
+    await ds[0].settle(used)
+    await ds[1].settle({ inputTokens: 10, outputTokens: 0 })
+    await ds[2].cancel() // never made: nothing to count
+    expect(open.stats()).toMatchObject({ pending: 2, fallbacks: { 'fail-open': 3 } })
+    await restart(server)
+    await pastRetry()
+    await expect.poll(() => open.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
+    // The restarted (empty) Redis holds exactly the two calls made during the outage.
+    expect((await open.peek({ user: 'u' })).remaining).toEqual({ rpm: 1, tpd: 10_000 - 100 - 10, conc: 2 })
+    expect(open.stats()).toMatchObject({ pending: 0, replayed: 2 })
+  })
+
+  it('a settle that cannot reach Redis is queued, and counts the real usage once it answers', async () => {
+    const { server, store } = await redis()
+    const g = new Guard({ store: store(), prefix: 'gse:', limits, onStoreError: 'fail-open' })
+    const a = await g.acquire({ user: 'u' }, req) // held in Redis
+    expect(a.fallback).toBeUndefined()
+    await server.stop()
+    await a.settle({ inputTokens: 150, outputTokens: 50 })
+    expect((await g.peek({ user: 'u' })).fallback).toBe('fail-open')
+    expect(g.stats()).toMatchObject({ pending: 1 })
+    // The restarted server is empty: the hold is gone, so the usage is recorded as made.
+    const again = await restart(server)
+    await pastRetry()
+    await expect.poll(() => g.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
+    expect((await g.peek({ user: 'u' })).remaining).toEqual({ rpm: 2, tpd: 10_000 - 200, conc: 2 })
+    expect(again.port).toBe(server.port)
+  })
+
+  it("'local': a twin with the same limits decides, refuses what does not fit, and its usage reaches Redis", async () => {
+    const { server, store } = await redis()
+    const g = new Guard({ store: store(), prefix: 'glo:', limits, onStoreError: 'local' })
+    await server.stop()
+    const a = await g.acquire({ user: 'u' }, req)
+    const b = await g.acquire({ user: 'u' }, req)
+    const c = await g.acquire({ user: 'u' }, req)
+    expect([a, b, c].map((d) => [d.ok, d.limit, d.fallback])).toEqual([
+      [true, null, 'local'],
+      [true, null, 'local'],
+      [false, 'conc', 'local'],
+    ])
+    await a.settle(used)
+    const d = await g.acquire({ user: 'u' }, req)
+    expect(d).toMatchObject({ ok: true, fallback: 'local', remaining: { rpm: 0, conc: 0 } })
+    expect((await g.acquire({ user: 'u' }, req)).limit).toBe('rpm')
+    await b.cancel()
+    await d.settle(used)
+    await expect(d.settle(used)).rejects.toMatchObject({ code: codes.DECISION_ENDED })
+    expect(g.stats()).toMatchObject({ pending: 2, refused: { conc: 1, rpm: 1 } })
+    await restart(server)
+    await pastRetry()
+    await expect.poll(() => g.flush(), { interval: 20, timeout: 3_000 }).toBe(true)
+    expect((await g.peek({ user: 'u' })).remaining).toEqual({ rpm: 1, tpd: 10_000 - 200, conc: 2 })
   })
 })

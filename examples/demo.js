@@ -1,78 +1,86 @@
 'use strict'
-// npm run demo: tekimax's "Combining All Utilities" flow, end to end, against a simulated
-// provider (no network). Runs on the embedded MemoryStore; set REDIS_URL to run it on Redis.
+// npm run demo: one guarded LLM call per chat turn, end to end, against a simulated provider
+// (no network). Runs on the embedded MemoryStore; set REDIS_URL to run it on Redis.
 //
-//   session → cache → rate limit → token budget → call → settle → cache → save
+//   session → guard.acquire (cache, every limit at once) → call → settle (real usage) → save
 //
-// The limits are small on purpose, so the scripted conversation shows every decision:
-// cache hits, a rate-limit refusal, and a budget refusal.
+// tekimax's "Combining All Utilities" wires a cache, a rate limiter and a token budget by hand:
+// five objects and as many awaits, and a request the budget refuses has already been charged
+// by the rate limiter. Here one Guard decides every limit at once, and a refused request
+// charges nothing. The limits are small on purpose, so the script shows every decision.
 
-const { MemoryStore, RedisStore, ResponseCache, RateLimiter, TokenBudget, SessionStore } = require('../lib/index.js')
+const { MemoryStore, RedisStore, ResponseCache, SessionStore, Guard } = require('../lib/index.js')
 
 const store = process.env.REDIS_URL ? new RedisStore(process.env.REDIS_URL) : new MemoryStore()
 const prefix = `demo:${process.pid}:` // keeps runs apart when they share one Redis
 
 const cache = new ResponseCache(store, { ttl: 3600, prefix: `${prefix}cache:` })
-const limiter = new RateLimiter(store, { maxRequests: 4, windowSeconds: 60, prefix: `${prefix}ratelimit:` })
-const budget = new TokenBudget(store, { maxTokens: 200, periodSeconds: 86_400, prefix: `${prefix}budget:` })
 const sessions = new SessionStore(store, { ttl: 1800, prefix: `${prefix}session:` })
+const guard = new Guard({
+  store,
+  prefix: `${prefix}guard:`,
+  cache,
+  limits: [
+    { id: 'user-tokens', scope: (ctx) => ctx.user, tokens: 400, per: 'day' },
+    { id: 'org-usd', scope: (ctx) => ctx.org, usd: 0.05, per: 'month' },
+    { id: 'provider-rpm', scope: () => 'openai', requests: 4, per: '1m' },
+    { id: 'model-concurrency', scope: (ctx) => ctx.model, concurrent: 2 },
+  ],
+})
 
-/** A stand-in for an OpenAI-style chat call: a canned answer and usage counted from the text. */
+/** A stand-in for the OpenAI SDK's chat.completions.create: a canned answer, usage counted from the text. */
 async function simulatedProvider(model, messages) {
   const last = messages[messages.length - 1].content
   const answer = `(${model}) You said "${last}" — here is a thoughtful answer.`
   const promptTokens = messages.reduce((n, m) => n + Math.ceil(m.content.length / 4) + 4, 0)
   const completionTokens = Math.ceil(answer.length / 4)
   return {
-    message: { role: 'assistant', content: answer },
-    usage: { promptTokens, completionTokens, totalTokens: promptTokens + completionTokens },
+    id: `chatcmpl-${promptTokens}`,
+    object: 'chat.completion',
+    model,
+    choices: [{ index: 0, message: { role: 'assistant', content: answer }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
   }
 }
 
 const log = (step, text) => console.log(`  ${step.padEnd(9)} ${text}`)
+const left = (remaining) =>
+  Object.entries(remaining)
+    .map(([id, n]) => `${id} ${id === 'org-usd' ? `$${n.toFixed(6)}` : n}`)
+    .join(', ')
 
-async function chat(userId, message) {
-  // 1. Load the session.
-  const session = (await sessions.load(userId)) ?? { messages: [] }
+async function chat(user, message) {
+  const session = (await sessions.load(user)) ?? { messages: [] }
   session.messages.push({ role: 'user', content: message })
   log('session', `${session.messages.length - 1} earlier message(s)`)
 
-  // 2. The cache: this exact conversation was answered before?
-  const cached = await cache.get('gpt-4o', session.messages)
-  if (cached) {
+  // One decision: the cache, then every limit at once (estimated from the messages + maxTokens).
+  const ctx = { user, org: 'acme', model: 'gpt-4o' }
+  const d = await guard.acquire(ctx, { model: 'gpt-4o', messages: session.messages, maxTokens: 40 })
+  if (d.cached) {
     log('cache', 'hit — no call, $0')
-    return cached
+    return d.cached
   }
-  log('cache', 'miss')
+  if (!d.ok) {
+    log('guard', `REFUSED by ${d.limit} — nothing charged (${left(d.remaining)})`)
+    throw new Error(`Limited by ${d.limit} — try again in ${Math.ceil(d.retryAfterMs / 1000)}s`)
+  }
+  log('guard', `admitted — ${left(d.remaining)}`)
 
-  // 3. The provider's rate limit, checked and counted in one atomic step.
-  const rate = await limiter.consume('openai')
-  log('limit', `${rate.allowed ? 'allowed' : 'REFUSED'} — ${rate.remaining} left, resets in ${rate.resetInSeconds}s`)
-  if (!rate.allowed) throw new Error(`Rate limit — try again in ${rate.resetInSeconds}s`)
-
-  // 4. The user's token budget: reserve an estimate before the call.
-  const estimate = 60
-  const reservation = await budget.reserve(userId, estimate)
-  log('budget', `${reservation.hold ? `reserved ${estimate}` : 'REFUSED'} — used ${reservation.used}, reserved ${reservation.reserved}, ${reservation.remaining} left`)
-  if (!reservation.hold) throw new Error('Daily token budget exceeded')
-
-  // 5. The call; then settle the reservation with the real count (or release it on failure).
-  let result
+  // The call; then one settlement with the real usage (or cancel: everything given back).
+  let response
   try {
-    result = await simulatedProvider('gpt-4o', session.messages)
+    response = await simulatedProvider('gpt-4o', session.messages)
   } catch (e) {
-    await budget.release(reservation.hold)
+    await d.cancel()
     throw e
   }
-  const settled = await budget.settle(reservation.hold, result.usage.totalTokens)
-  log('call', `${result.usage.totalTokens} tokens used → budget ${settled.used}/${budget.maxTokens}`)
+  await d.settle(response) // real tokens and dollars, the slot freed, the response cached
+  log('call', `${response.usage.total_tokens} tokens used`)
 
-  // 6. Cache the answer and save the session.
-  await cache.set('gpt-4o', session.messages, result)
-  session.messages.push(result.message)
-  await sessions.save(userId, session)
-  log('save', `session now has ${session.messages.length} messages`)
-  return result
+  session.messages.push(response.choices[0].message)
+  await sessions.save(user, session)
+  return response
 }
 
 async function main() {
@@ -89,14 +97,17 @@ async function main() {
     console.log(`${user}: ${message}`)
     try {
       const reply = await chat(user, message)
-      console.log(`  reply     ${reply.message.content}\n`)
+      console.log(`  reply     ${reply.choices[0].message.content}\n`)
     } catch (e) {
       console.log(`  error     ${e.message}\n`)
     }
   }
-  // A budget refusal: alice has used most of her 200 tokens; a big estimate does not fit.
-  const big = await budget.reserve('alice', 150)
-  console.log(`alice reserves 150 more tokens: ${big.hold ? 'granted' : 'refused'} (used ${big.used}, ${big.remaining} left)`)
+  // The refusal charged nothing: dave's tokens and the org's dollars are as they were.
+  const dave = await guard.peek({ user: 'dave', org: 'acme', model: 'gpt-4o' })
+  console.log(`dave after the refusal: ${left(dave.remaining)}`)
+  // A long answer does not fit alice's daily tokens: refused by that limit alone, nothing charged.
+  const big = await guard.acquire({ user: 'alice', org: 'acme', model: 'gpt-4o' }, { model: 'gpt-4o', tokens: 100, maxTokens: 300 })
+  console.log(`alice asks for 300 more tokens: ${big.ok ? 'admitted' : `refused by ${big.limit}`} (${left(big.remaining)})`)
   await store.close()
 }
 

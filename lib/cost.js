@@ -49,6 +49,7 @@ function definePrice(model, price) {
   const batch = p.batchDiscount === undefined ? 0.5 : usd(p.batchDiscount, 'price.batchDiscount')
   if (batch > 1) throw outOfRange(`price.batchDiscount must be at most 1, got ${batch}`)
   native.defineModelPrice(model, [toNano(input), toNano(cachedInput), toNano(cacheWrite), toNano(output), Math.round(batch * PPM)])
+  prices.clear()
 }
 
 /** An error for a model without a price, naming the known ids closest to it. */
@@ -61,6 +62,31 @@ function unknownModel(model) {
   )
   e.suggestions = near
   return e
+}
+
+/** model → its native price, for hot paths; emptied whenever a price is defined. */
+const prices = new Map()
+
+/** `priceFor(model)`, remembered until the next `definePrice` (at most 1,024 models). */
+function cachedPrice(model) {
+  let p = prices.get(model)
+  if (p === undefined) {
+    p = priceFor(model)
+    if (prices.size >= 1024) prices.clear()
+    prices.set(model, p)
+  }
+  return p
+}
+
+/**
+ * Integer nano-dollars for `input` (cached included), `output` and optionally `cached` /
+ * `write` tokens of `model`, all already validated: the hot path of the Guard.
+ */
+function costNanoParts(model, input, output, cached = 0, write = 0) {
+  const p = cachedPrice(model)
+  const nano = native.costNanoParts(input, cached, write, output, p[0], p[1], p[2], p[3], p[4])
+  if (nano > Number.MAX_SAFE_INTEGER) throw outOfRange(`the cost of this usage is over ${Number.MAX_SAFE_INTEGER} nano-dollars, more than any ledger here holds exactly`)
+  return nano
 }
 
 /** The native price of `model` (nano-dollars per 1M tokens), or ERR_TOLLGATE_UNKNOWN_MODEL. */
@@ -128,4 +154,4 @@ function catalogModels() {
   return native.catalogModels()
 }
 
-module.exports = { priceOf, definePrice, costOf, costNano, costNanoAt, estimateCost, usageFrom, priceFor, unknownModel, catalogModels, toNano, toUsd }
+module.exports = { priceOf, definePrice, costOf, costNano, costNanoAt, costNanoParts, estimateCost, usageFrom, priceFor, unknownModel, catalogModels, toNano, toUsd }

@@ -27,6 +27,11 @@ const codes = Object.freeze({
   JOB_REJECTED: 'ERR_TOLLGATE_JOB_REJECTED',
   JOB_ATTEMPTS: 'ERR_TOLLGATE_JOB_ATTEMPTS',
   LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED',
+  // Guard
+  /** `guard.run` was refused by a limit (the error carries the decision). */
+  LIMITED: 'ERR_TOLLGATE_LIMITED',
+  /** A guard decision was settled or cancelled twice, or a refused one was ended. */
+  DECISION_ENDED: 'ERR_TOLLGATE_DECISION_ENDED',
 })
 
 /**

@@ -506,6 +506,10 @@ export declare const codes: {
   readonly JOB_ATTEMPTS: 'ERR_TOLLGATE_JOB_ATTEMPTS'
   /** Error: `stop()` was called while the job waited for capacity. */
   readonly LIMITER_STOPPED: 'ERR_TOLLGATE_LIMITER_STOPPED'
+  /** Error: `guard.run` was refused by a limit; `err.decision`, `err.limit` and `err.retryAfterMs` say which and when. */
+  readonly LIMITED: 'ERR_TOLLGATE_LIMITED'
+  /** TypeError: a guard decision was settled or cancelled twice, or a refused one was ended. */
+  readonly DECISION_ENDED: 'ERR_TOLLGATE_DECISION_ENDED'
 }
 
 export type ErrorCode = (typeof codes)[keyof typeof codes]
@@ -1000,6 +1004,171 @@ export interface ClassStats {
  * http.createServer((req, res) => res.end(metrics())).listen(9464)
  */
 export declare function metrics(): string
+
+// ---- Guard -----------------------------------------------------------------------------------
+
+/** A sliding window (`'1s'`, `'1m'`, `'1h'`, `'1d'`, `'10m'`, … or milliseconds) or a calendar period (UTC unless `timeZone`). */
+export type GuardPer = '1s' | '1m' | '1h' | '1d' | `${number}${'ms' | 's' | 'm' | 'h' | 'd'}` | number | 'day' | 'month'
+
+/** What a limit counts: exactly one of these per limit. */
+export type GuardMeasure =
+  /** Calls. */
+  | { requests: number }
+  /** Input + output tokens (cached input included). */
+  | { tokens: number }
+  | { inputTokens: number }
+  | { outputTokens: number }
+  /** Dollars, priced with the built-in catalog or `definePrice` (integer nano-dollars inside). */
+  | { usd: number }
+  /** Calls in flight (no `per`). */
+  | { concurrent: number }
+
+/** One limit of a {@link Guard}'s policy. */
+export type GuardLimit<Ctx = any> = {
+  /** Names the limit in decisions, stats and keys: 1–64 letters, digits, `_ . : -`. */
+  id: string
+  /**
+   * The scope the limit applies to for this call — a user, org, feature, provider, model or API
+   * key (any string; limits with the same id and scope share one counter) — or `null` to skip
+   * the limit for this call. A fixed string applies one counter to every call.
+   */
+  scope: ((ctx: Ctx) => string | null | undefined) | string
+  /** The window or period; required except for `concurrent`. */
+  per?: GuardPer
+  /** IANA time zone of a `'day'` or `'month'` period (default UTC). */
+  timeZone?: string
+} & GuardMeasure
+
+/** Options of {@link Guard}. */
+export interface GuardOptions<Ctx = any> extends StoreFailureOptions {
+  /** Default: the process's shared MemoryStore. */
+  store?: StoreLike
+  limits: GuardLimit<Ctx>[]
+  /** Route each admitted call to an API key with {@link Quota} (its RPM/TPM/RPD/TPD). */
+  routing?: {
+    quota: Quota<any, any>
+    /** The keys, or the keys for this call. */
+    keys: QuotaKey[] | ((ctx: Ctx) => QuotaKey[])
+    /** Quota scope. Default `'default'`. */
+    scope?: string | ((ctx: Ctx) => string)
+    /** The `limit` a refusal by the key pool reports. Default `'keys'`. */
+    id?: string
+  }
+  /** Answer repeated requests (those with `messages`) from this cache; `settle(response)` fills it. */
+  cache?: ResponseCache | SemanticCache
+  /** Record each settled call's cost (with `request.tags`). */
+  tracker?: CostTracker
+  /** An admitted decision never settled gives its capacity back after this long. Default 600000 (10 min). */
+  holdTtlMs?: number
+  /** Output tokens estimated when a request has no `maxTokens`. Default 1024. */
+  defaultMaxTokens?: number
+  /** Key prefix. Default `'tollgate:guard:'`. */
+  prefix?: string
+  /**
+   * `'fail-closed'` (default), `'fail-open'` (admitted without asking) or `'local'` (a twin guard
+   * in this process decides); under both, what admitted calls used reaches Redis once it answers.
+   */
+  onStoreError?: StoreErrorPolicy
+}
+
+/** The call a guard decides on. */
+export interface GuardRequest {
+  model: string
+  /** Counted with the model's encoding (o200k_base when unknown) unless `tokens` is given. */
+  messages?: Array<{ role?: string; content?: unknown; name?: string }>
+  /** Input tokens, when known (skips counting `messages`). */
+  tokens?: number
+  /** Output tokens the call may produce; the estimate. Default `defaultMaxTokens`. */
+  maxTokens?: number
+  /** Request parameters that are part of the cache key (temperature, tools, …). */
+  params?: RequestParams
+  /** Tags the cost is recorded with (`tracker`). */
+  tags?: CostTags
+}
+
+/** One guard's decision on one call. */
+export interface GuardDecision extends Answered {
+  /** Admitted on every limit (and routed, when routing is on), or answered from the cache. */
+  readonly ok: boolean
+  /** The first limit (in policy order) that refused; null when admitted. */
+  readonly limit: string | null
+  /** When refused: ms until every refusing limit may have room (null: the call can never fit). */
+  readonly retryAfterMs: number | null
+  /** Every applicable limit's id → what is left (dollars for `usd`, calls for `concurrent`). */
+  readonly remaining: Record<string, number>
+  /** The routed API key (routing on), else null. */
+  readonly key: QuotaKey | null
+  /** The cached response when the cache answered (nothing was charged), else null. */
+  readonly cached: unknown | null
+  /**
+   * Replaces every estimate by the real usage — a provider response (OpenAI chat or Responses,
+   * Anthropic, Gemini), a stream's final chunk, a finished `streamUsage()` or a {@link Usage}:
+   * tokens and dollars charged or refunded, the concurrency slot freed, the quota key
+   * committed, the cost recorded and the response cached. Once per decision
+   * (`ERR_TOLLGATE_DECISION_ENDED` after). After `holdTtlMs` the decision has expired: nothing
+   * changes.
+   */
+  settle(usageOrResponse: TokensUsed): Promise<void>
+  /** Gives back everything the decision took (the call failed or was not made). */
+  cancel(): Promise<void>
+}
+
+/** Options of {@link Guard.run}. */
+export interface GuardRunOptions {
+  /** Wait up to `maxMs` for capacity instead of refusing (FIFO within the process). */
+  wait?: { maxMs: number }
+  /** Retry the provider's 429s and 5xx ({@link withRetry}'s options). */
+  retry?: RetryOptions
+  signal?: AbortSignal
+}
+
+/**
+ * One decision per LLM call over every limit, budget and key: all or nothing, nothing charged
+ * on refusal, one Redis round trip to acquire and one to settle on a single server (see the
+ * README for a Cluster), synchronously answered in-process.
+ *
+ * @example
+ * const guard = new Guard({
+ *   limits: [
+ *     { id: 'user-rpm', scope: (ctx) => ctx.user, requests: 20, per: '1m' },
+ *     { id: 'org-usd', scope: (ctx) => ctx.org, usd: 50, per: 'month' },
+ *     { id: 'model-concurrency', scope: (ctx) => ctx.model, concurrent: 8 },
+ *   ],
+ * })
+ * const d = await guard.acquire({ user, org, model }, { model, messages, maxTokens: 500 })
+ * if (!d.ok) return res.status(429).set('retry-after', String(Math.ceil((d.retryAfterMs ?? 60_000) / 1000))).end()
+ * try {
+ *   const completion = await openai.chat.completions.create({ model, messages, max_tokens: 500 })
+ *   await d.settle(completion)
+ * } catch (e) {
+ *   await d.cancel()
+ *   throw e
+ * }
+ */
+export declare class Guard<Ctx = any> {
+  constructor(options: GuardOptions<Ctx>)
+  /** The limits' ids, in policy order. */
+  readonly limits: string[]
+  readonly prefix: string
+  readonly holdTtlMs: number
+  /** One decision over every limit that applies to `ctx`. Rejects with a typed error for bad input (nothing counted). */
+  acquire(ctx: Ctx, request: GuardRequest): Promise<GuardDecision>
+  /** Acquire, `fn`, settle with what `fn` returned (or cancel when it threw). Refused: rejects with `ERR_TOLLGATE_LIMITED`. */
+  run<T>(ctx: Ctx, request: GuardRequest, fn: (call: { key: QuotaKey | null; signal?: AbortSignal; attempt: number; requestOptions: RetryRequestOptions }) => Promise<T>, options?: GuardRunOptions): Promise<T>
+  /** What every applicable limit has left for `ctx` (as `decision.remaining`); counts nothing. */
+  peek(ctx: Ctx): Promise<{ remaining: Record<string, number> }>
+  /** `decision.settle(usageOrResponse)`; a decision from another guard is `ERR_TOLLGATE_INVALID_ARG`. */
+  settle(decision: GuardDecision, usageOrResponse: TokensUsed): Promise<void>
+  /** `decision.cancel()`. */
+  cancel(decision: GuardDecision): Promise<void>
+  /** Decisions, refusals by limit id, cache answers (`cached`), store errors. */
+  stats(): ClassStats & { cached: number }
+  /** Pushes the usage of calls admitted during an outage to Redis now; true when none is left. */
+  flush(): Promise<boolean>
+}
+
+/** The class of guard decisions (for `instanceof`). */
+export declare const Decision: { prototype: GuardDecision }
 
 // ---- CostTracker -----------------------------------------------------------------------------
 

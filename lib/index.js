@@ -18,9 +18,12 @@ const { metrics, POLICIES } = require('./policy')
 const { ModelTiers, MODEL_TIERS } = require('./model-tiers')
 const { createLLMRateLimiter, createRedisBackend, getDefaultMaxWaitMS, DEFAULT_RATIO_ADJUSTMENT_CONFIG } = require('./jobs')
 const { ProviderLimiter } = require('./provider-limiter')
+const { Guard, Decision } = require('./guard')
 const { Quota, QuotaManager, cooldownMs, dailyCap, tokenWaitMs, WINDOW_MS, BUFFER_MS, THRESHOLD_PCT } = require('./quota')
 
 module.exports = {
+  Guard,
+  Decision,
   MemoryStore,
   RedisStore,
   ResponseCache,

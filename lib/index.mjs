@@ -5,6 +5,8 @@ const require = createRequire(import.meta.url)
 const tollgate = require('./index.js')
 
 export const {
+  Guard,
+  Decision,
   MemoryStore,
   RedisStore,
   ResponseCache,

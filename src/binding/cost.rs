@@ -75,6 +75,33 @@ pub fn define_model_price(model: String, price: Vec<f64>) {
   defined.push((model, p));
 }
 
+/// Nano-dollars for `input`, `cached`, `write` and `output` tokens at the price
+/// `[input, cachedInput, cacheWrite, output, batchDiscount]` given as five numbers: the same
+/// sum as `cost_nano_of_usage`, for hot paths (numbers cross napi without an array to read).
+#[napi(catch_unwind)]
+#[allow(clippy::too_many_arguments)]
+pub fn cost_nano_parts(
+  input: f64,
+  cached: f64,
+  write: f64,
+  output: f64,
+  p_input: f64,
+  p_cached: f64,
+  p_write: f64,
+  p_output: f64,
+  p_batch: f64,
+) -> f64 {
+  let n = |x: f64| x.max(0.0) as u64;
+  let u = Usage {
+    input: n(input),
+    cached_input: n(cached),
+    cache_write: n(write),
+    output: n(output),
+  };
+  let price = from_vec(&[p_input, p_cached, p_write, p_output, p_batch]);
+  cost::cost_nano(&u, &price, false) as f64
+}
+
 /// Nano-dollars for `[input, cachedInput, cacheWrite, output]` tokens at `price`.
 #[napi(catch_unwind)]
 pub fn cost_nano_of_usage(usage: Vec<f64>, price: Vec<f64>, batch: bool) -> f64 {

@@ -9,6 +9,7 @@ mod clock;
 mod cost;
 mod cost_tracker;
 mod error;
+mod guard;
 mod id;
 mod jobs;
 mod quota;

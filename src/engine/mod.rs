@@ -3,6 +3,7 @@
 
 pub mod cache_key;
 pub mod cost;
+pub mod guard;
 pub mod jobs;
 pub mod provider_limit;
 pub mod quota;

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hashbrown::HashMap;
 
 use crate::engine::session::{NotAMessageList, Session};
-use crate::engine::{quota, sliding_window, spend, token_budget};
+use crate::engine::{guard, quota, sliding_window, spend, token_budget};
 
 /// How many due keys one call reclaims at most.
 const SWEEP_PER_CALL: usize = 16;
@@ -40,6 +40,7 @@ enum Value {
   Session(Session),
   Quota(quota::QuotaState),
   Spend(Box<spend::Bucket>),
+  Meter(Box<guard::Meter>),
 }
 
 #[derive(Debug)]
@@ -475,6 +476,57 @@ impl MemoryStore {
       } else {
         let until = bucket.keep_until(end);
         ks.put(key, Value::Spend(Box::new(bucket)), until);
+      }
+    }
+    Ok(out)
+  }
+
+  // ---- guard meters (Guard) ---------------------------------------------------------------
+
+  /// Runs `step` over the meters at `keys` (fresh ones where missing) under one lock, so a
+  /// guard's decision over all of them is atomic, and keeps each until its `keep_until` (a
+  /// meter holding nothing is dropped). `kinds[i]` is what `keys[i]` limits.
+  pub fn meters<T>(
+    &self,
+    keys: &[String],
+    kinds: &[guard::Kind],
+    now: u64,
+    step: impl FnOnce(&mut [&mut guard::Meter]) -> T,
+  ) -> Result<T, WrongType> {
+    let mut ks = self.lock(now);
+    let mut taken: Vec<Box<guard::Meter>> = Vec::with_capacity(keys.len());
+    for key in keys {
+      match ks.live(key, now) {
+        None => taken.push(Box::default()),
+        Some(Entry {
+          value: Value::Meter(m),
+          ..
+        }) => taken.push(std::mem::take(m)),
+        Some(_) => {
+          // Put back what was taken: nothing changes on a refused call.
+          for (k, m) in keys.iter().zip(taken) {
+            if let Some(Entry {
+              value: Value::Meter(slot),
+              ..
+            }) = ks.map.get_mut(k.as_str())
+            {
+              *slot = m;
+            }
+          }
+          return Err(WrongType);
+        }
+      }
+    }
+    let out = {
+      let mut refs: Vec<&mut guard::Meter> = taken.iter_mut().map(|b| &mut **b).collect();
+      step(&mut refs)
+    };
+    for ((key, kind), meter) in keys.iter().zip(kinds).zip(taken) {
+      if meter.is_empty() {
+        ks.remove(key);
+      } else {
+        let until = meter.keep_until(kind).max(now + 1);
+        ks.put(key, Value::Meter(meter), until);
       }
     }
     Ok(out)

@@ -31,6 +31,7 @@ use crate::engine::session::Session;
 use crate::engine::{sliding_window, token_budget};
 use crate::store::memory::AppendOutcome;
 
+mod guard;
 mod spend;
 pub use spend::{SpendKeys, TagTotals};
 pub mod jobs;
@@ -186,6 +187,7 @@ impl RedisStore {
       ("quota", s.quota.get_hash().to_owned()),
       ("rate_limit", s.rate_limit.get_hash().to_owned()),
       ("session", s.session.get_hash().to_owned()),
+      ("guard", guard::SCRIPT.get_hash().to_owned()),
       ("spend", spend::SCRIPT.get_hash().to_owned()),
     ]
     .into_iter()
