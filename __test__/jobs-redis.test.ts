@@ -130,12 +130,14 @@ describe('createLLMRateLimiter on Redis', () => {
 
   it('3 real processes waiting across a minute boundary: exactly the TPM in each window', async () => {
     const p = prefix()
-    // A clock shared by the processes (real time, shifted): the minute ends in 600 ms.
+    // A clock shared by the processes (real time, shifted): the minute ends in 2.5 s, time
+    // enough for three Node processes to start and fill the first window on a loaded machine;
+    // jobs wait up to 4 s, so the ones queued first reach the next window.
     const base = Date.now()
-    const offset = (Math.floor(base / 60000) + 2) * 60000 - 600 - base
+    const offset = (Math.floor(base / 60000) + 2) * 60000 - 2_500 - base
     const outs = await Promise.all(
       Array.from({ length: 3 }, () =>
-        run(process.execPath, [worker, 'burst', redisUrl(), p, '100000', '1000', '20', '10000', '1500', String(offset)], { timeout: 15_000 }),
+        run(process.execPath, [worker, 'burst', redisUrl(), p, '100000', '1000', '20', '10000', '4000', String(offset)], { timeout: 20_000 }),
       ),
     )
     const starts: number[] = outs.flatMap((o) => JSON.parse(o.stdout).admitted)

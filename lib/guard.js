@@ -18,10 +18,12 @@ const { requireUsage, MAX_TOKENS } = require('./usage')
 const { countMessageTokens } = require('./tokens')
 const { costNanoParts, toNano, toUsd } = require('./cost')
 const { withRetry } = require('./retry')
+const { telemetryFor } = require('./telemetry')
+const { version } = require('../package.json')
 
 const MEASURES = ['requests', 'tokens', 'inputTokens', 'outputTokens', 'usd', 'concurrent']
 const LIMIT_KEYS = ['id', 'scope', 'per', 'timeZone', ...MEASURES]
-const OPTIONS = ['limits', 'routing', 'cache', 'tracker', 'holdTtlMs', 'defaultMaxTokens', 'prefix', ...POLICY_OPTIONS]
+const OPTIONS = ['limits', 'routing', 'cache', 'tracker', 'holdTtlMs', 'defaultMaxTokens', 'prefix', 'telemetry', ...POLICY_OPTIONS]
 const REQUEST_KEYS = ['model', 'messages', 'tokens', 'maxTokens', 'params', 'tags']
 const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const DAY = 86_400_000
@@ -308,6 +310,8 @@ class Guard {
   #tracker
   #stats = newStats()
   #cachedHits = 0
+  /** OpenTelemetry instruments (lib/telemetry.js), or null. */
+  #telemetry
   #byId
   #fallback = null
   /** Scratch buffers reused by every in-process call, one per number of applicable limits: no typed array is made per call. */
@@ -334,6 +338,11 @@ class Guard {
     this.#prefix = o.prefix === undefined ? 'tollgate:guard:' : v.string(o.prefix, 'options.prefix')
     this.#routing = o.routing === undefined ? null : routingOf(o.routing)
     this.#cache = o.cache === undefined ? null : cacheOf(o.cache)
+    if (o.telemetry !== undefined && o.telemetry !== false && o.telemetry !== true) {
+      v.knownKeys(v.options(o.telemetry, 'options.telemetry'), ['meterProvider', 'provider'], 'options.telemetry')
+      if (o.telemetry.provider !== undefined) v.fn(o.telemetry.provider, 'options.telemetry.provider')
+    }
+    this.#telemetry = o[kLocalTwin] ? null : telemetryFor(o.telemetry, version)
     this.#tracker = o.tracker === undefined ? null : trackerOf(o.tracker)
     const ns = s[kNative]
     this.#memory = ns.isMemory
@@ -390,8 +399,8 @@ class Guard {
         return this.#cache.get(r.model, r.messages, r.params).then((hit) => {
           // ResponseCache answers the response or null; SemanticCache `{ hit, response }`.
           const response = hit !== null && typeof hit === 'object' && typeof hit.hit === 'boolean' ? (hit.hit ? hit.response : null) : hit
-          return response === null || response === undefined ? this.#decide(ctx, r, request) : this.#cached(ctx, response)
-        })
+          return response === null || response === undefined ? this.#decide(ctx, r, request) : this.#cached(ctx, response, r.model)
+        }).catch((e) => Promise.reject(fromNative(e)))
       }
       return Promise.resolve(this.#decide(ctx, r, request))
     } catch (e) {
@@ -587,7 +596,7 @@ class Guard {
   #admitOpen(m, nums, r) {
     this.#stats.decisions++
     const remaining = this.#remaining(m, m.limits.map((l) => l.max), 0)
-    return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: null, at: m.now })
+    return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: null, at: m.now, started: this.#started() }), r, m.limits)
   }
 
   /** 'local': the twin in this process decides; settle ends the twin's decision and counts in Redis later. */
@@ -597,10 +606,21 @@ class Guard {
       const fields = { ok: d.ok, limit: d.limit, retryAfterMs: d.retryAfterMs, remaining: d.remaining, key: null, cached: null, fallback: 'local' }
       if (!d.ok) {
         bump(this.#stats.refused, d.limit)
-        return new Decision(this, fields, null, null, null)
+        return this.#seen(new Decision(this, fields, null, null, null), r, m.limits)
       }
-      return new Decision(this, fields, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: d, at: m.now })
+      return this.#seen(new Decision(this, fields, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: d, at: m.now, started: this.#started() }), r, m.limits)
     })
+  }
+
+  /** Records a decision in the telemetry (when on) and returns it. */
+  #seen(d, r, limits) {
+    if (this.#telemetry !== null) this.#telemetry.decided(d, r.model, limits)
+    return d
+  }
+
+  /** When an admitted call started, for the operation duration (only with telemetry). */
+  #started() {
+    return this.#telemetry === null ? 0 : performance.now()
   }
 
   /** After the meters: routes the call to a key (when routing is on), or refuses. */
@@ -612,7 +632,7 @@ class Guard {
     if (!ok) {
       const limit = m.limits[reply[1]].id
       bump(this.#stats.refused, limit)
-      return new Decision(this, { ok: false, limit, retryAfterMs: reply[2] < 0 ? null : reply[2], remaining, key: null, cached: null }, null, null, null)
+      return this.#seen(new Decision(this, { ok: false, limit, retryAfterMs: reply[2] < 0 ? null : reply[2], remaining, key: null, cached: null }, null, null, null), r, m.limits)
     }
     // The holds: each meter's number and the shared expiry go back in with the settle.
     let nums = null
@@ -624,16 +644,16 @@ class Guard {
       }
     }
     const routing = this.#routing
-    if (routing === null) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: false, twin: null, at: 0 })
+    if (routing === null) return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: false, twin: null, at: 0, started: this.#started() }), r, m.limits)
     const scope = routing.scope(ctx)
     const keys = routing.keys(ctx)
     return routing.quota.reserve(scope, keys, { tokens: r.input + r.output }).then(
       (q) => {
-        if (q.ok) return new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: q.hold, replay: false, twin: null, at: 0 })
+        if (q.ok) return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: q.hold, replay: false, twin: null, at: 0, started: this.#started() }), r, m.limits)
         // The key pool refused: give back what the limits took, all of it.
         return this.#giveBack(m.names, nums).then(() => {
           bump(this.#stats.refused, routing.id)
-          return new Decision(this, { ok: false, limit: routing.id, retryAfterMs: q.waitMs === undefined || q.waitMs === null ? null : q.waitMs, remaining, key: null, cached: null, reason: q.reason }, null, null, null)
+          return this.#seen(new Decision(this, { ok: false, limit: routing.id, retryAfterMs: q.waitMs === undefined || q.waitMs === null ? null : q.waitMs, remaining, key: null, cached: null, reason: q.reason }, null, null, null), r, m.limits)
         })
       },
       (e) => this.#giveBack(m.names, nums).then(() => Promise.reject(e)),
@@ -646,10 +666,10 @@ class Guard {
     return this.#endMeters(names, nums).then(() => this.#freed())
   }
 
-  #cached(ctx, hit) {
+  #cached(ctx, hit, model) {
     this.#stats.decisions++
     this.#cachedHits++
-    return this.peek(ctx).then(({ remaining }) => new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: hit }, null, null, null))
+    return this.peek(ctx).then(({ remaining }) => this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: hit }, null, null, null), { model: model }, null))
   }
 
   #endMeters(names, nums) {
@@ -699,8 +719,8 @@ class Guard {
       if (taken.nums === null && taken.release === null) return Promise.resolve(undefined) // fail-open or cached
       const { names, nums, release } = taken
       const r = release.r
+      let nano = 0
       if (nums !== null) {
-        let nano = 0
         if (usage !== null && release.priced) {
           try {
             nano = costNanoParts(r.model, usage.inputTokens, usage.outputTokens, usage.cachedInputTokens, usage.cacheWriteTokens)
@@ -723,6 +743,7 @@ class Guard {
           nums[o + 4] = cancel ? -1 : l.measure === 'concurrent' ? 0 : l.amount(usage.inputTokens, usage.outputTokens, nano)
         }
       }
+      if (this.#telemetry !== null) this.#telemetry.ended(r.model, release.started, usage, usage !== null && release.priced ? toUsd(nano) : null)
       const after = []
       if (release.quota !== null) {
         const q = this.#routing.quota

@@ -1065,6 +1065,13 @@ export interface GuardOptions<Ctx = any> extends StoreFailureOptions {
   /** Key prefix. Default `'tollgate:guard:'`. */
   prefix?: string
   /**
+   * OpenTelemetry metrics (GenAI conventions + tollgate's, see docs/telemetry.md), recorded when
+   * `@opentelemetry/api` is installed — on by default through its global MeterProvider. `false`
+   * turns them off; `meterProvider` picks another; `provider(model)` names a model's provider
+   * (`gen_ai.provider.name`; default: from the model id's well-known prefixes).
+   */
+  telemetry?: boolean | { meterProvider?: { getMeter(name: string, version?: string): unknown }; provider?: (model: string) => string }
+  /**
    * `'fail-closed'` (default), `'fail-open'` (admitted without asking) or `'local'` (a twin guard
    * in this process decides); under both, what admitted calls used reaches Redis once it answers.
    */
@@ -1156,7 +1163,7 @@ export declare class Guard<Ctx = any> {
   /** Acquire, `fn`, settle with what `fn` returned (or cancel when it threw). Refused: rejects with `ERR_TOLLGATE_LIMITED`. */
   run<T>(ctx: Ctx, request: GuardRequest, fn: (call: { key: QuotaKey | null; signal?: AbortSignal; attempt: number; requestOptions: RetryRequestOptions }) => Promise<T>, options?: GuardRunOptions): Promise<T>
   /** What every applicable limit has left for `ctx` (as `decision.remaining`); counts nothing. */
-  peek(ctx: Ctx): Promise<{ remaining: Record<string, number> }>
+  peek(ctx: Ctx): Promise<{ remaining: Record<string, number> } & Answered>
   /** `decision.settle(usageOrResponse)`; a decision from another guard is `ERR_TOLLGATE_INVALID_ARG`. */
   settle(decision: GuardDecision, usageOrResponse: TokensUsed): Promise<void>
   /** `decision.cancel()`. */

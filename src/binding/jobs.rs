@@ -1,5 +1,5 @@
 //! `JobLimitsCore` (local limits), `JobsRedisCore` (createRedisBackend) and `ProviderCore`
-//! (ProviderLimiter) for lib/jobs.js and lib/provider-limiter.js, plus the pure helpers
+//! (ProviderLimiter) for lib/jobs/ and lib/provider-limiter.js, plus the pure helpers
 //! `jobPool`, `jobModelTypeSlots` and `jobAdjustRatios`.
 
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! The limits behind `createLLMRateLimiter` (lib/jobs.js): per model, requests and tokens per
+//! The limits behind `createLLMRateLimiter` (lib/jobs/): per model, requests and tokens per
 //! minute and per UTC day in fixed windows aligned to the epoch, and a concurrency cap.
 //!
 //! A job reserves its estimate in the current windows before it runs ([`ModelState::reserve`])
