@@ -114,7 +114,7 @@ export declare class ResponseCacheCore {
   delete(id: Id, now: number): boolean
   getAsync(id: Id, now: number): Promise<string | null>
   setAsync(id: Id, json: string, now: number): Promise<void>
-  deleteAsync(id: Id): Promise<boolean>
+  deleteAsync(id: Id, now: number): Promise<boolean>
 }
 
 export declare class SemanticCore {
@@ -126,14 +126,14 @@ export declare class SemanticCore {
   /** Stores an entry; returns how many entries were evicted. */
   set(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): number
   delete(key: string, now: number): boolean
-  clear(): number
+  clear(now: number): number
   len(now: number): number
   /** The exact request's entry; brings this process's index up to date on the way. */
   getAsync(key: string, now: number): Promise<SemanticHit | null>
   searchAsync(scope: string, vector: Float32Array, query: string, now: number): Promise<SemanticHit | null>
   setAsync(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): Promise<number>
   deleteAsync(key: string, now: number): Promise<boolean>
-  clearAsync(): Promise<number>
+  clearAsync(now: number): Promise<number>
   lenAsync(now: number): Promise<number>
 }
 
@@ -149,7 +149,7 @@ export declare class SessionStoreCore {
   loadAsync(id: Id, now: number): Promise<string | null>
   appendAsync(id: Id, items: string, now: number): Promise<number>
   touchAsync(id: Id, now: number): Promise<boolean>
-  destroyAsync(id: Id): Promise<boolean>
+  destroyAsync(id: Id, now: number): Promise<boolean>
 }
 
 export declare class TokenBudgetCore {

@@ -172,9 +172,10 @@ class ResponseCache {
   }
 
   #delete(key) {
-    if (this.#memory) return Promise.resolve(this.#core.delete(key, this.#now()))
+    const now = this.#now()
+    if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
     return this.#fallback.run(
-      () => this.#core.deleteAsync(key).then(undefined, rethrow),
+      () => this.#core.deleteAsync(key, now).then(undefined, rethrow),
       () => false,
       (l) => l.#delete(key),
       null,

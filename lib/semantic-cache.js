@@ -281,9 +281,10 @@ class SemanticCache {
   async clear() {
     try {
       this.#recent.clear()
-      if (this.#memory) return this.#core.clear()
+      const now = this.#now()
+      if (this.#memory) return this.#core.clear(now)
       return await this.#viaStore(
-        () => this.#core.clearAsync(),
+        () => this.#core.clearAsync(now),
         () => 0,
         (l) => l.clear(),
       )

@@ -130,7 +130,7 @@ class SessionStore {
 
   /** Deletes the session; resolves true when there was one. */
   destroy(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.destroy(id, now) : this.#core.destroyAsync(id)), () => false, (l) => l.destroy(sessionId))
+    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.destroy(id, now) : this.#core.destroyAsync(id, now)), () => false, (l) => l.destroy(sessionId))
   }
 
   // `open` and `viaLocal` answer under 'fail-open' and 'local' when Redis cannot.

@@ -60,10 +60,10 @@ impl State {
 
   /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
   /// minute count drops, ms until the day count drops]`.
-  fn counts(&mut self, now: u64) -> Vec<u64> {
+  fn counts(&self, now: u64) -> Vec<u64> {
     match self {
       State::Fixed(m) => {
-        m.roll(now);
+        let m = m.view(now);
         vec![
           m.minute.tokens,
           m.minute.requests,
@@ -71,18 +71,12 @@ impl State {
           m.day.requests,
           m.in_flight,
           now,
-          jobs::minute_start(now) + jobs::MINUTE_MS - now,
-          jobs::day_start(now) + jobs::DAY_MS - now,
+          m.minute.start + jobs::MINUTE_MS - now,
+          m.day.start + jobs::DAY_MS - now,
         ]
       }
       State::Sliding(m) => {
-        m.prune(now);
-        let (a, b) = (m.minute.totals(), m.day.totals());
-        let first = |x: &jobs::sliding::Buckets| {
-          x.list
-            .front()
-            .map_or(x.span_ms, |f| f.0 + x.bucket_ms + x.span_ms - now)
-        };
+        let (a, b) = (m.minute.totals_at(now), m.day.totals_at(now));
         vec![
           a.tokens,
           a.requests,
@@ -90,8 +84,8 @@ impl State {
           b.requests,
           m.in_flight,
           now,
-          first(&m.minute),
-          first(&m.day),
+          m.minute.drops_in(now),
+          m.day.drops_in(now),
         ]
       }
     }

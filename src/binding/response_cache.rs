@@ -80,8 +80,8 @@ impl ResponseCacheCore {
   }
 
   #[napi]
-  pub async fn delete_async(&self, id: Id) -> napi::Result<bool> {
+  pub async fn delete_async(&self, id: Id, now: f64) -> napi::Result<bool> {
     let redis = open_redis(&self.backend)?;
-    Ok(redis.delete(&self.key(&id)).await?)
+    Ok(redis.delete(&self.key(&id), remote(now)).await?)
   }
 }

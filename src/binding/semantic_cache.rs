@@ -216,8 +216,8 @@ impl SemanticCore {
   }
 
   #[napi(catch_unwind)]
-  pub fn clear(&self) -> napi::Result<u32> {
-    Ok(self.entries()?.clear() as u32)
+  pub fn clear(&self, now: f64) -> napi::Result<u32> {
+    Ok(self.entries()?.clear(local(now)) as u32)
   }
 
   #[napi(catch_unwind)]
@@ -356,10 +356,10 @@ impl SemanticCore {
   }
 
   #[napi]
-  pub async fn clear_async(&self) -> napi::Result<u32> {
+  pub async fn clear_async(&self, now: f64) -> napi::Result<u32> {
     let redis = open_redis(&self.backend)?;
     let (mirror, _) = self.mirror()?;
-    let n = redis.semantic_clear(&self.keys).await?;
+    let n = redis.semantic_clear(&self.keys, remote(now)).await?;
     lock(mirror).reset();
     Ok(n as u32)
   }

@@ -63,8 +63,13 @@ pub struct Window {
 }
 
 impl Window {
+  /// Moves to the window starting at `start` when it is a later one. A window never goes back:
+  /// a call whose clock reads an earlier window (a clock stepped back, a release sent again
+  /// later with the time it was first made) counts in the newer window it finds, as jobs.lua
+  /// does. Starting the earlier window afresh would forget what the newer one counted, and
+  /// admit it again once the clock came back.
   fn roll(&mut self, start: u64) {
-    if self.start != start {
+    if start > self.start {
       *self = Window {
         start,
         tokens: 0,
@@ -128,6 +133,14 @@ impl ModelState {
     self.day.roll(day_start(now));
   }
 
+  /// The counts as of `now`, without moving the stored windows: looking must not change what
+  /// a later call (whose clock may read earlier) decides.
+  pub fn view(&self, now: u64) -> ModelState {
+    let mut m = *self;
+    m.roll(now);
+    m
+  }
+
   /// Reserves `est` in the current windows and one concurrency slot, or says why not.
   pub fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<Grant, Denied> {
     self.roll(now);
@@ -167,14 +180,15 @@ pub fn check(
   let minute_ok =
     fits(minute.tokens, est.tokens, l.tpm) && fits(minute.requests, est.requests, l.rpm);
   let day_ok = fits(day.tokens, est.tokens, l.tpd) && fits(day.requests, est.requests, l.rpd);
+  // Full until the window in force ends: the newer one when the clock reads an earlier one.
   if !day_ok {
     return Err(Denied::Until {
-      at: day_start(now) + DAY_MS,
+      at: day.start.max(day_start(now)) + DAY_MS,
     });
   }
   if !minute_ok {
     return Err(Denied::Until {
-      at: minute_start(now) + MINUTE_MS,
+      at: minute.start.max(minute_start(now)) + MINUTE_MS,
     });
   }
   if l.concurrency > 0 && in_flight >= l.concurrency {

@@ -42,13 +42,13 @@ impl Session {
     self.head.len() + self.messages.as_ref().map_or(0, String::len)
   }
 
-  /// Size after appending `items` (a comma-separated list of JSON values).
-  pub fn bytes_after_append(&self, items: &str) -> usize {
-    let sep = match &self.messages {
-      Some(list) if !is_empty_list(list) => 1,
-      _ => 0,
-    };
-    self.bytes() + items.len() + sep
+  /// Size after appending `items` (a comma-separated list of JSON values). A session without a
+  /// `messages` array cannot take them, so it has no such size: that refusal comes before any
+  /// size cap (as in `session.lua`).
+  pub fn bytes_after_append(&self, items: &str) -> Result<usize, NotAMessageList> {
+    let list = self.messages.as_ref().ok_or(NotAMessageList)?;
+    let sep = usize::from(!is_empty_list(list));
+    Ok(self.bytes() + items.len() + sep)
   }
 
   /// Appends `items`, a non-empty comma-separated list of JSON values, to the array.
@@ -117,7 +117,7 @@ mod tests {
         head: "{}".into(),
         messages: Some(start.into()),
       };
-      let predicted = s.bytes_after_append("22,33");
+      let predicted = s.bytes_after_append("22,33").unwrap();
       s.append("22,33").unwrap();
       assert_eq!(s.bytes(), predicted);
     }
@@ -129,6 +129,7 @@ mod tests {
       head: "\"just text\"".into(),
       messages: None,
     };
+    assert_eq!(s.bytes_after_append("1"), Err(NotAMessageList));
     assert_eq!(s.append("1"), Err(NotAMessageList));
     assert_eq!(s.assemble(), "\"just text\"");
   }

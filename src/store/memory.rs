@@ -619,7 +619,10 @@ impl MemoryStore {
       }) => s.clone(),
       Some(_) => return Err(WrongType),
     };
-    let size = session.bytes_after_append(items);
+    // A session that is not a message list is refused as such before any size cap.
+    let Ok(size) = session.bytes_after_append(items) else {
+      return Ok(AppendOutcome::NotAMessageList);
+    };
     if max_bytes.is_some_and(|cap| size > cap) {
       return Ok(AppendOutcome::TooLarge(size));
     }
@@ -779,5 +782,22 @@ mod tests {
       Some(r#"{"messages":[1]}"#)
     );
     assert_eq!(store.session_load("s", 100).unwrap(), None);
+  }
+
+  #[test]
+  fn append_to_a_non_list_is_refused_as_such_even_over_the_cap() {
+    // As session.lua decides: a session that cannot take messages has no size after an
+    // append, so the size cap does not apply to it.
+    let store = MemoryStore::new();
+    let raw = Session {
+      head: "7".into(),
+      messages: None,
+    };
+    store.session_save("s", raw, 0, 100);
+    assert_eq!(
+      store.session_append("s", "22,33", 0, 100, Some(1)),
+      Ok(AppendOutcome::NotAMessageList)
+    );
+    assert_eq!(store.session_load("s", 0).unwrap().as_deref(), Some("7"));
   }
 }

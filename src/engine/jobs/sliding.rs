@@ -44,6 +44,29 @@ impl Buckets {
     }
   }
 
+  /// The buckets still counting at `now`, oldest first, without dropping the others (looking
+  /// must not change what a later call, whose clock may read earlier, decides).
+  pub fn live_at(&self, now: u64) -> impl Iterator<Item = &(u64, u64, u64)> {
+    self.list.iter().filter(move |b| self.live_until(b.0) > now)
+  }
+
+  /// When the oldest bucket still counting at `now` stops counting, in ms from `now`; the
+  /// span when none counts.
+  pub fn drops_in(&self, now: u64) -> u64 {
+    self
+      .live_at(now)
+      .next()
+      .map_or(self.span_ms, |b| self.live_until(b.0) - now)
+  }
+
+  /// Totals of the buckets still counting at `now`.
+  pub fn totals_at(&self, now: u64) -> Usage {
+    self.live_at(now).fold(Usage::default(), |u, b| Usage {
+      tokens: u.tokens + b.1,
+      requests: u.requests + b.2,
+    })
+  }
+
   pub fn totals(&self) -> Usage {
     self.list.iter().fold(Usage::default(), |u, b| Usage {
       tokens: u.tokens + b.1,
@@ -51,15 +74,18 @@ impl Buckets {
     })
   }
 
-  /// Adds to the bucket of `at` (never earlier than the newest bucket).
+  /// Adds to the bucket of `at`. Buckets stay ordered by start: a call whose clock reads
+  /// earlier than the newest bucket gets the bucket of its own time, as jobs.lua keeps one
+  /// field per bucket start — so the job's settle finds it and gives the unused estimate back.
   fn add(&mut self, at: u64, u: Usage) {
     let start = at - at % self.bucket_ms;
-    match self.list.back_mut() {
-      Some(b) if b.0 >= start => {
+    let i = self.list.partition_point(|b| b.0 < start);
+    match self.list.get_mut(i) {
+      Some(b) if b.0 == start => {
         b.1 += u.tokens;
         b.2 += u.requests;
       }
-      _ => self.list.push_back((start, u.tokens, u.requests)),
+      _ => self.list.insert(i, (start, u.tokens, u.requests)),
     }
   }
 
@@ -178,6 +204,33 @@ mod tests {
   use super::*;
 
   const T0: u64 = 1_700_000_040_000;
+
+  #[test]
+  fn a_reservation_with_an_earlier_clock_is_refunded_in_its_own_bucket() {
+    // As jobs.lua: the bucket of the reservation's time, so the settle gives back the unused
+    // estimate (merged into the newest bucket, the refund was lost).
+    let l = Limits {
+      tpm: 1_000,
+      ..Limits::default()
+    };
+    let mut s = SlidingState::default();
+    let est = Usage {
+      tokens: 500,
+      requests: 1,
+    };
+    let used = Usage {
+      tokens: 100,
+      requests: 1,
+    };
+    assert_eq!(s.reserve(l, T0 + 60_000, est), Ok(T0 + 60_000));
+    assert_eq!(s.reserve(l, T0, est), Ok(T0));
+    let starts: Vec<u64> = s.minute.list.iter().map(|b| b.0).collect();
+    assert_eq!(starts, vec![T0, T0 + 60_000]);
+    s.settle(T0 + 1, T0, est, used, true);
+    assert_eq!(s.minute.totals().tokens, 600);
+    // The earlier bucket leaves the window first.
+    assert_eq!(s.minute.totals_at(T0 + 61_000).tokens, 500);
+  }
 
   #[test]
   fn the_limit_holds_over_every_trailing_minute() {

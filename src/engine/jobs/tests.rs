@@ -266,3 +266,57 @@ fn ratio_no_change_cases_and_floor() {
   }
   assert!(r[0] >= 0.01 - 1e-9 && r[0] < 0.011, "{r:?}");
 }
+
+#[test]
+fn a_clock_stepped_back_keeps_the_newer_window() {
+  // As jobs.lua: a reserve whose clock reads the previous minute counts in the minute already
+  // in force, and is refused until that minute ends; forgetting it would admit the minute's
+  // jobs again once the clock came back.
+  let l = Limits {
+    rpm: 1,
+    ..Limits::default()
+  };
+  let mut m = ModelState::default();
+  assert_eq!(m.reserve(l, T0, est(100, 1)), Ok(T0));
+  assert_eq!(
+    m.reserve(l, T0 - 1_000, est(100, 1)),
+    Err(Denied::Until { at: T0 + MINUTE_MS })
+  );
+  assert_eq!((m.minute.start, m.minute.requests), (T0, 1));
+  // A settle with the earlier clock lands in the newer minute too (a refund of the grant).
+  m.settle(T0 - 1_000, T0, est(100, 1), est(40, 1), true);
+  assert_eq!((m.minute.tokens, m.day.tokens, m.in_flight), (40, 40, 0));
+  assert!(m.reserve(l, T0 + 5, est(100, 1)).is_err());
+  assert_eq!(
+    m.reserve(l, T0 + MINUTE_MS, est(100, 1)),
+    Ok(T0 + MINUTE_MS)
+  );
+}
+
+#[test]
+fn looking_at_the_counts_moves_no_window() {
+  // A view at a later time, then a call whose clock reads earlier: the call decides as if
+  // nobody had looked (jobs.lua's reads of the counts change nothing either).
+  let l = Limits {
+    rpm: 1,
+    ..Limits::default()
+  };
+  let mut m = ModelState::default();
+  let seen = m.view(T0 + 5);
+  assert_eq!((seen.minute.start, seen.minute.requests), (T0, 0));
+  assert_eq!(m, ModelState::default());
+  assert_eq!(m.reserve(l, T0 - 1, est(0, 1)), Ok(T0 - MINUTE_MS));
+  assert_eq!(m.reserve(l, T0 + 5, est(0, 1)), Ok(T0));
+
+  let mut s = sliding::SlidingState::default();
+  assert!(s.reserve(l, T0, est(0, 1)).is_ok());
+  let later = T0 + MINUTE_MS + sliding::MINUTE_BUCKET_MS;
+  assert_eq!(s.minute.totals_at(later).requests, 0);
+  assert_eq!(s.minute.drops_in(later), MINUTE_MS);
+  assert_eq!(s.minute.totals_at(T0 + 1).requests, 1);
+  assert_eq!(
+    s.minute.drops_in(T0 + 1),
+    MINUTE_MS + sliding::MINUTE_BUCKET_MS - 1
+  );
+  assert_eq!(s.minute.list.len(), 1);
+}

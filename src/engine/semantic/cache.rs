@@ -161,7 +161,10 @@ impl SemanticEntries {
     self.remove(key)
   }
 
-  pub fn clear(&mut self) -> usize {
+  /// Removes every entry; the number of them live at `now` (expired ones are not counted, as
+  /// `semantic_clear.lua` does not count them).
+  pub fn clear(&mut self, now: u64) -> usize {
+    self.sweep(now);
     let n = self.entries.len();
     self.entries.clear();
     self.by_expiry.clear();
@@ -248,6 +251,17 @@ mod tests {
     assert!(c.delete("a", 0));
     assert!(!c.delete("a", 0));
     assert!(c.search("s", &v, "q", 0.5, 0).is_none());
-    assert_eq!(c.clear(), 1);
+    assert_eq!(c.clear(0), 1);
+  }
+
+  #[test]
+  fn clear_counts_only_live_entries() {
+    let mut c = SemanticEntries::new(IndexConfig::default());
+    c.set("a", "s", "q".into(), "1".into(), None, 0, 100, 10)
+      .unwrap();
+    c.set("b", "s", "q".into(), "1".into(), None, 50, 100, 10)
+      .unwrap();
+    assert_eq!(c.clear(100), 1);
+    assert!(c.get("b", 100).is_none());
   }
 }

@@ -125,6 +125,7 @@ struct Scripts {
   budget: Script,
   cache_get: Script,
   put: Script,
+  delete: Script,
   session: Script,
   quota: Script,
 }
@@ -168,6 +169,7 @@ impl RedisStore {
         budget: Script::new(include_str!("scripts/budget.lua")),
         cache_get: Script::new(include_str!("scripts/cache_get.lua")),
         put: Script::new(include_str!("scripts/put.lua")),
+        delete: Script::new(include_str!("scripts/delete.lua")),
         session: Script::new(include_str!("scripts/session.lua")),
         quota: Script::new(include_str!("scripts/quota.lua")),
       },
@@ -180,6 +182,7 @@ impl RedisStore {
     vec![
       ("budget", s.budget.get_hash().to_owned()),
       ("cache_get", s.cache_get.get_hash().to_owned()),
+      ("delete", s.delete.get_hash().to_owned()),
       ("put", s.put.get_hash().to_owned()),
       ("quota", s.quota.get_hash().to_owned()),
       ("rate_limit", s.rate_limit.get_hash().to_owned()),
@@ -549,12 +552,13 @@ impl RedisStore {
     Ok(())
   }
 
-  /// Deletes `key`; true when it existed. A single command, so no script.
-  pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-    let mut cmd = redis::cmd("DEL");
-    cmd.arg(key);
-    let n: i64 = self.command(&cmd).await?;
-    Ok(n > 0)
+  /// Deletes a value written by [`Self::set_text`] or [`Self::session_save`]; true when it was
+  /// live at `now` (an expired one is deleted too, and is not counted: as the MemoryStore).
+  pub async fn delete(&self, key: &str, now: Option<u64>) -> Result<bool, StoreError> {
+    let mut inv = self.scripts.delete.prepare_invoke();
+    inv.key(key).arg(now_arg(now));
+    let n: i64 = self.run(inv).await?;
+    Ok(n == 1)
   }
 
   /// One Quota request on a scope (quota.lua) whose keys start with `base` (see

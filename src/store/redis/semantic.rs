@@ -278,9 +278,17 @@ impl RedisStore {
     Ok(n == 1)
   }
 
-  pub async fn semantic_clear(&self, keys: &SemanticKeys) -> Result<u64, StoreError> {
+  pub async fn semantic_clear(
+    &self,
+    keys: &SemanticKeys,
+    now: Option<u64>,
+  ) -> Result<u64, StoreError> {
     let mut inv = CLEAR.prepare_invoke();
-    inv.key(keys.ids()).key(keys.log()).arg(keys.entry_prefix());
+    inv
+      .key(keys.ids())
+      .key(keys.log())
+      .arg(keys.entry_prefix())
+      .arg(now_arg(now));
     self.run(inv).await
   }
 
