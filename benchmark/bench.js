@@ -19,9 +19,12 @@
 // 9. Quota at scale: reserve + commit with 2,000, 10,000 and 20,000 requests in the TPM
 //    window, in-process and on Redis, with Redis's own time per script call (quota.js).
 // 10. Bytes per live id of every class on a MemoryStore, 1M ids (memory.js).
+// 11. The guard: one acquire + settle over five limits vs the same policy hand-built from the
+//     single classes vs rate-limiter-flexible's RateLimiterUnion, in-process and on Redis, at
+//     20 and 20,000 users and window entries (guard.js).
 //
 // `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
-// quota, memory).
+// quota, memory, guard).
 
 const os = require('node:os')
 const path = require('node:path')
@@ -307,6 +310,7 @@ const SECTIONS = {
   semantic: () => require('./semantic.js').semanticBench(),
   quota: () => require('./quota.js').quotaScaleBench(),
   memory: () => require('./memory.js').memoryBench(),
+  guard: () => require('./guard.js').guardBench(),
 }
 const wanted = process.argv.slice(2)
 for (const name of wanted) {
