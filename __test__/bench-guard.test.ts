@@ -12,7 +12,7 @@ it('the guard bench prints every contender for every size, in-process and on Red
   const { stdout } = await run(process.execPath, [path.join(root, 'benchmark', 'bench.js'), 'guard'], {
     timeout: 110_000,
     // REDIS_URL empty: the bench starts a redis-server of its own, so MONITOR sees only its calls.
-    env: { ...process.env, REDIS_URL: '', GUARD_BENCH_N: '60', GUARD_BENCH_USERS: '3,40', GUARD_BENCH_ENTRIES: '5,50' },
+    env: { ...process.env, REDIS_URL: '', GUARD_BENCH_N: '60', GUARD_BENCH_ROUNDS: '1', GUARD_BENCH_USERS: '3,40', GUARD_BENCH_ENTRIES: '5,50' },
   })
   const rows = stdout.split('\n')
   for (const size of ['3 × 5', '3 × 50', '40 × 5', '40 × 50']) {

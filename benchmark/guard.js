@@ -13,13 +13,15 @@
 // the entries in the sliding windows (a clock the bench moves by 60,000 / entries ms a call,
 // so the provider's TPM window holds 20 or 20,000 calls once full; each user's RPM window
 // holds entries / users of them, at least one). A decision must cost the same at 20 as at
-// 20,000. The windows are filled before anything is measured.
+// 20,000. The windows are filled before anything is measured. Each timing is the best of 5
+// rounds, the contenders taking turns (the machine may be shared with other work).
 //
 // The limits are far away: every call is admitted, so each does the full work.
 //
 // Sizes: BENCH_QUICK=1 for smaller runs; GUARD_BENCH_N=<calls> sets the calls timed per
-// measurement (the other sizes follow it) and GUARD_BENCH_USERS / GUARD_BENCH_ENTRIES the grid
-// (comma-separated) — the smoke test runs it tiny.
+// measurement (the other sizes follow it), GUARD_BENCH_ROUNDS the rounds (default 5) and
+// GUARD_BENCH_USERS / GUARD_BENCH_ENTRIES the grid (comma-separated) — the smoke test runs it
+// tiny.
 
 const os = require('node:os')
 const Redis = require('ioredis')
@@ -37,6 +39,8 @@ const RN = Math.max(20, Math.floor(N / 100))
 const CALLERS = 256
 const PER_CALLER = Math.max(2, Math.floor(N / 10_000))
 const WATCHED = Math.min(200, RN)
+/** Rounds of each timing, the contenders taking turns. */
+const ROUNDS = Number(process.env.GUARD_BENCH_ROUNDS) || 5
 
 const MODEL = 'gpt-4o-mini'
 const REQUEST = { model: MODEL, tokens: 500, maxTokens: 200 }
@@ -46,7 +50,6 @@ const HOLD_MS = 3_600_000
 const MAX = { rpm: 10_000_000, tpd: 1e12, usdMonth: 1_000_000, tpm: 1e12, concurrent: 100_000 }
 
 const fmt = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 /** The bench's clock, moved by `step` ms before each call (the window fill). */
 function stepClock(step) {
@@ -58,8 +61,6 @@ function stepClock(step) {
       t += step
       return call(ctx)
     },
-    // A fresh stretch of time for the next contender (its windows are filled by its own calls).
-    skip: () => (t += 40 * 86_400_000),
   }
 }
 
@@ -164,31 +165,38 @@ function unionContender(make, prefix) {
 
 // ---- measuring ---------------------------------------------------------------------------------
 
-/** µs per call, one caller awaiting each; median of rounds. */
-async function perCall(call, ctxs, n, rounds = 3) {
-  let i = 0
-  const times = []
-  for (let r = 0; r < rounds; r++) {
-    const t0 = process.hrtime.bigint()
-    for (let k = 0; k < n; k++) await call(ctxs[i++ % ctxs.length])
-    times.push(Number(process.hrtime.bigint() - t0) / n / 1000)
-  }
-  return median(times)
+/** µs per call over `n` calls, one caller awaiting each. */
+async function perCall(call, ctxs, n) {
+  const t0 = process.hrtime.bigint()
+  for (let k = 0; k < n; k++) await call(ctxs[k % ctxs.length])
+  return Number(process.hrtime.bigint() - t0) / n / 1000
 }
 
-/** ops/s with `callers` loops at once, `per` calls each; median of rounds. */
-async function throughput(call, ctxs, callers, per, rounds = 3) {
+/** ops/s with `callers` loops at once, `per` calls each. */
+async function throughput(call, ctxs, callers, per) {
   let i = 0
   const loop = async () => {
     for (let k = 0; k < per; k++) await call(ctxs[i++ % ctxs.length])
   }
-  const rates = []
+  const t0 = process.hrtime.bigint()
+  await Promise.all(Array.from({ length: callers }, loop))
+  return (callers * per) / (Number(process.hrtime.bigint() - t0) / 1e9)
+}
+
+/**
+ * `measure(call)` of every contender, in turns (guard, hand-built, union, guard, …) so that a
+ * change of the machine's load falls on all of them; the best of `rounds` each (`best` picks
+ * it: on a shared machine the least disturbed round is the closest to the call's own cost).
+ */
+async function inTurns(calls, measure, rounds, best) {
+  const out = {}
   for (let r = 0; r < rounds; r++) {
-    const t0 = process.hrtime.bigint()
-    await Promise.all(Array.from({ length: callers }, loop))
-    rates.push((callers * per) / (Number(process.hrtime.bigint() - t0) / 1e9))
+    for (const [name, call] of Object.entries(calls)) {
+      const x = await measure(call)
+      out[name] = r === 0 ? x : best(out[name], x)
+    }
   }
-  return median(rates)
+  return out
 }
 
 /** Fills the windows: `n` calls, 256 at once. */
@@ -276,23 +284,21 @@ async function guardBench() {
   for (const users of USERS) for (const entries of ENTRIES) grid.push({ users, entries, ctxs: contexts(users), step: 60_000 / entries })
 
   // ---- in-process --------------------------------------------------------------------------
+  // Each contender has a clock and a store of its own: its windows hold its own calls only.
   const mem = {}
   for (const g of grid) {
-    const clock = stepClock(g.step)
-    const store = new MemoryStore({ now: clock.now })
-    const row = {}
-    const contenders = {
-      guard: guardContender(store, 'g:'),
-      hand: handBuiltContender(store, 'h:', g.ctxs, clock),
-      union: unionContender((o) => new RateLimiterMemory(o), 'u'),
+    const calls = {}
+    const made = {
+      guard: (store) => guardContender(store, 'g:'),
+      hand: (store, clock) => handBuiltContender(store, 'h:', g.ctxs, clock),
+      union: () => unionContender((o) => new RateLimiterMemory(o), 'u'),
     }
-    for (const [name, untimed] of Object.entries(contenders)) {
-      clock.skip()
-      const call = clock.ticking(untimed)
-      await fill(call, g.ctxs, Math.max(g.entries, g.users) + 2_000) // fill + warm up
-      row[name] = await perCall(call, g.ctxs, N)
+    for (const [name, make] of Object.entries(made)) {
+      const clock = stepClock(g.step)
+      calls[name] = clock.ticking(make(new MemoryStore({ now: clock.now }), clock))
+      await fill(calls[name], g.ctxs, Math.max(g.entries, g.users) + 2_000) // fill + warm up
     }
-    mem[key(g)] = row
+    mem[key(g)] = await inTurns(calls, (call) => perCall(call, g.ctxs, N), ROUNDS, Math.min)
   }
 
   // ---- Redis -------------------------------------------------------------------------------
@@ -305,31 +311,34 @@ async function guardBench() {
     const base = `bench:guard:${Date.now()}:`
     let run = 0
     for (const g of grid) {
-      const clock = stepClock(g.step)
-      const store = new RedisStore({ url: server.url, now: clock.now })
       const p = `${base}${run++}:`
-      const row = {}
-      const contenders = {
-        guard: guardContender(store, `${p}g:`),
-        hand: handBuiltContender(store, `${p}h:`, g.ctxs, clock),
-        union: unionContender((o) => new RateLimiterRedis({ storeClient: ioredis, ...o }), `${p}u`),
+      const stores = []
+      const calls = {}
+      const made = {
+        guard: (store) => guardContender(store, `${p}g:`),
+        hand: (store, clock) => handBuiltContender(store, `${p}h:`, g.ctxs, clock),
+        union: () => unionContender((o) => new RateLimiterRedis({ storeClient: ioredis, ...o }), `${p}u`),
       }
-      for (const [name, untimed] of Object.entries(contenders)) {
-        clock.skip()
-        const call = clock.ticking(untimed)
-        await fill(call, g.ctxs, Math.max(g.entries, g.users) + 2 * CALLERS)
-        const ops = await throughput(call, g.ctxs, CALLERS, PER_CALLER)
-        const us = await perCall(call, g.ctxs, RN)
-        const one = (n) => () => perCall(call, g.ctxs, n, 1)
-        const many = () => throughput(call, g.ctxs, CALLERS, PER_CALLER, 1)
-        const cmds = await commandsPerCall(server.url, admin, one(WATCHED), WATCHED)
+      for (const [name, make] of Object.entries(made)) {
+        const clock = stepClock(g.step)
+        const store = new RedisStore({ url: server.url, now: clock.now })
+        stores.push(store)
+        calls[name] = clock.ticking(make(store, clock))
+        await fill(calls[name], g.ctxs, Math.max(g.entries, g.users) + 2 * CALLERS)
+      }
+      const ops = await inTurns(calls, (call) => throughput(call, g.ctxs, CALLERS, PER_CALLER), ROUNDS, Math.max)
+      const us = await inTurns(calls, (call) => perCall(call, g.ctxs, RN), ROUNDS, Math.min)
+      const row = {}
+      for (const [name, call] of Object.entries(calls)) {
+        const cmds = await commandsPerCall(server.url, admin, () => perCall(call, g.ctxs, WATCHED), WATCHED)
         // With 256 callers, calls in one event-loop turn may share a script call.
+        const many = () => throughput(call, g.ctxs, CALLERS, PER_CALLER)
         const loaded = await commandsPerCall(server.url, admin, many, CALLERS * PER_CALLER)
         const serverUs = await serverUsPerCall(admin, many, CALLERS * PER_CALLER, Object.keys(loaded.counts))
-        row[name] = { us, ops, ...cmds, tripsLoaded: loaded.trips, serverUs }
+        row[name] = { us: us[name], ops: ops[name], ...cmds, tripsLoaded: loaded.trips, serverUs }
       }
       red[key(g)] = row
-      await store.close()
+      for (const store of stores) await store.close()
     }
     ioredis.disconnect()
     admin.disconnect()
@@ -339,7 +348,7 @@ async function guardBench() {
 
   // ---- report ------------------------------------------------------------------------------
   const NAMES = { guard: 'tollgate Guard, 5 limits', hand: 'hand-built from 5 tollgate classes', union: 'RateLimiterUnion × 5 (requests only)' }
-  console.log(`per acquire + settle: in-process µs (1 caller, ${fmt(N)} calls); on Redis: µs (1 caller, ${fmt(RN)} calls), ops/s (${CALLERS} callers),`)
+  console.log(`per acquire + settle, best of ${ROUNDS} rounds taken in turns: in-process µs (1 caller, ${fmt(N)} calls); on Redis: µs (1 caller, ${fmt(RN)} calls), ops/s (${CALLERS} callers),`)
   console.log(`round trips per call counted with MONITOR (1 caller: ${WATCHED} calls; ${CALLERS} callers: ${fmt(CALLERS * PER_CALLER)} calls), Redis's own µs per call (INFO commandstats)`)
   console.log(
     `${'users × window entries'.padEnd(24)} ${'contender'.padEnd(38)} ${'in-process'.padStart(12)} ${'Redis'.padStart(12)} ${'256 callers'.padStart(15)} ${'trips/call'.padStart(11)} ${'at 256'.padStart(7)} ${'Redis CPU'.padStart(11)}`,
