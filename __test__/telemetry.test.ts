@@ -90,6 +90,31 @@ describe('OpenTelemetry metrics of a guard', () => {
     expect(asked).toBe(1)
   })
 
+  it('through the global MeterProvider: nothing while it is the no-op, recorded once an SDK registers one', async () => {
+    const { metrics } = await import('@opentelemetry/api')
+    const g = new Guard({ store: new MemoryStore(), limits: [{ id: 'r', scope: 'x', requests: 100, per: '1m' }] })
+    await (await g.acquire({}, req)).settle({ inputTokens: 5, outputTokens: 5 }) // no-op provider: dropped
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE)
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 })
+    const meterProvider = new MeterProvider({ readers: [reader] })
+    expect(metrics.setGlobalMeterProvider(meterProvider)).toBe(true)
+    try {
+      await (await g.acquire({}, req)).settle({ inputTokens: 7, outputTokens: 3 })
+      await reader.forceFlush()
+      const tokens = exporter
+        .getMetrics()
+        .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
+        .find((m) => m.descriptor.name === 'gen_ai.client.token.usage')!
+      expect(tokens.dataPoints.map((p: any) => [p.attributes['gen_ai.token.type'], p.value.sum])).toEqual([
+        ['input', 7],
+        ['output', 3],
+      ])
+    } finally {
+      metrics.disable()
+      await meterProvider.shutdown()
+    }
+  })
+
   it('importing tollgate never loads @opentelemetry/api, and a guard runs without it', async () => {
     const script = `
       const Module = require('node:module')

@@ -786,6 +786,11 @@ class Guard {
       } else {
         meters = nums === null ? Promise.resolve() : this.#endMeters(names, nums)
       }
+      if (after.length === 0 && this.#memory && !release.replay) {
+        // In-process and nothing else to wait for: the meters were ended synchronously.
+        this.#freed()
+        return meters
+      }
       return Promise.all([meters, ...after]).then(() => {
         this.#freed()
         return undefined

@@ -74,15 +74,36 @@ class GuardTelemetry {
     })
   }
 
-  #base(model) {
-    return { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': this.#provider(model), 'gen_ai.request.model': model }
+  /** model → its attribute sets, made once (at most 1,024 models). */
+  #attrs = new Map()
+
+  #for(model) {
+    let a = this.#attrs.get(model)
+    if (a === undefined) {
+      const base = Object.freeze({ 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': this.#provider(model), 'gen_ai.request.model': model })
+      a = {
+        base,
+        input: Object.freeze({ ...base, 'gen_ai.token.type': 'input' }),
+        output: Object.freeze({ ...base, 'gen_ai.token.type': 'output' }),
+        cancelled: Object.freeze({ ...base, 'error.type': 'cancelled' }),
+        admitted: Object.freeze({ 'tollgate.outcome': 'admitted', 'gen_ai.request.model': model }),
+      }
+      if (this.#attrs.size >= 1024) this.#attrs.clear()
+      this.#attrs.set(model, a)
+    }
+    return a
   }
 
   /** A decision was made (`limits`: the applicable ones, with their maxima). */
   decided(d, model, limits) {
-    const a = { 'tollgate.outcome': d.cached !== null && d.cached !== undefined ? 'cached' : d.ok ? 'admitted' : 'refused', 'gen_ai.request.model': model }
-    if (!d.ok) a['tollgate.limit'] = d.limit
-    if (d.fallback) a['tollgate.fallback'] = d.fallback
+    const cached = d.cached !== null && d.cached !== undefined
+    let a
+    if (d.ok && !cached && !d.fallback) a = this.#for(model).admitted
+    else {
+      a = { 'tollgate.outcome': cached ? 'cached' : d.ok ? 'admitted' : 'refused', 'gen_ai.request.model': model }
+      if (!d.ok) a['tollgate.limit'] = d.limit
+      if (d.fallback) a['tollgate.fallback'] = d.fallback
+    }
     this.#decisions.add(1, a)
     if (d.ok && limits !== null) {
       for (const l of limits) {
@@ -96,16 +117,16 @@ class GuardTelemetry {
 
   /** A call ended: settled with `usage` (cost in USD, or null when not priced) or cancelled. */
   ended(model, startedAt, usage, usd) {
-    const base = this.#base(model)
+    const a = this.#for(model)
     const seconds = Math.max(0, (performance.now() - startedAt) / 1000)
     if (usage === null) {
-      this.#duration.record(seconds, { ...base, 'error.type': 'cancelled' })
+      this.#duration.record(seconds, a.cancelled)
       return
     }
-    this.#duration.record(seconds, base)
-    this.#tokens.record(usage.inputTokens, { ...base, 'gen_ai.token.type': 'input' })
-    this.#tokens.record(usage.outputTokens, { ...base, 'gen_ai.token.type': 'output' })
-    if (usd !== null) this.#cost.add(usd, base)
+    this.#duration.record(seconds, a.base)
+    this.#tokens.record(usage.inputTokens, a.input)
+    this.#tokens.record(usage.outputTokens, a.output)
+    if (usd !== null) this.#cost.add(usd, a.base)
   }
 }
 
@@ -119,9 +140,47 @@ function telemetryFor(option, version) {
   const o = option === undefined || option === true ? {} : option
   const otel = loadApi()
   if (otel === null) return null
-  const meterProvider = o.meterProvider || otel.metrics.getMeterProvider()
-  const meter = meterProvider.getMeter('tollgate', version)
-  return new GuardTelemetry(meter, typeof o.provider === 'function' ? o.provider : providerOf)
+  const provider = typeof o.provider === 'function' ? o.provider : providerOf
+  if (o.meterProvider) return new GuardTelemetry(o.meterProvider.getMeter('tollgate', version), provider)
+  return new GlobalTelemetry(otel, version, provider)
+}
+
+/**
+ * Telemetry through the API's global MeterProvider, which an app may register after its guards
+ * are made: while it is the API's no-op, nothing is recorded (and nothing is built per call);
+ * instruments are made from whatever provider is registered when it changes.
+ */
+class GlobalTelemetry {
+  #otel
+  #version
+  #provider
+  #current = null
+  #telemetry = null
+
+  constructor(otel, version, provider) {
+    this.#otel = otel
+    this.#version = version
+    this.#provider = provider
+  }
+
+  #active() {
+    const p = this.#otel.metrics.getMeterProvider()
+    if (p !== this.#current) {
+      this.#current = p
+      this.#telemetry = p.constructor && p.constructor.name === 'NoopMeterProvider' ? null : new GuardTelemetry(p.getMeter('tollgate', this.#version), this.#provider)
+    }
+    return this.#telemetry
+  }
+
+  decided(d, model, limits) {
+    const t = this.#active()
+    if (t !== null) t.decided(d, model, limits)
+  }
+
+  ended(model, startedAt, usage, usd) {
+    const t = this.#active()
+    if (t !== null) t.ended(model, startedAt, usage, usd)
+  }
 }
 
 module.exports = { telemetryFor, providerOf }

@@ -498,19 +498,20 @@ impl MemoryStore {
     for key in keys {
       match ks.live(key, now) {
         None => taken.push(Box::default()),
-        Some(Entry {
-          value: Value::Meter(m),
-          ..
-        }) => taken.push(std::mem::take(m)),
+        // The meter's box itself is taken (an empty text left in its place until it is put
+        // back): no allocation per meter per call.
+        Some(entry) if matches!(entry.value, Value::Meter(_)) => {
+          if let Value::Meter(m) = std::mem::replace(&mut entry.value, Value::Text(String::new())) {
+            taken.push(m);
+          }
+        }
         Some(_) => {
           // Put back what was taken: nothing changes on a refused call.
           for (k, m) in keys.iter().zip(taken) {
-            if let Some(Entry {
-              value: Value::Meter(slot),
-              ..
-            }) = ks.map.get_mut(k.as_str())
-            {
-              *slot = m;
+            if let Some(e) = ks.map.get_mut(k.as_str()) {
+              if matches!(&e.value, Value::Text(t) if t.is_empty()) {
+                e.value = Value::Meter(m);
+              }
             }
           }
           return Err(WrongType);
@@ -650,6 +651,32 @@ pub enum AppendOutcome {
 mod tests {
   use super::*;
   use sliding_window::{Limit, Op};
+
+  #[test]
+  fn meters_of_a_decision_that_meets_another_kind_are_left_as_they_were() {
+    use crate::engine::guard::{acquire, Kind, Spec};
+    let store = MemoryStore::new();
+    let keys = vec!["m1".to_owned(), "t".to_owned()];
+    let kinds = [Kind::Concurrent { max: 5 }, Kind::Concurrent { max: 5 }];
+    let spec = Spec {
+      kind: kinds[0],
+      amount: 0,
+    };
+    store
+      .meters(&keys[..1], &kinds[..1], 0, |m| acquire(m, &[spec], 0, 1_000))
+      .unwrap();
+    store.set_text("t", "x".into(), 0, 10_000);
+    assert_eq!(
+      store.meters(&keys, &kinds, 1, |m| m.len()),
+      Err(WrongType)
+    );
+    // the first meter is back, with its hold
+    let held = store
+      .meters(&keys[..1], &kinds[..1], 2, |m| m[0].holds())
+      .unwrap();
+    assert_eq!(held, 1);
+    assert_eq!(store.get_text("t", 2).as_deref(), Some("x"));
+  }
 
   #[test]
   fn expired_keys_are_reclaimed_without_being_touched() {
