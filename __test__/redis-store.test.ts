@@ -254,7 +254,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'delete.lua': 'f5b91aba3529d91ec662c16e6dbeeefe84c60011',
-      'guard.lua': '4094c084f6122759b4523a3ea4c657ee4c8ab074',
+      'guard.lua': '5aeda577eaea9940deeda4d9c82fba73d17b4366',
       'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
       'provider.lua': 'e980a2846815d03268a544d162393822caa79b59',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
@@ -302,6 +302,11 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
     // The hold sets are gone (empty); these holds make them again, under TTLs set earlier.
     await g.acquire({}, req)
     await g.acquire({}, req)
+    // A meter only ever peeked (a period started, nothing counted) expires too.
+    const peeked = new Guard({ store, prefix: `${prefix}p:`, limits: [{ id: 'd', scope: 'a', requests: 1, per: 'day' }] })
+    await peeked.peek({})
+    expect(await admin.pttl(`${prefix}p:{gd:a}:m`)).toBeGreaterThan(0)
+    await admin.del(`${prefix}p:{gd:a}:m`)
     const keys = await admin.keys(`${prefix}*`)
     expect(keys.sort()).toEqual([`${prefix}{gc:a}:x`, `${prefix}{gd:a}:m`, `${prefix}{gd:a}:x`, `${prefix}{gw:a}:m`, `${prefix}{gw:a}:x`, `${prefix}{gc:a}:m`].sort())
     for (const k of keys) expect(await admin.pttl(k), k).toBeGreaterThan(0)

@@ -2,7 +2,9 @@
 -- nothing, for every meter of a decision at once (one hash slot on a single server; a Cluster
 -- sends one meter per call, see store/redis/guard.rs).
 -- KEYS[2i-1]    meter i's HASH: n next hold number, t total, p period, c entries in the window,
---               l newest entry's time, u time until which the keys' TTL is known to last,
+--               l newest entry's time, f oldest entry's time, u time until which the keys' TTL
+--               is known to last, xe a time no later than the earliest hold's expiry (-1: no
+--               hold), xl a time no earlier than the latest hold's expiry;
 --               e<number> "at amount" (window entries), h<number> "amount period expires" (holds)
 -- KEYS[2i]      meter i's ZSET of hold numbers by expiry time
 -- ARGV[1]       'a' acquire | 'e' end holds (settle or cancel) | 'p' peek | 'r' record (count
@@ -15,6 +17,11 @@
 -- Returns       'a': {ok 0|1, first refusing meter (0-based) or -1, wait ms or -1 (never),
 --               remaining..., hold numbers... (when ok)}
 --               'e': {1 if the hold was outstanding else 0, ...}   'p', 'r': {remaining, ...}
+--
+-- Cost: each command a script runs costs about as much Lua around it as the command itself, so
+-- a meter's header carries what saves commands (its oldest entry's time, bounds of its holds'
+-- expiries), reads go through the writes made so far, and each meter's writes are sent at the
+-- end as one HSET and one HDEL.
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local hold_ms = tonumber(ARGV[3])
@@ -31,16 +38,39 @@ end
 
 local function meter(i)
   local b = 3 + (i - 1) * F
-  local h = redis.call('HMGET', KEYS[2 * i - 1], 'n', 't', 'p', 'c', 'l', 'u')
+  local h = redis.call('HMGET', KEYS[2 * i - 1], 'n', 't', 'p', 'c', 'l', 'f', 'u', 'xe', 'xl')
   return {
     k = KEYS[2 * i - 1], x = KEYS[2 * i],
     kind = ARGV[b + 1], max = tonumber(ARGV[b + 2]), a = tonumber(ARGV[b + 3]),
     b = tonumber(ARGV[b + 4]), amount = tonumber(ARGV[b + 5]), number = tonumber(ARGV[b + 6]),
     expires = tonumber(ARGV[b + 7]),
     next = tonumber(h[1]) or 0, total = tonumber(h[2]) or 0, period = tonumber(h[3]) or 0,
-    count = tonumber(h[4]) or 0, last = tonumber(h[5]) or 0, until_ = tonumber(h[6]) or 0,
-    dirty = false,
+    count = tonumber(h[4]) or 0, last = tonumber(h[5]) or 0, front = tonumber(h[6]),
+    until_ = tonumber(h[7]) or 0, xe = tonumber(h[8]) or -1, xl = tonumber(h[9]) or 0,
+    dirty = false, set = {}, gone = {},
   }
+end
+
+-- A field as written so far in this call, else as stored.
+local function get(m, f)
+  local v = m.set[f]
+  if v ~= nil then
+    return v
+  end
+  if m.gone[f] then
+    return nil
+  end
+  return redis.call('HGET', m.k, f)
+end
+
+local function put(m, f, v)
+  m.set[f] = v
+  m.gone[f] = nil
+end
+
+local function drop(m, f)
+  m.set[f] = nil
+  m.gone[f] = true
 end
 
 -- A hold's amount becomes `actual` where it is still counted (0 gives all back).
@@ -48,11 +78,11 @@ local function apply(m, number, amount, period, actual)
   if m.kind == 'w' then
     if number >= m.next - m.count then
       local f = 'e' .. int(number)
-      local e = redis.call('HGET', m.k, f)
+      local e = get(m, f)
       if e then
         local at, old = string.match(e, '^(%d+) (%d+)$')
         m.total = m.total - tonumber(old) + actual
-        redis.call('HSET', m.k, f, at .. ' ' .. int(actual))
+        put(m, f, at .. ' ' .. int(actual))
       end
     end
   elseif m.kind == 'p' then
@@ -69,34 +99,45 @@ end
 -- Expired holds give back what they took; entries that left the window go; a new period
 -- starts from zero (a clock that went back never reopens an older one).
 local function refresh(m)
-  local due = redis.call('ZRANGEBYSCORE', m.x, '-inf', now)
-  if #due > 0 then
+  if m.xe >= 0 and m.xe <= now then
+    local due = redis.call('ZRANGEBYSCORE', m.x, '-inf', now)
     for _, member in ipairs(due) do
       local f = 'h' .. member
-      local h = redis.call('HGET', m.k, f)
+      local h = get(m, f)
       if h then
-        redis.call('HDEL', m.k, f)
+        drop(m, f)
         local amount, period = string.match(h, '^(%d+) (%d+) ')
         apply(m, tonumber(member), tonumber(amount), tonumber(period), 0)
       end
     end
-    redis.call('ZREMRANGEBYSCORE', m.x, '-inf', now)
+    if #due > 0 then
+      redis.call('ZREMRANGEBYSCORE', m.x, '-inf', now)
+    end
+    local first = redis.call('ZRANGE', m.x, 0, 0, 'WITHSCORES')
+    m.xe = #first > 0 and tonumber(first[2]) or -1
+    m.dirty = true
   end
   if m.kind == 'w' then
     while m.count > 0 do
       local f = 'e' .. int(m.next - m.count)
-      local e = redis.call('HGET', m.k, f)
-      local at, amount = 0, 0
-      if e then
-        at, amount = string.match(e, '^(%d+) (%d+)$')
-        at, amount = tonumber(at), tonumber(amount)
-        if at + m.a > now then
-          break
+      local at, amount = m.front, nil
+      if at == nil or at + m.a <= now then
+        local e = get(m, f)
+        if e then
+          at, amount = string.match(e, '^(%d+) (%d+)$')
+          at, amount = tonumber(at), tonumber(amount)
+        else
+          at, amount = 0, 0
         end
       end
-      redis.call('HDEL', m.k, f)
+      if at + m.a > now then
+        m.front = at
+        break
+      end
+      drop(m, f)
       m.total = m.total - amount
       m.count = m.count - 1
+      m.front = nil
       m.dirty = true
     end
   elseif m.kind == 'p' and m.a > m.period then
@@ -128,7 +169,7 @@ local function wait(m)
     local freed, at_last = 0, now
     local front = m.next - m.count
     for j = 0, math.min(m.count, WAIT_WALK) - 1 do
-      local e = redis.call('HGET', m.k, 'e' .. int(front + j))
+      local e = get(m, 'e' .. int(front + j))
       if e then
         local at, amt = string.match(e, '^(%d+) (%d+)$')
         freed = freed + tonumber(amt)
@@ -149,46 +190,75 @@ local function wait(m)
   return math.max(1, tonumber(first[2]) - now)
 end
 
+-- A window entry of `amount` at `now` (entries stay in time order even when callers' clocks
+-- disagree a little).
+local function push(m, amount)
+  local at = now
+  if m.count > 0 and m.last > now then
+    at = m.last
+  end
+  put(m, 'e' .. int(m.next), int(at) .. ' ' .. int(amount))
+  if m.count == 0 then
+    m.front = at
+  end
+  m.count = m.count + 1
+  m.last = at
+end
+
 local function hold(m, expires)
   local number = m.next
-  m.next = m.next + 1
   local amount = need(m)
   if m.kind == 'w' then
-    local at = now
-    if m.count > 0 and m.last > now then
-      at = m.last -- entries stay in time order even when callers' clocks disagree a little
-    end
-    redis.call('HSET', m.k, 'e' .. int(number), int(at) .. ' ' .. int(amount))
-    m.count = m.count + 1
-    m.last = at
+    push(m, amount)
   end
+  m.next = m.next + 1
   m.total = m.total + amount
-  redis.call('HSET', m.k, 'h' .. int(number), int(amount) .. ' ' .. int(m.period) .. ' ' .. int(expires))
+  put(m, 'h' .. int(number), int(amount) .. ' ' .. int(m.period) .. ' ' .. int(expires))
   redis.call('ZADD', m.x, expires, int(number))
+  if m.xe < 0 or expires < m.xe then
+    m.xe = expires
+  end
+  m.xl = math.max(m.xl, expires)
   m.held = true
   m.dirty = true
   return number
 end
 
--- Writes the header back and makes the keys outlive what they hold (engine: keep_until).
+-- Writes what changed in one HSET and one HDEL, and makes the keys outlive what they hold
+-- (engine: keep_until).
 local function save(m)
   if not m.dirty then
     return
   end
-  local keep = 0
-  local last_hold = redis.call('ZRANGE', m.x, -1, -1, 'WITHSCORES')
-  if #last_hold > 0 then
-    keep = tonumber(last_hold[2])
-  end
+  local keep = m.xe >= 0 and m.xl or 0
   if m.kind == 'w' and m.count > 0 then
     keep = math.max(keep, m.last + m.a)
   elseif m.kind == 'p' and m.total > 0 then
     keep = math.max(keep, m.b)
   end
-  redis.call('HSET', m.k, 'n', int(m.next), 't', int(m.total), 'p', int(m.period), 'c', int(m.count), 'l', int(m.last))
-  if keep > m.until_ then
-    m.until_ = keep + SLACK
-    redis.call('HSET', m.k, 'u', int(m.until_))
+  -- A new hash always gets a TTL, even when it holds nothing yet (a period peeked once).
+  local ttl = false
+  if keep > m.until_ or m.until_ == 0 then
+    m.until_ = math.max(keep, now) + SLACK
+    ttl = true
+  end
+  local args = {
+    'n', int(m.next), 't', int(m.total), 'p', int(m.period), 'c', int(m.count), 'l', int(m.last),
+    'f', m.front and int(m.front) or '', 'u', int(m.until_), 'xe', int(m.xe), 'xl', int(m.xl),
+  }
+  for f, v in pairs(m.set) do
+    args[#args + 1] = f
+    args[#args + 1] = v
+  end
+  redis.call('HSET', m.k, unpack(args))
+  local gone = {}
+  for f in pairs(m.gone) do
+    gone[#gone + 1] = f
+  end
+  if #gone > 0 then
+    redis.call('HDEL', m.k, unpack(gone))
+  end
+  if ttl then
     redis.call('PEXPIRE', m.k, math.max(1, m.until_ - now))
     redis.call('PEXPIRE', m.x, math.max(1, m.until_ - now))
   elseif m.held then
@@ -238,12 +308,12 @@ if op == 'a' then
 elseif op == 'e' then
   for i, m in ipairs(meters) do
     local f = 'h' .. int(m.number)
-    local h = redis.call('HGET', m.k, f)
+    local h = get(m, f)
     local done = 0
     if h then
       local amount, period, expires = string.match(h, '^(%d+) (%d+) (%d+)$')
       if tonumber(expires) == m.expires then
-        redis.call('HDEL', m.k, f)
+        drop(m, f)
         redis.call('ZREM', m.x, int(m.number))
         local actual = m.amount
         if actual < 0 then
@@ -259,14 +329,8 @@ else
   for i, m in ipairs(meters) do
     if op == 'r' then
       if m.kind == 'w' then
-        local at = now
-        if m.count > 0 and m.last > now then
-          at = m.last
-        end
-        redis.call('HSET', m.k, 'e' .. int(m.next), int(at) .. ' ' .. int(m.amount))
+        push(m, m.amount)
         m.next = m.next + 1
-        m.count = m.count + 1
-        m.last = at
         m.total = m.total + m.amount
         m.dirty = true
       elseif m.kind == 'p' and m.a == m.period then
