@@ -19,9 +19,11 @@
 // 9. Quota at scale: reserve + commit with 2,000, 10,000 and 20,000 requests in the TPM
 //    window, in-process and on Redis, with Redis's own time per script call (quota.js).
 // 10. Bytes per live id of every class on a MemoryStore, 1M ids (memory.js).
+// - tollgate/openai's overhead per call against a local fake server, in-process and Redis guard,
+//   beside the bare SDK call (integrations.js).
 //
 // `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
-// quota, memory).
+// quota, memory, integrations).
 
 const os = require('node:os')
 const path = require('node:path')
@@ -307,6 +309,7 @@ const SECTIONS = {
   semantic: () => require('./semantic.js').semanticBench(),
   quota: () => require('./quota.js').quotaScaleBench(),
   memory: () => require('./memory.js').memoryBench(),
+  integrations: () => require('./integrations.js').integrationsBench(),
 }
 const wanted = process.argv.slice(2)
 for (const name of wanted) {
