@@ -17,7 +17,7 @@ describe('benchmark: integrations', () => {
       timeout: 30_000,
       env: { ...process.env, REDIS_URL: redisUrl(), BENCH_INTEGRATIONS_CALLS: '5' },
     })
-    expect(stdout).toContain('OpenAI wrapper (tollgate/openai) per chat.completions.create against a local fake server, one caller, 5 calls × 1 rounds')
+    expect(stdout).toContain('OpenAI wrapper (tollgate/openai) per chat.completions.create against a local fake server, one caller, 1 rounds × 5 calls of each')
     const num = String.raw`[\d,]+\.\d`
     for (const kind of ['non-streaming', 'streaming']) {
       expect(stdout).toMatch(new RegExp(String.raw`\n   bare openai SDK, ${kind} +${num} +— +—\n`))

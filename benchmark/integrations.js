@@ -6,7 +6,7 @@
 // Redis guard (its own redis-server on loopback, or REDIS_URL). Prints µs per call, the
 // overhead as % of the bare call (the target: < 5% with the in-process guard) and the Redis
 // round trips per guarded call (the guard's stats().redisCalls, which counts script calls).
-// Timings are printed, never asserted. BENCH_INTEGRATIONS_CALLS sets the calls per round
+// Timings are printed, never asserted. BENCH_INTEGRATIONS_CALLS=n runs one round of n calls
 // (the smoke test runs a handful).
 
 const http = require('node:http')
@@ -17,8 +17,9 @@ const { guardOpenAI } = require('../lib/integrations/openai.js')
 const { startRedis } = require('./redis-server.js')
 
 const QUICK = process.env.BENCH_QUICK === '1'
-const CALLS = Number(process.env.BENCH_INTEGRATIONS_CALLS) || (QUICK ? 300 : 1_000)
-const ROUNDS = Number(process.env.BENCH_INTEGRATIONS_CALLS) ? 1 : 5
+const TINY = Number(process.env.BENCH_INTEGRATIONS_CALLS) || 0
+const BATCH = TINY || 50
+const ROUNDS = TINY ? 1 : QUICK ? 10 : 40
 const fmt = (x, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
@@ -83,18 +84,28 @@ function caller(client, stream, guarded) {
   }
 }
 
-/** µs per awaited call of each variant, rounds interleaved (a drift in the machine hits all alike); median of rounds. */
-async function interleaved(variants, n, rounds) {
-  for (const fn of Object.values(variants)) for (let i = 0; i < Math.min(n, 200); i++) await fn(i) // warm up
-  const times = Object.fromEntries(Object.keys(variants).map((k) => [k, []]))
+/**
+ * µs per awaited call of each variant, and each variant's time over the first's (the bare call).
+ * Short batches, the variants back to back in each round and their order turned every round,
+ * so that a drift of a shared machine hits them alike; the medians of the rounds.
+ */
+async function interleaved(variants, batch, rounds) {
+  const names = Object.keys(variants)
+  for (const fn of Object.values(variants)) for (let i = 0; i < Math.min(batch * 2, 200); i++) await fn(i) // warm up
+  const times = Object.fromEntries(names.map((k) => [k, []]))
+  const ratios = Object.fromEntries(names.map((k) => [k, []]))
   for (let r = 0; r < rounds; r++) {
-    for (const [name, fn] of Object.entries(variants)) {
+    const t = {}
+    for (const name of r % 2 === 0 ? names : [...names].reverse()) {
+      const fn = variants[name]
       const t0 = process.hrtime.bigint()
-      for (let i = 0; i < n; i++) await fn(i)
-      times[name].push(Number(process.hrtime.bigint() - t0) / n / 1000)
+      for (let i = 0; i < batch; i++) await fn(r * batch + i)
+      t[name] = Number(process.hrtime.bigint() - t0) / batch / 1000
+      times[name].push(t[name])
     }
+    for (const name of names) ratios[name].push(t[name] / t[names[0]])
   }
-  return Object.fromEntries(Object.entries(times).map(([k, ts]) => [k, median(ts)]))
+  return { us: Object.fromEntries(names.map((k) => [k, median(times[k])])), ratio: Object.fromEntries(names.map((k) => [k, median(ratios[k])])) }
 }
 
 async function integrationsBench() {
@@ -110,26 +121,27 @@ async function integrationsBench() {
     const memClient = guardOpenAI(sdk, memGuard)
     const redisClient = guardOpenAI(sdk, redisGuard)
 
-    console.log(`OpenAI wrapper (tollgate/openai) per chat.completions.create against a local fake server, one caller, ${fmt(CALLS)} calls × ${ROUNDS} rounds`)
+    console.log(`OpenAI wrapper (tollgate/openai) per chat.completions.create against a local fake server, one caller, ${ROUNDS} rounds × ${BATCH} calls of each`)
     console.log('                                         µs/call   overhead vs bare   Redis round trips/call')
     for (const stream of [false, true]) {
-      const t = await interleaved(
+      const { us: t, ratio } = await interleaved(
         { bare: caller(sdk, stream, false), memory: caller(memClient, stream, true), redis: caller(redisClient, stream, true) },
-        CALLS,
+        BATCH,
         ROUNDS,
       )
       // Round trips: the Redis guard's script calls over a fresh run of calls.
-      const K = Math.min(CALLS, 200)
+      const K = Math.min(BATCH * ROUNDS, 200)
       const before = redisGuard.stats().redisCalls
       const call = caller(redisClient, stream, true)
       for (let i = 0; i < K; i++) await call(i)
       const trips = (redisGuard.stats().redisCalls - before) / K
-      const pct = (x) => `${x >= t.bare ? '+' : ''}${fmt(((x - t.bare) / t.bare) * 100, 1)}%`
+      // The overhead: the median over rounds of (guarded / bare in the same round) - 1.
+      const pct = (r) => `${r >= 1 ? '+' : ''}${fmt((r - 1) * 100, 1)}%`
       const kind = stream ? 'streaming' : 'non-streaming'
       console.log(`   ${`bare openai SDK, ${kind}`.padEnd(36)} ${fmt(t.bare, 1).padStart(8)}   ${'—'.padStart(16)}   ${'—'.padStart(22)}`)
-      console.log(`   ${`guarded, in-process, ${kind}`.padEnd(36)} ${fmt(t.memory, 1).padStart(8)}   ${pct(t.memory).padStart(16)}   ${'0'.padStart(22)}`)
-      console.log(`   ${`guarded, Redis, ${kind}`.padEnd(36)} ${fmt(t.redis, 1).padStart(8)}   ${pct(t.redis).padStart(16)}   ${fmt(trips, 2).padStart(22)}`)
-      console.log(`   ratio in-process guarded / bare, ${kind}: ${fmt(t.memory / t.bare, 3)}×  (target < 1.05×)`)
+      console.log(`   ${`guarded, in-process, ${kind}`.padEnd(36)} ${fmt(t.memory, 1).padStart(8)}   ${pct(ratio.memory).padStart(16)}   ${'0'.padStart(22)}`)
+      console.log(`   ${`guarded, Redis, ${kind}`.padEnd(36)} ${fmt(t.redis, 1).padStart(8)}   ${pct(ratio.redis).padStart(16)}   ${fmt(trips, 2).padStart(22)}`)
+      console.log(`   ratio in-process guarded / bare, ${kind}: ${fmt(ratio.memory, 3)}×  (target < 1.05×)`)
     }
     console.log('')
   } finally {
