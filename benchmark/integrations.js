@@ -5,12 +5,14 @@
 // the usage chunk), non-streaming and streaming; with an in-process guard (MemoryStore) and a
 // Redis guard (its own redis-server on loopback, or REDIS_URL). Prints µs per call, the
 // overhead as % of the bare call (the target: < 5% with the in-process guard) and the Redis
-// round trips per guarded call (the guard's stats().redisCalls, which counts script calls).
+// round trips per guarded call: the script calls redis-server ran for them (INFO commandstats),
+// beside the guard's own count (stats().redisCalls) and the commands the scripts ran.
 // Timings are printed, never asserted. BENCH_INTEGRATIONS_CALLS=n runs one round of n calls
 // (the smoke test runs a handful).
 
 const http = require('node:http')
 const os = require('node:os')
+const Redis = require('ioredis')
 const OpenAI = require('openai')
 const { Guard, MemoryStore, RedisStore } = require('../lib/index.js')
 const { guardOpenAI } = require('../lib/integrations/openai.js')
@@ -113,6 +115,7 @@ async function integrationsBench() {
   const fake = await fakeOpenAI()
   const redis = await startRedis()
   const redisStore = new RedisStore(redis.url)
+  const admin = new Redis(redis.url)
   try {
     const sdk = new OpenAI({ apiKey: 'local', baseURL: `http://127.0.0.1:${fake.address().port}/v1`, maxRetries: 0 })
     const prefix = `bench:integrations:${Date.now()}:`
@@ -129,12 +132,23 @@ async function integrationsBench() {
         BATCH,
         ROUNDS,
       )
-      // Round trips: the Redis guard's script calls over a fresh run of calls.
+      // Round trips: the commands redis-server ran over a fresh run of calls, and the guard's count.
       const K = Math.min(BATCH * ROUNDS, 200)
       const before = redisGuard.stats().redisCalls
       const call = caller(redisClient, stream, true)
+      await admin.config('RESETSTAT')
       for (let i = 0; i < K; i++) await call(i)
-      const trips = (redisGuard.stats().redisCalls - before) / K
+      const info = await admin.info('commandstats')
+      // Script calls are the round trips; the commands they run inside Redis are counted apart.
+      let scripts = 0
+      let commands = 0
+      for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+        if (m[1] === 'config' || m[1] === 'info') continue
+        if (/^(evalsha|eval|evalsha_ro|eval_ro|fcall|fcall_ro)$/.test(m[1])) scripts += Number(m[2])
+        else commands += Number(m[2])
+      }
+      const trips = scripts / K
+      const counted = (redisGuard.stats().redisCalls - before) / K
       // The overhead: the median over rounds of (guarded / bare in the same round) - 1.
       const pct = (r) => `${r >= 1 ? '+' : ''}${fmt((r - 1) * 100, 1)}%`
       const kind = stream ? 'streaming' : 'non-streaming'
@@ -142,9 +156,11 @@ async function integrationsBench() {
       console.log(`   ${`guarded, in-process, ${kind}`.padEnd(36)} ${fmt(t.memory, 1).padStart(8)}   ${pct(ratio.memory).padStart(16)}   ${'0'.padStart(22)}`)
       console.log(`   ${`guarded, Redis, ${kind}`.padEnd(36)} ${fmt(t.redis, 1).padStart(8)}   ${pct(ratio.redis).padStart(16)}   ${fmt(trips, 2).padStart(22)}`)
       console.log(`   ratio in-process guarded / bare, ${kind}: ${fmt(ratio.memory, 3)}×  (target < 1.05×)`)
+      console.log(`   Redis, ${kind}: ${fmt(counted, 2)} script calls per call by the guard's stats().redisCalls, ${fmt(commands / K, 1)} commands run inside them`)
     }
     console.log('')
   } finally {
+    admin.disconnect()
     await redisStore.close()
     await redis.stop()
     await new Promise((r) => fake.close(r))
