@@ -132,7 +132,7 @@ async function integrationsBench() {
         BATCH,
         ROUNDS,
       )
-      // Round trips: the commands redis-server ran over a fresh run of calls, and the guard's count.
+      // Round trips over a fresh run of calls: the script calls redis-server ran, and the guard's count.
       const K = Math.min(BATCH * ROUNDS, 200)
       const before = redisGuard.stats().redisCalls
       const call = caller(redisClient, stream, true)
