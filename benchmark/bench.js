@@ -22,9 +22,11 @@
 // 11. The guard: one acquire + settle over five limits vs the same policy hand-built from the
 //     single classes vs rate-limiter-flexible's RateLimiterUnion, in-process and on Redis, at
 //     20 and 20,000 users and window entries (guard.js).
+// 12. tollgate/openai's overhead per call against a local fake server, in-process and Redis
+//     guard, beside the bare SDK call (integrations.js).
 //
 // `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
-// quota, memory, guard).
+// quota, memory, guard, integrations).
 
 const os = require('node:os')
 const path = require('node:path')
@@ -311,6 +313,7 @@ const SECTIONS = {
   quota: () => require('./quota.js').quotaScaleBench(),
   memory: () => require('./memory.js').memoryBench(),
   guard: () => require('./guard.js').guardBench(),
+  integrations: () => require('./integrations.js').integrationsBench(),
 }
 const wanted = process.argv.slice(2)
 for (const name of wanted) {

@@ -2,12 +2,13 @@
 // An express chat server with per-user limits and dollar budgets, end to end:
 //
 //   HTTP request ─ expressGuard (user requests per minute, user requests in flight)
-//     └ POST /chat ─ guard.run (user dollars per day, org dollars per month) ─ OpenAI chat call
+//     └ POST /chat ─ guarded OpenAI client (user dollars per day, org dollars per month)
 //
 // Two guards, one per layer: the HTTP layer charges one request per HTTP request (and frees the
-// concurrency slot when the response is done); the LLM layer charges the call's tokens and
-// dollars, settled from the response's usage. A refusal at either layer is a 429 with
-// Retry-After and the RateLimit headers.
+// concurrency slot when the response is done); the LLM layer is an OpenAI client wrapped by
+// guardOpenAI (tollgate/openai): each chat.completions.create is decided for the user and org
+// given with withContext, before anything is sent, and settled in dollars from the response's
+// usage. A refusal at either layer is a 429 with Retry-After and the RateLimit headers.
 //
 // Without OPENAI_API_KEY the OpenAI client talks to a local stand-in of the chat completions
 // API (started below, no network); with it, to the real API. The script starts the server on a
@@ -18,6 +19,7 @@ const express = require('express')
 const OpenAI = require('openai')
 const { Guard, MemoryStore, RedisStore } = require('../lib/index.js')
 const { expressGuard } = require('../lib/integrations/http.js')
+const { guardOpenAI } = require('../lib/integrations/openai.js')
 
 const store = process.env.REDIS_URL ? new RedisStore(process.env.REDIS_URL) : new MemoryStore()
 const prefix = `express-chat:${process.pid}:` // keeps runs apart when they share one Redis
@@ -38,15 +40,17 @@ const llmGuard = new Guard({
 })
 
 function app(openai) {
+  const ai = guardOpenAI(openai, llmGuard)
   const app = express()
   app.use(express.json())
   app.use(expressGuard(httpGuard, { key: (req) => req.get('x-user') ?? null, limits: httpLimits }))
 
   app.post('/chat', async (req, res, next) => {
     const messages = [{ role: 'user', content: String(req.body.message) }]
-    const ctx = { user: req.get('x-user'), org: 'acme' }
     try {
-      const completion = await llmGuard.run(ctx, { model, messages, maxTokens: 300 }, () => openai.chat.completions.create({ model, messages, max_tokens: 300 }))
+      // Refused (ERR_TOLLGATE_LIMITED) before the request is sent when the user's or the org's
+      // budget cannot take the call's estimate (its messages and max_tokens).
+      const completion = await ai.withContext({ user: req.get('x-user'), org: 'acme' }).chat.completions.create({ model, messages, max_tokens: 300 })
       res.json({ answer: completion.choices[0].message.content })
     } catch (e) {
       if (e.code !== 'ERR_TOLLGATE_LIMITED') return next(e)
