@@ -18,6 +18,11 @@ const BUCKETS = [
   ['inputTokens', 'input-tokens'],
   ['outputTokens', 'output-tokens'],
 ]
+/** Per bucket, the header names of each provider's family, built once. */
+const NAMES = BUCKETS.map(([field, suffix]) => {
+  const fams = suffix === 'requests' || suffix === 'tokens' ? [`x-ratelimit-%-${suffix}`, `anthropic-ratelimit-${suffix}-%`] : [`anthropic-ratelimit-${suffix}-%`]
+  return [field, fams.map((fam) => ({ anthropic: fam.startsWith('anthropic'), limit: fam.replace('%', 'limit'), remaining: fam.replace('%', 'remaining'), reset: fam.replace('%', 'reset') }))]
+})
 const DURATION_UNITS = { h: 3_600_000, m: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001, ns: 0.000001 }
 const DURATION = /^(?:\d+(?:\.\d+)?(?:h|ms|m|s|us|µs|ns))+$/
 const DURATION_PART = /(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)/g
@@ -68,20 +73,20 @@ function rateLimitsFrom(headers, options) {
   const out = { ignored: [] }
   const bad = (name) => out.ignored.push(name)
 
-  for (const [field, suffix] of BUCKETS) {
+  for (const [field, fams] of NAMES) {
     const b = {}
-    const fams = suffix === 'requests' || suffix === 'tokens' ? [`x-ratelimit-%-${suffix}`, `anthropic-ratelimit-${suffix}-%`] : [`anthropic-ratelimit-${suffix}-%`]
-    for (const fam of fams) {
-      const anthropic = fam.startsWith('anthropic')
-      for (const part of ['limit', 'remaining']) {
-        const name = fam.replace('%', part)
+    for (const { anthropic, limit, remaining, reset } of fams) {
+      for (const [part, name] of [
+        ['limit', limit],
+        ['remaining', remaining],
+      ]) {
         const x = get(name)
         if (x === undefined) continue
         const t = x.trim()
         if (COUNT.test(t)) b[part] = Number(t)
         else bad(name)
       }
-      const name = fam.replace('%', 'reset')
+      const name = reset
       const x = get(name)
       if (x === undefined) continue
       const t = x.trim()
