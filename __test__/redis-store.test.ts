@@ -254,7 +254,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'budget.lua': 'c3a70d6a581c3963773cf0946180e453b3f9553b',
       'cache_get.lua': 'f65a329edc0cac9e17c985e4660f93b50a875002',
       'delete.lua': 'f5b91aba3529d91ec662c16e6dbeeefe84c60011',
-      'guard.lua': '5aeda577eaea9940deeda4d9c82fba73d17b4366',
+      'guard.lua': 'b6678d047d35b3820b3e95469d77e6338fe4e53a',
       'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
       'provider.lua': 'e980a2846815d03268a544d162393822caa79b59',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',

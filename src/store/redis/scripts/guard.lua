@@ -4,7 +4,8 @@
 -- KEYS[2i-1]    meter i's HASH: n next hold number, t total, p period, c entries in the window,
 --               l newest entry's time, f oldest entry's time, u time until which the keys' TTL
 --               is known to last, xe a time no later than the earliest hold's expiry (-1: no
---               hold), xl a time no earlier than the latest hold's expiry;
+--               hold), xl a time no earlier than the latest hold's expiry, hc holds outstanding
+--               (the members of the ZSET);
 --               e<number> "at amount" (window entries), h<number> "amount period expires" (holds)
 -- KEYS[2i]      meter i's ZSET of hold numbers by expiry time
 -- ARGV[1]       'a' acquire | 'e' end holds (settle or cancel) | 'p' peek | 'r' record (count
@@ -38,7 +39,7 @@ end
 
 local function meter(i)
   local b = 3 + (i - 1) * F
-  local h = redis.call('HMGET', KEYS[2 * i - 1], 'n', 't', 'p', 'c', 'l', 'f', 'u', 'xe', 'xl')
+  local h = redis.call('HMGET', KEYS[2 * i - 1], 'n', 't', 'p', 'c', 'l', 'f', 'u', 'xe', 'xl', 'hc')
   return {
     k = KEYS[2 * i - 1], x = KEYS[2 * i],
     kind = ARGV[b + 1], max = tonumber(ARGV[b + 2]), a = tonumber(ARGV[b + 3]),
@@ -47,6 +48,7 @@ local function meter(i)
     next = tonumber(h[1]) or 0, total = tonumber(h[2]) or 0, period = tonumber(h[3]) or 0,
     count = tonumber(h[4]) or 0, last = tonumber(h[5]) or 0, front = tonumber(h[6]),
     until_ = tonumber(h[7]) or 0, xe = tonumber(h[8]) or -1, xl = tonumber(h[9]) or 0,
+    hc = tonumber(h[10]) or 0,
     dirty = false, set = {}, gone = {},
   }
 end
@@ -111,7 +113,7 @@ local function refresh(m)
       end
     end
     if #due > 0 then
-      redis.call('ZREMRANGEBYSCORE', m.x, '-inf', now)
+      m.hc = math.max(0, m.hc - redis.call('ZREMRANGEBYSCORE', m.x, '-inf', now))
     end
     local first = redis.call('ZRANGE', m.x, 0, 0, 'WITHSCORES')
     m.xe = #first > 0 and tonumber(first[2]) or -1
@@ -214,12 +216,17 @@ local function hold(m, expires)
   m.next = m.next + 1
   m.total = m.total + amount
   put(m, 'h' .. int(number), int(amount) .. ' ' .. int(m.period) .. ' ' .. int(expires))
-  redis.call('ZADD', m.x, expires, int(number))
+  if redis.call('ZADD', m.x, expires, int(number)) == 1 then
+    -- The first member makes the set anew (a set is deleted once empty): it needs its TTL.
+    if m.hc == 0 then
+      m.made = true
+    end
+    m.hc = m.hc + 1
+  end
   if m.xe < 0 or expires < m.xe then
     m.xe = expires
   end
   m.xl = math.max(m.xl, expires)
-  m.held = true
   m.dirty = true
   return number
 end
@@ -245,6 +252,7 @@ local function save(m)
   local args = {
     'n', int(m.next), 't', int(m.total), 'p', int(m.period), 'c', int(m.count), 'l', int(m.last),
     'f', m.front and int(m.front) or '', 'u', int(m.until_), 'xe', int(m.xe), 'xl', int(m.xl),
+    'hc', int(m.hc),
   }
   for f, v in pairs(m.set) do
     args[#args + 1] = f
@@ -261,8 +269,7 @@ local function save(m)
   if ttl then
     redis.call('PEXPIRE', m.k, math.max(1, m.until_ - now))
     redis.call('PEXPIRE', m.x, math.max(1, m.until_ - now))
-  elseif m.held then
-    -- The expiry set may have been made by this hold (it is deleted once empty): same TTL.
+  elseif m.made then
     redis.call('PEXPIRE', m.x, math.max(1, m.until_ - now))
   end
 end
@@ -314,7 +321,7 @@ elseif op == 'e' then
       local amount, period, expires = string.match(h, '^(%d+) (%d+) (%d+)$')
       if tonumber(expires) == m.expires then
         drop(m, f)
-        redis.call('ZREM', m.x, int(m.number))
+        m.hc = math.max(0, m.hc - redis.call('ZREM', m.x, int(m.number)))
         local actual = m.amount
         if actual < 0 then
           actual = 0
