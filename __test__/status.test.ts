@@ -2,6 +2,8 @@
 // a Quota on one prefix, read back by the CLI run as a child process.
 import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -228,5 +230,25 @@ describe('tollgate status', () => {
     expect(help.code).toBe(0)
     expect(help.stdout).toContain('--prefix P')
     expect(help.stderr).toBe('')
+  })
+
+  it('is the package\'s `tollgate` bin, shipped, and runs through the link npm makes', async () => {
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8'))
+    expect(pkg.bin).toEqual({ tollgate: 'bin/tollgate.js' })
+    expect(pkg.files).toContain('bin/')
+    expect(readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true)
+    expect(statSync(BIN).mode & 0o111).not.toBe(0)
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-bin-'))
+    try {
+      const link = join(dir, 'tollgate')
+      symlinkSync(BIN, link)
+      const run = await new Promise<Run>((resolve) =>
+        execFile(link, ['status', ...base().slice(1), '--json'], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
+      )
+      expect(run.stderr).toBe('')
+      expect(JSON.parse(run.stdout).scan.prefixes).toEqual([prefix])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

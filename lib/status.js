@@ -605,7 +605,8 @@ function render(s, c) {
     })
     out.push(...table(['limit', 'scope', 'used', 'max', 'left', 'use', 'in flight', 'period'], rows, c).map((l) => '  ' + l))
     for (const [limit, n] of Object.entries(s.guardHidden)) out.push(c.dim(`  … and ${n} more scopes of ${safe(limit)} (--top)`))
-    out.push(c.dim('  used: as of each meter\'s last call; usd limits count nano-dollars unless --max gives ID=$N'))
+    const unknown = s.guard.some((g) => g.max === null)
+    out.push(c.dim(`  used: as of each meter's last call${unknown ? '; max: give --max ID=N (usd limits count nano-dollars unless --max ID=$N)' : ''}`))
   }
 
   out.push('', c.bold('Quota keys'))
