@@ -8,7 +8,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CostTracker, Guard, Quota, RedisStore } from '../lib/index.js'
-import { Clock, redisUrl } from './helpers/stores.js'
+import { Clock, clusterUrls, redisUrl } from './helpers/stores.js'
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const status = require('../lib/status.js') as {
@@ -184,7 +184,7 @@ describe('tollgate status', () => {
 
   it('says when it stopped at --max-keys', async () => {
     const s = JSON.parse((await cli(...base(), '--max-keys', '3', '--json')).stdout)
-    expect(s.scan).toEqual({ prefixes: [prefix], keys: 3, maxKeys: 3, capped: true })
+    expect(s.scan).toEqual({ prefixes: [prefix], keys: 3, maxKeys: 3, capped: true, cluster: false })
     const run = await cli(...base(), '--max-keys', '3')
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('capped at 3 keys')
@@ -249,6 +249,40 @@ describe('tollgate status', () => {
       expect(JSON.parse(run.stdout).scan.prefixes).toEqual([prefix])
     } finally {
       rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('tollgate status on a Redis Cluster', () => {
+  it('each master shows its own meters, together all of them, and the budgets once', async () => {
+    const clock = new Clock(NOW)
+    const prefix = `t:status-cluster:${randomUUID().slice(0, 8)}:`
+    const store = new RedisStore({ cluster: clusterUrls(), now: clock.now, commandTimeoutMs: 5_000 })
+    try {
+      const tracker = new CostTracker(store, { prefix: `${prefix}cost:`, onAlert: () => {} })
+      const guard = new Guard<{ user: string }>({ store, tracker, prefix: `${prefix}guard:`, limits: [{ id: 'rpm', scope: (c) => c.user, requests: 100, per: '1m' }] })
+      const users = Array.from({ length: 12 }, (_, i) => `user-${i}`)
+      for (const [i, user] of users.entries()) {
+        for (let n = 0; n <= i % 3; n++) {
+          const d = await guard.acquire({ user }, { model: 'gpt-4o-mini', tokens: 100, maxTokens: 10 })
+          await d.settle({ inputTokens: 100, outputTokens: 10 })
+        }
+      }
+      const runs = await Promise.all(clusterUrls().map((url) => cli('status', '--redis', url, '--prefix', prefix, '--now', String(clock.t), '--top', '100', '--json')))
+      const reports = runs.map((r) => {
+        expect(r.stderr).toBe('')
+        return JSON.parse(r.stdout)
+      })
+      for (const s of reports) expect(s.store.warnings.join(' ')).toContain('Cluster node')
+      const rows = reports.flatMap((s) => s.guard as Array<{ scope: string; used: number }>)
+      expect(rows.map((r) => [r.scope, r.used]).sort()).toEqual(users.map((u, i) => [u, (i % 3) + 1]).sort())
+      // The meters are spread over the masters.
+      expect(reports.filter((s) => s.guard.length > 0).length).toBeGreaterThan(1)
+      const budgets = reports.flatMap((s) => s.budgets)
+      expect(budgets).toHaveLength(1)
+      expect(budgets[0].daily.spent).toBe((await tracker.totals()).daily.spent)
+    } finally {
+      await store.close()
     }
   })
 })

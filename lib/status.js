@@ -335,6 +335,9 @@ async function collect(o) {
       keys: await r.call('DBSIZE'),
       warnings: [],
     }
+    if (info.cluster_enabled === '1') {
+      health.warnings.push('a Redis Cluster node: this shows the keys of this node only; run it against each master')
+    }
     if (health.maxmemoryPolicy && health.maxmemoryPolicy !== 'noeviction') {
       health.warnings.push(`maxmemory-policy is ${health.maxmemoryPolicy}: Redis may evict limits and budgets under memory pressure (use noeviction)`)
     }
@@ -368,6 +371,7 @@ async function collect(o) {
     const quota = []
     const costBases = new Set()
     for (const p of o.prefixes) costBases.add(p.includes('{') ? p : `{${p}}`)
+    const reads = []
     for (const k of [...keys].sort()) {
       const g = k.endsWith('}:m') ? k.lastIndexOf('{g') : -1
       const q = k.endsWith('}:k') ? k.lastIndexOf('{q') : -1
@@ -376,10 +380,24 @@ async function collect(o) {
         const inner = k.slice(g + 2, -3)
         const colon = inner.indexOf(':')
         if (colon < 0) continue
-        guard.push(readMeter(await r.call('HGETALL', k), k.slice(0, g), unescapePart(inner.slice(0, colon)), unescapePart(inner.slice(colon + 1)), now, o.max))
+        const [prefix, limit, scope] = [k.slice(0, g), unescapePart(inner.slice(0, colon)), unescapePart(inner.slice(colon + 1))]
+        reads.push([k, (h) => guard.push(readMeter(h, prefix, limit, scope, now, o.max))])
       } else if (q >= 0) {
-        quota.push(readQuota(await r.call('HGETALL', k), k.slice(0, q), unescapePart(k.slice(q + 2, -3))))
+        const [prefix, scope] = [k.slice(0, q), unescapePart(k.slice(q + 2, -3))]
+        reads.push([k, (h) => quota.push(readQuota(h, prefix, scope))])
       } else if (cost && cost[1] !== '') costBases.add(cost[1])
+    }
+    // Pipelined, a few hundred at a time.
+    const hgetall = (k) =>
+      r.call('HGETALL', k).catch((e) => {
+        // On a Cluster node, a key of another node's slot: counted, not read.
+        if (e instanceof ReplyError && /^(MOVED|ASK) /.test(e.message)) return []
+        throw e
+      })
+    for (let i = 0; i < reads.length; i += 500) {
+      const batch = reads.slice(i, i + 500)
+      const replies = await Promise.all(batch.map(([k]) => hgetall(k)))
+      batch.forEach(([, use], j) => replies[j].length && use(replies[j]))
     }
 
     // Each CostTracker's buckets of today and this month (UTC, on the server's clock).
@@ -389,7 +407,7 @@ async function collect(o) {
     const month = iso.slice(0, 7)
     for (const base of [...costBases].sort()) {
       const [d, dt, m, mt] = await Promise.all(
-        [`${base}day:${day}`, `${base}day:${day}:tags`, `${base}month:${month}`, `${base}month:${month}:tags`].map((k) => r.call('HGETALL', k)),
+        [`${base}day:${day}`, `${base}day:${day}:tags`, `${base}month:${month}`, `${base}month:${month}:tags`].map(hgetall),
       )
       if (!d.length && !m.length) continue
       budgets.push({
@@ -416,7 +434,7 @@ async function collect(o) {
     return {
       now: iso,
       store: health,
-      scan: { prefixes: o.prefixes, keys: keys.size, maxKeys: o.maxKeys, capped },
+      scan: { prefixes: o.prefixes, keys: keys.size, maxKeys: o.maxKeys, capped, cluster: info.cluster_enabled === '1' },
       budgets,
       guard: shown,
       guardHidden: hidden,
