@@ -21,9 +21,11 @@ if (command === 'status') {
       process.exitCode = 1
     },
   )
-} else if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+} else if (command === '--help' || command === '-h' || command === 'help') {
   process.stdout.write(HELP + '\n')
-  process.exitCode = command === undefined ? 2 : 0
+} else if (command === undefined) {
+  process.stderr.write(HELP + '\n')
+  process.exitCode = 2
 } else {
   process.stderr.write(`tollgate: unknown command ${JSON.stringify(command)}\n\n${HELP}\n`)
   process.exitCode = 2

@@ -315,9 +315,7 @@ function unescapePart(s) {
 async function collect(o) {
   const r = await Resp.connect(o.url, o.timeoutMs)
   try {
-    if (o.url.password || o.url.username) {
-      await (o.url.username ? r.call('AUTH', o.url.username, o.url.password) : r.call('AUTH', o.url.password))
-    }
+    if (o.url.password) await (o.url.username ? r.call('AUTH', o.url.username, o.url.password) : r.call('AUTH', o.url.password))
     if (o.url.db) await r.call('SELECT', o.url.db)
     const t0 = process.hrtime.bigint()
     const pong = await r.call('PING')
@@ -371,6 +369,28 @@ async function collect(o) {
     const quota = []
     const costBases = new Set()
     for (const p of o.prefixes) costBases.add(p.includes('{') ? p : `{${p}}`)
+    // On a Cluster node, a key of another node's slot is left out (that node shows it).
+    const elsewhere = (e) => {
+      if (e instanceof ReplyError && /^(MOVED|ASK) /.test(e.message)) return []
+      throw e
+    }
+    const hgetall = (k) => r.call('HGETALL', k)
+    // A meter's counters, and its holds only when it has any: its window entries (`e<n>`, up to
+    // a limit's max of them) are never read.
+    const meterFields = async (k) => {
+      const [t, p, c, xe] = await r.call('HMGET', k, 't', 'p', 'c', 'xe')
+      if (t === null && p === null && c === null) return []
+      const out = ['t', t ?? '0', 'p', p ?? '0', 'c', c ?? '0']
+      if (xe !== null && text(xe) !== '-1') {
+        let cursor = '0'
+        do {
+          const [next, fields] = await r.call('HSCAN', k, cursor, 'MATCH', 'h*', 'COUNT', 1000)
+          cursor = text(next)
+          out.push(...fields)
+        } while (cursor !== '0')
+      }
+      return out
+    }
     const reads = []
     for (const k of [...keys].sort()) {
       const g = k.endsWith('}:m') ? k.lastIndexOf('{g') : -1
@@ -381,23 +401,17 @@ async function collect(o) {
         const colon = inner.indexOf(':')
         if (colon < 0) continue
         const [prefix, limit, scope] = [k.slice(0, g), unescapePart(inner.slice(0, colon)), unescapePart(inner.slice(colon + 1))]
-        reads.push([k, (h) => guard.push(readMeter(h, prefix, limit, scope, now, o.max))])
+        reads.push([k, meterFields, (h) => guard.push(readMeter(h, prefix, limit, scope, now, o.max))])
       } else if (q >= 0) {
         const [prefix, scope] = [k.slice(0, q), unescapePart(k.slice(q + 2, -3))]
-        reads.push([k, (h) => quota.push(readQuota(h, prefix, scope))])
+        reads.push([k, hgetall, (h) => quota.push(readQuota(h, prefix, scope))])
       } else if (cost && cost[1] !== '') costBases.add(cost[1])
     }
     // Pipelined, a few hundred at a time.
-    const hgetall = (k) =>
-      r.call('HGETALL', k).catch((e) => {
-        // On a Cluster node, a key of another node's slot: counted, not read.
-        if (e instanceof ReplyError && /^(MOVED|ASK) /.test(e.message)) return []
-        throw e
-      })
     for (let i = 0; i < reads.length; i += 500) {
       const batch = reads.slice(i, i + 500)
-      const replies = await Promise.all(batch.map(([k]) => hgetall(k)))
-      batch.forEach(([, use], j) => replies[j].length && use(replies[j]))
+      const replies = await Promise.all(batch.map(([k, read]) => read(k).catch(elsewhere)))
+      batch.forEach(([, , use], j) => replies[j].length && use(replies[j]))
     }
 
     // Each CostTracker's buckets of today and this month (UTC, on the server's clock).
@@ -407,7 +421,7 @@ async function collect(o) {
     const month = iso.slice(0, 7)
     for (const base of [...costBases].sort()) {
       const [d, dt, m, mt] = await Promise.all(
-        [`${base}day:${day}`, `${base}day:${day}:tags`, `${base}month:${month}`, `${base}month:${month}:tags`].map(hgetall),
+        [`${base}day:${day}`, `${base}day:${day}:tags`, `${base}month:${month}`, `${base}month:${month}:tags`].map((k) => hgetall(k).catch(elsewhere)),
       )
       if (!d.length && !m.length) continue
       budgets.push({
