@@ -663,13 +663,12 @@ mod tests {
       amount: 0,
     };
     store
-      .meters(&keys[..1], &kinds[..1], 0, |m| acquire(m, &[spec], 0, 1_000))
+      .meters(&keys[..1], &kinds[..1], 0, |m| {
+        acquire(m, &[spec], 0, 1_000)
+      })
       .unwrap();
     store.set_text("t", "x".into(), 0, 10_000);
-    assert_eq!(
-      store.meters(&keys, &kinds, 1, |m| m.len()),
-      Err(WrongType)
-    );
+    assert_eq!(store.meters(&keys, &kinds, 1, |m| m.len()), Err(WrongType));
     // the first meter is back, with its hold
     let held = store
       .meters(&keys[..1], &kinds[..1], 2, |m| m[0].holds())
