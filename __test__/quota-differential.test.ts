@@ -3,22 +3,9 @@
 // engine) and on a real Redis and a 3-master Cluster (quota.lua), and every answer must be the
 // same. A failing sequence prints its seed; `QUOTA_SEED=<seed>` replays just that one.
 import { afterAll, describe, expect, it } from 'vitest'
+import { rng } from './helpers/prng.js'
 import { clusterUrls, redisUrl } from './helpers/stores.js'
 import { MemoryStore, Quota, RedisStore } from '../lib/index.js'
-
-/** mulberry32: a small seeded PRNG, so a sequence replays from its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]
-  return { next, pick, int: (n: number) => Math.floor(next() * n) }
-}
 
 const opened: RedisStore[] = []
 afterAll(async () => {

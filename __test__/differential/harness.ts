@@ -6,20 +6,13 @@
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { MemoryStore, RedisStore } from '../../lib/index.js'
-import { prng } from '../helpers/prng.js'
 import { clusterUrls, redisUrl } from '../helpers/stores.js'
 
 export type Target = 'redis' | 'cluster'
 
 /** A seeded source of choices: every choice a sequence makes comes from here. */
-export function rng(seed: number) {
-  const next = prng(seed)
-  const int = (n: number) => Math.floor(next() * n)
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]
-  const chance = (p: number) => next() < p
-  return { next, int, pick, chance }
-}
-export type Rng = ReturnType<typeof rng>
+import { rng, type Rng } from '../helpers/prng.js'
+export { rng, type Rng }
 
 /**
  * The simulated clock both stores read. Starts two minutes before a UTC midnight (and a month's

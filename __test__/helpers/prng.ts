@@ -9,3 +9,13 @@ export function prng(seed: number) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** A seeded source of random choices: `next()` in [0, 1), `int(n)`, `pick(xs)`, `chance(p)`. */
+export function rng(seed: number) {
+  const next = prng(seed)
+  const int = (n: number) => Math.floor(next() * n)
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]
+  const chance = (p: number) => next() < p
+  return { next, int, pick, chance }
+}
+export type Rng = ReturnType<typeof rng>
