@@ -11,7 +11,7 @@ use super::error::ms;
 use super::id::{key_of, Id};
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::jobs::sliding::SlidingState;
-use crate::engine::jobs::{self, Denied, Limits, ModelState, Usage};
+use crate::engine::jobs::{self, Counts, Denied, Limits, ModelState, Usage};
 use crate::engine::provider_limit::{self, Counter};
 use crate::store::redis::jobs::JobsCall;
 use crate::store::redis::RedisStore;
@@ -37,66 +37,11 @@ fn usage(tokens: f64, requests: f64) -> Usage {
   }
 }
 
-/// A model's counts: fixed windows, or sliding ones.
-enum State {
-  Fixed(ModelState),
-  Sliding(SlidingState),
-}
-
-impl State {
-  fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<u64, Denied> {
-    match self {
-      State::Fixed(m) => m.reserve(l, now, est),
-      State::Sliding(m) => m.reserve(l, now, est),
-    }
-  }
-
-  fn settle(&mut self, now: u64, grant: u64, est: Usage, actual: Usage, release: bool) {
-    match self {
-      State::Fixed(m) => m.settle(now, grant, est, actual, release),
-      State::Sliding(m) => m.settle(now, grant, est, actual, release),
-    }
-  }
-
-  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
-  /// minute count drops, ms until the day count drops]`.
-  fn counts(&self, now: u64) -> Vec<u64> {
-    match self {
-      State::Fixed(m) => {
-        let m = m.view(now);
-        vec![
-          m.minute.tokens,
-          m.minute.requests,
-          m.day.tokens,
-          m.day.requests,
-          m.in_flight,
-          now,
-          m.minute.start + jobs::MINUTE_MS - now,
-          m.day.start + jobs::DAY_MS - now,
-        ]
-      }
-      State::Sliding(m) => {
-        let (a, b) = (m.minute.totals_at(now), m.day.totals_at(now));
-        vec![
-          a.tokens,
-          a.requests,
-          b.tokens,
-          b.requests,
-          m.in_flight,
-          now,
-          m.minute.drops_in(now),
-          m.day.drops_in(now),
-        ]
-      }
-    }
-  }
-}
-
 /// The limits of every model of one limiter, in this process.
 #[napi]
 pub struct JobLimitsCore {
   limits: Vec<Limits>,
-  state: Mutex<Vec<State>>,
+  state: Mutex<Vec<Counts>>,
 }
 
 #[napi]
@@ -106,16 +51,16 @@ impl JobLimitsCore {
     let limits = limits_of(&limits);
     let one = || {
       if sliding {
-        State::Sliding(SlidingState::default())
+        Counts::Sliding(SlidingState::default())
       } else {
-        State::Fixed(ModelState::default())
+        Counts::Fixed(ModelState::default())
       }
     };
     let state = Mutex::new((0..limits.len()).map(|_| one()).collect());
     JobLimitsCore { limits, state }
   }
 
-  fn with<T>(&self, model: u32, f: impl FnOnce(Limits, &mut State) -> T) -> napi::Result<T> {
+  fn with<T>(&self, model: u32, f: impl FnOnce(Limits, &mut Counts) -> T) -> napi::Result<T> {
     let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
     let i = model as usize;
     match (self.limits.get(i), s.get_mut(i)) {

@@ -4,9 +4,8 @@
 //! entries themselves ([`SemanticEntries`]), on Redis a [`Mirror`] of the index of entries
 //! that live in Redis (src/store/redis/semantic.rs).
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use hashbrown::HashMap;
 use napi::bindgen_prelude::Float32Array;
 use napi_derive::napi;
 
@@ -30,43 +29,22 @@ enum Shared {
   },
 }
 
-struct State {
-  /// Keeps the store alive while its state is registered under its address.
-  _backend: Backend,
-  shared: Shared,
-}
-
-type Registry = Mutex<HashMap<(usize, String), Weak<State>>>;
-static STATES: LazyLock<Registry> = LazyLock::new(Default::default);
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
   m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn state_for(backend: &Backend, prefix: &str, config: IndexConfig) -> Arc<State> {
-  let id = match backend {
-    Backend::Memory(m) => m.id(),
-    Backend::Redis(r) => Arc::as_ptr(r) as usize,
-  };
-  let mut states = lock(&STATES);
-  states.retain(|_, w| w.strong_count() > 0);
-  let slot = (id, prefix.to_owned());
-  if let Some(s) = states.get(&slot).and_then(Weak::upgrade) {
-    return s;
-  }
-  let shared = match backend {
-    Backend::Memory(_) => Shared::Memory(Mutex::new(SemanticEntries::new(config))),
-    Backend::Redis(_) => Shared::Redis {
+/// The state of the caches on `backend` under `prefix`, kept by the store (one per process).
+fn state_for(backend: &Backend, prefix: &str, config: IndexConfig) -> Arc<Shared> {
+  let name = format!("semantic\0{prefix}");
+  match backend {
+    Backend::Memory(m) => m.shared().get_or_init(&name, || {
+      Shared::Memory(Mutex::new(SemanticEntries::new(config)))
+    }),
+    Backend::Redis(r) => r.shared().get_or_init(&name, || Shared::Redis {
       mirror: Mutex::new(Mirror::new(config)),
       loading: tokio::sync::Mutex::new(()),
-    },
-  };
-  let s = Arc::new(State {
-    _backend: backend.clone(),
-    shared,
-  });
-  states.insert(slot, Arc::downgrade(&s));
-  s
+    }),
+  }
 }
 
 fn vector_error(e: VectorError) -> napi::Error {
@@ -91,7 +69,7 @@ fn similarity(s: f32) -> f64 {
 
 #[napi]
 pub struct SemanticCore {
-  state: Arc<State>,
+  state: Arc<Shared>,
   backend: Backend,
   keys: SemanticKeys,
   config: IndexConfig,
@@ -102,10 +80,10 @@ pub struct SemanticCore {
 
 impl SemanticCore {
   fn entries(&self) -> napi::Result<MutexGuard<'_, SemanticEntries>> {
-    match &self.state.shared {
+    match &*self.state {
       Shared::Memory(m) => {
         // A closed MemoryStore refuses, as every class on it does.
-        self.state._backend.memory()?;
+        self.backend.memory()?;
         Ok(lock(m))
       }
       Shared::Redis { .. } => Err(coded(
@@ -374,7 +352,7 @@ impl SemanticCore {
 
 impl SemanticCore {
   fn mirror(&self) -> napi::Result<(&Mutex<Mirror>, &tokio::sync::Mutex<()>)> {
-    match &self.state.shared {
+    match &*self.state {
       Shared::Redis { mirror, loading } => Ok((mirror, loading)),
       Shared::Memory(_) => Err(coded(
         super::error::INVALID_ARG,

@@ -6,8 +6,8 @@ use super::clock::{local, remote};
 use super::error::{coded, ms};
 use super::id::Id;
 use super::store::{open_redis, Backend, NativeStore};
-use crate::engine::session::Session;
-use crate::store::memory::AppendOutcome;
+use crate::engine::session::{AppendOutcome, Session};
+use crate::store::memory::Keep;
 
 /// Refusal codes lib/session-store.js turns into errors.
 const TOO_LARGE: &str = "ERR_TOLLGATE_TOO_LARGE";
@@ -59,10 +59,11 @@ impl SessionStoreCore {
   #[napi(catch_unwind)]
   pub fn save(&self, id: Id, head: String, messages: Option<String>, now: f64) -> napi::Result<()> {
     let s = Session { head, messages };
+    let now = local(now);
     self
       .backend
       .memory()?
-      .session_save(&self.key(&id), s, local(now), self.ttl_ms);
+      .write(&self.key(&id), s, now, now + self.ttl_ms);
     Ok(())
   }
 
@@ -72,20 +73,23 @@ impl SessionStoreCore {
       self
         .backend
         .memory()?
-        .session_load(&self.key(&id), local(now))?,
+        .view(&self.key(&id), local(now), Session::assemble)?,
     )
   }
 
   #[napi(catch_unwind)]
   pub fn append(&self, id: Id, items: String, now: f64) -> napi::Result<u32> {
     let store = self.backend.memory()?;
-    let outcome = store.session_append(
-      &self.key(&id),
-      &items,
-      local(now),
-      self.ttl_ms,
-      self.max_bytes,
-    )?;
+    let now = local(now);
+    let until = now + self.ttl_ms;
+    let outcome = store.update(&self.key(&id), now, |s: &mut Session| {
+      let outcome = s.append_capped(&items, self.max_bytes);
+      let keep = match outcome {
+        AppendOutcome::Appended(_) => Keep::Until(until),
+        _ => Keep::Unchanged,
+      };
+      (outcome, keep)
+    })?;
     appended(outcome, self.max_bytes)
   }
 

@@ -6,7 +6,7 @@ use super::clock::{local, remote};
 use super::error::ms;
 use super::id::Id;
 use super::store::{open_redis, Backend, NativeStore};
-use crate::engine::token_budget::{Decision, Limit, Op};
+use crate::engine::token_budget::{Budget, Decision, Limit, Op};
 
 #[napi(object)]
 pub struct BudgetDecision {
@@ -85,7 +85,10 @@ impl TokenBudgetCore {
     let store = self.backend.memory()?;
     Ok(
       store
-        .budget(&key, limit, now, |b| b.apply(limit, now, &op))?
+        .update(&key, now, |b: &mut Box<Budget>| {
+          let d = b.apply(limit, now, &op);
+          (d, b.keep_until(limit).into())
+        })?
         .into(),
     )
   }

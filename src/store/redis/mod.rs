@@ -27,9 +27,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot as HashSlot;
 use redis::{Script, ScriptInvocation};
 
-use crate::engine::session::Session;
+use crate::engine::session::{AppendOutcome, Session};
 use crate::engine::{sliding_window, token_budget};
-use crate::store::memory::AppendOutcome;
+use crate::store::shared::SharedStates;
 
 mod guard;
 mod spend;
@@ -140,6 +140,7 @@ pub struct RedisStore {
   inspect: AtomicBool,
   inspecting: tokio::sync::Mutex<()>,
   memory: Mutex<ServerMemory>,
+  shared: SharedStates,
 }
 
 /// `now` as the scripts take it: milliseconds, or -1 for the Redis server's clock.
@@ -148,6 +149,11 @@ fn now_arg(now: Option<u64>) -> i64 {
 }
 
 impl RedisStore {
+  /// What the classes on this store keep in this process (see [`SharedStates`]).
+  pub fn shared(&self) -> &SharedStates {
+    &self.shared
+  }
+
   /// Creates the handle; the connection is made by the first call.
   pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
     if config.urls.is_empty() {
@@ -161,6 +167,7 @@ impl RedisStore {
       inspect: AtomicBool::new(config.eviction != Eviction::Ignore),
       inspecting: tokio::sync::Mutex::new(()),
       memory: Mutex::new(ServerMemory::default()),
+      shared: SharedStates::default(),
       config,
       slot: Mutex::new(Slot::Idle),
       connecting: tokio::sync::Mutex::new(()),
