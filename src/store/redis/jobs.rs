@@ -2,16 +2,8 @@
 //! the `INFO` figures of `ProviderLimiter.health()`. A child module of the store, so it runs
 //! its scripts through the store's connection, timeouts and EVALSHA path.
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
 use super::{classify, now_arg, Conn, RedisStore, StoreError};
 use crate::engine::{jobs, provider_limit};
-
-static JOBS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/jobs.lua")));
-static PROVIDER: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/provider.lua")));
 
 /// One jobs.lua call: `keys` = [instances, this instance's grants, models…], then the op's
 /// arguments.
@@ -35,7 +27,7 @@ pub struct JobsCall<'a> {
 impl RedisStore {
   /// One decision of the job limiter's Redis backend; the reply as jobs.lua documents it.
   pub async fn jobs(&self, c: JobsCall<'_>) -> Result<Vec<i64>, StoreError> {
-    let mut inv = JOBS.prepare_invoke();
+    let mut inv = super::scripts::JOBS.prepare_invoke();
     for k in c.keys {
       inv.key(*k);
     }
@@ -77,7 +69,7 @@ impl RedisStore {
     now: Option<u64>,
     cost: u64,
   ) -> Result<provider_limit::Decision, StoreError> {
-    let mut inv = PROVIDER.prepare_invoke();
+    let mut inv = super::scripts::PROVIDER.prepare_invoke();
     inv
       .key(key)
       .arg(points)
