@@ -6,8 +6,8 @@
 
 const native = require('./native')
 const { codes, fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
@@ -20,20 +20,20 @@ class ProviderLimiter {
   #memory
   #clock
   #native
-  #stats = newStats()
+  #stats
   #fallback = null
   /** key → what Redis last said of it: `[remaining, at, resetAt]` (ms), for 'local'. */
   #seen = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['providers', ...POLICY_OPTIONS], 'options')
+    const c = setUp('ProviderLimiter', store, options, ['providers'])
+    const o = c.options
+    this.#stats = c.stats
     const providers = v.options(o.providers, 'options.providers')
     if (Object.keys(providers).length === 0) throw invalidArg('options.providers must name at least one provider')
-    this.#native = s[kNative]
-    this.#memory = s[kNative].isMemory
-    this.#clock = s[kClock]
+    this.#native = c.native
+    this.#memory = c.memory
+    this.#clock = c.clock
     for (const [name, cfg] of Object.entries(providers)) {
       const c = v.knownKeys(v.options(cfg, `options.providers.${name}`), ['points', 'duration', 'keyPrefix'], `options.providers.${name}`)
       const points = v.integer(c.points, `options.providers.${name}.points`, 1, MAX_POINTS)
@@ -52,17 +52,15 @@ class ProviderLimiter {
         done: 0,
       })
     }
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () => new ProviderLimiter(new MemoryStore({ now: clock }), { providers, [kLocalTwin]: true })
+    const prefixes = [...this.#providers.values()].map((p) => p.keyPrefix).join(',')
+    const { fallback, policy } = storePolicy('ProviderLimiter', prefixes, c, {
+      twin: (store, mark) => new ProviderLimiter(store, { providers, ...mark }),
       // Points taken while Redis was away are taken there too once it is back (a counter at 0
       // stays at 0: what did not fit is moot).
-      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.scope, op.points, op.now).catch(rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-      if (policy === 'local') this.#seen = new Map()
-    }
-    if (!o[kLocalTwin]) track('ProviderLimiter', [...this.#providers.values()].map((p) => p.keyPrefix).join(','), this.#stats)
+      replay: (op) => this.#providers.get(op.provider).core.consumeAsync(op.scope, op.points, op.now).catch(rethrow),
+    })
+    this.#fallback = fallback
+    if (!this.#memory && policy === 'local') this.#seen = new Map()
   }
 
   /** Decisions, refusals, and what the store failure policy did. */

@@ -7,8 +7,9 @@ const { performance } = require('node:perf_hooks')
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange, withCode, codes } = require('./errors')
 const { canonical } = require('./canonical')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
+const { MemoryStore, checkSlotPrefix } = require('./stores')
+const { snapshot } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -80,13 +81,13 @@ class SemanticCache {
   #recent = new Map()
   #stats = { hits: 0, exactHits: 0, semanticHits: 0, misses: 0, falseHits: 0, lookups: 0, lookupMs: 0 }
   /** Counters of the store failure policy, shared with `metrics()`. */
-  #policyStats = newStats()
+  #policyStats
   #fallback = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'SemanticCache')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['embed', 'threshold', 'ttl', 'prefix', 'maxEntries', 'scope', 'approximateFrom', 'embedTimeoutMs', ...POLICY_OPTIONS], 'options')
+    const c = setUp('SemanticCache', store, options, ['embed', 'threshold', 'ttl', 'prefix', 'maxEntries', 'scope', 'approximateFrom', 'embedTimeoutMs'])
+    const o = c.options
+    this.#policyStats = c.stats
     this.#embed = v.fn(o.embed, 'options.embed')
     if (o.threshold === undefined) this.#threshold = 0.95
     else {
@@ -106,15 +107,13 @@ class SemanticCache {
     this.#scope = o.scope
     this.#embedTimeoutMs = o.embedTimeoutMs === undefined ? 10_000 : v.millis(o.embedTimeoutMs, 'options.embedTimeoutMs', 2 ** 31 - 1)
     const annMin = o.approximateFrom === undefined ? 0 : v.integer(o.approximateFrom, 'options.approximateFrom', 2, MAX_ENTRIES)
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = new native.SemanticCore(ns, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new SemanticCache(new MemoryStore({ now: clock }), {
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = new native.SemanticCore(c.native, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
+    // Nothing to replay: entries cached in-process during an outage stay there.
+    this.#fallback = storePolicy('SemanticCache', this.#prefix, c, {
+      twin: (store, mark) =>
+        new SemanticCache(store, {
           embed: this.#embed,
           threshold: this.#threshold,
           ttl: this.#ttl,
@@ -122,12 +121,9 @@ class SemanticCache {
           maxEntries: this.#maxEntries,
           scope: this.#scope,
           embedTimeoutMs: this.#embedTimeoutMs,
-          [kLocalTwin]: true,
-        })
-      // Nothing to replay: entries cached in-process during an outage stay there.
-      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#policyStats, retryMs)
-    }
-    if (!o[kLocalTwin]) track('SemanticCache', this.#prefix, this.#policyStats)
+          ...mark,
+        }),
+    }).fallback
   }
 
   /** A Redis call under the `onStoreError` policy (on a MemoryStore: just the call). */

@@ -4,8 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 const { totalTokens } = require('./usage')
 
@@ -30,15 +30,15 @@ class TokenBudget {
   #periodSeconds
   #holdTtlSeconds
   #prefix
-  #stats = newStats()
+  #stats
   #fallback = null
   /** bucket → what Redis last said of it: `[used, reserved, at, resetAt]` (ms), for 'local'. */
   #seen = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'TokenBudget')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix', ...POLICY_OPTIONS], 'options')
+    const c = setUp('TokenBudget', store, options, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix'])
+    const o = c.options
+    this.#stats = c.stats
     if (o.maxTokens === undefined) throw invalidArg('options.maxTokens is required')
     this.#maxTokens = v.integer(o.maxTokens, 'options.maxTokens', 0, MAX_TOKENS)
     const periodMs = o.periodSeconds === undefined ? 86_400_000 : v.seconds(o.periodSeconds, 'options.periodSeconds', MAX_PERIOD_SECONDS)
@@ -46,27 +46,23 @@ class TokenBudget {
     this.#periodSeconds = periodMs / 1000
     this.#holdTtlSeconds = holdMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:budget:' : v.string(o.prefix, 'options.prefix')
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = new native.TokenBudgetCore(ns, this.#prefix, this.#maxTokens, periodMs, holdMs)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new TokenBudget(new MemoryStore({ now: clock }), {
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = new native.TokenBudgetCore(c.native, this.#prefix, this.#maxTokens, periodMs, holdMs)
+    const { fallback, policy } = storePolicy('TokenBudget', this.#prefix, c, {
+      twin: (store, mark) =>
+        new TokenBudget(store, {
           maxTokens: this.#maxTokens,
           periodSeconds: this.#periodSeconds,
           holdTtlSeconds: this.#holdTtlSeconds,
           prefix: this.#prefix,
-          [kLocalTwin]: true,
-        })
+          ...mark,
+        }),
       // What was recorded, settled or released while Redis was away happens there, at its time.
-      const replay = (op) => this.#core.runAsync(op.code, op.bucket, op.tokens, op.holdId, op.now).catch(rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-      if (policy === 'local') this.#seen = new Map()
-    }
-    if (!o[kLocalTwin]) track('TokenBudget', this.#prefix, this.#stats)
+      replay: (op) => this.#core.runAsync(op.code, op.bucket, op.tokens, op.holdId, op.now).catch(rethrow),
+    })
+    this.#fallback = fallback
+    if (!this.#memory && policy === 'local') this.#seen = new Map()
   }
 
   /** What this budget answered, refused and fell back on. */
