@@ -152,23 +152,6 @@ export declare class SessionStoreCore {
   destroyAsync(id: Id, now: number): Promise<boolean>
 }
 
-export declare class TokenBudgetCore {
-  constructor(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number)
-  run(code: number, bucket: Id, tokens: number, holdId: string, now: number): BudgetDecision
-  runAsync(code: number, bucket: Id, tokens: number, holdId: string, now: number): Promise<BudgetDecision>
-}
-
-export interface BudgetDecision {
-  allowed: boolean
-  used: number
-  reserved: number
-  remaining: number
-  resetInSeconds: number
-  /** Set when a reservation was granted. */
-  holdId?: string
-  holdExpiresAt?: number
-}
-
 /** Every id of the built-in catalog, in its order. */
 export declare function catalogModels(): Array<string>
 
@@ -365,3 +348,17 @@ export interface TagSpend {
   tag: string
   nano: number
 }
+
+export declare function tokenBudgetNew(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number): ExternalObject<'TokenBudgetCore'>
+
+/**
+ * In-process decision, answered on the calling thread, written into `out`. `now` < 0 reads
+ * the system clock.
+ */
+export declare function tokenBudgetRun(core: ExternalObject<'TokenBudgetCore'>, code: number, bucket: string, tokens: number, holdId: string | undefined, now: number, out: Float64Array): number
+
+/**
+ * Redis decision (one EVALSHA); resolves to the reply's numbers. `now` < 0 uses the Redis
+ * server's clock.
+ */
+export declare function tokenBudgetRunAsync(core: ExternalObject<'TokenBudgetCore'>, code: number, bucket: string, tokens: number, holdId: string | undefined, now: number): Promise<Array<number>>

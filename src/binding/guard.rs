@@ -19,6 +19,7 @@ use napi_derive::napi;
 
 use super::error::{coded, ms, INVALID_ARG};
 use super::id::Text;
+use super::reply::write;
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::guard::{self, Acquired, Kind, Spec};
 use crate::store::key;
@@ -134,14 +135,6 @@ fn acquired_reply(a: &Acquired) -> Vec<f64> {
   out.extend(a.remaining.iter().map(|&x| x as f64));
   out.extend(a.holds.iter().map(|&x| x as f64));
   out
-}
-
-fn write(out: &mut [f64], reply: &[f64]) -> napi::Result<u32> {
-  let slot = out
-    .get_mut(..reply.len())
-    .ok_or_else(|| coded(INVALID_ARG, "guard: the reply buffer is too small"))?;
-  slot.copy_from_slice(reply);
-  Ok(reply.len() as u32)
 }
 
 /// Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its

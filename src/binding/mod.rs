@@ -14,6 +14,7 @@ mod id;
 mod jobs;
 mod quota;
 mod rate_limiter;
+mod reply;
 mod response_cache;
 mod semantic_cache;
 mod session_store;
