@@ -1,7 +1,7 @@
 //! The Redis store: state shared by every process that points at the same Redis (or Redis
 //! Cluster). Every decision is one Lua script sent with EVALSHA — one round trip — and each
 //! script touches one key, so every call is Cluster-safe; a delete is a single DEL. The scripts
-//! are registered in one place, [`scripts`], and built from one script library.
+//! are registered in one place, `scripts.rs`, and built from one script library.
 //!
 //! Connections: one redis-rs `ConnectionManager` per store (reconnects in the background), or
 //! one cluster connection. Connecting and every command are bounded by short timeouts, so a
