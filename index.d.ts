@@ -107,16 +107,6 @@ export declare class ProviderCore {
   info(): Promise<string>
 }
 
-export declare class ResponseCacheCore {
-  constructor(store: NativeStore, prefix: string, ttlMs: number)
-  get(id: Id, now: number): string | null
-  set(id: Id, json: string, now: number): void
-  delete(id: Id, now: number): boolean
-  getAsync(id: Id, now: number): Promise<string | null>
-  setAsync(id: Id, json: string, now: number): Promise<void>
-  deleteAsync(id: Id, now: number): Promise<boolean>
-}
-
 export declare class SemanticCore {
   /** `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate. */
   constructor(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number)
@@ -135,21 +125,6 @@ export declare class SemanticCore {
   deleteAsync(key: string, now: number): Promise<boolean>
   clearAsync(now: number): Promise<number>
   lenAsync(now: number): Promise<number>
-}
-
-export declare class SessionStoreCore {
-  /** `max_bytes` 0 means no cap. */
-  constructor(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number)
-  save(id: Id, head: string, messages: string | undefined | null, now: number): void
-  load(id: Id, now: number): string | null
-  append(id: Id, items: string, now: number): number
-  touch(id: Id, now: number): boolean
-  destroy(id: Id, now: number): boolean
-  saveAsync(id: Id, head: string, messages: string | undefined | null, now: number): Promise<void>
-  loadAsync(id: Id, now: number): Promise<string | null>
-  appendAsync(id: Id, items: string, now: number): Promise<number>
-  touchAsync(id: Id, now: number): Promise<boolean>
-  destroyAsync(id: Id, now: number): Promise<boolean>
 }
 
 /** Every id of the built-in catalog, in its order. */
@@ -294,6 +269,22 @@ export interface RedisConnectOptions {
 /** SHA-256 hex of canonical request text (lib/canonical.js writes it). */
 export declare function requestDigest(canonical: string): string
 
+/** True when a live entry was deleted. */
+export declare function responseCacheDelete(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): boolean
+
+export declare function responseCacheDeleteAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): Promise<boolean>
+
+/** The entry's JSON text, or null. */
+export declare function responseCacheGet(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): string | null
+
+export declare function responseCacheGetAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): Promise<string | undefined | null>
+
+export declare function responseCacheNew(store: NativeStore, prefix: string, ttlMs: number): ExternalObject<'ResponseCacheCore'>
+
+export declare function responseCacheSet(core: ExternalObject<'ResponseCacheCore'>, id: string, json: string, now: number): void
+
+export declare function responseCacheSetAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, json: string, now: number): Promise<undefined>
+
 /** A hit as lib/ reads it. */
 export interface SemanticHit {
   /** The entry's key (the digest of the request that stored it). */
@@ -316,6 +307,37 @@ export interface ServerMemoryInfo {
   /** The policy can evict tollgate's keys. */
   evicts: boolean
 }
+
+/** Appends `items` (comma-separated JSON values); the session's new size in bytes. */
+export declare function sessionStoreAppend(core: ExternalObject<'SessionStoreCore'>, id: string, items: string, now: number): number
+
+export declare function sessionStoreAppendAsync(core: ExternalObject<'SessionStoreCore'>, id: string, items: string, now: number): Promise<number>
+
+/** Deletes the session; true when a live one was there. */
+export declare function sessionStoreDestroy(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): boolean
+
+export declare function sessionStoreDestroyAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<boolean>
+
+/** The session's data as JSON text, or null. */
+export declare function sessionStoreLoad(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): string | null
+
+export declare function sessionStoreLoadAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<string | undefined | null>
+
+/** `max_bytes` 0 means no cap. */
+export declare function sessionStoreNew(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number): ExternalObject<'SessionStoreCore'>
+
+/**
+ * Replaces the session: `head` is the JSON of its data without `messages`, `messages` the
+ * JSON array (undefined when the data has no message list).
+ */
+export declare function sessionStoreSave(core: ExternalObject<'SessionStoreCore'>, id: string, head: string, messages: string | undefined, now: number): void
+
+export declare function sessionStoreSaveAsync(core: ExternalObject<'SessionStoreCore'>, id: string, head: string, messages: string | undefined, now: number): Promise<undefined>
+
+/** Renews the session's expiry; false when there is none. */
+export declare function sessionStoreTouch(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): boolean
+
+export declare function sessionStoreTouchAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<boolean>
 
 export interface SpendDecision {
   allowed: boolean

@@ -59,7 +59,7 @@ class ResponseCache {
     this.#keyFn = o.keyFn === undefined ? null : v.fn(o.keyFn, 'options.keyFn')
     this.#memory = c.memory
     this.#clock = c.clock
-    this.#core = new native.ResponseCacheCore(c.native, this.#prefix, ttlMs)
+    this.#core = native.responseCacheNew(c.native, this.#prefix, ttlMs)
     this.#fallback = storePolicy('ResponseCache', this.#prefix, c, {
       twin: (store, mark) =>
         new ResponseCache(store, { ttl: this.#ttl, prefix: this.#prefix, keyFn: this.#keyFn === null ? undefined : this.#keyFn, ...mark }),
@@ -109,10 +109,10 @@ class ResponseCache {
       const key = this.#id(model, messages, params)
       const parse = (text) => this.#lookup(this.#parse(key, text))
       const now = this.#now()
-      if (this.#memory) return Promise.resolve(parse(this.#core.get(key, now)))
+      if (this.#memory) return Promise.resolve(parse(native.responseCacheGet(this.#core, key, now)))
       // 'fail-open' answers a miss; nothing is marked on a cached response (it is the user's).
       return this.#fallback.run(
-        () => this.#core.getAsync(key, now).then(parse, rethrow),
+        () => native.responseCacheGetAsync(this.#core, key, now).then(parse, rethrow),
         () => this.#lookup(null),
         (l) => l.get(model, messages, params).then((r) => this.#lookup(r)),
         null,
@@ -129,9 +129,9 @@ class ResponseCache {
       const key = this.#id(model, messages, params)
       const text = v.json(response, 'response')
       const now = this.#now()
-      if (this.#memory) return Promise.resolve(this.#core.set(key, text, now))
+      if (this.#memory) return Promise.resolve(native.responseCacheSet(this.#core, key, text, now))
       return this.#fallback.run(
-        () => this.#core.setAsync(key, text, now).then(() => undefined, rethrow),
+        () => native.responseCacheSetAsync(this.#core, key, text, now).then(() => undefined, rethrow),
         () => undefined,
         (l) => l.set(model, messages, response, params),
         null,
@@ -163,9 +163,9 @@ class ResponseCache {
 
   #delete(key) {
     const now = this.#now()
-    if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
+    if (this.#memory) return Promise.resolve(native.responseCacheDelete(this.#core, key, now))
     return this.#fallback.run(
-      () => this.#core.deleteAsync(key, now).then(undefined, rethrow),
+      () => native.responseCacheDeleteAsync(this.#core, key, now).then(undefined, rethrow),
       () => false,
       (l) => l.#delete(key),
       null,

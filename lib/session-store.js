@@ -40,7 +40,7 @@ class SessionStore {
     this.#maxBytes = o.maxBytes === undefined ? null : v.integer(o.maxBytes, 'options.maxBytes', 1, MAX_BYTES)
     this.#memory = c.memory
     this.#clock = c.clock
-    this.#core = new native.SessionStoreCore(c.native, this.#prefix, ttlMs, this.#maxBytes ?? 0)
+    this.#core = native.sessionStoreNew(c.native, this.#prefix, ttlMs, this.#maxBytes ?? 0)
     this.#fallback = storePolicy('SessionStore', this.#prefix, c, {
       twin: (store, mark) =>
         new SessionStore(store, { ttl: this.#ttl, prefix: this.#prefix, maxBytes: this.#maxBytes === null ? undefined : this.#maxBytes, ...mark }),
@@ -80,7 +80,7 @@ class SessionStore {
     }
     return this.#call(
       sessionId,
-      (id, now) => (this.#memory ? this.#core.save(id, head, messages, now) : this.#core.saveAsync(id, head, messages, now)),
+      (id, now) => (this.#memory ? native.sessionStoreSave(this.#core, id, head, messages ?? undefined, now) : native.sessionStoreSaveAsync(this.#core, id, head, messages ?? undefined, now)),
       () => undefined,
       (l) => l.save(sessionId, data),
     )
@@ -89,8 +89,8 @@ class SessionStore {
   load(sessionId) {
     return this.#call(sessionId, (id, now) => {
       const parse = (text) => this.#parse(id, text)
-      if (this.#memory) return parse(this.#core.load(id, now))
-      return this.#core.loadAsync(id, now).then(parse)
+      if (this.#memory) return parse(native.sessionStoreLoad(this.#core, id, now))
+      return native.sessionStoreLoadAsync(this.#core, id, now).then(parse)
     }, () => null, (l) => l.load(sessionId))
   }
 
@@ -108,19 +108,19 @@ class SessionStore {
     }
     return this.#call(
       sessionId,
-      (id, now) => (this.#memory ? this.#core.append(id, items, now) : this.#core.appendAsync(id, items, now)),
+      (id, now) => (this.#memory ? native.sessionStoreAppend(this.#core, id, items, now) : native.sessionStoreAppendAsync(this.#core, id, items, now)),
       () => 0,
       (l) => l.append(sessionId, ...messages),
     )
   }
 
   touch(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.touch(id, now) : this.#core.touchAsync(id, now)), () => false, (l) => l.touch(sessionId))
+    return this.#call(sessionId, (id, now) => (this.#memory ? native.sessionStoreTouch(this.#core, id, now) : native.sessionStoreTouchAsync(this.#core, id, now)), () => false, (l) => l.touch(sessionId))
   }
 
   /** Deletes the session; resolves true when there was one. */
   destroy(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.destroy(id, now) : this.#core.destroyAsync(id, now)), () => false, (l) => l.destroy(sessionId))
+    return this.#call(sessionId, (id, now) => (this.#memory ? native.sessionStoreDestroy(this.#core, id, now) : native.sessionStoreDestroyAsync(this.#core, id, now)), () => false, (l) => l.destroy(sessionId))
   }
 
   // `open` and `viaLocal` answer under 'fail-open' and 'local' when Redis cannot.

@@ -13,7 +13,7 @@
 //!   `<class>New(store, …)` and passed to free functions (`rateLimiterRun`, `tokenBudgetRun`,
 //!   `guardRun`, `quotaDecide`).
 //! - **Requests in.** Amounts and times as numbers (`now` in ms; < 0 means the store's clock),
-//!   the operation as a small integer code, ids as [`id::Id`] (a string or a number, read
+//!   the operation as a small integer code (or a function of its own), ids as [`id::Id`] (a string or a number, read
 //!   once), optional strings as `Option<String>` (`undefined` costs nothing), payloads (cached
 //!   responses, sessions) as the JSON text lib/ made, several meters as one `\0`-joined string
 //!   plus a `Float64Array` of their numbers.
@@ -25,16 +25,18 @@
 //!   lib/ never sees a script's reply.
 //! - **Paths.** Memory: synchronous, on the calling thread (lib/ hands back an
 //!   already-resolved promise). Redis: `…Async`, a future on the one tokio worker
-//!   (`env.spawn_future`).
+//!   (`store::on_redis`), whose every failure (a closed store included) rejects the promise
+//!   rather than throwing.
 //! - **Errors.** [`error::coded`] puts a stable code in the message; lib/'s `fromNative` turns
 //!   it into a TypeError, RangeError or StoreError of the caller's realm with `code` set, on
 //!   both paths. Every synchronous export has `catch_unwind`: a panic becomes
 //!   `ERR_TOLLGATE_INTERNAL`, never an abort.
 //!
-//! The hot paths follow it (RateLimiter, TokenBudget, the guard, Quota's decisions). Still
+//! The hot paths follow it (RateLimiter, TokenBudget, the guard, Quota's decisions), and so do
+//! ResponseCache and SessionStore. Still
 //! crossing their older way, off the hot paths: CostTracker's decision (a napi object with its
-//! tag totals), the `#[napi]` classes of ResponseCache, SessionStore, SemanticCache and the
-//! job limiter, and Quota's rate-budget store adapter (`quotaApply`, JSON text both ways).
+//! tag totals), the `#[napi]` classes of SemanticCache and the job limiter, and Quota's
+//! rate-budget store adapter (`quotaApply`, JSON text both ways).
 
 // Under `cargo test` napi-derive compiles the exports out, which leaves these unused.
 #![cfg_attr(test, allow(dead_code))]

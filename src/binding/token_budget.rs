@@ -16,7 +16,7 @@ use super::clock::{local, remote};
 use super::error::ms;
 use super::id::{with_key, Id};
 use super::reply::write;
-use super::store::{open_redis, Backend, NativeStore};
+use super::store::{on_redis, Backend, NativeStore};
 use crate::engine::token_budget::{Budget, Decision, Limit, Op};
 
 /// Numbers in a reply.
@@ -125,10 +125,9 @@ pub fn token_budget_run_async<'env>(
   hold_id: Option<String>,
   now: f64,
 ) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
-  let redis = open_redis(&core.backend)?;
   let key = format!("{}{}", core.prefix, bucket.as_str());
   let (limit, op) = (core.limit, op(code, tokens, hold_id));
-  env.spawn_future(async move {
+  on_redis(env, &core.backend, move |redis| async move {
     let d = redis.budget(&key, limit, remote(now), &op).await?;
     Ok(reply(&d).to_vec())
   })
