@@ -23,46 +23,6 @@ export declare class CostTrackerCore {
   runAsync(code: number, nano: number, holdId: string, tags: Array<string>, now: number): Promise<SpendDecision>
 }
 
-/** The limits of every model of one limiter, in this process. */
-export declare class JobLimitsCore {
-  constructor(limits: Array<number>, sliding: boolean)
-  /**
-   * Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
-   * minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
-   * never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
-   */
-  reserve(model: number, tokens: number, requests: number, now: number): number
-  /**
-   * Settles a reservation with the actual usage (window-aware); `release` gives the
-   * concurrency slot back.
-   */
-  settle(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number): void
-  /**
-   * `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
-   * minute count drops, ms until the day count drops]`.
-   */
-  counts(model: number, now: number): Array<number>
-}
-
-/** The global limits of one limiter in Redis (jobs.lua). */
-export declare class JobsRedisCore {
-  /**
-   * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
-   * `<prefix>{limits}:model:<id>`.
-   */
-  constructor(store: NativeStore, prefix: string, models: Array<Id>, limits: Array<number>, instance: Id, timeoutMs: number, sliding: boolean)
-  get instanceId(): string
-  /** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
-  acquire(model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
-  /**
-   * Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
-   * was away, once per `id` (0: no id): see jobs.lua for the reply.
-   */
-  release(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
-  /** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
-  instanceOp(op: string, now: number): Promise<Array<number>>
-}
-
 export declare class NativeStore {
   /**
    * An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
@@ -92,19 +52,6 @@ export declare class NativeStore {
   serverMemory(): ServerMemoryInfo | null
   /** `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks. */
   scriptHashes(): Array<Array<string>>
-}
-
-/** `ProviderLimiter`: `points` per `duration_ms` per `<prefix><provider>:<scope>`. */
-export declare class ProviderCore {
-  constructor(store: NativeStore, prefix: string, points: number, durationMs: number)
-  /**
-   * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
-   * as the text `<points>:<expire>` under the scope's key, expiring with its period.
-   */
-  consume(scope: Id, cost: number, now: number): Array<number>
-  consumeAsync(scope: Id, cost: number, now: number): Promise<Array<number>>
-  /** The Redis server's `INFO` text. */
-  info(): Promise<string>
 }
 
 export declare class SemanticCore {
@@ -181,6 +128,27 @@ export declare function guardRunAsync(core: ExternalObject<'GuardCore'>, op: num
  */
 export declare function jobAdjustRatios(ratios: Array<number>, flexible: Array<boolean>, loads: Array<number>, config: Array<number>): Array<number> | null
 
+/**
+ * `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+ * minute count drops, ms until the day count drops]`.
+ */
+export declare function jobLimitsCounts(core: ExternalObject<'JobLimitsCore'>, model: number, now: number): Array<number>
+
+export declare function jobLimitsNew(limits: Array<number>, sliding: boolean): ExternalObject<'JobLimitsCore'>
+
+/**
+ * Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
+ * minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
+ * never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
+ */
+export declare function jobLimitsReserve(core: ExternalObject<'JobLimitsCore'>, model: number, tokens: number, requests: number, now: number): number
+
+/**
+ * Settles a reservation with the actual usage (window-aware); `release` gives the
+ * concurrency slot back.
+ */
+export declare function jobLimitsSettle(core: ExternalObject<'JobLimitsCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number): void
+
 /** Slots of a job type on a model from a pool `[totalSlots, tpm, rpm, tpd, rpd]`. */
 export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, tokens: number, requests: number, minCapacity: number): number
 
@@ -191,11 +159,42 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
  */
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
+/** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
+export declare function jobsRedisAcquire(core: ExternalObject<'JobsRedisCore'>, model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
+
+/** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
+export declare function jobsRedisInstanceOp(core: ExternalObject<'JobsRedisCore'>, op: string, now: number): Promise<Array<number>>
+
+/**
+ * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
+ * `<prefix>{limits}:model:<id>`.
+ */
+export declare function jobsRedisNew(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean): ExternalObject<'JobsRedisCore'>
+
+/**
+ * Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
+ * was away, once per `id` (0: no id): see jobs.lua for the reply.
+ */
+export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
+
 /**
  * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
  * tokens), or null when neither a defined price nor the catalog has it.
  */
 export declare function priceOfModel(model: string): Array<number> | null
+
+/**
+ * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store; the counter lives under
+ * the scope's key until its period ends.
+ */
+export declare function providerConsume(core: ExternalObject<'ProviderCore'>, scope: string, cost: number, now: number): Array<number>
+
+export declare function providerConsumeAsync(core: ExternalObject<'ProviderCore'>, scope: string, cost: number, now: number): Promise<Array<number>>
+
+/** The Redis server's `INFO` text. */
+export declare function providerInfo(core: ExternalObject<'ProviderCore'>): Promise<string>
+
+export declare function providerNew(store: NativeStore, prefix: string, points: number, durationMs: number): ExternalObject<'ProviderCore'>
 
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
 export declare function quotaApply(state: string, request: string): string

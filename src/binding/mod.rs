@@ -33,10 +33,10 @@
 //!   `ERR_TOLLGATE_INTERNAL`, never an abort.
 //!
 //! The hot paths follow it (RateLimiter, TokenBudget, the guard, Quota's decisions), and so do
-//! ResponseCache and SessionStore. Still
-//! crossing their older way, off the hot paths: CostTracker's decision (a napi object with its
-//! tag totals), the `#[napi]` classes of SemanticCache and the job limiter, and Quota's
-//! rate-budget store adapter (`quotaApply`, JSON text both ways).
+//! ResponseCache, SessionStore, ProviderLimiter and the job limiter. Still crossing their
+//! older way, off the hot paths: CostTracker's decision (a napi object with its tag totals),
+//! SemanticCache's `#[napi]` class, and Quota's rate-budget store adapter (`quotaApply`, JSON
+//! text both ways).
 
 // Under `cargo test` napi-derive compiles the exports out, which leaves these unused.
 #![cfg_attr(test, allow(dead_code))]

@@ -30,7 +30,7 @@ use hashbrown::HashMap;
 use super::shared::SharedStates;
 
 use crate::engine::session::Session;
-use crate::engine::{guard, quota, spend, token_budget};
+use crate::engine::{guard, provider_limit, quota, spend, token_budget};
 
 /// How many due keys one call reclaims at most.
 const SWEEP_PER_CALL: usize = 16;
@@ -53,6 +53,8 @@ pub enum Value {
   Quota(quota::QuotaState),
   Spend(Box<spend::Bucket>),
   Meter(Box<guard::Meter>),
+  /// ProviderLimiter's points of a period (none once the period ended).
+  Points(Option<provider_limit::Counter>),
 }
 
 /// A kind of value an engine keeps at a key: the one interface between the store and every
@@ -100,6 +102,7 @@ stored!(Session, Session, Session::empty());
 stored!(quota::QuotaState, Quota, quota::QuotaState::default());
 stored!(Box<spend::Bucket>, Spend, Box::default());
 stored!(Box<guard::Meter>, Meter, Box::default());
+stored!(Option<provider_limit::Counter>, Points, None);
 
 /// How long a key stays after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
