@@ -54,26 +54,6 @@ export declare class NativeStore {
   scriptHashes(): Array<Array<string>>
 }
 
-export declare class SemanticCore {
-  /** `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate. */
-  constructor(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number)
-  /** The exact request's entry. */
-  get(key: string, now: number): SemanticHit | null
-  search(scope: string, vector: Float32Array, query: string, now: number): SemanticHit | null
-  /** Stores an entry; returns how many entries were evicted. */
-  set(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): number
-  delete(key: string, now: number): boolean
-  clear(now: number): number
-  len(now: number): number
-  /** The exact request's entry; brings this process's index up to date on the way. */
-  getAsync(key: string, now: number): Promise<SemanticHit | null>
-  searchAsync(scope: string, vector: Float32Array, query: string, now: number): Promise<SemanticHit | null>
-  setAsync(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): Promise<number>
-  deleteAsync(key: string, now: number): Promise<boolean>
-  clearAsync(now: number): Promise<number>
-  lenAsync(now: number): Promise<number>
-}
-
 /** Every id of the built-in catalog, in its order. */
 export declare function catalogModels(): Array<string>
 
@@ -284,6 +264,19 @@ export declare function responseCacheSet(core: ExternalObject<'ResponseCacheCore
 
 export declare function responseCacheSetAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, json: string, now: number): Promise<undefined>
 
+export declare function semanticClear(core: ExternalObject<'SemanticCore'>, now: number): number
+
+export declare function semanticClearAsync(core: ExternalObject<'SemanticCore'>, now: number): Promise<number>
+
+export declare function semanticDelete(core: ExternalObject<'SemanticCore'>, key: string, now: number): boolean
+
+export declare function semanticDeleteAsync(core: ExternalObject<'SemanticCore'>, key: string, now: number): Promise<boolean>
+
+/** The exact request's entry. */
+export declare function semanticGet(core: ExternalObject<'SemanticCore'>, key: string, now: number): SemanticHit | null
+
+export declare function semanticGetAsync(core: ExternalObject<'SemanticCore'>, key: string, now: number): Promise<SemanticHit | undefined | null>
+
 /** A hit as lib/ reads it. */
 export interface SemanticHit {
   /** The entry's key (the digest of the request that stored it). */
@@ -294,6 +287,23 @@ export interface SemanticHit {
   /** The stored question. */
   query: string
 }
+
+export declare function semanticLen(core: ExternalObject<'SemanticCore'>, now: number): number
+
+export declare function semanticLenAsync(core: ExternalObject<'SemanticCore'>, now: number): Promise<number>
+
+/** `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate. */
+export declare function semanticNew(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number): ExternalObject<'SemanticCore'>
+
+/** The closest entry of `scope` at or above the threshold whose question is compatible. */
+export declare function semanticSearch(core: ExternalObject<'SemanticCore'>, scope: string, vector: Float32Array, query: string, now: number): SemanticHit | null
+
+export declare function semanticSearchAsync(core: ExternalObject<'SemanticCore'>, scope: string, vector: Float32Array, query: string, now: number): Promise<SemanticHit | undefined | null>
+
+/** Stores an entry; returns how many entries were evicted. */
+export declare function semanticSet(core: ExternalObject<'SemanticCore'>, key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): number
+
+export declare function semanticSetAsync(core: ExternalObject<'SemanticCore'>, key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): Promise<number>
 
 /**
  * `maxmemory` and `maxmemory-policy` as last read from the server (null until read);

@@ -109,7 +109,7 @@ class SemanticCache {
     const annMin = o.approximateFrom === undefined ? 0 : v.integer(o.approximateFrom, 'options.approximateFrom', 2, MAX_ENTRIES)
     this.#memory = c.memory
     this.#clock = c.clock
-    this.#core = new native.SemanticCore(c.native, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
+    this.#core = native.semanticNew(c.native, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
     // Nothing to replay: entries cached in-process during an outage stay there.
     this.#fallback = storePolicy('SemanticCache', this.#prefix, c, {
       twin: (store, mark) =>
@@ -191,7 +191,7 @@ class SemanticCache {
   async #lookup(r, addSpent, restart) {
     let started = performance.now()
     const now = this.#now()
-    const exact = this.#memory ? this.#core.get(r.key, now) : await this.#core.getAsync(r.key, now)
+    const exact = this.#memory ? native.semanticGet(this.#core, r.key, now) : await native.semanticGetAsync(this.#core, r.key, now)
     const exactHit = exact ? this.#hit(exact) : null
     if (exactHit) {
       this.#stats.hits++
@@ -207,7 +207,7 @@ class SemanticCache {
       this.#remember(r.key, vector)
       const t = this.#now()
       const scope = r.scope()
-      const found = this.#memory ? this.#core.search(scope, vector, r.text, t) : await this.#core.searchAsync(scope, vector, r.text, t)
+      const found = this.#memory ? native.semanticSearch(this.#core, scope, vector, r.text, t) : await native.semanticSearchAsync(this.#core, scope, vector, r.text, t)
       const hit = found ? this.#hit(found) : null
       if (hit) {
         this.#stats.hits++
@@ -231,10 +231,10 @@ class SemanticCache {
       }
       const now = this.#now()
       const scope = r.scope()
-      if (this.#memory) this.#core.set(r.key, scope, r.text, json, vector, now)
+      if (this.#memory) native.semanticSet(this.#core, r.key, scope, r.text, json, vector, now)
       else {
         await this.#viaStore(
-          () => this.#core.setAsync(r.key, scope, r.text, json, vector, now),
+          () => native.semanticSetAsync(this.#core, r.key, scope, r.text, json, vector, now),
           () => undefined,
           (l) => {
             if (vector !== null) l.#remember(r.key, vector) // no second embedding call
@@ -278,9 +278,9 @@ class SemanticCache {
     try {
       this.#recent.clear()
       const now = this.#now()
-      if (this.#memory) return this.#core.clear(now)
+      if (this.#memory) return native.semanticClear(this.#core, now)
       return await this.#viaStore(
-        () => this.#core.clearAsync(now),
+        () => native.semanticClearAsync(this.#core, now),
         () => 0,
         (l) => l.clear(),
       )
@@ -293,7 +293,7 @@ class SemanticCache {
   async stats() {
     try {
       const now = this.#now()
-      const entries = this.#memory ? this.#core.len(now) : await this.#viaStore(() => this.#core.lenAsync(now), () => null, (l) => l.stats().then((x) => x.entries))
+      const entries = this.#memory ? native.semanticLen(this.#core, now) : await this.#viaStore(() => native.semanticLenAsync(this.#core, now), () => null, (l) => l.stats().then((x) => x.entries))
       const s = this.#stats
       const asked = s.hits + s.misses
       return {
@@ -366,9 +366,9 @@ class SemanticCache {
 
   #deleteKey(key) {
     const now = this.#now()
-    if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
+    if (this.#memory) return Promise.resolve(native.semanticDelete(this.#core, key, now))
     return this.#viaStore(
-      () => this.#core.deleteAsync(key, now),
+      () => native.semanticDeleteAsync(this.#core, key, now),
       () => false,
       (l) => l.#deleteKey(key),
     )

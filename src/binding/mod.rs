@@ -32,11 +32,11 @@
 //!   both paths. Every synchronous export has `catch_unwind`: a panic becomes
 //!   `ERR_TOLLGATE_INTERNAL`, never an abort.
 //!
-//! The hot paths follow it (RateLimiter, TokenBudget, the guard, Quota's decisions), and so do
-//! ResponseCache, SessionStore, ProviderLimiter and the job limiter. Still crossing their
-//! older way, off the hot paths: CostTracker's decision (a napi object with its tag totals),
-//! SemanticCache's `#[napi]` class, and Quota's rate-budget store adapter (`quotaApply`, JSON
-//! text both ways).
+//! Every class crosses this way. Two replies carry text beside their numbers and come back
+//! as small objects, off the hot paths: SemanticCache's hit (the stored key, question and
+//! response) and CostTracker's decision (its tag totals). Quota's rate-budget store adapter
+//! (`quotaApply`) hands a user's store state across as JSON text both ways, that state being
+//! a payload the user's store keeps.
 
 // Under `cargo test` napi-derive compiles the exports out, which leaves these unused.
 #![cfg_attr(test, allow(dead_code))]
