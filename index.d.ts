@@ -139,7 +139,10 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
  */
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
-/** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
+/**
+ * Acquire under the grant id `id` (unique per instance, > 0); the reply as `reply_numbers`
+ * lays it out.
+ */
 export declare function jobsRedisAcquire(core: ExternalObject<'JobsRedisCore'>, model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
 
 /** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
@@ -153,7 +156,7 @@ export declare function jobsRedisNew(store: NativeStore, prefix: string, models:
 
 /**
  * Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
- * was away, once per `id` (0: no id): see jobs.lua for the reply.
+ * was away, once per `id` (0: no id); the reply as `reply_numbers` lays it out.
  */
 export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
 

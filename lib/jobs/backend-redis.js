@@ -1,6 +1,6 @@
 'use strict'
 // The Redis backend: every model's limits shared by all the processes on one key prefix
-// (createRedisBackend). Counting is jobs.lua's, through JobsRedisCore: one EVALSHA to acquire,
+// (createRedisBackend). Counting is jobs.lua's, through the jobsRedis* functions (src/binding/jobs.rs lays out their replies): one EVALSHA to acquire,
 // one to release; a heartbeat keeps this instance registered and brings back the instance count
 // and the global counts, from which the limiter takes its fair share. It implements the backend
 // interface described in index.js, like the in-process one (backend-local.js).
@@ -267,7 +267,7 @@ class RedisBackend {
 
   // ---- counts
 
-  /** The global counts in a reply of jobs.lua, as of now. */
+  /** The global counts of a model in an acquire or release reply (src/binding/jobs.rs), as of now. */
   #remember(m, r) {
     const g = this.#global[m]
     for (let k = 0; k < 5; k++) g[k] = r[4 + k]

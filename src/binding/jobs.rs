@@ -17,7 +17,7 @@ use crate::engine::jobs::sliding::SlidingState;
 use crate::engine::jobs::{self, Counts, Denied, Limits, ModelState, Usage};
 use crate::engine::provider_limit::{self, Counter};
 use crate::store::memory::Keep;
-use crate::store::redis::jobs::JobsCall;
+use crate::store::redis::jobs::{JobStatus, JobsCall, JobsReply, ModelCounts};
 use crate::store::redis::RedisStore;
 
 /// `[tpm, rpm, tpd, rpd, maxConcurrent]` per model, flattened.
@@ -260,11 +260,73 @@ impl JobsRedisCore {
         id: ms(id),
       })
       .await?;
-    Ok(r.into_iter().map(|x| x as f64).collect())
+    Ok(reply_numbers(&r))
   }
 }
 
-/// Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply.
+fn counts_numbers(c: &ModelCounts) -> [f64; 5] {
+  [
+    c.minute.tokens as f64,
+    c.minute.requests as f64,
+    c.day.tokens as f64,
+    c.day.requests as f64,
+    c.in_flight as f64,
+  ]
+}
+
+/// A reply as numbers. Acquire and release: `[status (1 granted, 0 refused, 2 never fits,
+/// 3 moot: nothing changed), the grant's minute, ms until the blocking window resets (-1: only
+/// concurrency blocks), 1 if the instance was (re)registered, then the model's minute tokens,
+/// minute requests, day tokens, day requests and jobs in flight]`. Heartbeat: `[1 if
+/// (re)registered, live instances, dropped instances, then those five counts per model]`.
+/// Unregister: `[1 if the instance was dropped]`.
+fn reply_numbers(r: &JobsReply) -> Vec<f64> {
+  match r {
+    JobsReply::Decision {
+      status,
+      minute,
+      retry_ms,
+      registered,
+      counts,
+    } => {
+      let status = match status {
+        JobStatus::Granted => 1.0,
+        JobStatus::Refused => 0.0,
+        JobStatus::Never => 2.0,
+        JobStatus::Moot => 3.0,
+      };
+      let retry = retry_ms.map_or(-1.0, |ms| ms as f64);
+      let mut out = vec![
+        status,
+        *minute as f64,
+        retry,
+        f64::from(u8::from(*registered)),
+      ];
+      out.extend(counts_numbers(counts));
+      out
+    }
+    JobsReply::Heartbeat {
+      registered,
+      live,
+      dropped,
+      models,
+    } => {
+      let mut out = vec![
+        f64::from(u8::from(*registered)),
+        *live as f64,
+        *dropped as f64,
+      ];
+      for m in models {
+        out.extend(counts_numbers(m));
+      }
+      out
+    }
+    JobsReply::Unregistered { dropped } => vec![f64::from(u8::from(*dropped))],
+  }
+}
+
+/// Acquire under the grant id `id` (unique per instance, > 0); the reply as `reply_numbers`
+/// lays it out.
 #[napi(
   ts_args_type = "core: ExternalObject<'JobsRedisCore'>, model: number, tokens: number, requests: number, now: number, id: number"
 )]
@@ -283,7 +345,7 @@ pub fn jobs_redis_acquire<'env>(
 }
 
 /// Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
-/// was away, once per `id` (0: no id): see jobs.lua for the reply.
+/// was away, once per `id` (0: no id); the reply as `reply_numbers` lays it out.
 #[napi(
   ts_args_type = "core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number"
 )]
