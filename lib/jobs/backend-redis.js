@@ -1,8 +1,9 @@
 'use strict'
 // The Redis backend: every model's limits shared by all the processes on one key prefix
-// (createRedisBackend). Counting is jobs.lua's, through the jobsRedis* functions (src/binding/jobs.rs lays out their replies): one EVALSHA to acquire,
-// one to release; a heartbeat keeps this instance registered and brings back the instance count
-// and the global counts, from which the limiter takes its fair share. It implements the backend
+// (createRedisBackend). Counting is jobs.lua's, through the jobsRedis* functions (whose replies
+// src/binding/jobs.rs lays out): one EVALSHA to acquire, one to release; a heartbeat keeps this
+// instance registered and brings back the instance count and the global counts, from which the
+// limiter takes its fair share. It implements the backend
 // interface described in index.js, like the in-process one (backend-local.js).
 //
 // When Redis cannot answer, the store-failure policy (`onStoreError`, lib/policy.js) decides:
