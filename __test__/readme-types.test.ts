@@ -141,6 +141,7 @@ describe('README.md: every js block compiles under strict TypeScript', () => {
           'tollgate/anthropic': lib('integrations/anthropic.d.ts'),
           'tollgate/ai-sdk': lib('integrations/ai-sdk.d.ts'),
           'tollgate/http': lib('integrations/http.d.ts'),
+          'tollgate/dashboard': lib('dashboard.d.ts'),
         },
       },
       files,
