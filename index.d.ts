@@ -199,6 +199,9 @@ export declare function quotaDailyCap(rpd: number, thresholdPct: number): number
  */
 export declare function quotaDecide(core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number, storeNow: number, out: Float64Array): number
 
+/** The engine's defaults, `[windowMs, bufferMs, thresholdPct]`: lib/ takes them from here. */
+export declare function quotaDefaults(): Array<number>
+
 /** The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null. */
 export declare function quotaGet(core: ExternalObject<'QuotaCore'>, scope: string, now: number): string | null
 

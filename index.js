@@ -869,6 +869,7 @@ module.exports.quotaApply = nativeBinding.quotaApply
 module.exports.quotaCooldownMs = nativeBinding.quotaCooldownMs
 module.exports.quotaDailyCap = nativeBinding.quotaDailyCap
 module.exports.quotaDecide = nativeBinding.quotaDecide
+module.exports.quotaDefaults = nativeBinding.quotaDefaults
 module.exports.quotaGet = nativeBinding.quotaGet
 module.exports.quotaLastPrevId = nativeBinding.quotaLastPrevId
 module.exports.quotaNew = nativeBinding.quotaNew

@@ -11,8 +11,9 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange, withCode, codes } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storeAndOptions, MemoryStore, kNative, kClock } = require('./stores')
+const { kLocalTwin, newStats, bump, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storePolicy } = require('./setup')
 const v = require('./validate')
 const { requireUsage, MAX_TOKENS } = require('./usage')
 const { countMessageTokens } = require('./tokens')
@@ -368,19 +369,13 @@ class Guard {
     const n = this.#limits.length
     for (let k = 0; k <= n; k++) this.#nums.push(new Float64Array(FIELDS * k))
     this.#out = new Float64Array(4 + 2 * n)
-    if (!this.#memory) {
-      const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-      const clock = s[kClock]
-      const twin = { limits: o.limits, holdTtlMs: this.#holdMs, defaultMaxTokens: this.#defaultMaxTokens, prefix: this.#prefix }
+    const same = { limits: o.limits, holdTtlMs: this.#holdMs, defaultMaxTokens: this.#defaultMaxTokens, prefix: this.#prefix }
+    this.#fallback = storePolicy('Guard', this.#prefix, { store: s, options: o, memory: this.#memory, clock: s[kClock], stats: this.#stats }, {
       // 'local' decides on a twin in this process; under 'fail-open' and 'local' what the calls
       // admitted meanwhile used is counted in Redis, at the time they were made, once it answers.
-      const local = () => new Guard({ store: new MemoryStore({ now: clock || undefined }), ...twin, [kLocalTwin]: true })
-      const replay = (op) => (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-    } else if (o.onStoreError !== undefined || o.storeRetryMs !== undefined) {
-      fallbackOptions(o, s[kPolicy])
-    }
-    if (!o[kLocalTwin]) track('Guard', this.#prefix, this.#stats)
+      twin: (store, mark) => new Guard({ store, ...same, ...mark }),
+      replay: (op) => (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow),
+    }).fallback
   }
 
   /** The limits' ids, in order. */

@@ -7,14 +7,14 @@
 
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { MemoryStore, RedisStore, kNative, kClock, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
+const { newStats, bump, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storePolicy } = require('./setup')
 const v = require('./validate')
 const { totalTokens, StreamUsage } = require('./usage')
 
-const WINDOW_MS = 60_000
-const BUFFER_MS = 1_000
-const THRESHOLD_PCT = 100
+/** The engine's defaults (src/engine/quota), the one place they are set. */
+const [WINDOW_MS, BUFFER_MS, THRESHOLD_PCT] = native.quotaDefaults()
 const { QUOTA_PREFIX: DEFAULT_PREFIX } = require('./stores')
 const DEFAULT_HOLD_TTL_MS = 10 * 60_000
 /** Every option a Quota takes: a misspelt one is refused rather than left at its default. */
@@ -307,10 +307,10 @@ class Quota {
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
     // All keys of a scope share its hash tag; a prefix with an empty {} tag would spread them.
     if (this.#kind === 'redis') checkSlotPrefix(prefix, [':k', ':h', ':x'].map((k) => `${prefix}{qscope}${k}`), 'options.prefix')
-    const { policy, health } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
-    if (this.#kind === 'redis') {
+    const redis = this.#kind === 'redis'
+    const { fallback, policy } = storePolicy('Quota', prefix, { store: redis ? store : {}, options: o, memory: !redis, clock: null, stats: this.#stats }, {
       // The in-process twin: the same engine on a private in-memory scope map (a `mutate` store).
-      const local = () => {
+      twin: (_store, mark) => {
         const scopes = new Map()
         const mutate = (scope, fn) => {
           const state = scopes.get(scope) ?? this.#seedState(scope) ?? {}
@@ -318,15 +318,14 @@ class Quota {
           scopes.set(scope, state)
           return out
         }
-        return new Quota({ ...o, store: { mutate }, [kLocalTwin]: true })
-      }
+        return new Quota({ ...o, store: { mutate }, ...mark })
+      },
       // A reservation granted meanwhile is forced onto its key in Redis (never checked again, never
       // lost); commits and rollbacks of such holds follow it, in order.
-      const replay = (op) => this.#redis(op.scope, op.request)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, health)
-      if (policy === 'local') this.#seen = new Map()
-    }
-    if (!o[kLocalTwin]) track('Quota', prefix, this.#stats)
+      replay: (op) => this.#redis(op.scope, op.request),
+    })
+    this.#fallback = fallback
+    if (redis && policy === 'local') this.#seen = new Map()
   }
 
   /** Decisions made, refusals by reason, and what the store failure policy did. */

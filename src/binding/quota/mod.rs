@@ -259,6 +259,12 @@ pub fn quota_last_prev_id(core: &External<Arc<QuotaCore>>) -> Option<String> {
     .clone()
 }
 
+/// The engine's defaults, `[windowMs, bufferMs, thresholdPct]`: lib/ takes them from here.
+#[napi]
+pub fn quota_defaults() -> Vec<f64> {
+  vec![quota::WINDOW_MS, quota::BUFFER_MS, quota::THRESHOLD_PCT]
+}
+
 /// The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null.
 #[napi(
   catch_unwind,

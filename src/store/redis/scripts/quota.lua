@@ -70,9 +70,11 @@ end
 local op, scope = ARGV[1], ARGV[2]
 local tokens, hold_id, hold_key, commit_tokens = num(ARGV[3]), ARGV[4], ARGV[5], num(ARGV[6])
 local now, day, reset_at = num(ARGV[7]), ARGV[8], num(ARGV[9])
-local window_ms = pos(num(ARGV[10]) or 60000, 60000)
-local buffer_ms = non_neg(num(ARGV[11]) or 1000, 1000)
-local threshold = pct(num(ARGV[12]) or 100, 100)
+-- Already resolved by the engine's Options (src/engine/quota: its defaults and bounds live
+-- there only): the window, the buffer and the daily threshold in force.
+local window_ms = num(ARGV[10])
+local buffer_ms = num(ARGV[11])
+local threshold = num(ARGV[12])
 local strict_tpm = ARGV[13] == '1'
 local hold_ttl = num(ARGV[14])
 local monotonic = ARGV[15] == '1'
