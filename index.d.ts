@@ -234,6 +234,12 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
 /**
+ * Runs `store/redis/scripts/lease.lua` on the key of `id` under `prefix` with `args` (its
+ * ARGV); resolves to the script's reply as numbers.
+ */
+export declare function leaseRun(store: NativeStore, prefix: string, id: string, args: string[]): Promise<Array<number>>
+
+/**
  * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
  * tokens), or null when neither a defined price nor the catalog has it.
  */

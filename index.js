@@ -859,6 +859,7 @@ module.exports.guardRunAsync = nativeBinding.guardRunAsync
 module.exports.jobAdjustRatios = nativeBinding.jobAdjustRatios
 module.exports.jobModelTypeSlots = nativeBinding.jobModelTypeSlots
 module.exports.jobPool = nativeBinding.jobPool
+module.exports.leaseRun = nativeBinding.leaseRun
 module.exports.priceOfModel = nativeBinding.priceOfModel
 module.exports.quotaApply = nativeBinding.quotaApply
 module.exports.quotaCooldownMs = nativeBinding.quotaCooldownMs

@@ -12,6 +12,7 @@ mod error;
 mod guard;
 mod id;
 mod jobs;
+mod lease;
 mod quota;
 mod rate_limiter;
 mod response_cache;

@@ -32,6 +32,7 @@ use crate::engine::{sliding_window, token_budget};
 use crate::store::memory::AppendOutcome;
 
 mod guard;
+mod lease;
 mod spend;
 pub use spend::{SpendKeys, TagTotals};
 pub mod jobs;
@@ -189,6 +190,7 @@ impl RedisStore {
       ("session", s.session.get_hash().to_owned()),
       ("guard", guard::SCRIPT.get_hash().to_owned()),
       ("spend", spend::SCRIPT.get_hash().to_owned()),
+      ("lease", lease::SCRIPT.get_hash().to_owned()),
     ]
     .into_iter()
     .chain(semantic::script_hashes())
