@@ -54,6 +54,26 @@ describe('leased RateLimiter: 6 processes on one Redis limit', () => {
     expect(calls).toBeLessThan(decisions / 5)
   }, 20_000)
 
+  it('a process that ends without close() gives its lease back before it exits, and exits by itself', async () => {
+    const prefix = `t:lease-exit:${Date.now()}:`
+    const max = 100
+    const { stdout } = await run(process.execPath, [worker, 'exit', redisUrl(), prefix, String(max), '10000'], { timeout: 10_000 })
+    const [units, allowed] = stdout.split(' ')
+    expect(allowed).toBe('true')
+    expect(Number(units)).toBeGreaterThan(1)
+    // Only the one request it used still counts: the rest of its lease is free.
+    const store = new RedisStore(redisUrl())
+    const rl = new RateLimiter(store, { maxRequests: max, windowSeconds: 10, prefix, lease: true })
+    try {
+      let admitted = 0
+      while ((await rl.consume('shared')).allowed) admitted++
+      expect(admitted).toBe(max - 1)
+    } finally {
+      await rl.close()
+      await store.close()
+    }
+  })
+
   it("a SIGKILLed process's lease ends on its own: its capacity is back within the lease time after the window", async () => {
     const prefix = `t:lease-kill:${Date.now()}:`
     const max = 100

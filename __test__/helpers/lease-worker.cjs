@@ -3,6 +3,8 @@
 //     consumes at that rate and prints the time of every admitted decision, as the limiter
 //     counted it (the store's clock is Date.now(), read through here, so the time of a decision
 //     is the last one read before it resolves).
+//   exit <url> <prefix> <max> <windowMs>
+//     takes a lease with one decision, prints "<lease units> <allowed>" and ends without closing.
 //   hold <url> <prefix> <max> <windowMs>
 //     takes a lease with one decision, prints "held <lease units>" and waits to be killed.
 'use strict'
@@ -15,6 +17,13 @@ const rl = new RateLimiter(store, { maxRequests: Number(max), windowSeconds: Num
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function main() {
+  if (kind === 'exit') {
+    // Takes a lease and ends without close(): the lease goes back on 'beforeExit', and no
+    // timer or connection keeps the process alive.
+    const r = await rl.consume('shared')
+    process.stdout.write(`${rl.stats().lease.units} ${r.allowed}`)
+    return
+  }
   if (kind === 'hold') {
     const r = await rl.consume('shared')
     process.stdout.write(`held ${rl.stats().lease.units} ${r.allowed}\n`)

@@ -119,8 +119,10 @@ if mode == 'w' then
   -- (Uses made with no lease, counted after the fact, come with lease 0 and start -1: now.)
   if back_start < 0 then back_start = now end
   local grid = {}
+  -- Rounded up to the grid again, now on the server's clock, so every holder's uses share the
+  -- same few fields (at most (window + lease) / grid of them).
   for i = 12, #ARGV - 1, 2 do
-    local at = back_start + tonumber(ARGV[i]) + span
+    local at = math.ceil((back_start + tonumber(ARGV[i]) + span) / extra) * extra
     local units = tonumber(ARGV[i + 1])
     if at > now and units > 0 then
       grid[at] = (grid[at] or 0) + units
