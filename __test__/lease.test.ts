@@ -258,6 +258,66 @@ describe('leased RateLimiter on Redis', () => {
   })
 })
 
+describe('leased limits on the server clock (no injected clock)', () => {
+  it('two holders share one limit exactly, each answering from its lease', async () => {
+    const store = redis()
+    const p = prefix('server-clock')
+    const a = new RateLimiter(store, { maxRequests: 50, windowSeconds: 60, prefix: p, lease: { seconds: 0.2 } })
+    const b = new RateLimiter(store, { maxRequests: 50, windowSeconds: 60, prefix: p, lease: { seconds: 0.2 } })
+    let got = 0
+    for (let i = 0; i < 40; i++) if ((await a.consume('k')).allowed) got++
+    for (let i = 0; i < 40; i++) if ((await b.consume('k')).allowed) got++
+    await a.close()
+    // `b` was refused: it asks Redis again a quarter of a lease (50 ms of real time) later.
+    await new Promise((r) => setTimeout(r, 60))
+    for (let i = 0; i < 40; i++) if ((await b.consume('k')).allowed) got++
+    expect(got).toBe(50)
+    expect(a.stats().redisCalls + b.stats().redisCalls).toBeLessThan(25)
+    await b.close()
+  })
+})
+
+describe('leased limits when Redis goes away', () => {
+  it("'local': past the lease, the in-process twin answers, marked", async () => {
+    const proxy = await startProxy(Number(new URL(redisUrl()).port))
+    try {
+      const clock = new Clock()
+      const store = redis(clock, proxy.url, { connectTimeoutMs: 200, commandTimeoutMs: 200, storeRetryMs: 50 })
+      const rl = new RateLimiter(store, { maxRequests: 8, windowSeconds: 10, prefix: prefix('local'), lease: { seconds: 1, share: 3 }, onStoreError: 'local' })
+      await rl.consume('k')
+      expect(rl.stats().lease!.units).toBeLessThanOrEqual(3)
+      const left = rl.stats().lease!.units - 1
+      proxy.refuse()
+      for (let i = 0; i < left; i++) expect((await rl.consume('k')).fallback).toBeUndefined()
+      const r = await rl.consume('k')
+      expect(r).toMatchObject({ allowed: true, fallback: 'local' })
+      await rl.close()
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it('TokenBudget: reservations from the lease go on; past it, fail-closed rejects', async () => {
+    const proxy = await startProxy(Number(new URL(redisUrl()).port))
+    try {
+      const clock = new Clock()
+      const store = redis(clock, proxy.url, { connectTimeoutMs: 200, commandTimeoutMs: 200, storeRetryMs: 50 })
+      const b = new TokenBudget(store, { maxTokens: 1000, prefix: prefix('budget-outage'), lease: { seconds: 1, share: 100 } })
+      const first = await b.reserve('u', 100)
+      expect(first.allowed).toBe(true)
+      proxy.refuse()
+      // The lease (100) is all held: a settle below the estimate frees room in-process.
+      expect(await b.settle(first.hold!, 40)).toMatchObject({ allowed: true })
+      expect((await b.reserve('u', 60)).allowed).toBe(true)
+      const err = await b.reserve('u', 1).catch((e) => e)
+      expect(err.code).toMatch(/^ERR_TOLLGATE_STORE_(UNAVAILABLE|TIMEOUT)$/)
+      await b.close()
+    } finally {
+      await proxy.close()
+    }
+  })
+})
+
 describe('leased TokenBudget on Redis', () => {
   it('reserves and settles in-process; others see the lease; close turns open reservations into holds', async () => {
     const clock = new Clock()
