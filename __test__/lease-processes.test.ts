@@ -41,11 +41,13 @@ describe('leased RateLimiter: 6 processes on one Redis limit', () => {
     expect(busiestWindow(all, windowMs)).toBeLessThanOrEqual(max)
     // Saturation: over the whole windows after the first, at least 95 % of the limit.
     const from = all[0] + windowMs
-    const windows = Math.floor((Math.min(...outs.map((o) => Math.max(...o.admitted))) - from) / windowMs)
+    const windows = Math.floor((all[all.length - 1] - from) / windowMs)
     expect(windows).toBeGreaterThanOrEqual(2)
     const steady = all.filter((t) => t >= from && t < from + windows * windowMs).length
     expect(steady).toBeGreaterThanOrEqual(0.95 * max * windows)
-    // Everyone got some; the busiest got the most.
+    // Fair shares: the slowest (20/s, well under its max-min share) got at least half of what
+    // it asked for, though the busiest ask all the time; the busiest got the most.
+    expect(outs[0].admitted.length).toBeGreaterThanOrEqual(0.5 * 20 * (durationMs / 1000))
     for (const o of outs) expect(o.admitted.length).toBeGreaterThan(0)
     expect(Math.max(outs[4].admitted.length, outs[5].admitted.length)).toBe(Math.max(...outs.map((o) => o.admitted.length)))
     // Most decisions were answered in-process.
@@ -100,9 +102,10 @@ describe('leased RateLimiter: 6 processes on one Redis limit', () => {
     const rl = new RateLimiter(store, { maxRequests: max, windowSeconds: windowMs / 1000, prefix, lease: true })
     try {
       let admitted = 0
-      // At once: everything but what the dead process leased (its lease still counts).
+      // At once: at most what the dead process did not lease (its lease still counts, and so,
+      // until its want expires two lease times after it asked, does its fair share).
       while ((await rl.consume('shared')).allowed) admitted++
-      expect(admitted).toBe(max - held)
+      expect(admitted).toBeLessThanOrEqual(max - held)
       // Its lease ends at most one lease time after the kill, and its units stop counting one
       // window after that; then every unit it did not use is free again.
       const leaseMs = rl.lease!.seconds * 1000

@@ -256,7 +256,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'delete.lua': 'f5b91aba3529d91ec662c16e6dbeeefe84c60011',
       'guard.lua': 'b6678d047d35b3820b3e95469d77e6338fe4e53a',
       'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
-      'lease.lua': '3ffb3091eb77a72272608eb2aad9bf08424793be',
+      'lease.lua': '2ed3d8638eb6a886e95be2a90b1e96214dda48f8',
       'provider.lua': 'e980a2846815d03268a544d162393822caa79b59',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
       'quota.lua': '8c3e549586632f2fec1f32dd52b101ea84c1548d',

@@ -187,9 +187,11 @@ class Leases {
    * The lease script's ARGV giving back the lease of `s` (if any) and asking for `want` units
    * (0: none). `extra` is, for 'b', the fewest units worth a lease.
    */
-  #args(id, s, want, extra, now, carry) {
+  #args(id, s, want, extra, now, carry, done) {
     const { leaseMs, share } = this.#s
-    const a = [this.#mode, String(this.#max), String(this.#spanMs), String(leaseMs), String(this.#clock ? now : -1), this.#holder, String(want), String(share), String(s.n)]
+    // The want, and the demand per window the rate implies (the fair shares weigh it).
+    const asked = done ? '0:0' : want > 0 && s.rate >= 0 ? `${want}:${Math.ceil(s.rate * this.#spanMs)}` : String(want)
+    const a = [this.#mode, String(this.#max), String(this.#spanMs), String(leaseMs), String(this.#clock ? now : -1), this.#holder, asked, String(share), String(s.n)]
     if (this.#mode === 'w') {
       a.push(String(s.n > 0 || s.used > 0 ? s.start : 0), String(this.#gridMs))
       for (let i = 0; i < s.cells.length; i++) if (s.cells[i]) a.push(String(i * this.#gridMs), String(s.cells[i]))
@@ -211,7 +213,7 @@ class Leases {
    * of the call (a failure too) leaves `s` without its old lease: it is gone from the server or
    * expires there on its own, and is never used again here.
    */
-  renew(id, need, extra = 0, keep = false) {
+  renew(id, need, extra = 0, keep = false, done = false) {
     const s = this.state(id)
     if (s.pending !== null) return s.pending
     const now = this.now()
@@ -222,7 +224,7 @@ class Leases {
     // A lease used up before its end was too small: at least double it (the rate alone lags).
     const grown = s.n > 0 && now < s.end && this.room(s, now) < need ? 2 * s.units : 0
     const want = need > 0 ? Math.min(this.#s.share, Math.max(grown, this.#want(s, need))) : 0
-    const args = this.#args(id, s, want, extra, now, carry)
+    const args = this.#args(id, s, want, extra, now, carry, done)
     const holds = s.holds
     const held = s.held
     const period = s.period
@@ -339,7 +341,8 @@ class Leases {
     await Promise.all(calls)
     const back = []
     for (const [id, s] of this.#ids) {
-      if (s.n > 0 || s.used > 0) back.push(this.renew(id, 0).catch(() => {}))
+      // The holder is done: its want goes too, so no fair share is kept for it.
+      back.push(this.renew(id, 0, 0, false, true).catch(() => {}))
     }
     await Promise.all(back)
   }

@@ -28,6 +28,8 @@ function unpack(p) {
 const MAX_BATCH = 256
 
 const MAX_REQUESTS = 10_000_000
+/** Most renewals one leased decision waits for (a burst on a cold id). */
+const RENEWALS = 16
 /** Default lease time (ms), at most a tenth of the window. */
 const LEASE_MS = 1000
 /** Most ids the blocked-key cache remembers (the oldest go first). */
@@ -175,13 +177,11 @@ class RateLimiter {
         if (code !== CHECK) L.use(s, 1, t)
         return Promise.resolve(this.#count({ allowed: true, remaining: code === CHECK ? room : room - 1, resetInSeconds: Math.ceil((s.end - t) / 1000) }))
       }
-      L.demand(s, 1)
       if (t < s.blocked && code !== RECORD) {
+        L.demand(s, 1) // asked for, not used: the next ask sizes by it
         this.#stats.blockedLocally++
         return Promise.resolve(this.#count({ allowed: false, remaining: 0, resetInSeconds: Math.ceil((s.blocked - t) / 1000) }))
       }
-    } else {
-      L.demand(s, 1)
     }
     return this.#renewed(code, id, now)
   }
@@ -193,9 +193,10 @@ class RateLimiter {
     try {
       let s = await L.renew(id, 1)
       let t = L.now()
-      // What we waited for may have been another caller's renewal, used up meanwhile, or a
-      // lease given back: ask once more (unless the server just refused).
-      if (L.room(s, t) <= 0 && t >= s.blocked) {
+      // What we waited for may have been another caller's renewal, used up meanwhile by the
+      // callers ahead, or a lease given back: ask again until the server refuses (each ask
+      // at least doubles a lease used up early, so a burst takes a few asks).
+      for (let i = 0; i < RENEWALS && L.room(s, t) <= 0 && t >= s.blocked; i++) {
         s = await L.renew(id, 1)
         t = L.now()
       }
@@ -210,6 +211,7 @@ class RateLimiter {
         this.#stats.redisCalls++
         await L.replay(id, now >= 0 ? t : -1)
       }
+      if (code !== RECORD) L.demand(s, 1)
       return this.#count({ allowed: false, remaining: 0, resetInSeconds: Math.max(1, Math.ceil((s.blocked - t) / 1000)) })
     } catch (e) {
       return this.#fallbackFor(fromNative(e), code, id, now)

@@ -20,6 +20,8 @@ const MAX_TOKENS = Number.MAX_SAFE_INTEGER
 let openHolds = 0
 const MAX_PERIOD_SECONDS = 10 * 366 * 24 * 3600
 
+/** Most renewals one leased decision waits for (a burst on a cold bucket). */
+const RENEWALS = 16
 /** Default lease time (ms). */
 const LEASE_MS = 1000
 /** Holds made under leases, in all TokenBudgets of this process (their ids are unique). */
@@ -208,13 +210,11 @@ class TokenBudget {
     const need = code === RECORD ? tokens : Math.max(1, tokens)
     if (s.pending === null) {
       if (L.room(s, t) >= need && s.n > 0) return Promise.resolve(this.#count(this.#local(code, bucket, tokens, s, t)))
-      L.demand(s, need)
       if (t < s.blocked && code !== RECORD) {
+        L.demand(s, need) // asked for, not used: the next ask sizes by it
         this.#stats.blockedLocally++
         return Promise.resolve(this.#count(this.#refused(code, s, t)))
       }
-    } else {
-      L.demand(s, need)
     }
     return this.#renewed(code, bucket, tokens, now, need)
   }
@@ -229,7 +229,8 @@ class TokenBudget {
     try {
       let s = await L.renew(bucket, need, need)
       let t = L.now()
-      if (L.room(s, t) < need && t >= s.blocked) {
+      // As RateLimiter: ask again while callers ahead used up what came, until refused.
+      for (let i = 0; i < RENEWALS && L.room(s, t) < need && t >= s.blocked; i++) {
         s = await L.renew(bucket, need, need)
         t = L.now()
       }
@@ -237,6 +238,7 @@ class TokenBudget {
       if (s.n > 0 && L.room(s, t) >= need) return this.#count(this.#local(code, bucket, tokens, s, t))
       // Recorded tokens count whether or not they fit: sent at once, as a plain record.
       if (code === RECORD) return this.#remote(code, bucket, tokens, '', now)
+      L.demand(s, need)
       return this.#count(this.#refused(code, s, t))
     } catch (e) {
       return this.#fallback.handle(fromNative(e), open, viaLocal, count)

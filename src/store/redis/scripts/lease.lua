@@ -5,20 +5,23 @@
 --           'w' (RateLimiter, sliding window):
 --             g:<n>   a lease: '<units>:<expires at>:<holder>'; counts <units> until expiry +
 --                     window
---             t:<at>  units used under returned leases, counted until <at> (a used unit's time,
---                     rounded up to the caller's grid, + window)
+--             t:<at>:<holder>  units a holder used under returned leases, counted until <at>
+--                     (a used unit's time + window, rounded up to the grid)
 --           'b' (TokenBudget, period; the layout of budget.lua, so plain and leased callers
 --             share a bucket): s, u, q, r, m, x as there; a lease is the hold h:<start>-<n>
 --             whose expiry is the period's end, so an unreturned lease counts as used
---           both: w:<holder> '<want>:<expires at>' the units each live holder asked for last
---             (it expires 2 lease times after it was asked); q the sequence of lease numbers
+--           both: w:<holder> '<want>:<expires at>:<demand>' the units each live holder asked
+--             for last and its demand per window (it expires 2 lease times after it was
+--             asked); q the sequence of lease numbers
 -- ARGV[1]   mode 'w' | 'b'
 -- ARGV[2]   max (requests per window | tokens per period)
 -- ARGV[3]   window | period (ms)
 -- ARGV[4]   lease time (ms)
 -- ARGV[5]   now (ms), or -1 for the server's clock
 -- ARGV[6]   holder (a process-unique id)
--- ARGV[7]   units wanted for the new lease (0: return only; the holder's last want expires)
+-- ARGV[7]   '<units wanted for the new lease>[:<demand per window>]' (0: return only, the
+--           holder's last want expires; '0:0': return and forget the want, the holder is
+--           done); without a demand, want × window / lease time
 -- ARGV[8]   most units one lease may hold
 -- ARGV[9]   number of the lease given back, or 0 for none
 -- ARGV[10]  'w': the given-back lease's start (server ms, as this script returned it; -1: now)
@@ -41,7 +44,9 @@ local span = tonumber(ARGV[3])
 local lease_ms = tonumber(ARGV[4])
 local now = tonumber(ARGV[5])
 local holder = ARGV[6]
-local want = tonumber(ARGV[7])
+local want, demand = string.match(ARGV[7], '^(%d+):?(%d*)$')
+want = tonumber(want)
+demand = tonumber(demand) or want * span / lease_ms
 local share = tonumber(ARGV[8])
 local back = tonumber(ARGV[9])
 local back_start = tonumber(ARGV[10])
@@ -71,16 +76,17 @@ end
 local flat = redis.call('HGETALL', key)
 local fields = {}
 for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-local dead, others = {}, {}
+local dead, others, demands = {}, {}, {}
 local latest = now
 for name, v in pairs(fields) do
   if string.sub(name, 1, 2) == 'w:' then
-    local w, e = string.match(v, '^(%d+):(%d+)$')
+    local w, e, d = string.match(v, '^(%d+):(%d+):?(%d*)$')
     e = tonumber(e)
     if e <= now then
       dead[#dead + 1] = name
     elseif string.sub(name, 3) ~= holder then
       others[#others + 1] = tonumber(w)
+      demands[string.sub(name, 3)] = tonumber(d) or tonumber(w) * span / lease_ms
       if e > latest then latest = e end
     end
   end
@@ -90,26 +96,29 @@ local seq = tonumber(fields['q']) or 0
 local granted, number, expires, wait, left, out = 0, 0, 0, 0, 0, {}
 
 if mode == 'w' then
-  local counted, first = 0, nil
-  local function counts(name, units, until_at)
+  local counted, first, used = 0, nil, {}
+  local function counts(name, units, until_at, h)
     if until_at <= now then
       dead[#dead + 1] = name
       return
     end
     counted = counted + units
+    used[h] = (used[h] or 0) + units
     if not first or until_at < first then first = until_at end
     if until_at > latest then latest = until_at end
   end
   for name, v in pairs(fields) do
     local p = string.sub(name, 1, 2)
     if p == 't:' then
-      counts(name, tonumber(v), tonumber(string.sub(name, 3)))
+      local at, h = string.match(name, '^t:(%d+):(.*)$')
+      counts(name, tonumber(v), tonumber(at), h)
     elseif p == 'g:' then
-      local u, e = string.match(v, '^(%d+):(%d+):')
-      counts(name, tonumber(u), tonumber(e) + span)
+      local u, e, h = string.match(v, '^(%d+):(%d+):(.*)$')
+      counts(name, tonumber(u), tonumber(e) + span, h)
       -- The lease given back stops counting as a whole; its uses are counted below.
       if tonumber(string.sub(name, 3)) == back and tonumber(e) + span > now then
         counted = counted - tonumber(u)
+        used[h] = used[h] - tonumber(u)
         dead[#dead + 1] = name
       end
     end
@@ -131,11 +140,20 @@ if mode == 'w' then
       if at > latest then latest = at end
     end
   end
-  for at, units in pairs(grid) do redis.call('HINCRBY', key, 't:' .. int(at), units) end
+  for at, units in pairs(grid) do redis.call('HINCRBY', key, 't:' .. int(at) .. ':' .. holder, units) end
   if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
   local avail = max - counted
-  if want > 0 and avail > 0 then
-    granted = math.max(1, math.min(fair(avail, math.min(want, share), others), avail))
+  -- Each live holder's max-min fair share of the window (by the demand it reported) that it has
+  -- not used yet is kept for it: a holder that asks now and then (a slow one) would otherwise
+  -- find every unit taken, as units free, by holders asking all the time.
+  local all = { demand }
+  for _, d in pairs(demands) do all[#all + 1] = d end
+  local water = fair(max, math.huge, all)
+  local owed = 0
+  for h, d in pairs(demands) do owed = owed + math.max(0, math.min(d, water) - (used[h] or 0)) end
+  local free = avail - owed
+  if want > 0 and free > 0 then
+    granted = math.max(1, math.min(fair(free, math.min(want, share), others), free))
     seq = seq + 1
     number = seq
     expires = now + lease_ms
@@ -235,8 +253,10 @@ end
 -- expire (a slow holder gives back between asks, and is still owed its share meanwhile).
 if want > 0 then
   local e = now + 2 * lease_ms
-  redis.call('HSET', key, 'w:' .. holder, int(want) .. ':' .. int(e))
+  redis.call('HSET', key, 'w:' .. holder, int(want) .. ':' .. int(e) .. ':' .. int(math.ceil(demand)))
   if e > latest then latest = e end
+elseif ARGV[7] == '0:0' then
+  redis.call('HDEL', key, 'w:' .. holder)
 end
 if latest > now then redis.call('PEXPIRE', key, latest - now) end
 
