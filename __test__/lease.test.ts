@@ -122,6 +122,21 @@ describe('leased RateLimiter on Redis', () => {
     await Promise.all([a.close(), b.close()])
   })
 
+  it('keeps state for a bounded number of ids: 12,000 ids, each given back, leave at most 10,000', async () => {
+    const clock = new Clock()
+    const rl = new RateLimiter(redis(clock), { maxRequests: 10, windowSeconds: 10, prefix: prefix('ids'), lease: { seconds: 1 } })
+    for (let i = 0; i < 12_000; i += 500) {
+      await Promise.all(Array.from({ length: 500 }, (_, j) => rl.consume(`id${i + j}`)))
+      await rl.close()
+    }
+    // Every id holds nothing now; at most 10,000 are remembered (their rates).
+    expect(rl.stats().lease).toMatchObject({ ids: 0, units: 0, used: 0 })
+    expect(rl.stats().lease!.known).toBeGreaterThan(9000)
+    expect(rl.stats().lease!.known).toBeLessThanOrEqual(10_000)
+    expect((await rl.consume('id0')).allowed).toBe(true)
+    await rl.close()
+  }, 30_000)
+
   it('many holders, random decisions: at most the limit in every window, counted from the times used', async () => {
     // Lease timers (ends, idle returns) run on the same injected time as the clock.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
@@ -169,7 +184,7 @@ describe('leased RateLimiter on Redis', () => {
     while ((await b.consume('k')).allowed) got++
     expect(got).toBe(10 - (2 - held.used) - held.units)
     await a.close()
-    expect(a.stats().lease).toEqual({ ids: 0, units: 0, used: 0 })
+    expect(a.stats().lease).toMatchObject({ ids: 0, units: 0, used: 0 })
     // (`b` was refused: it asks Redis again after at most a quarter of its lease time.)
     clock.advance(250)
     while ((await b.consume('k')).allowed) got++

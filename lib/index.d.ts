@@ -303,6 +303,8 @@ export interface LeaseStats {
   units: number
   /** Units used under them so far. */
   used: number
+  /** Ids whose rate this instance remembers (at most 10,000; the oldest idle ones go first). */
+  known: number
 }
 
 /** A rate-limit decision. */

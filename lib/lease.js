@@ -18,6 +18,8 @@ const HEADROOM = 1.5
 const RETRY_PARTS = 4
 
 let holders = 0
+/** Ids whose state (rate, lease) a lease set keeps before it forgets idle ones. */
+const MAX_IDS = 10_000
 /** Every lease set that may hold something, for 'beforeExit' (weakly: a dropped one's leases
  * expire on their own). */
 const live = new Set()
@@ -130,11 +132,24 @@ class Leases {
   state(id) {
     let s = this.#ids.get(id)
     if (s === undefined) {
+      if (this.#ids.size >= MAX_IDS) this.#evict()
       const mode = this.#mode
       s = { n: 0, units: 0, used: 0, start: 0, at: 0, end: 0, cells: [], held: 0, holds: mode === 'b' ? new Map() : null, period: 0, periodEnd: 0, pending: null, blocked: 0, asked: 0, since: -1, rate: -1, last: 0, timer: null, server: null }
       this.#ids.set(id, s)
     }
     return s
+  }
+
+  // Forgets the oldest ids holding nothing (their rate is all they keep), so the map stays
+  // bounded however many ids pass through.
+  #evict() {
+    let n = 0
+    for (const [id, s] of this.#ids) {
+      if (s.n === 0 && s.pending === null && s.used === 0) {
+        this.#ids.delete(id)
+        if (++n >= 16) return
+      }
+    }
   }
 
   /** Units the lease of `s` still has at `now` (0 when there is none or it ended). */
@@ -341,13 +356,14 @@ class Leases {
     await Promise.all(calls)
     const back = []
     for (const [id, s] of this.#ids) {
-      // The holder is done: its want goes too, so no fair share is kept for it.
-      back.push(this.renew(id, 0, 0, false, true).catch(() => {}))
+      // The holder is done: its want goes too, so no fair share is kept for it. (An id given
+      // back earlier keeps its last want until it expires, at most 2 lease times.)
+      if (s.n > 0 || s.used > 0) back.push(this.renew(id, 0, 0, false, true).catch(() => {}))
     }
     await Promise.all(back)
   }
 
-  /** What `stats().lease` shows: ids holding a lease, units leased and used under them. */
+  /** What `stats().lease` shows: ids holding a lease, units leased and used under them, ids known. */
   report() {
     let ids = 0
     let units = 0
@@ -360,7 +376,7 @@ class Leases {
         used += s.used
       }
     }
-    return { ids, units, used }
+    return { ids, units, used, known: this.#ids.size }
   }
 
   /** Counts one use made while Redis was away (replayed by the class's failure policy). */
