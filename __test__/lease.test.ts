@@ -110,6 +110,19 @@ describe('leased RateLimiter on Redis', () => {
     await rl.close()
   })
 
+  it('a plain limiter on a leased key fails loudly, never silently apart', async () => {
+    const clock = new Clock()
+    const store = redis(clock)
+    const p = prefix('mixed')
+    const leased = new RateLimiter(store, { maxRequests: 10, windowSeconds: 10, prefix: p, lease: true })
+    await leased.consume('k')
+    const plain = new RateLimiter(store, { maxRequests: 10, windowSeconds: 10, prefix: p })
+    const err = await plain.consume('k').catch((e) => e)
+    expect(err.code).toBe(codes.STORE_ERROR)
+    expect(err.message).toMatch(/WRONGTYPE/)
+    await leased.close()
+  })
+
   it('a burst of concurrent calls on a cold id admits exactly the limit, in a few round trips', async () => {
     const clock = new Clock()
     const store = redis(clock)
