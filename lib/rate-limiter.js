@@ -4,8 +4,8 @@
 
 const native = require('./native')
 const { fromNative } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 const { Leases, leaseOptions, inForce } = require('./lease')
 
@@ -44,7 +44,7 @@ class RateLimiter {
   #windowSeconds
   #prefix
   #batch = null
-  #stats = newStats()
+  #stats
   #fallback = null
   /** Blocked-key cache: id → the time (ms, on this limiter's clock) until which it is refused. */
   #blocked = null
@@ -56,34 +56,31 @@ class RateLimiter {
   #leaseSettings = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'RateLimiter')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache', 'lease', ...POLICY_OPTIONS], 'options')
+    const c = setUp('RateLimiter', store, options, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache', 'lease'])
+    const o = c.options
+    this.#stats = c.stats
     this.#maxRequests = o.maxRequests === undefined ? 60 : v.integer(o.maxRequests, 'options.maxRequests', 1, MAX_REQUESTS)
     const windowMs = o.windowSeconds === undefined ? 60_000 : v.seconds(o.windowSeconds, 'options.windowSeconds', MAX_WINDOW_SECONDS)
     this.#windowSeconds = windowMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:ratelimit:' : v.string(o.prefix, 'options.prefix')
     this.#leaseSettings = leaseOptions(o.lease, this.#maxRequests, windowMs, Math.min(LEASE_MS, Math.max(1, Math.round(windowMs / 10))))
-    const ns = s[kNative]
-    this.#native = ns
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = native.rateLimiterNew(ns, this.#prefix, this.#maxRequests, windowMs)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    this.#native = c.native
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = native.rateLimiterNew(c.native, this.#prefix, this.#maxRequests, windowMs)
+    const { fallback, policy } = storePolicy('RateLimiter', this.#prefix, c, {
+      twin: (store, mark) => new RateLimiter(store, { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, ...mark }),
+      // A request admitted while Redis was away is recorded there, at its time, once it is back
+      // (leased: as a use, through the lease script).
+      replay: (op) => (this.#lease !== null ? this.#lease.replay(op.id, op.now) : this.#enqueue(RECORD, op.id, op.now, true)),
+    })
+    this.#fallback = fallback
     if (!this.#memory && this.#leaseSettings !== null) {
-      this.#lease = new Leases(ns, this.#prefix, 'w', this.#maxRequests, windowMs, this.#leaseSettings, this.#clock, this.#stats)
+      this.#lease = new Leases(c.native, this.#prefix, 'w', this.#maxRequests, windowMs, this.#leaseSettings, this.#clock, this.#stats)
     } else {
       if (!this.#memory && o.blockedKeyCache !== false) this.#blocked = new Map()
       if (!this.#memory && policy === 'local') this.#seen = new Map()
     }
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () => new RateLimiter(new MemoryStore({ now: clock }), { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, [kLocalTwin]: true })
-      // A request admitted while Redis was away is recorded there, at its time, once it is back.
-      const replay = (op) => (this.#lease !== null ? this.#lease.replay(op.id, op.now) : this.#enqueue(RECORD, op.id, op.now, true))
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-    }
-    if (!o[kLocalTwin]) track('RateLimiter', this.#prefix, this.#stats)
   }
 
   /** What this limiter answered, refused and fell back on (see `metrics()` for all classes). */

@@ -42,7 +42,7 @@ local mode = ARGV[1]
 local max = tonumber(ARGV[2])
 local span = tonumber(ARGV[3])
 local lease_ms = tonumber(ARGV[4])
-local now = tonumber(ARGV[5])
+local now = now_ms(ARGV[5])
 local holder = ARGV[6]
 local want, demand = string.match(ARGV[7], '^(%d+):?(%d*)$')
 want = tonumber(want)
@@ -51,11 +51,6 @@ local share = tonumber(ARGV[8])
 local back = tonumber(ARGV[9])
 local back_start = tonumber(ARGV[10])
 local extra = tonumber(ARGV[11])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function int(x) return string.format('%d', x) end
 
 -- Max-min fair share of `avail` for a holder wanting `mine` while the others want `others`
 -- (Doorman's "fair share"): the smallest wants are met first, the rest split evenly.
