@@ -161,6 +161,12 @@ export declare function jobsRedisNew(store: NativeStore, prefix: string, models:
 export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
 
 /**
+ * Runs `store/redis/scripts/lease.lua` on the key of `id` under `prefix` with `args` (its
+ * ARGV); resolves to the script's reply as numbers.
+ */
+export declare function leaseRun(store: NativeStore, prefix: string, id: string, args: string[]): Promise<Array<number>>
+
+/**
  * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
  * tokens), or null when neither a defined price nor the catalog has it.
  */

@@ -860,6 +860,7 @@ module.exports.jobsRedisAcquire = nativeBinding.jobsRedisAcquire
 module.exports.jobsRedisInstanceOp = nativeBinding.jobsRedisInstanceOp
 module.exports.jobsRedisNew = nativeBinding.jobsRedisNew
 module.exports.jobsRedisRelease = nativeBinding.jobsRedisRelease
+module.exports.leaseRun = nativeBinding.leaseRun
 module.exports.priceOfModel = nativeBinding.priceOfModel
 module.exports.providerConsume = nativeBinding.providerConsume
 module.exports.providerConsumeAsync = nativeBinding.providerConsumeAsync

@@ -265,6 +265,46 @@ export interface RateLimitOptions extends StoreFailureOptions {
    * is the same. `record` still goes to Redis. Default true.
    */
   blockedKeyCache?: boolean
+  /**
+   * Leased limits (Redis only; accepted and without effect on a MemoryStore): this process
+   * takes a share of the limit for a short time in one round trip and answers decisions from
+   * it in-process, giving back what it did not use. Still at most `maxRequests` in every
+   * window across all processes; every process on a prefix must use the same mode. `true` for
+   * the defaults, or {@link LeaseSettings}. See docs/leases.md. Default: no lease.
+   *
+   * @example
+   * const limiter = new RateLimiter(redis, { maxRequests: 600, windowSeconds: 60, lease: true })
+   */
+  lease?: boolean | LeaseSettings
+}
+
+/** Settings of a lease (`lease: { … }`); out of range is a RangeError `ERR_TOLLGATE_OUT_OF_RANGE`. */
+export interface LeaseSettings {
+  /** Lease time in seconds, above 0 and at most the window (period). Default: a tenth of the window, at most 1 (RateLimiter); 1 (TokenBudget). */
+  seconds?: number
+  /** Most requests (tokens) one lease holds: an integer from 1 to the limit. Default: the limit. */
+  share?: number
+  /** A lease unused this long (seconds, above 0, at most `seconds`) is given back early. Default: `seconds / 4`. */
+  idleSeconds?: number
+}
+
+/** The lease settings in force (`limiter.lease`). */
+export interface LeaseInForce {
+  seconds: number
+  share: number
+  idleSeconds: number
+}
+
+/** What a class holds under leases now (`stats().lease`, with `lease` on Redis). */
+export interface LeaseStats {
+  /** Ids (buckets) holding a live lease. */
+  ids: number
+  /** Units (requests, tokens) those leases hold. */
+  units: number
+  /** Units used under them so far. */
+  used: number
+  /** Ids whose rate this instance remembers (at most 10,000; the oldest idle ones go first). */
+  known: number
 }
 
 /** A rate-limit decision. */
@@ -295,6 +335,8 @@ export declare class RateLimiter {
   get maxRequests(): number
   get windowSeconds(): number
   get prefix(): string
+  /** The lease settings in force, or null without `lease` (also on a MemoryStore: validated, unused). */
+  get lease(): LeaseInForce | null
   /** Would one more request for `provider` fit? Counts nothing. */
   check(provider: string): Promise<RateLimitResult>
   /**
@@ -305,10 +347,16 @@ export declare class RateLimiter {
   record(provider: string): Promise<RateLimitResult>
   /** Admits and counts one request if it fits, in one atomic step; counts nothing when refused. */
   consume(id: string): Promise<RateLimitResult>
-  /** This instance's counters. */
-  stats(): ClassStats
+  /** This instance's counters (`lease`: what it holds under leases, with `lease` on Redis). */
+  stats(): ClassStats & { lease?: LeaseStats }
   /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
   flush(): Promise<boolean>
+  /**
+   * Gives back what is leased (unused requests are free for other processes at once); a later
+   * call takes a new lease. Call it before closing the store (leases are also given back on
+   * 'beforeExit'; a lease never given back expires on its own). Resolves at once without `lease`.
+   */
+  close(): Promise<void>
 }
 
 // ---- TokenBudget -----------------------------------------------------------------------------
@@ -323,6 +371,14 @@ export interface TokenBudgetOptions extends StoreFailureOptions {
   holdTtlSeconds?: number
   /** Key prefix. Default `'tollgate:budget:'`. */
   prefix?: string
+  /**
+   * Leased budget (Redis only; accepted and without effect on a MemoryStore): this process
+   * takes a share of the period's tokens for a short time and reserves, records and settles
+   * against it in-process. Reservations made under a lease (ids `lease:…`) are settled or
+   * released in the process that made them. Plain and leased processes share a bucket. See
+   * docs/leases.md. Default: no lease.
+   */
+  lease?: boolean | LeaseSettings
 }
 
 /** A reservation made by {@link TokenBudget.reserve}; pass it to `settle` or `release`. Plain data: it can cross processes. */
@@ -382,6 +438,8 @@ export declare class TokenBudget {
   get periodSeconds(): number
   get holdTtlSeconds(): number
   get prefix(): string
+  /** The lease settings in force, or null without `lease`. */
+  get lease(): LeaseInForce | null
   /** Is there budget left for `bucket`? Counts nothing. */
   check(bucket: string): Promise<TokenBudgetResult>
   /** Adds `tokensUsed` to `bucket` (an integer ≥ 0, or a usage: see {@link TokensUsed}); always counts. */
@@ -403,10 +461,16 @@ export declare class TokenBudget {
   settle(hold: BudgetHold, actualTokens: TokensUsed): Promise<TokenBudgetResult>
   /** Drops a hold without counting anything. */
   release(hold: BudgetHold): Promise<TokenBudgetResult>
-  /** This instance's counters. */
-  stats(): ClassStats
+  /** This instance's counters (`lease`: what it holds under leases, with `lease` on Redis). */
+  stats(): ClassStats & { lease?: LeaseStats }
   /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
   flush(): Promise<boolean>
+  /**
+   * Gives back what is leased (unused tokens free at once; open reservations become holds in
+   * Redis); a later call takes a new lease. Call it before closing the store. Resolves at once
+   * without `lease`.
+   */
+  close(): Promise<void>
 }
 
 // ---- SessionStore ----------------------------------------------------------------------------

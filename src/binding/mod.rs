@@ -48,6 +48,7 @@ mod error;
 mod guard;
 mod id;
 mod jobs;
+mod lease;
 mod quota;
 mod rate_limiter;
 mod reply;
