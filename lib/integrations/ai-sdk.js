@@ -11,6 +11,7 @@ const { invalidArg } = require('../errors')
 const { limitedError: limited } = require('../guard')
 const { countMessageTokens, countTokens } = require('../tokens')
 const v = require('../validate')
+const { watchStream } = require('./watch')
 
 /** The providerOptions namespace the per-call context is read from (and stripped before the call). */
 const NAMESPACE = 'tollgate'
@@ -310,37 +311,8 @@ function replay(e) {
  * stream ends (`finished`: a finish part came), errors or is cancelled by the reader.
  */
 function watched(stream, end) {
-  const reader = stream.getReader()
   const seen = new Seen()
-  let ended = false
-  const once = (finished) => {
-    if (ended) return Promise.resolve()
-    ended = true
-    return end(seen, finished)
-  }
-  return new ReadableStream({
-    async pull(controller) {
-      let next
-      try {
-        next = await reader.read()
-      } catch (e) {
-        await once(false)
-        controller.error(e)
-        return
-      }
-      if (next.done) {
-        await once(seen.finished)
-        controller.close()
-        return
-      }
-      seen.add(next.value)
-      controller.enqueue(next.value)
-    },
-    async cancel(reason) {
-      await once(false)
-      await reader.cancel(reason)
-    },
-  })
+  return watchStream(stream, (reason) => end(seen, reason === 'done' && seen.finished), (part) => seen.add(part))
 }
 
 /** What a stream delivered: its content (rebuilt from the deltas), usage and finish. */

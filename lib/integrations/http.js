@@ -15,6 +15,7 @@ const { Guard, periodOf } = require('../guard')
 const { MemoryStore, kClock } = require('../stores')
 const { invalidArg } = require('../errors')
 const v = require('../validate')
+const { watchStream } = require('./watch')
 
 /** The draft whose field syntax the headers follow. */
 const DRAFT = 'draft-ietf-httpapi-ratelimit-headers-11'
@@ -216,37 +217,10 @@ function honoGuard(guard, options) {
     for (const k of Object.keys(headers)) c.header(k, headers[k])
     if (node) return
     if (c.res.body === null) end()
-    else c.res = new Response(watchBody(c.res.body, end), c.res)
+    else c.res = new Response(watchStream(c.res.body, end), c.res)
   }
   middleware.stats = () => ({ ...h.stats })
   return middleware
-}
-
-/** A body that calls `end` once it has been read to its end, failed, or been cancelled. */
-function watchBody(body, end) {
-  const reader = body.getReader()
-  return new ReadableStream({
-    async pull(controller) {
-      let next
-      try {
-        next = await reader.read()
-      } catch (e) {
-        end()
-        controller.error(e)
-        return
-      }
-      if (next.done) {
-        end()
-        controller.close()
-      } else {
-        controller.enqueue(next.value)
-      }
-    },
-    cancel(reason) {
-      end()
-      return reader.cancel(reason)
-    },
-  })
 }
 
 // ---- express-rate-limit's Store ------------------------------------------------------------
