@@ -9,7 +9,7 @@ const { invalidArg } = require('../errors')
 const v = require('../validate')
 const { usageFrom, streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
-const { rateLimitsFrom, exhaustedUntil } = require('../provider-headers')
+const { feedbackFrom } = require('../provider-headers')
 const { limitedError: limited } = require('../guard')
 
 const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now']
@@ -92,6 +92,8 @@ class Wrapper {
     this.now = o.now === undefined ? Date.now : v.fn(o.now, 'options.now')
     /** Key id ('' for the client's own key) → until when the provider said it is exhausted. */
     this.exhausted = new Map()
+    /** What `guarded.tollgate` shows, made once. */
+    this.shown = null
     this.counts = { calls: 0, refused: 0, cached: 0, settled: 0, cancelled: 0, streams: 0, aborted: 0, noUsage: 0, settleErrors: 0, providerRefused: 0, providerExhausted: 0, headersIgnored: 0 }
   }
 
@@ -117,16 +119,15 @@ class Wrapper {
   note(headers, status, keyId) {
     if (!this.feedback || headers === undefined || headers === null) return
     const now = Math.floor(this.now())
-    let limits
+    let f
     try {
-      limits = rateLimitsFrom(headers, { now })
+      f = feedbackFrom(headers, status, now, this.sdk)
     } catch {
       return
     }
-    this.counts.headersIgnored += limits.ignored.length
-    const until = exhaustedUntil(limits, status, now)
-    if (until > 0) {
-      this.exhausted.set(keyId, Math.max(until, this.exhausted.get(keyId) || 0))
+    this.counts.headersIgnored += f.ignored
+    if (f.until > 0) {
+      this.exhausted.set(keyId, Math.max(f.until, this.exhausted.get(keyId) || 0))
       this.counts.providerExhausted++
     }
   }
@@ -143,7 +144,7 @@ class Wrapper {
 
   /** What `guarded.tollgate` shows: the guard, the client underneath, the counters. */
   info(client) {
-    return { guard: this.guard, client, stats: () => this.stats(), available: (keys) => this.available(keys) }
+    return (this.shown ??= { guard: this.guard, client, stats: () => this.stats(), available: (keys) => this.available(keys) })
   }
 
   /**
