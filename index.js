@@ -867,6 +867,7 @@ module.exports.quotaDecide = nativeBinding.quotaDecide
 module.exports.quotaGet = nativeBinding.quotaGet
 module.exports.quotaLastPrevId = nativeBinding.quotaLastPrevId
 module.exports.quotaNew = nativeBinding.quotaNew
+module.exports.quotaPause = nativeBinding.quotaPause
 module.exports.quotaReset = nativeBinding.quotaReset
 module.exports.quotaRunAsync = nativeBinding.quotaRunAsync
 module.exports.quotaSet = nativeBinding.quotaSet

@@ -258,7 +258,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       'jobs.lua': 'cd3f783c231d13e910ca06ccfac8ac277d968562',
       'provider.lua': 'e980a2846815d03268a544d162393822caa79b59',
       'put.lua': '72661a7b2cf7683f10047a91860a968c6c03835c',
-      'quota.lua': '8c3e549586632f2fec1f32dd52b101ea84c1548d',
+      'quota.lua': 'eadb56d9a23a5c4a762e77b9f765943fc3511d52',
       'rate_limit.lua': '9846ae81b902d79ee8e3086b2019bf5be837ee81',
       'semantic_clear.lua': '0c0eaf25f280b4b20af166fa76c246b1d7ec59b1',
       'semantic_delete.lua': 'd49741ad7dfd4ec2589909329d1c60044d69b885',

@@ -133,8 +133,9 @@ function guardMiddleware(guard, options) {
   // A Guard, by its methods (a second copy of tollgate in node_modules makes Guards of another class).
   if (guard === null || typeof guard !== 'object' || typeof guard.acquire !== 'function') throw invalidArg(`guardMiddleware(guard): expected a Guard, got ${v.describe(guard)}`)
   const o = v.options(options, 'options')
-  v.knownKeys(o, ['context', 'model'], 'options')
+  v.knownKeys(o, ['context', 'model', 'waitMs'], 'options')
   const context = o.context === undefined ? null : v.fn(o.context, 'options.context')
+  const waitMs = o.waitMs === undefined ? 0 : v.integer(o.waitMs, 'options.waitMs', 0, 600_000)
   let modelOf
   if (o.model === undefined) modelOf = (m) => m.modelId
   else if (typeof o.model === 'string') {
@@ -166,16 +167,18 @@ function guardMiddleware(guard, options) {
       request.messages = prompt
       request.params = keyParams
     }
-    return { ctx, request, input, modelId }
+    // Waiting (options.waitMs), the call's abortSignal stops the wait.
+    const wait = waitMs === 0 ? undefined : { wait: { maxMs: waitMs }, signal: params.abortSignal }
+    return { ctx, request, input, modelId, wait }
   }
 
   const acquire = async (call) => {
     stats.calls++
-    let d = await guard.acquire(call.ctx, call.request)
+    let d = await guard.acquire(call.ctx, call.request, call.wait)
     if (d.ok && d.cached !== null && !isEntry(d.cached)) {
       // Something else was cached under this key: decide again, without the cache.
       const { messages: _, params: __, ...request } = call.request
-      d = await guard.acquire(call.ctx, request)
+      d = await guard.acquire(call.ctx, request, call.wait)
     }
     if (!d.ok) {
       stats.refused++
