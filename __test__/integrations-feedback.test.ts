@@ -35,7 +35,7 @@ forEachStore('quota.pause: a key the provider said is exhausted, for every proce
     const one = new Quota({ store: shared ?? store(clock), prefix: p, now: clock.now, bufferMs: 0, rpmWindow: true })
     const two = new Quota({ store: shared ?? store(clock), prefix: p, now: clock.now, bufferMs: 0, rpmWindow: true })
     const keys = keysOf()
-    expect((await two.check('org', keys, 10)).key).toMatchObject({ id: 'key-a' })
+    expect(await two.check('org', keys, 10)).toMatchObject({ ok: true, key: { id: 'key-a' } })
     expect(await one.pause('org', 'key-a', clock.t + 30_000)).toBe(true)
     // An earlier end never shortens it.
     expect(await one.pause('org', keys[0], clock.t + 1_000)).toBe(true)
