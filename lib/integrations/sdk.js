@@ -5,9 +5,9 @@
 // context, and the wrapper's counters. Each SDK file says only how its requests and events
 // look. No limit is implemented here: every decision is the guard's.
 
-const { invalidArg } = require('../errors')
+const { invalidArg, codes } = require('../errors')
 const v = require('../validate')
-const { usageFrom, streamUsage } = require('../usage')
+const { streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
 const { feedbackFrom } = require('../provider-headers')
 const { limitedError: limited } = require('../guard')
@@ -243,12 +243,14 @@ class Wrapper {
       this.#track(full.data, d, c)
       return full
     }
-    if (usageFrom(full.data) === null) {
-      // No usage in the answer: the estimate stands.
+    try {
+      // The answer read once, by the settle.
+      await d.settle(full.data)
+    } catch (e) {
+      if (!e || e.code !== codes.NO_USAGE) throw e
+      // No usage in the answer (the decision is still open): the estimate stands.
       this.counts.noUsage++
       await d.settle({ inputTokens: c.tokens, outputTokens: this.#output(c) })
-    } else {
-      await d.settle(full.data)
     }
     this.counts.settled++
     return full
