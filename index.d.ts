@@ -23,46 +23,6 @@ export declare class CostTrackerCore {
   runAsync(code: number, nano: number, holdId: string, tags: Array<string>, now: number): Promise<SpendDecision>
 }
 
-/** The limits of every model of one limiter, in this process. */
-export declare class JobLimitsCore {
-  constructor(limits: Array<number>, sliding: boolean)
-  /**
-   * Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
-   * minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
-   * never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
-   */
-  reserve(model: number, tokens: number, requests: number, now: number): number
-  /**
-   * Settles a reservation with the actual usage (window-aware); `release` gives the
-   * concurrency slot back.
-   */
-  settle(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number): void
-  /**
-   * `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
-   * minute count drops, ms until the day count drops]`.
-   */
-  counts(model: number, now: number): Array<number>
-}
-
-/** The global limits of one limiter in Redis (jobs.lua). */
-export declare class JobsRedisCore {
-  /**
-   * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
-   * `<prefix>{limits}:model:<id>`.
-   */
-  constructor(store: NativeStore, prefix: string, models: Array<Id>, limits: Array<number>, instance: Id, timeoutMs: number, sliding: boolean)
-  get instanceId(): string
-  /** Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply. */
-  acquire(model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
-  /**
-   * Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
-   * was away, once per `id` (0: no id): see jobs.lua for the reply.
-   */
-  release(model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
-  /** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
-  instanceOp(op: string, now: number): Promise<Array<number>>
-}
-
 export declare class NativeStore {
   /**
    * An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
@@ -92,81 +52,6 @@ export declare class NativeStore {
   serverMemory(): ServerMemoryInfo | null
   /** `[name, sha1]` of each Lua script, for `SCRIPT EXISTS` checks. */
   scriptHashes(): Array<Array<string>>
-}
-
-/** `ProviderLimiter`: `points` per `duration_ms` per `<prefix><provider>:<scope>`. */
-export declare class ProviderCore {
-  constructor(store: NativeStore, prefix: string, points: number, durationMs: number)
-  /**
-   * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
-   * as the text `<points>:<expire>` under the scope's key, expiring with its period.
-   */
-  consume(scope: Id, cost: number, now: number): Array<number>
-  consumeAsync(scope: Id, cost: number, now: number): Promise<Array<number>>
-  /** The Redis server's `INFO` text. */
-  info(): Promise<string>
-}
-
-export declare class ResponseCacheCore {
-  constructor(store: NativeStore, prefix: string, ttlMs: number)
-  get(id: Id, now: number): string | null
-  set(id: Id, json: string, now: number): void
-  delete(id: Id, now: number): boolean
-  getAsync(id: Id, now: number): Promise<string | null>
-  setAsync(id: Id, json: string, now: number): Promise<void>
-  deleteAsync(id: Id, now: number): Promise<boolean>
-}
-
-export declare class SemanticCore {
-  /** `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate. */
-  constructor(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number)
-  /** The exact request's entry. */
-  get(key: string, now: number): SemanticHit | null
-  search(scope: string, vector: Float32Array, query: string, now: number): SemanticHit | null
-  /** Stores an entry; returns how many entries were evicted. */
-  set(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): number
-  delete(key: string, now: number): boolean
-  clear(now: number): number
-  len(now: number): number
-  /** The exact request's entry; brings this process's index up to date on the way. */
-  getAsync(key: string, now: number): Promise<SemanticHit | null>
-  searchAsync(scope: string, vector: Float32Array, query: string, now: number): Promise<SemanticHit | null>
-  setAsync(key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): Promise<number>
-  deleteAsync(key: string, now: number): Promise<boolean>
-  clearAsync(now: number): Promise<number>
-  lenAsync(now: number): Promise<number>
-}
-
-export declare class SessionStoreCore {
-  /** `max_bytes` 0 means no cap. */
-  constructor(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number)
-  save(id: Id, head: string, messages: string | undefined | null, now: number): void
-  load(id: Id, now: number): string | null
-  append(id: Id, items: string, now: number): number
-  touch(id: Id, now: number): boolean
-  destroy(id: Id, now: number): boolean
-  saveAsync(id: Id, head: string, messages: string | undefined | null, now: number): Promise<void>
-  loadAsync(id: Id, now: number): Promise<string | null>
-  appendAsync(id: Id, items: string, now: number): Promise<number>
-  touchAsync(id: Id, now: number): Promise<boolean>
-  destroyAsync(id: Id, now: number): Promise<boolean>
-}
-
-export declare class TokenBudgetCore {
-  constructor(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number)
-  run(code: number, bucket: Id, tokens: number, holdId: string, now: number): BudgetDecision
-  runAsync(code: number, bucket: Id, tokens: number, holdId: string, now: number): Promise<BudgetDecision>
-}
-
-export interface BudgetDecision {
-  allowed: boolean
-  used: number
-  reserved: number
-  remaining: number
-  resetInSeconds: number
-  /** Set when a reservation was granted. */
-  holdId?: string
-  holdExpiresAt?: number
 }
 
 /** Every id of the built-in catalog, in its order. */
@@ -223,6 +108,27 @@ export declare function guardRunAsync(core: ExternalObject<'GuardCore'>, op: num
  */
 export declare function jobAdjustRatios(ratios: Array<number>, flexible: Array<boolean>, loads: Array<number>, config: Array<number>): Array<number> | null
 
+/**
+ * `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+ * minute count drops, ms until the day count drops]`.
+ */
+export declare function jobLimitsCounts(core: ExternalObject<'JobLimitsCore'>, model: number, now: number): Array<number>
+
+export declare function jobLimitsNew(limits: Array<number>, sliding: boolean): ExternalObject<'JobLimitsCore'>
+
+/**
+ * Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
+ * minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
+ * never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
+ */
+export declare function jobLimitsReserve(core: ExternalObject<'JobLimitsCore'>, model: number, tokens: number, requests: number, now: number): number
+
+/**
+ * Settles a reservation with the actual usage (window-aware); `release` gives the
+ * concurrency slot back.
+ */
+export declare function jobLimitsSettle(core: ExternalObject<'JobLimitsCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number): void
+
 /** Slots of a job type on a model from a pool `[totalSlots, tpm, rpm, tpd, rpd]`. */
 export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, tokens: number, requests: number, minCapacity: number): number
 
@@ -234,10 +140,44 @@ export declare function jobModelTypeSlots(pool: Array<number>, ratio: number, to
 export declare function jobPool(limits: Array<number>, used: Array<number>, instances: number, avg: Array<number>): Array<number>
 
 /**
+ * Acquire under the grant id `id` (unique per instance, > 0); the reply as `reply_numbers`
+ * lays it out.
+ */
+export declare function jobsRedisAcquire(core: ExternalObject<'JobsRedisCore'>, model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
+
+/** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
+export declare function jobsRedisInstanceOp(core: ExternalObject<'JobsRedisCore'>, op: string, now: number): Promise<Array<number>>
+
+/**
+ * Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
+ * `<prefix>{limits}:model:<id>`.
+ */
+export declare function jobsRedisNew(store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean): ExternalObject<'JobsRedisCore'>
+
+/**
+ * Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
+ * was away, once per `id` (0: no id); the reply as `reply_numbers` lays it out.
+ */
+export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
+
+/**
  * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
  * tokens), or null when neither a defined price nor the catalog has it.
  */
 export declare function priceOfModel(model: string): Array<number> | null
+
+/**
+ * `[allowed 0|1, remaining, retryInMs, expire]` on the memory store; the counter lives under
+ * the scope's key until its period ends.
+ */
+export declare function providerConsume(core: ExternalObject<'ProviderCore'>, scope: string, cost: number, now: number): Array<number>
+
+export declare function providerConsumeAsync(core: ExternalObject<'ProviderCore'>, scope: string, cost: number, now: number): Promise<Array<number>>
+
+/** The Redis server's `INFO` text. */
+export declare function providerInfo(core: ExternalObject<'ProviderCore'>): Promise<string>
+
+export declare function providerNew(store: NativeStore, prefix: string, points: number, durationMs: number): ExternalObject<'ProviderCore'>
 
 /** A user's store: `{"state": <the new state>, "result": …}` for `request` on `state`. */
 export declare function quotaApply(state: string, request: string): string
@@ -317,6 +257,35 @@ export interface RedisConnectOptions {
 /** SHA-256 hex of canonical request text (lib/canonical.js writes it). */
 export declare function requestDigest(canonical: string): string
 
+/** True when a live entry was deleted. */
+export declare function responseCacheDelete(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): boolean
+
+export declare function responseCacheDeleteAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): Promise<boolean>
+
+/** The entry's JSON text, or null. */
+export declare function responseCacheGet(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): string | null
+
+export declare function responseCacheGetAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, now: number): Promise<string | undefined | null>
+
+export declare function responseCacheNew(store: NativeStore, prefix: string, ttlMs: number): ExternalObject<'ResponseCacheCore'>
+
+export declare function responseCacheSet(core: ExternalObject<'ResponseCacheCore'>, id: string, json: string, now: number): void
+
+export declare function responseCacheSetAsync(core: ExternalObject<'ResponseCacheCore'>, id: string, json: string, now: number): Promise<undefined>
+
+export declare function semanticClear(core: ExternalObject<'SemanticCore'>, now: number): number
+
+export declare function semanticClearAsync(core: ExternalObject<'SemanticCore'>, now: number): Promise<number>
+
+export declare function semanticDelete(core: ExternalObject<'SemanticCore'>, key: string, now: number): boolean
+
+export declare function semanticDeleteAsync(core: ExternalObject<'SemanticCore'>, key: string, now: number): Promise<boolean>
+
+/** The exact request's entry. */
+export declare function semanticGet(core: ExternalObject<'SemanticCore'>, key: string, now: number): SemanticHit | null
+
+export declare function semanticGetAsync(core: ExternalObject<'SemanticCore'>, key: string, now: number): Promise<SemanticHit | undefined | null>
+
 /** A hit as lib/ reads it. */
 export interface SemanticHit {
   /** The entry's key (the digest of the request that stored it). */
@@ -327,6 +296,23 @@ export interface SemanticHit {
   /** The stored question. */
   query: string
 }
+
+export declare function semanticLen(core: ExternalObject<'SemanticCore'>, now: number): number
+
+export declare function semanticLenAsync(core: ExternalObject<'SemanticCore'>, now: number): Promise<number>
+
+/** `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate. */
+export declare function semanticNew(store: NativeStore, prefix: string, ttlMs: number, maxEntries: number, threshold: number, annMin: number): ExternalObject<'SemanticCore'>
+
+/** The closest entry of `scope` at or above the threshold whose question is compatible. */
+export declare function semanticSearch(core: ExternalObject<'SemanticCore'>, scope: string, vector: Float32Array, query: string, now: number): SemanticHit | null
+
+export declare function semanticSearchAsync(core: ExternalObject<'SemanticCore'>, scope: string, vector: Float32Array, query: string, now: number): Promise<SemanticHit | undefined | null>
+
+/** Stores an entry; returns how many entries were evicted. */
+export declare function semanticSet(core: ExternalObject<'SemanticCore'>, key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): number
+
+export declare function semanticSetAsync(core: ExternalObject<'SemanticCore'>, key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number): Promise<number>
 
 /**
  * `maxmemory` and `maxmemory-policy` as last read from the server (null until read);
@@ -339,6 +325,37 @@ export interface ServerMemoryInfo {
   /** The policy can evict tollgate's keys. */
   evicts: boolean
 }
+
+/** Appends `items` (comma-separated JSON values); the session's new size in bytes. */
+export declare function sessionStoreAppend(core: ExternalObject<'SessionStoreCore'>, id: string, items: string, now: number): number
+
+export declare function sessionStoreAppendAsync(core: ExternalObject<'SessionStoreCore'>, id: string, items: string, now: number): Promise<number>
+
+/** Deletes the session; true when a live one was there. */
+export declare function sessionStoreDestroy(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): boolean
+
+export declare function sessionStoreDestroyAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<boolean>
+
+/** The session's data as JSON text, or null. */
+export declare function sessionStoreLoad(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): string | null
+
+export declare function sessionStoreLoadAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<string | undefined | null>
+
+/** `max_bytes` 0 means no cap. */
+export declare function sessionStoreNew(store: NativeStore, prefix: string, ttlMs: number, maxBytes: number): ExternalObject<'SessionStoreCore'>
+
+/**
+ * Replaces the session: `head` is the JSON of its data without `messages`, `messages` the
+ * JSON array (undefined when the data has no message list).
+ */
+export declare function sessionStoreSave(core: ExternalObject<'SessionStoreCore'>, id: string, head: string, messages: string | undefined, now: number): void
+
+export declare function sessionStoreSaveAsync(core: ExternalObject<'SessionStoreCore'>, id: string, head: string, messages: string | undefined, now: number): Promise<undefined>
+
+/** Renews the session's expiry; false when there is none. */
+export declare function sessionStoreTouch(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): boolean
+
+export declare function sessionStoreTouchAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<boolean>
 
 export interface SpendDecision {
   allowed: boolean
@@ -371,3 +388,17 @@ export interface TagSpend {
   tag: string
   nano: number
 }
+
+export declare function tokenBudgetNew(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number): ExternalObject<'TokenBudgetCore'>
+
+/**
+ * In-process decision, answered on the calling thread, written into `out`. `now` < 0 reads
+ * the system clock.
+ */
+export declare function tokenBudgetRun(core: ExternalObject<'TokenBudgetCore'>, code: number, bucket: string, tokens: number, holdId: string | undefined, now: number, out: Float64Array): number
+
+/**
+ * Redis decision (one EVALSHA); resolves to the reply's numbers. `now` < 0 uses the Redis
+ * server's clock.
+ */
+export declare function tokenBudgetRunAsync(core: ExternalObject<'TokenBudgetCore'>, code: number, bucket: string, tokens: number, holdId: string | undefined, now: number): Promise<Array<number>>

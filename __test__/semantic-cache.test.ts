@@ -288,8 +288,8 @@ describe('SemanticCache index: approximate search against exact search', () => {
     // approximate search from 2 entries on, one that always scans exactly.
     const native = require('../lib/native.js')
     const store = native.NativeStore.memory()
-    const approx = new native.SemanticCore(store, 'approx', 1e9, 1e7, -1, 2)
-    const exact = new native.SemanticCore(store, 'exact', 1e9, 1e7, -1, 1e8)
+    const approx = native.semanticNew(store, 'approx', 1e9, 1e7, -1, 2)
+    const exact = native.semanticNew(store, 'exact', 1e9, 1e7, -1, 1e8)
     const dims = 64
     const n = 100_000
     let x = 2463534242
@@ -304,8 +304,8 @@ describe('SemanticCache index: approximate search against exact search', () => {
       const v = new Float32Array(dims)
       for (let j = 0; j < dims; j++) v[j] = rnd()
       data.push(v)
-      approx.set(`k${i}`, 's', '', '0', v, 0)
-      exact.set(`k${i}`, 's', '', '0', v, 0)
+      native.semanticSet(approx, `k${i}`, 's', '', '0', v, 0)
+      native.semanticSet(exact, `k${i}`, 's', '', '0', v, 0)
     }
     // Questions near a stored one (what a cache hit looks like): similarity ~0.80–0.99.
     let same = 0
@@ -314,10 +314,10 @@ describe('SemanticCache index: approximate search against exact search', () => {
       const base = data[(i * 7919) % n]
       const noise = 0.05 + (i % 10) * 0.03
       const q = base.map((b) => b + noise * rnd())
-      const e = exact.search('s', q, '', 0)
+      const e = native.semanticSearch(exact, 's', q, '', 0)
       if (e.similarity < 0.8) continue
       asked++
-      if (approx.search('s', q, '', 0)?.key === e.key) same++
+      if (native.semanticSearch(approx, 's', q, '', 0)?.key === e.key) same++
     }
     expect(asked).toBeGreaterThan(900)
     expect(same / asked).toBeGreaterThanOrEqual(0.99)

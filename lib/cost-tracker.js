@@ -4,8 +4,9 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { MemoryStore, checkSlotPrefix } = require('./stores')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const { costNano, priceFor, toNano, toUsd } = require('./cost')
 const v = require('./validate')
 
@@ -67,7 +68,7 @@ class CostTracker {
   #onAlert
   #prefix
   #holdMs
-  #stats = newStats()
+  #stats
   #fallback = null
   /** What Redis last answered, `[decision, at]`, for 'local' (null: nothing to carry over). */
   #seen = null
@@ -79,9 +80,9 @@ class CostTracker {
    * @param options budgets in USD (`null` for none), alert thresholds, `onAlert`, `prefix`
    */
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'CostTracker')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['dailyBudget', 'monthlyBudget', 'alertThreshold', 'alertThresholds', 'onAlert', 'holdTtlSeconds', 'prefix', 'now', ...POLICY_OPTIONS], 'options')
+    const c = setUp('CostTracker', store, options, ['dailyBudget', 'monthlyBudget', 'alertThreshold', 'alertThresholds', 'onAlert', 'holdTtlSeconds', 'prefix', 'now'])
+    const o = c.options
+    this.#stats = c.stats
     this.#dailyBudget = budgetOption(o.dailyBudget, 'options.dailyBudget', 50)
     this.#monthlyBudget = budgetOption(o.monthlyBudget, 'options.monthlyBudget', 1000)
     if (o.alertThreshold !== undefined && o.alertThresholds !== undefined) {
@@ -101,34 +102,32 @@ class CostTracker {
     this.#onAlert = o.onAlert === undefined ? defaultAlert : v.fn(o.onAlert, 'options.onAlert')
     const holdMs = o.holdTtlSeconds === undefined ? 600_000 : v.seconds(o.holdTtlSeconds, 'options.holdTtlSeconds', MAX_HOLD_SECONDS)
     this.#prefix = o.prefix === undefined ? 'tollgate:cost:' : v.string(o.prefix, 'options.prefix')
-    this.#clock = o.now === undefined ? s[kClock] : v.fn(o.now, 'options.now')
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
+    this.#clock = o.now === undefined ? c.clock : v.fn(o.now, 'options.now')
+    const ns = c.native
+    this.#memory = c.memory
     // Every key of the tracker shares one hash tag, so a decision is one script on a Cluster.
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
     checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`], 'options.prefix')
     const nano = (b) => (b === null ? -1 : toNano(b))
     this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
     this.#holdMs = holdMs
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new CostTracker(new MemoryStore({ now: clock }), {
+    const { fallback, policy } = storePolicy('CostTracker', this.#prefix, c, {
+      clock: this.#clock,
+      twin: (store, mark) =>
+        new CostTracker(store, {
           dailyBudget: this.#dailyBudget,
           monthlyBudget: this.#monthlyBudget,
           alertThresholds: this.#thresholds,
           holdTtlSeconds: holdMs / 1000,
           prefix: this.#prefix,
           onAlert: () => {}, // alerts are Redis-wide: a local twin would fire them once per process
-          [kLocalTwin]: true,
-        })
+          ...mark,
+        }),
       // Spend recorded, settled or released while Redis was away happens there, on its day.
-      const replay = (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.now).then((d) => this.#alert(d), rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-      this.#seeding = policy === 'local'
-    }
-    if (!o[kLocalTwin]) track('CostTracker', this.#prefix, this.#stats)
+      replay: (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.now).then((d) => this.#alert(d), rethrow),
+    })
+    this.#fallback = fallback
+    this.#seeding = !this.#memory && policy === 'local'
   }
 
   /** Calls answered, refusals, and what the store failure policy did. */

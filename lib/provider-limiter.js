@@ -6,8 +6,8 @@
 
 const native = require('./native')
 const { codes, fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const MAX_POINTS = Number.MAX_SAFE_INTEGER
@@ -20,20 +20,20 @@ class ProviderLimiter {
   #memory
   #clock
   #native
-  #stats = newStats()
+  #stats
   #fallback = null
   /** key → what Redis last said of it: `[remaining, at, resetAt]` (ms), for 'local'. */
   #seen = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'ProviderLimiter')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['providers', ...POLICY_OPTIONS], 'options')
+    const c = setUp('ProviderLimiter', store, options, ['providers'])
+    const o = c.options
+    this.#stats = c.stats
     const providers = v.options(o.providers, 'options.providers')
     if (Object.keys(providers).length === 0) throw invalidArg('options.providers must name at least one provider')
-    this.#native = s[kNative]
-    this.#memory = s[kNative].isMemory
-    this.#clock = s[kClock]
+    this.#native = c.native
+    this.#memory = c.memory
+    this.#clock = c.clock
     for (const [name, cfg] of Object.entries(providers)) {
       const c = v.knownKeys(v.options(cfg, `options.providers.${name}`), ['points', 'duration', 'keyPrefix'], `options.providers.${name}`)
       const points = v.integer(c.points, `options.providers.${name}.points`, 1, MAX_POINTS)
@@ -46,23 +46,21 @@ class ProviderLimiter {
         points,
         durationMs,
         keyPrefix,
-        core: new native.ProviderCore(this.#native, base, points, durationMs),
+        core: native.providerNew(this.#native, base, points, durationMs),
         running: 0,
         queued: 0,
         done: 0,
       })
     }
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () => new ProviderLimiter(new MemoryStore({ now: clock }), { providers, [kLocalTwin]: true })
+    const prefixes = [...this.#providers.values()].map((p) => p.keyPrefix).join(',')
+    const { fallback, policy } = storePolicy('ProviderLimiter', prefixes, c, {
+      twin: (store, mark) => new ProviderLimiter(store, { providers, ...mark }),
       // Points taken while Redis was away are taken there too once it is back (a counter at 0
       // stays at 0: what did not fit is moot).
-      const replay = (op) => this.#providers.get(op.provider).core.consumeAsync(op.scope, op.points, op.now).catch(rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-      if (policy === 'local') this.#seen = new Map()
-    }
-    if (!o[kLocalTwin]) track('ProviderLimiter', [...this.#providers.values()].map((p) => p.keyPrefix).join(','), this.#stats)
+      replay: (op) => native.providerConsumeAsync(this.#providers.get(op.provider).core, op.scope, op.points, op.now).catch(rethrow),
+    })
+    this.#fallback = fallback
+    if (!this.#memory && policy === 'local') this.#seen = new Map()
   }
 
   /** Decisions, refusals, and what the store failure policy did. */
@@ -90,10 +88,10 @@ class ProviderLimiter {
       v.integer(points, 'points', 0, MAX_POINTS)
       const now = this.#clock ? this.#clock() : -1
       const shape = (d) => this.#count({ allowed: d[0] === 1, remaining: d[1], retryInMs: d[2], resetAt: d[3] })
-      if (this.#memory) return Promise.resolve(shape(p.core.consume(scope, points, now)))
+      if (this.#memory) return Promise.resolve(shape(native.providerConsume(p.core, scope, points, now)))
       const at = now >= 0 ? now : Date.now()
       return this.#fallback.run(
-        () => p.core.consumeAsync(scope, points, now).then((d) => (this.#saw(provider, scope, d, at), shape(d)), rethrow),
+        () => native.providerConsumeAsync(p.core, scope, points, now).then((d) => (this.#saw(provider, scope, d, at), shape(d)), rethrow),
         () => this.#count({ allowed: true, remaining: p.points, retryInMs: 0, resetAt: at + p.durationMs }),
         (l) => (this.#seed(l, provider, scope), l.tryConsume(provider, scope, points).then((d) => this.#count({ ...d }))),
         (d) => (d.allowed ? { provider, scope, points, now } : null),
@@ -126,8 +124,8 @@ class ProviderLimiter {
     const [remaining, at, resetAt] = seen
     if ((this.#clock ? this.#clock() : Date.now()) >= resetAt) return // a new period
     const core = twin.#providers.get(provider).core
-    const lacking = core.consume(scope, 0, at)[1] - remaining
-    if (lacking > 0) core.consume(scope, lacking, at)
+    const lacking = native.providerConsume(core, scope, 0, at)[1] - remaining
+    if (lacking > 0) native.providerConsume(core, scope, lacking, at)
   }
 
   /** Runs `fn` once `provider` has a point for it, waiting (up to `maxWaitMs`, default 60 s) for refills. */
@@ -176,7 +174,7 @@ class ProviderLimiter {
     let status = 'ok'
     if (!this.#memory) {
       try {
-        const info = await [...this.#providers.values()][0].core.info()
+        const info = await native.providerInfo([...this.#providers.values()][0].core)
         const field = (k) => {
           const m = new RegExp(`^${k}:(.*)$`, 'm').exec(info)
           return m ? m[1].trim() : null

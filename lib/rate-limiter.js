@@ -4,8 +4,8 @@
 
 const native = require('./native')
 const { fromNative } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const CHECK = 0
@@ -39,7 +39,7 @@ class RateLimiter {
   #windowSeconds
   #prefix
   #batch = null
-  #stats = newStats()
+  #stats
   #fallback = null
   /** Blocked-key cache: id → the time (ms, on this limiter's clock) until which it is refused. */
   #blocked = null
@@ -48,29 +48,25 @@ class RateLimiter {
   #native
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'RateLimiter')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache', ...POLICY_OPTIONS], 'options')
+    const c = setUp('RateLimiter', store, options, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache'])
+    const o = c.options
+    this.#stats = c.stats
     this.#maxRequests = o.maxRequests === undefined ? 60 : v.integer(o.maxRequests, 'options.maxRequests', 1, MAX_REQUESTS)
     const windowMs = o.windowSeconds === undefined ? 60_000 : v.seconds(o.windowSeconds, 'options.windowSeconds', MAX_WINDOW_SECONDS)
     this.#windowSeconds = windowMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:ratelimit:' : v.string(o.prefix, 'options.prefix')
-    const ns = s[kNative]
-    this.#native = ns
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = native.rateLimiterNew(ns, this.#prefix, this.#maxRequests, windowMs)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
+    this.#native = c.native
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = native.rateLimiterNew(c.native, this.#prefix, this.#maxRequests, windowMs)
+    const { fallback, policy } = storePolicy('RateLimiter', this.#prefix, c, {
+      twin: (store, mark) => new RateLimiter(store, { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, ...mark }),
+      // A request admitted while Redis was away is recorded there, at its time, once it is back.
+      replay: (op) => this.#enqueue(RECORD, op.id, op.now, true),
+    })
+    this.#fallback = fallback
     if (!this.#memory && o.blockedKeyCache !== false) this.#blocked = new Map()
     if (!this.#memory && policy === 'local') this.#seen = new Map()
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () => new RateLimiter(new MemoryStore({ now: clock }), { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, [kLocalTwin]: true })
-      // A request admitted while Redis was away is recorded there, at its time, once it is back.
-      const replay = (op) => this.#enqueue(RECORD, op.id, op.now, true)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-    }
-    if (!o[kLocalTwin]) track('RateLimiter', this.#prefix, this.#stats)
   }
 
   /** What this limiter answered, refused and fell back on (see `metrics()` for all classes). */

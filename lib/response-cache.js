@@ -6,8 +6,8 @@
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
 const { canonical } = require('./canonical')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
+const { snapshot } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -45,35 +45,25 @@ class ResponseCache {
   #ttl
   #prefix
   #keyFn
-  #stats = newStats()
+  #stats
   #hits = 0
   #fallback = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'ResponseCache')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['ttl', 'prefix', 'keyFn', ...POLICY_OPTIONS], 'options')
+    const c = setUp('ResponseCache', store, options, ['ttl', 'prefix', 'keyFn'])
+    const o = c.options
+    this.#stats = c.stats
     const ttlMs = o.ttl === undefined ? 3_600_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
     this.#ttl = ttlMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:cache:' : v.string(o.prefix, 'options.prefix')
     this.#keyFn = o.keyFn === undefined ? null : v.fn(o.keyFn, 'options.keyFn')
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = new native.ResponseCacheCore(ns, this.#prefix, ttlMs)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new ResponseCache(new MemoryStore({ now: clock }), {
-          ttl: this.#ttl,
-          prefix: this.#prefix,
-          keyFn: this.#keyFn === null ? undefined : this.#keyFn,
-          [kLocalTwin]: true,
-        })
-      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#stats, retryMs)
-    }
-    if (!o[kLocalTwin]) track('ResponseCache', this.#prefix, this.#stats)
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = native.responseCacheNew(c.native, this.#prefix, ttlMs)
+    this.#fallback = storePolicy('ResponseCache', this.#prefix, c, {
+      twin: (store, mark) =>
+        new ResponseCache(store, { ttl: this.#ttl, prefix: this.#prefix, keyFn: this.#keyFn === null ? undefined : this.#keyFn, ...mark }),
+    }).fallback
   }
 
   /** Lookups, hits, misses, and what the store failure policy did. */
@@ -119,10 +109,10 @@ class ResponseCache {
       const key = this.#id(model, messages, params)
       const parse = (text) => this.#lookup(this.#parse(key, text))
       const now = this.#now()
-      if (this.#memory) return Promise.resolve(parse(this.#core.get(key, now)))
+      if (this.#memory) return Promise.resolve(parse(native.responseCacheGet(this.#core, key, now)))
       // 'fail-open' answers a miss; nothing is marked on a cached response (it is the user's).
       return this.#fallback.run(
-        () => this.#core.getAsync(key, now).then(parse, rethrow),
+        () => native.responseCacheGetAsync(this.#core, key, now).then(parse, rethrow),
         () => this.#lookup(null),
         (l) => l.get(model, messages, params).then((r) => this.#lookup(r)),
         null,
@@ -139,9 +129,9 @@ class ResponseCache {
       const key = this.#id(model, messages, params)
       const text = v.json(response, 'response')
       const now = this.#now()
-      if (this.#memory) return Promise.resolve(this.#core.set(key, text, now))
+      if (this.#memory) return Promise.resolve(native.responseCacheSet(this.#core, key, text, now))
       return this.#fallback.run(
-        () => this.#core.setAsync(key, text, now).then(() => undefined, rethrow),
+        () => native.responseCacheSetAsync(this.#core, key, text, now).then(() => undefined, rethrow),
         () => undefined,
         (l) => l.set(model, messages, response, params),
         null,
@@ -173,9 +163,9 @@ class ResponseCache {
 
   #delete(key) {
     const now = this.#now()
-    if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
+    if (this.#memory) return Promise.resolve(native.responseCacheDelete(this.#core, key, now))
     return this.#fallback.run(
-      () => this.#core.deleteAsync(key, now).then(undefined, rethrow),
+      () => native.responseCacheDeleteAsync(this.#core, key, now).then(undefined, rethrow),
       () => false,
       (l) => l.#delete(key),
       null,

@@ -7,8 +7,9 @@ const { performance } = require('node:perf_hooks')
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange, withCode, codes } = require('./errors')
 const { canonical } = require('./canonical')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
+const { MemoryStore, checkSlotPrefix } = require('./stores')
+const { snapshot } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -80,13 +81,13 @@ class SemanticCache {
   #recent = new Map()
   #stats = { hits: 0, exactHits: 0, semanticHits: 0, misses: 0, falseHits: 0, lookups: 0, lookupMs: 0 }
   /** Counters of the store failure policy, shared with `metrics()`. */
-  #policyStats = newStats()
+  #policyStats
   #fallback = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'SemanticCache')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['embed', 'threshold', 'ttl', 'prefix', 'maxEntries', 'scope', 'approximateFrom', 'embedTimeoutMs', ...POLICY_OPTIONS], 'options')
+    const c = setUp('SemanticCache', store, options, ['embed', 'threshold', 'ttl', 'prefix', 'maxEntries', 'scope', 'approximateFrom', 'embedTimeoutMs'])
+    const o = c.options
+    this.#policyStats = c.stats
     this.#embed = v.fn(o.embed, 'options.embed')
     if (o.threshold === undefined) this.#threshold = 0.95
     else {
@@ -106,15 +107,13 @@ class SemanticCache {
     this.#scope = o.scope
     this.#embedTimeoutMs = o.embedTimeoutMs === undefined ? 10_000 : v.millis(o.embedTimeoutMs, 'options.embedTimeoutMs', 2 ** 31 - 1)
     const annMin = o.approximateFrom === undefined ? 0 : v.integer(o.approximateFrom, 'options.approximateFrom', 2, MAX_ENTRIES)
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = new native.SemanticCore(ns, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new SemanticCache(new MemoryStore({ now: clock }), {
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = native.semanticNew(c.native, this.#prefix, ttlMs, this.#maxEntries, this.#threshold, annMin)
+    // Nothing to replay: entries cached in-process during an outage stay there.
+    this.#fallback = storePolicy('SemanticCache', this.#prefix, c, {
+      twin: (store, mark) =>
+        new SemanticCache(store, {
           embed: this.#embed,
           threshold: this.#threshold,
           ttl: this.#ttl,
@@ -122,12 +121,9 @@ class SemanticCache {
           maxEntries: this.#maxEntries,
           scope: this.#scope,
           embedTimeoutMs: this.#embedTimeoutMs,
-          [kLocalTwin]: true,
-        })
-      // Nothing to replay: entries cached in-process during an outage stay there.
-      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#policyStats, retryMs)
-    }
-    if (!o[kLocalTwin]) track('SemanticCache', this.#prefix, this.#policyStats)
+          ...mark,
+        }),
+    }).fallback
   }
 
   /** A Redis call under the `onStoreError` policy (on a MemoryStore: just the call). */
@@ -195,7 +191,7 @@ class SemanticCache {
   async #lookup(r, addSpent, restart) {
     let started = performance.now()
     const now = this.#now()
-    const exact = this.#memory ? this.#core.get(r.key, now) : await this.#core.getAsync(r.key, now)
+    const exact = this.#memory ? native.semanticGet(this.#core, r.key, now) : await native.semanticGetAsync(this.#core, r.key, now)
     const exactHit = exact ? this.#hit(exact) : null
     if (exactHit) {
       this.#stats.hits++
@@ -211,7 +207,7 @@ class SemanticCache {
       this.#remember(r.key, vector)
       const t = this.#now()
       const scope = r.scope()
-      const found = this.#memory ? this.#core.search(scope, vector, r.text, t) : await this.#core.searchAsync(scope, vector, r.text, t)
+      const found = this.#memory ? native.semanticSearch(this.#core, scope, vector, r.text, t) : await native.semanticSearchAsync(this.#core, scope, vector, r.text, t)
       const hit = found ? this.#hit(found) : null
       if (hit) {
         this.#stats.hits++
@@ -235,10 +231,10 @@ class SemanticCache {
       }
       const now = this.#now()
       const scope = r.scope()
-      if (this.#memory) this.#core.set(r.key, scope, r.text, json, vector, now)
+      if (this.#memory) native.semanticSet(this.#core, r.key, scope, r.text, json, vector, now)
       else {
         await this.#viaStore(
-          () => this.#core.setAsync(r.key, scope, r.text, json, vector, now),
+          () => native.semanticSetAsync(this.#core, r.key, scope, r.text, json, vector, now),
           () => undefined,
           (l) => {
             if (vector !== null) l.#remember(r.key, vector) // no second embedding call
@@ -282,9 +278,9 @@ class SemanticCache {
     try {
       this.#recent.clear()
       const now = this.#now()
-      if (this.#memory) return this.#core.clear(now)
+      if (this.#memory) return native.semanticClear(this.#core, now)
       return await this.#viaStore(
-        () => this.#core.clearAsync(now),
+        () => native.semanticClearAsync(this.#core, now),
         () => 0,
         (l) => l.clear(),
       )
@@ -297,7 +293,7 @@ class SemanticCache {
   async stats() {
     try {
       const now = this.#now()
-      const entries = this.#memory ? this.#core.len(now) : await this.#viaStore(() => this.#core.lenAsync(now), () => null, (l) => l.stats().then((x) => x.entries))
+      const entries = this.#memory ? native.semanticLen(this.#core, now) : await this.#viaStore(() => native.semanticLenAsync(this.#core, now), () => null, (l) => l.stats().then((x) => x.entries))
       const s = this.#stats
       const asked = s.hits + s.misses
       return {
@@ -370,9 +366,9 @@ class SemanticCache {
 
   #deleteKey(key) {
     const now = this.#now()
-    if (this.#memory) return Promise.resolve(this.#core.delete(key, now))
+    if (this.#memory) return Promise.resolve(native.semanticDelete(this.#core, key, now))
     return this.#viaStore(
-      () => this.#core.deleteAsync(key, now),
+      () => native.semanticDeleteAsync(this.#core, key, now),
       () => false,
       (l) => l.#deleteKey(key),
     )

@@ -4,8 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange, codes } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, track, snapshot, POLICY_OPTIONS } = require('./policy')
+const { snapshot } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 
 const MAX_TTL_SECONDS = 10 * 366 * 24 * 3600
@@ -27,34 +27,24 @@ class SessionStore {
   #ttl
   #prefix
   #maxBytes
-  #stats = newStats()
+  #stats
   #fallback = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'SessionStore')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['ttl', 'prefix', 'maxBytes', ...POLICY_OPTIONS], 'options')
+    const c = setUp('SessionStore', store, options, ['ttl', 'prefix', 'maxBytes'])
+    const o = c.options
+    this.#stats = c.stats
     const ttlMs = o.ttl === undefined ? 1_800_000 : v.seconds(o.ttl, 'options.ttl', MAX_TTL_SECONDS)
     this.#ttl = ttlMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:session:' : v.string(o.prefix, 'options.prefix')
     this.#maxBytes = o.maxBytes === undefined ? null : v.integer(o.maxBytes, 'options.maxBytes', 1, MAX_BYTES)
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = new native.SessionStoreCore(ns, this.#prefix, ttlMs, this.#maxBytes ?? 0)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new SessionStore(new MemoryStore({ now: clock }), {
-          ttl: this.#ttl,
-          prefix: this.#prefix,
-          maxBytes: this.#maxBytes === null ? undefined : this.#maxBytes,
-          [kLocalTwin]: true,
-        })
-      this.#fallback = new StoreFallback(policy, local, () => Promise.resolve(), this.#stats, retryMs)
-    }
-    if (!o[kLocalTwin]) track('SessionStore', this.#prefix, this.#stats)
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = native.sessionStoreNew(c.native, this.#prefix, ttlMs, this.#maxBytes ?? 0)
+    this.#fallback = storePolicy('SessionStore', this.#prefix, c, {
+      twin: (store, mark) =>
+        new SessionStore(store, { ttl: this.#ttl, prefix: this.#prefix, maxBytes: this.#maxBytes === null ? undefined : this.#maxBytes, ...mark }),
+    }).fallback
   }
 
   /** Calls answered, and what the store failure policy did. */
@@ -90,7 +80,7 @@ class SessionStore {
     }
     return this.#call(
       sessionId,
-      (id, now) => (this.#memory ? this.#core.save(id, head, messages, now) : this.#core.saveAsync(id, head, messages, now)),
+      (id, now) => (this.#memory ? native.sessionStoreSave(this.#core, id, head, messages ?? undefined, now) : native.sessionStoreSaveAsync(this.#core, id, head, messages ?? undefined, now)),
       () => undefined,
       (l) => l.save(sessionId, data),
     )
@@ -99,8 +89,8 @@ class SessionStore {
   load(sessionId) {
     return this.#call(sessionId, (id, now) => {
       const parse = (text) => this.#parse(id, text)
-      if (this.#memory) return parse(this.#core.load(id, now))
-      return this.#core.loadAsync(id, now).then(parse)
+      if (this.#memory) return parse(native.sessionStoreLoad(this.#core, id, now))
+      return native.sessionStoreLoadAsync(this.#core, id, now).then(parse)
     }, () => null, (l) => l.load(sessionId))
   }
 
@@ -118,19 +108,19 @@ class SessionStore {
     }
     return this.#call(
       sessionId,
-      (id, now) => (this.#memory ? this.#core.append(id, items, now) : this.#core.appendAsync(id, items, now)),
+      (id, now) => (this.#memory ? native.sessionStoreAppend(this.#core, id, items, now) : native.sessionStoreAppendAsync(this.#core, id, items, now)),
       () => 0,
       (l) => l.append(sessionId, ...messages),
     )
   }
 
   touch(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.touch(id, now) : this.#core.touchAsync(id, now)), () => false, (l) => l.touch(sessionId))
+    return this.#call(sessionId, (id, now) => (this.#memory ? native.sessionStoreTouch(this.#core, id, now) : native.sessionStoreTouchAsync(this.#core, id, now)), () => false, (l) => l.touch(sessionId))
   }
 
   /** Deletes the session; resolves true when there was one. */
   destroy(sessionId) {
-    return this.#call(sessionId, (id, now) => (this.#memory ? this.#core.destroy(id, now) : this.#core.destroyAsync(id, now)), () => false, (l) => l.destroy(sessionId))
+    return this.#call(sessionId, (id, now) => (this.#memory ? native.sessionStoreDestroy(this.#core, id, now) : native.sessionStoreDestroyAsync(this.#core, id, now)), () => false, (l) => l.destroy(sessionId))
   }
 
   // `open` and `viaLocal` answer under 'fail-open' and 'local' when Redis cannot.

@@ -4,8 +4,8 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { bump, snapshot, flush } = require('./policy')
+const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 const { totalTokens } = require('./usage')
 
@@ -14,6 +14,19 @@ const RECORD = 1
 const RESERVE = 2
 const SETTLE = 3
 const RELEASE = 4
+
+/**
+ * A decision as numbers (src/binding/token_budget.rs): allowed, used, reserved, remaining,
+ * resetInSeconds, and the new hold's period start, sequence (-1: none) and expiry.
+ */
+const FIELDS = 8
+
+/** The decision object of a native reply `d`; `hold` only for a reservation. */
+function decision(d, bucket, tokens, code) {
+  const r = { allowed: d[0] === 1, used: d[1], remaining: d[3], resetInSeconds: d[4], reserved: d[2] }
+  if (code === RESERVE) r.hold = d[6] < 0 ? null : { bucket, id: `${d[5]}-${d[6]}`, tokens, expiresAt: d[7] }
+  return r
+}
 
 const MAX_TOKENS = Number.MAX_SAFE_INTEGER
 let openHolds = 0
@@ -24,21 +37,23 @@ const MAX_SEEN = 10_000
 
 class TokenBudget {
   #core
+  /** The in-process reply buffer (one per instance: a call finishes before the next starts). */
+  #out = new Float64Array(FIELDS)
   #memory
   #clock
   #maxTokens
   #periodSeconds
   #holdTtlSeconds
   #prefix
-  #stats = newStats()
+  #stats
   #fallback = null
   /** bucket → what Redis last said of it: `[used, reserved, at, resetAt]` (ms), for 'local'. */
   #seen = null
 
   constructor(store, options) {
-    const [s, o] = storeAndOptions(store, options, 'TokenBudget')
-    // A misspelt option would otherwise leave its default in force unseen.
-    v.knownKeys(o, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix', ...POLICY_OPTIONS], 'options')
+    const c = setUp('TokenBudget', store, options, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix'])
+    const o = c.options
+    this.#stats = c.stats
     if (o.maxTokens === undefined) throw invalidArg('options.maxTokens is required')
     this.#maxTokens = v.integer(o.maxTokens, 'options.maxTokens', 0, MAX_TOKENS)
     const periodMs = o.periodSeconds === undefined ? 86_400_000 : v.seconds(o.periodSeconds, 'options.periodSeconds', MAX_PERIOD_SECONDS)
@@ -46,27 +61,23 @@ class TokenBudget {
     this.#periodSeconds = periodMs / 1000
     this.#holdTtlSeconds = holdMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:budget:' : v.string(o.prefix, 'options.prefix')
-    const ns = s[kNative]
-    this.#memory = ns.isMemory
-    this.#clock = s[kClock]
-    this.#core = new native.TokenBudgetCore(ns, this.#prefix, this.#maxTokens, periodMs, holdMs)
-    const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-    if (!this.#memory) {
-      const clock = this.#clock
-      const local = () =>
-        new TokenBudget(new MemoryStore({ now: clock }), {
+    this.#memory = c.memory
+    this.#clock = c.clock
+    this.#core = native.tokenBudgetNew(c.native, this.#prefix, this.#maxTokens, periodMs, holdMs)
+    const { fallback, policy } = storePolicy('TokenBudget', this.#prefix, c, {
+      twin: (store, mark) =>
+        new TokenBudget(store, {
           maxTokens: this.#maxTokens,
           periodSeconds: this.#periodSeconds,
           holdTtlSeconds: this.#holdTtlSeconds,
           prefix: this.#prefix,
-          [kLocalTwin]: true,
-        })
+          ...mark,
+        }),
       // What was recorded, settled or released while Redis was away happens there, at its time.
-      const replay = (op) => this.#core.runAsync(op.code, op.bucket, op.tokens, op.holdId, op.now).catch(rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-      if (policy === 'local') this.#seen = new Map()
-    }
-    if (!o[kLocalTwin]) track('TokenBudget', this.#prefix, this.#stats)
+      replay: (op) => native.tokenBudgetRunAsync(this.#core, op.code, op.bucket, op.tokens, op.holdId, op.now).catch(rethrow),
+    })
+    this.#fallback = fallback
+    if (!this.#memory && policy === 'local') this.#seen = new Map()
   }
 
   /** What this budget answered, refused and fell back on. */
@@ -97,17 +108,17 @@ class TokenBudget {
 
   /** Is there budget left for `bucket`? (`used + reserved < maxTokens`). Counts nothing. */
   check(bucket) {
-    return this.#run(CHECK, bucket, 0, '')
+    return this.#run(CHECK, bucket, 0, undefined)
   }
 
   /** Adds `tokensUsed` (a number, tollgate's Usage or a provider response) to `bucket`; always counts. */
   record(bucket, tokensUsed) {
-    return this.#run(RECORD, bucket, tokensUsed, '', 'tokensUsed', true)
+    return this.#run(RECORD, bucket, tokensUsed, undefined, 'tokensUsed', true)
   }
 
   /** Holds `estimate` tokens if they fit; the result's `hold` is null when refused. */
   reserve(bucket, estimate) {
-    return this.#run(RESERVE, bucket, estimate, '', 'estimate')
+    return this.#run(RESERVE, bucket, estimate, undefined, 'estimate')
   }
 
   /**
@@ -136,10 +147,12 @@ class TokenBudget {
       const tokens = usage ? totalTokens(value, tokensName) : value
       if (tokensName) v.integer(tokens, tokensName, 0, MAX_TOKENS)
       const now = this.#clock ? this.#clock() : -1
-      const shape = (d) => this.#count(this.#result(d, bucket, tokens, code))
-      if (this.#memory) return Promise.resolve(shape(this.#core.run(code, bucket, tokens, holdId, now)))
+      if (this.#memory) {
+        native.tokenBudgetRun(this.#core, code, bucket, tokens, holdId, now, this.#out)
+        return Promise.resolve(this.#count(decision(this.#out, bucket, tokens, code)))
+      }
       return this.#fallback.run(
-        () => this.#core.runAsync(code, bucket, tokens, holdId, now).then((d) => (this.#saw(bucket, d, now), shape(d)), rethrow),
+        () => native.tokenBudgetRunAsync(this.#core, code, bucket, tokens, holdId, now).then((d) => (this.#saw(bucket, d, now), this.#count(decision(d, bucket, tokens, code))), rethrow),
         () => this.#count(this.#open(code, bucket, tokens, now)),
         (l) => this.#viaLocal(l, code, bucket, tokens, holdId),
         code === RECORD || code === SETTLE || code === RELEASE ? { code, bucket, tokens, holdId, now } : null,
@@ -156,7 +169,7 @@ class TokenBudget {
     if (this.#seen === null) return
     const at = now >= 0 ? now : Date.now()
     if (this.#seen.size >= MAX_SEEN && !this.#seen.has(bucket)) this.#seen.delete(this.#seen.keys().next().value)
-    this.#seen.set(bucket, [d.used, d.reserved, at, at + d.resetInSeconds * 1000])
+    this.#seen.set(bucket, [d[1], d[2], at, at + d[4] * 1000])
   }
 
   #seed(twin, bucket) {
@@ -165,15 +178,17 @@ class TokenBudget {
     this.#seen.delete(bucket)
     const [used, reserved, at, resetAt] = seen
     if ((this.#clock ? this.#clock() : Date.now()) >= resetAt) return // a new period: nothing carries over
-    const d = twin.#core.run(CHECK, bucket, 0, '', at)
-    if (used > d.used) twin.#core.run(RECORD, bucket, used - d.used, '', at)
-    if (reserved > d.reserved) twin.#core.run(RESERVE, bucket, reserved - d.reserved, '', at)
+    const d = twin.#out
+    native.tokenBudgetRun(twin.#core, CHECK, bucket, 0, undefined, at, d)
+    const [u, r] = [d[1], d[2]]
+    if (used > u) native.tokenBudgetRun(twin.#core, RECORD, bucket, used - u, undefined, at, d)
+    if (reserved > r) native.tokenBudgetRun(twin.#core, RESERVE, bucket, reserved - r, undefined, at, d)
   }
 
   // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.
   #viaLocal(l, code, bucket, tokens, holdId) {
     this.#seed(l, bucket)
-    const id = holdId.startsWith('local:') ? holdId.slice(6) : holdId
+    const id = holdId !== undefined && holdId.startsWith('local:') ? holdId.slice(6) : holdId
     const hold = { bucket, id, tokens: 0, expiresAt: 0 }
     const r =
       code === CHECK ? l.check(bucket) : code === RECORD ? l.record(bucket, tokens) : code === RESERVE ? l.reserve(bucket, tokens) : code === SETTLE ? l.settle(hold, tokens) : l.release(hold)
@@ -196,20 +211,6 @@ class TokenBudget {
   #count(r) {
     this.#stats.decisions++
     if (!r.allowed) bump(this.#stats.refused, 'budget')
-    return r
-  }
-
-  #result(d, bucket, tokens, code) {
-    const r = {
-      allowed: d.allowed,
-      used: d.used,
-      remaining: d.remaining,
-      resetInSeconds: d.resetInSeconds,
-      reserved: d.reserved,
-    }
-    if (code === RESERVE) {
-      r.hold = d.holdId ? { bucket, id: d.holdId, tokens, expiresAt: d.holdExpiresAt } : null
-    }
     return r
   }
 }

@@ -18,6 +18,28 @@ const UNTIL_RELEASE = Object.freeze({ retryInMs: -1 })
  * only concurrency blocks and a release makes room). The core answers a number: ≥ 0 a grant,
  * -1 concurrency, -2 never, else -(ms + 3).
  */
+/** Every model's limits counted in this process (the native JobLimitsCore behind its handle). */
+class Limits {
+  #core
+  constructor(limits, sliding) {
+    this.#core = native.jobLimitsNew(limits, sliding)
+  }
+
+  /** ≥ 0 a grant (the minute reserved in), -1 concurrency, -2 never, else -(ms + 3). */
+  reserve(m, tokens, requests, now) {
+    return native.jobLimitsReserve(this.#core, m, tokens, requests, now)
+  }
+
+  settle(m, grant, estTokens, estRequests, tokens, requests, release, now) {
+    native.jobLimitsSettle(this.#core, m, grant, estTokens, estRequests, tokens, requests, release, now)
+  }
+
+  /** `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until each drops]`. */
+  counts(m, now) {
+    return native.jobLimitsCounts(this.#core, m, now)
+  }
+}
+
 function reserveOn(core, m, t, now) {
   const r = core.reserve(m, t.tokens, t.requests, now)
   if (r >= 0) return { grant: r, model: m }
@@ -32,7 +54,7 @@ class LocalBackend {
 
   /** @param cfg the limiter's configuration (config.js) */
   constructor(cfg) {
-    this.#core = new native.JobLimitsCore(cfg.limits, cfg.sliding)
+    this.#core = new Limits(cfg.limits, cfg.sliding)
     this.#clock = cfg.clock
   }
 
@@ -76,4 +98,4 @@ class LocalBackend {
   }
 }
 
-module.exports = { LocalBackend, reserveOn, NEVER }
+module.exports = { LocalBackend, Limits, reserveOn, NEVER }

@@ -1,8 +1,9 @@
 'use strict'
 // The Redis backend: every model's limits shared by all the processes on one key prefix
-// (createRedisBackend). Counting is jobs.lua's, through JobsRedisCore: one EVALSHA to acquire,
-// one to release; a heartbeat keeps this instance registered and brings back the instance count
-// and the global counts, from which the limiter takes its fair share. It implements the backend
+// (createRedisBackend). Counting is jobs.lua's, through the jobsRedis* functions (whose replies
+// src/binding/jobs.rs lays out): one EVALSHA to acquire, one to release; a heartbeat keeps this
+// instance registered and brings back the instance count and the global counts, from which the
+// limiter takes its fair share. It implements the backend
 // interface described in index.js, like the in-process one (backend-local.js).
 //
 // When Redis cannot answer, the store-failure policy (`onStoreError`, lib/policy.js) decides:
@@ -16,7 +17,7 @@ const { invalidArg, outOfRange, fromNative } = require('../errors')
 const { RedisStore, resolveStore, isRedisClient, kNative, checkSlotPrefix } = require('../stores')
 const { StoreFallback, newStats, track, snapshot, flush } = require('../policy')
 const v = require('../validate')
-const { reserveOn, NEVER } = require('./backend-local')
+const { Limits, reserveOn, NEVER } = require('./backend-local')
 
 const DAY_MS = 86_400_000
 
@@ -95,20 +96,20 @@ class RedisBackend {
     this.#instanceId = cfg.instanceId
     this.#host = host
     this.#global = cfg.ids.map(() => [0, 0, 0, 0, 0, 0])
-    this.#core = new native.JobsRedisCore(o.store[kNative], o.keyPrefix, cfg.ids, cfg.limits, cfg.instanceId, o.instanceTimeoutMs, cfg.sliding)
+    this.#core = native.jobsRedisNew(o.store[kNative], o.keyPrefix, cfg.ids, cfg.limits, cfg.instanceId, o.instanceTimeoutMs, cfg.sliding)
     // 'local': an in-process twin with the same limits decides while Redis is away. What a job
     // granted meanwhile used is added to the global windows once Redis is back (a settle with
     // no estimate and no concurrency slot to give back): at least once, never lost.
     // The twin starts from the last global counts this process saw (see #seed).
-    const twin = () => this.#seed(new native.JobLimitsCore(cfg.limits, cfg.sliding))
+    const twin = () => this.#seed(new Limits(cfg.limits, cfg.sliding))
     // Queued: 'usage' of a job granted meanwhile (no slot; counted once by its id), and
     // 'release' of a grant whose release failed or whose acquire got no reply ('cancel': the
     // acquire may still run). Redis settles a grant once and refuses a late acquire, so sending
     // again after a lost reply counts nothing twice.
     const replay = (op) =>
       op.kind === 'usage'
-        ? this.#core.release(op.m, op.grant, 0, 0, op.tokens, op.requests, false, op.now, op.id)
-        : this.#core.release(op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
+        ? native.jobsRedisRelease(this.#core, op.m, op.grant, 0, 0, op.tokens, op.requests, false, op.now, op.id)
+        : native.jobsRedisRelease(this.#core, op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
     this.#fallback = new StoreFallback(cfg.policy.policy, twin, replay, this.#stats, cfg.policy.retryMs)
     track('LLMRateLimiter', o.keyPrefix, this.#stats)
   }
@@ -150,7 +151,7 @@ class RedisBackend {
     const wasStarted = this.#started
     this.#started = false
     if (wasStarted || this.#starting) {
-      return this.#core.instanceOp('u', this.#clock.nativeNow()).then(
+      return native.jobsRedisInstanceOp(this.#core, 'u', this.#clock.nativeNow()).then(
         () => undefined,
         (e) => this.#host.log('unregister failed', { error: String(e && e.message) }),
       )
@@ -161,7 +162,7 @@ class RedisBackend {
   async #beat(first) {
     let r
     try {
-      r = await this.#core.instanceOp('h', this.#clock.nativeNow())
+      r = await native.jobsRedisInstanceOp(this.#core, 'h', this.#clock.nativeNow())
     } catch (e) {
       throw fromNative(e)
     }
@@ -191,7 +192,7 @@ class RedisBackend {
     let r
     try {
       this.#stats.redisCalls++
-      r = await this.#core.acquire(m, t.tokens, t.requests, now, id)
+      r = await native.jobsRedisAcquire(this.#core, m, t.tokens, t.requests, now, id)
       this.#fallback.ok()
     } catch (e) {
       const err = fromNative(e)
@@ -254,7 +255,7 @@ class RedisBackend {
   async #send(op, jobId) {
     try {
       this.#stats.redisCalls++
-      const r = await this.#core.release(op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
+      const r = await native.jobsRedisRelease(this.#core, op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
       this.#fallback.ok()
       this.#remember(op.m, r)
     } catch (e) {
@@ -267,7 +268,7 @@ class RedisBackend {
 
   // ---- counts
 
-  /** The global counts in a reply of jobs.lua, as of now. */
+  /** The global counts of a model in an acquire or release reply (src/binding/jobs.rs), as of now. */
   #remember(m, r) {
     const g = this.#global[m]
     for (let k = 0; k < 5; k++) g[k] = r[4 + k]

@@ -24,7 +24,7 @@
 //                        now, ms to the minute's end, ms to the day's end]
 //   wakeDelay(retryInMs) when a refused queue tries again (< 0: when a job ends)
 //   start() stop() flush() started storeStats()
-// The limit maths itself is engine/jobs.rs (JobLimitsCore in process, jobs.lua on Redis).
+// The limit maths itself is engine/jobs.rs (the jobLimits* functions in process, jobs.lua on Redis).
 
 const { codes, invalidArg, outOfRange } = require('../errors')
 const v = require('../validate')

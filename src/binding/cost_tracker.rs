@@ -5,7 +5,8 @@ use napi_derive::napi;
 use super::clock::local;
 use super::error::ms;
 use super::store::{open_redis, Backend, NativeStore};
-use crate::engine::spend::{apply, calendar, Calendar, Config, Decision, Op, Period};
+use crate::engine::spend::{apply, calendar, Bucket, Calendar, Config, Decision, Op, Period};
+use crate::store::memory::Keep;
 use crate::store::redis::{SpendKeys, TagTotals};
 
 /// Spend under one tag in one period.
@@ -160,13 +161,27 @@ impl CostTrackerCore {
     let op = op(code, nano, hold_id, tags);
     let store = self.backend.memory()?;
     let (day_kept, month_kept) = cal.keep_until();
-    let (d, tags) = store.spend((&day, day_kept, &month, month_kept), now, |day, month| {
-      let d = apply(&self.config, now, day, month, &op);
-      (
-        d,
-        (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
-      )
-    })?;
+    let (d, tags) = store.update_all(
+      &[&day, &month],
+      now,
+      |buckets: &mut [Box<Bucket>]| {
+        let [day, month] = buckets else {
+          unreachable!("two keys, two buckets")
+        };
+        let d = apply(&self.config, now, day, month, &op);
+        (
+          d,
+          (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
+        )
+      },
+      |i, bucket| {
+        if **bucket == Bucket::default() {
+          Keep::Drop
+        } else {
+          Keep::Until(bucket.keep_until(if i == 0 { day_kept } else { month_kept }))
+        }
+      },
+    )?;
     Ok(shape(cal, d, tags))
   }
 

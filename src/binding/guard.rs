@@ -21,9 +21,11 @@ use napi_derive::napi;
 
 use super::error::{coded, ms, INVALID_ARG};
 use super::id::Text;
+use super::reply::write;
 use super::store::{open_redis, Backend, NativeStore};
 use crate::engine::guard::{self, Acquired, Kind, Spec};
 use crate::store::key;
+use crate::store::memory::{Keep, MemoryStore, WrongType};
 
 pub struct GuardCore {
   backend: Backend,
@@ -50,6 +52,31 @@ struct Meters {
   kinds: Vec<Kind>,
   amounts: Vec<f64>,
   holds: Vec<(u64, u64)>,
+}
+
+/// Runs `step` over the decision's meters on the memory store, under one lock; a meter holding
+/// nothing is dropped, the others kept until their last entry or hold can matter.
+fn with_meters<T>(
+  store: &MemoryStore,
+  m: &Meters,
+  now: u64,
+  step: impl FnOnce(&mut [&mut guard::Meter]) -> T,
+) -> Result<T, WrongType> {
+  store.update_all(
+    &m.bases,
+    now,
+    |boxes: &mut [Box<guard::Meter>]| {
+      let mut meters: Vec<&mut guard::Meter> = boxes.iter_mut().map(|b| &mut **b).collect();
+      step(&mut meters)
+    },
+    |i, meter| {
+      if meter.is_empty() {
+        Keep::Drop
+      } else {
+        Keep::Until(meter.keep_until(&m.kinds[i]).max(now + 1))
+      }
+    },
+  )
 }
 
 fn meters(core: &GuardCore, names: &str, nums: &[f64]) -> napi::Result<Meters> {
@@ -112,14 +139,6 @@ fn acquired_reply(a: &Acquired) -> Vec<f64> {
   out
 }
 
-fn write(out: &mut [f64], reply: &[f64]) -> napi::Result<u32> {
-  let slot = out
-    .get_mut(..reply.len())
-    .ok_or_else(|| coded(INVALID_ARG, "guard: the reply buffer is too small"))?;
-  slot.copy_from_slice(reply);
-  Ok(reply.len() as u32)
-}
-
 /// Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made), 4 reset. Writes the reply into `out`, returns its
 /// length.
 #[napi(
@@ -141,12 +160,12 @@ pub fn guard_run(
   let reply: Vec<f64> = match op {
     0 => {
       let specs = specs(&m);
-      let a = store.meters(&m.bases, &m.kinds, now, |meters| {
+      let a = with_meters(store, &m, now, |meters| {
         guard::acquire(meters, &specs, now, hold_ms)
       })?;
       acquired_reply(&a)
     }
-    1 => store.meters(&m.bases, &m.kinds, now, |meters| {
+    1 => with_meters(store, &m, now, |meters| {
       meters
         .iter_mut()
         .enumerate()
@@ -172,10 +191,7 @@ pub fn guard_run(
         1.0
       })
       .collect(),
-    _ => store
-      .meters(&m.bases, &m.kinds, now, |meters| {
-        guard::peek(meters, &m.kinds, now)
-      })?
+    _ => with_meters(store, &m, now, |meters| guard::peek(meters, &m.kinds, now))?
       .into_iter()
       .map(|x| x as f64)
       .collect(),

@@ -1,19 +1,23 @@
-//! `JobLimitsCore` (local limits), `JobsRedisCore` (createRedisBackend) and `ProviderCore`
-//! (ProviderLimiter) for lib/jobs/ and lib/provider-limiter.js, plus the pure helpers
-//! `jobPool`, `jobModelTypeSlots` and `jobAdjustRatios`.
+//! `jobLimits*` (local limits), `jobsRedis*` (createRedisBackend) and `provider*`
+//! (ProviderLimiter), each over its `External` handle, for lib/jobs/ and
+//! lib/provider-limiter.js, plus the pure helpers `jobPool`, `jobModelTypeSlots` and
+//! `jobAdjustRatios`.
 
 use std::sync::{Arc, Mutex};
 
+use napi::bindgen_prelude::{External, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 
 use super::clock::{local, remote};
 use super::error::ms;
 use super::id::{key_of, Id};
-use super::store::{open_redis, Backend, NativeStore};
+use super::store::{on_redis, open_redis, Backend, NativeStore};
 use crate::engine::jobs::sliding::SlidingState;
-use crate::engine::jobs::{self, Denied, Limits, ModelState, Usage};
+use crate::engine::jobs::{self, Counts, Denied, Limits, ModelState, Usage};
 use crate::engine::provider_limit::{self, Counter};
-use crate::store::redis::jobs::JobsCall;
+use crate::store::memory::Keep;
+use crate::store::redis::jobs::{JobStatus, JobsCall, JobsReply, ModelCounts};
 use crate::store::redis::RedisStore;
 
 /// `[tpm, rpm, tpd, rpd, maxConcurrent]` per model, flattened.
@@ -37,85 +41,34 @@ fn usage(tokens: f64, requests: f64) -> Usage {
   }
 }
 
-/// A model's counts: fixed windows, or sliding ones.
-enum State {
-  Fixed(ModelState),
-  Sliding(SlidingState),
-}
-
-impl State {
-  fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<u64, Denied> {
-    match self {
-      State::Fixed(m) => m.reserve(l, now, est),
-      State::Sliding(m) => m.reserve(l, now, est),
-    }
-  }
-
-  fn settle(&mut self, now: u64, grant: u64, est: Usage, actual: Usage, release: bool) {
-    match self {
-      State::Fixed(m) => m.settle(now, grant, est, actual, release),
-      State::Sliding(m) => m.settle(now, grant, est, actual, release),
-    }
-  }
-
-  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
-  /// minute count drops, ms until the day count drops]`.
-  fn counts(&self, now: u64) -> Vec<u64> {
-    match self {
-      State::Fixed(m) => {
-        let m = m.view(now);
-        vec![
-          m.minute.tokens,
-          m.minute.requests,
-          m.day.tokens,
-          m.day.requests,
-          m.in_flight,
-          now,
-          m.minute.start + jobs::MINUTE_MS - now,
-          m.day.start + jobs::DAY_MS - now,
-        ]
-      }
-      State::Sliding(m) => {
-        let (a, b) = (m.minute.totals_at(now), m.day.totals_at(now));
-        vec![
-          a.tokens,
-          a.requests,
-          b.tokens,
-          b.requests,
-          m.in_flight,
-          now,
-          m.minute.drops_in(now),
-          m.day.drops_in(now),
-        ]
-      }
-    }
-  }
-}
-
 /// The limits of every model of one limiter, in this process.
-#[napi]
 pub struct JobLimitsCore {
   limits: Vec<Limits>,
-  state: Mutex<Vec<State>>,
+  state: Mutex<Vec<Counts>>,
 }
 
-#[napi]
+type LimitsHandle = External<Arc<JobLimitsCore>>;
+
+#[napi(ts_return_type = "ExternalObject<'JobLimitsCore'>")]
+pub fn job_limits_new(limits: Vec<f64>, sliding: bool) -> LimitsHandle {
+  External::new(Arc::new(JobLimitsCore::new(limits, sliding)))
+}
+
 impl JobLimitsCore {
-  #[napi(constructor)]
-  pub fn new(limits: Vec<f64>, sliding: bool) -> Self {
+  fn new(limits: Vec<f64>, sliding: bool) -> Self {
     let limits = limits_of(&limits);
     let one = || {
       if sliding {
-        State::Sliding(SlidingState::default())
+        Counts::Sliding(SlidingState::default())
       } else {
-        State::Fixed(ModelState::default())
+        Counts::Fixed(ModelState::default())
       }
     };
     let state = Mutex::new((0..limits.len()).map(|_| one()).collect());
     JobLimitsCore { limits, state }
   }
 
-  fn with<T>(&self, model: u32, f: impl FnOnce(Limits, &mut State) -> T) -> napi::Result<T> {
+  fn with<T>(&self, model: u32, f: impl FnOnce(Limits, &mut Counts) -> T) -> napi::Result<T> {
     let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
     let i = model as usize;
     match (self.limits.get(i), s.get_mut(i)) {
@@ -126,63 +79,77 @@ impl JobLimitsCore {
       )),
     }
   }
+}
 
-  /// Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
-  /// minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
-  /// never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
-  #[napi(catch_unwind)]
-  pub fn reserve(&self, model: u32, tokens: f64, requests: f64, now: f64) -> napi::Result<f64> {
-    let now = local(now);
-    self.with(model, |l, m| {
-      match m.reserve(l, now, usage(tokens, requests)) {
-        Ok(grant) => grant as f64,
-        Err(Denied::Concurrency) => -1.0,
-        Err(Denied::Never) => -2.0,
-        Err(Denied::Until { at }) => -3.0 - at.saturating_sub(now) as f64,
-      }
-    })
-  }
+/// Reserves an estimate. The answer, one number so nothing is allocated: ≥ 0 granted (the
+/// minute reserved in, to pass to `settle`); -1 only concurrency is full; -2 the estimate
+/// never fits; ≤ -3 a window is full, try again in `-(answer + 3)` ms.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'JobLimitsCore'>, model: number, tokens: number, requests: number, now: number"
+)]
+pub fn job_limits_reserve(
+  core: &LimitsHandle,
+  model: u32,
+  tokens: f64,
+  requests: f64,
+  now: f64,
+) -> napi::Result<f64> {
+  let now = local(now);
+  core.with(model, |l, m| {
+    match m.reserve(l, now, usage(tokens, requests)) {
+      Ok(grant) => grant as f64,
+      Err(Denied::Concurrency) => -1.0,
+      Err(Denied::Never) => -2.0,
+      Err(Denied::Until { at }) => -3.0 - at.saturating_sub(now) as f64,
+    }
+  })
+}
 
-  /// Settles a reservation with the actual usage (window-aware); `release` gives the
-  /// concurrency slot back.
-  #[napi(catch_unwind)]
-  #[allow(clippy::too_many_arguments)]
-  pub fn settle(
-    &self,
-    model: u32,
-    grant: f64,
-    est_tokens: f64,
-    est_requests: f64,
-    tokens: f64,
-    requests: f64,
-    release: bool,
-    now: f64,
-  ) -> napi::Result<()> {
-    let now = local(now);
-    self.with(model, |_, m| {
-      m.settle(
-        now,
-        ms(grant),
-        usage(est_tokens, est_requests),
-        usage(tokens, requests),
-        release,
-      )
-    })
-  }
+/// Settles a reservation with the actual usage (window-aware); `release` gives the
+/// concurrency slot back.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'JobLimitsCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, release: boolean, now: number"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn job_limits_settle(
+  core: &LimitsHandle,
+  model: u32,
+  grant: f64,
+  est_tokens: f64,
+  est_requests: f64,
+  tokens: f64,
+  requests: f64,
+  release: bool,
+  now: f64,
+) -> napi::Result<()> {
+  let now = local(now);
+  core.with(model, |_, m| {
+    m.settle(
+      now,
+      ms(grant),
+      usage(est_tokens, est_requests),
+      usage(tokens, requests),
+      release,
+    )
+  })
+}
 
-  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
-  /// minute count drops, ms until the day count drops]`.
-  #[napi(catch_unwind)]
-  pub fn counts(&self, model: u32, now: f64) -> napi::Result<Vec<f64>> {
-    let now = local(now);
-    self.with(model, |_, m| {
-      m.counts(now).into_iter().map(|x| x as f64).collect()
-    })
-  }
+/// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+/// minute count drops, ms until the day count drops]`.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'JobLimitsCore'>, model: number, now: number"
+)]
+pub fn job_limits_counts(core: &LimitsHandle, model: u32, now: f64) -> napi::Result<Vec<f64>> {
+  let now = local(now);
+  core.with(model, |_, m| {
+    m.counts(now).into_iter().map(|x| x as f64).collect()
+  })
 }
 
 /// The global limits of one limiter in Redis (jobs.lua).
-#[napi]
 pub struct JobsRedisCore {
   redis: Arc<RedisStore>,
   instances_key: String,
@@ -195,12 +162,30 @@ pub struct JobsRedisCore {
   sliding: bool,
 }
 
-#[napi]
+type RedisHandle = External<Arc<JobsRedisCore>>;
+
+/// Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
+/// `<prefix>{limits}:model:<id>`.
+#[napi(
+  ts_args_type = "store: NativeStore, prefix: string, models: Array<string>, limits: Array<number>, instance: string, timeoutMs: number, sliding: boolean",
+  ts_return_type = "ExternalObject<'JobsRedisCore'>"
+)]
+pub fn jobs_redis_new(
+  store: &NativeStore,
+  prefix: String,
+  models: Vec<Id>,
+  limits: Vec<f64>,
+  instance: Id,
+  timeout_ms: f64,
+  sliding: bool,
+) -> napi::Result<RedisHandle> {
+  Ok(External::new(Arc::new(JobsRedisCore::new(
+    store, prefix, models, limits, instance, timeout_ms, sliding,
+  )?)))
+}
+
 impl JobsRedisCore {
-  /// Keys: `<prefix>{limits}:instances`, `<prefix>{limits}:grants:<instance>` and
-  /// `<prefix>{limits}:model:<id>`.
-  #[napi(constructor)]
-  pub fn new(
+  fn new(
     store: &NativeStore,
     prefix: String,
     models: Vec<Id>,
@@ -224,11 +209,6 @@ impl JobsRedisCore {
       timeout_ms: ms(timeout_ms).max(1),
       sliding,
     })
-  }
-
-  #[napi(getter)]
-  pub fn instance_id(&self) -> String {
-    self.instance.clone()
   }
 
   fn model(&self, model: u32) -> napi::Result<(&str, Limits)> {
@@ -280,50 +260,126 @@ impl JobsRedisCore {
         id: ms(id),
       })
       .await?;
-    Ok(r.into_iter().map(|x| x as f64).collect())
+    Ok(reply_numbers(&r))
   }
+}
 
-  /// Acquire under the grant id `id` (unique per instance, > 0): see jobs.lua for the reply.
-  #[napi]
-  pub async fn acquire(
-    &self,
-    model: u32,
-    tokens: f64,
-    requests: f64,
-    now: f64,
-    id: f64,
-  ) -> napi::Result<Vec<f64>> {
-    let estimate = usage(tokens, requests);
-    self.call("a", Some(model), now, estimate, None, id).await
-  }
+fn counts_numbers(c: &ModelCounts) -> [f64; 5] {
+  [
+    c.minute.tokens as f64,
+    c.minute.requests as f64,
+    c.day.tokens as f64,
+    c.day.requests as f64,
+    c.in_flight as f64,
+  ]
+}
 
-  /// Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
-  /// was away, once per `id` (0: no id): see jobs.lua for the reply.
-  #[napi]
-  #[allow(clippy::too_many_arguments)]
-  pub async fn release(
-    &self,
-    model: u32,
-    grant: f64,
-    est_tokens: f64,
-    est_requests: f64,
-    tokens: f64,
-    requests: f64,
-    give_back: bool,
-    now: f64,
-    id: f64,
-  ) -> napi::Result<Vec<f64>> {
-    let estimate = usage(est_tokens, est_requests);
-    let settle = Some((usage(tokens, requests), ms(grant), give_back));
-    self.call("r", Some(model), now, estimate, settle, id).await
+/// A reply as numbers. Acquire and release: `[status (1 granted, 0 refused, 2 never fits,
+/// 3 moot: nothing changed), the grant's minute, ms until the blocking window resets (-1: only
+/// concurrency blocks), 1 if the instance was (re)registered, then the model's minute tokens,
+/// minute requests, day tokens, day requests and jobs in flight]`. Heartbeat: `[1 if
+/// (re)registered, live instances, dropped instances, then those five counts per model]`.
+/// Unregister: `[1 if the instance was dropped]`.
+fn reply_numbers(r: &JobsReply) -> Vec<f64> {
+  match r {
+    JobsReply::Decision {
+      status,
+      minute,
+      retry_ms,
+      registered,
+      counts,
+    } => {
+      let status = match status {
+        JobStatus::Granted => 1.0,
+        JobStatus::Refused => 0.0,
+        JobStatus::Never => 2.0,
+        JobStatus::Moot => 3.0,
+      };
+      let retry = retry_ms.map_or(-1.0, |ms| ms as f64);
+      let mut out = vec![
+        status,
+        *minute as f64,
+        retry,
+        f64::from(u8::from(*registered)),
+      ];
+      out.extend(counts_numbers(counts));
+      out
+    }
+    JobsReply::Heartbeat {
+      registered,
+      live,
+      dropped,
+      models,
+    } => {
+      let mut out = vec![
+        f64::from(u8::from(*registered)),
+        *live as f64,
+        *dropped as f64,
+      ];
+      for m in models {
+        out.extend(counts_numbers(m));
+      }
+      out
+    }
+    JobsReply::Unregistered { dropped } => vec![f64::from(u8::from(*dropped))],
   }
+}
 
-  /// Heartbeat (registers when unknown) or unregister (`op` "h" or "u").
-  #[napi]
-  pub async fn instance_op(&self, op: String, now: f64) -> napi::Result<Vec<f64>> {
-    let op = if op == "u" { "u" } else { "h" };
-    self.call(op, None, now, Usage::default(), None, 0.0).await
-  }
+/// Acquire under the grant id `id` (unique per instance, > 0); the reply as `reply_numbers`
+/// lays it out.
+#[napi(
+  ts_args_type = "core: ExternalObject<'JobsRedisCore'>, model: number, tokens: number, requests: number, now: number, id: number"
+)]
+pub fn jobs_redis_acquire<'env>(
+  env: &'env Env,
+  core: &RedisHandle,
+  model: u32,
+  tokens: f64,
+  requests: f64,
+  now: f64,
+  id: f64,
+) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
+  let core = Arc::clone(core);
+  let estimate = usage(tokens, requests);
+  env.spawn_future(async move { core.call("a", Some(model), now, estimate, None, id).await })
+}
+
+/// Release (settle) the grant `id`, or with `give_back` false add usage counted while Redis
+/// was away, once per `id` (0: no id); the reply as `reply_numbers` lays it out.
+#[napi(
+  ts_args_type = "core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn jobs_redis_release<'env>(
+  env: &'env Env,
+  core: &RedisHandle,
+  model: u32,
+  grant: f64,
+  est_tokens: f64,
+  est_requests: f64,
+  tokens: f64,
+  requests: f64,
+  give_back: bool,
+  now: f64,
+  id: f64,
+) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
+  let core = Arc::clone(core);
+  let estimate = usage(est_tokens, est_requests);
+  let settle = Some((usage(tokens, requests), ms(grant), give_back));
+  env.spawn_future(async move { core.call("r", Some(model), now, estimate, settle, id).await })
+}
+
+/// Heartbeat (registers when unknown) or unregister (`op` "h" or "u").
+#[napi(ts_args_type = "core: ExternalObject<'JobsRedisCore'>, op: string, now: number")]
+pub fn jobs_redis_instance_op<'env>(
+  env: &'env Env,
+  core: &RedisHandle,
+  op: String,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
+  let core = Arc::clone(core);
+  let op = if op == "u" { "u" } else { "h" };
+  env.spawn_future(async move { core.call(op, None, now, Usage::default(), None, 0.0).await })
 }
 
 /// A model's fair share per instance: `[totalSlots, tpm, rpm, tpd, rpd]`. `limits` is one
@@ -398,7 +454,6 @@ pub fn job_adjust_ratios(
 }
 
 /// `ProviderLimiter`: `points` per `duration_ms` per `<prefix><provider>:<scope>`.
-#[napi]
 pub struct ProviderCore {
   backend: Backend,
   /// `<keyPrefix>:`, the provider already encoded into it by lib/.
@@ -407,6 +462,9 @@ pub struct ProviderCore {
   duration_ms: u64,
 }
 
+type ProviderHandle = External<Arc<ProviderCore>>;
+
+/// `[allowed 0|1, remaining, retryInMs, expire]`.
 fn decision(d: provider_limit::Decision) -> Vec<f64> {
   vec![
     if d.allowed { 1.0 } else { 0.0 },
@@ -416,54 +474,74 @@ fn decision(d: provider_limit::Decision) -> Vec<f64> {
   ]
 }
 
-#[napi]
-impl ProviderCore {
-  #[napi(constructor)]
-  pub fn new(store: &NativeStore, prefix: String, points: f64, duration_ms: f64) -> Self {
-    ProviderCore {
-      backend: store.backend.clone(),
-      prefix,
-      points: ms(points),
-      duration_ms: ms(duration_ms).max(1),
-    }
-  }
+#[napi(ts_return_type = "ExternalObject<'ProviderCore'>")]
+pub fn provider_new(
+  store: &NativeStore,
+  prefix: String,
+  points: f64,
+  duration_ms: f64,
+) -> ProviderHandle {
+  External::new(Arc::new(ProviderCore {
+    backend: store.backend.clone(),
+    prefix,
+    points: ms(points),
+    duration_ms: ms(duration_ms).max(1),
+  }))
+}
 
-  /// `[allowed 0|1, remaining, retryInMs, expire]` on the memory store. The counter is kept
-  /// as the text `<points>:<expire>` under the scope's key, expiring with its period.
-  #[napi(catch_unwind)]
-  pub fn consume(&self, scope: Id, cost: f64, now: f64) -> napi::Result<Vec<f64>> {
-    let key = key_of(&self.prefix, &[&scope]);
-    let store = self.backend.memory()?;
-    let now = local(now);
-    let mut counter = store.get_text(&key, now).and_then(|t| {
-      let (p, e) = t.split_once(':')?;
-      Some(Counter {
-        points: p.parse().ok()?,
-        expire: e.parse().ok()?,
-      })
-    });
-    let d = provider_limit::consume(&mut counter, self.points, self.duration_ms, now, ms(cost));
-    if let Some(c) = counter {
-      let ttl = c.expire.saturating_sub(now).max(1);
-      store.set_text(&key, format!("{}:{}", c.points, c.expire), now, ttl);
-    }
-    Ok(decision(d))
-  }
+/// `[allowed 0|1, remaining, retryInMs, expire]` on the memory store; the counter lives under
+/// the scope's key until its period ends.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'ProviderCore'>, scope: string, cost: number, now: number"
+)]
+pub fn provider_consume(
+  core: &ProviderHandle,
+  scope: Id,
+  cost: f64,
+  now: f64,
+) -> napi::Result<Vec<f64>> {
+  let key = key_of(&core.prefix, &[&scope]);
+  let store = core.backend.memory()?;
+  let now = local(now);
+  let (points, duration) = (core.points, core.duration_ms);
+  let d = store.update(&key, now, |c: &mut Option<Counter>| {
+    let d = provider_limit::consume(c, points, duration, now, ms(cost));
+    (
+      d,
+      c.map_or(Keep::Drop, |c| Keep::Until(c.expire.max(now + 1))),
+    )
+  })?;
+  Ok(decision(d))
+}
 
-  #[napi]
-  pub async fn consume_async(&self, scope: Id, cost: f64, now: f64) -> napi::Result<Vec<f64>> {
-    let key = key_of(&self.prefix, &[&scope]);
-    let redis = open_redis(&self.backend)?;
+#[napi(
+  ts_args_type = "core: ExternalObject<'ProviderCore'>, scope: string, cost: number, now: number"
+)]
+pub fn provider_consume_async<'env>(
+  env: &'env Env,
+  core: &ProviderHandle,
+  scope: Id,
+  cost: f64,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
+  let key = key_of(&core.prefix, &[&scope]);
+  let (points, duration) = (core.points, core.duration_ms);
+  on_redis(env, &core.backend, move |redis| async move {
     let d = redis
-      .provider_consume(&key, self.points, self.duration_ms, remote(now), ms(cost))
+      .provider_consume(&key, points, duration, remote(now), ms(cost))
       .await?;
     Ok(decision(d))
-  }
+  })
+}
 
-  /// The Redis server's `INFO` text.
-  #[napi]
-  pub async fn info(&self) -> napi::Result<String> {
-    let redis = open_redis(&self.backend)?;
+/// The Redis server's `INFO` text.
+#[napi(ts_args_type = "core: ExternalObject<'ProviderCore'>")]
+pub fn provider_info<'env>(
+  env: &'env Env,
+  core: &ProviderHandle,
+) -> napi::Result<PromiseRaw<'env, String>> {
+  on_redis(env, &core.backend, |redis| async move {
     Ok(redis.info().await?)
-  }
+  })
 }

@@ -16,7 +16,7 @@ use super::clock::{local, remote};
 use super::error::{coded, ms, INVALID_ARG};
 use super::id::{with_key, Id};
 use super::store::{open_redis, Backend, NativeStore};
-use crate::engine::sliding_window::{Decision, Limit, Op};
+use crate::engine::sliding_window::{self, Decision, Limit, Op};
 
 /// A decision packed into one number: `(resetInSeconds * 2^24 + remaining) * 2 + 1` when
 /// allowed; `resetMs * 2` when refused (then `remaining` is always 0, and the exact reset lets
@@ -77,7 +77,10 @@ pub fn rate_limiter_run(
   let store = core.backend.memory()?;
   let now = local(now);
   let d = with_key(&core.prefix, id.as_str(), |key| {
-    store.rate_limit(key, core.limit, now, op(code))
+    store.update(key, now, |log| {
+      let d = sliding_window::apply(log, core.limit, now, op(code));
+      (d, sliding_window::expires_at(log, core.limit).into())
+    })
   })?;
   Ok(pack(d))
 }

@@ -1,13 +1,13 @@
-//! `SemanticCore`: the entries and vector index of one `SemanticCache` (lib/semantic-cache.js).
+//! `semantic*` over a `SemanticCore` handle: the entries and vector index of one `SemanticCache` (lib/semantic-cache.js).
 //!
 //! Caches on the same store and prefix share one state per process: on a memory store the
 //! entries themselves ([`SemanticEntries`]), on Redis a [`Mirror`] of the index of entries
 //! that live in Redis (src/store/redis/semantic.rs).
 
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use hashbrown::HashMap;
-use napi::bindgen_prelude::Float32Array;
+use napi::bindgen_prelude::{External, Float32Array, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 
 use super::clock::{local, now_ms, remote};
@@ -30,43 +30,22 @@ enum Shared {
   },
 }
 
-struct State {
-  /// Keeps the store alive while its state is registered under its address.
-  _backend: Backend,
-  shared: Shared,
-}
-
-type Registry = Mutex<HashMap<(usize, String), Weak<State>>>;
-static STATES: LazyLock<Registry> = LazyLock::new(Default::default);
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
   m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn state_for(backend: &Backend, prefix: &str, config: IndexConfig) -> Arc<State> {
-  let id = match backend {
-    Backend::Memory(m) => m.id(),
-    Backend::Redis(r) => Arc::as_ptr(r) as usize,
-  };
-  let mut states = lock(&STATES);
-  states.retain(|_, w| w.strong_count() > 0);
-  let slot = (id, prefix.to_owned());
-  if let Some(s) = states.get(&slot).and_then(Weak::upgrade) {
-    return s;
-  }
-  let shared = match backend {
-    Backend::Memory(_) => Shared::Memory(Mutex::new(SemanticEntries::new(config))),
-    Backend::Redis(_) => Shared::Redis {
+/// The state of the caches on `backend` under `prefix`, kept by the store (one per process).
+fn state_for(backend: &Backend, prefix: &str, config: IndexConfig) -> Arc<Shared> {
+  let name = format!("semantic\0{prefix}");
+  match backend {
+    Backend::Memory(m) => m.shared().get_or_init(&name, || {
+      Shared::Memory(Mutex::new(SemanticEntries::new(config)))
+    }),
+    Backend::Redis(r) => r.shared().get_or_init(&name, || Shared::Redis {
       mirror: Mutex::new(Mirror::new(config)),
       loading: tokio::sync::Mutex::new(()),
-    },
-  };
-  let s = Arc::new(State {
-    _backend: backend.clone(),
-    shared,
-  });
-  states.insert(slot, Arc::downgrade(&s));
-  s
+    }),
+  }
 }
 
 fn vector_error(e: VectorError) -> napi::Error {
@@ -89,9 +68,8 @@ fn similarity(s: f32) -> f64 {
   (f64::from(s) * 1e6).round() / 1e6
 }
 
-#[napi]
 pub struct SemanticCore {
-  state: Arc<State>,
+  state: Arc<Shared>,
   backend: Backend,
   keys: SemanticKeys,
   config: IndexConfig,
@@ -102,10 +80,10 @@ pub struct SemanticCore {
 
 impl SemanticCore {
   fn entries(&self) -> napi::Result<MutexGuard<'_, SemanticEntries>> {
-    match &self.state.shared {
+    match &*self.state {
       Shared::Memory(m) => {
         // A closed MemoryStore refuses, as every class on it does.
-        self.state._backend.memory()?;
+        self.backend.memory()?;
         Ok(lock(m))
       }
       Shared::Redis { .. } => Err(coded(
@@ -116,11 +94,9 @@ impl SemanticCore {
   }
 }
 
-#[napi]
 impl SemanticCore {
   /// `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate.
-  #[napi(constructor)]
-  pub fn new(
+  fn new(
     store: &NativeStore,
     prefix: String,
     ttl_ms: f64,
@@ -146,7 +122,6 @@ impl SemanticCore {
   // ---- memory store: answered on the calling thread ------------------------------------
 
   /// The exact request's entry.
-  #[napi(catch_unwind)]
   pub fn get(&self, key: String, now: f64) -> napi::Result<Option<SemanticHit>> {
     let mut entries = self.entries()?;
     Ok(entries.get(&key, local(now)).map(|e| SemanticHit {
@@ -157,7 +132,6 @@ impl SemanticCore {
     }))
   }
 
-  #[napi(catch_unwind)]
   pub fn search(
     &self,
     scope: String,
@@ -180,7 +154,6 @@ impl SemanticCore {
   }
 
   /// Stores an entry; returns how many entries were evicted.
-  #[napi(catch_unwind)]
   pub fn set(
     &self,
     key: String,
@@ -210,17 +183,14 @@ impl SemanticCore {
     Ok(evicted as u32)
   }
 
-  #[napi(catch_unwind)]
   pub fn delete(&self, key: String, now: f64) -> napi::Result<bool> {
     Ok(self.entries()?.delete(&key, local(now)))
   }
 
-  #[napi(catch_unwind)]
   pub fn clear(&self, now: f64) -> napi::Result<u32> {
     Ok(self.entries()?.clear(local(now)) as u32)
   }
 
-  #[napi(catch_unwind)]
   pub fn len(&self, now: f64) -> napi::Result<u32> {
     Ok(self.entries()?.len(local(now)) as u32)
   }
@@ -228,7 +198,6 @@ impl SemanticCore {
   // ---- Redis store ------------------------------------------------------------------------
 
   /// The exact request's entry; brings this process's index up to date on the way.
-  #[napi]
   pub async fn get_async(&self, key: String, now: f64) -> napi::Result<Option<SemanticHit>> {
     let redis = open_redis(&self.backend)?;
     let (mirror, loading) = self.mirror()?;
@@ -266,11 +235,10 @@ impl SemanticCore {
     }))
   }
 
-  #[napi]
   pub async fn search_async(
     &self,
     scope: String,
-    vector: Float32Array,
+    vector: Vec<f32>,
     query: String,
     now: f64,
   ) -> napi::Result<Option<SemanticHit>> {
@@ -307,14 +275,13 @@ impl SemanticCore {
     Ok(None)
   }
 
-  #[napi]
   pub async fn set_async(
     &self,
     key: String,
     scope: String,
     query: String,
     response: String,
-    vector: Option<Float32Array>,
+    vector: Option<Vec<f32>>,
     now: f64,
   ) -> napi::Result<u32> {
     let redis = open_redis(&self.backend)?;
@@ -344,7 +311,6 @@ impl SemanticCore {
     Ok(evicted as u32)
   }
 
-  #[napi]
   pub async fn delete_async(&self, key: String, now: f64) -> napi::Result<bool> {
     let redis = open_redis(&self.backend)?;
     let (mirror, _) = self.mirror()?;
@@ -355,7 +321,6 @@ impl SemanticCore {
     Ok(gone)
   }
 
-  #[napi]
   pub async fn clear_async(&self, now: f64) -> napi::Result<u32> {
     let redis = open_redis(&self.backend)?;
     let (mirror, _) = self.mirror()?;
@@ -364,7 +329,6 @@ impl SemanticCore {
     Ok(n as u32)
   }
 
-  #[napi]
   pub async fn len_async(&self, now: f64) -> napi::Result<u32> {
     let redis = open_redis(&self.backend)?;
     let now = remote(now).unwrap_or_else(now_ms);
@@ -374,7 +338,7 @@ impl SemanticCore {
 
 impl SemanticCore {
   fn mirror(&self) -> napi::Result<(&Mutex<Mirror>, &tokio::sync::Mutex<()>)> {
-    match &self.state.shared {
+    match &*self.state {
       Shared::Redis { mirror, loading } => Ok((mirror, loading)),
       Shared::Memory(_) => Err(coded(
         super::error::INVALID_ARG,
@@ -414,4 +378,174 @@ impl SemanticCore {
     lock(mirror).load(index, cursor.unwrap_or_else(|| "0".into()));
     Ok(())
   }
+}
+
+type Handle = External<Arc<SemanticCore>>;
+
+/// `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate.
+#[napi(ts_return_type = "ExternalObject<'SemanticCore'>")]
+pub fn semantic_new(
+  store: &NativeStore,
+  prefix: String,
+  ttl_ms: f64,
+  max_entries: f64,
+  threshold: f64,
+  ann_min: f64,
+) -> Handle {
+  External::new(Arc::new(SemanticCore::new(
+    store,
+    prefix,
+    ttl_ms,
+    max_entries,
+    threshold,
+    ann_min,
+  )))
+}
+
+// ---- memory store: answered on the calling thread ----------------------------------------
+
+/// The exact request's entry.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, key: string, now: number"
+)]
+pub fn semantic_get(core: &Handle, key: String, now: f64) -> napi::Result<Option<SemanticHit>> {
+  core.get(key, now)
+}
+
+/// The closest entry of `scope` at or above the threshold whose question is compatible.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, scope: string, vector: Float32Array, query: string, now: number"
+)]
+pub fn semantic_search(
+  core: &Handle,
+  scope: String,
+  vector: Float32Array,
+  query: String,
+  now: f64,
+) -> napi::Result<Option<SemanticHit>> {
+  core.search(scope, vector, query, now)
+}
+
+/// Stores an entry; returns how many entries were evicted.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number"
+)]
+pub fn semantic_set(
+  core: &Handle,
+  key: String,
+  scope: String,
+  query: String,
+  response: String,
+  vector: Option<Float32Array>,
+  now: f64,
+) -> napi::Result<u32> {
+  core.set(key, scope, query, response, vector, now)
+}
+
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, key: string, now: number"
+)]
+pub fn semantic_delete(core: &Handle, key: String, now: f64) -> napi::Result<bool> {
+  core.delete(key, now)
+}
+
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, now: number"
+)]
+pub fn semantic_clear(core: &Handle, now: f64) -> napi::Result<u32> {
+  core.clear(now)
+}
+
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, now: number"
+)]
+pub fn semantic_len(core: &Handle, now: f64) -> napi::Result<u32> {
+  core.len(now)
+}
+
+// ---- Redis store: futures on the tokio worker ---------------------------------------------
+
+#[napi(ts_args_type = "core: ExternalObject<'SemanticCore'>, key: string, now: number")]
+pub fn semantic_get_async<'env>(
+  env: &'env Env,
+  core: &Handle,
+  key: String,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, Option<SemanticHit>>> {
+  let core = Arc::clone(core);
+  env.spawn_future(async move { core.get_async(key, now).await })
+}
+
+#[napi(
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, scope: string, vector: Float32Array, query: string, now: number"
+)]
+pub fn semantic_search_async<'env>(
+  env: &'env Env,
+  core: &Handle,
+  scope: String,
+  vector: Float32Array,
+  query: String,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, Option<SemanticHit>>> {
+  let (core, vector) = (Arc::clone(core), vector.to_vec());
+  env.spawn_future(async move { core.search_async(scope, vector, query, now).await })
+}
+
+#[napi(
+  ts_args_type = "core: ExternalObject<'SemanticCore'>, key: string, scope: string, query: string, response: string, vector: Float32Array | undefined | null, now: number"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn semantic_set_async<'env>(
+  env: &'env Env,
+  core: &Handle,
+  key: String,
+  scope: String,
+  query: String,
+  response: String,
+  vector: Option<Float32Array>,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, u32>> {
+  let (core, vector) = (Arc::clone(core), vector.map(|v| v.to_vec()));
+  env.spawn_future(async move {
+    core
+      .set_async(key, scope, query, response, vector, now)
+      .await
+  })
+}
+
+#[napi(ts_args_type = "core: ExternalObject<'SemanticCore'>, key: string, now: number")]
+pub fn semantic_delete_async<'env>(
+  env: &'env Env,
+  core: &Handle,
+  key: String,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, bool>> {
+  let core = Arc::clone(core);
+  env.spawn_future(async move { core.delete_async(key, now).await })
+}
+
+#[napi(ts_args_type = "core: ExternalObject<'SemanticCore'>, now: number")]
+pub fn semantic_clear_async<'env>(
+  env: &'env Env,
+  core: &Handle,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, u32>> {
+  let core = Arc::clone(core);
+  env.spawn_future(async move { core.clear_async(now).await })
+}
+
+#[napi(ts_args_type = "core: ExternalObject<'SemanticCore'>, now: number")]
+pub fn semantic_len_async<'env>(
+  env: &'env Env,
+  core: &Handle,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, u32>> {
+  let core = Arc::clone(core);
+  env.spawn_future(async move { core.len_async(now).await })
 }

@@ -1,13 +1,17 @@
 //! `SessionStoreCore`: the sessions of one `SessionStore` (lib/session-store.js).
 
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{External, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 
 use super::clock::{local, remote};
 use super::error::{coded, ms};
 use super::id::Id;
-use super::store::{open_redis, Backend, NativeStore};
-use crate::engine::session::Session;
-use crate::store::memory::AppendOutcome;
+use super::store::{on_redis, Backend, NativeStore};
+use crate::engine::session::{AppendOutcome, Session};
+use crate::store::memory::Keep;
 
 /// Refusal codes lib/session-store.js turns into errors.
 const TOO_LARGE: &str = "ERR_TOLLGATE_TOO_LARGE";
@@ -30,7 +34,6 @@ fn appended(outcome: AppendOutcome, cap: Option<usize>) -> napi::Result<u32> {
   }
 }
 
-#[napi]
 pub struct SessionStoreCore {
   backend: Backend,
   prefix: String,
@@ -38,118 +41,169 @@ pub struct SessionStoreCore {
   max_bytes: Option<usize>,
 }
 
-#[napi]
 impl SessionStoreCore {
-  /// `max_bytes` 0 means no cap.
-  #[napi(constructor)]
-  pub fn new(store: &NativeStore, prefix: String, ttl_ms: f64, max_bytes: f64) -> Self {
-    let cap = ms(max_bytes) as usize;
-    SessionStoreCore {
-      backend: store.backend.clone(),
-      prefix,
-      ttl_ms: ms(ttl_ms).max(1),
-      max_bytes: (cap > 0).then_some(cap),
-    }
-  }
-
   fn key(&self, id: &Id) -> String {
     format!("{}{}", self.prefix, id.as_str())
   }
+}
 
-  #[napi(catch_unwind)]
-  pub fn save(&self, id: Id, head: String, messages: Option<String>, now: f64) -> napi::Result<()> {
-    let s = Session { head, messages };
-    self
-      .backend
-      .memory()?
-      .session_save(&self.key(&id), s, local(now), self.ttl_ms);
-    Ok(())
-  }
+type Core = External<Arc<SessionStoreCore>>;
 
-  #[napi(catch_unwind)]
-  pub fn load(&self, id: Id, now: f64) -> napi::Result<Option<String>> {
-    Ok(
-      self
-        .backend
-        .memory()?
-        .session_load(&self.key(&id), local(now))?,
-    )
-  }
+/// `max_bytes` 0 means no cap.
+#[napi(ts_return_type = "ExternalObject<'SessionStoreCore'>")]
+pub fn session_store_new(store: &NativeStore, prefix: String, ttl_ms: f64, max_bytes: f64) -> Core {
+  let cap = ms(max_bytes) as usize;
+  External::new(Arc::new(SessionStoreCore {
+    backend: store.backend.clone(),
+    prefix,
+    ttl_ms: ms(ttl_ms).max(1),
+    max_bytes: (cap > 0).then_some(cap),
+  }))
+}
 
-  #[napi(catch_unwind)]
-  pub fn append(&self, id: Id, items: String, now: f64) -> napi::Result<u32> {
-    let store = self.backend.memory()?;
-    let outcome = store.session_append(
-      &self.key(&id),
-      &items,
-      local(now),
-      self.ttl_ms,
-      self.max_bytes,
-    )?;
-    appended(outcome, self.max_bytes)
-  }
+/// Replaces the session: `head` is the JSON of its data without `messages`, `messages` the
+/// JSON array (undefined when the data has no message list).
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, head: string, messages: string | undefined, now: number"
+)]
+pub fn session_store_save(
+  core: &Core,
+  id: Id,
+  head: String,
+  messages: Option<String>,
+  now: f64,
+) -> napi::Result<()> {
+  let (s, now) = (Session { head, messages }, local(now));
+  core
+    .backend
+    .memory()?
+    .write(&core.key(&id), s, now, now + core.ttl_ms);
+  Ok(())
+}
 
-  #[napi(catch_unwind)]
-  pub fn touch(&self, id: Id, now: f64) -> napi::Result<bool> {
-    Ok(
-      self
-        .backend
-        .memory()?
-        .touch(&self.key(&id), local(now), self.ttl_ms),
-    )
-  }
+/// The session's data as JSON text, or null.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, now: number"
+)]
+pub fn session_store_load(core: &Core, id: Id, now: f64) -> napi::Result<Option<String>> {
+  let store = core.backend.memory()?;
+  Ok(store.view(&core.key(&id), local(now), Session::assemble)?)
+}
 
-  #[napi(catch_unwind)]
-  pub fn destroy(&self, id: Id, now: f64) -> napi::Result<bool> {
-    Ok(self.backend.memory()?.delete(&self.key(&id), local(now)))
-  }
+/// Appends `items` (comma-separated JSON values); the session's new size in bytes.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, items: string, now: number"
+)]
+pub fn session_store_append(core: &Core, id: Id, items: String, now: f64) -> napi::Result<u32> {
+  let store = core.backend.memory()?;
+  let now = local(now);
+  let until = now + core.ttl_ms;
+  let outcome = store.update(&core.key(&id), now, |s: &mut Session| {
+    let outcome = s.append_capped(&items, core.max_bytes);
+    let keep = match outcome {
+      AppendOutcome::Appended(_) => Keep::Until(until),
+      _ => Keep::Unchanged,
+    };
+    (outcome, keep)
+  })?;
+  appended(outcome, core.max_bytes)
+}
 
-  #[napi]
-  pub async fn save_async(
-    &self,
-    id: Id,
-    head: String,
-    messages: Option<String>,
-    now: f64,
-  ) -> napi::Result<()> {
-    let redis = open_redis(&self.backend)?;
-    let s = Session { head, messages };
-    Ok(
-      redis
-        .session_save(&self.key(&id), &s, remote(now), self.ttl_ms)
-        .await?,
-    )
-  }
+/// Renews the session's expiry; false when there is none.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, now: number"
+)]
+pub fn session_store_touch(core: &Core, id: Id, now: f64) -> napi::Result<bool> {
+  let store = core.backend.memory()?;
+  Ok(store.touch(&core.key(&id), local(now), core.ttl_ms))
+}
 
-  #[napi]
-  pub async fn load_async(&self, id: Id, now: f64) -> napi::Result<Option<String>> {
-    let redis = open_redis(&self.backend)?;
-    Ok(redis.session_load(&self.key(&id), remote(now)).await?)
-  }
+/// Deletes the session; true when a live one was there.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, now: number"
+)]
+pub fn session_store_destroy(core: &Core, id: Id, now: f64) -> napi::Result<bool> {
+  Ok(core.backend.memory()?.delete(&core.key(&id), local(now)))
+}
 
-  #[napi]
-  pub async fn append_async(&self, id: Id, items: String, now: f64) -> napi::Result<u32> {
-    let redis = open_redis(&self.backend)?;
-    let key = self.key(&id);
+#[napi(
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, head: string, messages: string | undefined, now: number"
+)]
+pub fn session_store_save_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  id: Id,
+  head: String,
+  messages: Option<String>,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, ()>> {
+  let (key, ttl) = (core.key(&id), core.ttl_ms);
+  let s = Session { head, messages };
+  on_redis(env, &core.backend, move |redis| async move {
+    Ok(redis.session_save(&key, &s, remote(now), ttl).await?)
+  })
+}
+
+#[napi(ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, now: number")]
+pub fn session_store_load_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  id: Id,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, Option<String>>> {
+  let key = core.key(&id);
+  on_redis(env, &core.backend, move |redis| async move {
+    Ok(redis.session_load(&key, remote(now)).await?)
+  })
+}
+
+#[napi(
+  ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, items: string, now: number"
+)]
+pub fn session_store_append_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  id: Id,
+  items: String,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, u32>> {
+  let key = core.key(&id);
+  let (ttl, cap) = (core.ttl_ms, core.max_bytes);
+  on_redis(env, &core.backend, move |redis| async move {
     let outcome = redis
-      .session_append(&key, &items, remote(now), self.ttl_ms, self.max_bytes)
+      .session_append(&key, &items, remote(now), ttl, cap)
       .await?;
-    appended(outcome, self.max_bytes)
-  }
+    appended(outcome, cap)
+  })
+}
 
-  #[napi]
-  pub async fn touch_async(&self, id: Id, now: f64) -> napi::Result<bool> {
-    let redis = open_redis(&self.backend)?;
-    Ok(
-      redis
-        .touch(&self.key(&id), remote(now), self.ttl_ms)
-        .await?,
-    )
-  }
+#[napi(ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, now: number")]
+pub fn session_store_touch_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  id: Id,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, bool>> {
+  let (key, ttl) = (core.key(&id), core.ttl_ms);
+  on_redis(env, &core.backend, move |redis| async move {
+    Ok(redis.touch(&key, remote(now), ttl).await?)
+  })
+}
 
-  #[napi]
-  pub async fn destroy_async(&self, id: Id, now: f64) -> napi::Result<bool> {
-    let redis = open_redis(&self.backend)?;
-    Ok(redis.delete(&self.key(&id), remote(now)).await?)
-  }
+#[napi(ts_args_type = "core: ExternalObject<'SessionStoreCore'>, id: string, now: number")]
+pub fn session_store_destroy_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  id: Id,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, bool>> {
+  let key = core.key(&id);
+  on_redis(env, &core.backend, move |redis| async move {
+    Ok(redis.delete(&key, remote(now)).await?)
+  })
 }

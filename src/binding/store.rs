@@ -199,3 +199,19 @@ pub(crate) fn open_redis(backend: &Backend) -> napi::Result<Arc<RedisStore>> {
   }
   Ok(r)
 }
+
+/// Runs `call` with the store's Redis handle as a future on the tokio worker. Every failure,
+/// a closed store included, rejects the promise (never a synchronous throw), so lib/ handles
+/// the Redis path's errors in one place.
+pub(crate) fn on_redis<'env, T, Fut>(
+  env: &'env napi::Env,
+  backend: &Backend,
+  call: impl FnOnce(Arc<RedisStore>) -> Fut + Send + 'static,
+) -> napi::Result<napi::bindgen_prelude::PromiseRaw<'env, T>>
+where
+  T: napi::bindgen_prelude::ToNapiValue + Send + 'static,
+  Fut: std::future::Future<Output = napi::Result<T>> + Send + 'static,
+{
+  let backend = backend.clone();
+  env.spawn_future(async move { call(open_redis(&backend)?).await })
+}

@@ -313,7 +313,63 @@ pub fn adjust_ratios(types: &[TypeLoad], c: RatioConfig) -> Option<Vec<f64>> {
   Some(out)
 }
 
+/// A model's counts in one process (the local job limiter): fixed windows, or sliding ones.
+pub enum Counts {
+  Fixed(ModelState),
+  Sliding(SlidingState),
+}
+
+impl Counts {
+  pub fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<u64, Denied> {
+    match self {
+      Counts::Fixed(m) => m.reserve(l, now, est),
+      Counts::Sliding(m) => m.reserve(l, now, est),
+    }
+  }
+
+  pub fn settle(&mut self, now: u64, grant: u64, est: Usage, actual: Usage, release: bool) {
+    match self {
+      Counts::Fixed(m) => m.settle(now, grant, est, actual, release),
+      Counts::Sliding(m) => m.settle(now, grant, est, actual, release),
+    }
+  }
+
+  /// `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
+  /// minute count drops, ms until the day count drops]`.
+  pub fn counts(&self, now: u64) -> Vec<u64> {
+    match self {
+      Counts::Fixed(m) => {
+        let m = m.view(now);
+        vec![
+          m.minute.tokens,
+          m.minute.requests,
+          m.day.tokens,
+          m.day.requests,
+          m.in_flight,
+          now,
+          m.minute.start + MINUTE_MS - now,
+          m.day.start + DAY_MS - now,
+        ]
+      }
+      Counts::Sliding(m) => {
+        let (a, b) = (m.minute.totals_at(now), m.day.totals_at(now));
+        vec![
+          a.tokens,
+          a.requests,
+          b.tokens,
+          b.requests,
+          m.in_flight,
+          now,
+          m.minute.drops_in(now),
+          m.day.drops_in(now),
+        ]
+      }
+    }
+  }
+}
+
 pub mod sliding;
+use sliding::SlidingState;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,17 @@ pub struct Session {
   pub messages: Option<String>,
 }
 
+/// What `append_capped` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+  /// Appended; the session's new size in bytes.
+  Appended(usize),
+  /// Refused: the session would grow to this many bytes, over the cap.
+  TooLarge(usize),
+  /// Refused: the session's data is not an object with a `messages` array.
+  NotAMessageList,
+}
+
 /// `append` was asked to add messages to a session that does not keep a `messages` array.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotAMessageList;
@@ -56,6 +67,22 @@ impl Session {
     let list = self.messages.as_mut().ok_or(NotAMessageList)?;
     *list = splice(list, items);
     Ok(())
+  }
+
+  /// Appends `items` unless the session would grow past `max_bytes`; a refused append leaves
+  /// the session as it was. A session that is not a message list is refused as such before
+  /// any size cap, as `session.lua` decides.
+  pub fn append_capped(&mut self, items: &str, max_bytes: Option<usize>) -> AppendOutcome {
+    let Ok(size) = self.bytes_after_append(items) else {
+      return AppendOutcome::NotAMessageList;
+    };
+    if max_bytes.is_some_and(|cap| size > cap) {
+      return AppendOutcome::TooLarge(size);
+    }
+    if self.append(items).is_err() {
+      return AppendOutcome::NotAMessageList;
+    }
+    AppendOutcome::Appended(self.bytes())
   }
 
   /// The session's data as one JSON text.

@@ -243,6 +243,15 @@ impl Budget {
   pub fn is_empty(&self) -> bool {
     self.started_at.is_none() && self.holds.is_empty()
   }
+
+  /// Until when the state must be kept: the period's end or the last hold's expiry, whichever
+  /// is later; `None` once it holds nothing.
+  pub fn keep_until(&self, limit: Limit) -> Option<u64> {
+    if self.is_empty() {
+      return None;
+    }
+    self.expires_at(limit).max(self.holds_end())
+  }
 }
 
 #[cfg(test)]

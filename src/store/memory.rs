@@ -12,6 +12,14 @@
 //! pushed at each use: the front entry whose tick still matches its key's is the least
 //! recently used (older queue entries are stale and skipped), and the queue is rebuilt from
 //! the map when it grows past twice the keys, so its cost stays amortised O(1) per use.
+//!
+//! Engines reach their state through one interface, whatever the engine: [`MemoryStore::update`]
+//! (one key, in place), [`MemoryStore::update_all`] (several keys under one lock: a decision
+//! over all of them is atomic), [`MemoryStore::view`] and [`MemoryStore::write`]. Each kind of
+//! value is a variant of [`Value`] that implements [`Stored`]; the step a class runs (its
+//! engine's function and the rule for how long the key is kept) is written at the call, in the
+//! binding. Text values (the response cache) and key operations (`delete`, `touch`,
+//! `remove_prefix`) work on any key.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -19,8 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 
-use crate::engine::session::{NotAMessageList, Session};
-use crate::engine::{guard, quota, sliding_window, spend, token_budget};
+use super::shared::SharedStates;
+
+use crate::engine::session::Session;
+use crate::engine::{guard, provider_limit, quota, spend, token_budget};
 
 /// How many due keys one call reclaims at most.
 const SWEEP_PER_CALL: usize = 16;
@@ -30,9 +40,11 @@ const SWEEP_PER_CALL: usize = 16;
 const SHRINK_RATIO: usize = 4;
 const SHRINK_FLOOR: usize = 4096;
 
-/// What a key holds.
+/// What a key holds: text, or one engine's state. Each kind is one variant, so a key costs
+/// the size of the smallest common layout (the large states are boxed), and each engine reaches
+/// its own through [`Stored`].
 #[derive(Debug)]
-enum Value {
+pub enum Value {
   Text(String),
   Log(VecDeque<u64>),
   // Boxed: the large states would otherwise size every entry (a rate limiter's log included).
@@ -41,6 +53,73 @@ enum Value {
   Quota(quota::QuotaState),
   Spend(Box<spend::Bucket>),
   Meter(Box<guard::Meter>),
+  /// ProviderLimiter's points of a period (none once the period ended).
+  Points(Option<provider_limit::Counter>),
+}
+
+/// A kind of value an engine keeps at a key: the one interface between the store and every
+/// engine's state (`update`, `update_all`, `view`, `write`). A new engine adds a variant to
+/// [`Value`] and a `stored!` line.
+pub trait Stored: Sized {
+  /// What a missing key starts from.
+  fn fresh() -> Self;
+  fn wrap(self) -> Value;
+  /// The value, when the key holds this kind.
+  fn peek(v: &mut Value) -> Option<&mut Self>;
+  /// The value, or the value of another kind given back.
+  fn unwrap(v: Value) -> Result<Self, Value>;
+}
+
+macro_rules! stored {
+  ($t:ty, $variant:ident, $fresh:expr) => {
+    impl Stored for $t {
+      fn fresh() -> Self {
+        $fresh
+      }
+      fn wrap(self) -> Value {
+        Value::$variant(self)
+      }
+      fn peek(v: &mut Value) -> Option<&mut Self> {
+        match v {
+          Value::$variant(x) => Some(x),
+          _ => None,
+        }
+      }
+      fn unwrap(v: Value) -> Result<Self, Value> {
+        match v {
+          Value::$variant(x) => Ok(x),
+          other => Err(other),
+        }
+      }
+    }
+  };
+}
+
+stored!(String, Text, String::new());
+stored!(VecDeque<u64>, Log, VecDeque::new());
+stored!(Box<token_budget::Budget>, Budget, Box::default());
+stored!(Session, Session, Session::empty());
+stored!(quota::QuotaState, Quota, quota::QuotaState::default());
+stored!(Box<spend::Bucket>, Spend, Box::default());
+stored!(Box<guard::Meter>, Meter, Box::default());
+stored!(Option<provider_limit::Counter>, Points, None);
+
+/// How long a key stays after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+  /// Until this time (ms).
+  Until(u64),
+  /// Deleted now (the state holds nothing).
+  Drop,
+  /// As it was: a stored key keeps its expiry, a fresh value is not stored.
+  Unchanged,
+}
+
+impl From<Option<u64>> for Keep {
+  /// `Some(at)`: until `at`; `None`: nothing left to keep.
+  fn from(at: Option<u64>) -> Self {
+    at.map_or(Keep::Drop, Keep::Until)
+  }
 }
 
 #[derive(Debug)]
@@ -248,6 +327,7 @@ fn release_freed_memory() {
 pub struct MemoryStore {
   inner: Arc<Mutex<Keyspace>>,
   closed: Arc<std::sync::atomic::AtomicBool>,
+  shared: Arc<SharedStates>,
 }
 
 impl MemoryStore {
@@ -273,6 +353,11 @@ impl MemoryStore {
       .lock()
       .unwrap_or_else(|p| p.into_inner())
       .evictions
+  }
+
+  /// What the classes on this store keep outside keys (see [`SharedStates`]).
+  pub fn shared(&self) -> &SharedStates {
+    &self.shared
   }
 
   /// Identifies the keyspace (two handles to one keyspace have the same id).
@@ -368,209 +453,130 @@ impl MemoryStore {
     true
   }
 
-  // ---- sliding-window logs (RateLimiter) -------------------------------------------------
+  // ---- engine state: one interface for every engine ----------------------------------------
 
-  pub fn rate_limit(
+  /// Runs `step` on the value at `key` in place (on a fresh value when the key is missing or
+  /// expired) and keeps the key as `step` says. The hot path: one hash lookup when the key
+  /// exists, no allocation, nothing moved.
+  pub fn update<S: Stored, T>(
     &self,
     key: &str,
-    limit: sliding_window::Limit,
     now: u64,
-    op: sliding_window::Op,
-  ) -> Result<sliding_window::Decision, WrongType> {
-    // The hot path: one hash lookup when the key exists.
+    step: impl FnOnce(&mut S) -> (T, Keep),
+  ) -> Result<T, WrongType> {
     let mut ks = self.lock(now);
     let Keyspace { map, heap, lru, .. } = &mut *ks;
     if let Some((stored_key, entry)) = map.get_key_value_mut(key) {
       if entry.expires_at > now {
-        if !matches!(entry.value, Value::Log(_)) {
-          return Err(WrongType);
-        }
+        let (out, keep) = {
+          let Some(value) = S::peek(&mut entry.value) else {
+            return Err(WrongType);
+          };
+          step(value)
+        };
         if let Some(lru) = lru {
           lru.use_key(stored_key, entry);
         }
-        let Value::Log(log) = &mut entry.value else {
-          return Err(WrongType);
-        };
-        let decision = sliding_window::apply(log, limit, now, op);
-        match sliding_window::expires_at(log, limit) {
-          Some(at) => set_expiry(heap, stored_key, entry, at),
-          None => {
+        match keep {
+          Keep::Until(at) => set_expiry(heap, stored_key, entry, at),
+          Keep::Drop => {
             map.remove(key);
           }
+          Keep::Unchanged => {}
         }
-        return Ok(decision);
+        return Ok(out);
       }
       map.remove(key);
     }
-    let mut log = VecDeque::new();
-    let decision = sliding_window::apply(&mut log, limit, now, op);
-    if let Some(at) = sliding_window::expires_at(&log, limit) {
-      ks.put(key, Value::Log(log), at);
-    }
-    Ok(decision)
-  }
-
-  // ---- token budgets (TokenBudget) -------------------------------------------------------
-
-  /// Runs `step` on the budget at `key` and stores the result until the period ends (or the
-  /// last hold expires, whichever is later).
-  pub fn budget<T>(
-    &self,
-    key: &str,
-    limit: token_budget::Limit,
-    now: u64,
-    step: impl FnOnce(&mut token_budget::Budget) -> T,
-  ) -> Result<T, WrongType> {
-    let mut ks = self.lock(now);
-    let mut budget = match ks.live(key, now) {
-      None => token_budget::Budget::default(),
-      Some(Entry {
-        value: Value::Budget(b),
-        ..
-      }) => std::mem::take(&mut **b),
-      Some(_) => return Err(WrongType),
-    };
-    let out = step(&mut budget);
-    let holds_end = budget.holds_end();
-    match budget.expires_at(limit).max(holds_end) {
-      Some(at) if !budget.is_empty() => ks.put(key, Value::Budget(Box::new(budget)), at),
-      _ => {
-        ks.remove(key);
-      }
+    let mut value = S::fresh();
+    let (out, keep) = step(&mut value);
+    if let Keep::Until(at) = keep {
+      ks.put(key, value.wrap(), at);
     }
     Ok(out)
   }
 
-  // ---- spend ledgers (CostTracker) -------------------------------------------------------
-
-  /// Runs `step` on the day's and the month's buckets and keeps each until its period ends
-  /// (or its last hold expires). `keys` are (day key, kept until, month key, kept until).
-  pub fn spend<T>(
+  /// Runs `step` over the values at `keys` (fresh ones where missing) under one lock, so a
+  /// decision over all of them is atomic, then keeps each as `keep(i, value)` says
+  /// (`Keep::Unchanged` keeps a stored key's expiry and does not store a fresh one). When a
+  /// key holds another kind of value nothing changes anywhere.
+  pub fn update_all<S: Stored, T, K: AsRef<str>>(
     &self,
-    keys: (&str, u64, &str, u64),
+    keys: &[K],
     now: u64,
-    step: impl FnOnce(&mut spend::Bucket, &mut spend::Bucket) -> T,
-  ) -> Result<T, WrongType> {
-    let (day_key, day_end, month_key, month_end) = keys;
-    let mut ks = self.lock(now);
-    for key in [day_key, month_key] {
-      if let Some(e) = ks.live(key, now) {
-        if !matches!(e.value, Value::Spend(_)) {
-          return Err(WrongType);
-        }
-      }
-    }
-    let mut take = |key: &str| match ks.live(key, now) {
-      None => Ok(spend::Bucket::default()),
-      Some(Entry {
-        value: Value::Spend(b),
-        ..
-      }) => Ok(std::mem::take(&mut **b)),
-      Some(_) => Err(WrongType),
-    };
-    let (mut day, mut month) = (take(day_key)?, take(month_key)?);
-    let out = step(&mut day, &mut month);
-    for (key, end, bucket) in [(day_key, day_end, day), (month_key, month_end, month)] {
-      if bucket == spend::Bucket::default() {
-        ks.remove(key);
-      } else {
-        let until = bucket.keep_until(end);
-        ks.put(key, Value::Spend(Box::new(bucket)), until);
-      }
-    }
-    Ok(out)
-  }
-
-  // ---- guard meters (Guard) ---------------------------------------------------------------
-
-  /// Runs `step` over the meters at `keys` (fresh ones where missing) under one lock, so a
-  /// guard's decision over all of them is atomic, and keeps each until its `keep_until` (a
-  /// meter holding nothing is dropped). `kinds[i]` is what `keys[i]` limits.
-  pub fn meters<T>(
-    &self,
-    keys: &[String],
-    kinds: &[guard::Kind],
-    now: u64,
-    step: impl FnOnce(&mut [&mut guard::Meter]) -> T,
+    step: impl FnOnce(&mut [S]) -> T,
+    keep: impl Fn(usize, &S) -> Keep,
   ) -> Result<T, WrongType> {
     let mut ks = self.lock(now);
-    let mut taken: Vec<Box<guard::Meter>> = Vec::with_capacity(keys.len());
+    let mut taken: Vec<S> = Vec::with_capacity(keys.len());
+    let mut stored: Vec<bool> = Vec::with_capacity(keys.len());
     for key in keys {
-      match ks.live(key, now) {
-        None => taken.push(Box::default()),
-        // The meter's box itself is taken (an empty text left in its place until it is put
-        // back): no allocation per meter per call.
-        Some(entry) if matches!(entry.value, Value::Meter(_)) => {
-          if let Value::Meter(m) = std::mem::replace(&mut entry.value, Value::Text(String::new())) {
-            taken.push(m);
-          }
+      let key = key.as_ref();
+      let Some(entry) = ks.live(key, now) else {
+        taken.push(S::fresh());
+        stored.push(false);
+        continue;
+      };
+      // The value is taken out (an empty text left in its place until it is put back): a
+      // boxed state moves without an allocation.
+      match S::unwrap(std::mem::replace(
+        &mut entry.value,
+        Value::Text(String::new()),
+      )) {
+        Ok(v) => {
+          taken.push(v);
+          stored.push(true);
         }
-        Some(_) => {
+        Err(other) => {
+          entry.value = other;
           // Put back what was taken: nothing changes on a refused call.
-          for (k, m) in keys.iter().zip(taken) {
-            if let Some(e) = ks.map.get_mut(k.as_str()) {
-              if matches!(&e.value, Value::Text(t) if t.is_empty()) {
-                e.value = Value::Meter(m);
-              }
+          for ((k, v), was) in keys.iter().zip(taken).zip(stored) {
+            if let (true, Some(e)) = (was, ks.map.get_mut(k.as_ref())) {
+              e.value = v.wrap();
             }
           }
           return Err(WrongType);
         }
       }
     }
-    let out = {
-      let mut refs: Vec<&mut guard::Meter> = taken.iter_mut().map(|b| &mut **b).collect();
-      step(&mut refs)
-    };
-    for ((key, kind), meter) in keys.iter().zip(kinds).zip(taken) {
-      if meter.is_empty() {
-        ks.remove(key);
-      } else {
-        let until = meter.keep_until(kind).max(now + 1);
-        ks.put(key, Value::Meter(meter), until);
+    let out = step(&mut taken);
+    for (i, ((key, value), was)) in keys.iter().zip(taken).zip(stored).enumerate() {
+      let key = key.as_ref();
+      match keep(i, &value) {
+        Keep::Until(at) => ks.put(key, value.wrap(), at),
+        Keep::Drop => {
+          ks.remove(key);
+        }
+        Keep::Unchanged if was => {
+          if let Some(e) = ks.map.get_mut(key) {
+            e.value = value.wrap();
+          }
+        }
+        Keep::Unchanged => {}
       }
     }
     Ok(out)
   }
 
-  // ---- quota scopes (Quota) --------------------------------------------------------------
-
-  /// Runs `step` on the scope state at `key` (a fresh one when missing) and stores the
-  /// result until `expires_at`, as rate-budget's MemoryStore does even for a failed lookup.
-  pub fn quota<T>(
+  /// What `read` makes of the value at `key`, or `None` when there is none.
+  pub fn view<S: Stored, T>(
     &self,
     key: &str,
     now: u64,
-    expires_at: u64,
-    step: impl FnOnce(&mut quota::QuotaState) -> T,
-  ) -> Result<T, WrongType> {
+    read: impl FnOnce(&S) -> T,
+  ) -> Result<Option<T>, WrongType> {
     let mut ks = self.lock(now);
-    let mut state = match ks.live(key, now) {
-      None => quota::QuotaState::default(),
-      Some(Entry {
-        value: Value::Quota(q),
-        ..
-      }) => std::mem::take(q),
-      Some(_) => return Err(WrongType),
-    };
-    let out = step(&mut state);
-    ks.put(key, Value::Quota(state), expires_at);
-    Ok(out)
-  }
-
-  /// A copy of the scope state at `key`.
-  pub fn quota_state(&self, key: &str, now: u64) -> Result<Option<quota::QuotaState>, WrongType> {
-    let mut ks = self.lock(now);
-    match ks.live(key, now).map(|e| &e.value) {
+    match ks.live(key, now) {
       None => Ok(None),
-      Some(Value::Quota(q)) => Ok(Some(q.clone())),
-      Some(_) => Err(WrongType),
+      Some(e) => S::peek(&mut e.value)
+        .map(|v| Some(read(v)))
+        .ok_or(WrongType),
     }
   }
 
-  /// Replaces the scope state at `key`.
-  pub fn set_quota_state(&self, key: &str, state: quota::QuotaState, now: u64, expires_at: u64) {
-    self.lock(now).put(key, Value::Quota(state), expires_at);
+  /// Stores `value` at `key` until `expires_at`, whatever the key held.
+  pub fn write<S: Stored>(&self, key: &str, value: S, now: u64, expires_at: u64) {
+    self.lock(now).put(key, value.wrap(), expires_at);
   }
 
   /// Deletes every key that starts with `prefix`; returns how many.
@@ -582,75 +588,60 @@ impl MemoryStore {
     ks.shrink();
     removed
   }
-
-  // ---- sessions (SessionStore) -----------------------------------------------------------
-
-  pub fn session_save(&self, key: &str, session: Session, now: u64, ttl_ms: u64) {
-    self
-      .lock(now)
-      .put(key, Value::Session(session), now + ttl_ms);
-  }
-
-  pub fn session_load(&self, key: &str, now: u64) -> Result<Option<String>, WrongType> {
-    let mut ks = self.lock(now);
-    match ks.live(key, now).map(|e| &e.value) {
-      None => Ok(None),
-      Some(Value::Session(s)) => Ok(Some(s.assemble())),
-      Some(_) => Err(WrongType),
-    }
-  }
-
-  /// Appends `items` (comma-separated JSON values) to the session's messages, creating the
-  /// session when missing, and renews its expiry; refuses when the result would exceed
-  /// `max_bytes`, leaving the session as it was.
-  pub fn session_append(
-    &self,
-    key: &str,
-    items: &str,
-    now: u64,
-    ttl_ms: u64,
-    max_bytes: Option<usize>,
-  ) -> Result<AppendOutcome, WrongType> {
-    let mut ks = self.lock(now);
-    let mut session = match ks.live(key, now) {
-      None => Session::empty(),
-      Some(Entry {
-        value: Value::Session(s),
-        ..
-      }) => s.clone(),
-      Some(_) => return Err(WrongType),
-    };
-    // A session that is not a message list is refused as such before any size cap.
-    let Ok(size) = session.bytes_after_append(items) else {
-      return Ok(AppendOutcome::NotAMessageList);
-    };
-    if max_bytes.is_some_and(|cap| size > cap) {
-      return Ok(AppendOutcome::TooLarge(size));
-    }
-    if session.append(items) == Err(NotAMessageList) {
-      return Ok(AppendOutcome::NotAMessageList);
-    }
-    let bytes = session.bytes();
-    ks.put(key, Value::Session(session), now + ttl_ms);
-    Ok(AppendOutcome::Appended(bytes))
-  }
-}
-
-/// What `session_append` did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum AppendOutcome {
-  /// Appended; the session's new size in bytes.
-  Appended(usize),
-  /// Refused: the session would grow to this many bytes, over the cap.
-  TooLarge(usize),
-  /// Refused: the session's data is not an object with a `messages` array.
-  NotAMessageList,
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
-  use sliding_window::{Limit, Op};
+  use crate::engine::session::AppendOutcome;
+  use crate::engine::sliding_window::{self, Limit, Op};
+
+  fn rate_limit(store: &MemoryStore, key: &str, limit: Limit, now: u64) -> Result<bool, WrongType> {
+    store.update(key, now, |log| {
+      let d = sliding_window::apply(log, limit, now, Op::Consume);
+      (d.allowed, sliding_window::expires_at(log, limit).into())
+    })
+  }
+
+  type Meters = Box<crate::engine::guard::Meter>;
+
+  fn meters<T>(
+    store: &MemoryStore,
+    keys: &[String],
+    now: u64,
+    step: impl FnOnce(&mut [&mut crate::engine::guard::Meter]) -> T,
+  ) -> Result<T, WrongType> {
+    store.update_all(
+      keys,
+      now,
+      |b: &mut [Meters]| step(&mut b.iter_mut().map(|m| &mut **m).collect::<Vec<_>>()),
+      |_, m| {
+        if m.is_empty() {
+          Keep::Drop
+        } else {
+          Keep::Until(now + 10_000)
+        }
+      },
+    )
+  }
+
+  fn append(
+    store: &MemoryStore,
+    key: &str,
+    items: &str,
+    now: u64,
+    cap: usize,
+  ) -> Result<AppendOutcome, WrongType> {
+    store.update(key, now, |s: &mut Session| {
+      let o = s.append_capped(items, Some(cap));
+      let keep = if matches!(o, AppendOutcome::Appended(_)) {
+        Keep::Until(now + 100)
+      } else {
+        Keep::Unchanged
+      };
+      (o, keep)
+    })
+  }
 
   #[test]
   fn meters_of_a_decision_that_meets_another_kind_are_left_as_they_were() {
@@ -662,17 +653,11 @@ mod tests {
       kind: kinds[0],
       amount: 0,
     };
-    store
-      .meters(&keys[..1], &kinds[..1], 0, |m| {
-        acquire(m, &[spec], 0, 1_000)
-      })
-      .unwrap();
+    meters(&store, &keys[..1], 0, |m| acquire(m, &[spec], 0, 1_000)).unwrap();
     store.set_text("t", "x".into(), 0, 10_000);
-    assert_eq!(store.meters(&keys, &kinds, 1, |m| m.len()), Err(WrongType));
+    assert_eq!(meters(&store, &keys, 1, |m| m.len()), Err(WrongType));
     // the first meter is back, with its hold
-    let held = store
-      .meters(&keys[..1], &kinds[..1], 2, |m| m[0].holds())
-      .unwrap();
+    let held = meters(&store, &keys[..1], 2, |m| m[0].holds()).unwrap();
     assert_eq!(held, 1);
     assert_eq!(store.get_text("t", 2).as_deref(), Some("x"));
   }
@@ -700,7 +685,7 @@ mod tests {
       window_ms: 1_000,
     };
     for t in 0..10_000 {
-      store.rate_limit("k", limit, t, Op::Consume).unwrap();
+      rate_limit(&store, "k", limit, t).unwrap();
     }
     assert_eq!(store.inner.lock().unwrap().heap.len(), 1);
   }
@@ -722,7 +707,7 @@ mod tests {
       window_ms: 1_000_000,
     };
     for _ in 0..10_000 {
-      store.rate_limit("log", limit, 10, Op::Consume).unwrap();
+      rate_limit(&store, "log", limit, 10).unwrap();
     }
     let queued = store
       .inner
@@ -784,10 +769,10 @@ mod tests {
       max: 1,
       window_ms: 1_000,
     };
-    assert_eq!(store.rate_limit("k", limit, 0, Op::Consume), Err(WrongType));
+    assert_eq!(rate_limit(&store, "k", limit, 0), Err(WrongType));
     assert_eq!(store.get_text("k", 0).as_deref(), Some("v"));
     // The cache's read treats a foreign value as corrupt: evicted, a miss.
-    store.rate_limit("log", limit, 0, Op::Consume).unwrap();
+    rate_limit(&store, "log", limit, 0).unwrap();
     assert_eq!(store.get_text("log", 0), None);
     assert_eq!(store.stored_keys(), 1);
   }
@@ -796,18 +781,18 @@ mod tests {
   fn append_respects_the_cap_and_keeps_the_session() {
     let store = MemoryStore::new();
     assert_eq!(
-      store.session_append("s", "1", 0, 100, Some(8)),
+      append(&store, "s", "1", 0, 8),
       Ok(AppendOutcome::Appended(5))
     );
     assert_eq!(
-      store.session_append("s", "22,33", 0, 100, Some(8)),
+      append(&store, "s", "22,33", 0, 8),
       Ok(AppendOutcome::TooLarge(11))
     );
     assert_eq!(
-      store.session_load("s", 0).unwrap().as_deref(),
+      store.view("s", 0, Session::assemble).unwrap().as_deref(),
       Some(r#"{"messages":[1]}"#)
     );
-    assert_eq!(store.session_load("s", 100).unwrap(), None);
+    assert_eq!(store.view("s", 100, Session::assemble).unwrap(), None);
   }
 
   #[test]
@@ -819,11 +804,14 @@ mod tests {
       head: "7".into(),
       messages: None,
     };
-    store.session_save("s", raw, 0, 100);
+    store.write("s", raw, 0, 100);
     assert_eq!(
-      store.session_append("s", "22,33", 0, 100, Some(1)),
+      append(&store, "s", "22,33", 0, 1),
       Ok(AppendOutcome::NotAMessageList)
     );
-    assert_eq!(store.session_load("s", 0).unwrap().as_deref(), Some("7"));
+    assert_eq!(
+      store.view("s", 0, Session::assemble).unwrap().as_deref(),
+      Some("7")
+    );
   }
 }

@@ -17,7 +17,8 @@ use napi_derive::napi;
 use super::clock::local;
 use super::id::Text;
 use super::store::{Backend, NativeStore};
-use crate::engine::quota::{self, Hit, KeyInput, Moment, Options, Reason};
+use crate::engine::quota::{self, Hit, KeyInput, Moment, Options, QuotaState, Reason};
+use crate::store::memory::Keep;
 use json::{bad, state_from, state_json};
 
 pub struct QuotaCore {
@@ -148,12 +149,13 @@ pub fn quota_decide(
   let keep = keep_for(&m, o);
   let key = format!("{}{}", core.prefix, scope);
   let snow = local(store_now);
-  let d = store.quota(&key, snow, snow + keep, |s| {
-    if op == 1 {
+  let d = store.update(&key, snow, |s| {
+    let d = if op == 1 {
       quota::reserve(s, scope, &keys, tokens, hold_id, &m, o)
     } else {
       quota::check(s, &keys, tokens, &m, o)
-    }
+    };
+    (d, Keep::Until(snow + keep))
   })?;
   let mut reply = Vec::with_capacity(5 + d.checks.len() * CHECK_FIELDS + 3);
   let nan_none = |x: Option<f64>| x.unwrap_or(f64::NAN);
@@ -229,12 +231,9 @@ pub fn quota_settle(
     o,
   );
   let (key, hold_id) = (key.as_str(), hold_id.as_str());
-  Ok(store.quota(
-    &format!("{}{}", core.prefix, scope.as_str()),
-    snow,
-    snow + keep,
-    |s| {
-      if op == 1 {
+  Ok(
+    store.update(&format!("{}{}", core.prefix, scope.as_str()), snow, |s| {
+      let done = if op == 1 {
         quota::rollback(s, key, hold_id, now, o)
       } else {
         quota::commit(
@@ -245,9 +244,10 @@ pub fn quota_settle(
           now,
           o,
         )
-      }
-    },
-  )?)
+      };
+      (done, Keep::Until(snow + keep))
+    })?,
+  )
 }
 
 /// The memory store's `pause`: `key` of `scope` refused (`paused`) until `until`; the scope is
@@ -276,12 +276,12 @@ pub fn quota_pause(
   let keep =
     keep_for(&m, &core.options).max((until - now).max(0.0).min(u64::MAX as f64 / 4.0) as u64);
   let snow = local(store_now);
-  Ok(store.quota(
-    &format!("{}{}", core.prefix, scope.as_str()),
-    snow,
-    snow + keep,
-    |s| quota::pause(s, key.as_str(), until, &m, &core.options),
-  )?)
+  Ok(
+    store.update(&format!("{}{}", core.prefix, scope.as_str()), snow, |s| {
+      let done = quota::pause(s, key.as_str(), until, &m, &core.options);
+      (done, Keep::Until(snow + keep))
+    })?,
+  )
 }
 
 /// The previous hold id of the last reservation `quota_decide` made.
@@ -305,7 +305,11 @@ pub fn quota_get(
   now: f64,
 ) -> napi::Result<Option<String>> {
   let store = core.backend.memory()?;
-  let state = store.quota_state(&format!("{}{}", core.prefix, scope), local(now))?;
+  let state = store.view(
+    &format!("{}{}", core.prefix, scope),
+    local(now),
+    |s: &QuotaState| s.clone(),
+  )?;
   Ok(state.map(|s| state_json(&s, &scope).to_string()))
 }
 
@@ -323,7 +327,7 @@ pub fn quota_set(
   let store = core.backend.memory()?;
   let v: serde_json::Value = serde_json::from_str(&state).map_err(bad)?;
   let now = local(now);
-  store.set_quota_state(
+  store.write(
     &format!("{}{}", core.prefix, scope),
     state_from(&v),
     now,

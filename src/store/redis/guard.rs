@@ -11,15 +11,8 @@
 //! extra refusal for never admitting over a limit. If the cancel cannot be sent (the node went
 //! away), the holds expire with their lifetime.
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
 use super::{RedisStore, StoreError};
 use crate::engine::guard::{Acquired, Kind, Spec};
-
-pub(super) static SCRIPT: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/guard.lua")));
 
 /// The two keys of a meter whose keys start with `base` (which carries the hash tag).
 fn keys(base: &str) -> [String; 2] {
@@ -51,7 +44,7 @@ impl RedisStore {
     hold_ms: u64,
     meters: &[(Kind, i64, u64, u64)],
   ) -> Result<Vec<i64>, StoreError> {
-    let mut inv = SCRIPT.prepare_invoke();
+    let mut inv = super::scripts::GUARD.prepare_invoke();
     for base in bases {
       for k in keys(base) {
         inv.key(k);

@@ -2,16 +2,8 @@
 //! the `INFO` figures of `ProviderLimiter.health()`. A child module of the store, so it runs
 //! its scripts through the store's connection, timeouts and EVALSHA path.
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
 use super::{classify, now_arg, Conn, RedisStore, StoreError};
 use crate::engine::{jobs, provider_limit};
-
-static JOBS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/jobs.lua")));
-static PROVIDER: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/provider.lua")));
 
 /// One jobs.lua call: `keys` = [instances, this instance's grants, models…], then the op's
 /// arguments.
@@ -32,10 +24,107 @@ pub struct JobsCall<'a> {
   pub id: u64,
 }
 
+/// A model's global counts, as of a reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelCounts {
+  pub minute: jobs::Usage,
+  pub day: jobs::Usage,
+  pub in_flight: u64,
+}
+
+/// What an acquire or a release decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+  Granted,
+  Refused,
+  /// The estimate can never fit a limit.
+  Never,
+  /// A late acquire its caller gave up on, or a release already settled: nothing changed.
+  Moot,
+}
+
+/// A jobs.lua reply, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobsReply {
+  /// acquire, release
+  Decision {
+    status: JobStatus,
+    /// The minute the grant was counted in (what a release names it by).
+    minute: u64,
+    /// Refused: ms until the blocking window resets; `None` when only concurrency blocks.
+    retry_ms: Option<u64>,
+    /// The instance was (re)registered by this call.
+    registered: bool,
+    counts: ModelCounts,
+  },
+  /// heartbeat
+  Heartbeat {
+    registered: bool,
+    live: u64,
+    dropped: u64,
+    models: Vec<ModelCounts>,
+  },
+  /// unregister
+  Unregistered { dropped: bool },
+}
+
+fn counts(r: &[i64]) -> ModelCounts {
+  let n = |i: usize| r.get(i).copied().unwrap_or(0).max(0) as u64;
+  ModelCounts {
+    minute: jobs::Usage {
+      tokens: n(0),
+      requests: n(1),
+    },
+    day: jobs::Usage {
+      tokens: n(2),
+      requests: n(3),
+    },
+    in_flight: n(4),
+  }
+}
+
+/// Decodes jobs.lua's reply to `op` (its header documents the layout).
+fn decode(op: &str, r: &[i64]) -> Result<JobsReply, StoreError> {
+  let short = || StoreError::Command(format!("jobs.lua returned {} values to '{op}'", r.len()));
+  match op {
+    "a" | "r" => {
+      if r.len() < 9 {
+        return Err(short());
+      }
+      Ok(JobsReply::Decision {
+        status: match r[0] {
+          1 => JobStatus::Granted,
+          2 => JobStatus::Never,
+          3 => JobStatus::Moot,
+          _ => JobStatus::Refused,
+        },
+        minute: r[1].max(0) as u64,
+        retry_ms: (r[2] >= 0).then_some(r[2] as u64),
+        registered: r[3] == 1,
+        counts: counts(&r[4..9]),
+      })
+    }
+    "h" => {
+      if r.len() < 3 || !(r.len() - 3).is_multiple_of(5) {
+        return Err(short());
+      }
+      Ok(JobsReply::Heartbeat {
+        registered: r[0] == 1,
+        live: r[1].max(0) as u64,
+        dropped: r[2].max(0) as u64,
+        models: r[3..].chunks_exact(5).map(counts).collect(),
+      })
+    }
+    _ => Ok(JobsReply::Unregistered {
+      dropped: r.first() == Some(&1),
+    }),
+  }
+}
+
 impl RedisStore {
-  /// One decision of the job limiter's Redis backend; the reply as jobs.lua documents it.
-  pub async fn jobs(&self, c: JobsCall<'_>) -> Result<Vec<i64>, StoreError> {
-    let mut inv = JOBS.prepare_invoke();
+  /// One decision of the job limiter's Redis backend.
+  pub async fn jobs(&self, c: JobsCall<'_>) -> Result<JobsReply, StoreError> {
+    let mut inv = super::scripts::JOBS.prepare_invoke();
     for k in c.keys {
       inv.key(*k);
     }
@@ -65,7 +154,8 @@ impl RedisStore {
     if c.limits.is_some() {
       inv.arg(c.id);
     }
-    self.run(inv).await
+    let reply: Vec<i64> = self.run(inv).await?;
+    decode(c.op, &reply)
   }
 
   /// One `ProviderLimiter.tryConsume` on the hash at `key`.
@@ -77,7 +167,7 @@ impl RedisStore {
     now: Option<u64>,
     cost: u64,
   ) -> Result<provider_limit::Decision, StoreError> {
-    let mut inv = PROVIDER.prepare_invoke();
+    let mut inv = super::scripts::PROVIDER.prepare_invoke();
     inv
       .key(key)
       .arg(points)

@@ -1,6 +1,7 @@
 //! The Redis store: state shared by every process that points at the same Redis (or Redis
 //! Cluster). Every decision is one Lua script sent with EVALSHA — one round trip — and each
-//! script touches one key, so every call is Cluster-safe; a delete is a single DEL.
+//! script touches one key, so every call is Cluster-safe; a delete is a single DEL. The scripts
+//! are registered in one place, `scripts.rs`, and built from one script library.
 //!
 //! Connections: one redis-rs `ConnectionManager` per store (reconnects in the background), or
 //! one cluster connection. Connecting and every command are bounded by short timeouts, so a
@@ -25,13 +26,14 @@ use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot as HashSlot;
-use redis::{Script, ScriptInvocation};
+use redis::ScriptInvocation;
 
-use crate::engine::session::Session;
+use crate::engine::session::{AppendOutcome, Session};
 use crate::engine::{sliding_window, token_budget};
-use crate::store::memory::AppendOutcome;
+use crate::store::shared::SharedStates;
 
 mod guard;
+mod scripts;
 mod spend;
 pub use spend::{SpendKeys, TagTotals};
 pub mod jobs;
@@ -120,26 +122,16 @@ enum Slot {
   Closed,
 }
 
-struct Scripts {
-  rate_limit: Script,
-  budget: Script,
-  cache_get: Script,
-  put: Script,
-  delete: Script,
-  session: Script,
-  quota: Script,
-}
-
 /// A handle to Redis; clone-free, shared behind an `Arc` by the bindings.
 pub struct RedisStore {
   config: RedisConfig,
   slot: Mutex<Slot>,
   connecting: tokio::sync::Mutex<()>,
-  scripts: Scripts,
   /// Set on creation and after every outage: read the memory settings before the next command.
   inspect: AtomicBool,
   inspecting: tokio::sync::Mutex<()>,
   memory: Mutex<ServerMemory>,
+  shared: SharedStates,
 }
 
 /// `now` as the scripts take it: milliseconds, or -1 for the Redis server's clock.
@@ -148,6 +140,11 @@ fn now_arg(now: Option<u64>) -> i64 {
 }
 
 impl RedisStore {
+  /// What the classes on this store keep in this process (see [`SharedStates`]).
+  pub fn shared(&self) -> &SharedStates {
+    &self.shared
+  }
+
   /// Creates the handle; the connection is made by the first call.
   pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
     if config.urls.is_empty() {
@@ -161,38 +158,19 @@ impl RedisStore {
       inspect: AtomicBool::new(config.eviction != Eviction::Ignore),
       inspecting: tokio::sync::Mutex::new(()),
       memory: Mutex::new(ServerMemory::default()),
+      shared: SharedStates::default(),
       config,
       slot: Mutex::new(Slot::Idle),
       connecting: tokio::sync::Mutex::new(()),
-      scripts: Scripts {
-        rate_limit: Script::new(include_str!("scripts/rate_limit.lua")),
-        budget: Script::new(include_str!("scripts/budget.lua")),
-        cache_get: Script::new(include_str!("scripts/cache_get.lua")),
-        put: Script::new(include_str!("scripts/put.lua")),
-        delete: Script::new(include_str!("scripts/delete.lua")),
-        session: Script::new(include_str!("scripts/session.lua")),
-        quota: Script::new(include_str!("scripts/quota.lua")),
-      },
     })
   }
 
   /// SHA1 of each script, by name, as Redis reports them in `SCRIPT EXISTS`.
   pub fn script_hashes(&self) -> Vec<(&'static str, String)> {
-    let s = &self.scripts;
-    vec![
-      ("budget", s.budget.get_hash().to_owned()),
-      ("cache_get", s.cache_get.get_hash().to_owned()),
-      ("delete", s.delete.get_hash().to_owned()),
-      ("put", s.put.get_hash().to_owned()),
-      ("quota", s.quota.get_hash().to_owned()),
-      ("rate_limit", s.rate_limit.get_hash().to_owned()),
-      ("session", s.session.get_hash().to_owned()),
-      ("guard", guard::SCRIPT.get_hash().to_owned()),
-      ("spend", spend::SCRIPT.get_hash().to_owned()),
-    ]
-    .into_iter()
-    .chain(semantic::script_hashes())
-    .collect()
+    scripts::all()
+      .iter()
+      .map(|(name, script)| (*name, script.get_hash().to_owned()))
+      .collect()
   }
 
   fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -455,7 +433,7 @@ impl RedisStore {
       vec![(0..calls.len()).collect()]
     };
     let runs = groups.iter().map(|members| async move {
-      let mut inv = self.scripts.rate_limit.prepare_invoke();
+      let mut inv = scripts::RATE_LIMIT.prepare_invoke();
       inv.arg(limit.max).arg(limit.window_ms);
       for &i in members {
         let (key, op, now) = calls[i];
@@ -502,7 +480,7 @@ impl RedisStore {
     op: &token_budget::Op,
   ) -> Result<token_budget::Decision, StoreError> {
     let (code, tokens, id) = op.script_args();
-    let mut inv = self.scripts.budget.prepare_invoke();
+    let mut inv = scripts::BUDGET.prepare_invoke();
     inv
       .key(key)
       .arg(code)
@@ -529,7 +507,7 @@ impl RedisStore {
   }
 
   pub async fn get_text(&self, key: &str, now: Option<u64>) -> Result<Option<String>, StoreError> {
-    let mut inv = self.scripts.cache_get.prepare_invoke();
+    let mut inv = scripts::CACHE_GET.prepare_invoke();
     inv.key(key).arg(now_arg(now));
     self.run(inv).await
   }
@@ -541,7 +519,7 @@ impl RedisStore {
     now: Option<u64>,
     ttl_ms: u64,
   ) -> Result<(), StoreError> {
-    let mut inv = self.scripts.put.prepare_invoke();
+    let mut inv = scripts::PUT.prepare_invoke();
     inv
       .key(key)
       .arg(now_arg(now))
@@ -555,7 +533,7 @@ impl RedisStore {
   /// Deletes a value written by [`Self::set_text`] or [`Self::session_save`]; true when it was
   /// live at `now` (an expired one is deleted too, and is not counted: as the MemoryStore).
   pub async fn delete(&self, key: &str, now: Option<u64>) -> Result<bool, StoreError> {
-    let mut inv = self.scripts.delete.prepare_invoke();
+    let mut inv = scripts::DELETE.prepare_invoke();
     inv.key(key).arg(now_arg(now));
     let n: i64 = self.run(inv).await?;
     Ok(n == 1)
@@ -565,7 +543,7 @@ impl RedisStore {
   /// [`quota_base`]): `args` as the script documents; the reply as
   /// the script returns it.
   pub async fn quota(&self, base: &str, args: &[String]) -> Result<redis::Value, StoreError> {
-    let mut inv = self.scripts.quota.prepare_invoke();
+    let mut inv = scripts::QUOTA.prepare_invoke();
     for part in QUOTA_KEYS {
       inv.key(format!("{base}{part}"));
     }
@@ -582,7 +560,7 @@ impl RedisStore {
     now: Option<u64>,
     ttl_ms: u64,
   ) -> Result<(), StoreError> {
-    let mut inv = self.scripts.put.prepare_invoke();
+    let mut inv = scripts::PUT.prepare_invoke();
     inv
       .key(key)
       .arg(now_arg(now))
@@ -601,7 +579,7 @@ impl RedisStore {
     key: &str,
     now: Option<u64>,
   ) -> Result<Option<String>, StoreError> {
-    let mut inv = self.scripts.session.prepare_invoke();
+    let mut inv = scripts::SESSION.prepare_invoke();
     inv.key(key).arg("l").arg(now_arg(now)).arg(0);
     let found: Option<(String, Option<String>)> = self.run(inv).await?;
     Ok(found.map(|(head, messages)| Session { head, messages }.assemble()))
@@ -609,7 +587,7 @@ impl RedisStore {
 
   /// Renews the expiry of a live session or cache entry; false when there is none.
   pub async fn touch(&self, key: &str, now: Option<u64>, ttl_ms: u64) -> Result<bool, StoreError> {
-    let mut inv = self.scripts.session.prepare_invoke();
+    let mut inv = scripts::SESSION.prepare_invoke();
     inv.key(key).arg("t").arg(now_arg(now)).arg(ttl_ms);
     let touched: i64 = self.run(inv).await?;
     Ok(touched == 1)
@@ -623,7 +601,7 @@ impl RedisStore {
     ttl_ms: u64,
     max_bytes: Option<usize>,
   ) -> Result<AppendOutcome, StoreError> {
-    let mut inv = self.scripts.session.prepare_invoke();
+    let mut inv = scripts::SESSION.prepare_invoke();
     let cap = max_bytes.map_or(-1, |c| c as i64);
     inv
       .key(key)

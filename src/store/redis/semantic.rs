@@ -10,37 +10,8 @@
 //! - `{prefix}log` STREAM — one item per change (`k` = the entry), trimmed to about
 //!   `log_cap` items; a process reads the items after its cursor on every lookup.
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
-use super::{now_arg, RedisStore, StoreError};
+use super::{now_arg, scripts, RedisStore, StoreError};
 use crate::engine::semantic::mirror::{from_bytes, Change};
-
-static GET: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/semantic_get.lua")));
-static SNAPSHOT: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/semantic_snapshot.lua")));
-static FETCH: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/semantic_fetch.lua")));
-static SET: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/semantic_set.lua")));
-static DELETE: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/semantic_delete.lua")));
-static CLEAR: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/semantic_clear.lua")));
-
-/// `[name, sha1]` of the semantic cache's scripts.
-pub fn script_hashes() -> Vec<(&'static str, String)> {
-  vec![
-    ("semantic_clear", CLEAR.get_hash().to_owned()),
-    ("semantic_delete", DELETE.get_hash().to_owned()),
-    ("semantic_fetch", FETCH.get_hash().to_owned()),
-    ("semantic_get", GET.get_hash().to_owned()),
-    ("semantic_set", SET.get_hash().to_owned()),
-    ("semantic_snapshot", SNAPSHOT.get_hash().to_owned()),
-  ]
-}
 
 /// Log items read per lookup; a longer backlog takes more round trips.
 pub const LOG_BATCH: usize = 1000;
@@ -133,7 +104,7 @@ impl RedisStore {
     cursor: Option<&str>,
     now: Option<u64>,
   ) -> Result<Lookup, StoreError> {
-    let mut inv = GET.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_GET.prepare_invoke();
     inv
       .key(keys.entry(key))
       .key(keys.log())
@@ -174,7 +145,7 @@ impl RedisStore {
     after: Option<&(String, String)>,
     now: Option<u64>,
   ) -> Result<Page, StoreError> {
-    let mut inv = SNAPSHOT.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_SNAPSHOT.prepare_invoke();
     let (m, s) = after.map_or(("", ""), |(m, s)| (m.as_str(), s.as_str()));
     inv
       .key(keys.ids())
@@ -207,7 +178,7 @@ impl RedisStore {
     candidates: &[&str],
     now: Option<u64>,
   ) -> Result<Vec<Option<(String, String)>>, StoreError> {
-    let mut inv = FETCH.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_FETCH.prepare_invoke();
     inv
       .key(keys.ids())
       .arg(now_arg(now))
@@ -241,7 +212,7 @@ impl RedisStore {
     ttl_ms: u64,
     max_entries: u64,
   ) -> Result<u64, StoreError> {
-    let mut inv = SET.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_SET.prepare_invoke();
     inv
       .key(keys.entry(key))
       .key(keys.ids())
@@ -266,7 +237,7 @@ impl RedisStore {
     now: Option<u64>,
     max_entries: u64,
   ) -> Result<bool, StoreError> {
-    let mut inv = DELETE.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_DELETE.prepare_invoke();
     inv
       .key(keys.entry(key))
       .key(keys.ids())
@@ -283,7 +254,7 @@ impl RedisStore {
     keys: &SemanticKeys,
     now: Option<u64>,
   ) -> Result<u64, StoreError> {
-    let mut inv = CLEAR.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_CLEAR.prepare_invoke();
     inv
       .key(keys.ids())
       .key(keys.log())
@@ -294,14 +265,11 @@ impl RedisStore {
 
   /// Live entries at `now` (ms).
   pub async fn semantic_len(&self, keys: &SemanticKeys, now: u64) -> Result<u64, StoreError> {
-    let mut inv = COUNT.prepare_invoke();
+    let mut inv = scripts::SEMANTIC_COUNT.prepare_invoke();
     inv.key(keys.ids()).arg(now);
     self.run(inv).await
   }
 }
-
-static COUNT: LazyLock<Script> =
-  LazyLock::new(|| Script::new("return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')"));
 
 /// Log items kept: enough that a process a little behind never has to reload whole.
 fn log_cap(max_entries: u64) -> u64 {

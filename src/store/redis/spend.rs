@@ -1,15 +1,8 @@
 //! CostTracker's spend ledger on Redis: `scripts/spend.lua`, one EVALSHA per decision over the
 //! day's and the month's buckets (four keys under one hash tag).
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
 use super::{RedisStore, StoreError};
 use crate::engine::spend::{Calendar, Config, Decision, Hold, Op, Period, Totals};
-
-pub(super) static SCRIPT: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/spend.lua")));
 
 /// The four keys of one decision: the day's bucket and tags, the month's bucket and tags.
 pub struct SpendKeys<'a> {
@@ -65,7 +58,7 @@ impl RedisStore {
     };
     let thresholds: Vec<String> = cfg.thresholds.iter().map(|t| t.to_string()).collect();
     let (day_kept, month_kept) = cal.keep_until();
-    let mut inv = SCRIPT.prepare_invoke();
+    let mut inv = super::scripts::SPEND.prepare_invoke();
     inv
       .key(keys.day)
       .key(keys.day_tags)

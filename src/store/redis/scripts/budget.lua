@@ -16,14 +16,9 @@ local op = ARGV[1]
 local max = tonumber(ARGV[2])
 local period = tonumber(ARGV[3])
 local hold_ms = tonumber(ARGV[4])
-local now = tonumber(ARGV[5])
+local now = now_ms(ARGV[5])
 local tokens = tonumber(ARGV[6])
 local id = ARGV[7]
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function int(x) return string.format('%d', x) end
 
 -- O(1) per call: the reserved total (r) and the earliest and latest hold expiries (m, x) are
 -- kept as fields; the holds are scanned only once the earliest may have expired.
@@ -36,27 +31,7 @@ if start and now >= start + period then
   redis.call('DEL', key)
   start, used, seq, reserved, earliest, latest = nil, 0, 0, 0, nil, nil
 end
-if earliest and earliest <= now then
-  local flat = redis.call('HGETALL', key)
-  local dead = {}
-  reserved, earliest = 0, nil
-  for i = 1, #flat, 2 do
-    local name = flat[i]
-    if string.sub(name, 1, 2) == 'h:' then
-      local t, e = string.match(flat[i + 1], '^(%d+):(%d+)$')
-      t, e = tonumber(t), tonumber(e)
-      if e <= now then
-        dead[#dead + 1] = name
-      else
-        reserved = reserved + t
-        if not earliest or e < earliest then earliest = e end
-      end
-    end
-  end
-  if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
-  redis.call('HSET', key, 'r', int(reserved))
-  if earliest then redis.call('HSET', key, 'm', int(earliest)) else redis.call('HDEL', key, 'm') end
-end
+if earliest and earliest <= now then reserved, earliest = sweep_holds(key, now) end
 
 local function begin()
   if not start then

@@ -3,11 +3,7 @@
 -- ARGV[1]  now in ms, or -1 to use the server's clock
 -- Anything that is not such a hash (a corrupt or foreign value) is deleted and is a miss.
 local key = KEYS[1]
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local kind = redis.call('TYPE', key).ok
 if kind == 'none' then return false end
 if kind ~= 'hash' then

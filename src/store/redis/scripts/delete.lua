@@ -6,11 +6,7 @@
 --          deleted all the same). A key that is not such a hash (a corrupt or foreign value)
 --          is deleted and counts as there.
 local key = KEYS[1]
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local kind = redis.call('TYPE', key).ok
 if kind == 'none' then return 0 end
 local x = nil

@@ -33,10 +33,6 @@ local SLACK = 60000
 -- Entries a refused call's wait walks at most (engine/guard.rs WAIT_WALK).
 local WAIT_WALK = 64
 
-local function int(x)
-  return string.format('%d', x)
-end
-
 local function meter(i)
   local b = 3 + (i - 1) * F
   local h = redis.call('HMGET', KEYS[2 * i - 1], 'n', 't', 'p', 'c', 'l', 'f', 'u', 'xe', 'xl', 'hc')

@@ -40,15 +40,11 @@
 --          u: {dropped 0|1}
 local MIN, DAY = 60000, 86400000
 local op = ARGV[1]
-local now = tonumber(ARGV[2])
+local now = now_ms(ARGV[2])
 local me = ARGV[3]
 local timeout = tonumber(ARGV[4])
 local sliding = ARGV[5] == 's'
 local B1, B2 = 1000, 600000
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 local ikey = KEYS[1]
 local mstart = now - now % MIN
 local dstart = now - now % DAY

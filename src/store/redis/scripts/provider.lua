@@ -5,11 +5,7 @@
 -- ARGV[4]  points to take (0 = only look)
 -- Returns  {allowed 0|1, points left, ms until the period ends when refused (else 0), end}
 local key = KEYS[1]
-local points, duration, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local points, duration, now, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), now_ms(ARGV[3]), tonumber(ARGV[4])
 local left, expire = nil, nil
 local h = redis.call('HMGET', key, 'points', 'expire')
 if h[1] and h[2] and tonumber(h[2]) > now then

@@ -4,11 +4,7 @@
 -- ARGV[2]  time to live in ms
 -- ARGV[3..] field, value, field, value, … (the expiry field x is added here)
 local key = KEYS[1]
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
 redis.call('DEL', key)
 redis.call('HSET', key, 'x', string.format('%d', now + ttl), unpack(ARGV, 3))

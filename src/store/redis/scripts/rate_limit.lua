@@ -18,10 +18,8 @@ for i, key in ipairs(KEYS) do
   local now = tonumber(ARGV[2 + 2 * i])
   local client_clock = now >= 0
   if not client_clock then
-    if not server_now then
-      local t = redis.call('TIME')
-      server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
+    -- One TIME for all the decisions of a batch that use the server's clock.
+    server_now = server_now or now_ms(-1)
     now = server_now
   end
 

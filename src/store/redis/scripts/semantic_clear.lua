@@ -5,11 +5,7 @@
 -- ARGV[2]  now in ms, or -1 to use the server's clock
 -- Returns the number of entries removed that were live at now (an expired one is removed too,
 -- and not counted: as the in-process cache).
-local now = tonumber(ARGV[2])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[2])
 local n = redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now), '+inf')
 while true do
   local ks = redis.call('ZRANGE', KEYS[1], 0, 999)

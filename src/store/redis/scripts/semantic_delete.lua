@@ -3,11 +3,7 @@
 -- ARGV[1]  now in ms, or -1 to use the server's clock
 -- ARGV[2]  entry key suffix   ARGV[3] log length kept (approximately)
 -- Returns 1 when a live entry was removed, else 0.
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local x = tonumber(redis.call('HGET', KEYS[1], 'x'))
 local n = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])

@@ -4,11 +4,7 @@
 -- ARGV[2]  prefix of entry keys
 -- ARGV[3…] entry key suffixes
 -- Returns {q1, v1, q2, v2, …}, false for both of an entry that is gone or expired.
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local out = {}
 for i = 3, #ARGV do
   local h = redis.call('HMGET', ARGV[2] .. ARGV[i], 'q', 'v', 'x')

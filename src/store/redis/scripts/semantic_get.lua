@@ -9,11 +9,7 @@
 -- Returns {v or false, q or false, status, next cursor, k1, s1, e1, k2, s2, e2, …}:
 --   status 'ok', 'reset' (the cursor left the log: load the index whole) or 'skip';
 --   per change the entry's current scope and vector, or '' and '' when it is gone.
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local e = redis.call('HMGET', KEYS[1], 'v', 'q', 'x')
 local v, q = false, false
 local x = tonumber(e[3])

@@ -11,11 +11,7 @@
 -- ARGV[6]  entry key suffix   ARGV[7] scope   ARGV[8] question   ARGV[9] response JSON
 -- ARGV[10] vector bytes ('' when the entry is only found by the exact request)
 -- Returns the number of entries evicted.
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local cap = ARGV[4]
 local function drop(k)

@@ -9,11 +9,7 @@
 -- ARGV[4]  page size
 -- ARGV[5]  prefix of entry keys
 -- Returns {log cursor now, last member, its score, k1, s1, e1, …} (live entries with a vector).
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 local start = 0
 if ARGV[2] ~= '' then
   local rank = redis.call('ZRANK', KEYS[1], ARGV[2])

@@ -11,11 +11,7 @@
 --          append: {1, size} appended, {0, size} over the cap, {-1, 0} not a message list
 local key = KEYS[1]
 local op = ARGV[1]
-local now = tonumber(ARGV[2])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[2])
 local ttl = tonumber(ARGV[3])
 
 local s = redis.call('HMGET', key, 'd', 'm', 'x')

@@ -28,7 +28,6 @@ local amount = tonumber(ARGV[8])
 local id = ARGV[9]
 local thresholds = {}
 for t in string.gmatch(ARGV[10], '[^,]+') do thresholds[#thresholds + 1] = t end
-local function int(x) return string.format('%d', x) end
 
 -- Load both buckets in O(1): the reserved total (r) and the earliest and latest hold expiries
 -- (m, x) are fields; the holds are scanned only once the earliest may have expired.
@@ -37,26 +36,7 @@ for i, key in ipairs({KEYS[1], KEYS[3]}) do
   local f = redis.call('HMGET', key, 's', 'q', 'r', 'm', 'x')
   local b = {key = key, spent = tonumber(f[1]) or 0, seq = tonumber(f[2]) or 0,
     reserved = tonumber(f[3]) or 0, earliest = tonumber(f[4]), latest = tonumber(f[5])}
-  if b.earliest and b.earliest <= now then
-    local flat = redis.call('HGETALL', key)
-    local dead = {}
-    b.reserved, b.earliest = 0, nil
-    for j = 1, #flat, 2 do
-      local name = flat[j]
-      if string.sub(name, 1, 2) == 'h:' then
-        local n, e = string.match(flat[j + 1], '^(%d+):(%d+)$')
-        n, e = tonumber(n), tonumber(e)
-        if e <= now then dead[#dead + 1] = name
-        else
-          b.reserved = b.reserved + n
-          if not b.earliest or e < b.earliest then b.earliest = e end
-        end
-      end
-    end
-    if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
-    redis.call('HSET', key, 'r', int(b.reserved))
-    if b.earliest then redis.call('HSET', key, 'm', int(b.earliest)) else redis.call('HDEL', key, 'm') end
-  end
+  if b.earliest and b.earliest <= now then b.reserved, b.earliest = sweep_holds(key, now) end
   buckets[i] = b
 end
 local day, month = buckets[1], buckets[2]
