@@ -94,7 +94,7 @@ export declare function encodingForModel(model: string): string | null
 export declare function guardNew(store: NativeStore, prefix: string, holdMs: number): ExternalObject<'GuardCore'>
 
 /**
- * Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its
+ * Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made), 4 reset. Writes the reply into `out`, returns its
  * length.
  */
 export declare function guardRun(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number, out: Float64Array): number
@@ -219,6 +219,12 @@ export declare function quotaLastPrevId(core: ExternalObject<'QuotaCore'>): stri
  * monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
  */
 export declare function quotaNew(store: NativeStore, prefix: string, options: Array<number>): ExternalObject<'QuotaCore'>
+
+/**
+ * The memory store's `pause`: `key` of `scope` refused (`paused`) until `until`; the scope is
+ * kept at least until then.
+ */
+export declare function quotaPause(core: ExternalObject<'QuotaCore'>, scope: string, key: string, until: number, now: number, day: string, resetAt: number, storeNow: number): boolean
 
 /** Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`). */
 export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null): number

@@ -874,6 +874,7 @@ module.exports.quotaDefaults = nativeBinding.quotaDefaults
 module.exports.quotaGet = nativeBinding.quotaGet
 module.exports.quotaLastPrevId = nativeBinding.quotaLastPrevId
 module.exports.quotaNew = nativeBinding.quotaNew
+module.exports.quotaPause = nativeBinding.quotaPause
 module.exports.quotaReset = nativeBinding.quotaReset
 module.exports.quotaRunAsync = nativeBinding.quotaRunAsync
 module.exports.quotaSet = nativeBinding.quotaSet

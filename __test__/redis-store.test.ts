@@ -260,7 +260,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       lease: 'a92863340fa16c9389f4fe1458aa5decd559bf56',
       provider: '651e416ed073e202b23971ecbdd04cbf8168cb16',
       put: '44c0a36c0f8f2c17f22baf2b0dfe082155216f48',
-      quota: '318876061ac00eefef6de83c40df96da4e696417',
+      quota: 'acf9f30aeb437d36785ae114a0cdda3f5b2b8a3a',
       rate_limit: '33b91586808a73a7d355588d998de86a7e3f92b9',
       semantic_clear: '52e16912cad210ed553dc7c6f66ba84a30639ad6',
       semantic_count: '18c516d055b35a0c829932c4f7f75e41fa2c2bbd',

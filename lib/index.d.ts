@@ -632,7 +632,7 @@ export interface QuotaKeyCheck {
   key: string
   ok: boolean
   /** Why the key is blocked; present with value `undefined` when `ok`. */
-  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | undefined
+  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'paused' | undefined
   /** 0 when ok; the longest of the key's waits when blocked; `null` for `off` and for a request over `tpm`. */
   waitMs: number | null
   priority: number
@@ -677,7 +677,7 @@ export interface QuotaReserved<K extends QuotaKey = QuotaKey> extends QuotaOk<K>
 }
 export interface QuotaBlocked extends Answered {
   ok: false
-  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'no_key'
+  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'paused' | 'no_key'
   tokens: number
   /** The shortest wait among blocked keys; `null` when no key can ever take the request. */
   waitMs: number | null
@@ -770,6 +770,17 @@ export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
   commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number } | TokensUsed): Promise<boolean>
   /** Gives back the hold's tokens, request of the day and RPM spacing; false when there is no such hold. */
   rollback(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>): Promise<boolean>
+  /**
+   * Marks `key` of `scope` exhausted until `untilMs` (epoch ms on the quota's clock), as the
+   * provider said (a 429, or a remaining of 0 with its reset): every `check` / `reserve` on
+   * the store, in any process sharing it, refuses the key with reason `'paused'` (and the wait
+   * until then) and routes to the scope's other keys. A later pause never shortens an earlier
+   * one. One write into the scope's state (on Redis, under the scope's hash tag). The SDK
+   * wrappers call it for a routed key the provider reported exhausted.
+   * @example
+   * await quota.pause('org-1', 'key-a', Date.now() + 30_000)
+   */
+  pause(scope: string, key: string | { id: string }, untilMs: number): Promise<boolean>
   /** This instance's counters (refusals by reason: rpm, tpm, rpd, tpd, off, no_key). */
   stats(): ClassStats
   /** Pushes reservations, commits and rollbacks made during a Redis outage to Redis now. */
@@ -1230,6 +1241,14 @@ export interface GuardDecision extends Answered {
 }
 
 /** Options of {@link Guard.run}. */
+/** `guard.acquire`'s options. */
+export interface GuardAcquireOptions {
+  /** Wait up to `maxMs` for capacity instead of answering a refusal at once (FIFO within the process). */
+  wait?: { maxMs: number }
+  /** Stops the wait (the refusal is answered). */
+  signal?: AbortSignal
+}
+
 export interface GuardRunOptions {
   /** Wait up to `maxMs` for capacity instead of refusing (FIFO within the process). */
   wait?: { maxMs: number }
@@ -1271,12 +1290,29 @@ export declare class Guard<Ctx = any> {
   readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope'>>>
   /** The output estimate of a request without `maxTokens` (`options.defaultMaxTokens`). */
   readonly defaultMaxTokens: number
-  /** One decision over every limit that applies to `ctx`. Rejects with a typed error for bad input (nothing counted). */
-  acquire(ctx: Ctx, request: GuardRequest): Promise<GuardDecision>
+  /**
+   * One decision over every limit that applies to `ctx`. Rejects with a typed error for bad
+   * input (nothing counted). `options.wait: { maxMs }` waits up to `maxMs` for capacity
+   * (as `run`; `options.signal` stops the wait) before answering a refusal.
+   */
+  acquire(ctx: Ctx, request: GuardRequest, options?: GuardAcquireOptions): Promise<GuardDecision>
   /** Acquire, `fn`, settle with what `fn` returned (or cancel when it threw). Refused: rejects with `ERR_TOLLGATE_LIMITED`. */
   run<T>(ctx: Ctx, request: GuardRequest, fn: (call: { key: QuotaKey | null; signal?: AbortSignal; attempt: number; requestOptions: RetryRequestOptions }) => Promise<T>, options?: GuardRunOptions): Promise<T>
   /** What every applicable limit has left for `ctx` (as `decision.remaining`); counts nothing. */
   peek(ctx: Ctx): Promise<{ remaining: Record<string, number> } & Answered>
+  /**
+   * The provider said the routed key `key` (its id, or a decision's `key`) is exhausted until
+   * `untilMs` (epoch ms): paused in the routing Quota for `ctx`'s routing scope
+   * (`quota.pause`), so no process sharing the store routes to it before then. Resolves false
+   * without routing. The SDK wrappers call it on a 429 or a remaining of 0.
+   */
+  pause(ctx: Ctx, key: string | { id: string }, untilMs: number): Promise<boolean>
+  /**
+   * Clears `ctx`'s usage on every limit that applies to it (each limit's meter for its
+   * `scope(ctx)`: counts, window and holds), in the store — for every process sharing it. A
+   * decision made before and ended after changes nothing.
+   */
+  reset(ctx: Ctx): Promise<void>
   /** `decision.settle(usageOrResponse)`; a decision from another guard is `ERR_TOLLGATE_INVALID_ARG`. */
   settle(decision: GuardDecision, usageOrResponse: TokensUsed): Promise<void>
   /** `decision.cancel()`. */

@@ -154,7 +154,7 @@ function packKeys(keyOrKeys, buffer) {
   return [keys, names, nums]
 }
 
-const REASONS = [undefined, 'rpm', 'tpm', 'rpd', 'tpd', 'off', 'no_key']
+const REASONS = [undefined, 'rpm', 'tpm', 'rpd', 'tpd', 'off', 'no_key', 'paused']
 const nullIfNaN = (x) => (Number.isNaN(x) ? null : x)
 
 /** A packed decision (binding/quota.rs `quota_decide`) in rate-budget's shapes. */
@@ -374,6 +374,40 @@ class Quota {
       const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
       return this.#run(hold.scope, request)
+    })
+  }
+
+  /**
+   * Marks `key` (a key object or its id) of `scope` exhausted until `untilMs` (epoch ms, the
+   * quota's clock): the provider said so, through a 429 or a remaining of 0 with its reset.
+   * Until then every `check` / `reserve` on the store — in any process sharing it — refuses
+   * the key with reason `'paused'` and the wait until then, and routes to the scope's other
+   * keys. A later pause never shortens an earlier one. One write: in the scope's state (on
+   * Redis, in the quota's keys under the scope's hash tag). Resolves true when recorded.
+   */
+  pause(scope, key, untilMs) {
+    return settle(() => {
+      v.string(scope, 'scope')
+      v.wellFormed(scope, 'scope')
+      const id = key !== null && typeof key === 'object' ? key.id : key
+      if (typeof id !== 'string' || id.length === 0) throw invalidArg(`key must be a key object { id } or its id (a non-empty string), got ${v.describe(key)}`)
+      v.wellFormed(id, 'key')
+      if (typeof untilMs !== 'number' || !Number.isFinite(untilMs) || Math.abs(untilMs) > 8.64e15) {
+        throw outOfRange(`untilMs must be a time in milliseconds that a Date can hold, got ${v.describe(untilMs)}`)
+      }
+      const now = this.#clock()
+      const day = String(this.#dayKey(now))
+      const resetAt = this.#resetAt(now)
+      if (this.#kind === 'memory') {
+        const clock = this.#store[kClock]
+        try {
+          return native.quotaPause(this.#core, scope, id, untilMs, now, day, resetAt, clock ? clock() : -1)
+        } catch (e) {
+          throw fromNative(e)
+        }
+      }
+      const request = { op: 'pause', scope, holdKey: id, until: untilMs, now, day, resetAt }
+      return this.#kind === 'redis' ? this.#redis(scope, { ...request, options: this.#options }) : this.#run(scope, request, now)
     })
   }
 
