@@ -101,7 +101,7 @@ export declare function encodingForModel(model: string): string | null
 export declare function guardNew(store: NativeStore, prefix: string, holdMs: number): ExternalObject<'GuardCore'>
 
 /**
- * Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its
+ * Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made), 4 reset. Writes the reply into `out`, returns its
  * length.
  */
 export declare function guardRun(core: ExternalObject<'GuardCore'>, op: number, names: string, nums: Float64Array, now: number, out: Float64Array): number
@@ -167,6 +167,12 @@ export declare function jobsRedisNew(store: NativeStore, prefix: string, models:
  */
 export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
 
+/**
+ * Runs `store/redis/scripts/lease.lua` on the key of `id` under `prefix` with `args` (its
+ * ARGV); resolves to the script's reply as numbers.
+ */
+export declare function leaseRun(store: NativeStore, prefix: string, id: string, args: string[]): Promise<Array<number>>
+
 /** Spend under one name (a model, or a tag `key=value`). */
 export interface NamedSpend {
   name: string
@@ -212,6 +218,9 @@ export declare function quotaDailyCap(rpd: number, thresholdPct: number): number
  */
 export declare function quotaDecide(core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number, storeNow: number, out: Float64Array): number
 
+/** The engine's defaults, `[windowMs, bufferMs, thresholdPct]`: lib/ takes them from here. */
+export declare function quotaDefaults(): Array<number>
+
 /** The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null. */
 export declare function quotaGet(core: ExternalObject<'QuotaCore'>, scope: string, now: number): string | null
 
@@ -223,6 +232,12 @@ export declare function quotaLastPrevId(core: ExternalObject<'QuotaCore'>): stri
  * monotonic (0|1), holdTtlMs (NaN for none), rpmWindow (0|1).
  */
 export declare function quotaNew(store: NativeStore, prefix: string, options: Array<number>): ExternalObject<'QuotaCore'>
+
+/**
+ * The memory store's `pause`: `key` of `scope` refused (`paused`) until `until`; the scope is
+ * kept at least until then.
+ */
+export declare function quotaPause(core: ExternalObject<'QuotaCore'>, scope: string, key: string, until: number, now: number, day: string, resetAt: number, storeNow: number): boolean
 
 /** Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`). */
 export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null): number

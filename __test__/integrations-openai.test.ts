@@ -244,15 +244,16 @@ describe('guardOpenAI: keys and provider feedback', () => {
     }
     expect(fake.received.at(-1)!.headers.authorization).toBe('Bearer sk-a')
     const before = fake.requests.length
+    // The key is paused in the Quota: the guard's routing refuses it until the reset.
     const err: any = await ai.chat.completions.create({ model: MODEL, messages }).catch((e) => e)
-    expect(err).toMatchObject({ code: codes.LIMITED, limit: 'provider', retryAfterMs: 1_500 })
+    expect(err).toMatchObject({ code: codes.LIMITED, limit: 'keys', retryAfterMs: 1_500, decision: { reason: 'paused' } })
     expect(fake.requests.length).toBe(before)
     // the refused call gave back what the guard took
     expect((await guard.peek({})).remaining.rpm).toBe(99)
     clock.advance(1_500)
     await ai.chat.completions.create({ model: MODEL, messages })
     expect(fake.requests.length).toBe(before + 1)
-    expect(ai.tollgate.stats()).toMatchObject({ providerExhausted: 1, providerRefused: 1 })
+    expect(ai.tollgate.stats()).toMatchObject({ providerExhausted: 1, keysPaused: 1, pauseErrors: 0 })
   })
 
   it('routes around an exhausted key when the routing keys pass through tollgate.available', async () => {

@@ -1,4 +1,4 @@
-// One truth for Quota: the same random sequences of check / reserve / commit / rollback and
+// One truth for Quota: the same random sequences of check / reserve / commit / rollback / pause and
 // clock jumps (forwards, and backwards where the options allow) run on a MemoryStore (the Rust
 // engine) and on a real Redis and a 3-master Cluster (quota.lua), and every answer must be the
 // same. A failing sequence prints its seed; `QUOTA_SEED=<seed>` replays just that one.
@@ -58,7 +58,7 @@ async function runSequence(seed: number, target: Target, steps: number): Promise
   const tokens = () => r.pick([0, 1, 7, 25, 39, 100, 300])
   const scope = r.pick(['s', 'tenant:{x}', '%7B'])
   for (let step = 0; step < steps; step++) {
-    const kind = r.pick(['check', 'check', 'reserve', 'reserve', 'reserve', 'reserve', 'commit', 'commit', 'rollback', 'jump', 'jump', 'jump'])
+    const kind = r.pick(['check', 'check', 'reserve', 'reserve', 'reserve', 'reserve', 'commit', 'commit', 'rollback', 'pause', 'jump', 'jump', 'jump'])
     const subset = Array.from({ length: r.int(4) }, () => keys[r.int(3)])
     let a: unknown
     let b: unknown
@@ -77,6 +77,12 @@ async function runSequence(seed: number, target: Target, steps: number): Promise
         a = await mem.rollback(ha)
         b = await red.rollback(hb)
       }
+    } else if (kind === 'pause') {
+      // The provider said a key is exhausted until then (a time already past changes nothing).
+      const key = keys[r.int(3)]
+      const until = clock.t + r.pick([-1_000, 0, 1, 500, 30_000, 90_000_000])
+      a = await mem.pause(scope, key, until)
+      b = await red.pause(scope, key.id, until)
     } else if (kind === 'jump') {
       const dt = r.pick([0, 1, 250, 1_000, 2_999, 59_999, 60_000, 60_001, 86_400_000, -3_000])
       if (dt >= 0 || !options.monotonic) clock.t += dt

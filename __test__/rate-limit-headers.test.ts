@@ -3,6 +3,7 @@
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codes, rateLimitsFrom } from '../lib/index.js'
+import { feedbackFrom } from '../lib/provider-headers.js'
 import { startFakeProvider, type FakeProvider } from './helpers/fake-provider.js'
 
 const NOW = Date.UTC(2026, 11, 4, 8, 0, 0)
@@ -135,5 +136,30 @@ describe('rateLimitsFrom on a real 429', () => {
     const err: any = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e) => e)
     expect(err.status).toBe(429)
     expect(rateLimitsFrom(err.headers, { now: NOW })).toEqual({ tokens: { limit: 1_000, remaining: 0, resetMs: 360_000, resetAt: NOW + 360_000 }, retryAfterMs: 7_000, ignored: [] })
+  })
+})
+
+describe('feedbackFrom: what the SDK wrappers read of each response', () => {
+  it('a success is read for its remaining-headers only: whole ones leave the rest unparsed', () => {
+    const h = new Headers({ 'x-ratelimit-remaining-requests': '9', 'x-ratelimit-remaining-tokens': '100', 'x-ratelimit-reset-tokens': 'soon' })
+    // The malformed reset is not even read while something remains.
+    expect(feedbackFrom(h, 200, NOW, 'openai')).toEqual({ until: 0, ignored: 0 })
+    expect(feedbackFrom(new Headers(), 200, NOW, 'openai')).toEqual({ until: 0, ignored: 0 })
+    expect(feedbackFrom(undefined, 200, NOW, 'openai')).toEqual({ until: 0, ignored: 0 })
+  })
+
+  it('a remaining of 0 with its reset: exhausted until then, the whole set read', () => {
+    const h = new Headers({ 'x-ratelimit-remaining-requests': '9', 'x-ratelimit-remaining-tokens': ' 0 ', 'x-ratelimit-reset-tokens': '6m0s', 'x-ratelimit-reset-requests': 'soon' })
+    expect(feedbackFrom(h, 200, NOW, 'openai')).toEqual({ until: NOW + 360_000, ignored: 1 })
+    const a = { 'anthropic-ratelimit-output-tokens-remaining': '0', 'anthropic-ratelimit-output-tokens-reset': new Date(NOW + 5_000).toISOString() }
+    expect(feedbackFrom(a, 200, NOW, 'anthropic')).toEqual({ until: NOW + 5_000, ignored: 0 })
+    // The other provider's names are not looked at on a success.
+    expect(feedbackFrom(a, 200, NOW, 'openai')).toEqual({ until: 0, ignored: 0 })
+  })
+
+  it('a malformed remaining is counted; a 429 is always read whole', () => {
+    expect(feedbackFrom({ 'x-ratelimit-remaining-tokens': 'lots' }, 200, NOW, 'openai')).toEqual({ until: 0, ignored: 1 })
+    expect(feedbackFrom({ 'retry-after': '3' }, 429, NOW, 'openai')).toEqual({ until: NOW + 3_000, ignored: 0 })
+    expect(feedbackFrom({}, 429, NOW, 'anthropic')).toEqual({ until: NOW + 1_000, ignored: 0 })
   })
 })

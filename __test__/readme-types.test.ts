@@ -91,6 +91,63 @@ const asRequires = (code: string) =>
     .replace(/^import (\w+) from '([^']+)'$/gm, "const $1 = require('$2')")
     .replace(/^import \{([^}]+)\} from '([^']+)'$/gm, (_, names: string, from: string) => `const {${names.replace(/(\w+)\s+as\s+(\w+)/g, '$1: $2')}} = require('${from}')`)
 
+/**
+ * Compiles `all` (the blocks of `source`) under strict TypeScript, each as an ES module and as
+ * CommonJS, in `sub` of the work folder: tsc's report ('' when every block compiles).
+ */
+async function compile(source: string, all: Array<{ line: number; code: string }>, sub: string): Promise<string> {
+  const at = path.join(dir, sub)
+  fs.mkdirSync(at, { recursive: true })
+  fs.writeFileSync(path.join(at, 'given.d.ts'), GIVEN_DTS)
+  const files = ['given.d.ts']
+  for (const [i, b] of all.entries()) {
+    const names = implicit(b.code)
+    const given = free(b.code)
+    const esm =
+      `// ${source} line ${b.line}\n${names.length ? `import { ${names.join(', ')} } from 'tollgate'\n` : ''}` +
+      given.map((n) => `declare const ${n}: import('./given.js').Given['${n}']\n`).join('') +
+      `${asImports(b.code)}\nexport {}\n`
+    const cjs =
+      `// @ts-check\n// ${source} line ${b.line}\n${names.length ? `const { ${names.join(', ')} } = require('tollgate')\n` : ''}` +
+      (given.length ? `const { ${given.join(', ')} } = /** @type {import('./given.js').Given} */ ({})\n` : '') +
+      `;(async () => {\n${asRequires(b.code)}\n})()\n`
+    fs.writeFileSync(path.join(at, `block-${i + 1}.mts`), esm)
+    fs.writeFileSync(path.join(at, `block-${i + 1}.cjs`), cjs)
+    files.push(`block-${i + 1}.mts`, `block-${i + 1}.cjs`)
+  }
+  const lib = (p: string) => [path.relative(at, path.join(root, 'lib', p))]
+  const tsconfig = {
+    compilerOptions: {
+      target: 'ES2022',
+      lib: ['ES2023', 'DOM'],
+      module: 'NodeNext',
+      moduleResolution: 'NodeNext',
+      strict: true,
+      noEmit: true,
+      skipLibCheck: false,
+      types: ['node'],
+      allowJs: true,
+      checkJs: true,
+      esModuleInterop: true,
+      paths: {
+        tollgate: lib('index.d.ts'),
+        'tollgate/openai': lib('integrations/openai.d.ts'),
+        'tollgate/anthropic': lib('integrations/anthropic.d.ts'),
+        'tollgate/ai-sdk': lib('integrations/ai-sdk.d.ts'),
+        'tollgate/http': lib('integrations/http.d.ts'),
+        'tollgate/dashboard': lib('dashboard.d.ts'),
+      },
+    },
+    files,
+  }
+  fs.writeFileSync(path.join(at, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2))
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+  return run(process.execPath, [tsc, '-p', at], { cwd: at, timeout: 120_000 }).then(
+    () => '',
+    (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}` || String(e),
+  )
+}
+
 describe('README.md: every js block compiles under strict TypeScript', () => {
   const all = blocks(fs.readFileSync(path.join(root, 'README.md'), 'utf8'))
 
@@ -103,55 +160,19 @@ describe('README.md: every js block compiles under strict TypeScript', () => {
 
   it(`compiles each of them (${all.length}) as ESM and as CommonJS`, async () => {
     expect(all.length).toBeGreaterThanOrEqual(18)
-    fs.mkdirSync(dir, { recursive: true })
-    fs.writeFileSync(path.join(dir, 'given.d.ts'), GIVEN_DTS)
-    const files = ['given.d.ts']
-    for (const [i, b] of all.entries()) {
-      const names = implicit(b.code)
-      const given = free(b.code)
-      const esm =
-        `// README.md line ${b.line}\n${names.length ? `import { ${names.join(', ')} } from 'tollgate'\n` : ''}` +
-        given.map((n) => `declare const ${n}: import('./given.js').Given['${n}']\n`).join('') +
-        `${asImports(b.code)}\nexport {}\n`
-      const cjs =
-        `// @ts-check\n// README.md line ${b.line}\n${names.length ? `const { ${names.join(', ')} } = require('tollgate')\n` : ''}` +
-        (given.length ? `const { ${given.join(', ')} } = /** @type {import('./given.js').Given} */ ({})\n` : '') +
-        `;(async () => {\n${asRequires(b.code)}\n})()\n`
-      fs.writeFileSync(path.join(dir, `block-${i + 1}.mts`), esm)
-      fs.writeFileSync(path.join(dir, `block-${i + 1}.cjs`), cjs)
-      files.push(`block-${i + 1}.mts`, `block-${i + 1}.cjs`)
-    }
-    const lib = (p: string) => [path.relative(dir, path.join(root, 'lib', p))]
-    const tsconfig = {
-      compilerOptions: {
-        target: 'ES2022',
-        lib: ['ES2023', 'DOM'],
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        strict: true,
-        noEmit: true,
-        skipLibCheck: false,
-        types: ['node'],
-        allowJs: true,
-        checkJs: true,
-        esModuleInterop: true,
-        paths: {
-          tollgate: lib('index.d.ts'),
-          'tollgate/openai': lib('integrations/openai.d.ts'),
-          'tollgate/anthropic': lib('integrations/anthropic.d.ts'),
-          'tollgate/ai-sdk': lib('integrations/ai-sdk.d.ts'),
-          'tollgate/http': lib('integrations/http.d.ts'),
-          'tollgate/dashboard': lib('dashboard.d.ts'),
-        },
-      },
-      files,
-    }
-    fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2))
-    const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
-    const out = await run(process.execPath, [tsc, '-p', dir], { cwd: dir, timeout: 60_000 }).then(
-      () => '',
-      (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}` || String(e),
-    )
-    expect(out).toBe('')
-  }, 90_000)
+    expect(await compile('README.md', all, 'readme')).toBe('')
+  }, 120_000)
+})
+
+describe('docs/*.md: every js block compiles under strict TypeScript', () => {
+  const docs = fs.readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).sort()
+  const all = docs.flatMap((f) => blocks(fs.readFileSync(path.join(root, 'docs', f), 'utf8')).map((b) => ({ ...b, doc: f })))
+
+  it(`compiles each of them (${all.length}) as ESM and as CommonJS`, async () => {
+    expect(all.length).toBeGreaterThanOrEqual(40)
+    const out = await compile('docs', all, 'docs')
+    // tsc names the block file; the report says which doc and line it came from.
+    const where = (i: number) => `docs/${all[i - 1].doc} line ${all[i - 1].line}`
+    expect(out.replace(/block-(\d+)\.(mts|cjs)/g, (_, i: string, ext: string) => `${where(Number(i))} (${ext === 'mts' ? 'ESM' : 'CJS'})`)).toBe('')
+  }, 120_000)
 })

@@ -98,12 +98,14 @@ function requireFor(name: string): unknown {
     }
   }
   if (name === 'ioredis') {
-    return class extends Redis {
+    // `require('ioredis')` is the class; its named export `Redis` is the same class.
+    class Closed extends Redis {
       constructor(...args: any[]) {
         super(...(args as [any]))
         cleanups.push(() => this.disconnect())
       }
     }
+    return Object.defineProperty(Closed, 'Redis', { value: Closed })
   }
   if (name === 'http') return { createServer: () => ({ listen: () => undefined }) }
   return nodeRequire(name)

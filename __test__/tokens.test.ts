@@ -162,6 +162,22 @@ describe('models and chat messages', () => {
     expect(countMessageTokens(messages as any, 'gpt-4o')).toBe(expected)
   })
 
+  it('plain prompts (role and string content only, the fast path) count as the oracle says, under both encodings', () => {
+    const next = random(7)
+    const words = ['hello', ' world', 'ümlaut', '😀', '\n', ' 1234', 'assistant', ' the', '日本語']
+    for (let k = 0; k < 50; k++) {
+      const messages = Array.from({ length: 1 + Math.floor(next() * 9) }, () => ({
+        role: ['system', 'user', 'assistant', 'tool', ''][Math.floor(next() * 5)],
+        content: Array.from({ length: Math.floor(next() * 12) }, () => words[Math.floor(next() * words.length)]).join(''),
+      }))
+      for (const [model, enc] of [['gpt-4o', 'o200k_base'], ['gpt-4', 'cl100k_base']] as const) {
+        const n = (s: string) => oracle[enc].encode(s).length
+        const expected = messages.reduce((t, m) => t + 3 + n(m.role) + n(m.content), 3)
+        expect(countMessageTokens(messages, model)).toBe(expected)
+      }
+    }
+  })
+
   it('rejects what is not text', () => {
     expect(() => countTokens(5 as any)).toThrow(expect.objectContaining({ name: 'TypeError', code: codes.INVALID_ARG }))
     expect(() => countTokensBatch(['a', 1] as any)).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))

@@ -24,9 +24,12 @@
 //     20 and 20,000 users and window entries (guard.js).
 // 12. tollgate/openai's overhead per call against a local fake server, in-process and Redis
 //     guard, beside the bare SDK call (integrations.js).
+// 13. Leased limits: decisions per second across 4 processes on one Redis limit, leased vs
+//     plain vs MemoryStore, round trips per 1,000 decisions, unused capacity and how fast an
+//     idle process gives its lease back (leased.js).
 //
 // `npm run bench -- tokens` runs one section (limiter = 1–3, tokens, outage, jobs, semantic,
-// quota, memory, guard, integrations).
+// quota, memory, guard, integrations, leased).
 
 const os = require('node:os')
 const path = require('node:path')
@@ -314,6 +317,7 @@ const SECTIONS = {
   memory: () => require('./memory.js').memoryBench(),
   guard: () => require('./guard.js').guardBench(),
   integrations: () => require('./integrations.js').integrationsBench(),
+  leased: () => require('./leased.js').leasedBench(),
 }
 const wanted = process.argv.slice(2)
 for (const name of wanted) {

@@ -1,8 +1,8 @@
 'use strict'
 // Integrations benchmark (`npm run bench -- integrations`): what tollgate/openai's guarded
 // client adds per chat.completions.create call, beside the bare `openai` SDK call, both against
-// a local node:http server speaking OpenAI's chat completions wire format (JSON and SSE with
-// the usage chunk), non-streaming and streaming; with an in-process guard (MemoryStore) and a
+// a local node:http server (in a child process, as a provider is) speaking OpenAI's chat
+// completions wire format (JSON and SSE with the usage chunk), non-streaming and streaming; with an in-process guard (MemoryStore) and a
 // Redis guard (its own redis-server on loopback, or REDIS_URL). Prints µs per call, the
 // overhead as % of the bare call (the target: < 5% with the in-process guard) and the Redis
 // round trips per guarded call: the script calls redis-server ran for them (INFO commandstats),
@@ -28,7 +28,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const USAGE = { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17, prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 } }
 
 /** OpenAI's chat completions on loopback: a JSON answer, or SSE chunks (+ usage chunk when asked) and [DONE]. */
-function fakeOpenAI() {
+function serveFakeOpenAI() {
   const server = http.createServer((req, res) => {
     const parts = []
     req.on('data', (c) => parts.push(c))
@@ -54,6 +54,25 @@ function fakeOpenAI() {
     })
   })
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)))
+}
+
+/**
+ * The fake provider in a process of its own, as a real provider is: its CPU does not share the
+ * caller's event loop, so what the bench measures is the caller's time alone. Resolves to
+ * `{ port, close }`.
+ */
+function fakeOpenAI() {
+  const { fork } = require('node:child_process')
+  const child = fork(__filename, ['--serve'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  return new Promise((resolve, reject) => {
+    child.once('error', reject)
+    child.once('message', (port) =>
+      resolve({
+        port,
+        close: () => new Promise((r) => (child.once('exit', r), child.kill())),
+      }),
+    )
+  })
 }
 
 // Limits far away (every call is admitted), one of each kind a chat app sets per user and org.
@@ -117,7 +136,7 @@ async function integrationsBench() {
   const redisStore = new RedisStore(redis.url)
   const admin = new Redis(redis.url)
   try {
-    const sdk = new OpenAI({ apiKey: 'local', baseURL: `http://127.0.0.1:${fake.address().port}/v1`, maxRetries: 0 })
+    const sdk = new OpenAI({ apiKey: 'local', baseURL: `http://127.0.0.1:${fake.port}/v1`, maxRetries: 0 })
     const prefix = `bench:integrations:${Date.now()}:`
     const memGuard = new Guard({ store: new MemoryStore(), limits: limits() })
     const redisGuard = new Guard({ store: redisStore, prefix, limits: limits() })
@@ -163,13 +182,15 @@ async function integrationsBench() {
     admin.disconnect()
     await redisStore.close()
     await redis.stop()
-    await new Promise((r) => fake.close(r))
+    await fake.close()
   }
 }
 
 module.exports = { integrationsBench }
 
-if (require.main === module) {
+if (require.main === module && process.argv[2] === '--serve') {
+  serveFakeOpenAI().then((server) => process.send(server.address().port))
+} else if (require.main === module) {
   integrationsBench().catch((e) => {
     console.error(e)
     process.exit(1)

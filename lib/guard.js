@@ -11,8 +11,9 @@
 
 const native = require('./native')
 const { fromNative, rethrow, invalidArg, outOfRange, withCode, codes } = require('./errors')
-const { storeAndOptions, MemoryStore, kNative, kClock, kPolicy } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storeAndOptions, MemoryStore, kNative, kClock } = require('./stores')
+const { kLocalTwin, newStats, bump, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storePolicy } = require('./setup')
 const v = require('./validate')
 const { requireUsage, MAX_TOKENS } = require('./usage')
 const { countMessageTokens } = require('./tokens')
@@ -40,6 +41,7 @@ const ACQUIRE = 0
 const END = 1
 const PEEK = 2
 const RECORD = 3
+const RESET = 4
 
 /** A decision's state. */
 const OPEN = 0
@@ -370,19 +372,13 @@ class Guard {
     const n = this.#limits.length
     for (let k = 0; k <= n; k++) this.#nums.push(new Float64Array(FIELDS * k))
     this.#out = new Float64Array(4 + 2 * n)
-    if (!this.#memory) {
-      const { policy, retryMs } = fallbackOptions(o, s[kPolicy])
-      const clock = s[kClock]
-      const twin = { limits: o.limits, holdTtlMs: this.#holdMs, defaultMaxTokens: this.#defaultMaxTokens, prefix: this.#prefix }
+    const same = { limits: o.limits, holdTtlMs: this.#holdMs, defaultMaxTokens: this.#defaultMaxTokens, prefix: this.#prefix }
+    this.#fallback = storePolicy('Guard', this.#prefix, { store: s, options: o, memory: this.#memory, clock: s[kClock], stats: this.#stats }, {
       // 'local' decides on a twin in this process; under 'fail-open' and 'local' what the calls
       // admitted meanwhile used is counted in Redis, at the time they were made, once it answers.
-      const local = () => new Guard({ store: new MemoryStore({ now: clock || undefined }), ...twin, [kLocalTwin]: true })
-      const replay = (op) => (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, retryMs)
-    } else if (o.onStoreError !== undefined || o.storeRetryMs !== undefined) {
-      fallbackOptions(o, s[kPolicy])
-    }
-    if (!o[kLocalTwin]) track('Guard', this.#prefix, this.#stats)
+      twin: (store, mark) => new Guard({ store, ...same, ...mark }),
+      replay: (op) => (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow),
+    }).fallback
   }
 
   /** The limits' ids, in order. */
@@ -423,8 +419,21 @@ class Guard {
   /**
    * One decision over every limit that applies to `ctx`: admitted on all of them (the routed
    * key in `key`, or a cached response in `cached`) or refused by `limit`, with nothing charged.
+   * `options.wait: { maxMs }` waits up to `maxMs` for capacity instead of answering a refusal
+   * at once (as `run` does; `options.signal` stops the wait): the refusal comes back only when
+   * nothing fitted in time, or when the refusing limit can never fit.
    */
-  acquire(ctx, request) {
+  acquire(ctx, request, options) {
+    if (options !== undefined) {
+      try {
+        const o = v.options(options, 'options')
+        v.knownKeys(o, ['wait', 'signal'], 'options')
+        const maxMs = waitOf(o.wait)
+        if (maxMs > 0) return this.#acquireWaiting(ctx, request, maxMs, o.signal)
+      } catch (e) {
+        return Promise.reject(fromNative(e))
+      }
+    }
     const d = this.#acquire(ctx, request)
     return this.#observers.length === 0 ? d : d.then((x) => this.#observed(ctx, request, x))
   }
@@ -478,6 +487,44 @@ class Guard {
     }
   }
 
+  /**
+   * The provider said the routed key `key` (an id, or the decision's `key`) is exhausted until
+   * `untilMs`: it is paused in the routing Quota for `ctx`'s routing scope
+   * (`quota.pause`), so no process sharing the store routes to it before then. Resolves
+   * false without routing (nothing to pause).
+   */
+  pause(ctx, key, untilMs) {
+    try {
+      if (this.#routing === null) return Promise.resolve(false)
+      return this.#routing.quota.pause(this.#routing.scope(ctx), key, untilMs)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /**
+   * Clears `ctx`'s usage on every limit that applies to it (the meter of each limit's
+   * `scope(ctx)`): its counts, window and holds are gone from the store, for every process
+   * sharing it, and the next call starts afresh. A decision made before and ended after
+   * changes nothing. (express-rate-limit's `resetKey` through `rateLimitStore`.)
+   */
+  reset(ctx) {
+    try {
+      const m = this.#meters(ctx, null)
+      if (m.n === 0) return Promise.resolve()
+      if (this.#memory) {
+        native.guardRun(this.#core, RESET, m.names, m.nums, m.now, this.#out)
+        this.#freed()
+        return Promise.resolve()
+      }
+      return native.guardRunAsync(this.#core, RESET, m.names, m.nums.slice(), m.now).then(() => {
+        this.#freed()
+      }, rethrow)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
   /** Ends `decision` with the real usage (as `decision.settle`). */
   settle(decision, usageOrResponse) {
     return this._end(decision, usageOrResponse, false)
@@ -500,12 +547,7 @@ class Guard {
     v.fn(fn, 'fn')
     const o = v.options(options, 'options')
     v.knownKeys(o, ['wait', 'retry', 'signal'], 'options')
-    let maxMs = 0
-    if (o.wait !== undefined) {
-      const w = v.options(o.wait, 'options.wait')
-      v.knownKeys(w, ['maxMs'], 'options.wait')
-      maxMs = v.integer(w.maxMs, 'options.wait.maxMs', 0, MAX_HOLD_MS)
-    }
+    const maxMs = waitOf(o.wait)
     const d = maxMs > 0 ? await this.#acquireWaiting(ctx, request, maxMs, o.signal) : await this.acquire(ctx, request)
     if (!d.ok) throw limitedError(d)
     if (d.cached !== null) return d.cached
@@ -823,6 +865,14 @@ class Guard {
 /** Whether `x` is only a usage (not a response worth caching). */
 function isUsageOnly(x) {
   return typeof x.inputTokens === 'number' || typeof x.complete === 'boolean' || typeof x.prompt_tokens === 'number' || typeof x.input_tokens === 'number'
+}
+
+/** `options.wait` (`{ maxMs }`) of `run` and `acquire`: how long a refused call may wait, in ms (0: not at all). */
+function waitOf(wait) {
+  if (wait === undefined) return 0
+  const w = v.options(wait, 'options.wait')
+  v.knownKeys(w, ['maxMs'], 'options.wait')
+  return v.integer(w.maxMs, 'options.wait.maxMs', 0, MAX_HOLD_MS)
 }
 
 function routingOf(x) {

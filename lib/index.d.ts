@@ -265,6 +265,46 @@ export interface RateLimitOptions extends StoreFailureOptions {
    * is the same. `record` still goes to Redis. Default true.
    */
   blockedKeyCache?: boolean
+  /**
+   * Leased limits (Redis only; accepted and without effect on a MemoryStore): this process
+   * takes a share of the limit for a short time in one round trip and answers decisions from
+   * it in-process, giving back what it did not use. Still at most `maxRequests` in every
+   * window across all processes; every process on a prefix must use the same mode. `true` for
+   * the defaults, or {@link LeaseSettings}. See docs/leases.md. Default: no lease.
+   *
+   * @example
+   * const limiter = new RateLimiter(redis, { maxRequests: 600, windowSeconds: 60, lease: true })
+   */
+  lease?: boolean | LeaseSettings
+}
+
+/** Settings of a lease (`lease: { … }`); out of range is a RangeError `ERR_TOLLGATE_OUT_OF_RANGE`. */
+export interface LeaseSettings {
+  /** Lease time in seconds, above 0 and at most the window (period). Default: a tenth of the window, at most 1 (RateLimiter); 1 (TokenBudget). */
+  seconds?: number
+  /** Most requests (tokens) one lease holds: an integer from 1 to the limit. Default: the limit. */
+  share?: number
+  /** A lease unused this long (seconds, above 0, at most `seconds`) is given back early. Default: `seconds / 4`. */
+  idleSeconds?: number
+}
+
+/** The lease settings in force (`limiter.lease`). */
+export interface LeaseInForce {
+  seconds: number
+  share: number
+  idleSeconds: number
+}
+
+/** What a class holds under leases now (`stats().lease`, with `lease` on Redis). */
+export interface LeaseStats {
+  /** Ids (buckets) holding a live lease. */
+  ids: number
+  /** Units (requests, tokens) those leases hold. */
+  units: number
+  /** Units used under them so far. */
+  used: number
+  /** Ids whose rate this instance remembers (at most 10,000; the oldest idle ones go first). */
+  known: number
 }
 
 /** A rate-limit decision. */
@@ -295,6 +335,8 @@ export declare class RateLimiter {
   get maxRequests(): number
   get windowSeconds(): number
   get prefix(): string
+  /** The lease settings in force, or null without `lease` (also on a MemoryStore: validated, unused). */
+  get lease(): LeaseInForce | null
   /** Would one more request for `provider` fit? Counts nothing. */
   check(provider: string): Promise<RateLimitResult>
   /**
@@ -305,10 +347,16 @@ export declare class RateLimiter {
   record(provider: string): Promise<RateLimitResult>
   /** Admits and counts one request if it fits, in one atomic step; counts nothing when refused. */
   consume(id: string): Promise<RateLimitResult>
-  /** This instance's counters. */
-  stats(): ClassStats
+  /** This instance's counters (`lease`: what it holds under leases, with `lease` on Redis). */
+  stats(): ClassStats & { lease?: LeaseStats }
   /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
   flush(): Promise<boolean>
+  /**
+   * Gives back what is leased (unused requests are free for other processes at once); a later
+   * call takes a new lease. Call it before closing the store (leases are also given back on
+   * 'beforeExit'; a lease never given back expires on its own). Resolves at once without `lease`.
+   */
+  close(): Promise<void>
 }
 
 // ---- TokenBudget -----------------------------------------------------------------------------
@@ -323,6 +371,14 @@ export interface TokenBudgetOptions extends StoreFailureOptions {
   holdTtlSeconds?: number
   /** Key prefix. Default `'tollgate:budget:'`. */
   prefix?: string
+  /**
+   * Leased budget (Redis only; accepted and without effect on a MemoryStore): this process
+   * takes a share of the period's tokens for a short time and reserves, records and settles
+   * against it in-process. Reservations made under a lease (ids `lease:…`) are settled or
+   * released in the process that made them. Plain and leased processes share a bucket. See
+   * docs/leases.md. Default: no lease.
+   */
+  lease?: boolean | LeaseSettings
 }
 
 /** A reservation made by {@link TokenBudget.reserve}; pass it to `settle` or `release`. Plain data: it can cross processes. */
@@ -382,6 +438,8 @@ export declare class TokenBudget {
   get periodSeconds(): number
   get holdTtlSeconds(): number
   get prefix(): string
+  /** The lease settings in force, or null without `lease`. */
+  get lease(): LeaseInForce | null
   /** Is there budget left for `bucket`? Counts nothing. */
   check(bucket: string): Promise<TokenBudgetResult>
   /** Adds `tokensUsed` to `bucket` (an integer ≥ 0, or a usage: see {@link TokensUsed}); always counts. */
@@ -403,10 +461,16 @@ export declare class TokenBudget {
   settle(hold: BudgetHold, actualTokens: TokensUsed): Promise<TokenBudgetResult>
   /** Drops a hold without counting anything. */
   release(hold: BudgetHold): Promise<TokenBudgetResult>
-  /** This instance's counters. */
-  stats(): ClassStats
+  /** This instance's counters (`lease`: what it holds under leases, with `lease` on Redis). */
+  stats(): ClassStats & { lease?: LeaseStats }
   /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */
   flush(): Promise<boolean>
+  /**
+   * Gives back what is leased (unused tokens free at once; open reservations become holds in
+   * Redis); a later call takes a new lease. Call it before closing the store. Resolves at once
+   * without `lease`.
+   */
+  close(): Promise<void>
 }
 
 // ---- SessionStore ----------------------------------------------------------------------------
@@ -568,7 +632,7 @@ export interface QuotaKeyCheck {
   key: string
   ok: boolean
   /** Why the key is blocked; present with value `undefined` when `ok`. */
-  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | undefined
+  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'paused' | undefined
   /** 0 when ok; the longest of the key's waits when blocked; `null` for `off` and for a request over `tpm`. */
   waitMs: number | null
   priority: number
@@ -613,7 +677,7 @@ export interface QuotaReserved<K extends QuotaKey = QuotaKey> extends QuotaOk<K>
 }
 export interface QuotaBlocked extends Answered {
   ok: false
-  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'no_key'
+  reason: 'rpm' | 'tpm' | 'rpd' | 'tpd' | 'off' | 'paused' | 'no_key'
   tokens: number
   /** The shortest wait among blocked keys; `null` when no key can ever take the request. */
   waitMs: number | null
@@ -706,6 +770,17 @@ export declare class Quota<K extends QuotaKey = QuotaKey, Req = unknown> {
   commit(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>, usage?: { tokens?: number } | TokensUsed): Promise<boolean>
   /** Gives back the hold's tokens, request of the day and RPM spacing; false when there is no such hold. */
   rollback(hold: Pick<QuotaHold, 'id' | 'scope' | 'key'> & Partial<QuotaHold>): Promise<boolean>
+  /**
+   * Marks `key` of `scope` exhausted until `untilMs` (epoch ms on the quota's clock), as the
+   * provider said (a 429, or a remaining of 0 with its reset): every `check` / `reserve` on
+   * the store, in any process sharing it, refuses the key with reason `'paused'` (and the wait
+   * until then) and routes to the scope's other keys. A later pause never shortens an earlier
+   * one. One write into the scope's state (on Redis, under the scope's hash tag). The SDK
+   * wrappers call it for a routed key the provider reported exhausted.
+   * @example
+   * await quota.pause('org-1', 'key-a', Date.now() + 30_000)
+   */
+  pause(scope: string, key: string | { id: string }, untilMs: number): Promise<boolean>
   /** This instance's counters (refusals by reason: rpm, tpm, rpd, tpd, off, no_key). */
   stats(): ClassStats
   /** Pushes reservations, commits and rollbacks made during a Redis outage to Redis now. */
@@ -1166,6 +1241,14 @@ export interface GuardDecision extends Answered {
 }
 
 /** Options of {@link Guard.run}. */
+/** `guard.acquire`'s options. */
+export interface GuardAcquireOptions {
+  /** Wait up to `maxMs` for capacity instead of answering a refusal at once (FIFO within the process). */
+  wait?: { maxMs: number }
+  /** Stops the wait (the refusal is answered). */
+  signal?: AbortSignal
+}
+
 export interface GuardRunOptions {
   /** Wait up to `maxMs` for capacity instead of refusing (FIFO within the process). */
   wait?: { maxMs: number }
@@ -1207,12 +1290,29 @@ export declare class Guard<Ctx = any> {
   readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope'>>>
   /** The output estimate of a request without `maxTokens` (`options.defaultMaxTokens`). */
   readonly defaultMaxTokens: number
-  /** One decision over every limit that applies to `ctx`. Rejects with a typed error for bad input (nothing counted). */
-  acquire(ctx: Ctx, request: GuardRequest): Promise<GuardDecision>
+  /**
+   * One decision over every limit that applies to `ctx`. Rejects with a typed error for bad
+   * input (nothing counted). `options.wait: { maxMs }` waits up to `maxMs` for capacity
+   * (as `run`; `options.signal` stops the wait) before answering a refusal.
+   */
+  acquire(ctx: Ctx, request: GuardRequest, options?: GuardAcquireOptions): Promise<GuardDecision>
   /** Acquire, `fn`, settle with what `fn` returned (or cancel when it threw). Refused: rejects with `ERR_TOLLGATE_LIMITED`. */
   run<T>(ctx: Ctx, request: GuardRequest, fn: (call: { key: QuotaKey | null; signal?: AbortSignal; attempt: number; requestOptions: RetryRequestOptions }) => Promise<T>, options?: GuardRunOptions): Promise<T>
   /** What every applicable limit has left for `ctx` (as `decision.remaining`); counts nothing. */
   peek(ctx: Ctx): Promise<{ remaining: Record<string, number> } & Answered>
+  /**
+   * The provider said the routed key `key` (its id, or a decision's `key`) is exhausted until
+   * `untilMs` (epoch ms): paused in the routing Quota for `ctx`'s routing scope
+   * (`quota.pause`), so no process sharing the store routes to it before then. Resolves false
+   * without routing. The SDK wrappers call it on a 429 or a remaining of 0.
+   */
+  pause(ctx: Ctx, key: string | { id: string }, untilMs: number): Promise<boolean>
+  /**
+   * Clears `ctx`'s usage on every limit that applies to it (each limit's meter for its
+   * `scope(ctx)`: counts, window and holds), in the store — for every process sharing it. A
+   * decision made before and ended after changes nothing.
+   */
+  reset(ctx: Ctx): Promise<void>
   /** `decision.settle(usageOrResponse)`; a decision from another guard is `ERR_TOLLGATE_INVALID_ARG`. */
   settle(decision: GuardDecision, usageOrResponse: TokensUsed): Promise<void>
   /** `decision.cancel()`. */

@@ -147,4 +147,37 @@ function exhaustedUntil(limits, status, now) {
   return until > now ? until : 0
 }
 
-module.exports = { rateLimitsFrom, exhaustedUntil, durationMs }
+/** Per provider, the headers that say what is left (what a success is read for first). */
+const REMAINING = {
+  openai: ['x-ratelimit-remaining-requests', 'x-ratelimit-remaining-tokens'],
+  anthropic: ['anthropic-ratelimit-requests-remaining', 'anthropic-ratelimit-tokens-remaining', 'anthropic-ratelimit-input-tokens-remaining', 'anthropic-ratelimit-output-tokens-remaining'],
+}
+const NOTHING = Object.freeze({ until: 0, ignored: 0 })
+
+/**
+ * What the SDK wrappers read from each response: until when its headers say the key is
+ * exhausted (0: it is not), and how many headers were malformed. The whole set is parsed only
+ * after a 429, or when one of `provider`'s remaining-headers says 0 or cannot be read; any
+ * other answer costs one header lookup per remaining-header (a call's usual case).
+ */
+function feedbackFrom(headers, status, now, provider) {
+  if (headers === undefined || headers === null || typeof headers !== 'object') return NOTHING
+  if (status !== 429) {
+    const get = readerOf(headers)
+    let look = false
+    for (const name of REMAINING[provider]) {
+      const x = get(name)
+      if (x === undefined) continue
+      const t = x.trim()
+      if (!COUNT.test(t) || Number(t) === 0) {
+        look = true
+        break
+      }
+    }
+    if (!look) return NOTHING
+  }
+  const limits = rateLimitsFrom(headers, { now })
+  return { until: exhaustedUntil(limits, status, now), ignored: limits.ignored.length }
+}
+
+module.exports = { rateLimitsFrom, exhaustedUntil, feedbackFrom, durationMs }

@@ -7,14 +7,14 @@
 
 const native = require('./native')
 const { fromNative, invalidArg, outOfRange } = require('./errors')
-const { MemoryStore, RedisStore, kNative, kClock, kPolicy, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
-const { kLocalTwin, fallbackOptions, StoreFallback, newStats, bump, track, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { MemoryStore, RedisStore, kNative, kClock, resolveStore, isRedisClient, checkSlotPrefix } = require('./stores')
+const { newStats, bump, snapshot, flush, POLICY_OPTIONS } = require('./policy')
+const { storePolicy } = require('./setup')
 const v = require('./validate')
 const { totalTokens, StreamUsage } = require('./usage')
 
-const WINDOW_MS = 60_000
-const BUFFER_MS = 1_000
-const THRESHOLD_PCT = 100
+/** The engine's defaults (src/engine/quota), the one place they are set. */
+const [WINDOW_MS, BUFFER_MS, THRESHOLD_PCT] = native.quotaDefaults()
 const { QUOTA_PREFIX: DEFAULT_PREFIX } = require('./stores')
 const DEFAULT_HOLD_TTL_MS = 10 * 60_000
 /** Every option a Quota takes: a misspelt one is refused rather than left at its default. */
@@ -154,7 +154,7 @@ function packKeys(keyOrKeys, buffer) {
   return [keys, names, nums]
 }
 
-const REASONS = [undefined, 'rpm', 'tpm', 'rpd', 'tpd', 'off', 'no_key']
+const REASONS = [undefined, 'rpm', 'tpm', 'rpd', 'tpd', 'off', 'no_key', 'paused']
 const nullIfNaN = (x) => (Number.isNaN(x) ? null : x)
 
 /** A packed decision (binding/quota.rs `quota_decide`) in rate-budget's shapes. */
@@ -307,10 +307,10 @@ class Quota {
     this.#core = this.#kind === 'mutate' ? null : native.quotaNew(store[kNative], prefix, packed)
     // All keys of a scope share its hash tag; a prefix with an empty {} tag would spread them.
     if (this.#kind === 'redis') checkSlotPrefix(prefix, [':k', ':h', ':x'].map((k) => `${prefix}{qscope}${k}`), 'options.prefix')
-    const { policy, health } = fallbackOptions(o, this.#kind === 'redis' ? store[kPolicy] : undefined)
-    if (this.#kind === 'redis') {
+    const redis = this.#kind === 'redis'
+    const { fallback, policy } = storePolicy('Quota', prefix, { store: redis ? store : {}, options: o, memory: !redis, clock: null, stats: this.#stats }, {
       // The in-process twin: the same engine on a private in-memory scope map (a `mutate` store).
-      const local = () => {
+      twin: (_store, mark) => {
         const scopes = new Map()
         const mutate = (scope, fn) => {
           const state = scopes.get(scope) ?? this.#seedState(scope) ?? {}
@@ -318,15 +318,14 @@ class Quota {
           scopes.set(scope, state)
           return out
         }
-        return new Quota({ ...o, store: { mutate }, [kLocalTwin]: true })
-      }
+        return new Quota({ ...o, store: { mutate }, ...mark })
+      },
       // A reservation granted meanwhile is forced onto its key in Redis (never checked again, never
       // lost); commits and rollbacks of such holds follow it, in order.
-      const replay = (op) => this.#redis(op.scope, op.request)
-      this.#fallback = new StoreFallback(policy, local, replay, this.#stats, health)
-      if (policy === 'local') this.#seen = new Map()
-    }
-    if (!o[kLocalTwin]) track('Quota', prefix, this.#stats)
+      replay: (op) => this.#redis(op.scope, op.request),
+    })
+    this.#fallback = fallback
+    if (redis && policy === 'local') this.#seen = new Map()
   }
 
   /** Decisions made, refusals by reason, and what the store failure policy did. */
@@ -375,6 +374,40 @@ class Quota {
       const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
       return this.#run(hold.scope, request)
+    })
+  }
+
+  /**
+   * Marks `key` (a key object or its id) of `scope` exhausted until `untilMs` (epoch ms, the
+   * quota's clock): the provider said so, through a 429 or a remaining of 0 with its reset.
+   * Until then every `check` / `reserve` on the store — in any process sharing it — refuses
+   * the key with reason `'paused'` and the wait until then, and routes to the scope's other
+   * keys. A later pause never shortens an earlier one. One write: in the scope's state (on
+   * Redis, in the quota's keys under the scope's hash tag). Resolves true when recorded.
+   */
+  pause(scope, key, untilMs) {
+    return settle(() => {
+      v.string(scope, 'scope')
+      v.wellFormed(scope, 'scope')
+      const id = key !== null && typeof key === 'object' ? key.id : key
+      if (typeof id !== 'string' || id.length === 0) throw invalidArg(`key must be a key object { id } or its id (a non-empty string), got ${v.describe(key)}`)
+      v.wellFormed(id, 'key')
+      if (typeof untilMs !== 'number' || !Number.isFinite(untilMs) || Math.abs(untilMs) > 8.64e15) {
+        throw outOfRange(`untilMs must be a time in milliseconds that a Date can hold, got ${v.describe(untilMs)}`)
+      }
+      const now = this.#clock()
+      const day = String(this.#dayKey(now))
+      const resetAt = this.#resetAt(now)
+      if (this.#kind === 'memory') {
+        const clock = this.#store[kClock]
+        try {
+          return native.quotaPause(this.#core, scope, id, untilMs, now, day, resetAt, clock ? clock() : -1)
+        } catch (e) {
+          throw fromNative(e)
+        }
+      }
+      const request = { op: 'pause', scope, holdKey: id, until: untilMs, now, day, resetAt }
+      return this.#kind === 'redis' ? this.#redis(scope, { ...request, options: this.#options }) : this.#run(scope, request, now)
     })
   }
 

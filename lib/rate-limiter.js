@@ -7,6 +7,7 @@ const { fromNative } = require('./errors')
 const { bump, snapshot, flush } = require('./policy')
 const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
+const { Leases, leaseOptions, inForce } = require('./lease')
 
 const CHECK = 0
 const RECORD = 1
@@ -27,6 +28,10 @@ function unpack(p) {
 const MAX_BATCH = 256
 
 const MAX_REQUESTS = 10_000_000
+/** Most renewals one leased decision waits for (a burst on a cold id). */
+const RENEWALS = 16
+/** Default lease time (ms), at most a tenth of the window. */
+const LEASE_MS = 1000
 /** Most ids the blocked-key cache remembers (the oldest go first). */
 const MAX_BLOCKED = 10_000
 const MAX_WINDOW_SECONDS = 366 * 24 * 3600
@@ -46,32 +51,56 @@ class RateLimiter {
   /** id → what Redis last said of it: `[remaining, at]` (ms, this limiter's clock), for 'local'. */
   #seen = null
   #native
+  /** Leases on this limit's ids (docs/leases.md); null unless `lease` on a Redis store. */
+  #lease = null
+  #leaseSettings = null
 
   constructor(store, options) {
-    const c = setUp('RateLimiter', store, options, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache'])
+    const c = setUp('RateLimiter', store, options, ['maxRequests', 'windowSeconds', 'prefix', 'blockedKeyCache', 'lease'])
     const o = c.options
     this.#stats = c.stats
     this.#maxRequests = o.maxRequests === undefined ? 60 : v.integer(o.maxRequests, 'options.maxRequests', 1, MAX_REQUESTS)
     const windowMs = o.windowSeconds === undefined ? 60_000 : v.seconds(o.windowSeconds, 'options.windowSeconds', MAX_WINDOW_SECONDS)
     this.#windowSeconds = windowMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:ratelimit:' : v.string(o.prefix, 'options.prefix')
+    this.#leaseSettings = leaseOptions(o.lease, this.#maxRequests, windowMs, Math.min(LEASE_MS, Math.max(1, Math.round(windowMs / 10))))
     this.#native = c.native
     this.#memory = c.memory
     this.#clock = c.clock
     this.#core = native.rateLimiterNew(c.native, this.#prefix, this.#maxRequests, windowMs)
     const { fallback, policy } = storePolicy('RateLimiter', this.#prefix, c, {
       twin: (store, mark) => new RateLimiter(store, { maxRequests: this.#maxRequests, windowSeconds: this.#windowSeconds, prefix: this.#prefix, ...mark }),
-      // A request admitted while Redis was away is recorded there, at its time, once it is back.
-      replay: (op) => this.#enqueue(RECORD, op.id, op.now, true),
+      // A request admitted while Redis was away is recorded there, at its time, once it is back
+      // (leased: as a use, through the lease script).
+      replay: (op) => (this.#lease !== null ? this.#lease.replay(op.id, op.now) : this.#enqueue(RECORD, op.id, op.now, true)),
     })
     this.#fallback = fallback
-    if (!this.#memory && o.blockedKeyCache !== false) this.#blocked = new Map()
-    if (!this.#memory && policy === 'local') this.#seen = new Map()
+    if (!this.#memory && this.#leaseSettings !== null) {
+      this.#lease = new Leases(c.native, this.#prefix, 'w', this.#maxRequests, windowMs, this.#leaseSettings, this.#clock, this.#stats)
+    } else {
+      if (!this.#memory && o.blockedKeyCache !== false) this.#blocked = new Map()
+      if (!this.#memory && policy === 'local') this.#seen = new Map()
+    }
   }
 
   /** What this limiter answered, refused and fell back on (see `metrics()` for all classes). */
   stats() {
-    return snapshot(this.#stats, this.#fallback)
+    return snapshot(this.#stats, this.#fallback, this.#lease === null ? undefined : { lease: this.#lease.report() })
+  }
+
+  /** The lease settings in force (`seconds`, `share`, `idleSeconds`), or null without `lease`. */
+  get lease() {
+    return inForce(this.#leaseSettings)
+  }
+
+  /**
+   * Gives back what this limiter has leased (unused requests are free for other processes at
+   * once); a later call takes a new lease. Resolves when Redis has them; a lease that cannot be
+   * given back expires on its own. Call it before closing the store. Without `lease`, resolves
+   * at once.
+   */
+  close() {
+    return this.#lease === null ? Promise.resolve() : this.#lease.close()
   }
 
   /** Pushes counts made during a Redis outage (under 'fail-open' or 'local') to Redis now. */
@@ -112,6 +141,7 @@ class RateLimiter {
       v.id(id, name)
       const now = this.#clock ? this.#clock() : -1
       if (this.#memory) return Promise.resolve(this.#count(unpack(native.rateLimiterRun(this.#core, code, id, now))))
+      if (this.#lease !== null) return this.#leased(code, id, now)
       if (this.#blocked !== null && code !== RECORD) {
         const until = this.#blocked.get(id)
         // A closed store rejects, as every call on it does.
@@ -129,6 +159,59 @@ class RateLimiter {
       return this.#enqueue(code, id, now, false)
     } catch (e) {
       return Promise.reject(fromNative(e))
+    }
+  }
+
+  // Leased (docs/leases.md): answered from this process's lease on `id` while it has room;
+  // else one round trip gives the lease back and takes the next one.
+  #leased(code, id, now) {
+    const L = this.#lease
+    const s = L.state(id)
+    const t = now >= 0 ? now : Date.now()
+    if (s.pending === null) {
+      const room = L.room(s, t)
+      if (room > 0) {
+        if (code !== CHECK) L.use(s, 1, t)
+        return Promise.resolve(this.#count({ allowed: true, remaining: code === CHECK ? room : room - 1, resetInSeconds: Math.ceil((s.end - t) / 1000) }))
+      }
+      if (t < s.blocked && code !== RECORD) {
+        L.demand(s, 1) // asked for, not used: the next ask sizes by it
+        this.#stats.blockedLocally++
+        return Promise.resolve(this.#count({ allowed: false, remaining: 0, resetInSeconds: Math.ceil((s.blocked - t) / 1000) }))
+      }
+    }
+    return this.#renewed(code, id, now)
+  }
+
+  async #renewed(code, id, now) {
+    const outage = this.#fallback.skipping()
+    if (outage !== null) return this.#fallbackFor(outage, code, id, now, true)
+    const L = this.#lease
+    try {
+      let s = await L.renew(id, 1)
+      let t = L.now()
+      // What we waited for may have been another caller's renewal, used up meanwhile by the
+      // callers ahead, or a lease given back: ask again until the server refuses (each ask
+      // at least doubles a lease used up early, so a burst takes a few asks).
+      for (let i = 0; i < RENEWALS && L.room(s, t) <= 0 && t >= s.blocked; i++) {
+        s = await L.renew(id, 1)
+        t = L.now()
+      }
+      this.#fallback.ok()
+      const room = L.room(s, t)
+      if (room > 0) {
+        if (code !== CHECK) L.use(s, 1, t)
+        return this.#count({ allowed: true, remaining: code === CHECK ? room : room - 1, resetInSeconds: Math.ceil((s.end - t) / 1000) })
+      }
+      // A recorded request counts whether or not it fitted: sent at once, so others see it.
+      if (code === RECORD) {
+        this.#stats.redisCalls++
+        await L.replay(id, now >= 0 ? t : -1)
+      }
+      if (code !== RECORD) L.demand(s, 1)
+      return this.#count({ allowed: false, remaining: 0, resetInSeconds: Math.max(1, Math.ceil((s.blocked - t) / 1000)) })
+    } catch (e) {
+      return this.#fallbackFor(fromNative(e), code, id, now)
     }
   }
 

@@ -3,11 +3,12 @@
 // concurrent callers cannot overspend. The algorithm is engine/token_budget.rs.
 
 const native = require('./native')
-const { fromNative, rethrow, invalidArg } = require('./errors')
+const { fromNative, rethrow, invalidArg, outOfRange } = require('./errors')
 const { bump, snapshot, flush } = require('./policy')
 const { setUp, storePolicy } = require('./setup')
 const v = require('./validate')
 const { totalTokens } = require('./usage')
+const { Leases, leaseOptions, inForce } = require('./lease')
 
 const CHECK = 0
 const RECORD = 1
@@ -32,6 +33,15 @@ const MAX_TOKENS = Number.MAX_SAFE_INTEGER
 let openHolds = 0
 const MAX_PERIOD_SECONDS = 10 * 366 * 24 * 3600
 
+/** Most renewals one leased decision waits for (a burst on a cold bucket). */
+const RENEWALS = 16
+/** Default lease time (ms). */
+const LEASE_MS = 1000
+/** Holds made under leases, in all TokenBudgets of this process (their ids are unique). */
+let leaseHolds = 0
+/** Most reservations made under leases remembered for settle()/release() (the oldest go first). */
+const MAX_LEASE_HOLDS = 100_000
+
 /** Most buckets whose last Redis answer is kept for 'local' (the oldest go first). */
 const MAX_SEEN = 10_000
 
@@ -49,9 +59,14 @@ class TokenBudget {
   #fallback = null
   /** bucket → what Redis last said of it: `[used, reserved, at, resetAt]` (ms), for 'local'. */
   #seen = null
+  /** Leases on this budget's buckets (docs/leases.md); null unless `lease` on a Redis store. */
+  #lease = null
+  #leaseSettings = null
+  /** Reservations made under a lease: hold id → `{bucket, n, tokens, expiresAt, redisId}`. */
+  #leaseHolds = null
 
   constructor(store, options) {
-    const c = setUp('TokenBudget', store, options, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix'])
+    const c = setUp('TokenBudget', store, options, ['maxTokens', 'periodSeconds', 'holdTtlSeconds', 'prefix', 'lease'])
     const o = c.options
     this.#stats = c.stats
     if (o.maxTokens === undefined) throw invalidArg('options.maxTokens is required')
@@ -61,6 +76,10 @@ class TokenBudget {
     this.#periodSeconds = periodMs / 1000
     this.#holdTtlSeconds = holdMs / 1000
     this.#prefix = o.prefix === undefined ? 'tollgate:budget:' : v.string(o.prefix, 'options.prefix')
+    if (o.lease !== undefined && o.lease !== false && this.#maxTokens === 0) {
+      throw outOfRange('options.lease needs options.maxTokens of at least 1 (there is nothing to lease)')
+    }
+    this.#leaseSettings = leaseOptions(o.lease, this.#maxTokens, periodMs, LEASE_MS)
     this.#memory = c.memory
     this.#clock = c.clock
     this.#core = native.tokenBudgetNew(c.native, this.#prefix, this.#maxTokens, periodMs, holdMs)
@@ -78,11 +97,29 @@ class TokenBudget {
     })
     this.#fallback = fallback
     if (!this.#memory && policy === 'local') this.#seen = new Map()
+    if (!this.#memory && this.#leaseSettings !== null) {
+      this.#lease = new Leases(c.native, this.#prefix, 'b', this.#maxTokens, periodMs, this.#leaseSettings, this.#clock, this.#stats)
+      this.#leaseHolds = new Map()
+    }
   }
 
   /** What this budget answered, refused and fell back on. */
   stats() {
-    return snapshot(this.#stats, this.#fallback)
+    return snapshot(this.#stats, this.#fallback, this.#lease === null ? undefined : { lease: this.#lease.report() })
+  }
+
+  /** The lease settings in force (`seconds`, `share`, `idleSeconds`), or null without `lease`. */
+  get lease() {
+    return inForce(this.#leaseSettings)
+  }
+
+  /**
+   * Gives back what this budget has leased (unused tokens are free for other processes at once;
+   * reservations still outstanding become holds in Redis); a later call takes a new lease. Call
+   * it before closing the store. Without `lease`, resolves at once.
+   */
+  close() {
+    return this.#lease === null ? Promise.resolve() : this.#lease.close()
   }
 
   /** Pushes what was counted during a Redis outage (under 'fail-open' or 'local') to Redis now. */
@@ -151,6 +188,16 @@ class TokenBudget {
         native.tokenBudgetRun(this.#core, code, bucket, tokens, holdId, now, this.#out)
         return Promise.resolve(this.#count(decision(this.#out, bucket, tokens, code)))
       }
+      if (this.#lease !== null) return this.#leased(code, bucket, tokens, holdId, now)
+      return this.#remote(code, bucket, tokens, holdId, now)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
+  /** One decision on Redis, under the failure policy. */
+  #remote(code, bucket, tokens, holdId, now) {
+    try {
       return this.#fallback.run(
         () => native.tokenBudgetRunAsync(this.#core, code, bucket, tokens, holdId, now).then((d) => (this.#saw(bucket, d, now), this.#count(decision(d, bucket, tokens, code))), rethrow),
         () => this.#count(this.#open(code, bucket, tokens, now)),
@@ -160,6 +207,126 @@ class TokenBudget {
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
+  }
+
+  // Leased (docs/leases.md): answered from this process's lease on `bucket` while it has room;
+  // else one round trip gives the lease back and takes the next one. Reservations made under a
+  // lease carry a 'lease:' id and are settled or released here, in-process.
+  #leased(code, bucket, tokens, holdId, now) {
+    if (code === SETTLE || code === RELEASE) {
+      if (!holdId.startsWith('lease:') || !this.#leaseHolds.has(holdId)) return this.#remote(code, bucket, tokens, holdId, now)
+      return this.#leasedEnd(code, bucket, tokens, holdId, now)
+    }
+    const L = this.#lease
+    const s = L.state(bucket)
+    const t = now >= 0 ? now : Date.now()
+    const need = code === RECORD ? tokens : Math.max(1, tokens)
+    if (s.pending === null) {
+      if (L.room(s, t) >= need && s.n > 0) return Promise.resolve(this.#count(this.#local(code, bucket, tokens, s, t)))
+      if (t < s.blocked && code !== RECORD) {
+        L.demand(s, need) // asked for, not used: the next ask sizes by it
+        this.#stats.blockedLocally++
+        return Promise.resolve(this.#count(this.#refused(code, s, t)))
+      }
+    }
+    return this.#renewed(code, bucket, tokens, now, need)
+  }
+
+  async #renewed(code, bucket, tokens, now, need) {
+    const L = this.#lease
+    const open = () => this.#count(this.#open(code, bucket, tokens, now))
+    const viaLocal = (l) => this.#viaLocal(l, code, bucket, tokens, '')
+    const count = code === RECORD ? { code, bucket, tokens, holdId: '', now } : null
+    const outage = this.#fallback.skipping()
+    if (outage !== null) return this.#fallback.handle(outage, open, viaLocal, count, true)
+    try {
+      let s = await L.renew(bucket, need, need)
+      let t = L.now()
+      // As RateLimiter: ask again while callers ahead used up what came, until refused.
+      for (let i = 0; i < RENEWALS && L.room(s, t) < need && t >= s.blocked; i++) {
+        s = await L.renew(bucket, need, need)
+        t = L.now()
+      }
+      this.#fallback.ok()
+      if (s.n > 0 && L.room(s, t) >= need) return this.#count(this.#local(code, bucket, tokens, s, t))
+      // Recorded tokens count whether or not they fit: sent at once, as a plain record.
+      if (code === RECORD) return this.#remote(code, bucket, tokens, '', now)
+      L.demand(s, need)
+      return this.#count(this.#refused(code, s, t))
+    } catch (e) {
+      return this.#fallback.handle(fromNative(e), open, viaLocal, count)
+    }
+  }
+
+  async #leasedEnd(code, bucket, tokens, holdId, now) {
+    const L = this.#lease
+    const s = L.state(bucket)
+    // A renewal under way may be turning this reservation into a hold in Redis.
+    if (s.pending !== null) await s.pending.catch(() => {})
+    const rec = this.#leaseHolds.get(holdId)
+    if (rec === undefined) return this.#remote(code, bucket, tokens, holdId, now)
+    this.#leaseHolds.delete(holdId)
+    const t = L.now()
+    if (rec.redisId !== null || s.n !== rec.n || !s.holds.has(holdId)) {
+      // Given back with its lease: a hold of its own in Redis now (or none, when it had
+      // expired or its period ended: then settle() counts the tokens, as for any unknown hold).
+      return this.#remote(code, bucket, tokens, rec.redisId || holdId, now)
+    }
+    s.holds.delete(holdId)
+    s.held -= rec.tokens
+    if (code === SETTLE) {
+      L.use(s, tokens, t)
+      // More than the lease had: Redis must know now, so the lease goes back with its use.
+      if (s.used + s.held > s.units) {
+        const r = this.#local(CHECK, bucket, 0, s, t)
+        r.allowed = false
+        await L.renew(bucket, 0).catch(() => {})
+        return this.#count(r)
+      }
+    }
+    const r = this.#local(CHECK, bucket, 0, s, t)
+    if (code === RELEASE) r.allowed = L.room(s, t) > 0
+    return this.#count(r)
+  }
+
+  /** A decision answered from the lease of `s` (room checked by the caller). */
+  #local(code, bucket, tokens, s, t) {
+    const L = this.#lease
+    const srv = s.server
+    if (code === RECORD) L.use(s, tokens, t)
+    let hold
+    if (code === RESERVE) {
+      s.asked += tokens
+      const id = `lease:${process.pid}.${++leaseHolds}`
+      const rec = { bucket, n: s.n, tokens, expiresAt: t + this.#holdTtlSeconds * 1000, redisId: null }
+      s.held += tokens
+      s.holds.set(id, rec)
+      if (this.#leaseHolds.size >= MAX_LEASE_HOLDS) this.#leaseHolds.delete(this.#leaseHolds.keys().next().value)
+      this.#leaseHolds.set(id, rec)
+      hold = { bucket, id, tokens, expiresAt: rec.expiresAt }
+    }
+    const r = {
+      allowed: true,
+      used: (srv === null ? 0 : srv[7]) + s.used,
+      remaining: Math.max(0, L.room(s, t)),
+      resetInSeconds: Math.max(1, Math.ceil((s.periodEnd - t) / 1000)),
+      reserved: srv === null ? 0 : srv[8],
+    }
+    if (code === RESERVE) r.hold = hold
+    return r
+  }
+
+  #refused(code, s, t) {
+    const srv = s.server
+    const r = {
+      allowed: false,
+      used: srv === null ? 0 : srv[7],
+      remaining: srv === null ? 0 : srv[5],
+      resetInSeconds: srv === null || s.periodEnd <= t ? this.#periodSeconds : Math.max(1, Math.ceil((s.periodEnd - t) / 1000)),
+      reserved: srv === null ? 0 : srv[8],
+    }
+    if (code === RESERVE) r.hold = null
+    return r
   }
 
   // 'local' starts from what this process last saw: the twin is given, for a bucket Redis last

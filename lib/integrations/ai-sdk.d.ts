@@ -19,6 +19,12 @@ export interface GuardMiddlewareOptions<Ctx = any> {
   context?: (call: { params: AiSdkCallOptions; model: AiSdkModel }) => Ctx
   /** The model id the guard estimates and prices (a `usd` limit needs a known one). Default: the wrapped model's `modelId`. */
   model?: string | ((model: AiSdkModel) => string)
+  /**
+   * Up to this many ms, a call the guard refuses waits for capacity (`guard.acquire`'s
+   * `wait`; the call's `abortSignal` stops it) instead of throwing `ERR_TOLLGATE_LIMITED` at
+   * once. Default 0.
+   */
+  waitMs?: number
 }
 
 /** What a middleware did (since it was made). */

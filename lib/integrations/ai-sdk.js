@@ -11,6 +11,7 @@ const { invalidArg } = require('../errors')
 const { limitedError: limited } = require('../guard')
 const { countMessageTokens, countTokens } = require('../tokens')
 const v = require('../validate')
+const { watchStream } = require('./watch')
 
 /** The providerOptions namespace the per-call context is read from (and stripped before the call). */
 const NAMESPACE = 'tollgate'
@@ -132,8 +133,9 @@ function guardMiddleware(guard, options) {
   // A Guard, by its methods (a second copy of tollgate in node_modules makes Guards of another class).
   if (guard === null || typeof guard !== 'object' || typeof guard.acquire !== 'function') throw invalidArg(`guardMiddleware(guard): expected a Guard, got ${v.describe(guard)}`)
   const o = v.options(options, 'options')
-  v.knownKeys(o, ['context', 'model'], 'options')
+  v.knownKeys(o, ['context', 'model', 'waitMs'], 'options')
   const context = o.context === undefined ? null : v.fn(o.context, 'options.context')
+  const waitMs = o.waitMs === undefined ? 0 : v.integer(o.waitMs, 'options.waitMs', 0, 600_000)
   let modelOf
   if (o.model === undefined) modelOf = (m) => m.modelId
   else if (typeof o.model === 'string') {
@@ -165,16 +167,18 @@ function guardMiddleware(guard, options) {
       request.messages = prompt
       request.params = keyParams
     }
-    return { ctx, request, input, modelId }
+    // Waiting (options.waitMs), the call's abortSignal stops the wait.
+    const wait = waitMs === 0 ? undefined : { wait: { maxMs: waitMs }, signal: params.abortSignal }
+    return { ctx, request, input, modelId, wait }
   }
 
   const acquire = async (call) => {
     stats.calls++
-    let d = await guard.acquire(call.ctx, call.request)
+    let d = await guard.acquire(call.ctx, call.request, call.wait)
     if (d.ok && d.cached !== null && !isEntry(d.cached)) {
       // Something else was cached under this key: decide again, without the cache.
       const { messages: _, params: __, ...request } = call.request
-      d = await guard.acquire(call.ctx, request)
+      d = await guard.acquire(call.ctx, request, call.wait)
     }
     if (!d.ok) {
       stats.refused++
@@ -310,37 +314,8 @@ function replay(e) {
  * stream ends (`finished`: a finish part came), errors or is cancelled by the reader.
  */
 function watched(stream, end) {
-  const reader = stream.getReader()
   const seen = new Seen()
-  let ended = false
-  const once = (finished) => {
-    if (ended) return Promise.resolve()
-    ended = true
-    return end(seen, finished)
-  }
-  return new ReadableStream({
-    async pull(controller) {
-      let next
-      try {
-        next = await reader.read()
-      } catch (e) {
-        await once(false)
-        controller.error(e)
-        return
-      }
-      if (next.done) {
-        await once(seen.finished)
-        controller.close()
-        return
-      }
-      seen.add(next.value)
-      controller.enqueue(next.value)
-    },
-    async cancel(reason) {
-      await once(false)
-      await reader.cancel(reason)
-    },
-  })
+  return watchStream(stream, (reason) => end(seen, reason === 'done' && seen.finished), (part) => seen.add(part))
 }
 
 /** What a stream delivered: its content (rebuilt from the deltas), usage and finish. */

@@ -26,6 +26,12 @@ export interface HttpGuardOptions<Req, Ctx = { key: string; req: Req }> {
   headers?: boolean
   /** The clock of the guard's store (dates a `'day'` limit's effective window). Default `Date.now`. */
   now?: () => number
+  /**
+   * Up to this many ms, a refused request waits for capacity (`guard.acquire`'s `wait`)
+   * instead of being answered 429 at once: a short burst is smoothed rather than refused.
+   * Default 0 (answer at once).
+   */
+  waitMs?: number
 }
 
 /** What a middleware did. */

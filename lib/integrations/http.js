@@ -15,6 +15,7 @@ const { Guard, periodOf } = require('../guard')
 const { MemoryStore, kClock } = require('../stores')
 const { invalidArg } = require('../errors')
 const v = require('../validate')
+const { watchStream } = require('./watch')
 
 /** The draft whose field syntax the headers follow. */
 const DRAFT = 'draft-ietf-httpapi-ratelimit-headers-11'
@@ -82,7 +83,7 @@ class HttpGuard {
   constructor(guard, options, name) {
     if (!isGuard(guard)) throw invalidArg(`${name}(guard, options): expected a Guard, got ${v.describe(guard)}`)
     const o = v.options(options, 'options')
-    v.knownKeys(o, ['key', 'limits', 'context', 'model', 'headers', 'now'], 'options')
+    v.knownKeys(o, ['key', 'limits', 'context', 'model', 'headers', 'now', 'waitMs'], 'options')
     this.guard = guard
     this.keyFn = v.fn(o.key, 'options.key')
     this.context = o.context === undefined ? (key, req) => ({ key, req }) : v.fn(o.context, 'options.context')
@@ -91,6 +92,8 @@ class HttpGuard {
     if (typeof this.headers !== 'boolean') throw invalidArg(`options.headers must be a boolean, got ${v.describe(this.headers)}`)
     this.described = this.headers ? describe(guard, o.limits) : new Map()
     this.now = o.now === undefined ? Date.now : v.fn(o.now, 'options.now')
+    // A request refused by a limit that frees within waitMs waits for it instead of a 429.
+    this.acquireOptions = o.waitMs === undefined || o.waitMs === 0 ? undefined : { wait: { maxMs: v.integer(o.waitMs, 'options.waitMs', 0, 600_000) } }
     this.stats = { requests: 0, refused: 0, settled: 0, settleErrors: 0 }
   }
 
@@ -105,7 +108,7 @@ class HttpGuard {
   /** The decision for this request and the headers to send with its response. */
   async decide(key, req) {
     this.stats.requests++
-    const d = await this.guard.acquire(this.context(key, req), { model: this.model, tokens: 0, maxTokens: 0 })
+    const d = await this.guard.acquire(this.context(key, req), { model: this.model, tokens: 0, maxTokens: 0 }, this.acquireOptions)
     const headers = rateLimitHeaders(this.described, d, this.now()) || {}
     if (d.ok) return { d, headers, refusal: null }
     this.stats.refused++
@@ -216,37 +219,10 @@ function honoGuard(guard, options) {
     for (const k of Object.keys(headers)) c.header(k, headers[k])
     if (node) return
     if (c.res.body === null) end()
-    else c.res = new Response(watchBody(c.res.body, end), c.res)
+    else c.res = new Response(watchStream(c.res.body, end), c.res)
   }
   middleware.stats = () => ({ ...h.stats })
   return middleware
-}
-
-/** A body that calls `end` once it has been read to its end, failed, or been cancelled. */
-function watchBody(body, end) {
-  const reader = body.getReader()
-  return new ReadableStream({
-    async pull(controller) {
-      let next
-      try {
-        next = await reader.read()
-      } catch (e) {
-        end()
-        controller.error(e)
-        return
-      }
-      if (next.done) {
-        end()
-        controller.close()
-      } else {
-        controller.enqueue(next.value)
-      }
-    },
-    cancel(reason) {
-      end()
-      return reader.cancel(reason)
-    },
-  })
 }
 
 // ---- express-rate-limit's Store ------------------------------------------------------------
@@ -370,13 +346,16 @@ class RateLimitStore {
     if (last !== undefined) await last.d.cancel()
   }
 
-  /** Gives back every request this process counted for `key` in the window. */
+  /**
+   * Clears `key`'s window in the store (`guard.reset`): every request counted for it, by any
+   * process sharing the store, is forgotten.
+   */
   async resetKey(key) {
-    this.#ready()
-    const list = this.#open.get(key) || []
+    const guard = this.#ready()
+    // This process's decisions of the old window hold nothing once it is cleared: dropped.
     this.#open.delete(key)
     this.#refused.delete(key)
-    await Promise.all(list.map((x) => x.d.cancel()))
+    await guard.reset({ key: v.id(key, 'key') })
   }
 
   /** `{ totalHits, resetTime }` of `key`, counting nothing. */

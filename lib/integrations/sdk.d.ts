@@ -15,11 +15,19 @@ export interface GuardClientOptions<Ctx = any> {
   tags?: (ctx: Ctx, body: any) => CostTags
   /**
    * Read the provider's rate-limit headers of every answer and 429, and refuse a call (limit
-   * `'provider'`) on a key the provider said is exhausted, until its reset. Default true.
+   * `'provider'`) on a key the provider said is exhausted, until its reset; a routed key is
+   * paused in the guard's Quota (`quota.pause`), so no process sharing its store routes to it
+   * before then. Default true.
    */
   feedback?: boolean
   /** Clock in ms (tests). Default `Date.now`. */
   now?: () => number
+  /**
+   * Up to this many ms, a call the guard refuses waits for capacity (`guard.acquire`'s
+   * `wait`; the request's own `signal` stops it) instead of rejecting with
+   * `ERR_TOLLGATE_LIMITED` at once. Default 0.
+   */
+  waitMs?: number
 }
 
 /** What a wrapper did (its own counters; the guard's are `guard.stats()`). */
@@ -46,6 +54,10 @@ export interface GuardedClientStats {
   providerRefused: number
   /** Times the provider's headers marked a key exhausted. */
   providerExhausted: number
+  /** Routed keys paused in the guard's Quota (`quota.pause`) after the provider said they are exhausted: no process sharing the store routes to them before their reset. */
+  keysPaused: number
+  /** Pauses the store could not record (the key still waits in this process). */
+  pauseErrors: number
   /** Malformed rate-limit headers ignored. */
   headersIgnored: number
   /** Key id (`''`: the client's own key) → epoch ms until the provider said it is exhausted. */

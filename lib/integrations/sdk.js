@@ -5,14 +5,14 @@
 // context, and the wrapper's counters. Each SDK file says only how its requests and events
 // look. No limit is implemented here: every decision is the guard's.
 
-const { invalidArg } = require('../errors')
+const { invalidArg, codes } = require('../errors')
 const v = require('../validate')
-const { usageFrom, streamUsage } = require('../usage')
+const { streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
-const { rateLimitsFrom, exhaustedUntil } = require('../provider-headers')
+const { feedbackFrom } = require('../provider-headers')
 const { limitedError: limited } = require('../guard')
 
-const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now']
+const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now', 'waitMs']
 const FALLBACK = { fallback: 'o200k_base' }
 
 /** The SDK's major version from a client (`OpenAI/JS 7.57.0`), or null. */
@@ -90,9 +90,13 @@ class Wrapper {
     if (o.feedback !== undefined && typeof o.feedback !== 'boolean') throw invalidArg(`options.feedback must be a boolean, got ${v.describe(o.feedback)}`)
     this.feedback = o.feedback !== false
     this.now = o.now === undefined ? Date.now : v.fn(o.now, 'options.now')
+    /** Up to how long a refused call waits for capacity (the guard's `wait`), ms; 0: not at all. */
+    this.waitMs = o.waitMs === undefined ? 0 : v.integer(o.waitMs, 'options.waitMs', 0, 600_000)
     /** Key id ('' for the client's own key) → until when the provider said it is exhausted. */
     this.exhausted = new Map()
-    this.counts = { calls: 0, refused: 0, cached: 0, settled: 0, cancelled: 0, streams: 0, aborted: 0, noUsage: 0, settleErrors: 0, providerRefused: 0, providerExhausted: 0, headersIgnored: 0 }
+    /** What `guarded.tollgate` shows, made once. */
+    this.shown = null
+    this.counts = { calls: 0, refused: 0, cached: 0, settled: 0, cancelled: 0, streams: 0, aborted: 0, noUsage: 0, settleErrors: 0, providerRefused: 0, providerExhausted: 0, keysPaused: 0, pauseErrors: 0, headersIgnored: 0 }
   }
 
   stats() {
@@ -113,22 +117,34 @@ class Wrapper {
     return { ok: false, limit: 'provider', retryAfterMs: left, remaining: {}, key: null, cached: null, providerKey: keyId }
   }
 
-  /** Reads the provider's rate-limit headers of a response or an error. */
-  note(headers, status, keyId) {
-    if (!this.feedback || headers === undefined || headers === null) return
+  /**
+   * Reads the provider's rate-limit headers of a response or an error. A key it says is
+   * exhausted waits here (this process) and, when the guard routed it, is paused in the
+   * guard's Quota until then (every process sharing its store): the promise of that write, or
+   * undefined.
+   */
+  note(headers, status, keyId, ctx) {
+    if (!this.feedback || headers === undefined || headers === null) return undefined
     const now = Math.floor(this.now())
-    let limits
+    let f
     try {
-      limits = rateLimitsFrom(headers, { now })
+      f = feedbackFrom(headers, status, now, this.sdk)
     } catch {
-      return
+      return undefined
     }
-    this.counts.headersIgnored += limits.ignored.length
-    const until = exhaustedUntil(limits, status, now)
-    if (until > 0) {
-      this.exhausted.set(keyId, Math.max(until, this.exhausted.get(keyId) || 0))
-      this.counts.providerExhausted++
-    }
+    this.counts.headersIgnored += f.ignored
+    if (f.until <= 0) return undefined
+    this.exhausted.set(keyId, Math.max(f.until, this.exhausted.get(keyId) || 0))
+    this.counts.providerExhausted++
+    if (keyId === '') return undefined
+    return this.guard.pause(ctx, keyId, f.until).then(
+      (recorded) => {
+        if (recorded) this.counts.keysPaused++
+      },
+      () => {
+        this.counts.pauseErrors++
+      },
+    )
   }
 
   /**
@@ -143,7 +159,7 @@ class Wrapper {
 
   /** What `guarded.tollgate` shows: the guard, the client underneath, the counters. */
   info(client) {
-    return { guard: this.guard, client, stats: () => this.stats(), available: (keys) => this.available(keys) }
+    return (this.shown ??= { guard: this.guard, client, stats: () => this.stats(), available: (keys) => this.available(keys) })
   }
 
   /**
@@ -182,7 +198,8 @@ class Wrapper {
       if (c.params !== undefined) request.params = c.params
     }
     if (this.tags !== null) request.tags = this.tags(c.ctx, c.body)
-    const d = await this.guard.acquire(c.ctx, request)
+    // Waiting, the call's own abort signal stops the wait.
+    const d = this.waitMs === 0 ? await this.guard.acquire(c.ctx, request) : await this.guard.acquire(c.ctx, request, { wait: { maxMs: this.waitMs }, signal: c.options && c.options.signal ? c.options.signal : undefined })
     if (!d.ok) {
       this.counts.refused++
       throw limited(d)
@@ -213,23 +230,27 @@ class Wrapper {
     try {
       full = await c.invoke(options).withResponse()
     } catch (e) {
-      this.note(e && e.headers, e && e.status, keyId)
+      const noted = this.note(e && e.headers, e && e.status, keyId, c.ctx)
+      if (noted !== undefined) await noted
       this.counts.cancelled++
       await d.cancel().catch(() => {})
       throw e
     }
-    this.note(full.response && full.response.headers, full.response && full.response.status, keyId)
+    const noted = this.note(full.response && full.response.headers, full.response && full.response.status, keyId, c.ctx)
+    if (noted !== undefined) await noted
     if (c.stream) {
       this.counts.streams++
       this.#track(full.data, d, c)
       return full
     }
-    if (usageFrom(full.data) === null) {
-      // No usage in the answer: the estimate stands.
+    try {
+      // The answer read once, by the settle.
+      await d.settle(full.data)
+    } catch (e) {
+      if (!e || e.code !== codes.NO_USAGE) throw e
+      // No usage in the answer (the decision is still open): the estimate stands.
       this.counts.noUsage++
       await d.settle({ inputTokens: c.tokens, outputTokens: this.#output(c) })
-    } else {
-      await d.settle(full.data)
     }
     this.counts.settled++
     return full

@@ -15,7 +15,8 @@
 const native = require('../native')
 const { invalidArg, outOfRange, fromNative } = require('../errors')
 const { RedisStore, resolveStore, isRedisClient, kNative, checkSlotPrefix } = require('../stores')
-const { StoreFallback, newStats, track, snapshot, flush } = require('../policy')
+const { StoreFallback, newStats, snapshot, flush } = require('../policy')
+const { storePolicy } = require('../setup')
 const v = require('../validate')
 const { Limits, reserveOn, NEVER } = require('./backend-local')
 
@@ -101,7 +102,7 @@ class RedisBackend {
     // granted meanwhile used is added to the global windows once Redis is back (a settle with
     // no estimate and no concurrency slot to give back): at least once, never lost.
     // The twin starts from the last global counts this process saw (see #seed).
-    const twin = () => this.#seed(new Limits(cfg.limits, cfg.sliding))
+    const twin = () => this.#seed(new Limits(cfg.limits, cfg.sliding)) // no store: the limits alone
     // Queued: 'usage' of a job granted meanwhile (no slot; counted once by its id), and
     // 'release' of a grant whose release failed or whose acquire got no reply ('cancel': the
     // acquire may still run). Redis settles a grant once and refuses a late acquire, so sending
@@ -110,8 +111,9 @@ class RedisBackend {
       op.kind === 'usage'
         ? native.jobsRedisRelease(this.#core, op.m, op.grant, 0, 0, op.tokens, op.requests, false, op.now, op.id)
         : native.jobsRedisRelease(this.#core, op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
-    this.#fallback = new StoreFallback(cfg.policy.policy, twin, replay, this.#stats, cfg.policy.retryMs)
-    track('LLMRateLimiter', o.keyPrefix, this.#stats)
+    // The policy was read from the limiter's config (config.js); the store gives its health.
+    const c = { store: o.store, options: { onStoreError: cfg.policy.policy }, memory: false, clock: null, stats: this.#stats }
+    this.#fallback = storePolicy('LLMRateLimiter', o.keyPrefix, c, { twin, replay }).fallback
   }
 
   // ---- registration and heartbeat

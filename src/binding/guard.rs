@@ -10,7 +10,9 @@
 //!
 //! Replies: acquire → ok, first refusing meter (-1), wait ms (-1: never fits), holds' expiry,
 //! then the remaining of each meter, then (when ok) each meter's hold number. End → 1 or 0 per
-//! meter (was the hold outstanding). Peek → the remaining of each meter.
+//! meter (was the hold outstanding). Peek → the remaining of each meter. Reset (op 4) → 1
+//! per meter, deleted (its usage and holds gone; a later settle of one of its holds changes
+//! nothing).
 
 use std::sync::Arc;
 
@@ -137,7 +139,7 @@ fn acquired_reply(a: &Acquired) -> Vec<f64> {
   out
 }
 
-/// Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made). Writes the reply into `out`, returns its
+/// Memory path: op 0 acquire, 1 end holds, 2 peek, 3 record (`now` is when the call was made), 4 reset. Writes the reply into `out`, returns its
 /// length.
 #[napi(
   catch_unwind,
@@ -181,6 +183,14 @@ pub fn guard_run(
         })
         .collect()
     })?,
+    4 => m
+      .bases
+      .iter()
+      .map(|b| {
+        store.delete(b, now);
+        1.0
+      })
+      .collect(),
     _ => with_meters(store, &m, now, |meters| guard::peek(meters, &m.kinds, now))?
       .into_iter()
       .map(|x| x as f64)
@@ -225,6 +235,17 @@ pub fn guard_run_async<'env>(
           .into_iter()
           .map(|d| if d { 1.0 } else { 0.0 })
           .collect()
+      }
+      4 => {
+        // Each meter's two keys, deleted (a meter per slot on a Cluster: sent at once).
+        let keys: Vec<String> = bases
+          .iter()
+          .flat_map(|b| [format!("{b}:m"), format!("{b}:x")])
+          .collect();
+        for r in futures_util::future::join_all(keys.iter().map(|k| redis.delete(k, None))).await {
+          r?;
+        }
+        vec![1.0; bases.len()]
       }
       3 => redis
         .guard_record(&bases, &specs(&m), now)

@@ -509,30 +509,28 @@ impl MemoryStore {
   ) -> Result<T, WrongType> {
     let mut ks = self.lock(now);
     let mut taken: Vec<S> = Vec::with_capacity(keys.len());
-    let mut stored: Vec<bool> = Vec::with_capacity(keys.len());
     for key in keys {
       let key = key.as_ref();
       let Some(entry) = ks.live(key, now) else {
         taken.push(S::fresh());
-        stored.push(false);
         continue;
       };
       // The value is taken out (an empty text left in its place until it is put back): a
-      // boxed state moves without an allocation.
+      // boxed state moves without an allocation, and a key with such a placeholder is one
+      // that was stored.
       match S::unwrap(std::mem::replace(
         &mut entry.value,
         Value::Text(String::new()),
       )) {
-        Ok(v) => {
-          taken.push(v);
-          stored.push(true);
-        }
+        Ok(v) => taken.push(v),
         Err(other) => {
           entry.value = other;
           // Put back what was taken: nothing changes on a refused call.
-          for ((k, v), was) in keys.iter().zip(taken).zip(stored) {
-            if let (true, Some(e)) = (was, ks.map.get_mut(k.as_ref())) {
-              e.value = v.wrap();
+          for (k, v) in keys.iter().zip(taken) {
+            if let Some(e) = ks.map.get_mut(k.as_ref()) {
+              if matches!(&e.value, Value::Text(t) if t.is_empty()) {
+                e.value = v.wrap();
+              }
             }
           }
           return Err(WrongType);
@@ -540,19 +538,19 @@ impl MemoryStore {
       }
     }
     let out = step(&mut taken);
-    for (i, ((key, value), was)) in keys.iter().zip(taken).zip(stored).enumerate() {
+    for (i, (key, value)) in keys.iter().zip(taken).enumerate() {
       let key = key.as_ref();
       match keep(i, &value) {
         Keep::Until(at) => ks.put(key, value.wrap(), at),
         Keep::Drop => {
           ks.remove(key);
         }
-        Keep::Unchanged if was => {
+        // A fresh value has no entry: it is not stored.
+        Keep::Unchanged => {
           if let Some(e) = ks.map.get_mut(key) {
             e.value = value.wrap();
           }
         }
-        Keep::Unchanged => {}
       }
     }
     Ok(out)
@@ -660,6 +658,34 @@ mod tests {
     let held = meters(&store, &keys[..1], 2, |m| m[0].holds()).unwrap();
     assert_eq!(held, 1);
     assert_eq!(store.get_text("t", 2).as_deref(), Some("x"));
+  }
+
+  #[test]
+  fn update_all_keeps_unchanged_keys_as_they_were_and_stores_no_fresh_one() {
+    let store = MemoryStore::new();
+    store.write("a", Session::empty(), 0, 100);
+    let keys = ["a", "b"];
+    let n = store
+      .update_all(
+        &keys,
+        1,
+        |s: &mut [Session]| {
+          s.iter_mut().for_each(|x| {
+            x.append("1").unwrap();
+          });
+          s.len()
+        },
+        |_, _| Keep::Unchanged,
+      )
+      .unwrap();
+    assert_eq!(n, 2);
+    // "a" changed in place, expiry kept; "b" was never stored
+    assert_eq!(
+      store.view("a", 99, Session::assemble).unwrap().as_deref(),
+      Some(r#"{"messages":[1]}"#)
+    );
+    assert_eq!(store.view("a", 100, Session::assemble).unwrap(), None);
+    assert_eq!(store.view("b", 1, Session::assemble).unwrap(), None);
   }
 
   #[test]

@@ -1,5 +1,5 @@
 //! rate-budget's JSON shapes: a scope's state (`{ keys: { <id>: { day, used, hits, holds,
-//! lastAt, lastId } } }`), the requests lib/quota.js sends and the results it reads. Used by a
+//! lastAt, lastId, pausedUntil? } } }`), the requests lib/quota.js sends and the results it reads. Used by a
 //! user's `{ mutate(scope, fn) }` store, by the Redis path, and by `MemoryStore.get/set`.
 
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,7 @@ pub fn state_from(v: &Value) -> QuotaState {
         holds: kept,
         last_at,
         last_id: str_of(k.get("lastId")),
+        paused_until: num(k.get("pausedUntil")),
       },
     ));
   }
@@ -156,6 +157,9 @@ pub fn state_json(s: &QuotaState, scope: &str) -> Value {
     if let Some(id) = &k.last_id {
       m.insert("lastId".into(), json!(id));
     }
+    if let Some(until) = k.paused_until {
+      m.insert("pausedUntil".into(), json!(until));
+    }
     if k.day_tokens != 0.0 {
       m.insert("dayTokens".into(), json!(k.day_tokens));
     }
@@ -174,6 +178,8 @@ pub(super) struct Request {
   pub(super) hold_id: String,
   pub(super) hold_key: String,
   pub(super) commit_tokens: Option<f64>,
+  /// 'pause': until when `hold_key` is paused.
+  pub(super) until: Option<f64>,
   pub(super) moment: Moment,
   pub(super) options: Options,
 }
@@ -196,6 +202,8 @@ struct RequestJson {
   hold_key: String,
   #[serde(default)]
   commit_tokens: Option<f64>,
+  #[serde(default)]
+  until: Option<f64>,
   now: Option<f64>,
   #[serde(default)]
   day: String,
@@ -261,6 +269,7 @@ pub(super) fn request_from(text: &str) -> napi::Result<Request> {
     hold_id: r.hold_id,
     hold_key: r.hold_key,
     commit_tokens: r.commit_tokens,
+    until: r.until,
     moment: Moment {
       now: r.now.unwrap_or(f64::NAN),
       day: r.day,
@@ -374,6 +383,7 @@ pub(super) fn apply(state: &mut QuotaState, r: &Request) -> napi::Result<String>
       quota::commit(state, &r.hold_key, &r.hold_id, r.commit_tokens, m.now, o).to_string()
     }
     "rollback" => quota::rollback(state, &r.hold_key, &r.hold_id, m.now, o).to_string(),
+    "pause" => quota::pause(state, &r.hold_key, r.until.unwrap_or(f64::NAN), m, o).to_string(),
     other => return Err(bad(format!("unknown quota op {other:?}"))),
   })
 }

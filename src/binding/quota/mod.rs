@@ -84,6 +84,7 @@ fn reason_code(r: Option<Reason>) -> f64 {
     Some(Reason::Tpd) => 4.0,
     Some(Reason::Off) => 5.0,
     Some(Reason::NoKey) => 6.0,
+    Some(Reason::Paused) => 7.0,
   }
 }
 
@@ -249,6 +250,40 @@ pub fn quota_settle(
   )
 }
 
+/// The memory store's `pause`: `key` of `scope` refused (`paused`) until `until`; the scope is
+/// kept at least until then.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, scope: string, key: string, until: number, now: number, day: string, resetAt: number, storeNow: number"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn quota_pause(
+  core: &External<Arc<QuotaCore>>,
+  scope: Text,
+  key: Text,
+  until: f64,
+  now: f64,
+  day: Text,
+  reset_at: f64,
+  store_now: f64,
+) -> napi::Result<bool> {
+  let store = core.backend.memory()?;
+  let m = Moment {
+    now,
+    day: day.as_str().to_owned(),
+    reset_at,
+  };
+  let keep =
+    keep_for(&m, &core.options).max((until - now).max(0.0).min(u64::MAX as f64 / 4.0) as u64);
+  let snow = local(store_now);
+  Ok(
+    store.update(&format!("{}{}", core.prefix, scope.as_str()), snow, |s| {
+      let done = quota::pause(s, key.as_str(), until, &m, &core.options);
+      (done, Keep::Until(snow + keep))
+    })?,
+  )
+}
+
 /// The previous hold id of the last reservation `quota_decide` made.
 #[napi(ts_args_type = "core: ExternalObject<'QuotaCore'>")]
 pub fn quota_last_prev_id(core: &External<Arc<QuotaCore>>) -> Option<String> {
@@ -257,6 +292,12 @@ pub fn quota_last_prev_id(core: &External<Arc<QuotaCore>>) -> Option<String> {
     .lock()
     .unwrap_or_else(|p| p.into_inner())
     .clone()
+}
+
+/// The engine's defaults, `[windowMs, bufferMs, thresholdPct]`: lib/ takes them from here.
+#[napi]
+pub fn quota_defaults() -> Vec<f64> {
+  vec![quota::WINDOW_MS, quota::BUFFER_MS, quota::THRESHOLD_PCT]
 }
 
 /// The memory store's state of `scope` (rate-budget's `store.get(scope)`), or null.

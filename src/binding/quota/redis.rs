@@ -9,6 +9,17 @@ use napi_derive::napi;
 use super::super::error::coded;
 use super::json::{decision_text, request_from, Request};
 use super::{keep_for, QuotaCore};
+
+/// How long the scope is kept after this call: a pause keeps it at least until its end.
+fn keep_with_pause(r: &Request) -> u64 {
+  let keep = keep_for(&r.moment, &r.options);
+  match (r.op.as_str(), r.until) {
+    ("pause", Some(until)) if until.is_finite() => {
+      keep.max((until - r.moment.now).max(0.0).min(u64::MAX as f64 / 4.0) as u64)
+    }
+    _ => keep,
+  }
+}
 use crate::engine::quota::{self, Decision, Hold, KeyCheck, Reason};
 
 // ---- Redis: quota.lua -----------------------------------------------------------------------
@@ -37,7 +48,12 @@ fn script_args(r: &Request, keep_ms: u64) -> Vec<String> {
     arg(Some(r.tokens)),
     r.hold_id.clone(),
     r.hold_key.clone(),
-    arg(r.commit_tokens),
+    // 'pause' sends its end where a commit sends its tokens.
+    arg(if r.op == "pause" {
+      r.until
+    } else {
+      r.commit_tokens
+    }),
     arg(Some(r.moment.now)),
     r.moment.day.clone(),
     arg(Some(r.moment.reset_at)),
@@ -71,6 +87,7 @@ fn reason_of(s: &str) -> Option<Reason> {
     "tpd" => Reason::Tpd,
     "off" => Reason::Off,
     "no_key" => Reason::NoKey,
+    "paused" => Reason::Paused,
     _ => return None,
   })
 }
@@ -168,11 +185,11 @@ pub fn quota_run_async<'env>(
   let r = request_from(&request)?;
   let redis = super::super::store::open_redis(&core.backend)?;
   let key = crate::store::redis::quota_base(&core.prefix, &r.scope);
-  let args = script_args(&r, keep_for(&r.moment, &r.options));
+  let args = script_args(&r, keep_with_pause(&r));
   env.spawn_future(async move {
     let reply = redis.quota(&key, &args).await?;
     Ok(match r.op.as_str() {
-      "commit" | "rollback" => matches!(reply, redis::Value::Int(1)).to_string(),
+      "commit" | "rollback" | "pause" => matches!(reply, redis::Value::Int(1)).to_string(),
       _ => {
         let strings: Vec<String> = redis::FromRedisValue::from_redis_value(reply)
           .map_err(|e| coded("ERR_TOLLGATE_STORE_ERROR", e))?;

@@ -200,6 +200,9 @@ pub struct KeyState {
   pub holds: Holds,
   pub last_at: Option<f64>,
   pub last_id: Option<String>,
+  /// Until when (ms, the callers' clock) the provider said this key is exhausted
+  /// ([`pause`]): no call is routed to it before then (tollgate's addition).
+  pub paused_until: Option<f64>,
 }
 
 impl KeyState {
@@ -252,6 +255,8 @@ pub enum Reason {
   Tpd,
   Off,
   NoKey,
+  /// Paused ([`pause`]) until the provider's reset (tollgate's addition).
+  Paused,
 }
 
 impl Reason {
@@ -263,6 +268,7 @@ impl Reason {
       Reason::Tpd => "tpd",
       Reason::Off => "off",
       Reason::NoKey => "no_key",
+      Reason::Paused => "paused",
     }
   }
 }
@@ -377,6 +383,7 @@ fn check_key(
     tpm_ms = waits.map(|w| w[1]);
   }
   let daily_left = (cap - ks.used).max(0.0);
+  let paused_until = ks.paused_until;
   let mut check = KeyCheck {
     key: key.name.clone(),
     ok: false,
@@ -416,7 +423,12 @@ fn check_key(
     Some(w) if w > 0.0 => waits.push((Reason::Tpm, w)),
     Some(_) => {}
   }
-  // The longest wait decides; ties keep the earlier reason (rpd, tpd, rpm, tpm).
+  if let Some(until) = paused_until {
+    if until > now {
+      waits.push((Reason::Paused, until - now));
+    }
+  }
+  // The longest wait decides; ties keep the earlier reason (rpd, tpd, rpm, tpm, paused).
   let block = waits
     .into_iter()
     .fold(None::<(Reason, f64)>, |best, w| match best {
@@ -633,6 +645,20 @@ pub fn commit(
       ks.day_tokens = (ks.day_tokens - hold.tokens + t).max(0.0);
     }
   }
+  true
+}
+
+/// Marks `key` exhausted until `until` (the provider's reset, on the callers' clock): checks
+/// refuse it with `paused` and the wait until then, whatever its own counters say. A later
+/// mark never shortens an earlier one. Tollgate's addition, for provider feedback shared by
+/// every process of a store.
+pub fn pause(state: &mut QuotaState, key: &str, until: f64, m: &Moment, o: &Options) -> bool {
+  if !until.is_finite() {
+    return false;
+  }
+  expire_holds(state, o, m.now);
+  let ks = state.entry(key, &m.day);
+  ks.paused_until = Some(ks.paused_until.map_or(until, |u| u.max(until)));
   true
 }
 

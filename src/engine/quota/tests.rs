@@ -914,3 +914,37 @@ fn rpm_as_a_window_admits_rpm_a_minute_back_to_back() {
   let d = reserve(&mut s, "s", &keys, 1.0, "b", &moment(0.0), &o);
   assert_eq!((d.ok, d.wait_ms), (false, Some(1_120.0)));
 }
+
+#[test]
+fn a_paused_key_is_routed_around_until_its_end() {
+  let o = opts();
+  let mut s = QuotaState::default();
+  let keys = ranked(vec![
+    key("a", 60_000.0, 1e9, 1000.0, 1.0),
+    key("b", 60_000.0, 1e9, 1000.0, 0.0),
+  ]);
+  // "a" has the higher priority: chosen while it is not paused.
+  assert_eq!(check(&mut s, &keys, 1.0, &moment(0.0), &o).key, Some(0));
+  assert!(pause(&mut s, "a", 30_000.0, &moment(0.0), &o));
+  // An earlier end never shortens the pause; a non-finite one is refused.
+  assert!(pause(&mut s, "a", 10_000.0, &moment(0.0), &o));
+  assert!(!pause(&mut s, "a", f64::NAN, &moment(0.0), &o));
+  let d = check(&mut s, &keys, 1.0, &moment(1_000.0), &o);
+  assert_eq!(d.key, Some(1));
+  assert_eq!(d.checks[0].reason, Some(Reason::Paused));
+  assert_eq!(d.checks[0].wait_ms, Some(29_000.0));
+  // Alone, the paused key is refused with the wait until its end.
+  let only = ranked(vec![key("a", 60_000.0, 1e9, 1000.0, 1.0)]);
+  let d = reserve(&mut s, "s", &only, 1.0, "h1", &moment(2_000.0), &o);
+  assert!(!d.ok);
+  assert_eq!(
+    (d.reason, d.wait_ms),
+    (Some(Reason::Paused), Some(28_000.0))
+  );
+  // At its end the key is back.
+  let d = reserve(&mut s, "s", &only, 1.0, "h2", &moment(30_000.0), &o);
+  assert!(d.ok);
+  // A key never seen is created paused.
+  assert!(pause(&mut s, "c", 5_000.0, &moment(0.0), &o));
+  assert_eq!(s.key("c").and_then(|k| k.paused_until), Some(5_000.0));
+}

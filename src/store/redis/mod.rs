@@ -33,6 +33,7 @@ use crate::engine::{sliding_window, token_budget};
 use crate::store::shared::SharedStates;
 
 mod guard;
+mod lease;
 mod scripts;
 mod spend;
 pub use spend::{SpendKeys, TagTotals};

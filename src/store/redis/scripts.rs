@@ -46,15 +46,17 @@ pub static SEMANTIC_SET: LazyLock<Script> = script!("semantic_set");
 pub static SEMANTIC_DELETE: LazyLock<Script> = script!("semantic_delete");
 pub static SEMANTIC_CLEAR: LazyLock<Script> = script!("semantic_clear");
 pub static SEMANTIC_COUNT: LazyLock<Script> = script!("semantic_count");
+pub static LEASE: LazyLock<Script> = script!("lease");
 
 /// Every script, by the name of its file.
-pub fn all() -> [(&'static str, &'static Script); 18] {
+pub fn all() -> [(&'static str, &'static Script); 19] {
   [
     ("budget", &BUDGET),
     ("cache_get", &CACHE_GET),
     ("delete", &DELETE),
     ("guard", &GUARD),
     ("jobs", &JOBS),
+    ("lease", &LEASE),
     ("provider", &PROVIDER),
     ("put", &PUT),
     ("quota", &QUOTA),

@@ -10,7 +10,8 @@
 --                and 1 if rolled back, ba = newest hit's time, ep = checks run, tot, req =
 --                tokens and requests in the window,
 --                m = hits made (serials), o = holds made (their order), e = when the scope's
---                keys expire, on the callers' clock}
+--                keys expire, on the callers' clock; then, when the key was paused, pu =
+--                until when (a double after the strings)}
 -- KEYS[2]  HASH  '<n>:<hit number>' → {a = at, t = tokens, i = id, u = serial,
 --                z = check count when its tokens became 0, r = 1 if rolled back};
 --                '<n>:<level>:<block>' → a block's token sum, '…:r' its request count;
@@ -21,14 +22,16 @@
 --                that it lives as long as the other two
 --          All three under one hash tag (the scope): one slot, one atomic call. Their TTL is
 --          set together, and only when the scope must live longer than it already does.
--- ARGV     op ('check' | 'reserve' | 'force' | 'commit' | 'rollback'), scope, tokens, hold id, hold key,
---          commit tokens, now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
+-- ARGV     op ('check' | 'reserve' | 'force' | 'commit' | 'rollback' | 'pause'), scope, tokens, hold id, hold key,
+--          commit tokens (for 'pause': until when the hold key is paused), now, day, resetAt, windowMs, bufferMs, thresholdPct, strictTpm (0|1),
 --          holdTtlMs, monotonic (0|1), keep (ms to keep the state), rpmWindow (0|1), key count, then per key: id is a string
 --          (0|1), name, rpm, tpm, rpd, tpd, priority, enabled (0|1), rank.
 --          Numbers are decimal text; '' is "not a number" (the fallback applies).
 --          'force' records a reservation an in-process twin granted while Redis was away, on
 --          the one key given, without checking its limits.
--- Returns  commit/rollback: 1 | 0. check/reserve/force: {ok, key index (0-based, -1 none), reason,
+--          'pause' marks the hold key exhausted until then (the provider said so): checks
+--          refuse it with 'paused' until then; the scope is kept at least that long.
+-- Returns  commit/rollback/pause: 1 | 0. check/reserve/force: {ok, key index (0-based, -1 none), reason,
 --          tokens, waitMs, check count, per check: key, ok, reason, waitMs, priority, rpmMs,
 --          tpmMs, tokenUsed, dailyUsed, dailyCap, dailyLeft (the percentages follow from these),
 --          then the hold's id, at, prevAt, prevId when one was made}. Numbers as integers when
@@ -70,9 +73,11 @@ end
 local op, scope = ARGV[1], ARGV[2]
 local tokens, hold_id, hold_key, commit_tokens = num(ARGV[3]), ARGV[4], ARGV[5], num(ARGV[6])
 local now, day, reset_at = num(ARGV[7]), ARGV[8], num(ARGV[9])
-local window_ms = pos(num(ARGV[10]) or 60000, 60000)
-local buffer_ms = non_neg(num(ARGV[11]) or 1000, 1000)
-local threshold = pct(num(ARGV[12]) or 100, 100)
+-- Already resolved by the engine's Options (src/engine/quota: its defaults and bounds live
+-- there only): the window, the buffer and the daily threshold in force.
+local window_ms = num(ARGV[10])
+local buffer_ms = num(ARGV[11])
+local threshold = num(ARGV[12])
 local strict_tpm = ARGV[13] == '1'
 local hold_ttl = num(ARGV[14])
 local monotonic = ARGV[15] == '1'
@@ -105,13 +110,15 @@ local function decode_meta(raw, name)
   local m = {name = name, n = n, u = u, dt = dt, la = opt(la), f = f, x = x, fa = opt(fa), ft = opt(ft),
     fr = opt(fr), ba = opt(ba), ep = ep, tot = tot, req = req, m = made, o = o, e = opt(e)}
   m.day, pos = str_at(raw, pos, dlen)
-  m.li = str_at(raw, pos, llen)
+  m.li, pos = str_at(raw, pos, llen)
+  if pos + 7 <= #raw then m.pu = struct.unpack('<d', raw, pos) end
   return m
 end
 local function encode_meta(m)
   local li = m.li
   return struct.pack(META, m.n, m.u, m.dt, m.la or NAN, m.f, m.x, m.fa or NAN, m.ft or NAN, m.fr or NAN,
     m.ba or NAN, m.ep, m.tot, m.req or 0, m.m or 0, m.o or 0, m.e or NAN, #m.day, li and #li or -1) .. m.day .. (li or '')
+    .. (m.pu and struct.pack('<d', m.pu) or '')
 end
 
 -- A hit: a (at), t (tokens), u (serial), z (check count when its tokens became 0), r (rolled
@@ -444,6 +451,7 @@ local function check_key(key)
     return c
   end
   if tpm_ms > 0 then waits[#waits + 1] = {'tpm', tpm_ms} end
+  if m.pu ~= nil and m.pu > now then waits[#waits + 1] = {'paused', m.pu - now} end
   local block = nil
   for _, w in ipairs(waits) do
     if block == nil or w[2] > block[2] then block = w end
@@ -494,8 +502,8 @@ end
 -- Writes the counters of every key this call touched, and makes the scope's keys live `keep`
 -- ms more when they would not (on the callers' clock: within a day that is once, since `keep`
 -- runs to the day's end). The TTL has 5 minutes to spare for callers whose clocks differ.
-local function save()
-  local until_ms = tonumber(ARGV[7]) + keep
+local function save(at_least)
+  local until_ms = math.max(tonumber(ARGV[7]) + keep, at_least or 0)
   local expires = 0
   for _, m in pairs(metas) do
     if m.e ~= nil and m.e > expires then expires = m.e end
@@ -510,7 +518,7 @@ local function save()
   if #set > 0 then redis.call('HSET', KS, unpack(set)) end
   if refresh and #set > 0 then
     redis.call('ZADD', EXPIRY, 'NX', '+inf', '')
-    for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, keep + 300000) end
+    for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, math.ceil(until_ms - tonumber(ARGV[7])) + 300000) end
   end
 end
 
@@ -524,6 +532,15 @@ if monotonic and (op == 'check' or op == 'reserve' or op == 'force') then
 end
 
 expire_holds()
+
+if op == 'pause' then
+  local until_ms = commit_tokens
+  if until_ms == nil or until_ms ~= until_ms or until_ms == math.huge or until_ms == -math.huge then return 0 end
+  local m = entry(hold_key)
+  if m.pu == nil or until_ms > m.pu then m.pu = until_ms end
+  save(m.pu)
+  return 1
+end
 
 if op == 'commit' or op == 'rollback' then
   local m = metas[hold_key]
