@@ -17,10 +17,17 @@ export declare class ExternalObject<T> {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class CostTrackerCore {
-  /** Budgets in nano-dollars, < 0 for none. */
-  constructor(store: NativeStore, base: string, dailyBudget: number, monthlyBudget: number, holdMs: number, thresholds: Array<number>)
-  run(code: number, nano: number, holdId: string, tags: Array<string>, now: number): SpendDecision
-  runAsync(code: number, nano: number, holdId: string, tags: Array<string>, now: number): Promise<SpendDecision>
+  /**
+   * Budgets in nano-dollars, < 0 for none; `history_ms`: how long a day's bucket is kept
+   * after the day.
+   */
+  constructor(store: NativeStore, base: string, dailyBudget: number, monthlyBudget: number, holdMs: number, thresholds: Array<number>, historyMs: number)
+  run(code: number, nano: number, holdId: string, tags: Array<string>, model: string, now: number): SpendDecision
+  /** The last `days` days' and `hours` hours' spend up to `now`, oldest first (in process). */
+  history(days: number, hours: number, now: number): SpendHistory
+  /** As `history`, from Redis (one script). */
+  historyAsync(days: number, hours: number, now: number): Promise<SpendHistory>
+  runAsync(code: number, nano: number, holdId: string, tags: Array<string>, model: string, now: number): Promise<SpendDecision>
 }
 
 export declare class NativeStore {
@@ -165,6 +172,12 @@ export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, 
  * ARGV); resolves to the script's reply as numbers.
  */
 export declare function leaseRun(store: NativeStore, prefix: string, id: string, args: string[]): Promise<Array<number>>
+
+/** Spend under one name (a model, or a tag `key=value`). */
+export interface NamedSpend {
+  name: string
+  nano: number
+}
 
 /**
  * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
@@ -384,6 +397,24 @@ export interface SpendDecision {
   alertThresholds: Array<number>
   /** Only for code 1 (totals with tags). */
   tags?: Array<TagSpend>
+}
+
+/** The days and hours asked for, oldest first. */
+export interface SpendHistory {
+  days: Array<SpendPoint>
+  hours: Array<SpendPoint>
+}
+
+/** One day's or hour's spend. */
+export interface SpendPoint {
+  /** `2026-11-25` or `2026-11-25T13`. */
+  label: string
+  /** When it starts, ms since 1970 (UTC). */
+  start: number
+  nano: number
+  models: Array<NamedSpend>
+  /** Days only. */
+  tags: Array<NamedSpend>
 }
 
 /** The store key of `parts` under `prefix` (`store::key`): what every class's keys are. */

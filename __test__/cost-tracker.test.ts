@@ -185,19 +185,65 @@ forEachStore('CostTracker', (c) => {
     expect((await t.totals()).daily.spent).toBe(0)
   })
 
+  it('keeps spend per day and per hour, by model and by tag, readable by a new tracker (a restart)', async () => {
+    const clock = new Clock(NOV25 - DAY + 22 * 3_600_000 + 5)
+    const prefix = c.prefix('history')
+    const store = c.store(clock)
+    const t = new CostTracker(store, { prefix, onAlert: () => {} })
+    // gpt-4o: 100k input × $2.50/1M = $0.25; gpt-4o-mini: 1M output × $0.60/1M = $0.60.
+    await t.recordUsage('gpt-4o', 100_000, 0, { feature: 'chat' })
+    clock.advance(3 * 3_600_000) // 2026-11-25T01
+    await t.recordUsage('gpt-4o-mini', { inputTokens: 0, outputTokens: 1_000_000 }, { tags: { feature: 'search' } })
+    const { hold } = await t.reserve(1, { model: 'gpt-4o' })
+    await t.settle(hold!, 0.5)
+    await t.recordCost(0.05)
+    // Another tracker: on Redis over another connection, as a restarted process would be.
+    const restarted = new CostTracker(c.kind === 'memory' ? store : c.store(clock), { prefix, onAlert: () => {} })
+    const h = await restarted.history({ days: 3, hours: 4 })
+    expect(h.days).toEqual([
+      { date: '2026-11-23', start: NOV25 - 2 * DAY, spent: 0, byModel: {}, byTag: {} },
+      { date: '2026-11-24', start: NOV25 - DAY, spent: 0.25, byModel: { 'gpt-4o': 0.25 }, byTag: { feature: { chat: 0.25 } } },
+      { date: '2026-11-25', start: NOV25, spent: 1.15, byModel: { 'gpt-4o': 0.5, 'gpt-4o-mini': 0.6 }, byTag: { feature: { search: 0.6 } } },
+    ])
+    expect(h.hours.map((x) => [x.hour, x.spent, x.byModel])).toEqual([
+      ['2026-11-24T22', 0.25, { 'gpt-4o': 0.25 }],
+      ['2026-11-24T23', 0, {}],
+      ['2026-11-25T00', 0, {}],
+      ['2026-11-25T01', 1.15, { 'gpt-4o': 0.5, 'gpt-4o-mini': 0.6 }],
+    ])
+    expect(h.days.at(-1)!.spent).toBe((await t.totals()).daily.spent)
+    // Defaults: a week and a day's hours.
+    const d = await t.history()
+    expect([d.days.length, d.hours.length]).toEqual([7, 24])
+    clock.advance(49 * 3_600_000)
+    expect((await t.history({ days: 4, hours: 0 })).days.map((x) => x.spent)).toEqual([0.25, 1.15, 0, 0])
+  })
+
+  it('history refuses bad options', async () => {
+    const t = make(new Clock(NOV25))
+    await expect(t.history({ days: 401 })).rejects.toMatchObject({ code: codes.OUT_OF_RANGE })
+    await expect(t.history({ hours: 49 })).rejects.toMatchObject({ code: codes.OUT_OF_RANGE })
+    await expect(t.history({ days: 1.5 })).rejects.toThrow(RangeError)
+    await expect(t.history({ weeks: 1 } as never)).rejects.toMatchObject({ code: codes.UNKNOWN_OPTION })
+    expect(() => make(new Clock(NOV25), { historyDays: 0 })).toThrow(RangeError)
+  })
+
   if (c.kind === 'redis') {
-    it('keeps one hash tag per tracker, and each bucket a day after its period ends', async () => {
+    it('keeps one hash tag per tracker, each day historyDays after it ends, the month a day, the hour 48 h', async () => {
       const prefix = c.prefix('keys')
-      const t = new CostTracker(c.store(new Clock(NOV25 + DAY - 10_000)), { prefix })
+      const t = new CostTracker(c.store(new Clock(NOV25 + DAY - 10_000)), { prefix, historyDays: 3 })
       await t.recordCost(1, { tags: { feature: 'chat' } })
       const admin = new Redis(redisUrl())
       try {
         const keys = (await admin.keys(`{${prefix}}*`)).sort()
-        expect(keys).toEqual([`{${prefix}}day:2026-11-25`, `{${prefix}}day:2026-11-25:tags`, `{${prefix}}month:2026-11`, `{${prefix}}month:2026-11:tags`])
+        expect(keys).toEqual([`{${prefix}}day:2026-11-25`, `{${prefix}}day:2026-11-25:tags`, `{${prefix}}hour:2026-11-25T23`, `{${prefix}}month:2026-11`, `{${prefix}}month:2026-11:tags`])
         const dayTtl = await admin.pttl(`{${prefix}}day:2026-11-25`)
-        expect(dayTtl).toBeGreaterThan(DAY + 9_000)
-        expect(dayTtl).toBeLessThanOrEqual(DAY + 10_000)
-        expect(await admin.pttl(`{${prefix}}day:2026-11-25:tags`)).toBeLessThanOrEqual(DAY + 10_000)
+        expect(dayTtl).toBeGreaterThan(3 * DAY + 9_000)
+        expect(dayTtl).toBeLessThanOrEqual(3 * DAY + 10_000)
+        expect(await admin.pttl(`{${prefix}}day:2026-11-25:tags`)).toBeLessThanOrEqual(3 * DAY + 10_000)
+        const hourTtl = await admin.pttl(`{${prefix}}hour:2026-11-25T23`)
+        expect(hourTtl).toBeGreaterThan(48 * 3_600_000 + 9_000)
+        expect(hourTtl).toBeLessThanOrEqual(48 * 3_600_000 + 10_000)
         expect(await admin.pttl(`{${prefix}}month:2026-11`)).toBeGreaterThan(6 * DAY)
         expect(await admin.hget(`{${prefix}}day:2026-11-25:tags`, 'feature=chat')).toBe('1000000000')
       } finally {

@@ -135,6 +135,7 @@ async function compile(source: string, all: Array<{ line: number; code: string }
         'tollgate/anthropic': lib('integrations/anthropic.d.ts'),
         'tollgate/ai-sdk': lib('integrations/ai-sdk.d.ts'),
         'tollgate/http': lib('integrations/http.d.ts'),
+        'tollgate/dashboard': lib('dashboard.d.ts'),
       },
     },
     files,

@@ -21,6 +21,10 @@ const RELEASE = 5
 const MAX_USD = 9_000_000
 const MAX_TAGS = 32
 const MAX_HOLD_SECONDS = 7 * 24 * 3600
+/** Days of history kept and read at most; hours read at most (hour buckets live 48 h). */
+const MAX_HISTORY_DAYS = 400
+const MAX_HISTORY_HOURS = 48
+const DAY_MS = 86_400_000
 
 
 function amount(x, name) {
@@ -54,6 +58,31 @@ function tagList(tags, name) {
   return out
 }
 
+/** A native SpendPoint → `{ date | hour, start, spent, byModel, byTag? }` in USD. */
+function point(p, label) {
+  const out = { [label]: p.label, start: p.start, spent: toUsd(p.nano), byModel: {} }
+  for (const m of p.models) out.byModel[m.name] = toUsd(m.nano)
+  if (label === 'date') {
+    out.byTag = {}
+    for (const { name, nano } of p.tags) {
+      const i = name.indexOf('=')
+      ;(out.byTag[name.slice(0, i)] ??= {})[name.slice(i + 1)] = toUsd(nano)
+    }
+  }
+  return out
+}
+
+/** History with nothing spent (under 'fail-open' / 'local' while Redis is away: nothing is known). */
+function emptyHistory(core, days, hours, now) {
+  const day = Math.floor(now / DAY_MS) * DAY_MS
+  const hour = Math.floor(now / 3_600_000) * 3_600_000
+  const list = (n, last, step, len) =>
+    Array.from({ length: n }, (_, i) => last - (n - 1 - i) * step)
+      .filter((t) => t >= 0)
+      .map((start) => ({ label: new Date(start).toISOString().slice(0, len), start, nano: 0, models: [], tags: [] }))
+  return { days: list(days, day, DAY_MS, 10), hours: list(hours, hour, 3_600_000, 13) }
+}
+
 function defaultAlert(message) {
   console.warn(`[COST ALERT] ${message}`)
 }
@@ -68,6 +97,7 @@ class CostTracker {
   #onAlert
   #prefix
   #holdMs
+  #historyDays
   #stats
   #fallback = null
   /** What Redis last answered, `[decision, at]`, for 'local' (null: nothing to carry over). */
@@ -80,7 +110,7 @@ class CostTracker {
    * @param options budgets in USD (`null` for none), alert thresholds, `onAlert`, `prefix`
    */
   constructor(store, options) {
-    const c = setUp('CostTracker', store, options, ['dailyBudget', 'monthlyBudget', 'alertThreshold', 'alertThresholds', 'onAlert', 'holdTtlSeconds', 'prefix', 'now'])
+    const c = setUp('CostTracker', store, options, ['dailyBudget', 'monthlyBudget', 'alertThreshold', 'alertThresholds', 'onAlert', 'holdTtlSeconds', 'historyDays', 'prefix', 'now'])
     const o = c.options
     this.#stats = c.stats
     this.#dailyBudget = budgetOption(o.dailyBudget, 'options.dailyBudget', 50)
@@ -101,15 +131,16 @@ class CostTracker {
     ].sort((a, b) => a - b)
     this.#onAlert = o.onAlert === undefined ? defaultAlert : v.fn(o.onAlert, 'options.onAlert')
     const holdMs = o.holdTtlSeconds === undefined ? 600_000 : v.seconds(o.holdTtlSeconds, 'options.holdTtlSeconds', MAX_HOLD_SECONDS)
+    this.#historyDays = o.historyDays === undefined ? 35 : v.integer(o.historyDays, 'options.historyDays', 1, MAX_HISTORY_DAYS)
     this.#prefix = o.prefix === undefined ? 'tollgate:cost:' : v.string(o.prefix, 'options.prefix')
     this.#clock = o.now === undefined ? c.clock : v.fn(o.now, 'options.now')
     const ns = c.native
     this.#memory = c.memory
     // Every key of the tracker shares one hash tag, so a decision is one script on a Cluster.
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
-    checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`], 'options.prefix')
+    checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`, `${base}hour:2026-01-01T00`], 'options.prefix')
     const nano = (b) => (b === null ? -1 : toNano(b))
-    this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds)
+    this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds, this.#historyDays * DAY_MS)
     this.#holdMs = holdMs
     const { fallback, policy } = storePolicy('CostTracker', this.#prefix, c, {
       clock: this.#clock,
@@ -119,12 +150,13 @@ class CostTracker {
           monthlyBudget: this.#monthlyBudget,
           alertThresholds: this.#thresholds,
           holdTtlSeconds: holdMs / 1000,
+          historyDays: this.#historyDays,
           prefix: this.#prefix,
           onAlert: () => {}, // alerts are Redis-wide: a local twin would fire them once per process
           ...mark,
         }),
       // Spend recorded, settled or released while Redis was away happens there, on its day.
-      replay: (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.now).then((d) => this.#alert(d), rethrow),
+      replay: (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.model, op.now).then((d) => this.#alert(d), rethrow),
     })
     this.#fallback = fallback
     this.#seeding = !this.#memory && policy === 'local'
@@ -156,6 +188,11 @@ class CostTracker {
     return this.#prefix
   }
 
+  /** How many days after it ends a day's spend stays readable by `history()`. */
+  get historyDays() {
+    return this.#historyDays
+  }
+
   /**
    * Adds what a call cost and returns the cost in USD. Either `(model, usage, {tags})` with
    * tollgate's usage shape or a provider response, or the cost patterns article's
@@ -171,7 +208,7 @@ class CostTracker {
         nano = costNano(usage, model)
         t = tagList(v.options(outputTokensOrOptions, 'options').tags, 'options.tags')
       }
-      return this.#run(RECORD, nano, '', t).then(() => toUsd(nano))
+      return this.#run(RECORD, nano, '', t, model).then(() => toUsd(nano))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -219,15 +256,15 @@ class CostTracker {
       const h = this.#hold(hold)
       const o = v.options(options, 'options')
       let nano
+      const model = o.model !== undefined ? o.model : h.model
       if (typeof usage === 'number') {
         nano = toNano(amount(usage, 'usage'))
       } else {
-        const model = o.model !== undefined ? o.model : h.model
         if (model === undefined) throw invalidArg('settle() with a usage object needs a model: reserve(estimate, { model }) or settle(hold, usage, { model })')
         nano = costNano(usage, model)
       }
       const tags = tagList(o.tags !== undefined ? o.tags : h.tags, o.tags !== undefined ? 'options.tags' : 'hold.tags')
-      return this.#run(SETTLE, nano, h.id, tags).then((d) => ({ cost: toUsd(nano), allowed: d.allowed, ...this.#totals(d) }))
+      return this.#run(SETTLE, nano, h.id, tags, typeof model === 'string' ? model : '').then((d) => ({ cost: toUsd(nano), allowed: d.allowed, ...this.#totals(d) }))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -286,6 +323,33 @@ class CostTracker {
     }
   }
 
+  /**
+   * Spend per UTC day for the last `days` days (default 7, at most 400; kept `historyDays`
+   * after each day) and per UTC hour for the last `hours` hours (default 24, at most 48),
+   * oldest first and ending with the current one, in USD, with the spend per model and (days
+   * only) per tag. Days and hours with nothing spent are listed with 0.
+   */
+  history(options) {
+    try {
+      const o = v.options(options, 'options')
+      v.knownKeys(o, ['days', 'hours'], 'options')
+      const days = o.days === undefined ? 7 : v.integer(o.days, 'options.days', 0, MAX_HISTORY_DAYS)
+      const hours = o.hours === undefined ? 24 : v.integer(o.hours, 'options.hours', 0, MAX_HISTORY_HOURS)
+      const now = this.#clock ? this.#clock() : Date.now()
+      const shape = (h) => ({ days: h.days.map((p) => point(p, 'date')), hours: h.hours.map((p) => point(p, 'hour')) })
+      if (this.#memory) return Promise.resolve(shape(this.#core.history(days, hours, now)))
+      const empty = () => shape(emptyHistory(this.#core, days, hours, now))
+      return this.#fallback.run(
+        () => this.#core.historyAsync(days, hours, now).then(shape, rethrow),
+        empty,
+        empty,
+        null,
+      )
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+
   #hold(hold) {
     if (hold === null || typeof hold !== 'object' || typeof hold.id !== 'string' || !hold.id.includes('#')) {
       throw invalidArg(`hold must be a hold returned by reserve(), got ${v.describe(hold)}`)
@@ -293,7 +357,7 @@ class CostTracker {
     return hold
   }
 
-  #run(code, nano, holdId, tags) {
+  #run(code, nano, holdId, tags, model = '') {
     const now = this.#clock ? this.#clock() : Date.now()
     const after = (d) => {
       this.#stats.decisions++
@@ -301,13 +365,13 @@ class CostTracker {
       this.#alert(d)
       return d
     }
-    if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, now)))
+    if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, model, now)))
     const counts = code === RECORD || code === SETTLE || code === RELEASE
     return this.#fallback.run(
-      () => this.#core.runAsync(code, nano, holdId, tags, now).then((d) => (this.#seeding && (this.#seen = [d, now]), after(d)), rethrow),
+      () => this.#core.runAsync(code, nano, holdId, tags, model, now).then((d) => (this.#seeding && (this.#seen = [d, now]), after(d)), rethrow),
       () => after(this.#open(code, nano, now)),
-      (l) => (this.#seed(l), this.#viaLocal(l, code, nano, holdId, tags).then(after)),
-      counts ? { code, nano, holdId, tags, now } : null,
+      (l) => (this.#seed(l), this.#viaLocal(l, code, nano, holdId, tags, model).then(after)),
+      counts ? { code, nano, holdId, tags, model, now } : null,
     )
   }
 
@@ -322,20 +386,20 @@ class CostTracker {
     const now = this.#clock ? this.#clock() : Date.now()
     const iso = new Date(now).toISOString()
     if (iso.slice(0, 7) !== d.month) return
-    const t = twin.#core.run(CHECK, 0, '', [], at)
+    const t = twin.#core.run(CHECK, 0, '', [], '', at)
     const first = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), 1)
     const today = iso.slice(0, 10) === d.day
     const before = d.monthSpent - (today ? d.daySpent : 0) - (t.monthSpent - t.daySpent)
-    if (before > 0 && iso.slice(8, 10) !== '01') twin.#core.run(RECORD, before, '', [], first)
+    if (before > 0 && iso.slice(8, 10) !== '01') twin.#core.run(RECORD, before, '', [], '', first)
     if (!today) return
-    if (d.daySpent > t.daySpent) twin.#core.run(RECORD, d.daySpent - t.daySpent, '', [], at)
-    if (d.dayReserved > t.dayReserved) twin.#core.run(RESERVE, d.dayReserved - t.dayReserved, '', [], at)
+    if (d.daySpent > t.daySpent) twin.#core.run(RECORD, d.daySpent - t.daySpent, '', [], '', at)
+    if (d.dayReserved > t.dayReserved) twin.#core.run(RESERVE, d.dayReserved - t.dayReserved, '', [], '', at)
   }
 
   // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.
-  #viaLocal(l, code, nano, holdId, tags) {
+  #viaLocal(l, code, nano, holdId, tags, model) {
     const id = holdId.startsWith('local:') ? holdId.slice(6) : holdId
-    return l.#run(code, nano, id, tags).then((d) => {
+    return l.#run(code, nano, id, tags, model).then((d) => {
       if (d.holdId) d.holdId = `local:${d.holdId}`
       return d
     })

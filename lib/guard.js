@@ -333,6 +333,8 @@ class Guard {
   #waiters = []
   /** Grows each time this process frees capacity (a wake-up is never lost mid-acquire). */
   #freedCount = 0
+  /** Decision observers (tollgate/dashboard): none unless a dashboard watches this guard. */
+  #observers = []
 
   constructor(options) {
     const o = v.options(options, 'options')
@@ -432,6 +434,23 @@ class Guard {
         return Promise.reject(fromNative(e))
       }
     }
+    const d = this.#acquire(ctx, request)
+    return this.#observers.length === 0 ? d : d.then((x) => this.#observed(ctx, request, x))
+  }
+
+  /** @internal Calls `fn(decision, scopes, request)` after each decision (tollgate/dashboard). */
+  static observe(guard, fn) {
+    guard.#observers.push(fn)
+  }
+
+  #observed(ctx, request, d) {
+    const scopes = {}
+    for (const l of this.#limits) scopes[l.id] = (() => { try { return l.scopeFor(ctx) } catch { return null } })()
+    for (const fn of this.#observers) fn(d, scopes, request, ctx)
+    return d
+  }
+
+  #acquire(ctx, request) {
     try {
       const r = this.#request(request)
       if (this.#cache !== null && r.cacheable) {

@@ -1347,8 +1347,14 @@ export interface CostTrackerOptions extends StoreFailureOptions {
   /** Seconds an unsettled reservation keeps counting. Default 600. */
   holdTtlSeconds?: number
   /**
+   * Days a day's spend (total, per model, per tag) stays readable by `history()` after the day
+   * ends: 1 to 400, default 35. Hours are kept 48 h.
+   */
+  historyDays?: number
+  /**
    * Key prefix. Default `'tollgate:cost:'`. Keys are `{prefix}day:2026-11-25`,
-   * `{prefix}month:2026-11` and their `:tags` hashes: one hash tag, one Cluster slot.
+   * `{prefix}month:2026-11`, their `:tags` hashes and `{prefix}hour:2026-11-25T13`: one hash
+   * tag, one Cluster slot.
    */
   prefix?: string
   /** The tracker's clock (ms since the epoch); default the store's `now`, else `Date.now`. Days are UTC days of this clock. */
@@ -1403,6 +1409,29 @@ export interface CostHold {
   tags?: CostTags
 }
 
+/** One UTC day's spend in {@link CostTracker.history}, in USD. */
+export interface CostHistoryDay {
+  /** `2026-11-25` */
+  date: string
+  /** When the day starts, ms since 1970. */
+  start: number
+  spent: number
+  /** Spend per model (calls recorded or settled with a model). */
+  byModel: Record<string, number>
+  /** Spend per tag, as in `totals()`. */
+  byTag: CostByTag
+}
+
+/** One UTC hour's spend in {@link CostTracker.history}, in USD. */
+export interface CostHistoryHour {
+  /** `2026-11-25T13` */
+  hour: string
+  /** When the hour starts, ms since 1970. */
+  start: number
+  spent: number
+  byModel: Record<string, number>
+}
+
 /**
  * Spend per UTC day and month, per tag, with budgets enforced before the call: the cost patterns article's
  * `CostTracker` (`recordUsage`, `isOverBudget`, `onAlert`) made atomic on Redis, exact at the
@@ -1430,6 +1459,8 @@ export declare class CostTracker {
   /** Sorted, without duplicates. */
   get alertThresholds(): number[]
   get prefix(): string
+  /** Days a day's spend stays readable by `history()` after it ends. */
+  get historyDays(): number
   /**
    * Counts what a finished call cost and resolves to that cost in USD. `usage` is tollgate's
    * {@link Usage} shape or a provider response ({@link usageFrom} reads it). Rejects with
@@ -1463,6 +1494,17 @@ export declare class CostTracker {
   /** Today's and this month's ledgers, with the spend per tag unless `{ tags: false }`. */
   totals(options?: { tags?: true }): Promise<{ daily: CostPeriod & { byTag: CostByTag }; monthly: CostPeriod & { byTag: CostByTag } }>
   totals(options: { tags: false }): Promise<CostTotals>
+  /**
+   * Spend per UTC day for the last `days` days (default 7, at most 400) and per UTC hour for
+   * the last `hours` hours (default 24, at most 48), oldest first, ending with today and the
+   * current hour; days and hours without spend are listed with 0. Read from the store (every
+   * process's spend), written by the same call that records it.
+   *
+   * @example
+   * const { days, hours } = await tracker.history({ days: 30, hours: 24 })
+   * console.log(days.at(-1)?.spent === (await tracker.totals()).daily.spent) // true
+   */
+  history(options?: { days?: number; hours?: number }): Promise<{ days: CostHistoryDay[]; hours: CostHistoryHour[] }>
   /** This instance's counters. */
   stats(): ClassStats
   /** Pushes counts made during a Redis outage to Redis now; resolves to true when none is left. */

@@ -678,4 +678,4 @@ async function main(argv, { stdout = process.stdout, stderr = process.stderr, en
   return 0
 }
 
-module.exports = { main, parseArgs, parseRedisUrl, render, USAGE }
+module.exports = { main, parseArgs, parseRedisUrl, collect, render, USAGE }

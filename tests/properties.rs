@@ -97,7 +97,7 @@ proptest! {
     monthly in 1u64..50_000,
     steps in prop::collection::vec((0u64..3_600_000, 0u8..5, 0u64..3_000, 0usize..8), 1..200),
   ) {
-    let cfg = spend::Config { daily_budget: Some(daily), monthly_budget: Some(monthly), hold_ms: 600_000, thresholds: vec![0.5, 0.8, 1.0] };
+    let cfg = spend::Config { daily_budget: Some(daily), monthly_budget: Some(monthly), hold_ms: 600_000, thresholds: vec![0.5, 0.8, 1.0], history_ms: 0 };
     let start = 1_795_564_800_000u64; // 2026-11-25
     let mut now = start;
     let mut buckets: std::collections::HashMap<String, spend::Bucket> = Default::default();
@@ -111,9 +111,9 @@ proptest! {
       let id = holds.get(pick).cloned().unwrap_or_default();
       let op = match code {
         0 => spend::Op::Check,
-        1 => spend::Op::Record { nano, tags: vec![] },
+        1 => spend::Op::Record { nano, tags: vec![], model: None },
         2 => spend::Op::Reserve { nano },
-        3 => spend::Op::Settle { id, nano, tags: vec![] },
+        3 => spend::Op::Settle { id, nano, tags: vec![], model: None },
         _ => spend::Op::Release { id },
       };
       let d = spend::apply(&cfg, now, &mut day, &mut month, &op);

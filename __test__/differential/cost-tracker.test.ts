@@ -1,9 +1,11 @@
 // CostTracker: the spend ledger (engine/spend.rs) against spend.lua — spend, holds, tags and
-// alerts per UTC day and month, across midnight and a month's end.
+// alerts per UTC day and month, across midnight and a month's end, and the history per day and
+// per hour (by model and by tag) that the same calls write.
 import { CostTracker } from '../../lib/index.js'
 import { JUMPS, differential, outcome, sharedStats, steps } from './harness.js'
 
 const DAY = 86_400_000
+const HOUR = 3_600_000
 
 differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, stores, check, note }) => {
   const options = {
@@ -11,14 +13,16 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
     monthlyBudget: r.pick([null, 2, 10, 1_000]),
     alertThresholds: r.pick([[], [0.5], [0.5, 0.8, 1]]),
     holdTtlSeconds: r.pick([1, 60, 600, 7 * 86_400]),
+    historyDays: r.pick([1, 2, 35]),
     prefix: stores.prefix,
   }
   note(options)
-  // A day's and a month's ledgers are kept until a day after their period ends (a midnight
-  // after the first one), or until their last hold expires.
+  // A month's ledger is kept until a day after it ends (a midnight after the first one), a
+  // day's `historyDays` after it ends, an hour's 48 h after it ends, or until their last hold
+  // expires: after the first midnight + a day, any hour's end may drop a key.
   clock.lifetimes = [options.holdTtlSeconds * 1000]
   const firstKept = (Math.floor(clock.t / DAY) + 2) * DAY
-  clock.boundaries = (from, to) => to >= firstKept && Math.floor(to / DAY) > Math.floor(Math.max(from, firstKept - 1) / DAY)
+  clock.boundaries = (from, to) => to >= firstKept && Math.floor(to / HOUR) > Math.floor(Math.max(from, firstKept - 1) / HOUR)
   const alerts: { a: unknown[]; b: unknown[] } = { a: [], b: [] }
   const a = new CostTracker(stores.memory, { ...options, onAlert: (_m, x) => alerts.a.push(x) })
   const b = new CostTracker(stores.redis, { ...options, onAlert: (_m, x) => alerts.b.push(x) })
@@ -27,7 +31,7 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
   const model = () => r.pick(['gpt-4o', 'gpt-4o', 'gpt-4o-mini', 'gpt-4o-mini', 'claude-sonnet-4', 'no-such-model'])
   const usage = () => r.pick([{ inputTokens: 1_000, outputTokens: 200 }, { inputTokens: 0, outputTokens: 0 }, { prompt_tokens: 50_000, completion_tokens: 9_000 }])
   const holds: Array<[any, any]> = []
-  await steps(r, clock, 40 + r.int(80), ['recordUsage', 'recordUsage4', 'recordCost', 'reserve', 'reserve', 'reserve', 'settle', 'settle', 'release', 'isOverBudget', 'totals', 'jump', 'jump', 'jump'] as const, async (kind, at) => {
+  await steps(r, clock, 40 + r.int(80), ['recordUsage', 'recordUsage4', 'recordCost', 'reserve', 'reserve', 'reserve', 'settle', 'settle', 'release', 'isOverBudget', 'totals', 'history', 'jump', 'jump', 'jump'] as const, async (kind, at) => {
     let call: (t: CostTracker, side: 0 | 1) => unknown
     let label: string
     if (kind === 'recordUsage') {
@@ -61,6 +65,10 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
         label = `settle(${hold(0).id}, ${JSON.stringify(u)}, ${m})`
         call = (x, side) => x.settle(hold(side), u, m === undefined ? undefined : { model: m })
       }
+    } else if (kind === 'history') {
+      const h = { days: r.pick([0, 1, 3, 40, undefined]), hours: r.pick([0, 1, 5, 48, undefined]) }
+      label = `history(${JSON.stringify(h)})`
+      call = (x) => x.history(h)
     } else if (kind === 'isOverBudget') {
       label = 'isOverBudget()'
       call = (x) => x.isOverBudget()
@@ -76,6 +84,7 @@ differential('CostTracker', __filename, { base: 18_300 }, async ({ r, clock, sto
     if (x.ok?.hold && y.ok?.hold) holds.push([x.ok.hold, y.ok.hold])
   }, [...JUMPS, 31 * DAY])
   check('end totals', await outcome(clock, () => a.totals()), await outcome(clock, () => b.totals()))
+  check('end history', await outcome(clock, () => a.history({ days: 40, hours: 48 })), await outcome(clock, () => b.history({ days: 40, hours: 48 })))
   check('end isOverBudget', await outcome(clock, () => a.isOverBudget()), await outcome(clock, () => b.isOverBudget()))
   check('end stats', sharedStats(a.stats()), sharedStats(b.stats()))
 })

@@ -5,7 +5,10 @@ use napi_derive::napi;
 use super::clock::local;
 use super::error::ms;
 use super::store::{open_redis, Backend, NativeStore};
-use crate::engine::spend::{apply, calendar, Bucket, Calendar, Config, Decision, Op, Period};
+use crate::engine::spend::{
+  apply, apply_hour, calendar, day_kept, history_labels, spent_of, Bucket, Calendar, Config,
+  Decision, Labels, Op, Period, Spent,
+};
 use crate::store::memory::Keep;
 use crate::store::redis::{SpendKeys, TagTotals};
 
@@ -81,21 +84,79 @@ fn shape(cal: Calendar, d: Decision, tags: Option<TagTotals>) -> SpendDecision {
   }
 }
 
+/// Spend under one name (a model, or a tag `key=value`).
+#[napi(object)]
+pub struct NamedSpend {
+  pub name: String,
+  pub nano: f64,
+}
+
+/// One day's or hour's spend.
+#[napi(object)]
+pub struct SpendPoint {
+  /// `2026-11-25` or `2026-11-25T13`.
+  pub label: String,
+  /// When it starts, ms since 1970 (UTC).
+  pub start: f64,
+  pub nano: f64,
+  pub models: Vec<NamedSpend>,
+  /// Days only.
+  pub tags: Vec<NamedSpend>,
+}
+
+/// The days and hours asked for, oldest first.
+#[napi(object)]
+pub struct SpendHistory {
+  pub days: Vec<SpendPoint>,
+  pub hours: Vec<SpendPoint>,
+}
+
+fn history_shape(labels: (Labels, Labels), spent: (Vec<Spent>, Vec<Spent>)) -> SpendHistory {
+  let named = |v: Vec<(String, u64)>| {
+    v.into_iter()
+      .map(|(name, n)| NamedSpend {
+        name,
+        nano: n as f64,
+      })
+      .collect()
+  };
+  let points = |labels: Vec<(String, u64)>, spent: Vec<Spent>| {
+    labels
+      .into_iter()
+      .zip(spent)
+      .map(|((label, start), s)| SpendPoint {
+        label,
+        start: start as f64,
+        nano: s.spent as f64,
+        models: named(s.models),
+        tags: named(s.tags),
+      })
+      .collect()
+  };
+  SpendHistory {
+    days: points(labels.0, spent.0),
+    hours: points(labels.1, spent.1),
+  }
+}
+
 fn tag_list(tags: &hashbrown::HashMap<String, u64>) -> Vec<(String, u64)> {
   tags.iter().map(|(t, n)| (t.clone(), *n)).collect()
 }
 
-/// 0 check, 1 check with tag totals, 2 record, 3 reserve, 4 settle, 5 release.
-fn op(code: u32, nano: f64, hold_id: String, tags: Vec<String>) -> Op {
+/// 0 check, 1 check with tag totals, 2 record, 3 reserve, 4 settle, 5 release. `model` is ''
+/// when the spend has none.
+fn op(code: u32, nano: f64, hold_id: String, tags: Vec<String>, model: String) -> Op {
   let nano = ms(nano);
+  let model = (!model.is_empty()).then_some(model);
   match code {
     0 | 1 => Op::Check,
-    2 => Op::Record { nano, tags },
+    2 => Op::Record { nano, tags, model },
     3 => Op::Reserve { nano },
     4 => Op::Settle {
       id: hold_id,
       nano,
       tags,
+      model,
     },
     _ => Op::Release { id: hold_id },
   }
@@ -110,20 +171,54 @@ pub struct CostTrackerCore {
 }
 
 impl CostTrackerCore {
-  fn keys(&self, cal: &Calendar) -> [String; 4] {
-    let (b, d, m) = (&self.base, &cal.day, &cal.month);
+  fn keys(&self, cal: &Calendar) -> [String; 5] {
+    let (b, d, m, h) = (&self.base, &cal.day, &cal.month, &cal.hour);
     [
       format!("{b}day:{d}"),
       format!("{b}day:{d}:tags"),
       format!("{b}month:{m}"),
       format!("{b}month:{m}:tags"),
+      format!("{b}hour:{h}"),
     ]
+  }
+
+  /// The keys a history read reads: the days still kept at `now` (the older ones are shown
+  /// empty, however long a store keeps their bucket), their tags, the hours.
+  fn history_keys(
+    &self,
+    labels: &(Labels, Labels),
+    now: u64,
+  ) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let b = &self.base;
+    let kept: Vec<&String> = labels
+      .0
+      .iter()
+      .filter(|(_, start)| day_kept(*start, now, self.config.history_ms))
+      .map(|(d, _)| d)
+      .collect();
+    (
+      kept.iter().map(|d| format!("{b}day:{d}")).collect(),
+      kept.iter().map(|d| format!("{b}day:{d}:tags")).collect(),
+      labels
+        .1
+        .iter()
+        .map(|(h, _)| format!("{b}hour:{h}"))
+        .collect(),
+    )
+  }
+
+  /// The kept days' spend (kept days are the newest) after an empty one per older day.
+  fn pad(labels: usize, mut kept: Vec<Spent>) -> Vec<Spent> {
+    let mut out = vec![Spent::default(); labels.saturating_sub(kept.len())];
+    out.append(&mut kept);
+    out
   }
 }
 
 #[napi]
 impl CostTrackerCore {
-  /// Budgets in nano-dollars, < 0 for none.
+  /// Budgets in nano-dollars, < 0 for none; `history_ms`: how long a day's bucket is kept
+  /// after the day.
   #[napi(constructor)]
   pub fn new(
     store: &NativeStore,
@@ -132,6 +227,7 @@ impl CostTrackerCore {
     monthly_budget: f64,
     hold_ms: f64,
     thresholds: Vec<f64>,
+    history_ms: f64,
   ) -> Self {
     let budget = |b: f64| (b >= 0.0).then(|| ms(b));
     CostTrackerCore {
@@ -142,6 +238,7 @@ impl CostTrackerCore {
         monthly_budget: budget(monthly_budget),
         hold_ms: ms(hold_ms).max(1),
         thresholds,
+        history_ms: ms(history_ms),
       },
     }
   }
@@ -153,22 +250,24 @@ impl CostTrackerCore {
     nano: f64,
     hold_id: String,
     tags: Vec<String>,
+    model: String,
     now: f64,
   ) -> napi::Result<SpendDecision> {
     let now = local(now);
     let cal = calendar(now);
-    let [day, _, month, _] = self.keys(&cal);
-    let op = op(code, nano, hold_id, tags);
+    let [day, _, month, _, hour] = self.keys(&cal);
+    let op = op(code, nano, hold_id, tags, model);
     let store = self.backend.memory()?;
-    let (day_kept, month_kept) = cal.keep_until();
+    let kept = cal.keep_until(self.config.history_ms);
     let (d, tags) = store.update_all(
-      &[&day, &month],
+      &[&day, &month, &hour],
       now,
       |buckets: &mut [Box<Bucket>]| {
-        let [day, month] = buckets else {
-          unreachable!("two keys, two buckets")
+        let [day, month, hour] = buckets else {
+          unreachable!("three keys, three buckets")
         };
         let d = apply(&self.config, now, day, month, &op);
+        apply_hour(hour, &op);
         (
           d,
           (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
@@ -178,11 +277,49 @@ impl CostTrackerCore {
         if **bucket == Bucket::default() {
           Keep::Drop
         } else {
-          Keep::Until(bucket.keep_until(if i == 0 { day_kept } else { month_kept }))
+          Keep::Until(bucket.keep_until([kept.0, kept.1, kept.2][i]))
         }
       },
     )?;
     Ok(shape(cal, d, tags))
+  }
+
+  /// The last `days` days' and `hours` hours' spend up to `now`, oldest first (in process).
+  #[napi(catch_unwind)]
+  pub fn history(&self, days: u32, hours: u32, now: f64) -> napi::Result<SpendHistory> {
+    let now = local(now);
+    let labels = history_labels(now, days, hours);
+    let (day_keys, _, hour_keys) = self.history_keys(&labels, now);
+    let store = self.backend.memory()?;
+    let read = |keys: &[String], with_tags: bool| -> napi::Result<Vec<Spent>> {
+      keys
+        .iter()
+        .map(|k| {
+          let s =
+            store.view::<Box<Bucket>, _>(k, now, |b| spent_of(Some(b.as_ref()), with_tags))?;
+          Ok(s.unwrap_or_default())
+        })
+        .collect()
+    };
+    let spent = (
+      Self::pad(labels.0.len(), read(&day_keys, true)?),
+      read(&hour_keys, false)?,
+    );
+    Ok(history_shape(labels, spent))
+  }
+
+  /// As `history`, from Redis (one script).
+  #[napi]
+  pub async fn history_async(&self, days: u32, hours: u32, now: f64) -> napi::Result<SpendHistory> {
+    let redis = open_redis(&self.backend)?;
+    let now = local(now);
+    let labels = history_labels(now, days, hours);
+    let (day_keys, tag_keys, hour_keys) = self.history_keys(&labels, now);
+    let (day_list, hour_list) = redis
+      .spend_history(&day_keys, &tag_keys, &hour_keys)
+      .await?;
+    let spent = (Self::pad(labels.0.len(), day_list), hour_list);
+    Ok(history_shape(labels, spent))
   }
 
   #[napi]
@@ -192,19 +329,21 @@ impl CostTrackerCore {
     nano: f64,
     hold_id: String,
     tags: Vec<String>,
+    model: String,
     now: f64,
   ) -> napi::Result<SpendDecision> {
     let redis = open_redis(&self.backend)?;
     let now = local(now);
     let cal = calendar(now);
-    let [day, day_tags, month, month_tags] = self.keys(&cal);
+    let [day, day_tags, month, month_tags, hour] = self.keys(&cal);
     let keys = SpendKeys {
       day: &day,
       day_tags: &day_tags,
       month: &month,
       month_tags: &month_tags,
+      hour: &hour,
     };
-    let op = op(code, nano, hold_id, tags);
+    let op = op(code, nano, hold_id, tags, model);
     let (d, tags) = redis
       .spend(keys, &cal, &self.config, now, &op, code == 1)
       .await?;

@@ -18,16 +18,24 @@
 //!   that this bucket has not alerted yet is returned once; the bucket remembers it, so each
 //!   threshold alerts once per period however many processes share the bucket.
 //!
+//! Spend is also kept as history for charts: each day's bucket (its total, per model and per
+//! tag) is kept `Config::history_ms` after the day ends (35 days unless configured), and each
+//! UTC hour's total and per-model spend in an hour bucket kept [`HOUR_KEEP_MS`] (48 h) after
+//! the hour ends. The hour's bucket is written by the same call that records the spend (one
+//! more key of the same decision), so history costs no extra round trip, and every bucket is a
+//! flat set of counters: a call adds to a few of them, never rewrites a list. [`history`]
+//! reads it back.
+//!
 //! The Redis store runs the same steps in `store/redis/scripts/spend.lua`.
 //!
 //! ```
 //! use tollgate::engine::spend::{apply, Bucket, Config, Op, Period};
-//! let cfg = Config { daily_budget: Some(1_000), monthly_budget: None, hold_ms: 60_000, thresholds: vec![0.5] };
+//! let cfg = Config { daily_budget: Some(1_000), monthly_budget: None, hold_ms: 60_000, thresholds: vec![0.5], history_ms: 0 };
 //! let (mut day, mut month) = (Bucket::default(), Bucket::default());
 //! let d = apply(&cfg, 0, &mut day, &mut month, &Op::Reserve { nano: 800 });
 //! let hold = d.hold.unwrap();
 //! assert!(!apply(&cfg, 1, &mut day, &mut month, &Op::Reserve { nano: 300 }).allowed);
-//! let d = apply(&cfg, 2, &mut day, &mut month, &Op::Settle { id: hold.id, nano: 600, tags: vec![] });
+//! let d = apply(&cfg, 2, &mut day, &mut month, &Op::Settle { id: hold.id, nano: 600, tags: vec![], model: None });
 //! assert_eq!((d.day.spent, d.day.reserved), (600, 0));
 //! assert_eq!(d.alerts, vec![(Period::Day, 0.5)]);
 //! ```
@@ -42,13 +50,16 @@ pub enum Period {
   Month,
 }
 
-/// The day and month `now` falls in: labels and the instants they end.
+/// The day, month and hour `now` falls in: labels and the instants they end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Calendar {
   pub day: String,
   pub day_ends_at: u64,
   pub month: String,
   pub month_ends_at: u64,
+  /// `2026-11-25T13`.
+  pub hour: String,
+  pub hour_ends_at: u64,
 }
 
 /// How long a bucket is kept after its period ended. A bucket is only ever read under its own
@@ -56,13 +67,93 @@ pub struct Calendar {
 /// readable, and a process whose clock lags a little still finds the day it is in.
 pub const KEEP_AFTER_MS: u64 = 86_400_000;
 
+/// How long an hour's bucket is kept after the hour ended: today's and yesterday's hours.
+pub const HOUR_KEEP_MS: u64 = 48 * 3_600_000;
+
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 86_400_000;
+
 impl Calendar {
-  /// Until when the day's and the month's buckets are kept.
-  pub fn keep_until(&self) -> (u64, u64) {
+  /// Until when the day's, the month's and the hour's buckets are kept: the day's
+  /// `history_ms` after it ends (at least a day), the month's a day after it ends, the hour's
+  /// [`HOUR_KEEP_MS`].
+  pub fn keep_until(&self, history_ms: u64) -> (u64, u64, u64) {
     (
-      self.day_ends_at.saturating_add(KEEP_AFTER_MS),
+      self
+        .day_ends_at
+        .saturating_add(history_ms.max(KEEP_AFTER_MS)),
       self.month_ends_at.saturating_add(KEEP_AFTER_MS),
+      self.hour_ends_at.saturating_add(HOUR_KEEP_MS),
     )
+  }
+}
+
+/// The label of the UTC hour starting at `start` (a multiple of an hour): `2026-11-25T13`.
+fn hour_label(start: u64) -> String {
+  let t = DateTime::<Utc>::from_timestamp_millis(start.min(i64::MAX as u64) as i64)
+    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+  t.format("%Y-%m-%dT%H").to_string()
+}
+
+/// Buckets a history read covers, oldest first: `(label, start in ms)`.
+pub type Labels = Vec<(String, u64)>;
+
+/// The buckets a history read covers: the last `days` UTC days and the last `hours` UTC
+/// hours up to the one holding `now`, oldest first, each as `(label, start in ms)`.
+pub fn history_labels(now: u64, days: u32, hours: u32) -> (Labels, Labels) {
+  let today = now / DAY_MS * DAY_MS;
+  let day_list = (0..u64::from(days))
+    .rev()
+    .filter_map(|i| today.checked_sub(i * DAY_MS))
+    .map(|start| (calendar(start).day, start))
+    .collect();
+  let hour = now / HOUR_MS * HOUR_MS;
+  let hour_list = (0..u64::from(hours))
+    .rev()
+    .filter_map(|i| hour.checked_sub(i * HOUR_MS))
+    .map(|start| (hour_label(start), start))
+    .collect();
+  (day_list, hour_list)
+}
+
+/// Whether the day starting at `start` is still kept at `now` (its bucket lives `history_ms`,
+/// at least a day, after it ends). History reads only kept days, so an answer never depends on
+/// when a store reclaims a bucket that is due (nor on a hold keeping it a little longer).
+pub fn day_kept(start: u64, now: u64, history_ms: u64) -> bool {
+  start
+    .saturating_add(DAY_MS)
+    .saturating_add(history_ms.max(KEEP_AFTER_MS))
+    > now
+}
+
+/// One day's or hour's spend as history shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Spent {
+  pub spent: u64,
+  /// Per model, sorted by name.
+  pub models: Vec<(String, u64)>,
+  /// Per tag (`key=value`), sorted; empty for an hour.
+  pub tags: Vec<(String, u64)>,
+}
+
+/// What history shows of a stored bucket (`None`: nothing stored).
+pub fn spent_of(b: Option<&Bucket>, with_tags: bool) -> Spent {
+  let Some(b) = b else {
+    return Spent::default();
+  };
+  let sorted = |m: &HashMap<String, u64>| {
+    let mut v: Vec<(String, u64)> = m.iter().map(|(k, n)| (k.clone(), *n)).collect();
+    v.sort();
+    v
+  };
+  Spent {
+    spent: b.spent,
+    models: sorted(&b.models),
+    tags: if with_tags {
+      sorted(&b.tags)
+    } else {
+      Vec::new()
+    },
   }
 }
 
@@ -70,6 +161,7 @@ impl Calendar {
 pub fn calendar(now: u64) -> Calendar {
   let t = DateTime::<Utc>::from_timestamp_millis(now.min(i64::MAX as u64) as i64)
     .unwrap_or(DateTime::<Utc>::MAX_UTC);
+  let hour_start = now / HOUR_MS * HOUR_MS;
   let date = t.date_naive();
   let start_of = |d: NaiveDate| {
     d.and_hms_opt(0, 0, 0)
@@ -88,6 +180,8 @@ pub fn calendar(now: u64) -> Calendar {
     day_ends_at: next_day,
     month: date.format("%Y-%m").to_string(),
     month_ends_at: next_month.map(start_of).unwrap_or(u64::MAX),
+    hour: hour_label(hour_start),
+    hour_ends_at: hour_start.saturating_add(HOUR_MS),
   }
 }
 
@@ -99,6 +193,9 @@ pub struct Config {
   pub monthly_budget: Option<u64>,
   pub hold_ms: u64,
   pub thresholds: Vec<f64>,
+  /// How long a day's bucket (its history) is kept after the day ends, in ms (at least a
+  /// day: [`KEEP_AFTER_MS`]).
+  pub history_ms: u64,
 }
 
 impl Config {
@@ -115,10 +212,11 @@ impl Config {
 pub enum Op {
   /// Totals only.
   Check,
-  /// A finished call's cost, counted under each tag too.
+  /// A finished call's cost, counted under each tag and its model too.
   Record {
     nano: u64,
     tags: Vec<String>,
+    model: Option<String>,
   },
   Reserve {
     nano: u64,
@@ -127,6 +225,7 @@ pub enum Op {
     id: String,
     nano: u64,
     tags: Vec<String>,
+    model: Option<String>,
   },
   Release {
     id: String,
@@ -159,6 +258,8 @@ pub struct Bucket {
   pub alerted: Vec<f64>,
   /// Spend per tag (`key=value`).
   pub tags: HashMap<String, u64>,
+  /// Spend per model.
+  pub models: HashMap<String, u64>,
 }
 
 impl Bucket {
@@ -213,10 +314,14 @@ impl Bucket {
     }
   }
 
-  fn spend(&mut self, nano: u64, tags: &[String]) {
+  fn spend(&mut self, nano: u64, tags: &[String], model: Option<&str>) {
     self.spent = self.spent.saturating_add(nano);
     for tag in tags {
       let v = self.tags.entry_ref(tag.as_str()).or_insert(0);
+      *v = v.saturating_add(nano);
+    }
+    if let Some(m) = model {
+      let v = self.models.entry_ref(m).or_insert(0);
       *v = v.saturating_add(nano);
     }
   }
@@ -304,13 +409,16 @@ pub fn apply(cfg: &Config, now: u64, day: &mut Bucket, month: &mut Bucket, op: &
       }
       ok
     }
-    Op::Record { nano, tags } | Op::Settle { nano, tags, .. } => {
+    Op::Record { nano, tags, model }
+    | Op::Settle {
+      nano, tags, model, ..
+    } => {
       if let Op::Settle { id, .. } = op {
         day.drop_hold(id);
         month.drop_hold(id);
       }
-      day.spend(*nano, tags);
-      month.spend(*nano, tags);
+      day.spend(*nano, tags, model.as_deref());
+      month.spend(*nano, tags, model.as_deref());
       for t in day.crossed(cfg.daily_budget, &cfg.thresholds) {
         alerts.push((Period::Day, t));
       }
@@ -334,6 +442,13 @@ pub fn apply(cfg: &Config, now: u64, day: &mut Bucket, month: &mut Bucket, op: &
   }
 }
 
+/// The hour's bucket of a call: what `op` spent, in total and per model (no tags, no holds).
+pub fn apply_hour(hour: &mut Bucket, op: &Op) {
+  if let Op::Record { nano, model, .. } | Op::Settle { nano, model, .. } = op {
+    hour.spend(*nano, &[], model.as_deref());
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -348,6 +463,7 @@ mod tests {
       monthly_budget: Some(1_000),
       hold_ms: 60_000,
       thresholds: vec![0.8, 0.9],
+      history_ms: 0,
     }
   }
 
@@ -399,6 +515,7 @@ mod tests {
         id: h.id.clone(),
         nano: 20,
         tags: vec!["feature=chat".into()],
+        model: Some("gpt-4o".into()),
       },
     );
     assert_eq!(
@@ -417,6 +534,7 @@ mod tests {
     );
     assert_eq!(d.tags.get("feature=chat"), Some(&20));
     assert_eq!(d.tags.len(), 1);
+    assert_eq!(m.models.get("gpt-4o"), Some(&20));
     // A settled hold settled again counts the cost, but no hold is left to drop.
     let s = apply(
       &cfg(),
@@ -427,6 +545,7 @@ mod tests {
         id: h.id,
         nano: 5,
         tags: vec![],
+        model: None,
       },
     );
     assert_eq!(
@@ -485,6 +604,7 @@ mod tests {
     let rec = |n| Op::Record {
       nano: n,
       tags: vec![],
+      model: None,
     };
     // 80 is not above 80 % of 100 (the cost patterns article compares with `>`).
     assert!(apply(&cfg(), 0, &mut d, &mut m, &rec(80)).alerts.is_empty());
@@ -523,5 +643,73 @@ mod tests {
       &Op::Reserve { nano: 1 },
     );
     assert_eq!(d.keep_until(NOV25 + DAY), NOV25 + DAY - 10 + 60_000);
+  }
+
+  #[test]
+  fn history_covers_days_and_hours_oldest_first() {
+    let c = calendar(NOV25 + 13 * 3_600_000 + 5);
+    assert_eq!(
+      (c.hour.as_str(), c.hour_ends_at),
+      ("2026-11-25T13", NOV25 + 14 * 3_600_000)
+    );
+    let keep = Config {
+      history_ms: 35 * DAY,
+      ..cfg()
+    };
+    assert_eq!(
+      c.keep_until(keep.history_ms),
+      (NOV25 + 36 * DAY, NOV25 + 7 * DAY, NOV25 + 62 * 3_600_000)
+    );
+    // Less than a day of history still keeps yesterday's bucket readable.
+    assert_eq!(c.keep_until(0).0, NOV25 + 2 * DAY);
+    let (days, hours) = history_labels(NOV25 + 13 * 3_600_000 + 5, 3, 2);
+    assert_eq!(
+      days,
+      vec![
+        ("2026-11-23".to_string(), NOV25 - 2 * DAY),
+        ("2026-11-24".to_string(), NOV25 - DAY),
+        ("2026-11-25".to_string(), NOV25)
+      ]
+    );
+    assert_eq!(
+      hours,
+      vec![
+        ("2026-11-25T12".to_string(), NOV25 + 12 * 3_600_000),
+        ("2026-11-25T13".to_string(), NOV25 + 13 * 3_600_000)
+      ]
+    );
+    // Near the epoch the list stops at 1970-01-01.
+    assert_eq!(history_labels(5, 3, 3).0.len(), 1);
+    // A day is kept `history_ms` (at least a day) after it ends.
+    assert!(day_kept(NOV25, NOV25 + 3 * DAY - 1, 2 * DAY));
+    assert!(!day_kept(NOV25, NOV25 + 3 * DAY, 2 * DAY));
+    assert!(day_kept(NOV25, NOV25 + 2 * DAY - 1, 0));
+    assert!(!day_kept(NOV25, NOV25 + 2 * DAY, 0));
+  }
+
+  #[test]
+  fn the_hour_counts_spend_per_model_and_nothing_else() {
+    let mut h = Bucket::default();
+    let rec = Op::Record {
+      nano: 7,
+      tags: vec!["a=b".into()],
+      model: Some("m".into()),
+    };
+    apply_hour(&mut h, &rec);
+    apply_hour(&mut h, &Op::Reserve { nano: 100 });
+    apply_hour(
+      &mut h,
+      &Op::Settle {
+        id: "x".into(),
+        nano: 3,
+        tags: vec![],
+        model: None,
+      },
+    );
+    let s = spent_of(Some(&h), true);
+    assert_eq!(s.spent, 10);
+    assert_eq!(s.models, vec![("m".to_string(), 7)]);
+    assert!(s.tags.is_empty());
+    assert_eq!(spent_of(None, true), Spent::default());
   }
 }

@@ -1,24 +1,57 @@
 -- Spend ledger of CostTracker (engine/spend.rs, the same steps), on the day's and the month's
--- buckets of the caller's calendar. Amounts are integers of nano-dollars.
+-- buckets of the caller's calendar, with the hour's bucket for history. Amounts are integers of
+-- nano-dollars.
 -- KEYS[1]  the day's HASH: s = spent, q = hold sequence, h:<id> = '<nano>:<expires at>',
 --          r = nano held by live holds, m / x = earliest / latest hold expiry (m may be early: it
---          only triggers a scan), a:<threshold> = 1 once that alert threshold fired
+--          only triggers a scan), a:<threshold> = 1 once that alert threshold fired,
+--          M:<model> = spent on that model
 -- KEYS[2]  the day's spend per tag (HASH tag -> nano)
 -- KEYS[3]  the month's HASH (as KEYS[1], without q)
 -- KEYS[4]  the month's spend per tag
+-- KEYS[5]  the hour's HASH: s = spent, M:<model> = spent on that model (written by record and
+--          settle only)
 -- ARGV[1]  op: 'c' check | 't' check with tag totals | 'r' record | 'v' reserve | 's' settle
 --          | 'l' release
 -- ARGV[2]  now in ms
--- ARGV[3]  until when the day's keys are kept (ms: a day after it ends); ARGV[4] the month's
+-- ARGV[3]  until when the day's keys are kept (ms: the history kept after it ends); ARGV[4] the
+--          month's (a day after it ends)
 -- ARGV[5]  daily budget, or -1 for none; ARGV[6] monthly budget, or -1
 -- ARGV[7]  hold lifetime in ms
 -- ARGV[8]  amount: recorded, reserved, or the real cost of a settled hold
 -- ARGV[9]  hold id (settle, release), or the day's label (reserve: new ids are '<day>#<n>')
 -- ARGV[10] alert thresholds, comma-separated fractions ('' for none)
--- ARGV[11..] tags the amount is also counted under (record, settle)
+-- ARGV[11] the model the amount is counted under (record, settle; '' for none)
+-- ARGV[12] until when the hour's key is kept (ms)
+-- ARGV[13..] tags the amount is also counted under (record, settle)
 -- Returns  {allowed 0|1, day spent, day reserved, month spent, month reserved, new hold id or
 --           '', new hold's expiry or 0, {alerts: 'd'|'m', threshold, ...},
 --           {day tags: tag, nano, ...}, {month tags ...}}
+--
+-- History read (ARGV[1] = 'h', ARGV[2] = n): KEYS are n days' HASHes, the same n days' tag
+-- HASHes, then hours' HASHes. Returns one flat {field, value, ...} list per key: a bucket's s and
+-- M:<model> fields (never its holds), a tag HASH whole. Reads only.
+if ARGV[1] == 'h' then
+  local n = tonumber(ARGV[2])
+  local out = {}
+  for i, key in ipairs(KEYS) do
+    local flat = redis.call('HGETALL', key)
+    if i > n and i <= 2 * n then
+      out[i] = flat
+    else
+      local kept = {}
+      for j = 1, #flat, 2 do
+        local f = flat[j]
+        if f == 's' or string.sub(f, 1, 2) == 'M:' then
+          kept[#kept + 1] = f
+          kept[#kept + 1] = flat[j + 1]
+        end
+      end
+      out[i] = kept
+    end
+  end
+  return out
+end
+
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local ends = {tonumber(ARGV[3]), tonumber(ARGV[4])}
@@ -26,6 +59,8 @@ local budgets = {tonumber(ARGV[5]), tonumber(ARGV[6])}
 local hold_ms = tonumber(ARGV[7])
 local amount = tonumber(ARGV[8])
 local id = ARGV[9]
+local model = ARGV[11]
+local hour_kept = tonumber(ARGV[12])
 local thresholds = {}
 for t in string.gmatch(ARGV[10], '[^,]+') do thresholds[#thresholds + 1] = t end
 
@@ -88,7 +123,8 @@ elseif op == 'r' or op == 's' then
   for i, b in ipairs(buckets) do
     b.spent = b.spent + amount
     redis.call('HSET', b.key, 's', int(b.spent))
-    for t = 11, #ARGV do redis.call('HINCRBY', KEYS[2 * i], ARGV[t], amount) end
+    for t = 13, #ARGV do redis.call('HINCRBY', KEYS[2 * i], ARGV[t], amount) end
+    if model ~= '' then redis.call('HINCRBY', b.key, 'M:' .. model, amount) end
     if budgets[i] >= 0 and #thresholds > 0 then
       local names = {}
       for k, t in ipairs(thresholds) do names[k] = 'a:' .. t end
@@ -102,18 +138,23 @@ elseif op == 'r' or op == 's' then
       end
     end
   end
+  -- The hour's history: its total and the model's share.
+  redis.call('HINCRBY', KEYS[5], 's', amount)
+  if model ~= '' then redis.call('HINCRBY', KEYS[5], 'M:' .. model, amount) end
+  redis.call('PEXPIRE', KEYS[5], math.max(1, hour_kept - now))
   allowed = fits(0, false)
 elseif op == 'l' then
   drop(id)
   allowed = fits(0, true)
 end
 
--- Keep each bucket until its period ends or its last hold expires, whichever is later.
+-- Keep each bucket and its tags until the time its period is kept or its last hold expires,
+-- whichever is later (the engine keeps the tags inside the bucket: they live as long).
 for i, b in ipairs(buckets) do
   local until_ms = ends[i]
   if b.latest and b.latest > until_ms then until_ms = b.latest end
   redis.call('PEXPIRE', b.key, math.max(1, until_ms - now))
-  redis.call('PEXPIRE', KEYS[2 * i], math.max(1, ends[i] - now))
+  redis.call('PEXPIRE', KEYS[2 * i], math.max(1, until_ms - now))
 end
 
 local day_tags, month_tags = {}, {}
