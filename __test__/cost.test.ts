@@ -101,3 +101,38 @@ describe('prices', () => {
     expect(() => definePrice('x', { input: 1 } as any)).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
   })
 })
+
+describe("the guard's cost in plain arithmetic (nanoExact) answers as the engine does", () => {
+  // Internal: the guard prices each decision in JavaScript when the amounts are exact there.
+  const { nanoExact } = require('../lib/cost.js')
+  const native = require('../lib/native.js')
+  const engine = (u: number[], p: number[]) => native.costNanoParts(u[0], u[1], u[2], u[3], p[0], p[1], p[2], p[3], p[4])
+  it('at every rounding edge, and hands what it cannot hold exactly to the engine', () => {
+    const cases: [number[], number[]][] = [
+      [[1, 0, 0, 0], [499_999, 0, 0, 0, 500_000]], // 0.499999 → 0
+      [[1, 0, 0, 0], [500_000, 0, 0, 0, 500_000]], // 0.5 → 1 (half up)
+      [[3, 0, 0, 1], [1_499_999, 0, 0, 1, 500_000]],
+      [[10, 4, 3, 7], [2_500_000_000, 1_250_000_000, 3_125_000_000, 10_000_000_000, 500_000]],
+      [[2, 5, 0, 0], [7, 11, 13, 17, 500_000]], // more cached than input: uncached is 0
+      [[9_007_199_254, 0, 0, 0], [999_999, 0, 0, 0, 500_000]], // a sum near 2^53
+    ]
+    for (const [u, p] of cases) expect(nanoExact(u[0], u[1], u[2], u[3], p), JSON.stringify([u, p])).toBe(engine(u, p))
+    // Past 2^53 it declines (the engine's u128 answers).
+    expect(nanoExact(2 ** 40, 0, 0, 0, [2 ** 20, 0, 0, 0, 0])).toBe(-1)
+  })
+  it('on 20,000 random usages and prices', () => {
+    let x = 88172645
+    const next = () => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), (x >>> 0) / 2 ** 32)
+    let checked = 0
+    for (let i = 0; i < 20_000; i++) {
+      const scale = [1e3, 1e6, 1e9][i % 3]
+      const u = [0, 0, 0, 0].map(() => Math.floor(next() * scale))
+      const p = [0, 0, 0, 0].map(() => Math.floor(next() * [1e9, 1e11, 1e13][(i >> 2) % 3])).concat([500_000])
+      const e = nanoExact(u[0], u[1], u[2], u[3], p)
+      if (e < 0) continue
+      checked++
+      expect(e).toBe(engine(u, p))
+    }
+    expect(checked).toBeGreaterThan(5_000)
+  })
+})

@@ -84,10 +84,35 @@ function cachedPrice(model) {
  */
 function costNanoParts(model, input, output, cached = 0, write = 0) {
   const p = cachedPrice(model)
-  const nano = native.costNanoParts(input, cached, write, output, p[0], p[1], p[2], p[3], p[4])
+  const exact = nanoExact(input, cached, write, output, p)
+  const nano = exact >= 0 ? exact : native.costNanoParts(input, cached, write, output, p[0], p[1], p[2], p[3], p[4])
   if (nano > Number.MAX_SAFE_INTEGER) throw outOfRange(`the cost of this usage is over ${Number.MAX_SAFE_INTEGER} nano-dollars, more than any ledger here holds exactly`)
   return nano
 }
+
+/**
+ * engine/cost.rs's `cost_nano` (not batch) in plain integer arithmetic, for the amounts it holds
+ * exactly: Σ tokens × nano-dollars per 1M tokens, divided by 1M and rounded half up. -1 when a
+ * term or the sum passes 2^53 (the native u128 arithmetic answers those). Saves the guard a
+ * native call per decision.
+ */
+function nanoExact(input, cached, write, output, p) {
+  const uncached = Math.max(0, input - (cached + write))
+  const a = uncached * p[0]
+  const b = cached * p[1]
+  const c = write * p[2]
+  const d = output * p[3]
+  const sum = a + b + c + d + 500_000
+  if (!(a <= MAX_EXACT && b <= MAX_EXACT && c <= MAX_EXACT && d <= MAX_EXACT && sum <= MAX_EXACT)) return -1
+  // floor(sum / 1e6), exactly: the float quotient may round across an integer; the remainder
+  // (an exact integer) puts it back.
+  let q = Math.floor(sum / 1_000_000)
+  const r = sum - q * 1_000_000
+  if (r < 0) q -= 1
+  else if (r >= 1_000_000) q += 1
+  return q
+}
+const MAX_EXACT = Number.MAX_SAFE_INTEGER
 
 /** The native price of `model` (nano-dollars per 1M tokens), or ERR_TOLLGATE_UNKNOWN_MODEL. */
 function priceFor(model) {
@@ -154,4 +179,4 @@ function catalogModels() {
   return native.catalogModels()
 }
 
-module.exports = { priceOf, definePrice, costOf, costNano, costNanoAt, costNanoParts, estimateCost, usageFrom, priceFor, unknownModel, catalogModels, toNano, toUsd }
+module.exports = { nanoExact, priceOf, definePrice, costOf, costNano, costNanoAt, costNanoParts, estimateCost, usageFrom, priceFor, unknownModel, catalogModels, toNano, toUsd }
