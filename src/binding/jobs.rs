@@ -179,38 +179,24 @@ pub fn jobs_redis_new(
   timeout_ms: f64,
   sliding: bool,
 ) -> napi::Result<RedisHandle> {
-  Ok(External::new(Arc::new(JobsRedisCore::new(
-    store, prefix, models, limits, instance, timeout_ms, sliding,
-  )?)))
+  let redis = store.backend.redis()?;
+  let base = format!("{prefix}{{limits}}:");
+  Ok(External::new(Arc::new(JobsRedisCore {
+    redis,
+    instances_key: format!("{base}instances"),
+    grants_key: key_of(&format!("{base}grants:"), &[&instance]),
+    model_keys: models
+      .iter()
+      .map(|m| key_of(&format!("{base}model:"), &[m]))
+      .collect(),
+    limits: limits_of(&limits),
+    instance: instance.as_str().to_owned(),
+    timeout_ms: ms(timeout_ms).max(1),
+    sliding,
+  })))
 }
 
 impl JobsRedisCore {
-  fn new(
-    store: &NativeStore,
-    prefix: String,
-    models: Vec<Id>,
-    limits: Vec<f64>,
-    instance: Id,
-    timeout_ms: f64,
-    sliding: bool,
-  ) -> napi::Result<Self> {
-    let redis = store.backend.redis()?;
-    let base = format!("{prefix}{{limits}}:");
-    Ok(JobsRedisCore {
-      redis,
-      instances_key: format!("{base}instances"),
-      grants_key: key_of(&format!("{base}grants:"), &[&instance]),
-      model_keys: models
-        .iter()
-        .map(|m| key_of(&format!("{base}model:"), &[m]))
-        .collect(),
-      limits: limits_of(&limits),
-      instance: instance.as_str().to_owned(),
-      timeout_ms: ms(timeout_ms).max(1),
-      sliding,
-    })
-  }
-
   fn model(&self, model: u32) -> napi::Result<(&str, Limits)> {
     let i = model as usize;
     match (self.model_keys.get(i), self.limits.get(i)) {

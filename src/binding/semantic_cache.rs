@@ -95,30 +95,6 @@ impl SemanticCore {
 }
 
 impl SemanticCore {
-  /// `ann_min` ≤ 0 keeps the default size from which lookups in a scope are approximate.
-  fn new(
-    store: &NativeStore,
-    prefix: String,
-    ttl_ms: f64,
-    max_entries: f64,
-    threshold: f64,
-    ann_min: f64,
-  ) -> Self {
-    let mut config = IndexConfig::default();
-    if ann_min > 0.0 {
-      config.ann_min = ann_min as usize;
-    }
-    SemanticCore {
-      state: state_for(&store.backend, &prefix, config),
-      backend: store.backend.clone(),
-      keys: SemanticKeys::new(&prefix),
-      config,
-      ttl_ms: ms(ttl_ms).max(1),
-      max_entries: ms(max_entries).max(1),
-      threshold: threshold as f32,
-    }
-  }
-
   // ---- memory store: answered on the calling thread ------------------------------------
 
   /// The exact request's entry.
@@ -392,14 +368,19 @@ pub fn semantic_new(
   threshold: f64,
   ann_min: f64,
 ) -> Handle {
-  External::new(Arc::new(SemanticCore::new(
-    store,
-    prefix,
-    ttl_ms,
-    max_entries,
-    threshold,
-    ann_min,
-  )))
+  let mut config = IndexConfig::default();
+  if ann_min > 0.0 {
+    config.ann_min = ann_min as usize;
+  }
+  External::new(Arc::new(SemanticCore {
+    state: state_for(&store.backend, &prefix, config),
+    backend: store.backend.clone(),
+    keys: SemanticKeys::new(&prefix),
+    config,
+    ttl_ms: ms(ttl_ms).max(1),
+    max_entries: ms(max_entries).max(1),
+    threshold: threshold as f32,
+  }))
 }
 
 // ---- memory store: answered on the calling thread ----------------------------------------
