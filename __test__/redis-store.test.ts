@@ -256,7 +256,7 @@ describe('RedisStore: one round trip per call, every key with an expiry', () => 
       cache_get: '070a01d17939b6030091f3ad503837b8c05028f4',
       delete: '33106c58a41e9bd816530aab01f54669e4ede0dc',
       guard: '47ba19d1b85413edb58c7126c7d57f4c91413508',
-      jobs: '0ea9844272dc1ba0e9667c5c47a1c48057ffad52',
+      jobs: 'd03162cfc41b8149833323f33a13678ced679d38',
       lease: 'a92863340fa16c9389f4fe1458aa5decd559bf56',
       provider: '651e416ed073e202b23971ecbdd04cbf8168cb16',
       put: '44c0a36c0f8f2c17f22baf2b0dfe082155216f48',

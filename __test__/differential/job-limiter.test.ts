@@ -48,18 +48,16 @@ differential('JobLimiter', __filename, { base: 18_800, count: 20, clusterCount: 
     return { requestCount: 1, inputTokens: Math.ceil(tokens / 2), cachedTokens: 0, outputTokens: Math.floor(tokens / 2) }
   }
   // What each limiter shows. With a Redis backend, the model views (getAvailableModel,
-  // hasCapacityForModel, getModelStats) are the counts of Redis's last reply rolled to the
-  // clock's minute and day (lib/jobs.js), which is exact for fixed windows until the clock
-  // steps back across a minute: the reply's counts are then taken for another minute's (they
-  // are rolled by the time of the reply, not by the window Redis counted them in). Sliding
-  // windows are not rolled at all there, and their resetsInMs is the window's length. So the
-  // model views are compared for fixed windows until a step back; the job-type views and the
-  // decisions always are.
-  let steppedBack = windows === 'sliding'
+  // hasCapacityForModel, getModelStats) are the counts of Redis's last reply, which names the
+  // minute they were counted in, rolled as the engine rolls a fixed window (lib/jobs): exact
+  // for fixed windows, a clock stepped back included. Sliding windows are shown as last seen
+  // there (rolling them would take every bucket of the reply), so their model views are not
+  // compared; the job-type views and the decisions always are.
+  const modelViews = windows === 'fixed'
   const view = (x: LLMRateLimiterInstance) => ({
     types: Object.fromEntries(Object.keys(types).map((t) => [t, x.hasCapacityForJobType(t)])),
     jobTypes: Object.fromEntries(Object.entries(x.getJobTypeStats().jobTypes).map(([k, s]) => [k, { inFlight: s.inFlight, ratio: s.currentRatio }])),
-    ...(steppedBack
+    ...(!modelViews
       ? {}
       : {
           available: x.getAvailableModel(),
@@ -74,9 +72,7 @@ differential('JobLimiter', __filename, { base: 18_800, count: 20, clusterCount: 
       // Within a day of the start: the Redis backend would otherwise drop this instance as
       // stale (its heartbeat is a day apart), which an in-process limiter has no notion of.
       const dt = r.pick(JUMPS)
-      const before = clock.t
       if (clock.t + dt - t0 < DAY - 120_000) clock.jump(dt)
-      if (clock.t < before) steppedBack = true
       continue
     }
     const at = `@${clock.t - t0}`

@@ -73,7 +73,11 @@ class RedisBackend {
   #instanceId
   /** The limiter's side: `log(message, data)`, `allocate(instanceCount, counts)` after each heartbeat. */
   #host
-  /** Last known global counts per model: [minute tokens, minute requests, day tokens, day requests, in flight, read at]. */
+  /**
+   * Last known global counts per model: [minute tokens, minute requests, day tokens, day
+   * requests, in flight, read at, the minute they are of (fixed windows; their day is that
+   * minute's)].
+   */
   #global
   #fallback
   #stats = newStats()
@@ -96,7 +100,7 @@ class RedisBackend {
     this.#sliding = cfg.sliding
     this.#instanceId = cfg.instanceId
     this.#host = host
-    this.#global = cfg.ids.map(() => [0, 0, 0, 0, 0, 0])
+    this.#global = cfg.ids.map(() => [0, 0, 0, 0, 0, 0, 0])
     this.#core = native.jobsRedisNew(o.store[kNative], o.keyPrefix, cfg.ids, cfg.limits, cfg.instanceId, o.instanceTimeoutMs, cfg.sliding)
     // 'local': an in-process twin with the same limits decides while Redis is away. What a job
     // granted meanwhile used is added to the global windows once Redis is back (a settle with
@@ -173,8 +177,9 @@ class RedisBackend {
     if (dropped > 0) this.#host.log('stale instances removed', { dropped })
     const at = this.#clock.now()
     this.#global.forEach((g, i) => {
-      for (let k = 0; k < 5; k++) g[k] = r[3 + i * 5 + k]
+      for (let k = 0; k < 5; k++) g[k] = r[3 + i * 6 + k]
       g[5] = at
+      g[6] = r[3 + i * 6 + 5]
     })
     this.#host.allocate(instanceCount, this.#global)
   }
@@ -275,16 +280,22 @@ class RedisBackend {
     const g = this.#global[m]
     for (let k = 0; k < 5; k++) g[k] = r[4 + k]
     g[5] = this.#clock.now()
+    g[6] = r[9]
   }
 
-  /** The last known global counts, rolled to the current windows. */
+  /**
+   * The last known global counts, rolled to the current windows. Fixed windows roll as the
+   * engine's do (engine/jobs.rs `ModelState::view`): Redis's reply holds the windows as
+   * stored, which stop counting once the clock reads a later minute (a later day for the
+   * day's); a clock that reads an earlier one still sees them, as a window never goes back.
+   * Sliding windows are shown as last seen: rolling them would take every bucket.
+   */
   counts(m) {
     const g = this.#global[m]
     const now = this.#clock.now()
     if (this.#sliding) return [g[0], g[1], g[2], g[3], g[4], now, 60000, 86400000]
-    const sameMinute = Math.floor(g[5] / 60000) === Math.floor(now / 60000)
-    const sameDay = Math.floor(g[5] / 86400000) === Math.floor(now / 86400000)
-    return [sameMinute ? g[0] : 0, sameMinute ? g[1] : 0, sameDay ? g[2] : 0, sameDay ? g[3] : 0, g[4], now, 60000 - (now % 60000), 86400000 - (now % 86400000)]
+    const [mt, mr, dt, dr, minute, day] = rolled(g, now)
+    return [mt, mr, dt, dr, g[4], now, minute + 60000 - now, day + 86400000 - now]
   }
 
   /**
@@ -295,8 +306,10 @@ class RedisBackend {
    */
   #seed(core) {
     for (let m = 0; m < this.#global.length; m++) {
-      const [mt, mr, dt, dr, inFlight, at] = this.#global[m]
+      const g = this.#global[m]
+      const [inFlight, at] = [g[4], g[5]]
       if (!(at > 0)) continue
+      const [mt, mr, dt, dr] = this.#sliding ? g : rolled(g, at)
       for (let i = 0; i < inFlight; i++) if (core.reserve(m, 0, 0, at) < 0) break
       const earlier = at - 60_000
       if ((dt > mt || dr > mr) && Math.floor(earlier / DAY_MS) === Math.floor(at / DAY_MS)) {
@@ -320,6 +333,19 @@ class RedisBackend {
   storeStats() {
     return snapshot(this.#stats, this.#fallback)
   }
+}
+
+/**
+ * A model's stored fixed windows (`g`: minute tokens, minute requests, day tokens, day
+ * requests, …, [6] the minute they are of) as seen at `now`: `[minute tokens, minute requests,
+ * day tokens, day requests, the minute in force, the day in force]`.
+ */
+function rolled(g, now) {
+  const minute = Math.max(g[6], now - (now % 60000))
+  const day = Math.max(g[6] - (g[6] % 86400000), now - (now % 86400000))
+  const m = minute === g[6]
+  const d = day === g[6] - (g[6] % 86400000)
+  return [m ? g[0] : 0, m ? g[1] : 0, d ? g[2] : 0, d ? g[3] : 0, minute, day]
 }
 
 module.exports = { createRedisBackend, RedisBackend, kBackend }

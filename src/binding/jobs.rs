@@ -250,21 +250,23 @@ impl JobsRedisCore {
   }
 }
 
-fn counts_numbers(c: &ModelCounts) -> [f64; 5] {
+fn counts_numbers(c: &ModelCounts) -> [f64; 6] {
   [
     c.minute.tokens as f64,
     c.minute.requests as f64,
     c.day.tokens as f64,
     c.day.requests as f64,
     c.in_flight as f64,
+    c.minute_start as f64,
   ]
 }
 
 /// A reply as numbers. Acquire and release: `[status (1 granted, 0 refused, 2 never fits,
 /// 3 moot: nothing changed), the grant's minute, ms until the blocking window resets (-1: only
 /// concurrency blocks), 1 if the instance was (re)registered, then the model's minute tokens,
-/// minute requests, day tokens, day requests and jobs in flight]`. Heartbeat: `[1 if
-/// (re)registered, live instances, dropped instances, then those five counts per model]`.
+/// minute requests, day tokens, day requests, jobs in flight and the minute those counts are
+/// of (fixed windows; their day is that minute's)]`. Heartbeat: `[1 if (re)registered, live
+/// instances, dropped instances, then those six numbers per model]`.
 /// Unregister: `[1 if the instance was dropped]`.
 fn reply_numbers(r: &JobsReply) -> Vec<f64> {
   match r {

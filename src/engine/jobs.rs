@@ -142,14 +142,17 @@ impl ModelState {
   }
 
   /// Reserves `est` in the current windows and one concurrency slot, or says why not.
+  /// A refusal changes nothing, not even the windows' start (as jobs.lua writes only what it
+  /// grants): a later call whose clock reads earlier finds the windows as they were.
   pub fn reserve(&mut self, l: Limits, now: u64, est: Usage) -> Result<Grant, Denied> {
-    self.roll(now);
-    check(l, now, est, &self.minute, &self.day, self.in_flight)?;
-    self.minute.tokens += est.tokens;
-    self.minute.requests += est.requests;
-    self.day.tokens += est.tokens;
-    self.day.requests += est.requests;
-    self.in_flight += 1;
+    let mut m = self.view(now);
+    check(l, now, est, &m.minute, &m.day, m.in_flight)?;
+    m.minute.tokens += est.tokens;
+    m.minute.requests += est.requests;
+    m.day.tokens += est.tokens;
+    m.day.requests += est.requests;
+    m.in_flight += 1;
+    *self = m;
     Ok(self.minute.start)
   }
 

@@ -320,3 +320,27 @@ fn looking_at_the_counts_moves_no_window() {
   );
   assert_eq!(s.minute.list.len(), 1);
 }
+
+#[test]
+fn a_refusal_leaves_the_windows_where_they_were() {
+  // As jobs.lua, which writes only what it grants: a refusal in a later minute (here by the
+  // concurrency cap) does not move the windows there, so a clock that then reads the earlier
+  // minute again still finds that minute's count full.
+  let l = Limits {
+    rpm: 1,
+    concurrency: 1,
+    ..Limits::default()
+  };
+  let mut m = ModelState::default();
+  assert_eq!(m.reserve(l, T0, est(0, 1)), Ok(T0));
+  let before = m;
+  assert_eq!(
+    m.reserve(l, T0 + MINUTE_MS, est(0, 1)),
+    Err(Denied::Concurrency)
+  );
+  assert_eq!(m, before);
+  assert_eq!(
+    m.reserve(l, T0 + 1, est(0, 1)),
+    Err(Denied::Until { at: T0 + MINUTE_MS })
+  );
+}

@@ -30,6 +30,12 @@ pub struct ModelCounts {
   pub minute: jobs::Usage,
   pub day: jobs::Usage,
   pub in_flight: u64,
+  /// Fixed windows: the start of the stored minute these counts are of (0: none stored); the
+  /// day counts are of that minute's day. The counts are the windows as stored after the
+  /// call, not rolled to its clock (a call that writes nothing leaves them as they were): the
+  /// caller rolls them to its own clock, as the engine's `ModelState::view` does. Sliding
+  /// windows: the totals at the call's time, and that time's minute.
+  pub minute_start: u64,
 }
 
 /// What an acquire or a release decided.
@@ -80,6 +86,7 @@ fn counts(r: &[i64]) -> ModelCounts {
       requests: n(3),
     },
     in_flight: n(4),
+    minute_start: n(5),
   }
 }
 
@@ -88,7 +95,7 @@ fn decode(op: &str, r: &[i64]) -> Result<JobsReply, StoreError> {
   let short = || StoreError::Command(format!("jobs.lua returned {} values to '{op}'", r.len()));
   match op {
     "a" | "r" => {
-      if r.len() < 9 {
+      if r.len() < 10 {
         return Err(short());
       }
       Ok(JobsReply::Decision {
@@ -101,18 +108,18 @@ fn decode(op: &str, r: &[i64]) -> Result<JobsReply, StoreError> {
         minute: r[1].max(0) as u64,
         retry_ms: (r[2] >= 0).then_some(r[2] as u64),
         registered: r[3] == 1,
-        counts: counts(&r[4..9]),
+        counts: counts(&r[4..10]),
       })
     }
     "h" => {
-      if r.len() < 3 || !(r.len() - 3).is_multiple_of(5) {
+      if r.len() < 3 || !(r.len() - 3).is_multiple_of(6) {
         return Err(short());
       }
       Ok(JobsReply::Heartbeat {
         registered: r[0] == 1,
         live: r[1].max(0) as u64,
         dropped: r[2].max(0) as u64,
-        models: r[3..].chunks_exact(5).map(counts).collect(),
+        models: r[3..].chunks_exact(6).map(counts).collect(),
       })
     }
     _ => Ok(JobsReply::Unregistered {

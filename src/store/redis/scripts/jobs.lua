@@ -34,9 +34,12 @@
 -- Returns  a, r: {status (1 granted | 0 refused | 2 never fits | 3 given up / settled
 --          before: nothing changed), minute start, ms until the
 --          blocking window resets (-1: only concurrency), 1 if the instance was (re)registered,
---          minute tokens, minute requests, day tokens, day requests, jobs in flight}
+--          minute tokens, minute requests, day tokens, day requests, jobs in flight, the
+--          minute those counts are of (fixed windows: the windows as stored after the call,
+--          not rolled to now; the day is that minute's, 0 when none is stored. Sliding: the
+--          totals at now, and now's minute)}
 --          h: {1 if (re)registered, live instances, dropped instances, then per model the
---          minute tokens, minute requests, day tokens, day requests, jobs in flight}
+--          minute tokens, minute requests, day tokens, day requests, jobs in flight, minute}
 --          u: {dropped 0|1}
 local MIN, DAY = 60000, 86400000
 local op = ARGV[1]
@@ -152,6 +155,7 @@ local function load(key)
     m.ms, m.ds = mstart, dstart
     if raw.ms == mstart then m.mt, m.mr = raw.mt or 0, raw.mr or 0 end
     if raw.ds == dstart then m.dt, m.dr = raw.dt or 0, raw.dr or 0 end
+    m.kept = {raw.mt or 0, raw.mr or 0, raw.dt or 0, raw.dr or 0, raw.ms or 0}
   end
   return m
 end
@@ -172,10 +176,16 @@ local function save(key, m)
   end
   redis.call('HSET', key, 'ms', string.format('%d', m.ms), 'mt', m.mt, 'mr', m.mr,
     'ds', string.format('%d', m.ds), 'dt', m.dt, 'dr', m.dr)
+  m.kept = {m.mt, m.mr, m.dt, m.dr, m.ms}
   redis.call('PEXPIRE', key, math.max(dstart + DAY + MIN - now, MIN))
 end
+-- What a reply shows of a model. Fixed windows: the windows as stored after this call (not
+-- rolled to now: a call that writes nothing leaves them as they were, and the caller rolls
+-- them to its clock as the engine's view does); sliding: the totals at now.
 local function state(m)
-  return {m.mt, m.mr, m.dt, m.dr, m.inflight}
+  if sliding then return {m.mt, m.mr, m.dt, m.dr, m.inflight, m.ms} end
+  local k = m.kept
+  return {k[1], k[2], k[3], k[4], m.inflight, k[5]}
 end
 
 if op == 'a' or op == 'r' then
@@ -236,7 +246,8 @@ if op == 'a' or op == 'r' then
     if status == 3 then
       -- Settled before, or never granted: mark it and change nothing else.
       mark()
-      return {status, mstart, retry, registered, m.mt, m.mr, m.dt, m.dr, m.inflight}
+      local s = state(m)
+      return {status, mstart, retry, registered, s[1], s[2], s[3], s[4], s[5], s[6]}
     end
     if not slot and id ~= '0' then mark() end
     local function settle(c, e, a, same)
@@ -272,7 +283,8 @@ if op == 'a' or op == 'r' then
       if m.inflight > 0 then m.inflight = m.inflight - 1 end
     end
   end
-  return {status, mstart, retry, registered, m.mt, m.mr, m.dt, m.dr, m.inflight}
+  local s = state(m)
+  return {status, mstart, retry, registered, s[1], s[2], s[3], s[4], s[5], s[6]}
 elseif op == 'h' then
   register()
   redis.call('PEXPIRE', KEYS[2], KEEP) -- the grants hash lives while we do
