@@ -152,6 +152,13 @@ export declare function jobPool(limits: Array<number>, used: Array<number>, inst
  */
 export declare function jobsRedisAcquire(core: ExternalObject<'JobsRedisCore'>, model: number, tokens: number, requests: number, now: number, id: number): Promise<Array<number>>
 
+/**
+ * What this instance last saw of a model's global counts (its last acquire, release or
+ * heartbeat reply), as they stand at `now`: `jobLimitsCounts`' layout, the windows rolled as
+ * the engine rolls them (`engine::jobs::last_seen`).
+ */
+export declare function jobsRedisCounts(core: ExternalObject<'JobsRedisCore'>, model: number, now: number): Array<number>
+
 /** Heartbeat (registers when unknown) or unregister (`op` "h" or "u"). */
 export declare function jobsRedisInstanceOp(core: ExternalObject<'JobsRedisCore'>, op: string, now: number): Promise<Array<number>>
 

@@ -857,6 +857,7 @@ module.exports.jobLimitsSettle = nativeBinding.jobLimitsSettle
 module.exports.jobModelTypeSlots = nativeBinding.jobModelTypeSlots
 module.exports.jobPool = nativeBinding.jobPool
 module.exports.jobsRedisAcquire = nativeBinding.jobsRedisAcquire
+module.exports.jobsRedisCounts = nativeBinding.jobsRedisCounts
 module.exports.jobsRedisInstanceOp = nativeBinding.jobsRedisInstanceOp
 module.exports.jobsRedisNew = nativeBinding.jobsRedisNew
 module.exports.jobsRedisRelease = nativeBinding.jobsRedisRelease

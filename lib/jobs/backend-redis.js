@@ -73,12 +73,8 @@ class RedisBackend {
   #instanceId
   /** The limiter's side: `log(message, data)`, `allocate(instanceCount, counts)` after each heartbeat. */
   #host
-  /**
-   * Last known global counts per model: [minute tokens, minute requests, day tokens, day
-   * requests, in flight, read at, the minute they are of (fixed windows; their day is that
-   * minute's)].
-   */
-  #global
+  /** Per model, when this process last heard its global counts (the reply's clock reading). */
+  #seenAt
   #fallback
   #stats = newStats()
   /** Ids of grants and of queued counts, unique in this instance (jobs.lua). */
@@ -100,7 +96,7 @@ class RedisBackend {
     this.#sliding = cfg.sliding
     this.#instanceId = cfg.instanceId
     this.#host = host
-    this.#global = cfg.ids.map(() => [0, 0, 0, 0, 0, 0, 0])
+    this.#seenAt = cfg.ids.map(() => 0)
     this.#core = native.jobsRedisNew(o.store[kNative], o.keyPrefix, cfg.ids, cfg.limits, cfg.instanceId, o.instanceTimeoutMs, cfg.sliding)
     // 'local': an in-process twin with the same limits decides while Redis is away. What a job
     // granted meanwhile used is added to the global windows once Redis is back (a settle with
@@ -176,12 +172,8 @@ class RedisBackend {
     if (registered && !first) this.#host.log('instance was dropped by the backend and registered again', { instanceId: this.#instanceId })
     if (dropped > 0) this.#host.log('stale instances removed', { dropped })
     const at = this.#clock.now()
-    this.#global.forEach((g, i) => {
-      for (let k = 0; k < 5; k++) g[k] = r[3 + i * 6 + k]
-      g[5] = at
-      g[6] = r[3 + i * 6 + 5]
-    })
-    this.#host.allocate(instanceCount, this.#global)
+    this.#seenAt.fill(at)
+    this.#host.allocate(instanceCount, this.#seenAt.map((_, m) => native.jobsRedisCounts(this.#core, m, at)))
   }
 
   /** Pushes usage counted while Redis was away (under 'fail-open' or 'local') to Redis now. */
@@ -209,7 +201,7 @@ class RedisBackend {
       return this.#acquireWithout(err, m, t, false)
     }
     this.#stats.decisions++
-    this.#remember(m, r)
+    this.#seenAt[m] = this.#clock.now()
     if (r[3] === 1 && this.#started) this.#host.log('instance registered again by acquire', { instanceId: this.#instanceId })
     if (r[0] === 1) return { grant: r[1], model: m, id }
     if (r[0] === 2) return NEVER
@@ -264,7 +256,7 @@ class RedisBackend {
       this.#stats.redisCalls++
       const r = await native.jobsRedisRelease(this.#core, op.m, op.grant, op.estTokens, op.estRequests, op.tokens, op.requests, true, op.now, op.id)
       this.#fallback.ok()
-      this.#remember(op.m, r)
+      this.#seenAt[op.m] = this.#clock.now()
     } catch (e) {
       // Sent again until Redis answers; it settles once (jobs.lua).
       this.#fallback.failed(fromNative(e))
@@ -275,27 +267,12 @@ class RedisBackend {
 
   // ---- counts
 
-  /** The global counts of a model in an acquire or release reply (src/binding/jobs.rs), as of now. */
-  #remember(m, r) {
-    const g = this.#global[m]
-    for (let k = 0; k < 5; k++) g[k] = r[4 + k]
-    g[5] = this.#clock.now()
-    g[6] = r[9]
-  }
-
   /**
-   * The last known global counts, rolled to the current windows. Fixed windows roll as the
-   * engine's do (engine/jobs.rs `ModelState::view`): Redis's reply holds the windows as
-   * stored, which stop counting once the clock reads a later minute (a later day for the
-   * day's); a clock that reads an earlier one still sees them, as a window never goes back.
-   * Sliding windows are shown as last seen: rolling them would take every bucket.
+   * The global counts this process last heard (its last acquire, release or heartbeat reply),
+   * rolled to the current windows by the engine (`jobsRedisCounts`): no round trip.
    */
   counts(m) {
-    const g = this.#global[m]
-    const now = this.#clock.now()
-    if (this.#sliding) return [g[0], g[1], g[2], g[3], g[4], now, 60000, 86400000]
-    const [mt, mr, dt, dr, minute, day] = rolled(g, now)
-    return [mt, mr, dt, dr, g[4], now, minute + 60000 - now, day + 86400000 - now]
+    return native.jobsRedisCounts(this.#core, m, this.#clock.now())
   }
 
   /**
@@ -305,11 +282,10 @@ class RedisBackend {
    * day's count beyond the minute's goes a minute earlier, so only the day holds it.
    */
   #seed(core) {
-    for (let m = 0; m < this.#global.length; m++) {
-      const g = this.#global[m]
-      const [inFlight, at] = [g[4], g[5]]
+    for (let m = 0; m < this.#seenAt.length; m++) {
+      const at = this.#seenAt[m]
       if (!(at > 0)) continue
-      const [mt, mr, dt, dr] = this.#sliding ? g : rolled(g, at)
+      const [mt, mr, dt, dr, inFlight] = native.jobsRedisCounts(this.#core, m, at)
       for (let i = 0; i < inFlight; i++) if (core.reserve(m, 0, 0, at) < 0) break
       const earlier = at - 60_000
       if ((dt > mt || dr > mr) && Math.floor(earlier / DAY_MS) === Math.floor(at / DAY_MS)) {
@@ -333,19 +309,6 @@ class RedisBackend {
   storeStats() {
     return snapshot(this.#stats, this.#fallback)
   }
-}
-
-/**
- * A model's stored fixed windows (`g`: minute tokens, minute requests, day tokens, day
- * requests, …, [6] the minute they are of) as seen at `now`: `[minute tokens, minute requests,
- * day tokens, day requests, the minute in force, the day in force]`.
- */
-function rolled(g, now) {
-  const minute = Math.max(g[6], now - (now % 60000))
-  const day = Math.max(g[6] - (g[6] % 86400000), now - (now % 86400000))
-  const m = minute === g[6]
-  const d = day === g[6] - (g[6] % 86400000)
-  return [m ? g[0] : 0, m ? g[1] : 0, d ? g[2] : 0, d ? g[3] : 0, minute, day]
 }
 
 module.exports = { createRedisBackend, RedisBackend, kBackend }

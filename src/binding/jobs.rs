@@ -160,6 +160,8 @@ pub struct JobsRedisCore {
   instance: String,
   timeout_ms: u64,
   sliding: bool,
+  /// Per model, what the last reply that carried it said (`jobsRedisCounts` shows it).
+  seen: Mutex<Vec<ModelCounts>>,
 }
 
 type RedisHandle = External<Arc<JobsRedisCore>>;
@@ -193,6 +195,7 @@ pub fn jobs_redis_new(
     instance: instance.as_str().to_owned(),
     timeout_ms: ms(timeout_ms).max(1),
     sliding,
+    seen: Mutex::new(vec![ModelCounts::default(); models.len()]),
   })))
 }
 
@@ -246,8 +249,52 @@ impl JobsRedisCore {
         id: ms(id),
       })
       .await?;
+    self.remember(model, &r);
     Ok(reply_numbers(&r))
   }
+
+  /// Keeps what a reply says of each model it carries.
+  fn remember(&self, model: Option<u32>, r: &JobsReply) {
+    let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+    match (r, model) {
+      (JobsReply::Decision { counts, .. }, Some(m)) => {
+        if let Some(s) = seen.get_mut(m as usize) {
+          *s = *counts;
+        }
+      }
+      (JobsReply::Heartbeat { models, .. }, None) => {
+        for (s, c) in seen.iter_mut().zip(models) {
+          *s = *c;
+        }
+      }
+      _ => {}
+    }
+  }
+}
+
+/// What this instance last saw of a model's global counts (its last acquire, release or
+/// heartbeat reply), as they stand at `now`: `jobLimitsCounts`' layout, the windows rolled as
+/// the engine rolls them (`engine::jobs::last_seen`).
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'JobsRedisCore'>, model: number, now: number"
+)]
+pub fn jobs_redis_counts(core: &RedisHandle, model: u32, now: f64) -> napi::Result<Vec<f64>> {
+  let c = {
+    let seen = core.seen.lock().unwrap_or_else(|p| p.into_inner());
+    *seen
+      .get(model as usize)
+      .ok_or_else(|| super::error::coded(super::error::INVALID_ARG, "no such model index"))?
+  };
+  let counts = jobs::last_seen(
+    c.minute,
+    c.day,
+    c.in_flight,
+    c.minute_start,
+    core.sliding,
+    local(now),
+  );
+  Ok(counts.into_iter().map(|x| x as f64).collect())
 }
 
 fn counts_numbers(c: &ModelCounts) -> [f64; 6] {

@@ -316,6 +316,44 @@ pub fn adjust_ratios(types: &[TypeLoad], c: RatioConfig) -> Option<Vec<f64>> {
   Some(out)
 }
 
+/// What a limiter with a Redis backend shows of a model between its calls: the windows jobs.lua
+/// last replied with, as they stand at `now`, in [`Counts::counts`]' layout. Fixed windows roll
+/// as the model's own would ([`ModelState::view`]): the reply holds the windows as stored and
+/// the minute they are of (their day is that minute's). Sliding windows are shown as replied
+/// (rolling them would take every bucket), each dropping a full span later.
+pub fn last_seen(
+  minute: Usage,
+  day: Usage,
+  in_flight: u64,
+  minute_start: u64,
+  sliding: bool,
+  now: u64,
+) -> Vec<u64> {
+  if sliding {
+    return vec![
+      minute.tokens,
+      minute.requests,
+      day.tokens,
+      day.requests,
+      in_flight,
+      now,
+      MINUTE_MS,
+      DAY_MS,
+    ];
+  }
+  let window = |start, u: Usage| Window {
+    start,
+    tokens: u.tokens,
+    requests: u.requests,
+  };
+  Counts::Fixed(ModelState {
+    minute: window(minute_start, minute),
+    day: window(day_start(minute_start), day),
+    in_flight,
+  })
+  .counts(now)
+}
+
 /// A model's counts in one process (the local job limiter): fixed windows, or sliding ones.
 pub enum Counts {
   Fixed(ModelState),

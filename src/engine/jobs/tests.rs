@@ -344,3 +344,38 @@ fn a_refusal_leaves_the_windows_where_they_were() {
     Err(Denied::Until { at: T0 + MINUTE_MS })
   );
 }
+
+#[test]
+fn what_a_redis_reply_showed_rolls_like_the_model_itself() {
+  let (minute, day) = (est(300, 3), est(900, 9));
+  let seen = |now| last_seen(minute, day, 1, T0, false, now);
+  // In its minute: as replied, dropping at the minute's and the day's end.
+  assert_eq!(
+    seen(T0 + 10_000),
+    vec![
+      300,
+      3,
+      900,
+      9,
+      1,
+      T0 + 10_000,
+      50_000,
+      DAY_MS - T0 % DAY_MS - 10_000
+    ]
+  );
+  // A later minute of the same day: the day's counts only.
+  assert_eq!(seen(T0 + MINUTE_MS)[..4], [0, 0, 900, 9]);
+  // An earlier clock still sees the newer window (a window never goes back).
+  assert_eq!(seen(T0 - 1)[..4], [300, 3, 900, 9]);
+  assert_eq!(seen(T0 - 1)[6], MINUTE_MS + 1);
+  // Nothing stored yet: nothing counts, and the windows are the clock's.
+  assert_eq!(
+    last_seen(Usage::default(), Usage::default(), 0, 0, false, T0 + 5)[..7],
+    [0, 0, 0, 0, 0, T0 + 5, MINUTE_MS - 5]
+  );
+  // Sliding: as replied, dropping a full span later.
+  assert_eq!(
+    last_seen(minute, day, 2, T0, true, T0 + 7),
+    vec![300, 3, 900, 9, 2, T0 + 7, MINUTE_MS, DAY_MS]
+  );
+}
