@@ -115,6 +115,9 @@ export declare function guardRunAsync(core: ExternalObject<'GuardCore'>, op: num
  */
 export declare function jobAdjustRatios(ratios: Array<number>, flexible: Array<boolean>, loads: Array<number>, config: Array<number>): Array<number> | null
 
+/** The default patience on a model at `now` (ms since 1970): until the next minute plus 5 s. */
+export declare function jobDefaultMaxWaitMs(now: number): number
+
 /**
  * `[minute tokens, minute requests, day tokens, day requests, in flight, now, ms until the
  * minute count drops, ms until the day count drops]`.

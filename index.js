@@ -850,6 +850,7 @@ module.exports.guardNew = nativeBinding.guardNew
 module.exports.guardRun = nativeBinding.guardRun
 module.exports.guardRunAsync = nativeBinding.guardRunAsync
 module.exports.jobAdjustRatios = nativeBinding.jobAdjustRatios
+module.exports.jobDefaultMaxWaitMs = nativeBinding.jobDefaultMaxWaitMs
 module.exports.jobLimitsCounts = nativeBinding.jobLimitsCounts
 module.exports.jobLimitsNew = nativeBinding.jobLimitsNew
 module.exports.jobLimitsReserve = nativeBinding.jobLimitsReserve

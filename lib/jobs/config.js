@@ -37,7 +37,7 @@ const DEFAULT_RATIO_ADJUSTMENT_CONFIG = Object.freeze({
 
 /** The default patience on a model: until the next minute, plus 5 s (6–65 s). */
 function getDefaultMaxWaitMS(now = Date.now()) {
-  return (60 - Math.floor((now % 60000) / 1000) + 5) * 1000
+  return native.jobDefaultMaxWaitMs(now)
 }
 
 function nonNegative(x, name) {

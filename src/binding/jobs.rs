@@ -417,6 +417,12 @@ pub fn jobs_redis_instance_op<'env>(
   env.spawn_future(async move { core.call(op, None, now, Usage::default(), None, 0.0).await })
 }
 
+/// The default patience on a model at `now` (ms since 1970): until the next minute plus 5 s.
+#[napi]
+pub fn job_default_max_wait_ms(now: f64) -> f64 {
+  jobs::default_max_wait_ms(ms(now)) as f64
+}
+
 /// A model's fair share per instance: `[totalSlots, tpm, rpm, tpd, rpd]`. `limits` is one
 /// model's `[tpm, rpm, tpd, rpd, maxConcurrent]`, `used` `[minute tokens, minute requests,
 /// day tokens, day requests]`, `avg` `[tokens, requests]`.
