@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { Guard, MemoryStore, Quota, RedisStore, codes } from '../lib/index.js'
 import { startProxy } from './helpers/proxy.js'
-import { Clock, redisUrl } from './helpers/stores.js'
+import { Clock, clusterUrls, redisUrl } from './helpers/stores.js'
 
 const stores: RedisStore[] = []
 afterAll(async () => {
@@ -331,6 +331,31 @@ describe('leased guard limits on Redis', () => {
     while ((await b.acquire({}, req())).ok) got++
     expect(got).toBe(9)
     await b.close()
+  })
+})
+
+describe('leased guard limits on a Redis Cluster', () => {
+  it('leased and unleased limits decide together, all or nothing, across nodes', async () => {
+    const clock = new Clock(T0)
+    const store = new RedisStore({ cluster: clusterUrls(), now: clock.now, commandTimeoutMs: 5_000 })
+    stores.push(store)
+    const g = new Guard({
+      store,
+      prefix: prefix('cluster'),
+      limits: [
+        { id: 'rpm', scope: (c: any) => c.u, requests: 50, per: '1s', lease: { seconds: 1, share: 10 } },
+        { id: 'tpd', scope: (c: any) => c.org, tokens: 1000, per: 'day' },
+      ],
+    })
+    const ds = []
+    for (const u of ['a', 'b', 'c']) ds.push(await g.acquire({ u, org: 'o' }, req(200, 100)))
+    expect(ds.map((d) => d.ok)).toEqual([true, true, true])
+    // The budget has 100 left: refused by it, and every user's lease keeps its units.
+    expect(await g.acquire({ u: 'a', org: 'o' }, req(200, 100))).toMatchObject({ ok: false, limit: 'tpd' })
+    expect(g.stats().lease.rpm).toMatchObject({ ids: 3, units: 30, used: 3 })
+    await ds[0].settle({ inputTokens: 10, outputTokens: 0 })
+    expect((await g.peek({ u: 'a', org: 'o' })).remaining).toEqual({ rpm: 9, tpd: 390 })
+    await g.close()
   })
 })
 

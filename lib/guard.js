@@ -998,7 +998,11 @@ class Guard {
 
   /** Records a decision in the telemetry (when on) and returns it. */
   #seen(d, r, limits) {
-    if (this.#telemetry !== null) this.#telemetry.decided(d, r.model, limits)
+    if (this.#telemetry !== null) {
+      // A leased limit's `remaining` is its lease's: no utilization of the limit to record.
+      const measured = limits !== null && this.#leased.length > 0 ? limits.filter((l) => l.leases === null) : limits
+      this.#telemetry.decided(d, r.model, measured)
+    }
     return d
   }
 
