@@ -85,6 +85,9 @@ describe('guard lease settings', () => {
         { id: 'own', scope: 'all', usd: 5, per: '1h', lease: { share: 1 } },
       ],
     })
+    // The policy says what each limit allows, not how this process decides it.
+    expect(g.policy[0]).toEqual({ id: 'rpm', requests: 10, per: '1m' })
+    expect(g.policy[6]).toEqual({ id: 'own', usd: 5, per: '1h' })
     expect(g.leases).toEqual({
       rpm: { seconds: 0.5, share: 10, idleSeconds: 0.125 },
       tpm: { seconds: 0.5, share: 1000, idleSeconds: 0.125 },

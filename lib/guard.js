@@ -387,7 +387,8 @@ class Guard {
     this.#policy = Object.freeze(
       o.limits.map((l) => {
         const d = { id: l.id }
-        for (const k of [...MEASURES, 'per', 'timeZone', 'lease']) if (l[k] !== undefined) d[k] = l[k]
+        // (Not `lease`: how this process decides, not what the limit allows; see `leases`.)
+        for (const k of [...MEASURES, 'per', 'timeZone']) if (l[k] !== undefined) d[k] = l[k]
         return Object.freeze(d)
       }),
     )
@@ -1137,7 +1138,9 @@ class Guard {
     for (const x of leased) {
       const l = x.l
       const actual = cancel ? 0 : l.amount(usage.inputTokens, usage.outputTokens, nano)
-      const take = x.take
+      // A take given back already (the call was then admitted by the failure policy) counts as
+      // not taken: what the call used is counted once Redis answers.
+      const take = x.take !== null && !x.take.back ? x.take : null
       if (take === null) {
         if (actual > 0) this.#fallback.remember({ lease: true, li: l.index, scope: x.scope, units: actual })
         continue

@@ -1307,8 +1307,8 @@ export declare class Guard<Ctx = any> {
   readonly limits: string[]
   readonly prefix: string
   readonly holdTtlMs: number
-  /** The policy as given, without the scope functions: `{ id, <measure>, per?, timeZone?, lease? }` per limit, in order. */
-  readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope'>>>
+  /** The policy as given, without the scope functions and leases: `{ id, <measure>, per?, timeZone? }` per limit, in order (leases: {@link Guard.leases}). */
+  readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope' | 'lease'>>>
   /** The output estimate of a request without `maxTokens` (`options.defaultMaxTokens`). */
   readonly defaultMaxTokens: number
   /**
