@@ -3,6 +3,7 @@
 // limits, settlement, reset, store failures, and the MemoryStore no-op.
 import { afterAll, describe, expect, it } from 'vitest'
 import { Guard, MemoryStore, Quota, RedisStore, codes } from '../lib/index.js'
+import type { GuardDecision, GuardLimit } from '../lib/index.js'
 import { startProxy } from './helpers/proxy.js'
 import { Clock, clusterUrls, redisUrl } from './helpers/stores.js'
 
@@ -22,7 +23,7 @@ const T0 = Date.UTC(2026, 5, 1)
 
 describe('guard lease settings', () => {
   const store = new MemoryStore()
-  const rpm = (lease: unknown) => ({ id: 'rpm', scope: 'all', requests: 10, per: '1m', lease })
+  const rpm = (lease: unknown): GuardLimit => ({ id: 'rpm', scope: 'all', requests: 10, per: '1m', lease: lease as any })
   const bad: [unknown, string, string][] = [
     [{ seconds: 0 }, 'RangeError', codes.OUT_OF_RANGE],
     [{ seconds: -1 }, 'RangeError', codes.OUT_OF_RANGE],
@@ -121,7 +122,7 @@ describe('leased guard limits on Redis', () => {
     const clock = new Clock(T0)
     const store = redis(clock)
     const p = prefix('exact')
-    const limits = [{ id: 'rpm', scope: (c: any) => c.user, requests: 50, per: '1m', lease: { seconds: 1, share: 10 } }]
+    const limits: GuardLimit[] = [{ id: 'rpm', scope: (c: any) => c.user, requests: 50, per: '1m', lease: { seconds: 1, share: 10 } }]
     const a = new Guard({ store, prefix: p, limits })
     const b = new Guard({ store, prefix: p, limits })
     let admitted = 0
@@ -165,7 +166,7 @@ describe('leased guard limits on Redis', () => {
       await d.settle({ inputTokens: 100, outputTokens: 50 })
     }
     expect(g.stats().redisCalls).toBe(calls)
-    const s = g.stats().lease
+    const s = g.stats().lease!
     expect(s.rpm).toMatchObject({ ids: 1, used: 21 })
     // The first decision still holds its 200; each settled one 150 (settled below its estimate).
     expect(s.tpm).toMatchObject({ ids: 1, used: 200 + 20 * 150 })
@@ -189,10 +190,10 @@ describe('leased guard limits on Redis', () => {
     const refused = await g.acquire({}, req(600, 100))
     expect(refused).toMatchObject({ ok: false, limit: 'tpd' })
     // The refused call took nothing: the lease still has its 19, the budget its 500.
-    expect(g.stats().lease.rpm).toMatchObject({ units: 20, used: 1 })
+    expect(g.stats().lease!.rpm).toMatchObject({ units: 20, used: 1 })
     expect((await g.peek({})).remaining).toEqual({ rpm: 19, tpd: 500 })
     await ok.cancel()
-    expect(g.stats().lease.rpm).toMatchObject({ units: 20, used: 0 })
+    expect(g.stats().lease!.rpm).toMatchObject({ units: 20, used: 0 })
     expect((await g.peek({})).remaining).toEqual({ rpm: 20, tpd: 1000 })
     await g.close()
   })
@@ -218,7 +219,7 @@ describe('leased guard limits on Redis', () => {
     // The refusal asked Redis once (the token lease's renewal: 100 free, less than the call),
     // the guard script not at all.
     expect(g.stats().redisCalls - calls).toBe(1)
-    expect(g.stats().lease.rpm).toMatchObject({ used: 1 })
+    expect(g.stats().lease!.rpm).toMatchObject({ used: 1 })
     expect((await g.peek({})).remaining).toMatchObject({ conc: 9 })
     await d1.settle({ inputTokens: 50, outputTokens: 10 })
     expect((await g.peek({})).remaining).toMatchObject({ conc: 10 })
@@ -241,7 +242,7 @@ describe('leased guard limits on Redis', () => {
     expect(a).toMatchObject({ ok: true, key: { id: 'key-a' } })
     const b = await g.acquire({}, req())
     expect(b).toMatchObject({ ok: false, limit: 'keys' })
-    expect(g.stats().lease.rpm).toMatchObject({ used: 1 })
+    expect(g.stats().lease!.rpm).toMatchObject({ used: 1 })
     await a.settle({ inputTokens: 1, outputTokens: 1 })
     await g.close()
   })
@@ -250,22 +251,22 @@ describe('leased guard limits on Redis', () => {
     const clock = new Clock(T0)
     const store = redis(clock)
     const p = prefix('settle')
-    const limits = [{ id: 'tpm', scope: 'all', tokens: 1000, per: '1s', lease: { seconds: 1, share: 600 } }]
+    const limits: GuardLimit[] = [{ id: 'tpm', scope: 'all', tokens: 1000, per: '1s', lease: { seconds: 1, share: 600 } }]
     const g = new Guard({ store, prefix: p, limits })
     const d = await g.acquire({}, req(200, 100))
-    expect(g.stats().lease.tpm).toMatchObject({ units: 600, used: 300 })
+    expect(g.stats().lease!.tpm).toMatchObject({ units: 600, used: 300 })
     await d.settle({ inputTokens: 100, outputTokens: 20 })
-    expect(g.stats().lease.tpm).toMatchObject({ used: 120 })
+    expect(g.stats().lease!.tpm).toMatchObject({ used: 120 })
     // Above its estimate, within the lease: counted under it, no round trip.
     const calls = g.stats().redisCalls
     const e = await g.acquire({}, req(100, 100))
     await e.settle({ inputTokens: 100, outputTokens: 300 })
-    expect(g.stats().lease.tpm).toMatchObject({ used: 520 })
+    expect(g.stats().lease!.tpm).toMatchObject({ used: 520 })
     expect(g.stats().redisCalls).toBe(calls)
     // Beyond the lease: the excess goes to Redis at once, with the lease.
     const f = await g.acquire({}, req(50, 10))
     await f.settle({ inputTokens: 50, outputTokens: 500 })
-    expect(g.stats().lease.tpm).toMatchObject({ ids: 0 })
+    expect(g.stats().lease!.tpm).toMatchObject({ ids: 0 })
     // Everything used counts: 120 + 400 + 550 = 1070 > 1000, so a second holder finds nothing.
     const other = new Guard({ store, prefix: p, limits })
     expect(await other.acquire({}, req(1, 0))).toMatchObject({ ok: false, limit: 'tpm' })
@@ -281,7 +282,7 @@ describe('leased guard limits on Redis', () => {
     const p = prefix('random')
     const max = 2000
     const windowMs = 10_000
-    const limits = [{ id: 'tpw', scope: 'all', tokens: max, per: windowMs, lease: { seconds: 0.5 } }, { id: 'rpw', scope: 'all', requests: 40, per: windowMs }]
+    const limits: GuardLimit[] = [{ id: 'tpw', scope: 'all', tokens: max, per: windowMs, lease: { seconds: 0.5 } }, { id: 'rpw', scope: 'all', requests: 40, per: windowMs }]
     const gs = Array.from({ length: 4 }, () => new Guard({ store, prefix: p, limits }))
     let seed = 7
     const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
@@ -324,10 +325,10 @@ describe('leased guard limits on Redis', () => {
     const clock = new Clock(T0)
     const store = redis(clock)
     const p = prefix('close')
-    const limits = [{ id: 'rpm', scope: 'all', requests: 10, per: '1s', lease: { seconds: 1 } }]
+    const limits: GuardLimit[] = [{ id: 'rpm', scope: 'all', requests: 10, per: '1s', lease: { seconds: 1 } }]
     const a = new Guard({ store, prefix: p, limits })
     expect((await a.acquire({}, req())).ok).toBe(true)
-    expect(a.stats().lease.rpm.units).toBeGreaterThan(1)
+    expect(a.stats().lease!.rpm.units).toBeGreaterThan(1)
     await a.close()
     const b = new Guard({ store, prefix: p, limits })
     let got = 0
@@ -350,12 +351,12 @@ describe('leased guard limits on a Redis Cluster', () => {
         { id: 'tpd', scope: (c: any) => c.org, tokens: 1000, per: 'day' },
       ],
     })
-    const ds = []
+    const ds: GuardDecision[] = []
     for (const u of ['a', 'b', 'c']) ds.push(await g.acquire({ u, org: 'o' }, req(200, 100)))
     expect(ds.map((d) => d.ok)).toEqual([true, true, true])
     // The budget has 100 left: refused by it, and every user's lease keeps its units.
     expect(await g.acquire({ u: 'a', org: 'o' }, req(200, 100))).toMatchObject({ ok: false, limit: 'tpd' })
-    expect(g.stats().lease.rpm).toMatchObject({ ids: 3, units: 30, used: 3 })
+    expect(g.stats().lease!.rpm).toMatchObject({ ids: 3, units: 30, used: 3 })
     await ds[0].settle({ inputTokens: 10, outputTokens: 0 })
     expect((await g.peek({ u: 'a', org: 'o' })).remaining).toEqual({ rpm: 9, tpd: 390 })
     await g.close()
@@ -369,7 +370,7 @@ describe('leased guard limits when Redis goes away', () => {
       const clock = new Clock(T0)
       const store = redis(clock, proxy.url, { connectTimeoutMs: 200, commandTimeoutMs: 200, storeRetryMs: 50 })
       const p = prefix('outage')
-      const limits = [{ id: 'rpm', scope: 'all', requests: 100, per: '1s', lease: { seconds: 1, share: 5 } }]
+      const limits: GuardLimit[] = [{ id: 'rpm', scope: 'all', requests: 100, per: '1s', lease: { seconds: 1, share: 5 } }]
       const closed = new Guard({ store, prefix: p, limits })
       const open = new Guard({ store, prefix: `${p}o:`, limits, onStoreError: 'fail-open' })
       const local = new Guard({ store, prefix: `${p}l:`, limits: [{ ...limits[0], requests: 7 }], onStoreError: 'local' })
@@ -418,7 +419,7 @@ describe('leased guard limits when Redis goes away', () => {
       proxy.refuse()
       const err = await g.acquire({}, req()).catch((e) => e)
       expect(err.code).toMatch(/^ERR_TOLLGATE_STORE_(UNAVAILABLE|TIMEOUT)$/)
-      expect(g.stats().lease.rpm).toMatchObject({ units: 5, used: 1 })
+      expect(g.stats().lease!.rpm).toMatchObject({ units: 5, used: 1 })
       proxy.open()
       await g.close()
     } finally {
