@@ -55,6 +55,35 @@ describe('leased guard limit: 6 processes on one Redis limit', () => {
     expect(calls).toBeLessThan(decisions / 5)
   }, 20_000)
 
+  it('a leased token limit: the tokens used in every window stay within it, settled below their estimates', async () => {
+    const prefix = `t:glease-tokens:${Date.now()}:`
+    const max = 4000
+    const windowMs = 1000
+    const durationMs = 3000
+    const outs = await Promise.all(
+      [0, 0, 0, 0].map(async (rate) => {
+        const { stdout } = await run(process.execPath, [worker, 'tokens', redisUrl(), prefix, String(max), String(windowMs), String(rate), String(durationMs)], { timeout: 15_000 })
+        return JSON.parse(stdout) as { admitted: [number, number][]; refused: number; calls: number }
+      }),
+    )
+    const all = outs.flatMap((o) => o.admitted).sort((a, b) => a[0] - b[0])
+    let most = 0
+    let sum = 0
+    for (let lo = 0, hi = 0; hi < all.length; hi++) {
+      sum += all[hi][1]
+      while (all[hi][0] - all[lo][0] >= windowMs) sum -= all[lo++][1]
+      most = Math.max(most, sum)
+    }
+    expect(most).toBeLessThanOrEqual(max)
+    // Saturated, and the refunds were used again: at least 95 % of the limit in whole windows.
+    const from = all[0][0] + windowMs
+    const windows = Math.floor((all[all.length - 1][0] - from) / windowMs)
+    expect(windows).toBeGreaterThanOrEqual(1)
+    const steady = all.filter(([t]) => t >= from && t < from + windows * windowMs).reduce((n, [, u]) => n + u, 0)
+    expect(steady).toBeGreaterThanOrEqual(0.95 * max * windows)
+    for (const o of outs) expect(o.refused).toBeGreaterThan(0)
+  }, 20_000)
+
   it("a SIGKILLed process's lease ends on its own: its capacity is back within the lease time after the window", async () => {
     const prefix = `t:glease-kill:${Date.now()}:`
     const max = 100
