@@ -7,7 +7,11 @@
 //    sharing: the in-process ceiling). With Redis round trips per 1,000 decisions.
 // 2. The same 4 processes under saturation (the limit is a tenth of the demand): admitted per
 //    window against the limit, and round trips per 1,000 decisions.
-// 3. Unused capacity: the units sitting in live leases, not used yet, sampled every 20 ms in
+// 3. The guard: the same 4 processes, one caller each awaiting `acquire` + `settle` on a guard
+//    with a request and a token limit on one shared scope (far from full): plain Redis (a round
+//    trip to acquire, one to settle), leased (guard-wide `lease: true`: both limits leased, no
+//    round trip while the leases have room) and a MemoryStore per process.
+// 4. Unused capacity: the units sitting in live leases, not used yet, sampled every 20 ms in
 //    each of the 4 processes during (1), as a share of the limit's rate over a lease time; and
 //    how fast an idle process gives its lease back (time from its last decision until Redis no
 //    longer counts the unused part).
@@ -16,7 +20,7 @@ const { execFile } = require('node:child_process')
 const path = require('node:path')
 const { promisify } = require('node:util')
 const Redis = require('ioredis')
-const { MemoryStore, RateLimiter, RedisStore } = require('../lib/index.js')
+const { Guard, MemoryStore, RateLimiter, RedisStore } = require('../lib/index.js')
 const { startRedis } = require('./redis-server.js')
 
 const run = promisify(execFile)
@@ -64,6 +68,41 @@ async function worker(mode, url, prefix, max, windowMs, ms) {
   await rl.close()
   if (mode !== 'memory') await store.close()
   process.stdout.write(JSON.stringify({ decisions, admitted, seconds, calls, idle: samples ? idle / samples : 0, times, start }))
+}
+
+/** In a child: one caller awaiting a guard's `acquire` + `settle` for `ms` (mode guard-<plain|leased|memory>). */
+async function guardWorker(mode, url, prefix, max, windowMs, ms) {
+  const store = mode === 'guard-memory' ? new MemoryStore() : new RedisStore(url)
+  const limits = [
+    { id: 'rpw', scope: 'shared', requests: max, per: windowMs },
+    { id: 'tpw', scope: 'shared', tokens: max * 100, per: windowMs },
+  ]
+  const guard = new Guard({ store, prefix, limits, ...(mode === 'guard-leased' ? { lease: true } : {}) })
+  const request = { model: 'gpt-4o-mini', tokens: 50, maxTokens: 30 }
+  const usage = { inputTokens: 50, outputTokens: 20 }
+  for (let i = 0; i < 200; i++) await (await guard.acquire({}, request)).settle(usage)
+  const start = Math.ceil(Date.now() / 100) * 100 + 200
+  while (Date.now() < start) await new Promise((r) => setTimeout(r, 1))
+  const before = guard.stats()
+  let decisions = 0
+  let admitted = 0
+  const end = start + ms
+  for (;;) {
+    for (let i = 0; i < 64; i++) {
+      const d = await guard.acquire({}, request)
+      if (d.ok) {
+        admitted++
+        await d.settle(usage)
+      }
+    }
+    decisions += 64
+    if (Date.now() >= end) break
+  }
+  const seconds = (Date.now() - start) / 1000
+  const calls = guard.stats().redisCalls - before.redisCalls
+  await guard.close()
+  if (mode !== 'guard-memory') await store.close()
+  process.stdout.write(JSON.stringify({ decisions, admitted, seconds, calls, idle: 0, times: [], start }))
 }
 
 async function processes(mode, url, max, windowMs, ms) {
@@ -127,6 +166,20 @@ async function leasedBench() {
       `   unused capacity in live leases: ${fmt(leased.idle)} requests on average across the ${PROCESSES} processes = ${fmt((100 * leased.idle) / wide[0], 2)} % of the limit, ${fmt(leased.idle / perMs, 0)} ms of their demand`,
     )
 
+    // The guard: acquire + settle over a request and a token limit.
+    const gPlain = await processes('guard-plain', redis.url, ...wide, ms)
+    const gLeased = await processes('guard-leased', redis.url, ...wide, ms)
+    const gMemory = await processes('guard-memory', redis.url, ...wide, ms)
+    const guardRow = (name, r, note = '') => {
+      // Round trips: the plain guard's acquires and settles (two per decision); leases' asks.
+      console.log(`   ${name.padEnd(16)}${fmt(r.rate).padStart(14)}   ${r === gMemory ? '       -' : fmt(perK(r), 3).padStart(8)}${note}`)
+    }
+    console.log('   Guard (acquire + settle, a request and a token limit)')
+    guardRow('plain Redis', gPlain)
+    guardRow('leased Redis', gLeased)
+    guardRow('MemoryStore', gMemory, '   (one per process, not shared)')
+    console.log(`   leased guard is ${fmt(gLeased.rate / gPlain.rate, 1)}× plain and ${fmt(gLeased.rate / gMemory.rate, 2)}× MemoryStore`)
+
     // Saturation: a limit of a twentieth of what plain Redis admits, over 1 s windows, the run
     // three windows long: the second and third windows (after the first burst) are counted.
     const tight = [Math.max(100, Math.round(plain.rate / 20)), 1000]
@@ -154,7 +207,7 @@ async function leasedBench() {
 
 if (process.argv[2] === '--worker') {
   const [mode, url, prefix, max, windowMs, ms] = process.argv.slice(3)
-  worker(mode, url, prefix, Number(max), Number(windowMs), Number(ms)).catch((e) => {
+  ;(mode.startsWith('guard-') ? guardWorker : worker)(mode, url, prefix, Number(max), Number(windowMs), Number(ms)).catch((e) => {
     console.error(e)
     process.exit(1)
   })

@@ -21,10 +21,17 @@ const { costNanoParts, toNano, toUsd } = require('./cost')
 const { withRetry } = require('./retry')
 const { telemetryFor } = require('./telemetry')
 const { version } = require('../package.json')
+const { Leases, leaseOptions, inForce } = require('./lease')
 
 const MEASURES = ['requests', 'tokens', 'inputTokens', 'outputTokens', 'usd', 'concurrent']
-const LIMIT_KEYS = ['id', 'scope', 'per', 'timeZone', ...MEASURES]
-const OPTIONS = ['limits', 'routing', 'cache', 'tracker', 'holdTtlMs', 'defaultMaxTokens', 'prefix', 'telemetry', ...POLICY_OPTIONS]
+const LIMIT_KEYS = ['id', 'scope', 'per', 'timeZone', 'lease', ...MEASURES]
+const OPTIONS = ['limits', 'routing', 'cache', 'tracker', 'holdTtlMs', 'defaultMaxTokens', 'prefix', 'telemetry', 'lease', ...POLICY_OPTIONS]
+/** The limits the guard's own `lease` applies to (sliding windows of these measures). */
+const LEASED_BY_GUARD = ['requests', 'tokens', 'inputTokens', 'outputTokens']
+/** Default lease time (ms), at most a tenth of the window (as RateLimiter's). */
+const LEASE_MS = 1000
+/** Most renewals one leased limit of a decision waits for (a burst on a cold scope). */
+const RENEWALS = 16
 const REQUEST_KEYS = ['model', 'messages', 'tokens', 'maxTokens', 'params', 'tags']
 const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 const DAY = 86_400_000
@@ -71,6 +78,11 @@ function perOf(per, name) {
     }
   }
   throw invalidArg(`${name} must be a sliding window ('1s', '1m', '1h', '1d', '10m', … or milliseconds) or a calendar period ('day' | 'month'), got ${v.describe(per)}`)
+}
+
+/** The key prefix of a leased limit's lease hashes (the id's ':' escaped, as in every key). */
+function leasePrefix(prefix, id) {
+  return `${prefix}lease:${id.replaceAll(':', '%3A')}:`
 }
 
 /** Wall-clock parts of `now` in a time zone, through one cached Intl formatter per zone. */
@@ -121,8 +133,18 @@ function periodOf(calendar, timeZone, now) {
 
 /** One limit of a policy, validated. */
 class Limit {
-  constructor(raw, i) {
+  /**
+   * @param raw the limit as given
+   * @param i its index in the policy
+   * @param guardLease the guard's `lease` option (applies to request and token windows)
+   */
+  constructor(raw, i, guardLease) {
     const name = `options.limits[${i}]`
+    this.index = i
+    /** Lease settings (ms; lib/lease.js) when this limit is leased, else null. */
+    this.lease = null
+    /** This limit's Leases on a Redis store (set by the guard), else null. */
+    this.leases = null
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalidArg(`${name} must be an object, got ${v.describe(raw)}`)
     v.knownKeys(raw, LIMIT_KEYS, name)
     if (typeof raw.id !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(raw.id)) {
@@ -155,6 +177,7 @@ class Limit {
     if (this.measure === 'concurrent') {
       if (raw.per !== undefined) throw invalidArg(`${name}.per: a concurrent limit counts calls in flight, it has no period`)
       if (raw.timeZone !== undefined) throw invalidArg(`${name}.timeZone: a concurrent limit has no calendar`)
+      Limit.noLease(raw, name, 'a concurrent limit counts calls in flight')
       this.kind = CONCURRENT
       return
     }
@@ -164,8 +187,13 @@ class Limit {
       if (raw.timeZone !== undefined) throw invalidArg(`${name}.timeZone applies to calendar periods ('day' | 'month'), not to a sliding window`)
       this.kind = WINDOW
       this.windowMs = per.windowMs
+      const own = raw.lease !== undefined
+      if (own && raw.lease !== false && this.max === 0) throw outOfRange(`${name}.lease needs a limit of at least 1 (there is nothing to lease)`)
+      const x = own ? raw.lease : LEASED_BY_GUARD.includes(this.measure) && this.max > 0 ? guardLease : undefined
+      this.lease = leaseOptions(x, this.max, this.windowMs, Math.min(LEASE_MS, Math.max(1, Math.round(this.windowMs / 10))), own ? `${name}.lease` : 'options.lease')
       return
     }
+    Limit.noLease(raw, name, `a calendar period ('${per.calendar}') is not a sliding window`)
     this.kind = PERIOD
     this.calendar = per.calendar
     if (raw.timeZone !== undefined) {
@@ -178,6 +206,13 @@ class Limit {
       this.timeZone = raw.timeZone === 'UTC' ? null : raw.timeZone
     }
     this.period = { id: 0, end: -Infinity, from: Infinity }
+  }
+
+  /** A `lease` on a limit that is not a sliding window: refused (false is accepted). */
+  static noLease(raw, name, why) {
+    if (raw.lease !== undefined && raw.lease !== false) {
+      throw invalidArg(`${name}.lease: ${why}; leases apply to sliding-window limits (per: '1m', '1h', ms…)`)
+    }
   }
 
   static checkScope(s, name) {
@@ -335,16 +370,24 @@ class Guard {
   #freedCount = 0
   /** Decision observers (tollgate/dashboard): none unless a dashboard watches this guard. */
   #observers = []
+  /** The limits leased on Redis (docs/leases.md), in policy order; empty without `lease`. */
+  #leased = []
+  #native
+  /** Per leased limit id, the core that deletes its lease keys (reset), made on first use. */
+  #leaseKeys = new Map()
 
   constructor(options) {
     const o = v.options(options, 'options')
     v.knownKeys(o, ['store', ...OPTIONS], 'options')
     const [s] = storeAndOptions(o.store, {}, 'Guard')
     if (!Array.isArray(o.limits)) throw invalidArg(`options.limits must be an array of limits, got ${v.describe(o.limits)}`)
-    this.#limits = o.limits.map((l, i) => new Limit(l, i))
+    // The guard's own `lease` is checked once whole (a limit checks it against its own size).
+    if (o.lease !== undefined) leaseOptions(o.lease, Number.MAX_SAFE_INTEGER, MAX_WINDOW_MS, LEASE_MS)
+    this.#limits = o.limits.map((l, i) => new Limit(l, i, o.lease))
     this.#policy = Object.freeze(
       o.limits.map((l) => {
         const d = { id: l.id }
+        // (Not `lease`: how this process decides, not what the limit allows; see `leases`.)
         for (const k of [...MEASURES, 'per', 'timeZone']) if (l[k] !== undefined) d[k] = l[k]
         return Object.freeze(d)
       }),
@@ -369,6 +412,16 @@ class Guard {
     this.#memory = ns.isMemory
     this.#clock = s[kClock] || Date.now
     this.#core = native.guardNew(ns, this.#prefix, this.#holdMs)
+    if (!this.#memory) {
+      // Leased limits live on their own keys, `<prefix>lease:<limit id>:<scope>`, in
+      // lease.lua's layout (a MemoryStore ignores `lease`: every decision is in-process).
+      for (const l of this.#limits) {
+        if (l.lease === null) continue
+        l.leases = new Leases(ns, leasePrefix(this.#prefix, l.id), 'w', l.max, l.windowMs, l.lease, s[kClock] || null, this.#stats)
+        this.#leased.push(l)
+      }
+    }
+    this.#native = ns
     const n = this.#limits.length
     for (let k = 0; k <= n; k++) this.#nums.push(new Float64Array(FIELDS * k))
     this.#out = new Float64Array(4 + 2 * n)
@@ -377,7 +430,9 @@ class Guard {
       // 'local' decides on a twin in this process; under 'fail-open' and 'local' what the calls
       // admitted meanwhile used is counted in Redis, at the time they were made, once it answers.
       twin: (store, mark) => new Guard({ store, ...same, ...mark }),
-      replay: (op) => (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow),
+      // (Leased limits: as uses at the time of the replay, through the lease script.)
+      replay: (op) =>
+        op.lease ? this.#limits[op.li].leases.charge(op.scope, op.units) : (op.end ? this.#replayEnd(op) : native.guardRunAsync(this.#core, RECORD, op.names, op.nums, op.at)).then(() => undefined, rethrow),
     }).fallback
   }
 
@@ -407,9 +462,31 @@ class Guard {
     return this.#defaultMaxTokens
   }
 
-  /** What this guard decided, refused (by limit id) and fell back on. */
+  /**
+   * What this guard decided, refused (by limit id) and fell back on; with leased limits,
+   * `lease` per limit id: scopes holding a lease, units leased and used under them, scopes known.
+   */
   stats() {
-    return snapshot(this.#stats, this.#fallback, { cached: this.#cachedHits })
+    const extra = { cached: this.#cachedHits }
+    if (this.#leased.length > 0) extra.lease = Object.fromEntries(this.#leased.map((l) => [l.id, l.leases.report()]))
+    return snapshot(this.#stats, this.#fallback, extra)
+  }
+
+  /**
+   * The lease settings in force per leased limit id (`seconds`, `share`, `idleSeconds`); empty
+   * without leases or on a MemoryStore.
+   */
+  get leases() {
+    return Object.fromEntries(this.#leased.map((l) => [l.id, inForce(l.lease)]))
+  }
+
+  /**
+   * Gives back what this guard has leased (unused units are free for other processes at once);
+   * a later call takes a new lease. Resolves when Redis has them (a lease that cannot be given
+   * back expires on its own). Call it before closing the store. Without leases, resolves at once.
+   */
+  close() {
+    return Promise.all(this.#leased.map((l) => l.leases.close())).then(() => undefined)
   }
 
   flush() {
@@ -471,6 +548,7 @@ class Guard {
     try {
       const m = this.#meters(ctx, null)
       if (m.n === 0) return Promise.resolve({ remaining: {} })
+      if (m.leased > 0) return this.#peekLeased(ctx, m)
       const shape = (rem) => ({ remaining: this.#remaining(m, rem, 0) })
       if (this.#memory) {
         native.guardRun(this.#core, PEEK, m.names, m.nums, m.now, this.#out)
@@ -485,6 +563,23 @@ class Guard {
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
+  }
+
+  /** peek() with leased limits: theirs is what this process's lease has left (no round trip). */
+  #peekLeased(ctx, m) {
+    const lz = this.#leasedParts(m, [])
+    for (const x of lz.leased) {
+      const L = x.l.leases
+      x.take = { left: L.room(L.state(x.scope), L.now()) }
+    }
+    const sub = lz.sub
+    if (sub.n === 0) return Promise.resolve({ remaining: this.#merged(lz, {}) })
+    return this.#fallback.run(
+      () => native.guardRunAsync(this.#core, PEEK, sub.names, sub.nums, m.now).then((rem) => ({ remaining: this.#merged(lz, this.#remaining(sub, rem, 0)) }), rethrow),
+      () => ({ remaining: Object.fromEntries(m.limits.map((l) => [l.id, l.shown(l.max)])) }),
+      (twin) => twin.peek(ctx),
+      null,
+    )
   }
 
   /**
@@ -517,12 +612,37 @@ class Guard {
         this.#freed()
         return Promise.resolve()
       }
-      return native.guardRunAsync(this.#core, RESET, m.names, m.nums.slice(), m.now).then(() => {
+      const calls = []
+      if (m.leased > 0) {
+        const lz = this.#leasedParts(m, [])
+        for (const x of lz.leased) calls.push(this.#resetLease(x.l, x.scope))
+        if (lz.sub.n > 0) calls.push(native.guardRunAsync(this.#core, RESET, lz.sub.names, lz.sub.nums, m.now).then(() => undefined, rethrow))
+      } else {
+        calls.push(native.guardRunAsync(this.#core, RESET, m.names, m.nums.slice(), m.now).then(() => undefined, rethrow))
+      }
+      return Promise.all(calls).then(() => {
         this.#freed()
-      }, rethrow)
+      })
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
+  }
+
+  /**
+   * Clears a leased limit's count for `scope`: this process's lease is dropped and the lease
+   * hash deleted (delete.lua deletes whatever a key holds). Other processes' live leases still
+   * answer until they end (at most a lease time), and what they used counts from then on.
+   */
+  async #resetLease(l, scope) {
+    const L = l.leases
+    await L.renew(scope, 0, 0, false, true).catch(() => {})
+    let core = this.#leaseKeys.get(l.id)
+    if (core === undefined) {
+      core = native.responseCacheNew(this.#native, leasePrefix(this.#prefix, l.id), 1)
+      this.#leaseKeys.set(l.id, core)
+    }
+    this.#stats.redisCalls++
+    await native.responseCacheDeleteAsync(core, scope, -1).then(() => undefined, rethrow)
   }
 
   /** Ends `decision` with the real usage (as `decision.settle`). */
@@ -629,14 +749,20 @@ class Guard {
   #meters(ctx, r) {
     const now = this.#clock()
     const limits = []
+    const scopes = this.#leased.length > 0 ? [] : null
     let names = ''
     let priced = false
+    let leased = 0
     for (const l of this.#limits) {
       const s = l.scopeFor(ctx)
       if (s === null) continue
       limits.push(l)
       if (l.measure === 'usd') priced = true
       names += `${l.id}\u0000${s}\u0000`
+      if (scopes !== null) {
+        scopes.push(s)
+        if (l.leases !== null) leased++
+      }
     }
     const nums = this.#nums[limits.length]
     let nano = 0
@@ -648,7 +774,21 @@ class Guard {
       nums[o + 5] = 0
       nums[o + 6] = 0
     }
-    return { limits, names, nums, now, n: limits.length, priced }
+    return { limits, names, nums, now, n: limits.length, priced, scopes, leased }
+  }
+
+  /** The part of `m` Redis decides (the limits without a lease), with its own copy of the numbers. */
+  #unleased(m) {
+    const limits = []
+    let names = ''
+    for (let i = 0; i < m.n; i++) if (m.limits[i].leases === null) limits.push(i)
+    const nums = new Float64Array(limits.length * FIELDS)
+    for (let k = 0; k < limits.length; k++) {
+      const i = limits[k]
+      names += `${m.limits[i].id}\u0000${m.scopes[i]}\u0000`
+      nums.set(m.nums.subarray(i * FIELDS, (i + 1) * FIELDS), k * FIELDS)
+    }
+    return { limits: limits.map((i) => m.limits[i]), names, nums, now: m.now, n: limits.length, priced: m.priced }
   }
 
   #remaining(m, reply, at) {
@@ -664,6 +804,7 @@ class Guard {
       native.guardRun(this.#core, ACQUIRE, m.names, m.nums, m.now, this.#out)
       return this.#route(ctx, r, m, this.#out)
     }
+    if (m.leased > 0) return this.#decideLeased(ctx, r, request, { ...m, nums: m.nums.slice() })
     const nums = m.nums.slice()
     return this.#fallback.run(
       () => native.guardRunAsync(this.#core, ACQUIRE, m.names, nums, m.now).then((reply) => this.#route(ctx, r, { ...m, nums }, reply), rethrow),
@@ -674,32 +815,195 @@ class Guard {
     )
   }
 
+  // Leased limits (docs/leases.md): each leased limit of the call is taken from this
+  // process's lease on its scope, in-process; the rest (limits without a lease, the key pool)
+  // is decided as without leases, in one round trip. All or nothing: when anything refuses,
+  // what the leases gave is given back to them here. A decision whose limits are all leased
+  // costs no round trip while the leases have room.
+  #decideLeased(ctx, r, request, m) {
+    const taken = []
+    for (let i = 0; i < m.n; i++) {
+      if (m.limits[i].leases === null) continue
+      const got = this.#fromLease(m.limits[i], m.scopes[i], m.nums[i * FIELDS + 4])
+      if (got === null) return this.#decideRenewing(ctx, r, request, m, taken, i)
+      if (got.refused) return this.#leaseRefused(m, r, taken, i, got.wait)
+      taken.push(got)
+    }
+    return this.#afterLeases(ctx, r, request, m, taken)
+  }
+
+  async #decideRenewing(ctx, r, request, m, taken, from) {
+    for (let i = from; i < m.n; i++) {
+      const l = m.limits[i]
+      if (l.leases === null) continue
+      const amount = m.nums[i * FIELDS + 4]
+      let got = this.#fromLease(l, m.scopes[i], amount)
+      if (got === null) {
+        // While Redis is known to be away, renewals go straight to the policy.
+        const outage = this.#fallback.skipping()
+        try {
+          if (outage !== null) throw outage
+          got = await this.#renewLease(l, m.scopes[i], amount)
+        } catch (e) {
+          // Redis is away and this lease has no room: the guard's policy decides the whole call.
+          this.#untake(taken)
+          return this.#fallback.handle(
+            fromNative(e),
+            () => this.#admitOpen(m, null, r, this.#leasedParts(m, [])),
+            (twin) => this.#viaLocal(twin, ctx, request, m, null, r, this.#leasedParts(m, [])),
+            null,
+            outage !== null,
+            false,
+          )
+        }
+      }
+      if (got.refused) return this.#leaseRefused(m, r, taken, i, got.wait)
+      taken.push(got)
+    }
+    return this.#afterLeases(ctx, r, request, m, taken)
+  }
+
+  /**
+   * Takes `amount` from the lease of limit `l` on `scope` when it has room: the take (a
+   * `Leases` state, lease number and start, time, units, room left), `{ refused, wait }` when
+   * refused here, or null when a renewal must ask Redis.
+   */
+  #fromLease(l, scope, amount) {
+    const L = l.leases
+    // More than one lease may hold never fits (the limit's size, unless `share` is smaller).
+    if (amount > l.lease.share) return { refused: true, wait: null }
+    const s = L.state(scope)
+    if (s.pending !== null) return null
+    const t = L.now()
+    const room = L.room(s, t)
+    if (amount === 0 || room >= amount) {
+      if (amount > 0) L.use(s, amount, t)
+      return { l, scope, s, n: s.n, start: s.start, at: t, units: amount, left: room - amount, back: false }
+    }
+    if (t < s.blocked) {
+      L.demand(s, amount) // asked for, not used: the next ask sizes by it
+      this.#stats.blockedLocally++
+      return { refused: true, wait: Math.max(1, s.blocked - t) }
+    }
+    return null
+  }
+
+  /** One round trip gives the lease of `l` on `scope` back and takes the next (as RateLimiter). */
+  async #renewLease(l, scope, amount) {
+    const L = l.leases
+    let s = await L.renew(scope, amount)
+    let t = L.now()
+    // What came may have been used up meanwhile by callers ahead: ask again (each ask at least
+    // doubles a lease used up early) until the server refuses, or grants less than the call
+    // needs (it had no more to give this process now).
+    for (let k = 0; k < RENEWALS && L.room(s, t) < amount && t >= s.blocked && s.units >= amount; k++) {
+      s = await L.renew(scope, amount)
+      t = L.now()
+    }
+    this.#fallback.ok()
+    const room = L.room(s, t)
+    if (room >= amount) {
+      L.use(s, amount, t)
+      return { l, scope, s, n: s.n, start: s.start, at: t, units: amount, left: room - amount, back: false }
+    }
+    L.demand(s, amount)
+    // Refused by the server: until a unit frees. Granted too little: look again in a quarter
+    // of a lease time (others give back, or the lease grows with this process's demand).
+    return { refused: true, wait: Math.max(1, s.blocked > t ? s.blocked - t : Math.round(l.lease.leaseMs / 4)) }
+  }
+
+  /** Gives back to their leases what the takes took (each once; a lease given back meanwhile keeps it). */
+  #untake(taken) {
+    for (const x of taken) {
+      if (x === null || x.back || x.units === 0) continue
+      x.back = true
+      x.l.leases.unuse(x.s, x.n, x.start, x.units, x.at)
+    }
+  }
+
+  /** A leased limit refused: nothing asked of Redis, what other leases gave is given back. */
+  #leaseRefused(m, r, taken, i, wait) {
+    this.#untake(taken)
+    this.#stats.decisions++
+    const limit = m.limits[i].id
+    bump(this.#stats.refused, limit)
+    // Only the leased limits are known here: what their leases have left.
+    const remaining = {}
+    for (let j = 0; j < m.n; j++) {
+      const l = m.limits[j]
+      if (l.leases === null) continue
+      const L = l.leases
+      remaining[l.id] = l.shown(Math.max(0, L.room(L.state(m.scopes[j]), L.now())))
+    }
+    return this.#seen(new Decision(this, { ok: false, limit, retryAfterMs: wait, remaining, key: null, cached: null }, null, null, null), r, m.limits)
+  }
+
+  /** The leased limits of `m`, each with what was taken from its lease (none: decided without). */
+  #leasedParts(m, taken) {
+    const leased = []
+    let k = 0
+    for (let i = 0; i < m.n; i++) {
+      const l = m.limits[i]
+      if (l.leases === null) continue
+      leased.push({ l, scope: m.scopes[i], take: taken.length > 0 ? taken[k++] : null })
+    }
+    const sub = this.#unleased(m)
+    return { sub, leased, all: m }
+  }
+
+  /** The leases gave: the rest of the decision goes to Redis (or nowhere, when all is leased). */
+  #afterLeases(ctx, r, request, m, taken) {
+    const lz = this.#leasedParts(m, taken)
+    const sub = lz.sub
+    if (sub.n === 0) return this.#route(ctx, r, sub, null, lz)
+    return this.#fallback
+      .run(
+        () => native.guardRunAsync(this.#core, ACQUIRE, sub.names, sub.nums, m.now).then((reply) => this.#route(ctx, r, sub, reply, lz), rethrow),
+        () => this.#admitOpen(m, null, r, lz),
+        (twin) => this.#viaLocal(twin, ctx, request, m, null, r, lz),
+        null,
+        false,
+      )
+      .then(undefined, (e) => {
+        this.#untake(taken)
+        throw e
+      })
+  }
+
   /**
    * 'fail-open': admitted without asking; settle counts what the call used in Redis once it
-   * answers (routing is skipped: `key` is null).
+   * answers (routing is skipped: `key` is null). With leased limits (`lz`), only the rest is
+   * admitted so: what the leases gave stays theirs.
    */
-  #admitOpen(m, nums, r) {
+  #admitOpen(m, nums, r, lz = null) {
     this.#stats.decisions++
     const remaining = this.#remaining(m, m.limits.map((l) => l.max), 0)
-    return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: null, at: m.now, started: this.#started() }), r, m.limits)
+    const [names, held, limits] = lz === null ? [m.names, nums, m.limits] : [lz.sub.names, lz.sub.n > 0 ? lz.sub.nums : null, lz.sub.limits]
+    return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null, fallback: 'fail-open' }, names, held, { r, limits, priced: m.priced, quota: null, replay: true, twin: null, at: m.now, started: this.#started(), leased: lz === null ? null : lz.leased }), r, m.limits)
   }
 
   /** 'local': the twin in this process decides; settle ends the twin's decision and counts in Redis later. */
-  #viaLocal(twin, ctx, request, m, nums, r) {
+  #viaLocal(twin, ctx, request, m, nums, r, lz = null) {
     return twin.acquire(ctx, request).then((d) => {
       this.#stats.decisions++
       const fields = { ok: d.ok, limit: d.limit, retryAfterMs: d.retryAfterMs, remaining: d.remaining, key: null, cached: null, fallback: 'local' }
       if (!d.ok) {
+        if (lz !== null) this.#untake(lz.leased.filter((x) => x.take !== null).map((x) => x.take))
         bump(this.#stats.refused, d.limit)
         return this.#seen(new Decision(this, fields, null, null, null), r, m.limits)
       }
-      return this.#seen(new Decision(this, fields, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: true, twin: d, at: m.now, started: this.#started() }), r, m.limits)
+      const [names, held, limits] = lz === null ? [m.names, nums, m.limits] : [lz.sub.names, lz.sub.n > 0 ? lz.sub.nums : null, lz.sub.limits]
+      return this.#seen(new Decision(this, fields, names, held, { r, limits, priced: m.priced, quota: null, replay: true, twin: d, at: m.now, started: this.#started(), leased: lz === null ? null : lz.leased }), r, m.limits)
     })
   }
 
   /** Records a decision in the telemetry (when on) and returns it. */
   #seen(d, r, limits) {
-    if (this.#telemetry !== null) this.#telemetry.decided(d, r.model, limits)
+    if (this.#telemetry !== null) {
+      // A leased limit's `remaining` is its lease's: no utilization of the limit to record.
+      const measured = limits !== null && this.#leased.length > 0 ? limits.filter((l) => l.leases === null) : limits
+      this.#telemetry.decided(d, r.model, measured)
+    }
     return d
   }
 
@@ -708,16 +1012,23 @@ class Guard {
     return this.#telemetry === null ? 0 : performance.now()
   }
 
-  /** After the meters: routes the call to a key (when routing is on), or refuses. */
-  #route(ctx, r, m, reply) {
+  /**
+   * After the meters: routes the call to a key (when routing is on), or refuses. With leased
+   * limits (`lz`), `m` is the part Redis decided and `lz.leased` what the leases gave.
+   */
+  #route(ctx, r, m, reply, lz = null) {
     const n = m.n
     const ok = reply === null || reply[0] === 1
-    const remaining = reply === null ? {} : this.#remaining(m, reply, 4)
+    let remaining = reply === null ? {} : this.#remaining(m, reply, 4)
+    const leased = lz === null ? null : lz.leased
+    const seenLimits = lz === null ? m.limits : lz.all.limits
+    if (lz !== null) remaining = this.#merged(lz, remaining)
     this.#stats.decisions++
     if (!ok) {
+      if (leased !== null) this.#untake(leased.map((x) => x.take))
       const limit = m.limits[reply[1]].id
       bump(this.#stats.refused, limit)
-      return this.#seen(new Decision(this, { ok: false, limit, retryAfterMs: reply[2] < 0 ? null : reply[2], remaining, key: null, cached: null }, null, null, null), r, m.limits)
+      return this.#seen(new Decision(this, { ok: false, limit, retryAfterMs: reply[2] < 0 ? null : reply[2], remaining, key: null, cached: null }, null, null, null), r, seenLimits)
     }
     // The holds: each meter's number and the shared expiry go back in with the settle.
     let nums = null
@@ -729,20 +1040,44 @@ class Guard {
       }
     }
     const routing = this.#routing
-    if (routing === null) return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: false, twin: null, at: 0, started: this.#started() }), r, m.limits)
+    if (routing === null) return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: null, replay: false, twin: null, at: 0, started: this.#started(), leased }), r, seenLimits)
     const scope = routing.scope(ctx)
     const keys = routing.keys(ctx)
+    const untake = () => {
+      if (leased !== null) this.#untake(leased.map((x) => x.take))
+    }
     return routing.quota.reserve(scope, keys, { tokens: r.input + r.output }).then(
       (q) => {
-        if (q.ok) return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: q.hold, replay: false, twin: null, at: 0, started: this.#started() }), r, m.limits)
+        if (q.ok) return this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: q.key, cached: null }, m.names, nums, { r, limits: m.limits, priced: m.priced, quota: q.hold, replay: false, twin: null, at: 0, started: this.#started(), leased }), r, seenLimits)
         // The key pool refused: give back what the limits took, all of it.
+        untake()
         return this.#giveBack(m.names, nums).then(() => {
           bump(this.#stats.refused, routing.id)
-          return this.#seen(new Decision(this, { ok: false, limit: routing.id, retryAfterMs: q.waitMs === undefined || q.waitMs === null ? null : q.waitMs, remaining, key: null, cached: null, reason: q.reason }, null, null, null), r, m.limits)
+          return this.#seen(new Decision(this, { ok: false, limit: routing.id, retryAfterMs: q.waitMs === undefined || q.waitMs === null ? null : q.waitMs, remaining, key: null, cached: null, reason: q.reason }, null, null, null), r, seenLimits)
         })
       },
-      (e) => this.#giveBack(m.names, nums).then(() => Promise.reject(e)),
+      (e) => {
+        untake()
+        return this.#giveBack(m.names, nums).then(() => Promise.reject(e))
+      },
     )
+  }
+
+  /** A decision's `remaining` in policy order: leased limits from their leases, the rest from Redis. */
+  #merged(lz, fromRedis) {
+    const out = {}
+    const all = lz.all
+    let k = 0
+    for (let i = 0; i < all.n; i++) {
+      const l = all.limits[i]
+      if (l.leases === null) {
+        if (fromRedis[l.id] !== undefined) out[l.id] = fromRedis[l.id]
+      } else {
+        const x = lz.leased[k++]
+        out[l.id] = l.shown(x.take === null ? l.max : Math.max(0, x.take.left))
+      }
+    }
+    return out
   }
 
   #giveBack(names, nums) {
@@ -792,6 +1127,33 @@ class Guard {
     })
   }
 
+  /**
+   * Ends the leased part of a decision, in-process as a TokenBudget lease does: below the
+   * estimate, the difference goes back to the lease it was taken from (while this process
+   * still holds it); above, the extra is used under the lease, or sent at once when the lease
+   * cannot cover it. A leased limit of a call admitted by the failure policy counts what the
+   * call used once Redis answers. Round trips (if any) are pushed to `after`.
+   */
+  #endLeased(leased, usage, nano, cancel, after) {
+    for (const x of leased) {
+      const l = x.l
+      const actual = cancel ? 0 : l.amount(usage.inputTokens, usage.outputTokens, nano)
+      // A take given back already (the call was then admitted by the failure policy) counts as
+      // not taken: what the call used is counted once Redis answers.
+      const take = x.take !== null && !x.take.back ? x.take : null
+      if (take === null) {
+        if (actual > 0) this.#fallback.remember({ lease: true, li: l.index, scope: x.scope, units: actual })
+        continue
+      }
+      const extra = actual - take.units
+      if (extra < 0) l.leases.unuse(take.s, take.n, take.start, -extra, take.at)
+      else if (extra > 0) {
+        const op = { lease: true, li: l.index, scope: x.scope, units: extra }
+        after.push(l.leases.charge(x.scope, extra).catch((e) => this.#fallback.handle(fromNative(e), () => undefined, () => undefined, op, false, false)))
+      }
+    }
+  }
+
   /** @internal `decision.settle` / `decision.cancel`. */
   _end(d, usageOrResponse, cancel) {
     try {
@@ -805,7 +1167,8 @@ class Guard {
       const { names, nums, release } = taken
       const r = release.r
       let nano = 0
-      if (nums !== null) {
+      const leased = release.leased === undefined ? null : release.leased
+      if (nums !== null || leased !== null) {
         if (usage !== null && release.priced) {
           try {
             nano = costNanoParts(r.model, usage.inputTokens, usage.outputTokens, usage.cachedInputTokens, usage.cacheWriteTokens)
@@ -814,6 +1177,8 @@ class Guard {
             throw e
           }
         }
+      }
+      if (nums !== null) {
         const now = this.#clock()
         const limits = release.limits
         for (let i = 0; i < limits.length; i++) {
@@ -834,6 +1199,7 @@ class Guard {
         const q = this.#routing.quota
         after.push(cancel ? q.rollback(release.quota) : q.commit(release.quota, usage))
       }
+      if (leased !== null) this.#endLeased(leased, usage, nano, cancel, after)
       if (!cancel && this.#tracker !== null) after.push(this.#tracker.recordUsage(r.model, usage, r.tags === undefined ? undefined : { tags: r.tags }))
       if (!cancel && this.#cache !== null && r.cacheable && usageOrResponse !== null && typeof usageOrResponse === 'object' && !isUsageOnly(usageOrResponse)) {
         after.push(this.#cache.set(r.model, r.messages, usageOrResponse, r.params))
@@ -843,7 +1209,7 @@ class Guard {
         // Admitted while Redis was away: the twin's decision ends too, and what the call used is
         // counted in Redis, at the time it was made, once it answers (never the concurrency).
         meters = release.twin === null ? Promise.resolve() : cancel ? release.twin.cancel() : release.twin.settle(usage)
-        if (!cancel) this.#fallback.remember({ names, nums, at: release.at })
+        if (!cancel && nums !== null) this.#fallback.remember({ names, nums, at: release.at })
       } else {
         meters = nums === null ? Promise.resolve() : this.#endMeters(names, nums)
       }

@@ -1157,6 +1157,18 @@ export type GuardLimit<Ctx = any> = {
   per?: GuardPer
   /** IANA time zone of a `'day'` or `'month'` period (default UTC). */
   timeZone?: string
+  /**
+   * Leased mode on Redis, for a sliding-window limit (docs/leases.md): this process takes a
+   * share of the limit per scope for a short time in one round trip and answers this limit
+   * in-process; the limit stays exact across processes. `true` for the defaults (lease time
+   * `min(1 s, per / 10)`, share the whole limit), or {@link LeaseSettings} (`share` at most
+   * the limit). Overrides the guard's `lease`; `false` opts out. Not allowed on a calendar
+   * period or `concurrent` (`ERR_TOLLGATE_INVALID_ARG`); ignored on a MemoryStore.
+   *
+   * @example
+   * { id: 'user-tpm', scope: (ctx) => ctx.user, tokens: 100_000, per: '1m', lease: { seconds: 2 } }
+   */
+  lease?: boolean | LeaseSettings
 } & GuardMeasure
 
 /** Options of {@link Guard}. */
@@ -1184,6 +1196,15 @@ export interface GuardOptions<Ctx = any> extends StoreFailureOptions {
   defaultMaxTokens?: number
   /** Key prefix. Default `'tollgate:guard:'`. */
   prefix?: string
+  /**
+   * Leased mode on Redis for every sliding-window limit of `requests`, `tokens`, `inputTokens`
+   * or `outputTokens` (a limit's own `lease` overrides it): see {@link GuardLimit.lease}. With
+   * leases, a decision takes from its leased limits in-process and sends the rest (unleased
+   * limits, routing) in one round trip, all or nothing; a call whose limits are all leased
+   * costs no round trip while the leases have room. Every process sharing a limit must lease
+   * it alike (a leased limit lives on keys of its own).
+   */
+  lease?: boolean | LeaseSettings
   /**
    * OpenTelemetry metrics (GenAI conventions + tollgate's, see docs/telemetry.md), recorded when
    * `@opentelemetry/api` is installed — on by default through its global MeterProvider. `false`
@@ -1286,8 +1307,8 @@ export declare class Guard<Ctx = any> {
   readonly limits: string[]
   readonly prefix: string
   readonly holdTtlMs: number
-  /** The policy as given, without the scope functions: `{ id, <measure>, per?, timeZone? }` per limit, in order. */
-  readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope'>>>
+  /** The policy as given, without the scope functions and leases: `{ id, <measure>, per?, timeZone? }` per limit, in order (leases: {@link Guard.leases}). */
+  readonly policy: ReadonlyArray<Readonly<Omit<GuardLimit, 'scope' | 'lease'>>>
   /** The output estimate of a request without `maxTokens` (`options.defaultMaxTokens`). */
   readonly defaultMaxTokens: number
   /**
@@ -1317,8 +1338,20 @@ export declare class Guard<Ctx = any> {
   settle(decision: GuardDecision, usageOrResponse: TokensUsed): Promise<void>
   /** `decision.cancel()`. */
   cancel(decision: GuardDecision): Promise<void>
-  /** Decisions, refusals by limit id, cache answers (`cached`), store errors. */
-  stats(): ClassStats & { cached: number }
+  /**
+   * Decisions, refusals by limit id, cache answers (`cached`), store errors; with leased limits
+   * on Redis, `lease`: what this process holds under leases, per limit id.
+   */
+  stats(): ClassStats & { cached: number; lease?: Record<string, LeaseStats> }
+  /** The lease settings in force per leased limit id (empty without leases or on a MemoryStore). */
+  readonly leases: Record<string, LeaseInForce>
+  /**
+   * Gives back what this guard has leased (unused units are free for other processes at once);
+   * a later call takes a new lease. Call it before closing the store (leases are also given
+   * back on 'beforeExit'; a lease never given back expires on its own). Resolves at once
+   * without leases.
+   */
+  close(): Promise<void>
   /** Pushes the usage of calls admitted during an outage to Redis now; true when none is left. */
   flush(): Promise<boolean>
 }

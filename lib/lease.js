@@ -42,22 +42,22 @@ function hookExit() {
 /**
  * The `lease` option of a class: `undefined`/`false` → null, `true` → defaults, an object →
  * validated settings in ms. `max` is the limit, `spanMs` the window or period, `leaseMs` the
- * default lease time.
+ * default lease time, `name` the option's name in errors.
  */
-function leaseOptions(x, max, spanMs, defaultLeaseMs) {
+function leaseOptions(x, max, spanMs, defaultLeaseMs, name = 'options.lease') {
   if (x === undefined || x === false) return null
   if (x !== true && (x === null || typeof x !== 'object' || Array.isArray(x))) {
-    throw require('./errors').invalidArg(`options.lease must be true, false or an object, got ${v.describe(x)}`)
+    throw require('./errors').invalidArg(`${name} must be true, false or an object, got ${v.describe(x)}`)
   }
   const o = x === true ? {} : x
-  v.knownKeys(o, SETTINGS, 'options.lease')
+  v.knownKeys(o, SETTINGS, name)
   const maxS = spanMs / 1000
-  const leaseMs = o.seconds === undefined ? Math.min(defaultLeaseMs, spanMs) : v.seconds(o.seconds, 'options.lease.seconds', maxS)
+  const leaseMs = o.seconds === undefined ? Math.min(defaultLeaseMs, spanMs) : v.seconds(o.seconds, `${name}.seconds`, maxS)
   if (o.share !== undefined && typeof o.share === 'number' && Number.isInteger(o.share) && o.share > max) {
-    throw outOfRange(`options.lease.share must be at most the limit (${max}), got ${o.share}`)
+    throw outOfRange(`${name}.share must be at most the limit (${max}), got ${o.share}`)
   }
-  const share = o.share === undefined ? max : v.integer(o.share, 'options.lease.share', 1, max)
-  const idleMs = o.idleSeconds === undefined ? Math.max(1, Math.round(leaseMs / 4)) : v.seconds(o.idleSeconds, 'options.lease.idleSeconds', leaseMs / 1000)
+  const share = o.share === undefined ? max : v.integer(o.share, `${name}.share`, 1, max)
+  const idleMs = o.idleSeconds === undefined ? Math.max(1, Math.round(leaseMs / 4)) : v.seconds(o.idleSeconds, `${name}.idleSeconds`, leaseMs / 1000)
   return { leaseMs, share, idleMs }
 }
 
@@ -171,6 +171,45 @@ class Leases {
   /** What the lease of `s` was asked for without room (sizes the next ask). */
   demand(s, units) {
     s.asked += units
+  }
+
+  /**
+   * 'w': takes back `units` that use() counted at `at` under lease `n` (granted at server time
+   * `start`) of `s`, while this process still holds that lease (a guarded call refused by
+   * another limit, a settle below its estimate). Once the lease is given back its uses are
+   * counted in Redis and stay (never fewer than were used). Whether they were taken back.
+   */
+  unuse(s, n, start, units, at) {
+    if (n === 0 || s.n !== n || s.start !== start) return false
+    const cell = Math.ceil(Math.max(0, at - s.at) / this.#gridMs)
+    if (!(s.cells[cell] >= units)) return false
+    s.cells[cell] -= units
+    s.used -= units
+    return true
+  }
+
+  /**
+   * 'w': counts `units` used now whether or not a lease covers them (a guarded call's settle
+   * above its estimate, a call admitted while Redis was away): under the live lease of `id`
+   * while it has room, else sent at once (the lease, if any, given back with them; with none,
+   * they count from the server's clock). Resolves once they are counted; rejects when Redis
+   * did not take them (nothing is kept to send again).
+   */
+  async charge(id, units) {
+    if (!(units > 0)) return
+    let s = this.state(id)
+    while (s.pending !== null) await s.pending.catch(() => {})
+    s = this.state(id)
+    const now = this.now()
+    if (this.room(s, now) >= units) return this.use(s, units, now)
+    if (s.n === 0 && s.used === 0) {
+      // No lease to count under: uses of "lease 0", timed from the server's clock (-1).
+      s.at = now
+      s.start = -1
+      s.cells = []
+    }
+    this.use(s, units, now)
+    await this.renew(id, 0)
   }
 
   /**
