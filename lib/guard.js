@@ -47,6 +47,9 @@ const RESET = 4
 const OPEN = 0
 const ENDED = 1
 
+/** @internal Whether a guard caches answers (the SDK wrappers build a cache key's params only then). */
+const kCaches = Symbol('tollgate.guard.caches')
+
 const ended = (message) => withCode(new TypeError(message), codes.DECISION_ENDED)
 
 /** The error a refused call rejects with (`guard.run`, the SDK wrappers): `ERR_TOLLGATE_LIMITED`, carrying the decision. */
@@ -271,7 +274,15 @@ class Decision {
     this.#nums = nums
     this.#state = nums === null && release === null ? ENDED : OPEN
     this.#release = release
-    Object.assign(this, fields)
+    // The fields one by one (not Object.assign): every decision gets the same shape.
+    this.ok = fields.ok
+    this.limit = fields.limit
+    this.retryAfterMs = fields.retryAfterMs
+    this.remaining = fields.remaining
+    this.key = fields.key
+    this.cached = fields.cached
+    if ('fallback' in fields) this.fallback = fields.fallback
+    if ('reason' in fields) this.reason = fields.reason
   }
 
   /** Whether this decision belongs to `guard` (its holds are on its meters). */
@@ -400,6 +411,11 @@ class Guard {
    */
   get policy() {
     return this.#policy
+  }
+
+  /** @internal */
+  get [kCaches]() {
+    return this.#cache !== null
   }
 
   /** The output estimate of a request without `maxTokens`. */
@@ -904,4 +920,4 @@ function trackerOf(x) {
   return x
 }
 
-module.exports = { Guard, Decision, periodOf, limitedError }
+module.exports = { Guard, Decision, periodOf, limitedError, kCaches }

@@ -10,7 +10,7 @@ const v = require('../validate')
 const { streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
 const { feedbackFrom } = require('../provider-headers')
-const { limitedError: limited } = require('../guard')
+const { limitedError: limited, kCaches } = require('../guard')
 
 const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now', 'waitMs']
 const FALLBACK = { fallback: 'o200k_base' }
@@ -149,7 +149,7 @@ class Wrapper {
 
   /**
    * One guarded call. `build()` (run at once, so an AsyncLocalStorage context holds) makes
-   * `{ ctx, body, model, messages?, tokens, maxTokens (null: none), params?, cacheable, stream, options,
+   * `{ ctx, body, model, messages?, tokens, maxTokens (null: none), params? (a function making the cache key's params), cacheable, stream, options,
    * invoke(requestOptions) → APIPromise, authHeaders(secret), track? }`.
    * Returns an APIPromise-like of the SDK's answer.
    */
@@ -195,7 +195,8 @@ class Wrapper {
     if (c.maxTokens !== null) request.maxTokens = c.maxTokens
     if (c.cacheable && c.messages !== undefined) {
       request.messages = c.messages
-      if (c.params !== undefined) request.params = c.params
+      // The cache key's params, built only for a guard that caches (or one that does not say).
+      if (c.params !== undefined && this.guard[kCaches] !== false) request.params = c.params()
     }
     if (this.tags !== null) request.tags = this.tags(c.ctx, c.body)
     // Waiting, the call's own abort signal stops the wait.
