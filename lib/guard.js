@@ -644,13 +644,19 @@ class Guard {
   /** The applicable limits' meters for `ctx`; with `r`, each one's estimate. */
   #meters(ctx, r) {
     const now = this.#clock()
-    const limits = []
+    // The policy's own array while every limit applies (no array per call); never mutated.
+    const all = this.#limits
+    let limits = all
     let names = ''
     let priced = false
-    for (const l of this.#limits) {
+    for (let i = 0; i < all.length; i++) {
+      const l = all[i]
       const s = l.scopeFor(ctx)
-      if (s === null) continue
-      limits.push(l)
+      if (s === null) {
+        if (limits === all) limits = all.slice(0, i)
+        continue
+      }
+      if (limits !== all) limits.push(l)
       if (l.measure === 'usd') priced = true
       names += `${l.id}\u0000${s}\u0000`
     }
@@ -735,10 +741,14 @@ class Guard {
       bump(this.#stats.refused, limit)
       return this.#seen(new Decision(this, { ok: false, limit, retryAfterMs: reply[2] < 0 ? null : reply[2], remaining, key: null, cached: null }, null, null, null), r, m.limits)
     }
-    // The holds: each meter's number and the shared expiry go back in with the settle.
+    // The holds: each meter's number and the shared expiry go back in with the settle. A plain
+    // array (numbers on the JS heap): a typed array per decision would be an ArrayBuffer with
+    // memory outside it for the collector to track; #endMeters copies it into a scratch buffer.
     let nums = null
     if (n > 0) {
-      nums = m.nums.slice()
+      nums = []
+      const src = m.nums
+      for (let i = 0; i < n * FIELDS; i++) nums.push(src[i])
       for (let i = 0; i < n; i++) {
         nums[i * FIELDS + 5] = reply[4 + n + i]
         nums[i * FIELDS + 6] = reply[3]
@@ -773,12 +783,19 @@ class Guard {
     return this.peek(ctx).then(({ remaining }) => this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: hit }, null, null, null), { model: model }, null))
   }
 
-  #endMeters(names, nums) {
+  /** Ends the holds in `nums` (a decision's: a plain array, or a Float64Array when it fell back). */
+  #endMeters(names, held) {
     const now = this.#clock()
     if (this.#memory) {
+      let nums = held
+      if (!(held instanceof Float64Array)) {
+        nums = this.#nums[held.length / FIELDS]
+        for (let i = 0; i < held.length; i++) nums[i] = held[i]
+      }
       native.guardRun(this.#core, END, names, nums, now, this.#out)
       return Promise.resolve()
     }
+    const nums = held instanceof Float64Array ? held : Float64Array.from(held)
     // Redis away: the settle (or cancel) of holds Redis keeps is queued and sent once it answers.
     return this.#fallback.run(
       () => native.guardRunAsync(this.#core, END, names, nums, now).then(() => undefined, rethrow),
