@@ -262,7 +262,11 @@ class Wrapper {
     return c.maxTokens === null ? this.defaultMaxTokens() : c.maxTokens
   }
 
-  /** Settles `d` when `stream` ends, is aborted (the reader stopped) or fails. */
+  /**
+   * Settles `d` when `stream` ends, is aborted (the reader stopped) or fails. The events pass
+   * through an iterator of plain promises (not an async generator: no generator resumed and
+   * no extra promise per event).
+   */
   #track(stream, d, c) {
     const inner = stream.iterator
     const self = this
@@ -272,33 +276,76 @@ class Wrapper {
     stream.iterator = function tracked() {
       if (started) return inner.call(stream) // a second read: the SDK says why it cannot
       started = true
-      return (async function* () {
-        let ended = false
-        try {
-          const it = inner.call(stream)
-          for await (const event of { [Symbol.asyncIterator]: () => it }) {
-            try {
-              usage.add(event)
-            } catch {
-              // an event tollgate does not know: it carries no usage
-            }
-            text += c.track.text(event)
-            if (!c.track.hide(event)) yield event
-          }
-          ended = true
-        } finally {
-          // Ended: a failed settle is the caller's error. Stopped or failed: the stream's own
-          // error (or the reader's return) goes on; the settle's failure is counted.
-          const settled = self.#settleStream(d, c, usage, text, ended)
-          if (ended) await settled
-          else {
-            self.counts.aborted++
-            await settled.catch(() => {
-              self.counts.settleErrors++
-            })
-          }
+      const it = inner.call(stream)
+      /** Settling or settled: the tracked stream answers done from then on. */
+      let over = false
+      // Ended: a failed settle is the caller's error. Stopped or failed: the stream's own error
+      // (or the reader's return) goes on; the settle's failure is counted.
+      const stop = () => {
+        self.counts.aborted++
+        return self.#settleStream(d, c, usage, text, false).catch(() => {
+          self.counts.settleErrors++
+        })
+      }
+      const failed = (e) => {
+        if (over) throw e
+        over = true
+        return stop().then(() => {
+          throw e
+        })
+      }
+      const step = (r) => {
+        if (over) return { done: true, value: undefined }
+        if (r.done) {
+          over = true
+          return self.#settleStream(d, c, usage, text, true).then(() => r)
         }
-      })()
+        const event = r.value
+        let hidden
+        try {
+          try {
+            usage.add(event)
+          } catch {
+            // an event tollgate does not know: it carries no usage
+          }
+          text += c.track.text(event)
+          hidden = c.track.hide(event)
+        } catch (e) {
+          // As a loop body that threw: the source is closed, then the stream settles.
+          over = true
+          return Promise.resolve(typeof it.return === 'function' ? it.return() : undefined)
+            .catch(() => {})
+            .then(stop)
+            .then(() => {
+              throw e
+            })
+        }
+        return hidden ? it.next().then(step, failed) : r
+      }
+      const close = (value, error, thrown) => {
+        if (over) return thrown ? Promise.reject(error) : Promise.resolve({ done: true, value })
+        over = true
+        const closing = typeof it.return === 'function' ? Promise.resolve(it.return(value)) : Promise.resolve()
+        return closing.then(
+          () => stop().then(() => (thrown ? Promise.reject(error) : { done: true, value })),
+          (e) => stop().then(() => Promise.reject(e)),
+        )
+      }
+      return {
+        next() {
+          if (over) return Promise.resolve({ done: true, value: undefined })
+          return it.next().then(step, failed)
+        },
+        return(value) {
+          return close(value, undefined, false)
+        },
+        throw(error) {
+          return close(undefined, error, true)
+        },
+        [Symbol.asyncIterator]() {
+          return this
+        },
+      }
     }
   }
 
