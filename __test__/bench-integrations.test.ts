@@ -47,5 +47,5 @@ describe('benchmark: integrations', () => {
       expect(await exited).toBe(0)
       expect(out).toBe('ready\n')
     }
-  })
+  }, 60_000)
 })
