@@ -337,6 +337,8 @@ class Guard {
   #byId
   #policy
   #fallback = null
+  /** Every limit's id (in order) → 0: what `remaining` is copied from when every limit applies. */
+  #allRemaining = {}
   /** Scratch buffers reused by every in-process call, one per number of applicable limits: no typed array is made per call. */
   #nums = []
   #out = new Float64Array(0)
@@ -360,6 +362,7 @@ class Guard {
         return Object.freeze(d)
       }),
     )
+    for (const l of this.#limits) this.#allRemaining[l.id] = 0
     this.#byId = new Map()
     for (const l of this.#limits) {
       if (this.#byId.has(l.id)) throw invalidArg(`options.limits: two limits have the id ${JSON.stringify(l.id)}`)
@@ -674,7 +677,9 @@ class Guard {
   }
 
   #remaining(m, reply, at) {
-    const out = {}
+    // Every limit applies (the usual call): a copy of one object holding every id, so each
+    // call's `remaining` has the same shape and its fields are stores, not new properties.
+    const out = m.limits === this.#limits ? { ...this.#allRemaining } : {}
     for (let i = 0; i < m.n; i++) out[m.limits[i].id] = m.limits[i].shown(reply[at + i])
     return out
   }
