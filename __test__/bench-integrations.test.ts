@@ -2,7 +2,7 @@
 // number where a number belongs, and the Redis guard's round trips per call are counted. The
 // timings themselves are not asserted (the benchmark prints ratios; a test cannot hold a machine
 // to them).
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
@@ -30,4 +30,22 @@ describe('benchmark: integrations', () => {
       expect(stdout).toMatch(new RegExp(String.raw`\n   ratio in-process guarded / bare, ${kind}: \d+\.\d{3}× +\(target < 1\.05×\)\n`))
     }
   })
+
+  it('--count runs one variant: warm-up, "ready", the counted calls once SIGUSR2 arrives, exit 0 (what integrations-count.sh drives)', async () => {
+    for (const [variant, stream] of [['bare', '0'], ['memory', '1']]) {
+      const child = spawn(process.execPath, [path.join(root, 'benchmark', 'integrations.js'), '--count', variant, stream, '3', '3'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let out = ''
+      const ready = new Promise<void>((resolve) =>
+        child.stdout.on('data', (b) => {
+          out += b
+          if (out.includes('ready\n')) resolve()
+        }),
+      )
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+      await ready
+      child.kill('SIGUSR2')
+      expect(await exited).toBe(0)
+      expect(out).toBe('ready\n')
+    }
+  }, 60_000)
 })

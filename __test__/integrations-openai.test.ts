@@ -77,6 +77,30 @@ describe('guardOpenAI: chat.completions.create', () => {
     expect((await left()).tpm).toBe(TPM - 1_500)
   })
 
+  it("a stream read through the SDK's own tee() and toReadableStream() settles once, at the end", async () => {
+    const { ai, left } = setup()
+    const stream = await ai.chat.completions.create({ model: MODEL, messages, stream: true })
+    const [a, b] = stream.tee()
+    const read = async (s: AsyncIterable<any>) => {
+      const out: any[] = []
+      for await (const c of s) out.push(c)
+      return out
+    }
+    const [ca, cb] = await Promise.all([read(a), read(b)])
+    expect(ca).toHaveLength(3)
+    expect(cb).toEqual(ca)
+    expect((await left()).tpm).toBe(TPM - 1_500)
+    expect(ai.tollgate.stats()).toMatchObject({ settled: 1, aborted: 0 })
+
+    const again = await ai.chat.completions.create({ model: MODEL, messages, stream: true })
+    const reader = again.toReadableStream().getReader()
+    let bytes = 0
+    for (let r = await reader.read(); !r.done; r = await reader.read()) bytes += r.value.length
+    expect(bytes).toBeGreaterThan(0)
+    expect((await left()).tpm).toBe(TPM - 3_000)
+    expect(ai.tollgate.stats()).toMatchObject({ settled: 2, aborted: 0 })
+  })
+
   it('refused: throws ERR_TOLLGATE_LIMITED with the decision, never reaches the server, charges nothing', async () => {
     const { ai, left, spent } = setup({ rpm: 1 })
     await ai.chat.completions.create({ model: MODEL, messages })

@@ -178,6 +178,22 @@ describe('models and chat messages', () => {
     }
   })
 
+  it('a message object sent again is counted from what it holds now: changed content, the other encoding', () => {
+    const m = { role: 'user', content: 'Say hello in one word.' }
+    const count = (enc: 'o200k_base' | 'cl100k_base', s: string) => 3 + oracle[enc].encode('user').length + oracle[enc].encode(s).length + 3
+    for (let round = 0; round < 2; round++) {
+      expect(countMessageTokens([m], 'gpt-4o')).toBe(count('o200k_base', m.content))
+      expect(countMessageTokens([m], 'gpt-4')).toBe(count('cl100k_base', m.content))
+    }
+    // The same object, its content replaced (in place, as an app editing its history might).
+    m.content = '日本語のテキスト 😀 and a much longer sentence than before, counted again'
+    expect(countMessageTokens([m], 'gpt-4o')).toBe(count('o200k_base', m.content))
+    expect(countMessageTokens([m], 'gpt-4')).toBe(count('cl100k_base', m.content))
+    // An equal string made anew counts the same.
+    m.content = ['Say hello', ' in one word.'].join('')
+    expect(countMessageTokens([m], 'gpt-4o')).toBe(count('o200k_base', 'Say hello in one word.'))
+  })
+
   it('rejects what is not text', () => {
     expect(() => countTokens(5 as any)).toThrow(expect.objectContaining({ name: 'TypeError', code: codes.INVALID_ARG }))
     expect(() => countTokensBatch(['a', 1] as any)).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))

@@ -186,10 +186,40 @@ async function integrationsBench() {
   }
 }
 
+/**
+ * `--count <bare|memory> <0|1 streaming> <warm-up calls> <calls>`, for
+ * benchmark/integrations-count.sh: one variant against the fake server in its own process;
+ * after the warm-up, prints `ready` and waits for SIGUSR2 (the script turns callgrind's
+ * counting on then), makes the calls and exits. What callgrind counts is the calls alone, in
+ * the steady state: instructions, which a loaded machine does not change.
+ */
+async function countVariant(variant, stream, warm, calls) {
+  const fake = await fakeOpenAI()
+  try {
+    const sdk = new OpenAI({ apiKey: 'local', baseURL: `http://127.0.0.1:${fake.port}/v1`, maxRetries: 0 })
+    const guarded = variant === 'memory'
+    const client = guarded ? guardOpenAI(sdk, new Guard({ store: new MemoryStore(), limits: limits() })) : sdk
+    const call = caller(client, stream, guarded)
+    for (let i = 0; i < warm; i++) await call(i)
+    const go = new Promise((resolve) => process.once('SIGUSR2', resolve))
+    process.stdout.write('ready\n')
+    await go
+    for (let i = 0; i < calls; i++) await call(warm + i)
+  } finally {
+    await fake.close()
+  }
+}
+
 module.exports = { integrationsBench }
 
 if (require.main === module && process.argv[2] === '--serve') {
   serveFakeOpenAI().then((server) => process.send(server.address().port))
+} else if (require.main === module && process.argv[2] === '--count') {
+  const [variant, stream, warm, calls] = process.argv.slice(3)
+  countVariant(variant, stream === '1', Number(warm), Number(calls)).catch((e) => {
+    console.error(e)
+    process.exit(1)
+  })
 } else if (require.main === module) {
   integrationsBench().catch((e) => {
     console.error(e)

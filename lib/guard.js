@@ -54,6 +54,9 @@ const RESET = 4
 const OPEN = 0
 const ENDED = 1
 
+/** @internal Whether a guard caches answers (the SDK wrappers build a cache key's params only then). */
+const kCaches = Symbol('tollgate.guard.caches')
+
 const ended = (message) => withCode(new TypeError(message), codes.DECISION_ENDED)
 
 /** The error a refused call rejects with (`guard.run`, the SDK wrappers): `ERR_TOLLGATE_LIMITED`, carrying the decision. */
@@ -306,7 +309,15 @@ class Decision {
     this.#nums = nums
     this.#state = nums === null && release === null ? ENDED : OPEN
     this.#release = release
-    Object.assign(this, fields)
+    // The fields one by one (not Object.assign): every decision gets the same shape.
+    this.ok = fields.ok
+    this.limit = fields.limit
+    this.retryAfterMs = fields.retryAfterMs
+    this.remaining = fields.remaining
+    this.key = fields.key
+    this.cached = fields.cached
+    if ('fallback' in fields) this.fallback = fields.fallback
+    if ('reason' in fields) this.reason = fields.reason
   }
 
   /** Whether this decision belongs to `guard` (its holds are on its meters). */
@@ -361,6 +372,8 @@ class Guard {
   #byId
   #policy
   #fallback = null
+  /** Every limit's id (in order) → 0: what `remaining` is copied from when every limit applies. */
+  #allRemaining = {}
   /** Scratch buffers reused by every in-process call, one per number of applicable limits: no typed array is made per call. */
   #nums = []
   #out = new Float64Array(0)
@@ -392,6 +405,7 @@ class Guard {
         return Object.freeze(d)
       }),
     )
+    for (const l of this.#limits) this.#allRemaining[l.id] = 0
     this.#byId = new Map()
     for (const l of this.#limits) {
       if (this.#byId.has(l.id)) throw invalidArg(`options.limits: two limits have the id ${JSON.stringify(l.id)}`)
@@ -455,6 +469,11 @@ class Guard {
    */
   get policy() {
     return this.#policy
+  }
+
+  /** @internal */
+  get [kCaches]() {
+    return this.#cache !== null
   }
 
   /** The output estimate of a request without `maxTokens`. */
@@ -748,15 +767,21 @@ class Guard {
   /** The applicable limits' meters for `ctx`; with `r`, each one's estimate. */
   #meters(ctx, r) {
     const now = this.#clock()
-    const limits = []
+    // The policy's own array while every limit applies (no array per call); never mutated.
+    const all = this.#limits
+    let limits = all
     const scopes = this.#leased.length > 0 ? [] : null
     let names = ''
     let priced = false
     let leased = 0
-    for (const l of this.#limits) {
+    for (let i = 0; i < all.length; i++) {
+      const l = all[i]
       const s = l.scopeFor(ctx)
-      if (s === null) continue
-      limits.push(l)
+      if (s === null) {
+        if (limits === all) limits = all.slice(0, i)
+        continue
+      }
+      if (limits !== all) limits.push(l)
       if (l.measure === 'usd') priced = true
       names += `${l.id}\u0000${s}\u0000`
       if (scopes !== null) {
@@ -792,7 +817,9 @@ class Guard {
   }
 
   #remaining(m, reply, at) {
-    const out = {}
+    // Every limit applies (the usual call): a copy of one object holding every id, so each
+    // call's `remaining` has the same shape and its fields are stores, not new properties.
+    const out = m.limits === this.#limits ? { ...this.#allRemaining } : {}
     for (let i = 0; i < m.n; i++) out[m.limits[i].id] = m.limits[i].shown(reply[at + i])
     return out
   }
@@ -1030,10 +1057,14 @@ class Guard {
       bump(this.#stats.refused, limit)
       return this.#seen(new Decision(this, { ok: false, limit, retryAfterMs: reply[2] < 0 ? null : reply[2], remaining, key: null, cached: null }, null, null, null), r, seenLimits)
     }
-    // The holds: each meter's number and the shared expiry go back in with the settle.
+    // The holds: each meter's number and the shared expiry go back in with the settle. A plain
+    // array (numbers on the JS heap): a typed array per decision would be an ArrayBuffer with
+    // memory outside it for the collector to track; #endMeters copies it into a scratch buffer.
     let nums = null
     if (n > 0) {
-      nums = m.nums.slice()
+      nums = []
+      const src = m.nums
+      for (let i = 0; i < n * FIELDS; i++) nums.push(src[i])
       for (let i = 0; i < n; i++) {
         nums[i * FIELDS + 5] = reply[4 + n + i]
         nums[i * FIELDS + 6] = reply[3]
@@ -1092,12 +1123,19 @@ class Guard {
     return this.peek(ctx).then(({ remaining }) => this.#seen(new Decision(this, { ok: true, limit: null, retryAfterMs: null, remaining, key: null, cached: hit }, null, null, null), { model: model }, null))
   }
 
-  #endMeters(names, nums) {
+  /** Ends the holds in `nums` (a decision's: a plain array, or a Float64Array when it fell back). */
+  #endMeters(names, held) {
     const now = this.#clock()
     if (this.#memory) {
+      let nums = held
+      if (!(held instanceof Float64Array)) {
+        nums = this.#nums[held.length / FIELDS]
+        for (let i = 0; i < held.length; i++) nums[i] = held[i]
+      }
       native.guardRun(this.#core, END, names, nums, now, this.#out)
       return Promise.resolve()
     }
+    const nums = held instanceof Float64Array ? held : Float64Array.from(held)
     // Redis away: the settle (or cancel) of holds Redis keeps is queued and sent once it answers.
     return this.#fallback.run(
       () => native.guardRunAsync(this.#core, END, names, nums, now).then(() => undefined, rethrow),
@@ -1270,4 +1308,4 @@ function trackerOf(x) {
   return x
 }
 
-module.exports = { Guard, Decision, periodOf, limitedError }
+module.exports = { Guard, Decision, periodOf, limitedError, kCaches }

@@ -104,6 +104,14 @@ function countMessageTokens(messages, model, options) {
 const TOKENS_PER_MESSAGE = 3
 const REPLY_PRIMING = 3
 const roleTokens = [new Map(), new Map()]
+/**
+ * Per encoding, a message object → `{ content, tokens }` of its content when last counted. A
+ * conversation resends the same message objects turn after turn (its history, the system
+ * prompt): a message whose content is still that string is not counted again (one native call
+ * saved per message). Exact: a count depends on the text and the encoding only, and a message
+ * whose content changed is counted anew. Weak: a message dropped by the app is dropped here.
+ */
+const contentTokens = [new WeakMap(), new WeakMap()]
 
 /** The prompt's tokens when every message is `{ role, content: string }`, else -1. */
 function plainMessageTokens(messages, encoding) {
@@ -123,7 +131,14 @@ function plainMessageTokens(messages, encoding) {
       if (roles.size >= 64) roles.clear()
       roles.set(role, r)
     }
-    n += TOKENS_PER_MESSAGE + r + native.countTokensWith(m.content, encoding)
+    const seen = contentTokens[encoding].get(m)
+    let c
+    if (seen !== undefined && seen.content === m.content) c = seen.tokens
+    else {
+      c = native.countTokensWith(m.content, encoding)
+      contentTokens[encoding].set(m, { content: m.content, tokens: c })
+    }
+    n += TOKENS_PER_MESSAGE + r + c
   }
   return n
 }

@@ -31,15 +31,23 @@ function shape(input, cached, write, output, reasoning) {
   return { inputTokens: input, cachedInputTokens: cached, cacheWriteTokens: write, outputTokens: output, reasoningTokens: reasoning }
 }
 
-const has = (o, ...keys) => keys.some((k) => k in o)
+/** Whether `o` has key `a` or `b` (no array or closure per call: usage is read per settle). */
+const has = (o, a, b) => a in o || (b !== undefined && b in o)
+
+/** The names of OpenAI's usage fields in each API (the error messages' names made once). */
+const CHAT_NAMES = namesOf('prompt_tokens', 'prompt_tokens_details', 'completion_tokens', 'completion_tokens_details')
+const RESPONSES_NAMES = namesOf('input_tokens', 'input_tokens_details', 'output_tokens', 'output_tokens_details')
+function namesOf(input, inputDetails, output, outputDetails) {
+  return { input, inputDetails, output, outputDetails, cached: `${inputDetails}.cached_tokens`, reasoning: `${outputDetails}.reasoning_tokens` }
+}
 
 /** OpenAI's usage, in either API's names: cached input and reasoning come in the details. */
-function openaiUsage(u, input, inputDetails, output, outputDetails) {
-  const i = field(u[input], input)
-  const d = u[inputDetails]
-  const o = field(u[output], output)
-  const od = u[outputDetails]
-  return shape(i, field(d && d.cached_tokens, `${inputDetails}.cached_tokens`), 0, o, field(od && od.reasoning_tokens, `${outputDetails}.reasoning_tokens`))
+function openaiUsage(u, n) {
+  const i = field(u[n.input], n.input)
+  const d = u[n.inputDetails]
+  const o = field(u[n.output], n.output)
+  const od = u[n.outputDetails]
+  return shape(i, field(d && d.cached_tokens, n.cached), 0, o, field(od && od.reasoning_tokens, n.reasoning))
 }
 
 /** Anthropic's usage: `input_tokens` excludes cache reads and writes, which are added. */
@@ -65,11 +73,11 @@ function fromUsageObject(u, anthropicHint) {
   if (has(u, 'cache_read_input_tokens', 'cache_creation_input_tokens')) return anthropicUsage(u)
   // OpenAI Responses API: input_tokens (cached included), output_tokens (reasoning included).
   if (has(u, 'input_tokens', 'output_tokens')) {
-    return anthropicHint && !has(u, 'input_tokens_details') ? anthropicUsage(u) : openaiUsage(u, 'input_tokens', 'input_tokens_details', 'output_tokens', 'output_tokens_details')
+    return anthropicHint && !has(u, 'input_tokens_details') ? anthropicUsage(u) : openaiUsage(u, RESPONSES_NAMES)
   }
   // OpenAI Chat Completions (and its last stream chunk with stream_options.include_usage).
   if (has(u, 'prompt_tokens', 'completion_tokens')) {
-    return openaiUsage(u, 'prompt_tokens', 'prompt_tokens_details', 'completion_tokens', 'completion_tokens_details')
+    return openaiUsage(u, CHAT_NAMES)
   }
   // Gemini's usageMetadata: promptTokenCount includes cached content; thoughts are output.
   if (has(u, 'promptTokenCount', 'candidatesTokenCount')) {

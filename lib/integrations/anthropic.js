@@ -35,7 +35,7 @@ function messagesCall(client, w, ctx, body, options) {
     messages,
     tokens: countMessageTokens(messages, b.model, FALLBACK),
     maxTokens: capOf(b.max_tokens),
-    params: without(b, ['model', 'messages', 'system', 'stream']),
+    params: () => without(b, ['model', 'messages', 'system', 'stream']),
     cacheable: !stream,
     stream,
     options,

@@ -55,7 +55,7 @@ function chatCall(client, w, ctx, body, options) {
     messages: b.messages,
     tokens: countMessageTokens(b.messages, b.model, FALLBACK),
     maxTokens: choices === 1 ? cap : (cap === null ? w.defaultMaxTokens() : cap) * choices,
-    params: without(b, ['model', 'messages', 'stream', 'stream_options']),
+    params: () => without(b, ['model', 'messages', 'stream', 'stream_options']),
     cacheable: !stream,
     stream,
     options,
@@ -92,7 +92,7 @@ function responsesCall(client, w, ctx, body, options) {
     messages,
     tokens: countMessageTokens(messages, b.model, FALLBACK),
     maxTokens: capOf(b.max_output_tokens),
-    params: without(b, ['model', 'input', 'instructions', 'stream']),
+    params: () => without(b, ['model', 'input', 'instructions', 'stream']),
     // A request that continues an earlier response depends on state the cache key cannot see.
     cacheable: !stream && b.previous_response_id === undefined && b.conversation === undefined,
     stream,
@@ -125,13 +125,25 @@ function embeddingsCall(client, w, ctx, body, options) {
 function wrap(client, w, fixed) {
   const ctxOf = (body) => (fixed === null ? w.context(body) : fixed.ctx)
   const method = (make) => (body, options) => w.run(() => make(client, w, ctxOf(body), body, options))
+  // Each resource's view is made when first read: a `withContext` view per call makes only
+  // the one it calls.
+  let chat
+  let embeddings
+  let responses
+  const hasResponses = !!(client.responses && typeof client.responses.create === 'function')
   const overrides = {
-    chat: view(client.chat, { completions: view(client.chat.completions, { create: method(chatCall) }) }),
-    embeddings: view(client.embeddings, { create: method(embeddingsCall) }),
+    get chat() {
+      return (chat ??= view(client.chat, { completions: view(client.chat.completions, { create: method(chatCall) }) }))
+    },
+    get embeddings() {
+      return (embeddings ??= view(client.embeddings, { create: method(embeddingsCall) }))
+    },
     withContext: (ctx) => wrap(client, w, { ctx }),
     tollgate: w.info(client),
   }
-  if (client.responses && typeof client.responses.create === 'function') overrides.responses = view(client.responses, { create: method(responsesCall) })
+  if (hasResponses) {
+    Object.defineProperty(overrides, 'responses', { enumerable: true, get: () => (responses ??= view(client.responses, { create: method(responsesCall) })) })
+  }
   return view(client, overrides)
 }
 

@@ -10,7 +10,7 @@ const v = require('../validate')
 const { streamUsage } = require('../usage')
 const { countTokens } = require('../tokens')
 const { feedbackFrom } = require('../provider-headers')
-const { limitedError: limited } = require('../guard')
+const { limitedError: limited, kCaches } = require('../guard')
 
 const OPTIONS = ['context', 'apiKey', 'tags', 'feedback', 'now', 'waitMs']
 const FALLBACK = { fallback: 'o200k_base' }
@@ -149,7 +149,7 @@ class Wrapper {
 
   /**
    * One guarded call. `build()` (run at once, so an AsyncLocalStorage context holds) makes
-   * `{ ctx, body, model, messages?, tokens, maxTokens (null: none), params?, cacheable, stream, options,
+   * `{ ctx, body, model, messages?, tokens, maxTokens (null: none), params? (a function making the cache key's params), cacheable, stream, options,
    * invoke(requestOptions) → APIPromise, authHeaders(secret), track? }`.
    * Returns an APIPromise-like of the SDK's answer.
    */
@@ -195,7 +195,8 @@ class Wrapper {
     if (c.maxTokens !== null) request.maxTokens = c.maxTokens
     if (c.cacheable && c.messages !== undefined) {
       request.messages = c.messages
-      if (c.params !== undefined) request.params = c.params
+      // The cache key's params, built only for a guard that caches (or one that does not say).
+      if (c.params !== undefined && this.guard[kCaches] !== false) request.params = c.params()
     }
     if (this.tags !== null) request.tags = this.tags(c.ctx, c.body)
     // Waiting, the call's own abort signal stops the wait.
@@ -261,7 +262,11 @@ class Wrapper {
     return c.maxTokens === null ? this.defaultMaxTokens() : c.maxTokens
   }
 
-  /** Settles `d` when `stream` ends, is aborted (the reader stopped) or fails. */
+  /**
+   * Settles `d` when `stream` ends, is aborted (the reader stopped) or fails. The events pass
+   * through an iterator of plain promises (not an async generator: no generator resumed and
+   * no extra promise per event).
+   */
   #track(stream, d, c) {
     const inner = stream.iterator
     const self = this
@@ -271,33 +276,76 @@ class Wrapper {
     stream.iterator = function tracked() {
       if (started) return inner.call(stream) // a second read: the SDK says why it cannot
       started = true
-      return (async function* () {
-        let ended = false
-        try {
-          const it = inner.call(stream)
-          for await (const event of { [Symbol.asyncIterator]: () => it }) {
-            try {
-              usage.add(event)
-            } catch {
-              // an event tollgate does not know: it carries no usage
-            }
-            text += c.track.text(event)
-            if (!c.track.hide(event)) yield event
-          }
-          ended = true
-        } finally {
-          // Ended: a failed settle is the caller's error. Stopped or failed: the stream's own
-          // error (or the reader's return) goes on; the settle's failure is counted.
-          const settled = self.#settleStream(d, c, usage, text, ended)
-          if (ended) await settled
-          else {
-            self.counts.aborted++
-            await settled.catch(() => {
-              self.counts.settleErrors++
-            })
-          }
+      const it = inner.call(stream)
+      /** Settling or settled: the tracked stream answers done from then on. */
+      let over = false
+      // Ended: a failed settle is the caller's error. Stopped or failed: the stream's own error
+      // (or the reader's return) goes on; the settle's failure is counted.
+      const stop = () => {
+        self.counts.aborted++
+        return self.#settleStream(d, c, usage, text, false).catch(() => {
+          self.counts.settleErrors++
+        })
+      }
+      const failed = (e) => {
+        if (over) throw e
+        over = true
+        return stop().then(() => {
+          throw e
+        })
+      }
+      const step = (r) => {
+        if (over) return { done: true, value: undefined }
+        if (r.done) {
+          over = true
+          return self.#settleStream(d, c, usage, text, true).then(() => r)
         }
-      })()
+        const event = r.value
+        let hidden
+        try {
+          try {
+            usage.add(event)
+          } catch {
+            // an event tollgate does not know: it carries no usage
+          }
+          text += c.track.text(event)
+          hidden = c.track.hide(event)
+        } catch (e) {
+          // As a loop body that threw: the source is closed, then the stream settles.
+          over = true
+          return Promise.resolve(typeof it.return === 'function' ? it.return() : undefined)
+            .catch(() => {})
+            .then(stop)
+            .then(() => {
+              throw e
+            })
+        }
+        return hidden ? it.next().then(step, failed) : r
+      }
+      const close = (value, error, thrown) => {
+        if (over) return thrown ? Promise.reject(error) : Promise.resolve({ done: true, value })
+        over = true
+        const closing = typeof it.return === 'function' ? Promise.resolve(it.return(value)) : Promise.resolve()
+        return closing.then(
+          () => stop().then(() => (thrown ? Promise.reject(error) : { done: true, value })),
+          (e) => stop().then(() => Promise.reject(e)),
+        )
+      }
+      return {
+        next() {
+          if (over) return Promise.resolve({ done: true, value: undefined })
+          return it.next().then(step, failed)
+        },
+        return(value) {
+          return close(value, undefined, false)
+        },
+        throw(error) {
+          return close(undefined, error, true)
+        },
+        [Symbol.asyncIterator]() {
+          return this
+        },
+      }
     }
   }
 
