@@ -178,10 +178,15 @@ export declare function jobsRedisNew(store: NativeStore, prefix: string, models:
 export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
 
 /**
- * Runs `store/redis/scripts/lease.lua` on the key of `id` under `prefix` with `args` (its
- * ARGV); resolves to the script's reply as numbers.
+ * Gives back a lease on the limit of `id` under `prefix` and takes the next, for `holder`
+ * (process-unique). `call`: mode (0 window | 1 budget), max, span (ms), lease time (ms), now
+ * (ms; < 0: the server's clock), want, demand per window (< 0: none), share, the lease given
+ * back (0: none), its start (window) or period (budget), the grid (window) or fewest units
+ * worth a lease (budget), then the uses as `LeaseCall::uses` lays them out. Resolves to:
+ * lease number (0: none), units, server now, expiry, ms until a unit frees, units left; for a
+ * budget then period start, tokens used, tokens reserved, and the numbers of the holds made.
  */
-export declare function leaseRun(store: NativeStore, prefix: string, id: string, args: string[]): Promise<Array<number>>
+export declare function leaseRun(store: NativeStore, prefix: string, id: string, holder: string, call: number[]): Promise<Array<number>>
 
 /** Spend under one name (a model, or a tag `key=value`). */
 export interface NamedSpend {
@@ -220,13 +225,23 @@ export declare function quotaDailyCap(rpd: number, thresholdPct: number): number
 /**
  * The memory store's hot path: `check` (op 0) or `reserve` (op 1) with keys and reply packed
  * into numbers, because JSON and JS objects built from Rust cost more than the decision.
- * Reply: ok, key index (-1), reason, waitMs (NaN for null), check count, then per check: ok,
+ * Keys: `names`, and `KEY_FIELDS` numbers each in `nums`. Reply (the Redis path's
+ * `quotaDecideAsync` resolves to the same numbers): ok, key index (-1), reason, waitMs (NaN for null), check count, then per check: ok,
  * reason, waitMs, priority, rpmMs, tpmMs, tokenUsed, tokenPct, dailyUsed, dailyCap,
  * dailyLeft, dailyPct; then for a hold: at, prevAt (NaN for none), has a prevId (0|1).
  * The reply is written into `out` (reused by lib/quota.js; creating a typed array here costs
  * more than the decision); returns how many numbers were written.
  */
 export declare function quotaDecide(core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number, storeNow: number, out: Float64Array): number
+
+/**
+ * `check` (op 0), `reserve` (op 1) or `force` (op 2: a reservation granted in process while
+ * Redis was away, recorded on the one key given without checking it) on Redis. Takes the
+ * arguments of `quota_decide` but the store clock and `out`; resolves to `[numbers, prevId]`:
+ * the numbers in `quota_decide`'s layout, and the previous hold id of the key reserved on
+ * (when the numbers say there is one).
+ */
+export declare function quotaDecideAsync(core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number): Promise<[number[], string | null]>
 
 /** The engine's defaults, `[windowMs, bufferMs, thresholdPct]`: lib/ takes them from here. */
 export declare function quotaDefaults(): Array<number>
@@ -249,17 +264,23 @@ export declare function quotaNew(store: NativeStore, prefix: string, options: Ar
  */
 export declare function quotaPause(core: ExternalObject<'QuotaCore'>, scope: string, key: string, until: number, now: number, day: string, resetAt: number, storeNow: number): boolean
 
+/** `pause` on Redis: the arguments of `quota_pause` but the store clock. */
+export declare function quotaPauseAsync(core: ExternalObject<'QuotaCore'>, scope: string, key: string, until: number, now: number, day: string, resetAt: number): Promise<boolean>
+
 /** Deletes one scope, or every scope of this prefix (rate-budget's `store.reset`). */
 export declare function quotaReset(core: ExternalObject<'QuotaCore'>, scope?: string | undefined | null): number
-
-/** The Redis store: one EVALSHA of quota.lua, atomic per scope. */
-export declare function quotaRunAsync(core: ExternalObject<'QuotaCore'>, request: string): Promise<string>
 
 /** Replaces the memory store's state of `scope` (rate-budget's `store.set`), kept a day. */
 export declare function quotaSet(core: ExternalObject<'QuotaCore'>, scope: string, state: string, now: number): void
 
 /** The memory store's `commit` (op 0; `tokens` NaN keeps the estimate) and `rollback` (op 1). */
 export declare function quotaSettle(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number, storeNow: number): boolean
+
+/**
+ * `commit` (op 0; `tokens` NaN keeps the estimate) or `rollback` (op 1) on Redis: the
+ * arguments of `quota_settle` but the store clock.
+ */
+export declare function quotaSettleAsync(core: ExternalObject<'QuotaCore'>, op: number, scope: string, key: string, holdId: string, tokens: number, now: number, resetAt: number): Promise<boolean>
 
 /** `tokenWaitMs({ used, tokens, limit, hits, now, windowMs, bufferMs })`, hits as two columns. */
 export declare function quotaTokenWaitMs(used: number, tokens: number, limit: number, hitAts: Array<number>, hitTokens: Array<number>, now: number, windowMs: number, bufferMs: number): number | null

@@ -238,23 +238,24 @@ class Leases {
   }
 
   /**
-   * The lease script's ARGV giving back the lease of `s` (if any) and asking for `want` units
-   * (0: none). `extra` is, for 'b', the fewest units worth a lease.
+   * leaseRun's numbers (laid out at binding/lease.rs) giving back the lease of `s` (if any)
+   * and asking for `want` units (0: none). `extra` is, for 'b', the fewest units worth a lease.
    */
-  #args(id, s, want, extra, now, carry, done) {
+  #call(s, want, extra, now, carry, done) {
     const { leaseMs, share } = this.#s
-    // The want, and the demand per window the rate implies (the fair shares weigh it).
-    const asked = done ? '0:0' : want > 0 && s.rate >= 0 ? `${want}:${Math.ceil(s.rate * this.#spanMs)}` : String(want)
-    const a = [this.#mode, String(this.#max), String(this.#spanMs), String(leaseMs), String(this.#clock ? now : -1), this.#holder, asked, String(share), String(s.n)]
+    // The want, and the demand per window the rate implies (the fair shares weigh it); done:
+    // nothing, and the want forgotten.
+    const demand = done ? 0 : want > 0 && s.rate >= 0 ? Math.ceil(s.rate * this.#spanMs) : -1
+    const a = [this.#mode === 'b' ? 1 : 0, this.#max, this.#spanMs, leaseMs, this.#clock ? now : -1, done ? 0 : want, demand, share, s.n]
     if (this.#mode === 'w') {
-      a.push(String(s.n > 0 || s.used > 0 ? s.start : 0), String(this.#gridMs))
-      for (let i = 0; i < s.cells.length; i++) if (s.cells[i]) a.push(String(i * this.#gridMs), String(s.cells[i]))
+      a.push(s.n > 0 || s.used > 0 ? s.start : 0, this.#gridMs)
+      for (let i = 0; i < s.cells.length; i++) if (s.cells[i]) a.push(i * this.#gridMs, s.cells[i])
     } else {
-      a.push(String(s.period), String(extra), String(s.n > 0 ? s.used : 0), String(carry !== null ? s.held : 0))
+      a.push(s.period, extra, s.n > 0 ? s.used : 0, carry !== null ? s.held : 0)
       if (carry === null && s.n > 0) {
         for (const h of s.holds.values()) {
           const left = h.expiresAt - now
-          if (left > 0) a.push(String(h.tokens), String(Math.ceil(left)))
+          if (left > 0) a.push(h.tokens, Math.ceil(left))
         }
       }
     }
@@ -278,7 +279,7 @@ class Leases {
     // A lease used up before its end was too small: at least double it (the rate alone lags).
     const grown = s.n > 0 && now < s.end && this.room(s, now) < need ? 2 * s.units : 0
     const want = need > 0 ? Math.min(this.#s.share, Math.max(grown, this.#want(s, need))) : 0
-    const args = this.#args(id, s, want, extra, now, carry, done)
+    const args = this.#call(s, want, extra, now, carry, done)
     const holds = s.holds
     const held = s.held
     const period = s.period
@@ -286,7 +287,7 @@ class Leases {
     this.#stats.redisCalls++
     let call
     try {
-      call = native.leaseRun(this.#store, this.#prefix, id, args)
+      call = native.leaseRun(this.#store, this.#prefix, id, this.#holder, args)
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -317,6 +318,7 @@ class Leases {
     if (s.holds !== null) s.holds = new Map()
   }
 
+  /** Takes in leaseRun's reply `r` (its layout at binding/lease.rs). */
   #took(id, s, r, sent, holds, carried, period) {
     const [n, units, srvNow, expires, wait] = r
     s.server = r
@@ -420,9 +422,10 @@ class Leases {
 
   /** Counts one use made while Redis was away (replayed by the class's failure policy). */
   replay(id, now) {
-    const a = [this.#mode, String(this.#max), String(this.#spanMs), String(this.#s.leaseMs), String(now >= 0 ? now : -1), this.#holder, '0', String(this.#s.share), '0', String(now >= 0 ? now : -1), String(this.#gridMs), '0', '1']
+    const at = now >= 0 ? now : -1
+    const a = [this.#mode === 'b' ? 1 : 0, this.#max, this.#spanMs, this.#s.leaseMs, at, 0, -1, this.#s.share, 0, at, this.#gridMs, 0, 1]
     try {
-      return native.leaseRun(this.#store, this.#prefix, id, a).catch((e) => {
+      return native.leaseRun(this.#store, this.#prefix, id, this.#holder, a).catch((e) => {
         throw fromNative(e)
       })
     } catch (e) {

@@ -157,8 +157,12 @@ function packKeys(keyOrKeys, buffer) {
 const REASONS = [undefined, 'rpm', 'tpm', 'rpd', 'tpd', 'off', 'no_key', 'paused']
 const nullIfNaN = (x) => (Number.isNaN(x) ? null : x)
 
-/** A packed decision (binding/quota.rs `quota_decide`) in rate-budget's shapes. */
-function unpackDecision(p, op, keys, names, tokens, hold, core) {
+/**
+ * A packed decision in rate-budget's shapes: the numbers `quotaDecide` writes (memory) or
+ * `quotaDecideAsync` resolves to (Redis), laid out at binding/quota `quota_decide`.
+ * `prevId()` is the hold's previous hold id, asked only when the numbers say there is one.
+ */
+function unpackDecision(p, op, keys, names, tokens, hold, prevId) {
   const checks = new Array(p[4])
   let i = 5
   for (let c = 0; c < checks.length; c++, i += 12) {
@@ -190,30 +194,34 @@ function unpackDecision(p, op, keys, names, tokens, hold, core) {
       at: p[i],
       day: hold.day,
       prevAt: Number.isNaN(prevAt) ? undefined : prevAt,
-      prevId: p[i + 2] === 1 ? native.quotaLastPrevId(core) : undefined,
+      prevId: p[i + 2] === 1 ? prevId() : undefined,
     }
   }
   return result
 }
 
-/** The keys of one call as the engine takes them as JSON, with their localeCompare ranks. */
-function keyInputs(keyOrKeys) {
-  const keys = keyList(keyOrKeys)
-  const names = keys.map((k) => String(k.id))
-  const ranks = ranksOf(names)
-  const inputs = keys.map((k, i) => ({
-    id: typeof k.id === 'string' ? k.id : null,
-    name: names[i],
-    rpm: numOrNull(k.rpm),
-    tpm: numOrNull(k.tpm),
-    rpd: numOrNull(k.rpd),
-    tpd: tpdOf(k, i),
-    priority: numOrNull(k.priority),
-    enabled: k.enabled !== false,
-    rank: ranks[i],
-  }))
-  return [keys, inputs]
+/** The keys of one call as the engine takes them as JSON (a `mutate` store), from their packed numbers. */
+function keyInputs(names, nums) {
+  return names.map((name, i) => {
+    const o = i * 7
+    return {
+      id: nums[o + 5] & 2 ? name : null,
+      name,
+      rpm: nullIfNaN(nums[o]),
+      tpm: nullIfNaN(nums[o + 1]),
+      rpd: nullIfNaN(nums[o + 2]),
+      tpd: nullIfNaN(nums[o + 3]),
+      priority: nullIfNaN(nums[o + 4]),
+      enabled: (nums[o + 5] & 1) === 1,
+      rank: nums[o + 6],
+    }
+  })
 }
+
+/** No buffer: packKeys makes a new one (a Redis call reads its keys after it returns). */
+const FRESH = new Float64Array(0)
+/** quotaDecide's and quotaDecideAsync's op codes. */
+const DECIDE = { check: 0, reserve: 1, force: 2 }
 
 function checkOf(c) {
   return {
@@ -245,6 +253,8 @@ class Quota {
   #out = new Float64Array(64)
   /** The keys' numbers of the memory path (two keys: the usual call), reused likewise. */
   #nums = new Float64Array(14)
+  /** The previous hold id of the memory path's last reservation (beside its numbers). */
+  #prevId = () => native.quotaLastPrevId(this.#core)
   #estimate
   #now
   #id
@@ -322,7 +332,7 @@ class Quota {
       },
       // A reservation granted meanwhile is forced onto its key in Redis (never checked again, never
       // lost); commits and rollbacks of such holds follow it, in order.
-      replay: (op) => this.#redis(op.scope, op.request),
+      replay: (op) => this.#redis(op.request),
     })
     this.#fallback = fallback
     if (redis && policy === 'local') this.#seen = new Map()
@@ -360,9 +370,9 @@ class Quota {
       const rateBudget = usage !== null && typeof usage === 'object' && !(usage instanceof StreamUsage) && ('tokens' in usage || Object.keys(usage).length === 0)
       const commitTokens = rateBudget ? (usage.tokens === undefined ? null : nonNeg(usage.tokens, hold.tokens)) : totalTokens(usage, 'usage')
       if (this.#kind === 'memory') return this.#settle(0, hold, commitTokens ?? NaN)
-      const request = { op: 'commit', holdId: hold.id, holdKey: hold.key, commitTokens, ...this.#until() }
+      const request = { op: 'commit', scope: hold.scope, holdId: hold.id, holdKey: hold.key, commitTokens, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.commit({ ...hold, local: undefined }, usage))
-      return this.#run(hold.scope, request)
+      return this.#kind === 'redis' ? this.#settleRedis(request) : this.#run(hold.scope, request)
     })
   }
 
@@ -371,9 +381,9 @@ class Quota {
     return settle(() => {
       this.#checkHold(hold)
       if (this.#kind === 'memory') return this.#settle(1, hold, NaN)
-      const request = { op: 'rollback', holdId: hold.id, holdKey: hold.key, ...this.#until() }
+      const request = { op: 'rollback', scope: hold.scope, holdId: hold.id, holdKey: hold.key, ...this.#until() }
       if (hold.local === true && this.#fallback) return this.#settleLocal(hold, request, (l) => l.rollback({ ...hold, local: undefined }))
-      return this.#run(hold.scope, request)
+      return this.#kind === 'redis' ? this.#settleRedis(request) : this.#run(hold.scope, request)
     })
   }
 
@@ -407,7 +417,7 @@ class Quota {
         }
       }
       const request = { op: 'pause', scope, holdKey: id, until: untilMs, now, day, resetAt }
-      return this.#kind === 'redis' ? this.#redis(scope, { ...request, options: this.#options }) : this.#run(scope, request, now)
+      return this.#kind === 'redis' ? this.#redis(request) : this.#run(scope, request, now)
     })
   }
 
@@ -417,7 +427,7 @@ class Quota {
    */
   #settleLocal(hold, request, onTwin) {
     const now = this.#clock()
-    this.#fallback.remember({ scope: hold.scope, request: { ...request, scope: hold.scope, now, options: this.#options } })
+    this.#fallback.remember({ scope: hold.scope, request: { ...request, now } })
     this.#fallback.kick()
     return this.#fallback.policy === 'local' ? onTwin(this.#fallback.local()) : true
   }
@@ -484,40 +494,45 @@ class Quota {
         } catch (e) {
           throw fromNative(e)
         }
-        return unpackDecision(this.#out, op, keys, names, tokens, { id: holdId, scope, day: String(day) }, this.#core)
+        return unpackDecision(this.#out, op, keys, names, tokens, { id: holdId, scope, day: String(day) }, this.#prevId)
       }
-      const [keys, inputs] = keyInputs(keyOrKeys)
+      // A new buffer: the keys are read again after the call (a reservation forced on Redis).
+      const [keys, names, nums] = packKeys(keyOrKeys, FRESH)
       const holdId = op === 'reserve' ? this.#holdId() : ''
-      const request = { op, scope, keys: inputs, tokens, holdId, now, day, resetAt: this.#resetAt(now) }
+      const resetAt = this.#resetAt(now)
+      // What a `mutate` store (a user's, or the twin's) takes: JSON.
+      const json = () => ({ op, scope, keys: keyInputs(names, nums), tokens, holdId, now, day, resetAt })
       const count = (d) => {
         this.#stats.decisions++
         if (!d.ok) bump(this.#stats.refused, d.reason ?? 'none')
         return d
       }
-      if (this.#kind !== 'redis') return then(this.#run(scope, request, now), (d) => shape(op, keys, count(d)))
-      const open = () => ({
-        ok: true,
-        key: 0,
-        reason: null,
-        tokens,
-        waitMs: 0,
-        checks: [],
-        hold: op === 'reserve' ? { id: holdId, scope, key: inputs[0].name, tokens, at: now, day: String(day), prevAt: null, prevId: null } : undefined,
-      })
-      const viaLocal = (l) => l.#run(scope, { ...request }, now)
+      if (this.#kind !== 'redis') return then(this.#run(scope, json(), now), (d) => shape(op, keys, count(d)))
+      const dayText = String(day)
+      const request = { op, scope, names, nums, tokens, holdId, now, day: dayText, resetAt }
+      const hold = { id: holdId, scope, day: dayText }
+      const unpack = ([p, prevId]) => unpackDecision(p, op, keys, names, tokens, hold, () => prevId)
+      const open = () =>
+        shape(op, keys, {
+          ok: true,
+          key: 0,
+          reason: null,
+          tokens,
+          waitMs: 0,
+          checks: [],
+          hold: op === 'reserve' ? { id: holdId, scope, key: names[0], tokens, at: now, day: dayText, prevAt: null, prevId: null } : undefined,
+        })
+      const viaLocal = (l) => then(l.#run(scope, json(), now), (d) => shape(op, keys, d))
       // What a reservation granted meanwhile becomes on Redis: forced onto the key it took.
-      const forced = (d) =>
-        op === 'reserve' && d.ok && d.hold
-          ? { scope, request: { ...request, op: 'force', scope, now, keys: [inputs[d.key]], holdId: d.hold.id, options: this.#options } }
-          : null
-      return this.#fallback.run(() => this.#run(scope, request, now), open, viaLocal, forced).then((d) => {
-        if (this.#seen !== null && d.fallback === undefined) this.#saw(scope, inputs, d, now, String(day))
-        const r = shape(op, keys, count(d))
-        if (d.fallback !== undefined) {
-          r.fallback = d.fallback
-          r.error = d.error
-          if (r.hold) r.hold.local = true
-        }
+      const forced = (r) => {
+        if (op !== 'reserve' || !r.ok || !r.hold) return null
+        const i = keys.indexOf(r.key)
+        return { scope, request: { ...request, op: 'force', names: [names[i]], nums: nums.slice(i * 7, i * 7 + 7), holdId: r.hold.id } }
+      }
+      return this.#fallback.run(() => this.#redis(request).then(unpack), open, viaLocal, forced).then((r) => {
+        if (this.#seen !== null && r.fallback === undefined) this.#saw(scope, keys, r, now, dayText)
+        count(r)
+        if (r.fallback !== undefined && r.hold) r.hold.local = true
         return r
       })
     }
@@ -528,12 +543,12 @@ class Quota {
   // given, per key, the day's requests, the tokens in the TPM window (as one reservation at the
   // time Redis answered: no earlier than the real ones, so they never leave its window sooner)
   // and the last reservation's time behind the RPM spacing, from Redis's last answer.
-  #saw(scope, inputs, d, at, day) {
+  #saw(scope, given, d, at, day) {
     if (this.#seen.size >= SEEN_SCOPES && !this.#seen.has(scope)) this.#seen.delete(this.#seen.keys().next().value)
     const o = this.#options
     const keys = {}
     d.checks.forEach((c, i) => {
-      const lastAt = c.rpmMs > 0 ? at + c.rpmMs - cooldownMs(inputs[i].rpm ?? NaN, o.bufferMs ?? BUFFER_MS, o.windowMs ?? WINDOW_MS) : undefined
+      const lastAt = c.rpmMs > 0 ? at + c.rpmMs - cooldownMs(given[i].rpm, o.bufferMs ?? BUFFER_MS, o.windowMs ?? WINDOW_MS) : undefined
       keys[c.key] = { used: c.dailyUsed, tokens: c.tokenUsed, lastAt }
     })
     if (d.hold) {
@@ -556,19 +571,11 @@ class Quota {
     return { keys }
   }
 
-  /** Runs one JSON request on the scope, atomically, on Redis or a user's store. */
+  /** Runs one JSON request on the scope, atomically, on a user's store (or the twin's). */
   #run(scope, request, now = this.#clock()) {
     request.scope ??= scope
     request.now ??= now
     request.options = this.#options
-    if (this.#kind === 'redis') {
-      if (request.op === 'commit' || request.op === 'rollback') {
-        // A commit or rollback of a hold Redis has: answered locally meanwhile (the twin does not
-        // know the hold: false), and replayed to Redis once it is back.
-        return this.#fallback.run(() => this.#redis(scope, request), () => true, (l) => l.#run(scope, { ...request }, now), { scope, request: { ...request } }, false)
-      }
-      return this.#redis(scope, request)
-    }
     const text = JSON.stringify(request)
     return this.#store.mutate(scope, (state) => {
       let out
@@ -582,18 +589,40 @@ class Quota {
     })
   }
 
-  /** One script call on Redis, failures as errors of this realm. */
-  #redis(scope, request) {
-    let reply
+  /**
+   * A commit or rollback of a hold Redis has: answered locally while Redis is away (the twin
+   * does not know the hold: false), and replayed to Redis once it is back.
+   */
+  #settleRedis(request) {
+    const local = (l) => l.#run(request.scope, { ...request }, request.now)
+    return this.#fallback.run(() => this.#redis(request), () => true, local, { scope: request.scope, request: { ...request } }, false)
+  }
+
+  /**
+   * One call on Redis, failures as errors of this realm: `request` as #decide (check,
+   * reserve, force), commit, rollback and pause make it. A decision resolves to
+   * `[numbers, prevId]` (the memory path's numbers), the others to whether they applied.
+   */
+  #redis(r) {
+    let call
     try {
-      reply = native.quotaRunAsync(this.#core, JSON.stringify(request))
+      if (r.op === 'commit' || r.op === 'rollback') {
+        call = native.quotaSettleAsync(this.#core, r.op === 'commit' ? 0 : 1, r.scope, r.holdKey, r.holdId, r.commitTokens ?? NaN, r.now, r.resetAt)
+      } else if (r.op === 'pause') {
+        call = native.quotaPauseAsync(this.#core, r.scope, r.holdKey, r.until, r.now, r.day, r.resetAt)
+      } else {
+        call = native.quotaDecideAsync(this.#core, DECIDE[r.op], r.scope, r.names, r.nums, r.tokens, r.holdId, r.now, r.day, r.resetAt)
+      }
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
-    return reply.then(JSON.parse, (e) => {
-      throw fromNative(e)
-    })
+    return call.catch(rethrow)
   }
+}
+
+/** Rejects with the native error as an error of this realm. */
+function rethrow(e) {
+  throw fromNative(e)
 }
 
 /** A store given where options were expected: the store-first form of the constructor. */

@@ -36,9 +36,10 @@
 //! paths: SemanticCache's hit (the stored key, question and response) and CostTracker's
 //! decision (its tag totals). Quota's rate-budget store adapter (`quotaApply`) hands a user's
 //! store state across as JSON text both ways, that state being a payload the user's store
-//! keeps. Not on the convention yet: CostTracker's handle (a `#[napi]` class), Quota's Redis
-//! path (a JSON request and reply, where its memory path answers in numbers), and `leaseRun`,
-//! whose script arguments and reply lib/lease.js lays out itself.
+//! keeps. Quota's Redis decision resolves to `[numbers, prevId]`: the memory path's numbers
+//! and the hold's previous hold id beside them (text; the memory path reads it with
+//! `quotaLastPrevId`, a promise cannot share that slot).
+//! Not on the convention yet: CostTracker's handle (a `#[napi]` class).
 
 // Under `cargo test` napi-derive compiles the exports out, which leaves these unused.
 #![cfg_attr(test, allow(dead_code))]

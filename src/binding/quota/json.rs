@@ -1,6 +1,7 @@
 //! rate-budget's JSON shapes: a scope's state (`{ keys: { <id>: { day, used, hits, holds,
-//! lastAt, lastId, pausedUntil? } } }`), the requests lib/quota.js sends and the results it reads. Used by a
-//! user's `{ mutate(scope, fn) }` store, by the Redis path, and by `MemoryStore.get/set`.
+//! lastAt, lastId, pausedUntil? } } }`), the requests lib/quota.js sends and the results it
+//! reads. Used by a user's `{ mutate(scope, fn) }` store (the state is a payload their store
+//! keeps) and by `MemoryStore.get/set`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};

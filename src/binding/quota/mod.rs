@@ -4,7 +4,8 @@
 //!   `MemoryStore.get/set/reset`;
 //! - [`json`]: rate-budget's JSON shapes of requests, results and scope states, and a user's
 //!   `{ mutate(scope, fn) }` store (the state lives in their object);
-//! - [`redis`]: the Redis store, one EVALSHA of quota.lua a call.
+//! - [`redis`]: the Redis store (store/redis/quota.rs), taking and answering the same numbers
+//!   as the memory store's path.
 
 mod json;
 mod redis;
@@ -17,7 +18,7 @@ use napi_derive::napi;
 use super::clock::local;
 use super::id::Text;
 use super::store::{Backend, NativeStore};
-use crate::engine::quota::{self, Hit, KeyInput, Moment, Options, QuotaState, Reason};
+use crate::engine::quota::{self, Decision, Hit, KeyInput, Moment, Options, QuotaState, Reason};
 use crate::store::memory::Keep;
 use json::{bad, state_from, state_json};
 
@@ -88,75 +89,37 @@ fn reason_code(r: Option<Reason>) -> f64 {
   }
 }
 
-/// The memory store's hot path: `check` (op 0) or `reserve` (op 1) with keys and reply packed
-/// into numbers, because JSON and JS objects built from Rust cost more than the decision.
-/// Reply: ok, key index (-1), reason, waitMs (NaN for null), check count, then per check: ok,
-/// reason, waitMs, priority, rpmMs, tpmMs, tokenUsed, tokenPct, dailyUsed, dailyCap,
-/// dailyLeft, dailyPct; then for a hold: at, prevAt (NaN for none), has a prevId (0|1).
-/// The reply is written into `out` (reused by lib/quota.js; creating a typed array here costs
-/// more than the decision); returns how many numbers were written.
-#[napi(
-  catch_unwind,
-  ts_args_type = "core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number, storeNow: number, out: Float64Array"
-)]
-#[allow(clippy::too_many_arguments)]
-pub fn quota_decide(
-  core: &External<Arc<QuotaCore>>,
-  op: u32,
-  scope: Text,
-  names: Vec<String>,
-  nums: Float64ArraySlice<'_>,
-  tokens: f64,
-  hold_id: Text,
-  now: f64,
-  day: Text,
-  reset_at: f64,
-  store_now: f64,
-  mut out: Float64ArraySlice<'_>,
-) -> napi::Result<u32> {
-  let store = core.backend.memory()?;
-  let nums: &[f64] = &nums;
+/// The keys of a decision from their names and `KEY_FIELDS` numbers each.
+fn keys_from(names: Vec<String>, nums: &[f64]) -> napi::Result<Vec<KeyInput>> {
   if nums.len() != names.len() * KEY_FIELDS {
     return Err(bad("nums and names differ in length"));
   }
   let opt = |x: f64| (!x.is_nan()).then_some(x);
-  let keys: Vec<KeyInput> = names
-    .into_iter()
-    .enumerate()
-    .map(|(i, name)| {
-      let f = &nums[i * KEY_FIELDS..(i + 1) * KEY_FIELDS];
-      let flags = f[5] as u32;
-      KeyInput {
-        id: (flags & 2 != 0).then(|| name.clone()),
-        name,
-        rpm: opt(f[0]),
-        tpm: opt(f[1]),
-        rpd: opt(f[2]),
-        tpd: opt(f[3]),
-        priority: opt(f[4]),
-        enabled: flags & 1 != 0,
-        rank: f[6] as u32,
-      }
-    })
-    .collect();
-  let (scope, hold_id) = (scope.as_str(), hold_id.as_str());
-  let m = Moment {
-    now,
-    day: day.as_str().to_owned(),
-    reset_at,
-  };
-  let o = &core.options;
-  let keep = keep_for(&m, o);
-  let key = format!("{}{}", core.prefix, scope);
-  let snow = local(store_now);
-  let d = store.update(&key, snow, |s| {
-    let d = if op == 1 {
-      quota::reserve(s, scope, &keys, tokens, hold_id, &m, o)
-    } else {
-      quota::check(s, &keys, tokens, &m, o)
-    };
-    (d, Keep::Until(snow + keep))
-  })?;
+  Ok(
+    names
+      .into_iter()
+      .enumerate()
+      .map(|(i, name)| {
+        let f = &nums[i * KEY_FIELDS..(i + 1) * KEY_FIELDS];
+        let flags = f[5] as u32;
+        KeyInput {
+          id: (flags & 2 != 0).then(|| name.clone()),
+          name,
+          rpm: opt(f[0]),
+          tpm: opt(f[1]),
+          rpd: opt(f[2]),
+          tpd: opt(f[3]),
+          priority: opt(f[4]),
+          enabled: flags & 1 != 0,
+          rank: f[6] as u32,
+        }
+      })
+      .collect(),
+  )
+}
+
+/// A decision as numbers, the layout of `quota_decide`'s reply (on both stores).
+fn decision_numbers(d: &Decision) -> Vec<f64> {
   let mut reply = Vec::with_capacity(5 + d.checks.len() * CHECK_FIELDS + 3);
   let nan_none = |x: Option<f64>| x.unwrap_or(f64::NAN);
   reply.extend([
@@ -184,6 +147,59 @@ pub fn quota_decide(
   }
   if let Some(h) = &d.hold {
     reply.extend([h.at, nan_none(h.prev_at), h.prev_id.is_some() as u8 as f64]);
+  }
+  reply
+}
+
+/// The memory store's hot path: `check` (op 0) or `reserve` (op 1) with keys and reply packed
+/// into numbers, because JSON and JS objects built from Rust cost more than the decision.
+/// Keys: `names`, and `KEY_FIELDS` numbers each in `nums`. Reply (the Redis path's
+/// `quotaDecideAsync` resolves to the same numbers): ok, key index (-1), reason, waitMs (NaN for null), check count, then per check: ok,
+/// reason, waitMs, priority, rpmMs, tpmMs, tokenUsed, tokenPct, dailyUsed, dailyCap,
+/// dailyLeft, dailyPct; then for a hold: at, prevAt (NaN for none), has a prevId (0|1).
+/// The reply is written into `out` (reused by lib/quota.js; creating a typed array here costs
+/// more than the decision); returns how many numbers were written.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'QuotaCore'>, op: number, scope: string, names: string[], nums: Float64Array, tokens: number, holdId: string, now: number, day: string, resetAt: number, storeNow: number, out: Float64Array"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn quota_decide(
+  core: &External<Arc<QuotaCore>>,
+  op: u32,
+  scope: Text,
+  names: Vec<String>,
+  nums: Float64ArraySlice<'_>,
+  tokens: f64,
+  hold_id: Text,
+  now: f64,
+  day: Text,
+  reset_at: f64,
+  store_now: f64,
+  mut out: Float64ArraySlice<'_>,
+) -> napi::Result<u32> {
+  let store = core.backend.memory()?;
+  let keys = keys_from(names, &nums)?;
+  let (scope, hold_id) = (scope.as_str(), hold_id.as_str());
+  let m = Moment {
+    now,
+    day: day.as_str().to_owned(),
+    reset_at,
+  };
+  let o = &core.options;
+  let keep = keep_for(&m, o);
+  let key = format!("{}{}", core.prefix, scope);
+  let snow = local(store_now);
+  let d = store.update(&key, snow, |s| {
+    let d = if op == 1 {
+      quota::reserve(s, scope, &keys, tokens, hold_id, &m, o)
+    } else {
+      quota::check(s, &keys, tokens, &m, o)
+    };
+    (d, Keep::Until(snow + keep))
+  })?;
+  let reply = decision_numbers(&d);
+  if let Some(h) = &d.hold {
     *core.last_prev_id.lock().unwrap_or_else(|p| p.into_inner()) = h.prev_id.clone();
   }
   // SAFETY: `out` is a JS typed array borrowed for this synchronous call on the JS thread;

@@ -34,8 +34,11 @@ use crate::store::shared::SharedStates;
 
 mod guard;
 mod lease;
+mod quota;
 mod scripts;
 mod spend;
+pub use lease::{BudgetReply, LeaseCall, LeaseMode, LeaseReply};
+pub use quota::{Pick, QuotaPick, QuotaSettle, Settle};
 pub use spend::{SpendKeys, TagTotals};
 pub mod jobs;
 pub mod semantic;
@@ -540,20 +543,6 @@ impl RedisStore {
     Ok(n == 1)
   }
 
-  /// One Quota request on a scope (quota.lua) whose keys start with `base` (see
-  /// [`quota_base`]): `args` as the script documents; the reply as
-  /// the script returns it.
-  pub async fn quota(&self, base: &str, args: &[String]) -> Result<redis::Value, StoreError> {
-    let mut inv = scripts::QUOTA.prepare_invoke();
-    for part in QUOTA_KEYS {
-      inv.key(format!("{base}{part}"));
-    }
-    for a in args {
-      inv.arg(a);
-    }
-    self.run(inv).await
-  }
-
   pub async fn session_save(
     &self,
     key: &str,
@@ -786,28 +775,6 @@ pub(crate) fn classify(e: redis::RedisError) -> StoreError {
       _ => StoreError::Command(e.to_string()),
     },
   }
-}
-
-/// The suffixes of a Quota scope's three keys (quota.lua's KEYS).
-const QUOTA_KEYS: [&str; 3] = [":k", ":h", ":x"];
-
-/// Where a Quota scope's keys start: the prefix, then the scope as the hash tag, so that all
-/// three keys of a decision share one slot. The scope is escaped (`%`, `{`, `}`) and led by a
-/// `q`, so the tag is never empty and never ends early: distinct scopes, distinct keys.
-pub fn quota_base(prefix: &str, scope: &str) -> String {
-  let mut out = String::with_capacity(prefix.len() + scope.len() + 3);
-  out.push_str(prefix);
-  out.push_str("{q");
-  for c in scope.chars() {
-    match c {
-      '%' => out.push_str("%25"),
-      '{' => out.push_str("%7B"),
-      '}' => out.push_str("%7D"),
-      c => out.push(c),
-    }
-  }
-  out.push('}');
-  out
 }
 
 #[cfg(test)]
