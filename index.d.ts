@@ -178,6 +178,12 @@ export declare function jobsRedisNew(store: NativeStore, prefix: string, models:
 export declare function jobsRedisRelease(core: ExternalObject<'JobsRedisCore'>, model: number, grant: number, estTokens: number, estRequests: number, tokens: number, requests: number, giveBack: boolean, now: number, id: number): Promise<Array<number>>
 
 /**
+ * Deletes the lease key of `id` under `prefix` (what every holder counted on it), for a
+ * class's `reset`. Resolves to whether it existed; every failure rejects.
+ */
+export declare function leaseDrop(store: NativeStore, prefix: string, id: string): Promise<boolean>
+
+/**
  * Gives back a lease on the limit of `id` under `prefix` and takes the next, for `holder`
  * (process-unique). `call`: mode (0 window | 1 budget), max, span (ms), lease time (ms), now
  * (ms; < 0: the server's clock), want, demand per window (< 0: none), share, the lease given

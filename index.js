@@ -862,6 +862,7 @@ module.exports.jobsRedisCounts = nativeBinding.jobsRedisCounts
 module.exports.jobsRedisInstanceOp = nativeBinding.jobsRedisInstanceOp
 module.exports.jobsRedisNew = nativeBinding.jobsRedisNew
 module.exports.jobsRedisRelease = nativeBinding.jobsRedisRelease
+module.exports.leaseDrop = nativeBinding.leaseDrop
 module.exports.leaseRun = nativeBinding.leaseRun
 module.exports.priceOfModel = nativeBinding.priceOfModel
 module.exports.providerConsume = nativeBinding.providerConsume

@@ -386,8 +386,6 @@ class Guard {
   /** The limits leased on Redis (docs/leases.md), in policy order; empty without `lease`. */
   #leased = []
   #native
-  /** Per leased limit id, the core that deletes its lease keys (reset), made on first use. */
-  #leaseKeys = new Map()
 
   constructor(options) {
     const o = v.options(options, 'options')
@@ -634,7 +632,7 @@ class Guard {
       const calls = []
       if (m.leased > 0) {
         const lz = this.#leasedParts(m, [])
-        for (const x of lz.leased) calls.push(this.#resetLease(x.l, x.scope))
+        for (const x of lz.leased) calls.push(x.l.leases.reset(x.scope))
         if (lz.sub.n > 0) calls.push(native.guardRunAsync(this.#core, RESET, lz.sub.names, lz.sub.nums, m.now).then(() => undefined, rethrow))
       } else {
         calls.push(native.guardRunAsync(this.#core, RESET, m.names, m.nums.slice(), m.now).then(() => undefined, rethrow))
@@ -645,23 +643,6 @@ class Guard {
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
-  }
-
-  /**
-   * Clears a leased limit's count for `scope`: this process's lease is dropped and the lease
-   * hash deleted (delete.lua deletes whatever a key holds). Other processes' live leases still
-   * answer until they end (at most a lease time), and what they used counts from then on.
-   */
-  async #resetLease(l, scope) {
-    const L = l.leases
-    await L.renew(scope, 0, 0, false, true).catch(() => {})
-    let core = this.#leaseKeys.get(l.id)
-    if (core === undefined) {
-      core = native.responseCacheNew(this.#native, leasePrefix(this.#prefix, l.id), 1)
-      this.#leaseKeys.set(l.id, core)
-    }
-    this.#stats.redisCalls++
-    await native.responseCacheDeleteAsync(core, scope, -1).then(() => undefined, rethrow)
   }
 
   /** Ends `decision` with the real usage (as `decision.settle`). */

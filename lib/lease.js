@@ -420,6 +420,21 @@ class Leases {
     return { ids, units, used, known: this.#ids.size }
   }
 
+  /**
+   * Clears the limit of `id` for every process: this process's lease is given back, then the
+   * lease key deleted (what every holder counted on it). Other processes' live leases still
+   * answer until they end (at most a lease time).
+   */
+  async reset(id) {
+    await this.renew(id, 0, 0, false, true).catch(() => {})
+    this.#stats.redisCalls++
+    try {
+      await native.leaseDrop(this.#store, this.#prefix, id)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
   /** Counts one use made while Redis was away (replayed by the class's failure policy). */
   replay(id, now) {
     const at = now >= 0 ? now : -1

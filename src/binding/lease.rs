@@ -7,7 +7,7 @@ use napi_derive::napi;
 
 use super::error::{coded, INVALID_ARG};
 use super::id::Id;
-use super::store::{open_redis, NativeStore};
+use super::store::{on_redis, open_redis, NativeStore};
 use crate::store::redis::{LeaseCall, LeaseMode};
 
 /// Fields of `call` before its uses.
@@ -75,5 +75,20 @@ pub fn lease_run<'env>(
       out.extend(b.holds.iter().map(|&h| h as f64));
     }
     Ok(out)
+  })
+}
+
+/// Deletes the lease key of `id` under `prefix` (what every holder counted on it), for a
+/// class's `reset`. Resolves to whether it existed; every failure rejects.
+#[napi(ts_args_type = "store: NativeStore, prefix: string, id: string")]
+pub fn lease_drop<'env>(
+  env: &'env Env,
+  store: &NativeStore,
+  prefix: String,
+  id: Id,
+) -> napi::Result<PromiseRaw<'env, bool>> {
+  let key = format!("{}{}", prefix, id.as_str());
+  on_redis(env, &store.backend, move |redis| async move {
+    Ok(redis.delete(&key, None).await?)
   })
 }
