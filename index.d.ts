@@ -16,20 +16,6 @@ export declare class ExternalObject<T> {
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-export declare class CostTrackerCore {
-  /**
-   * Budgets in nano-dollars, < 0 for none; `history_ms`: how long a day's bucket is kept
-   * after the day.
-   */
-  constructor(store: NativeStore, base: string, dailyBudget: number, monthlyBudget: number, holdMs: number, thresholds: Array<number>, historyMs: number)
-  run(code: number, nano: number, holdId: string, tags: Array<string>, model: string, now: number): SpendDecision
-  /** The last `days` days' and `hours` hours' spend up to `now`, oldest first (in process). */
-  history(days: number, hours: number, now: number): SpendHistory
-  /** As `history`, from Redis (one script). */
-  historyAsync(days: number, hours: number, now: number): Promise<SpendHistory>
-  runAsync(code: number, nano: number, holdId: string, tags: Array<string>, model: string, now: number): Promise<SpendDecision>
-}
-
 export declare class NativeStore {
   /**
    * An in-process keyspace; with `max_keys`, the least recently used key is evicted when a
@@ -76,6 +62,41 @@ export declare function costNanoOfUsage(usage: Array<number>, price: Array<numbe
  * sum as `cost_nano_of_usage`, for hot paths (numbers cross napi without an array to read).
  */
 export declare function costNanoParts(input: number, cached: number, write: number, output: number, pInput: number, pCached: number, pWrite: number, pOutput: number, pBatch: number): number
+
+/**
+ * The last `days` days' and `hours` hours' spend up to `now`, oldest first, in process, as
+ * JSON (`{days, hours}`, each a list of `{label, start, nano, models, tags}`; `models` and
+ * `tags` are lists of `[name, nano]`).
+ */
+export declare function costTrackerHistory(core: ExternalObject<'CostTrackerCore'>, days: number, hours: number, now: number): string
+
+/** As `costTrackerHistory`, from Redis (one script). */
+export declare function costTrackerHistoryAsync(core: ExternalObject<'CostTrackerCore'>, days: number, hours: number, now: number): Promise<string>
+
+/**
+ * Budgets in nano-dollars, < 0 for none; `history_ms`: how long a day's bucket is kept after
+ * the day.
+ */
+export declare function costTrackerNew(store: NativeStore, base: string, dailyBudget: number, monthlyBudget: number, holdMs: number, thresholds: Array<number>, historyMs: number): ExternalObject<'CostTrackerCore'>
+
+/**
+ * In-process decision, answered on the calling thread, written into `out`; returns the
+ * reply's length. `tags` are `key=value`; `holdId`, `tags` and `model` are undefined when
+ * the operation has none.
+ */
+export declare function costTrackerRun(core: ExternalObject<'CostTrackerCore'>, code: number, nano: number, holdId: string | undefined, tags: string[] | undefined, model: string | undefined, now: number, out: Float64Array): number
+
+/** Redis decision (one EVALSHA); resolves to the reply's numbers. */
+export declare function costTrackerRunAsync(core: ExternalObject<'CostTrackerCore'>, code: number, nano: number, holdId: string | undefined, tags: string[] | undefined, model: string | undefined, now: number): Promise<Array<number>>
+
+/**
+ * The totals with the spend per tag, in process: the numbers of a check written into `out`,
+ * the tags returned as JSON (`[day's, month's]`, each a list of `["key=value", nano]`).
+ */
+export declare function costTrackerTags(core: ExternalObject<'CostTrackerCore'>, now: number, out: Float64Array): string
+
+/** `costTrackerTags` on Redis (one EVALSHA): the check's numbers and the tags' JSON. */
+export declare function costTrackerTagsAsync(core: ExternalObject<'CostTrackerCore'>, now: number): Promise<SpendTags>
 
 /**
  * Tokens a chat prompt costs: `roles[i]`, the text parts `texts[i]` and the name `names[i]`
@@ -193,12 +214,6 @@ export declare function leaseDrop(store: NativeStore, prefix: string, id: string
  * budget then period start, tokens used, tokens reserved, and the numbers of the holds made.
  */
 export declare function leaseRun(store: NativeStore, prefix: string, id: string, holder: string, call: number[]): Promise<Array<number>>
-
-/** Spend under one name (a model, or a tag `key=value`). */
-export interface NamedSpend {
-  name: string
-  nano: number
-}
 
 /**
  * `[input, cachedInput, cacheWrite, output, batchPpm]` for `model` (nano-dollars per 1M
@@ -416,55 +431,16 @@ export declare function sessionStoreTouch(core: ExternalObject<'SessionStoreCore
 
 export declare function sessionStoreTouchAsync(core: ExternalObject<'SessionStoreCore'>, id: string, now: number): Promise<boolean>
 
-export interface SpendDecision {
-  allowed: boolean
-  day: string
-  dayEndsAt: number
-  daySpent: number
-  dayReserved: number
-  month: string
-  monthEndsAt: number
-  monthSpent: number
-  monthReserved: number
-  /** Set when a reservation was granted. */
-  holdId?: string
-  holdExpiresAt?: number
-  /** Alerts this call crossed: `daily`/`monthly` and the threshold, pairwise. */
-  alertPeriods: Array<string>
-  alertThresholds: Array<number>
-  /** Only for code 1 (totals with tags). */
-  tags?: Array<TagSpend>
-}
-
-/** The days and hours asked for, oldest first. */
-export interface SpendHistory {
-  days: Array<SpendPoint>
-  hours: Array<SpendPoint>
-}
-
-/** One day's or hour's spend. */
-export interface SpendPoint {
-  /** `2026-11-25` or `2026-11-25T13`. */
-  label: string
-  /** When it starts, ms since 1970 (UTC). */
-  start: number
-  nano: number
-  models: Array<NamedSpend>
-  /** Days only. */
-  tags: Array<NamedSpend>
+/** The reply of `costTrackerTagsAsync`. */
+export interface SpendTags {
+  /** A check's numbers, in the layout above. */
+  reply: Array<number>
+  /** The spend per tag, as `costTrackerTags` returns it. */
+  tags: string
 }
 
 /** The store key of `parts` under `prefix` (`store::key`): what every class's keys are. */
 export declare function storeKey(prefix: string, parts: Array<Id>): string
-
-/** Spend under one tag in one period. */
-export interface TagSpend {
-  /** `daily` or `monthly`. */
-  period: string
-  /** `key=value`. */
-  tag: string
-  nano: number
-}
 
 export declare function tokenBudgetNew(store: NativeStore, prefix: string, max: number, periodMs: number, holdMs: number): ExternalObject<'TokenBudgetCore'>
 

@@ -835,12 +835,18 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.CostTrackerCore = nativeBinding.CostTrackerCore
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.catalogModels = nativeBinding.catalogModels
 module.exports.closestModels = nativeBinding.closestModels
 module.exports.costNanoOfUsage = nativeBinding.costNanoOfUsage
 module.exports.costNanoParts = nativeBinding.costNanoParts
+module.exports.costTrackerHistory = nativeBinding.costTrackerHistory
+module.exports.costTrackerHistoryAsync = nativeBinding.costTrackerHistoryAsync
+module.exports.costTrackerNew = nativeBinding.costTrackerNew
+module.exports.costTrackerRun = nativeBinding.costTrackerRun
+module.exports.costTrackerRunAsync = nativeBinding.costTrackerRunAsync
+module.exports.costTrackerTags = nativeBinding.costTrackerTags
+module.exports.costTrackerTagsAsync = nativeBinding.costTrackerTagsAsync
 module.exports.countMessageTokensWith = nativeBinding.countMessageTokensWith
 module.exports.countTokensBatchWith = nativeBinding.countTokensBatchWith
 module.exports.countTokensWith = nativeBinding.countTokensWith

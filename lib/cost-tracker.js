@@ -26,6 +26,55 @@ const MAX_HISTORY_DAYS = 400
 const MAX_HISTORY_HOURS = 48
 const DAY_MS = 86_400_000
 
+/** Reply numbers before the alerts; the buffer adds two per threshold and period. */
+const FIELDS = 10
+
+// The label of the day ending at `endsAt`, remembered: a day has one label all day long.
+let lastEndsAt = NaN
+let lastDay = ''
+function dayLabel(endsAt) {
+  if (endsAt !== lastEndsAt) {
+    lastDay = new Date(endsAt - DAY_MS).toISOString().slice(0, 10)
+    lastEndsAt = endsAt
+  }
+  return lastDay
+}
+
+/**
+ * A decision's numbers (src/binding/cost_tracker.rs: the layout) as an object, the same from
+ * either path: `[allowed, dayEndsAt, daySpent, dayReserved, monthEndsAt, monthSpent,
+ * monthReserved, hold sequence (-1: none), hold expiresAt, alerts n, (period 0 day | 1 month,
+ * threshold) × n]`. The day's label is the UTC date of its start, a hold's id
+ * `<day's label>#<sequence>`.
+ */
+function decode(r) {
+  const dayEndsAt = r[1]
+  const day = dayLabel(dayEndsAt)
+  const n = r[9]
+  const alertPeriods = []
+  const alertThresholds = []
+  for (let i = 0; i < n; i++) {
+    alertPeriods.push(r[10 + 2 * i] === 0 ? 'daily' : 'monthly')
+    alertThresholds.push(r[11 + 2 * i])
+  }
+  const held = r[7] >= 0
+  return {
+    allowed: r[0] === 1,
+    day,
+    dayEndsAt,
+    daySpent: r[2],
+    dayReserved: r[3],
+    month: day.slice(0, 7),
+    monthEndsAt: r[4],
+    monthSpent: r[5],
+    monthReserved: r[6],
+    holdId: held ? `${day}#${r[7]}` : undefined,
+    holdExpiresAt: held ? r[8] : undefined,
+    alertPeriods,
+    alertThresholds,
+    tags: null,
+  }
+}
 
 function amount(x, name) {
   if (typeof x !== 'number') throw invalidArg(`${name} must be a number of USD, got ${v.describe(x)}`)
@@ -39,9 +88,9 @@ function budgetOption(x, name, fallback) {
   return amount(x, name)
 }
 
-/** `{feature: 'chat', user: 'u1'}` → ['feature=chat', 'user=u1']. */
+/** `{feature: 'chat', user: 'u1'}` → ['feature=chat', 'user=u1']; undefined for none. */
 function tagList(tags, name) {
-  if (tags === undefined || tags === null) return []
+  if (tags === undefined || tags === null) return undefined
   if (typeof tags !== 'object' || Array.isArray(tags)) throw invalidArg(`${name} must be an object of tag → value, got ${v.describe(tags)}`)
   const out = []
   for (const [key, value] of Object.entries(tags)) {
@@ -55,25 +104,23 @@ function tagList(tags, name) {
     out.push(v.wellFormed(v.id(`${key}=${value}`, `${name}.${key}`), `${name}.${key}`))
   }
   if (out.length > MAX_TAGS) throw outOfRange(`${name} may hold at most ${MAX_TAGS} tags, got ${out.length}`)
-  return out
+  return out.length === 0 ? undefined : out
 }
 
-/** A native SpendPoint → `{ date | hour, start, spent, byModel, byTag? }` in USD. */
+/** A point of the native history (`{label, start, nano, models, tags}`, names and amounts as
+ * `[name, nano]` pairs) → `{ date | hour, start, spent, byModel, byTag? }` in USD. */
 function point(p, label) {
   const out = { [label]: p.label, start: p.start, spent: toUsd(p.nano), byModel: {} }
-  for (const m of p.models) out.byModel[m.name] = toUsd(m.nano)
+  for (const [name, nano] of p.models) out.byModel[name] = toUsd(nano)
   if (label === 'date') {
     out.byTag = {}
-    for (const { name, nano } of p.tags) {
-      const i = name.indexOf('=')
-      ;(out.byTag[name.slice(0, i)] ??= {})[name.slice(i + 1)] = toUsd(nano)
-    }
+    byTag(p.tags, out.byTag)
   }
   return out
 }
 
 /** History with nothing spent (under 'fail-open' / 'local' while Redis is away: nothing is known). */
-function emptyHistory(core, days, hours, now) {
+function emptyHistory(days, hours, now) {
   const day = Math.floor(now / DAY_MS) * DAY_MS
   const hour = Math.floor(now / 3_600_000) * 3_600_000
   const list = (n, last, step, len) =>
@@ -83,12 +130,22 @@ function emptyHistory(core, days, hours, now) {
   return { days: list(days, day, DAY_MS, 10), hours: list(hours, hour, 3_600_000, 13) }
 }
 
+/** Adds a list of `["key=value", nano]` to `into` as `{key: {value: usd}}`. */
+function byTag(list, into) {
+  for (const [tag, nano] of list) {
+    const i = tag.indexOf('=')
+    ;(into[tag.slice(0, i)] ??= {})[tag.slice(i + 1)] = toUsd(nano)
+  }
+}
+
 function defaultAlert(message) {
   console.warn(`[COST ALERT] ${message}`)
 }
 
 class CostTracker {
   #core
+  /** The reply buffer of in-process decisions (see `decode`). */
+  #out
   #memory
   #clock
   #dailyBudget
@@ -140,7 +197,8 @@ class CostTracker {
     const base = this.#prefix.includes('{') ? this.#prefix : `{${this.#prefix}}`
     checkSlotPrefix(this.#prefix, [`${base}day:2026-01-01`, `${base}month:2026-01`, `${base}day:2026-01-01:tags`, `${base}hour:2026-01-01T00`], 'options.prefix')
     const nano = (b) => (b === null ? -1 : toNano(b))
-    this.#core = new native.CostTrackerCore(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds, this.#historyDays * DAY_MS)
+    this.#core = native.costTrackerNew(ns, base, nano(this.#dailyBudget), nano(this.#monthlyBudget), holdMs, this.#thresholds, this.#historyDays * DAY_MS)
+    this.#out = new Float64Array(FIELDS + 4 * this.#thresholds.length)
     this.#holdMs = holdMs
     const { fallback, policy } = storePolicy('CostTracker', this.#prefix, c, {
       clock: this.#clock,
@@ -156,7 +214,7 @@ class CostTracker {
           ...mark,
         }),
       // Spend recorded, settled or released while Redis was away happens there, on its day.
-      replay: (op) => this.#core.runAsync(op.code, op.nano, op.holdId, op.tags, op.model, op.now).then((d) => this.#alert(d), rethrow),
+      replay: (op) => native.costTrackerRunAsync(this.#core, op.code, op.nano, op.holdId, op.tags, op.model, op.now).then((r) => this.#alert(decode(r)), rethrow),
     })
     this.#fallback = fallback
     this.#seeding = !this.#memory && policy === 'local'
@@ -208,7 +266,7 @@ class CostTracker {
         nano = costNano(usage, model)
         t = tagList(v.options(outputTokensOrOptions, 'options').tags, 'options.tags')
       }
-      return this.#run(RECORD, nano, '', t, model).then(() => toUsd(nano))
+      return this.#run(RECORD, nano, undefined, t, model).then(() => toUsd(nano))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -218,7 +276,7 @@ class CostTracker {
   recordCost(usd, options) {
     try {
       const t = tagList(v.options(options, 'options').tags, 'options.tags')
-      return this.#run(RECORD, toNano(amount(usd, 'usd')), '', t).then((d) => this.#totals(d))
+      return this.#run(RECORD, toNano(amount(usd, 'usd')), undefined, t).then((d) => this.#totals(d))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -236,7 +294,7 @@ class CostTracker {
       // A model without a price is refused now, before the call is made, not at settle.
       const model = o.model === undefined ? undefined : (priceFor(o.model), o.model)
       const tags = o.tags === undefined ? undefined : (tagList(o.tags, 'options.tags'), o.tags)
-      return this.#run(RESERVE, toNano(estimate), '', []).then((d) => {
+      return this.#run(RESERVE, toNano(estimate)).then((d) => {
         const hold = d.holdId ? { id: d.holdId, estimateUsd: estimate, expiresAt: d.holdExpiresAt } : null
         if (hold && model !== undefined) hold.model = model
         if (hold && tags !== undefined) hold.tags = tags
@@ -264,7 +322,7 @@ class CostTracker {
         nano = costNano(usage, model)
       }
       const tags = tagList(o.tags !== undefined ? o.tags : h.tags, o.tags !== undefined ? 'options.tags' : 'hold.tags')
-      return this.#run(SETTLE, nano, h.id, tags, typeof model === 'string' ? model : '').then((d) => ({ cost: toUsd(nano), allowed: d.allowed, ...this.#totals(d) }))
+      return this.#run(SETTLE, nano, h.id, tags, typeof model === 'string' ? model : undefined).then((d) => ({ cost: toUsd(nano), allowed: d.allowed, ...this.#totals(d) }))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -274,7 +332,7 @@ class CostTracker {
   release(hold) {
     try {
       const h = this.#hold(hold)
-      return this.#run(RELEASE, 0, h.id, []).then((d) => this.#totals(d))
+      return this.#run(RELEASE, 0, h.id).then((d) => this.#totals(d))
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -283,7 +341,7 @@ class CostTracker {
   /** The cost patterns article's answer: `spent ≥ budget` per period, and what was spent. */
   isOverBudget() {
     try {
-      return this.#run(CHECK, 0, '', []).then((d) => {
+      return this.#run(CHECK, 0).then((d) => {
         const dailySpent = toUsd(d.daySpent)
         const monthlySpent = toUsd(d.monthSpent)
         return {
@@ -305,17 +363,14 @@ class CostTracker {
   totals(options) {
     try {
       const withTags = v.options(options, 'options').tags !== false
-      return this.#run(withTags ? TOTALS : CHECK, 0, '', []).then((d) => {
+      return this.#run(withTags ? TOTALS : CHECK, 0).then((d) => {
         const t = this.#totals(d)
         if (!withTags) return t
         t.daily.byTag = {}
         t.monthly.byTag = {}
-        for (const { period, tag, nano } of d.tags) {
-          const i = tag.indexOf('=')
-          const [key, value] = [tag.slice(0, i), tag.slice(i + 1)]
-          const into = period === 'daily' ? t.daily.byTag : t.monthly.byTag
-          ;(into[key] ??= {})[value] = toUsd(nano)
-        }
+        const [day, month] = d.tags
+        byTag(day, t.daily.byTag)
+        byTag(month, t.monthly.byTag)
         return t
       })
     } catch (e) {
@@ -337,10 +392,10 @@ class CostTracker {
       const hours = o.hours === undefined ? 24 : v.integer(o.hours, 'options.hours', 0, MAX_HISTORY_HOURS)
       const now = this.#clock ? this.#clock() : Date.now()
       const shape = (h) => ({ days: h.days.map((p) => point(p, 'date')), hours: h.hours.map((p) => point(p, 'hour')) })
-      if (this.#memory) return Promise.resolve(shape(this.#core.history(days, hours, now)))
-      const empty = () => shape(emptyHistory(this.#core, days, hours, now))
+      if (this.#memory) return Promise.resolve(shape(JSON.parse(native.costTrackerHistory(this.#core, days, hours, now))))
+      const empty = () => shape(emptyHistory(days, hours, now))
       return this.#fallback.run(
-        () => this.#core.historyAsync(days, hours, now).then(shape, rethrow),
+        () => native.costTrackerHistoryAsync(this.#core, days, hours, now).then((h) => shape(JSON.parse(h)), rethrow),
         empty,
         empty,
         null,
@@ -357,7 +412,32 @@ class CostTracker {
     return hold
   }
 
-  #run(code, nano, holdId, tags, model = '') {
+  /** In process, on the calling thread: the decision of `code` at `now`. */
+  #local(code, nano, holdId, tags, model, now) {
+    const out = this.#out
+    if (code === TOTALS) {
+      const text = native.costTrackerTags(this.#core, now, out)
+      const d = decode(out)
+      d.tags = JSON.parse(text)
+      return d
+    }
+    native.costTrackerRun(this.#core, code, nano, holdId, tags, model, now, out)
+    return decode(out)
+  }
+
+  /** On Redis (one script): resolves to the decision of `code` at `now`. */
+  #remote(code, nano, holdId, tags, model, now) {
+    if (code === TOTALS) {
+      return native.costTrackerTagsAsync(this.#core, now).then((r) => {
+        const d = decode(r.reply)
+        d.tags = JSON.parse(r.tags)
+        return d
+      })
+    }
+    return native.costTrackerRunAsync(this.#core, code, nano, holdId, tags, model, now).then(decode)
+  }
+
+  #run(code, nano, holdId, tags, model) {
     const now = this.#clock ? this.#clock() : Date.now()
     const after = (d) => {
       this.#stats.decisions++
@@ -365,10 +445,10 @@ class CostTracker {
       this.#alert(d)
       return d
     }
-    if (this.#memory) return Promise.resolve(after(this.#core.run(code, nano, holdId, tags, model, now)))
+    if (this.#memory) return Promise.resolve(after(this.#local(code, nano, holdId, tags, model, now)))
     const counts = code === RECORD || code === SETTLE || code === RELEASE
     return this.#fallback.run(
-      () => this.#core.runAsync(code, nano, holdId, tags, model, now).then((d) => (this.#seeding && (this.#seen = [d, now]), after(d)), rethrow),
+      () => this.#remote(code, nano, holdId, tags, model, now).then((d) => (this.#seeding && (this.#seen = [d, now]), after(d)), rethrow),
       () => after(this.#open(code, nano, now)),
       (l) => (this.#seed(l), this.#viaLocal(l, code, nano, holdId, tags, model).then(after)),
       counts ? { code, nano, holdId, tags, model, now } : null,
@@ -386,19 +466,19 @@ class CostTracker {
     const now = this.#clock ? this.#clock() : Date.now()
     const iso = new Date(now).toISOString()
     if (iso.slice(0, 7) !== d.month) return
-    const t = twin.#core.run(CHECK, 0, '', [], '', at)
+    const t = twin.#local(CHECK, 0, undefined, undefined, undefined, at)
     const first = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), 1)
     const today = iso.slice(0, 10) === d.day
     const before = d.monthSpent - (today ? d.daySpent : 0) - (t.monthSpent - t.daySpent)
-    if (before > 0 && iso.slice(8, 10) !== '01') twin.#core.run(RECORD, before, '', [], '', first)
+    if (before > 0 && iso.slice(8, 10) !== '01') twin.#local(RECORD, before, undefined, undefined, undefined, first)
     if (!today) return
-    if (d.daySpent > t.daySpent) twin.#core.run(RECORD, d.daySpent - t.daySpent, '', [], '', at)
-    if (d.dayReserved > t.dayReserved) twin.#core.run(RESERVE, d.dayReserved - t.dayReserved, '', [], '', at)
+    if (d.daySpent > t.daySpent) twin.#local(RECORD, d.daySpent - t.daySpent, undefined, undefined, undefined, at)
+    if (d.dayReserved > t.dayReserved) twin.#local(RESERVE, d.dayReserved - t.dayReserved, undefined, undefined, undefined, at)
   }
 
   // Holds made in-process carry a 'local:' id, which never matches a hold in Redis.
   #viaLocal(l, code, nano, holdId, tags, model) {
-    const id = holdId.startsWith('local:') ? holdId.slice(6) : holdId
+    const id = holdId !== undefined && holdId.startsWith('local:') ? holdId.slice(6) : holdId
     return l.#run(code, nano, id, tags, model).then((d) => {
       if (d.holdId) d.holdId = `local:${d.holdId}`
       return d
@@ -425,7 +505,7 @@ class CostTracker {
       holdExpiresAt: hold ? now + this.#holdMs : undefined,
       alertPeriods: [],
       alertThresholds: [],
-      tags: [],
+      tags: [[], []],
     }
   }
 

@@ -1,10 +1,32 @@
-//! `CostTrackerCore`: the spend ledger of one `CostTracker` (lib/cost-tracker.js).
+//! `costTracker*`: the spend ledger of one `CostTracker` (lib/cost-tracker.js), over an
+//! `External` handle (a free function costs less to call than a class method).
+//!
+//! A decision comes back as numbers, the same on both paths (written into the caller's
+//! `Float64Array` in process, resolved as an array on Redis):
+//!
+//! `[allowed 0|1, dayEndsAt, daySpent, dayReserved, monthEndsAt, monthSpent, monthReserved,
+//! hold sequence, hold expiresAt, alerts n, (period, threshold) × n]`
+//!
+//! Amounts in nano-dollars, times in ms since 1970 (UTC). The day's label is the UTC date of
+//! the day's start (`dayEndsAt` less a day), the month's its first seven characters; a hold's
+//! id is `<day's label>#<sequence>`, and a sequence of -1 means no hold was made. An alert's
+//! period is 0 for the day, 1 for the month. The buffer holds `FIELDS + 2 ×` the most alerts
+//! one call can cross (each threshold once per period).
+//!
+//! Text comes back only where it cannot be numbers, off the hot paths, as JSON: the spend per
+//! tag (`costTrackerTags*`, beside the same numbers) and the history (`costTrackerHistory*`).
 
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{External, Float64ArraySlice, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
+use serde::Serialize;
 
 use super::clock::local;
 use super::error::ms;
-use super::store::{open_redis, Backend, NativeStore};
+use super::reply::write;
+use super::store::{on_redis, Backend, NativeStore};
 use crate::engine::spend::{
   apply, apply_hour, calendar, day_kept, history_labels, spent_of, Bucket, Calendar, Config,
   Decision, Labels, Op, Period, Spent,
@@ -12,163 +34,128 @@ use crate::engine::spend::{
 use crate::store::memory::Keep;
 use crate::store::redis::{SpendKeys, TagTotals};
 
-/// Spend under one tag in one period.
-#[napi(object)]
-pub struct TagSpend {
-  /// `daily` or `monthly`.
-  pub period: String,
-  /// `key=value`.
-  pub tag: String,
-  pub nano: f64,
-}
+/// Numbers in a reply before its alerts.
+pub const FIELDS: usize = 10;
 
-#[napi(object)]
-pub struct SpendDecision {
-  pub allowed: bool,
-  pub day: String,
-  pub day_ends_at: f64,
-  pub day_spent: f64,
-  pub day_reserved: f64,
-  pub month: String,
-  pub month_ends_at: f64,
-  pub month_spent: f64,
-  pub month_reserved: f64,
-  /// Set when a reservation was granted.
-  pub hold_id: Option<String>,
-  pub hold_expires_at: Option<f64>,
-  /// Alerts this call crossed: `daily`/`monthly` and the threshold, pairwise.
-  pub alert_periods: Vec<String>,
-  pub alert_thresholds: Vec<f64>,
-  /// Only for code 1 (totals with tags).
-  pub tags: Option<Vec<TagSpend>>,
-}
-
-fn period_name(p: Period) -> String {
-  match p {
-    Period::Day => "daily".into(),
-    Period::Month => "monthly".into(),
+fn reply(cal: &Calendar, d: &Decision) -> Vec<f64> {
+  let (seq, expires) = match &d.hold {
+    Some(h) => (
+      h.id
+        .rsplit_once('#')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(f64::NAN),
+      h.expires_at as f64,
+    ),
+    None => (-1.0, 0.0),
+  };
+  let mut out = Vec::with_capacity(FIELDS + 2 * d.alerts.len());
+  out.extend_from_slice(&[
+    f64::from(u8::from(d.allowed)),
+    cal.day_ends_at as f64,
+    d.day.spent as f64,
+    d.day.reserved as f64,
+    cal.month_ends_at as f64,
+    d.month.spent as f64,
+    d.month.reserved as f64,
+    seq,
+    expires,
+    d.alerts.len() as f64,
+  ]);
+  for (p, t) in &d.alerts {
+    out.push(match p {
+      Period::Day => 0.0,
+      Period::Month => 1.0,
+    });
+    out.push(*t);
   }
+  out
 }
 
-fn shape(cal: Calendar, d: Decision, tags: Option<TagTotals>) -> SpendDecision {
-  let (alert_periods, alert_thresholds) =
-    d.alerts.iter().map(|(p, t)| (period_name(*p), *t)).unzip();
-  let tags = tags.map(|(day, month)| {
-    let one = |period: &str, list: Vec<(String, u64)>| {
-      list.into_iter().map({
-        let period = period.to_string();
-        move |(tag, nano)| TagSpend {
-          period: period.clone(),
-          tag,
-          nano: nano as f64,
-        }
-      })
-    };
-    one("daily", day).chain(one("monthly", month)).collect()
-  });
-  SpendDecision {
-    allowed: d.allowed,
-    day: cal.day,
-    day_ends_at: cal.day_ends_at as f64,
-    day_spent: d.day.spent as f64,
-    day_reserved: d.day.reserved as f64,
-    month: cal.month,
-    month_ends_at: cal.month_ends_at as f64,
-    month_spent: d.month.spent as f64,
-    month_reserved: d.month.reserved as f64,
-    hold_expires_at: d.hold.as_ref().map(|h| h.expires_at as f64),
-    hold_id: d.hold.map(|h| h.id),
-    alert_periods,
-    alert_thresholds,
-    tags,
-  }
-}
-
-/// Spend under one name (a model, or a tag `key=value`).
-#[napi(object)]
-pub struct NamedSpend {
-  pub name: String,
-  pub nano: f64,
+/// The spend per tag as JSON: `[[["key=value", nano], …] of the day, […] of the month]`.
+fn tags_text(tags: &TagTotals) -> String {
+  serde_json::to_string(tags).unwrap_or_default()
 }
 
 /// One day's or hour's spend.
-#[napi(object)]
-pub struct SpendPoint {
+#[derive(Serialize)]
+struct Point {
   /// `2026-11-25` or `2026-11-25T13`.
-  pub label: String,
+  label: String,
   /// When it starts, ms since 1970 (UTC).
-  pub start: f64,
-  pub nano: f64,
-  pub models: Vec<NamedSpend>,
-  /// Days only.
-  pub tags: Vec<NamedSpend>,
+  start: u64,
+  nano: u64,
+  /// `[name, nano]`, by name.
+  models: Vec<(String, u64)>,
+  /// `[key=value, nano]`, by tag; days only.
+  tags: Vec<(String, u64)>,
 }
 
-/// The days and hours asked for, oldest first.
-#[napi(object)]
-pub struct SpendHistory {
-  pub days: Vec<SpendPoint>,
-  pub hours: Vec<SpendPoint>,
-}
-
-fn history_shape(labels: (Labels, Labels), spent: (Vec<Spent>, Vec<Spent>)) -> SpendHistory {
-  let named = |v: Vec<(String, u64)>| {
-    v.into_iter()
-      .map(|(name, n)| NamedSpend {
-        name,
-        nano: n as f64,
-      })
-      .collect()
-  };
-  let points = |labels: Vec<(String, u64)>, spent: Vec<Spent>| {
+/// The history as JSON: `{days: [Point], hours: [Point]}`, oldest first.
+fn history_text(labels: (Labels, Labels), spent: (Vec<Spent>, Vec<Spent>)) -> String {
+  let points = |labels: Labels, spent: Vec<Spent>| -> Vec<Point> {
     labels
       .into_iter()
       .zip(spent)
-      .map(|((label, start), s)| SpendPoint {
+      .map(|((label, start), s)| Point {
         label,
-        start: start as f64,
-        nano: s.spent as f64,
-        models: named(s.models),
-        tags: named(s.tags),
+        start,
+        nano: s.spent,
+        models: s.models,
+        tags: s.tags,
       })
       .collect()
   };
-  SpendHistory {
+  #[derive(Serialize)]
+  struct History {
+    days: Vec<Point>,
+    hours: Vec<Point>,
+  }
+  serde_json::to_string(&History {
     days: points(labels.0, spent.0),
     hours: points(labels.1, spent.1),
-  }
+  })
+  .unwrap_or_default()
 }
 
 fn tag_list(tags: &hashbrown::HashMap<String, u64>) -> Vec<(String, u64)> {
   tags.iter().map(|(t, n)| (t.clone(), *n)).collect()
 }
 
-/// 0 check, 1 check with tag totals, 2 record, 3 reserve, 4 settle, 5 release. `model` is ''
-/// when the spend has none.
-fn op(code: u32, nano: f64, hold_id: String, tags: Vec<String>, model: String) -> Op {
-  let nano = ms(nano);
-  let model = (!model.is_empty()).then_some(model);
+/// 0 check, 1 check with tag totals, 2 record, 3 reserve, 4 settle, 5 release.
+fn op(
+  code: u32,
+  nano: f64,
+  hold_id: Option<String>,
+  tags: Option<Vec<String>>,
+  model: Option<String>,
+) -> Op {
+  let (nano, id, tags) = (
+    ms(nano),
+    hold_id.unwrap_or_default(),
+    tags.unwrap_or_default(),
+  );
   match code {
     0 | 1 => Op::Check,
     2 => Op::Record { nano, tags, model },
     3 => Op::Reserve { nano },
     4 => Op::Settle {
-      id: hold_id,
+      id,
       nano,
       tags,
       model,
     },
-    _ => Op::Release { id: hold_id },
+    _ => Op::Release { id },
   }
 }
 
-#[napi]
 pub struct CostTrackerCore {
   backend: Backend,
   /// Key prefix including its `{hash tag}`.
   base: String,
   config: Config,
 }
+
+type Core = External<Arc<CostTrackerCore>>;
 
 impl CostTrackerCore {
   fn keys(&self, cal: &Calendar) -> [String; 5] {
@@ -213,50 +200,18 @@ impl CostTrackerCore {
     out.append(&mut kept);
     out
   }
-}
 
-#[napi]
-impl CostTrackerCore {
-  /// Budgets in nano-dollars, < 0 for none; `history_ms`: how long a day's bucket is kept
-  /// after the day.
-  #[napi(constructor)]
-  pub fn new(
-    store: &NativeStore,
-    base: String,
-    daily_budget: f64,
-    monthly_budget: f64,
-    hold_ms: f64,
-    thresholds: Vec<f64>,
-    history_ms: f64,
-  ) -> Self {
-    let budget = |b: f64| (b >= 0.0).then(|| ms(b));
-    CostTrackerCore {
-      backend: store.backend.clone(),
-      base,
-      config: Config {
-        daily_budget: budget(daily_budget),
-        monthly_budget: budget(monthly_budget),
-        hold_ms: ms(hold_ms).max(1),
-        thresholds,
-        history_ms: ms(history_ms),
-      },
-    }
-  }
-
-  #[napi(catch_unwind)]
-  pub fn run(
+  /// `op` at `now` (ms, < 0 the system clock) in process; with `with_tags`, also the spend
+  /// per tag.
+  fn run(
     &self,
-    code: u32,
-    nano: f64,
-    hold_id: String,
-    tags: Vec<String>,
-    model: String,
+    op: &Op,
     now: f64,
-  ) -> napi::Result<SpendDecision> {
+    with_tags: bool,
+  ) -> napi::Result<(Calendar, Decision, Option<TagTotals>)> {
     let now = local(now);
     let cal = calendar(now);
     let [day, _, month, _, hour] = self.keys(&cal);
-    let op = op(code, nano, hold_id, tags, model);
     let store = self.backend.memory()?;
     let kept = cal.keep_until(self.config.history_ms);
     let (d, tags) = store.update_all(
@@ -266,11 +221,11 @@ impl CostTrackerCore {
         let [day, month, hour] = buckets else {
           unreachable!("three keys, three buckets")
         };
-        let d = apply(&self.config, now, day, month, &op);
-        apply_hour(hour, &op);
+        let d = apply(&self.config, now, day, month, op);
+        apply_hour(hour, op);
         (
           d,
-          (code == 1).then(|| (tag_list(&day.tags), tag_list(&month.tags))),
+          with_tags.then(|| (tag_list(&day.tags), tag_list(&month.tags))),
         )
       },
       |i, bucket| {
@@ -281,58 +236,18 @@ impl CostTrackerCore {
         }
       },
     )?;
-    Ok(shape(cal, d, tags))
+    Ok((cal, d, tags))
   }
 
-  /// The last `days` days' and `hours` hours' spend up to `now`, oldest first (in process).
-  #[napi(catch_unwind)]
-  pub fn history(&self, days: u32, hours: u32, now: f64) -> napi::Result<SpendHistory> {
-    let now = local(now);
-    let labels = history_labels(now, days, hours);
-    let (day_keys, _, hour_keys) = self.history_keys(&labels, now);
-    let store = self.backend.memory()?;
-    let read = |keys: &[String], with_tags: bool| -> napi::Result<Vec<Spent>> {
-      keys
-        .iter()
-        .map(|k| {
-          let s =
-            store.view::<Box<Bucket>, _>(k, now, |b| spent_of(Some(b.as_ref()), with_tags))?;
-          Ok(s.unwrap_or_default())
-        })
-        .collect()
-    };
-    let spent = (
-      Self::pad(labels.0.len(), read(&day_keys, true)?),
-      read(&hour_keys, false)?,
-    );
-    Ok(history_shape(labels, spent))
-  }
-
-  /// As `history`, from Redis (one script).
-  #[napi]
-  pub async fn history_async(&self, days: u32, hours: u32, now: f64) -> napi::Result<SpendHistory> {
-    let redis = open_redis(&self.backend)?;
-    let now = local(now);
-    let labels = history_labels(now, days, hours);
-    let (day_keys, tag_keys, hour_keys) = self.history_keys(&labels, now);
-    let (day_list, hour_list) = redis
-      .spend_history(&day_keys, &tag_keys, &hour_keys)
-      .await?;
-    let spent = (Self::pad(labels.0.len(), day_list), hour_list);
-    Ok(history_shape(labels, spent))
-  }
-
-  #[napi]
-  pub async fn run_async(
-    &self,
-    code: u32,
-    nano: f64,
-    hold_id: String,
-    tags: Vec<String>,
-    model: String,
+  /// As `run`, on Redis (one EVALSHA). `now` is the caller's clock: the calendar is the
+  /// caller's.
+  async fn run_redis(
+    self: Arc<Self>,
+    redis: Arc<crate::store::redis::RedisStore>,
+    op: Op,
     now: f64,
-  ) -> napi::Result<SpendDecision> {
-    let redis = open_redis(&self.backend)?;
+    with_tags: bool,
+  ) -> napi::Result<(Calendar, Decision, Option<TagTotals>)> {
     let now = local(now);
     let cal = calendar(now);
     let [day, day_tags, month, month_tags, hour] = self.keys(&cal);
@@ -343,10 +258,175 @@ impl CostTrackerCore {
       month_tags: &month_tags,
       hour: &hour,
     };
-    let op = op(code, nano, hold_id, tags, model);
     let (d, tags) = redis
-      .spend(keys, &cal, &self.config, now, &op, code == 1)
+      .spend(keys, &cal, &self.config, now, &op, with_tags)
       .await?;
-    Ok(shape(cal, d, tags))
+    Ok((cal, d, tags))
   }
+}
+
+/// Budgets in nano-dollars, < 0 for none; `history_ms`: how long a day's bucket is kept after
+/// the day.
+#[napi(ts_return_type = "ExternalObject<'CostTrackerCore'>")]
+pub fn cost_tracker_new(
+  store: &NativeStore,
+  base: String,
+  daily_budget: f64,
+  monthly_budget: f64,
+  hold_ms: f64,
+  thresholds: Vec<f64>,
+  history_ms: f64,
+) -> Core {
+  let budget = |b: f64| (b >= 0.0).then(|| ms(b));
+  External::new(Arc::new(CostTrackerCore {
+    backend: store.backend.clone(),
+    base,
+    config: Config {
+      daily_budget: budget(daily_budget),
+      monthly_budget: budget(monthly_budget),
+      hold_ms: ms(hold_ms).max(1),
+      thresholds,
+      history_ms: ms(history_ms),
+    },
+  }))
+}
+
+/// In-process decision, answered on the calling thread, written into `out`; returns the
+/// reply's length. `tags` are `key=value`; `holdId`, `tags` and `model` are undefined when
+/// the operation has none.
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'CostTrackerCore'>, code: number, nano: number, holdId: string | undefined, tags: string[] | undefined, model: string | undefined, now: number, out: Float64Array"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn cost_tracker_run(
+  core: &Core,
+  code: u32,
+  nano: f64,
+  hold_id: Option<String>,
+  tags: Option<Vec<String>>,
+  model: Option<String>,
+  now: f64,
+  mut out: Float64ArraySlice<'_>,
+) -> napi::Result<u32> {
+  let (cal, d, _) = core.run(&op(code, nano, hold_id, tags, model), now, false)?;
+  // SAFETY: `out` is a JS typed array borrowed for this synchronous call on the JS thread.
+  write(unsafe { out.as_mut() }, &reply(&cal, &d))
+}
+
+/// Redis decision (one EVALSHA); resolves to the reply's numbers.
+#[napi(
+  ts_args_type = "core: ExternalObject<'CostTrackerCore'>, code: number, nano: number, holdId: string | undefined, tags: string[] | undefined, model: string | undefined, now: number"
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn cost_tracker_run_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  code: u32,
+  nano: f64,
+  hold_id: Option<String>,
+  tags: Option<Vec<String>>,
+  model: Option<String>,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, Vec<f64>>> {
+  let (core, op) = (Arc::clone(core), op(code, nano, hold_id, tags, model));
+  on_redis(env, &core.backend.clone(), move |redis| async move {
+    let (cal, d, _) = core.run_redis(redis, op, now, false).await?;
+    Ok(reply(&cal, &d))
+  })
+}
+
+/// The totals with the spend per tag, in process: the numbers of a check written into `out`,
+/// the tags returned as JSON (`[day's, month's]`, each a list of `["key=value", nano]`).
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'CostTrackerCore'>, now: number, out: Float64Array"
+)]
+pub fn cost_tracker_tags(
+  core: &Core,
+  now: f64,
+  mut out: Float64ArraySlice<'_>,
+) -> napi::Result<String> {
+  let (cal, d, tags) = core.run(&Op::Check, now, true)?;
+  // SAFETY: as in `cost_tracker_run`.
+  write(unsafe { out.as_mut() }, &reply(&cal, &d))?;
+  Ok(tags_text(&tags.unwrap_or_default()))
+}
+
+/// The reply of `costTrackerTagsAsync`.
+#[napi(object)]
+pub struct SpendTags {
+  /// A check's numbers, in the layout above.
+  pub reply: Vec<f64>,
+  /// The spend per tag, as `costTrackerTags` returns it.
+  pub tags: String,
+}
+
+/// `costTrackerTags` on Redis (one EVALSHA): the check's numbers and the tags' JSON.
+#[napi(ts_args_type = "core: ExternalObject<'CostTrackerCore'>, now: number")]
+pub fn cost_tracker_tags_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, SpendTags>> {
+  let core = Arc::clone(core);
+  on_redis(env, &core.backend.clone(), move |redis| async move {
+    let (cal, d, tags) = core.run_redis(redis, Op::Check, now, true).await?;
+    Ok(SpendTags {
+      reply: reply(&cal, &d),
+      tags: tags_text(&tags.unwrap_or_default()),
+    })
+  })
+}
+
+/// The last `days` days' and `hours` hours' spend up to `now`, oldest first, in process, as
+/// JSON (`{days, hours}`, each a list of `{label, start, nano, models, tags}`; `models` and
+/// `tags` are lists of `[name, nano]`).
+#[napi(
+  catch_unwind,
+  ts_args_type = "core: ExternalObject<'CostTrackerCore'>, days: number, hours: number, now: number"
+)]
+pub fn cost_tracker_history(core: &Core, days: u32, hours: u32, now: f64) -> napi::Result<String> {
+  let now = local(now);
+  let labels = history_labels(now, days, hours);
+  let (day_keys, _, hour_keys) = core.history_keys(&labels, now);
+  let store = core.backend.memory()?;
+  let read = |keys: &[String], with_tags: bool| -> napi::Result<Vec<Spent>> {
+    keys
+      .iter()
+      .map(|k| {
+        let s = store.view::<Box<Bucket>, _>(k, now, |b| spent_of(Some(b.as_ref()), with_tags))?;
+        Ok(s.unwrap_or_default())
+      })
+      .collect()
+  };
+  let spent = (
+    CostTrackerCore::pad(labels.0.len(), read(&day_keys, true)?),
+    read(&hour_keys, false)?,
+  );
+  Ok(history_text(labels, spent))
+}
+
+/// As `costTrackerHistory`, from Redis (one script).
+#[napi(
+  ts_args_type = "core: ExternalObject<'CostTrackerCore'>, days: number, hours: number, now: number"
+)]
+pub fn cost_tracker_history_async<'env>(
+  env: &'env Env,
+  core: &Core,
+  days: u32,
+  hours: u32,
+  now: f64,
+) -> napi::Result<PromiseRaw<'env, String>> {
+  let core = Arc::clone(core);
+  on_redis(env, &core.backend.clone(), move |redis| async move {
+    let now = local(now);
+    let labels = history_labels(now, days, hours);
+    let (day_keys, tag_keys, hour_keys) = core.history_keys(&labels, now);
+    let (day_list, hour_list) = redis
+      .spend_history(&day_keys, &tag_keys, &hour_keys)
+      .await?;
+    let spent = (CostTrackerCore::pad(labels.0.len(), day_list), hour_list);
+    Ok(history_text(labels, spent))
+  })
 }

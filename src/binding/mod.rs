@@ -32,14 +32,15 @@
 //!   both paths. Every synchronous export has `catch_unwind`: a panic becomes
 //!   `ERR_TOLLGATE_INTERNAL`, never an abort.
 //!
-//! Two replies carry text beside their numbers and come back as small objects, off the hot
-//! paths: SemanticCache's hit (the stored key, question and response) and CostTracker's
-//! decision (its tag totals). Quota's rate-budget store adapter (`quotaApply`) hands a user's
-//! store state across as JSON text both ways, that state being a payload the user's store
-//! keeps. Quota's Redis decision resolves to `[numbers, prevId]`: the memory path's numbers
-//! and the hold's previous hold id beside them (text; the memory path reads it with
-//! `quotaLastPrevId`, a promise cannot share that slot).
-//! Not on the convention yet: CostTracker's handle (a `#[napi]` class).
+//! Two replies carry text beside their numbers, off the hot paths: SemanticCache's hit (the
+//! stored key, question and response) comes back as a small object, and CostTracker's totals
+//! with the spend per tag as its decision's numbers beside the tags as JSON text
+//! (`costTrackerTags`; on Redis a `{reply, tags}` pair). Quota's Redis decision resolves to
+//! `[numbers, prevId]`: the memory path's numbers and the hold's previous hold id beside them
+//! (text; the memory path reads it with `quotaLastPrevId`, a promise cannot share that slot).
+//! Quota's rate-budget store adapter (`quotaApply`) hands a user's store state across as JSON
+//! text both ways, that state being a payload the user's store keeps. Every class is on the
+//! convention.
 
 // Under `cargo test` napi-derive compiles the exports out, which leaves these unused.
 #![cfg_attr(test, allow(dead_code))]
