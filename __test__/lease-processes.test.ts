@@ -6,54 +6,17 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { RateLimiter, RedisStore } from '../lib/index.js'
+import { sixUnevenProcesses } from './helpers/lease-processes.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
 const worker = path.join(__dirname, 'helpers', 'lease-worker.cjs')
 
-/** The most decisions in any window of `windowMs` (a decision at t counts while now < t + W). */
-function busiestWindow(times: number[], windowMs: number): number {
-  const t = [...times].sort((a, b) => a - b)
-  let most = 0
-  let lo = 0
-  for (let hi = 0; hi < t.length; hi++) {
-    while (t[hi] - t[lo] >= windowMs) lo++
-    most = Math.max(most, hi - lo + 1)
-  }
-  return most
-}
-
 describe('leased RateLimiter: 6 processes on one Redis limit', () => {
   it('admits at most the limit in every window, and at least 95 % of it under saturation', async () => {
-    const prefix = `t:lease-procs:${Date.now()}:`
-    const max = 200
-    const windowMs = 1000
-    const durationMs = 4000
-    // Uneven rates (per second): two slow, two near their share, two far beyond the limit.
-    const rates = [20, 60, 100, 150, 0, 0]
-    const outs = await Promise.all(
-      rates.map(async (rate) => {
-        const { stdout } = await run(process.execPath, [worker, 'run', redisUrl(), prefix, String(max), String(windowMs), String(rate), String(durationMs)], { timeout: 15_000 })
-        return JSON.parse(stdout) as { admitted: number[]; refused: number; calls: number }
-      }),
-    )
-    const all = outs.flatMap((o) => o.admitted).sort((a, b) => a - b)
-    expect(busiestWindow(all, windowMs)).toBeLessThanOrEqual(max)
-    // Saturation: over the whole windows after the first, at least 95 % of the limit.
-    const from = all[0] + windowMs
-    const windows = Math.floor((all[all.length - 1] - from) / windowMs)
-    expect(windows).toBeGreaterThanOrEqual(2)
-    const steady = all.filter((t) => t >= from && t < from + windows * windowMs).length
-    expect(steady).toBeGreaterThanOrEqual(0.95 * max * windows)
-    // Fair shares: the slowest (20/s, well under its max-min share) got at least half of what
-    // it asked for, though the busiest ask all the time; the busiest got the most.
-    expect(outs[0].admitted.length).toBeGreaterThanOrEqual(0.5 * 20 * (durationMs / 1000))
-    for (const o of outs) expect(o.admitted.length).toBeGreaterThan(0)
+    const outs = await sixUnevenProcesses(worker, `t:lease-procs:${Date.now()}:`)
+    // The busiest ask all the time, and got the most.
     expect(Math.max(outs[4].admitted.length, outs[5].admitted.length)).toBe(Math.max(...outs.map((o) => o.admitted.length)))
-    // Most decisions were answered in-process.
-    const decisions = outs.reduce((n, o) => n + o.admitted.length + o.refused, 0)
-    const calls = outs.reduce((n, o) => n + o.calls, 0)
-    expect(calls).toBeLessThan(decisions / 5)
   }, 20_000)
 
   it('a process that ends without close() gives its lease back before it exits, and exits by itself', async () => {
