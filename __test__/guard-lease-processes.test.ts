@@ -1,12 +1,12 @@
 // The guard's leased limits across real processes (docs/leases.md, docs/guard.md): one guard
 // limit shared by many processes stays exact in every window while each answers most decisions
 // in-process, and a killed process's lease ends on its own.
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { Guard, RedisStore } from '../lib/index.js'
-import { sixUnevenProcesses } from './helpers/lease-processes.js'
+import { killedHolder, sixUnevenProcesses } from './helpers/lease-processes.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
@@ -51,23 +51,7 @@ describe('leased guard limit: 6 processes on one Redis limit', () => {
     const prefix = `t:glease-kill:${Date.now()}:`
     const max = 100
     const windowMs = 1000
-    const child = spawn(process.execPath, [worker, 'hold', redisUrl(), prefix, String(max), String(windowMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const line: string = await new Promise((resolve, reject) => {
-      let out = ''
-      child.stdout.on('data', (d) => {
-        out += d
-        if (out.includes('\n')) resolve(out)
-      })
-      child.on('exit', () => reject(new Error(`worker exited: ${out}`)))
-    })
-    const [, units, ok] = line.trim().split(' ')
-    expect(ok).toBe('true')
-    const held = Number(units)
-    expect(held).toBeGreaterThan(1)
-    const exited = new Promise((resolve) => child.on('exit', resolve))
-    child.kill('SIGKILL')
-    await exited
-    const killedAt = Date.now()
+    const { held, killedAt } = await killedHolder(worker, prefix, max, windowMs)
 
     const store = new RedisStore(redisUrl())
     const g = new Guard({ store, prefix, limits: [{ id: 'rpw', scope: 'shared', requests: max, per: windowMs, lease: true }] })

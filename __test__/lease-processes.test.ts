@@ -1,12 +1,12 @@
 // Leased limits across real processes (docs/leases.md): the limit stays exact in every window
 // while each process answers most decisions in-process, and a killed process's lease ends on
 // its own.
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { RateLimiter, RedisStore } from '../lib/index.js'
-import { sixUnevenProcesses } from './helpers/lease-processes.js'
+import { killedHolder, sixUnevenProcesses } from './helpers/lease-processes.js'
 import { redisUrl } from './helpers/stores.js'
 
 const run = promisify(execFile)
@@ -43,23 +43,7 @@ describe('leased RateLimiter: 6 processes on one Redis limit', () => {
     const prefix = `t:lease-kill:${Date.now()}:`
     const max = 100
     const windowMs = 1000
-    const child = spawn(process.execPath, [worker, 'hold', redisUrl(), prefix, String(max), String(windowMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const line: string = await new Promise((resolve, reject) => {
-      let out = ''
-      child.stdout.on('data', (d) => {
-        out += d
-        if (out.includes('\n')) resolve(out)
-      })
-      child.on('exit', () => reject(new Error(`worker exited: ${out}`)))
-    })
-    const [, units, allowed] = line.trim().split(' ')
-    expect(allowed).toBe('true')
-    const held = Number(units)
-    expect(held).toBeGreaterThan(1)
-    const exited = new Promise((resolve) => child.on('exit', resolve))
-    child.kill('SIGKILL')
-    await exited
-    const killedAt = Date.now()
+    const { held, killedAt } = await killedHolder(worker, prefix, max, windowMs)
 
     const store = new RedisStore(redisUrl())
     const rl = new RateLimiter(store, { maxRequests: max, windowSeconds: windowMs / 1000, prefix, lease: true })

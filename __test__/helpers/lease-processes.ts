@@ -2,7 +2,7 @@
 // six worker processes at uneven rates on one leased Redis limit, and what every such run must
 // show — never above the limit in any window, ≥ 95 % of it admitted under saturation, the
 // slowest process served, most decisions answered in-process.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { promisify } from 'node:util'
 import { expect } from 'vitest'
 import { redisUrl } from './stores.js'
@@ -52,4 +52,29 @@ export async function sixUnevenProcesses(worker: string, prefix: string, max = 2
   const calls = outs.reduce((n, o) => n + o.calls, 0)
   expect(calls).toBeLessThan(decisions / 5)
   return outs
+}
+
+/**
+ * Starts `worker hold <redis> <prefix> <max> <windowMs>`, reads the units its lease holds (the
+ * worker prints `<anything> <units> <allowed>` once it holds one), SIGKILLs it and waits for
+ * it to be gone. Returns the units it held and when it was killed.
+ */
+export async function killedHolder(worker: string, prefix: string, max: number, windowMs: number): Promise<{ held: number; killedAt: number }> {
+  const child = spawn(process.execPath, [worker, 'hold', redisUrl(), prefix, String(max), String(windowMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const line: string = await new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (d) => {
+      out += d
+      if (out.includes('\n')) resolve(out)
+    })
+    child.on('exit', () => reject(new Error(`worker exited: ${out}`)))
+  })
+  const [, units, allowed] = line.trim().split(' ')
+  expect(allowed).toBe('true')
+  const held = Number(units)
+  expect(held).toBeGreaterThan(1)
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  child.kill('SIGKILL')
+  await exited
+  return { held, killedAt: Date.now() }
 }
