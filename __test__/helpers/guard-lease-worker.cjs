@@ -19,7 +19,7 @@ const limit = kind === 'tokens' ? { id: 'tpw', tokens: Number(max) } : { id: 'rp
 const guard = new Guard({ store, prefix, limits: [{ ...limit, scope: 'shared', per: Number(windowMs), lease: true }] })
 const request = { model: 'gpt-4o-mini', tokens: 10, maxTokens: 10 }
 const usage = { inputTokens: 10, outputTokens: 5 }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const { paced, sleep } = require('./paced.cjs')
 
 async function main() {
   if (kind === 'hold') {
@@ -29,36 +29,24 @@ async function main() {
     return
   }
   const admitted = []
-  const end = Date.now() + Number(durationMs)
-  const gap = Number(rate) > 0 ? 1000 / Number(rate) : 0
-  let next = Date.now()
   let refused = 0
-  let k = 0
-  while (Date.now() < end) {
+  await paced(Number(rate), Number(durationMs), async (k) => {
     if (kind === 'tokens') {
-      const out = k++ % 31
+      const out = k % 31
       const d = await guard.acquire({}, { ...request, maxTokens: out })
       if (d.ok) {
-        const used = 10 + Math.floor(out / 2)
-        admitted.push([last, used])
+        admitted.push([last, 10 + Math.floor(out / 2)])
         await d.settle({ inputTokens: 10, outputTokens: Math.floor(out / 2) })
       } else refused++
-      if (!d.ok || admitted.length % 64 === 0) await new Promise((r) => setImmediate(r))
-      continue
+      return d.ok
     }
     const d = await guard.acquire({}, request)
     if (d.ok) {
       admitted.push(last)
       await d.settle(usage)
     } else refused++
-    if (gap > 0) {
-      next += gap
-      const wait = next - Date.now()
-      if (wait > 0) await sleep(wait)
-    } else if (!d.ok || admitted.length % 64 === 0) {
-      await new Promise((r) => setImmediate(r)) // let timers (lease returns) run
-    }
-  }
+    return d.ok
+  })
   await guard.close()
   const calls = guard.stats().redisCalls
   await store.close()

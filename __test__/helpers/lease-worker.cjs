@@ -14,7 +14,7 @@ const [kind, url, prefix, max, windowMs, rate, durationMs] = process.argv.slice(
 let last = 0
 const store = new RedisStore(url, { commandTimeoutMs: 10_000, now: () => (last = Date.now()) })
 const rl = new RateLimiter(store, { maxRequests: Number(max), windowSeconds: Number(windowMs) / 1000, prefix, lease: true })
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const { paced, sleep } = require('./paced.cjs')
 
 async function main() {
   if (kind === 'exit') {
@@ -31,22 +31,13 @@ async function main() {
     return
   }
   const admitted = []
-  const end = Date.now() + Number(durationMs)
-  const gap = Number(rate) > 0 ? 1000 / Number(rate) : 0
-  let next = Date.now()
   let refused = 0
-  while (Date.now() < end) {
+  await paced(Number(rate), Number(durationMs), async () => {
     const r = await rl.consume('shared')
     if (r.allowed) admitted.push(last)
     else refused++
-    if (gap > 0) {
-      next += gap
-      const wait = next - Date.now()
-      if (wait > 0) await sleep(wait)
-    } else if (!r.allowed || admitted.length % 64 === 0) {
-      await new Promise((r) => setImmediate(r)) // let timers (lease returns) run
-    }
-  }
+    return r.allowed
+  })
   await rl.close()
   const calls = rl.stats().redisCalls
   await store.close()
